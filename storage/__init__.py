@@ -1,0 +1,31 @@
+"""Persistence: agent records, memory blocks, the message log, passages and embeddings."""
+
+from storage.records import (
+    Agent,
+    Block,
+    BlockEdit,
+    FileMeta,
+    Message,
+    Passage,
+    Run,
+    Source,
+    Tool,
+    ToolCall,
+    ToolRule,
+    Usage,
+)
+
+__all__ = (
+    "Agent",
+    "Block",
+    "BlockEdit",
+    "FileMeta",
+    "Message",
+    "Passage",
+    "Run",
+    "Source",
+    "Tool",
+    "ToolCall",
+    "ToolRule",
+    "Usage",
+)

@@ -1,0 +1,112 @@
+"""Every Redis key of persisted state. Streams and leases live in :mod:`bus.keys`.
+
+All keys of one agent share the Redis Cluster hash tag ``{<agent_id>}`` so that a step's
+writes can commit in one transaction on one shard. Records not owned by one agent (blocks,
+tools, sources) carry their own id as hash tag.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "PREFIX",
+    "agent",
+    "agent_messages",
+    "agent_names",
+    "agent_recall_index",
+    "agent_tags",
+    "agents_all",
+    "block",
+    "block_agents",
+    "block_history",
+    "blocks_all",
+    "file",
+    "message",
+    "run",
+    "source",
+    "source_files",
+    "sources_all",
+    "tool",
+    "tool_names",
+    "tools_all",
+)
+
+PREFIX = "mg"
+
+
+def agent(agent_id: str) -> str:
+    return f"{PREFIX}:{{{agent_id}}}:agent"
+
+
+def agent_messages(agent_id: str) -> str:
+    """Sorted set of message ids scored by seq: the agent's whole log (recall memory)."""
+    return f"{PREFIX}:{{{agent_id}}}:messages"
+
+
+def message(agent_id: str, message_id: str) -> str:
+    return f"{PREFIX}:{{{agent_id}}}:msg:{message_id}"
+
+
+def agent_recall_index(agent_id: str, term: str) -> str:
+    """Inverted index of recall memory: term -> sorted set of message seqs."""
+    return f"{PREFIX}:{{{agent_id}}}:ix:{term}"
+
+
+def run(agent_id: str, run_id: str) -> str:
+    return f"{PREFIX}:{{{agent_id}}}:run:{run_id}"
+
+
+def agents_all() -> str:
+    return f"{PREFIX}:agents"
+
+
+def agent_names() -> str:
+    """Hash name -> agent id (names are unique)."""
+    return f"{PREFIX}:agent-names"
+
+
+def agent_tags(tag: str) -> str:
+    return f"{PREFIX}:agent-tag:{tag}"
+
+
+def block(block_id: str) -> str:
+    return f"{PREFIX}:{{{block_id}}}:block"
+
+
+def block_history(block_id: str) -> str:
+    return f"{PREFIX}:{{{block_id}}}:history"
+
+
+def block_agents(block_id: str) -> str:
+    return f"{PREFIX}:{{{block_id}}}:agents"
+
+
+def blocks_all() -> str:
+    return f"{PREFIX}:blocks"
+
+
+def tool(tool_id: str) -> str:
+    return f"{PREFIX}:tool:{tool_id}"
+
+
+def tool_names() -> str:
+    return f"{PREFIX}:tool-names"
+
+
+def tools_all() -> str:
+    return f"{PREFIX}:tools"
+
+
+def source(source_id: str) -> str:
+    return f"{PREFIX}:source:{source_id}"
+
+
+def sources_all() -> str:
+    return f"{PREFIX}:sources"
+
+
+def file(file_id: str) -> str:
+    return f"{PREFIX}:file:{file_id}"
+
+
+def source_files(source_id: str) -> str:
+    return f"{PREFIX}:source-files:{source_id}"

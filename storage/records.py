@@ -1,0 +1,310 @@
+"""Stored records: msgspec Structs, one encoder/decoder per type.
+
+Every record carries ``v`` (schema version) so that a later release can read what an
+earlier one wrote. Ids follow Letta's shape (``agent-<uuid>``, ``block-<uuid>``...), so that
+REST clients written for Letta see familiar values.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+__all__ = (
+    "Agent",
+    "Block",
+    "BlockEdit",
+    "Conditional",
+    "ConstrainChildTools",
+    "ContinueLoop",
+    "ExitLoop",
+    "FileMeta",
+    "MaxCountPerStep",
+    "Message",
+    "ParentLastTool",
+    "Passage",
+    "RequiredBeforeExit",
+    "RequiresApproval",
+    "Run",
+    "RunFirst",
+    "Source",
+    "Tool",
+    "ToolCall",
+    "ToolRule",
+    "Usage",
+    "decode",
+    "encode",
+    "new_id",
+    "now",
+)
+
+SCHEMA_VERSION = 1
+
+
+def new_id(prefix: str) -> str:
+    """A Letta-shaped id such as ``agent-3f0c...``."""
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+def now() -> float:
+    """Wall-clock seconds since the epoch; records store floats, APIs render ISO 8601."""
+    return time.time()
+
+
+class _Record(msgspec.Struct, kw_only=True, omit_defaults=True):
+    v: int = SCHEMA_VERSION
+
+
+# --- memory blocks -------------------------------------------------------------------------
+
+
+class Block(_Record, kw_only=True):
+    """A labelled piece of core memory; its own record so that many agents can attach it."""
+
+    id: str
+    label: str
+    value: str = ""
+    limit: int = 5000
+    description: str = ""
+    read_only: bool = False
+    version: int = 1
+    created_at: float = msgspec.field(default_factory=now)
+    updated_at: float = msgspec.field(default_factory=now)
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class BlockEdit(_Record, kw_only=True):
+    """One entry of a block's history."""
+
+    block_id: str
+    version: int
+    value: str
+    editor: str
+    at: float = msgspec.field(default_factory=now)
+
+
+# --- tool rules (tagged on "type", with Letta's names) ----------------------------------------
+
+
+class RunFirst(_Record, tag="run_first", tag_field="type", kw_only=True):
+    tool_name: str
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ExitLoop(_Record, tag="exit_loop", tag_field="type", kw_only=True):
+    tool_name: str
+
+
+class ContinueLoop(_Record, tag="continue_loop", tag_field="type", kw_only=True):
+    tool_name: str
+
+
+class ConstrainChildTools(_Record, tag="constrain_child_tools", tag_field="type", kw_only=True):
+    tool_name: str
+    children: list[str]
+
+
+class ParentLastTool(_Record, tag="parent_last_tool", tag_field="type", kw_only=True):
+    tool_name: str
+    parents: list[str]
+
+
+class Conditional(_Record, tag="conditional", tag_field="type", kw_only=True):
+    tool_name: str
+    child_output_mapping: dict[str, str]
+    default_child: str | None = None
+    require_output_mapping: bool = False
+
+
+class MaxCountPerStep(_Record, tag="max_count_per_step", tag_field="type", kw_only=True):
+    tool_name: str
+    max_count_limit: int
+
+
+class RequiredBeforeExit(_Record, tag="required_before_exit", tag_field="type", kw_only=True):
+    tool_name: str
+
+
+class RequiresApproval(_Record, tag="requires_approval", tag_field="type", kw_only=True):
+    tool_name: str
+
+
+ToolRule = (
+    RunFirst
+    | ExitLoop
+    | ContinueLoop
+    | ConstrainChildTools
+    | ParentLastTool
+    | Conditional
+    | MaxCountPerStep
+    | RequiredBeforeExit
+    | RequiresApproval
+)
+
+
+# --- agents --------------------------------------------------------------------------------
+
+
+class Agent(_Record, kw_only=True):
+    """An agent's durable state. Messages and blocks are records of their own."""
+
+    id: str
+    name: str
+    system: str
+    model: str
+    embedding: str
+    tools: list[str] = msgspec.field(default_factory=list)
+    tool_rules: list[ToolRule] = msgspec.field(default_factory=list)
+    block_ids: list[str] = msgspec.field(default_factory=list)
+    message_ids: list[str] = msgspec.field(default_factory=list)
+    summary: str = ""
+    tags: list[str] = msgspec.field(default_factory=list)
+    description: str = ""
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    context_window: int = 32000
+    max_steps: int = 10
+    last_memory_edit_at: float | None = None
+    created_at: float = msgspec.field(default_factory=now)
+    updated_at: float = msgspec.field(default_factory=now)
+
+
+# --- messages (recall memory) --------------------------------------------------------------
+
+
+class ToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    name: str
+    arguments: str
+
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class Message(_Record, kw_only=True):
+    """One message of an agent's log, in OpenAI chat shape plus bookkeeping.
+
+    ``seq`` orders an agent's messages; ``run_id``/``step_id`` say which run and step wrote it.
+    A tool return carries ``tool_call_id`` and ``name``; ``status`` is ``error`` for a tool error.
+    """
+
+    id: str
+    agent_id: str
+    role: Role
+    content: str = ""
+    seq: int = 0
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+    status: Literal["success", "error"] | None = None
+    run_id: str | None = None
+    step_id: str | None = None
+    otid: str | None = None
+    sender_id: str | None = None
+    created_at: float = msgspec.field(default_factory=now)
+
+
+# --- archival memory -----------------------------------------------------------------------
+
+
+class Passage(_Record, kw_only=True):
+    """A piece of archival memory; its vector lives in Qdrant beside this payload."""
+
+    id: str
+    owner_id: str
+    text: str
+    tags: list[str] = msgspec.field(default_factory=list)
+    source_id: str | None = None
+    file_id: str | None = None
+    created_at: float = msgspec.field(default_factory=now)
+
+
+# --- tools ---------------------------------------------------------------------------------
+
+
+class Tool(_Record, kw_only=True):
+    """A tool an agent can call. Base tools ship with memgrid; custom ones carry their source."""
+
+    id: str
+    name: str
+    description: str = ""
+    json_schema: dict[str, Any] = msgspec.field(default_factory=dict)
+    source_code: str | None = None
+    import_path: str | None = None
+    tool_type: Literal["base", "custom"] = "custom"
+    tags: list[str] = msgspec.field(default_factory=list)
+    return_char_limit: int = 6000
+    created_at: float = msgspec.field(default_factory=now)
+
+
+# --- sources and files ---------------------------------------------------------------------
+
+
+class Source(_Record, kw_only=True):
+    id: str
+    name: str
+    description: str = ""
+    embedding: str = ""
+    created_at: float = msgspec.field(default_factory=now)
+
+
+class FileMeta(_Record, kw_only=True):
+    id: str
+    source_id: str
+    file_name: str
+    file_type: str = "text/plain"
+    file_size: int = 0
+    status: Literal["pending", "processing", "completed", "error"] = "pending"
+    passages: int = 0
+    error: str | None = None
+    created_at: float = msgspec.field(default_factory=now)
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    step_count: int = 0
+
+    def add(self, prompt: int, completion: int) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.total_tokens += prompt + completion
+
+
+RunStatus = Literal["created", "running", "completed", "failed", "cancelled"]
+
+
+class Run(_Record, kw_only=True):
+    id: str
+    agent_id: str
+    status: RunStatus = "created"
+    stop_reason: str | None = None
+    usage: Usage = msgspec.field(default_factory=Usage)
+    otid: str | None = None
+    error: str | None = None
+    created_at: float = msgspec.field(default_factory=now)
+    completed_at: float | None = None
+
+
+_T = TypeVar("_T")
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    """JSON bytes of a record (JSON, not msgpack, so that Redis values stay readable)."""
+    return _encoder.encode(record)
+
+
+def decode(kind: type[_T], data: bytes | str) -> _T:
+    """Decode ``data`` as ``kind`` with a decoder cached per type."""
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    return decoder.decode(data)  # type: ignore[no-any-return]  # cached per kind
