@@ -161,11 +161,13 @@ class Agent(_Record, kw_only=True):
     block_ids: list[str] = msgspec.field(default_factory=list)
     message_ids: list[str] = msgspec.field(default_factory=list)
     summary: str = ""
+    evicted_count: int = 0
     tags: list[str] = msgspec.field(default_factory=list)
     description: str = ""
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     context_window: int = 32000
     max_steps: int = 10
+    model_endpoint: str | None = None
     last_memory_edit_at: float | None = None
     created_at: float = msgspec.field(default_factory=now)
     updated_at: float = msgspec.field(default_factory=now)
@@ -188,6 +190,8 @@ class Message(_Record, kw_only=True):
 
     ``seq`` orders an agent's messages; ``run_id``/``step_id`` say which run and step wrote it.
     A tool return carries ``tool_call_id`` and ``name``; ``status`` is ``error`` for a tool error.
+    ``reply`` marks assistant text with no tool call that was delivered to the user as the reply
+    (for models that ignore ``send_message``).
     """
 
     id: str
@@ -203,6 +207,7 @@ class Message(_Record, kw_only=True):
     step_id: str | None = None
     otid: str | None = None
     sender_id: str | None = None
+    reply: bool = False
     created_at: float = msgspec.field(default_factory=now)
 
 

@@ -1,0 +1,165 @@
+"""Agent records in Redis: create, read, list, update, delete, with unique names.
+
+An agent's record holds what the step loop needs every step (system prompt, model, tools,
+rules, attached block ids, in-context message ids, summary). Messages and blocks are records of
+their own (see :mod:`storage.messages` and :mod:`storage.blocks`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from storage import keys
+from storage._util import text, texts
+from storage.errors import Conflict, InvalidRecord, NotFound
+from storage.records import Agent, decode, encode, now
+
+__all__ = ("AgentStore",)
+
+# KEYS: names hash, agent key, all-agents set. ARGV: name, id, json.
+_CREATE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1
+"""
+
+# KEYS: names hash, agent key. ARGV: old name, new name, id, json.
+_RENAME = """
+if ARGV[1] ~= ARGV[2] then
+  if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return 0 end
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('SET', KEYS[2], ARGV[4])
+return 1
+"""
+
+
+class AgentStore:
+    """Agents in Redis. Names are unique (a hash name -> id guards them)."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._create = redis.register_script(_CREATE)
+        self._rename = redis.register_script(_RENAME)
+
+    async def create(self, agent: Agent) -> Agent:
+        _validate(agent)
+        created = await self._create(
+            keys=[keys.agent_names(), keys.agent(agent.id), keys.agents_all()],
+            args=[agent.name, agent.id, encode(agent)],
+        )
+        if not created:
+            raise Conflict(f"an agent named {agent.name!r} already exists; pick another name")
+        if agent.tags:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for tag in agent.tags:
+                    pipe.sadd(keys.agent_tags(tag), agent.id)
+                await pipe.execute()
+        return agent
+
+    async def get(self, agent_id: str) -> Agent:
+        raw = await self._redis.get(keys.agent(agent_id))
+        if raw is None:
+            raise NotFound(f"no agent with id {agent_id!r}")
+        return decode(Agent, raw)
+
+    async def id_for_name(self, name: str) -> str | None:
+        raw = await self._redis.hget(keys.agent_names(), name)
+        return text(raw) if raw is not None else None
+
+    async def resolve(self, name_or_id: str) -> Agent:
+        """The agent with this id, else with this name."""
+        raw = await self._redis.get(keys.agent(name_or_id))
+        if raw is not None:
+            return decode(Agent, raw)
+        agent_id = await self.id_for_name(name_or_id)
+        if agent_id is None:
+            raise NotFound(f"no agent named or with id {name_or_id!r}; see `memgrid agents list`")
+        return await self.get(agent_id)
+
+    async def list(
+        self,
+        *,
+        name: str | None = None,
+        tags: Sequence[str] = (),
+        match_all_tags: bool = False,
+    ) -> builtins.list[Agent]:
+        """Agents, oldest first, optionally filtered by exact name and tags."""
+        if name is not None:
+            agent_id = await self.id_for_name(name)
+            ids = [agent_id] if agent_id else []
+        elif tags:
+            tag_keys = [keys.agent_tags(t) for t in tags]
+            members = await (
+                self._redis.sinter(tag_keys) if match_all_tags else self._redis.sunion(tag_keys)
+            )
+            ids = texts(members)
+        else:
+            ids = texts(await self._redis.smembers(keys.agents_all()))
+        if not ids:
+            return []
+        raws = await self._redis.mget([keys.agent(i) for i in ids])
+        agents = [decode(Agent, raw) for raw in raws if raw is not None]
+        return sorted(agents, key=lambda a: (a.created_at, a.id))
+
+    async def save(self, agent: Agent, *, previous_name: str | None = None) -> Agent:
+        """Write a changed record (renames keep names unique)."""
+        _validate(agent)
+        agent = msgspec.structs.replace(agent, updated_at=now())
+        ok = await self._rename(
+            keys=[keys.agent_names(), keys.agent(agent.id)],
+            args=[previous_name or agent.name, agent.name, agent.id, encode(agent)],
+        )
+        if not ok:
+            raise Conflict(f"an agent named {agent.name!r} already exists; pick another name")
+        return agent
+
+    async def update(self, agent_id: str, **fields: Any) -> Agent:
+        """Change fields of an agent and save it; tags are re-indexed."""
+        current = await self.get(agent_id)
+        updated = msgspec.structs.replace(current, **fields)
+        saved = await self.save(updated, previous_name=current.name)
+        if "tags" in fields:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for tag in set(current.tags) - set(saved.tags):
+                    pipe.srem(keys.agent_tags(tag), agent_id)
+                for tag in saved.tags:
+                    pipe.sadd(keys.agent_tags(tag), agent_id)
+                await pipe.execute()
+        return saved
+
+    def stage_save(self, pipe: aioredis.client.Pipeline, agent: Agent) -> None:
+        """Add a write of ``agent`` (name unchanged) to the caller's transaction."""
+        pipe.set(keys.agent(agent.id), encode(agent))
+
+    async def delete(self, agent_id: str) -> Agent:
+        """Delete the record and its indexes. Messages and blocks are cleaned by the caller."""
+        agent = await self.get(agent_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.agent(agent_id))
+            pipe.hdel(keys.agent_names(), agent.name)
+            pipe.srem(keys.agents_all(), agent_id)
+            for tag in agent.tags:
+                pipe.srem(keys.agent_tags(tag), agent_id)
+            await pipe.execute()
+        return agent
+
+    async def count(self) -> int:
+        return int(await self._redis.scard(keys.agents_all()))
+
+
+def _validate(agent: Agent) -> None:
+    if not agent.name.strip():
+        raise InvalidRecord("an agent needs a non-empty name")
+    if agent.max_steps < 1:
+        raise InvalidRecord(f"max_steps must be at least 1, got {agent.max_steps}")
+    if agent.context_window < 512:
+        raise InvalidRecord(
+            f"context_window must be at least 512 tokens, got {agent.context_window}"
+        )

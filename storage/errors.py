@@ -1,0 +1,27 @@
+"""Errors raised by storage.
+
+StorageError
+├── NotFound            an id or name that does not exist
+├── Conflict            a unique name taken, or a version that moved under a write
+└── InvalidRecord       a record that breaks a rule (limit, read-only, empty label...)
+"""
+
+from __future__ import annotations
+
+__all__ = ("Conflict", "InvalidRecord", "NotFound", "StorageError")
+
+
+class StorageError(Exception):
+    """Base class of every error raised by :mod:`storage`."""
+
+
+class NotFound(StorageError):
+    """The record does not exist; the message names what was looked up."""
+
+
+class Conflict(StorageError):
+    """A uniqueness or version conflict; the message says which."""
+
+
+class InvalidRecord(StorageError):
+    """The record breaks a rule; the message says which and how to fix it."""

@@ -1,0 +1,74 @@
+"""Tool records in Redis, unique by name (agents refer to tools by name)."""
+
+from __future__ import annotations
+
+import builtins
+
+import msgspec
+import redis.asyncio as aioredis
+
+from storage import keys
+from storage._util import text, texts
+from storage.errors import NotFound
+from storage.records import Tool, decode, encode
+
+__all__ = ("ToolStore",)
+
+
+class ToolStore:
+    """Create-or-replace by name, get by id or name, list, delete."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def upsert(self, tool: Tool) -> Tool:
+        """Store ``tool``; a tool with the same name keeps its id and is replaced."""
+        existing = await self._redis.hget(keys.tool_names(), tool.name)
+        if existing is not None and text(existing) != tool.id:
+            tool = msgspec.structs.replace(tool, id=text(existing))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.tool(tool.id), encode(tool))
+            pipe.hset(keys.tool_names(), tool.name, tool.id)
+            pipe.sadd(keys.tools_all(), tool.id)
+            await pipe.execute()
+        return tool
+
+    async def get(self, tool_id: str) -> Tool:
+        raw = await self._redis.get(keys.tool(tool_id))
+        if raw is None:
+            raise NotFound(f"no tool with id {tool_id!r}")
+        return decode(Tool, raw)
+
+    async def get_by_name(self, name: str) -> Tool | None:
+        tool_id = await self._redis.hget(keys.tool_names(), name)
+        if tool_id is None:
+            return None
+        raw = await self._redis.get(keys.tool(text(tool_id)))
+        return decode(Tool, raw) if raw is not None else None
+
+    async def get_many_by_name(self, names: builtins.list[str]) -> dict[str, Tool]:
+        if not names:
+            return {}
+        ids = await self._redis.hmget(keys.tool_names(), names)
+        wanted = [text(i) for i in ids if i is not None]
+        if not wanted:
+            return {}
+        raws = await self._redis.mget([keys.tool(i) for i in wanted])
+        tools = [decode(Tool, raw) for raw in raws if raw is not None]
+        return {t.name: t for t in tools}
+
+    async def list(self) -> builtins.list[Tool]:
+        ids = texts(await self._redis.smembers(keys.tools_all()))
+        if not ids:
+            return []
+        raws = await self._redis.mget([keys.tool(i) for i in ids])
+        return sorted((decode(Tool, raw) for raw in raws if raw is not None), key=lambda t: t.name)
+
+    async def delete(self, tool_id: str) -> Tool:
+        tool = await self.get(tool_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.tool(tool_id))
+            pipe.hdel(keys.tool_names(), tool.name)
+            pipe.srem(keys.tools_all(), tool_id)
+            await pipe.execute()
+        return tool
