@@ -83,3 +83,9 @@ def memgrid_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MEMGRID_HOME", str(home))
     monkeypatch.delenv("MEMGRID_REDIS_URL", raising=False)
     return home
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from orchestrator.logs import configure_logging
+
+    configure_logging(os.environ.get("MEMGRID_LOG_LEVEL") or "WARNING", json=True)

@@ -1,0 +1,198 @@
+"""What a run emits, in Letta's message shapes, so that REST, SSE and the CLI share one form.
+
+A stored :class:`storage.Message` (OpenAI chat shape) expands into one or more Letta messages:
+an assistant message becomes a ``reasoning_message`` (its text) and one ``tool_call_message``
+per call, except ``send_message`` calls, which become ``assistant_message``; a tool result
+becomes a ``tool_return_message``. A run ends with ``stop_reason`` and ``usage_statistics``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Literal
+
+import msgspec
+
+from storage.records import Message
+
+__all__ = (
+    "AssistantMessage",
+    "Event",
+    "LettaMessage",
+    "ReasoningMessage",
+    "StopReason",
+    "StopReasonName",
+    "SystemMessage",
+    "ToolCallBody",
+    "ToolCallMessage",
+    "ToolReturnMessage",
+    "UsageStatistics",
+    "UserMessage",
+    "event_decoder",
+    "event_encoder",
+    "expand",
+    "inner_thoughts",
+    "iso",
+)
+
+StopReasonName = Literal[
+    "end_turn",
+    "error",
+    "llm_api_error",
+    "invalid_llm_response",
+    "invalid_tool_call",
+    "max_steps",
+    "no_tool_call",
+    "tool_rule",
+    "cancelled",
+    "requires_approval",
+    "context_window_overflow_in_system_prompt",
+]
+
+REPLY_TOOL = "send_message"
+
+
+def iso(ts: float) -> str:
+    """ISO 8601 in UTC, as Letta renders dates."""
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat()
+
+
+class _Base(msgspec.Struct, kw_only=True, omit_defaults=False, tag_field="message_type"):
+    id: str
+    date: str
+    run_id: str | None = None
+    step_id: str | None = None
+    otid: str | None = None
+    sender_id: str | None = None
+
+
+class UserMessage(_Base, tag="user_message", kw_only=True):
+    content: str
+
+
+class SystemMessage(_Base, tag="system_message", kw_only=True):
+    content: str
+
+
+class ReasoningMessage(_Base, tag="reasoning_message", kw_only=True):
+    reasoning: str
+    source: str = "reasoner_model"
+
+
+class ToolCallBody(msgspec.Struct, kw_only=True):
+    name: str
+    arguments: str
+    tool_call_id: str
+
+
+class ToolCallMessage(_Base, tag="tool_call_message", kw_only=True):
+    tool_call: ToolCallBody
+
+
+class ToolReturnMessage(_Base, tag="tool_return_message", kw_only=True):
+    tool_return: str
+    status: Literal["success", "error"]
+    tool_call_id: str
+    name: str | None = None
+
+
+class AssistantMessage(_Base, tag="assistant_message", kw_only=True):
+    content: str
+
+
+LettaMessage = (
+    UserMessage
+    | SystemMessage
+    | ReasoningMessage
+    | ToolCallMessage
+    | ToolReturnMessage
+    | AssistantMessage
+)
+
+
+class StopReason(msgspec.Struct, kw_only=True, tag="stop_reason", tag_field="message_type"):
+    stop_reason: StopReasonName
+    detail: str | None = None
+
+
+class UsageStatistics(
+    msgspec.Struct, kw_only=True, tag="usage_statistics", tag_field="message_type"
+):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    step_count: int = 0
+
+
+Event = LettaMessage | StopReason | UsageStatistics
+
+event_encoder = msgspec.json.Encoder()
+event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+
+def _reply_text(arguments: str) -> str | None:
+    """The ``message`` argument of a ``send_message`` call, if it parses."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict):
+        message = parsed.get("message")
+        if isinstance(message, str):
+            return message
+    return None
+
+
+def inner_thoughts(arguments: str) -> str | None:
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict):
+        thought = parsed.get("inner_thoughts")
+        if isinstance(thought, str) and thought.strip():
+            return thought
+    return None
+
+
+def expand(message: Message) -> list[LettaMessage]:
+    """The Letta messages a stored message stands for (heartbeats and system text included)."""
+    common: dict[str, Any] = {
+        "id": message.id,
+        "date": iso(message.created_at),
+        "run_id": message.run_id,
+        "step_id": message.step_id,
+        "otid": message.otid,
+        "sender_id": message.sender_id,
+    }
+    if message.role == "user":
+        return [UserMessage(content=message.content, **common)]
+    if message.role == "system":
+        return [SystemMessage(content=message.content, **common)]
+    if message.role == "tool":
+        return [
+            ToolReturnMessage(
+                tool_return=message.content,
+                status=message.status or "success",
+                tool_call_id=message.tool_call_id or "",
+                name=message.name,
+                **common,
+            )
+        ]
+    if message.reply and not message.tool_calls:
+        return [AssistantMessage(content=message.content, **common)]
+    out: list[LettaMessage] = []
+    reasoning = message.content.strip()
+    if not reasoning and message.tool_calls:
+        reasoning = inner_thoughts(message.tool_calls[0].arguments) or ""
+    if reasoning:
+        out.append(ReasoningMessage(reasoning=reasoning, **common))
+    for call in message.tool_calls:
+        reply = _reply_text(call.arguments) if call.name == REPLY_TOOL else None
+        if reply is not None:
+            out.append(AssistantMessage(content=reply, **common))
+        else:
+            body = ToolCallBody(name=call.name, arguments=call.arguments, tool_call_id=call.id)
+            out.append(ToolCallMessage(tool_call=body, **common))
+    return out

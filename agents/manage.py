@@ -1,0 +1,181 @@
+"""Creating, changing and deleting agents with their blocks: the Python API of the runtime.
+
+Used by the CLI, the REST API and workflows alike, so that every entry point applies the same
+defaults and checks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import msgspec
+
+from agents.prompts import DEFAULT_SYSTEM_PROMPT
+from agents.runtime import Runtime
+from agents.tools.base import BASE_TOOL_NAMES
+from storage.blocks import new_block
+from storage.errors import InvalidRecord, NotFound
+from storage.records import Agent, Block, ToolRule, new_id
+from storage.settings import DEFAULT_EMBEDDING
+
+__all__ = (
+    "DEFAULT_HUMAN",
+    "DEFAULT_PERSONA",
+    "AgentSpec",
+    "BlockSpec",
+    "attach_block",
+    "create_agent",
+    "default_model",
+    "delete_agent",
+    "detach_block",
+)
+
+DEFAULT_PERSONA = (
+    "I am a helpful, curious assistant with a long memory. I keep what I learn about the "
+    "people I talk to in my core memory and use it to help them better."
+)
+DEFAULT_HUMAN = ""
+
+
+def default_model() -> str:
+    """``MEMGRID_MODEL`` or ``openai/gpt-4o-mini``."""
+    return os.environ.get("MEMGRID_MODEL") or "openai/gpt-4o-mini"
+
+
+class BlockSpec(msgspec.Struct, kw_only=True):
+    label: str
+    value: str = ""
+    limit: int = 5000
+    description: str = ""
+    read_only: bool = False
+
+
+class AgentSpec(msgspec.Struct, kw_only=True):
+    """What a caller asks for; unset fields take memgrid's defaults."""
+
+    name: str | None = None
+    system: str | None = None
+    model: str | None = None
+    embedding: str | None = None
+    memory_blocks: list[BlockSpec] | None = None
+    block_ids: list[str] = msgspec.field(default_factory=list)
+    tools: list[str] = msgspec.field(default_factory=list)
+    include_base_tools: bool = True
+    tool_rules: list[ToolRule] = msgspec.field(default_factory=list)
+    tags: list[str] = msgspec.field(default_factory=list)
+    description: str = ""
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    context_window: int | None = None
+    max_steps: int | None = None
+    model_endpoint: str | None = None
+
+
+def _default_blocks() -> list[BlockSpec]:
+    return [BlockSpec(label="persona", value=DEFAULT_PERSONA), BlockSpec(label="human", value="")]
+
+
+async def create_agent(
+    rt: Runtime, spec: AgentSpec, *, known_tools: Sequence[str] | None = None
+) -> Agent:
+    """Create an agent, its own blocks, and attach existing blocks by id.
+
+    Raises:
+        InvalidRecord: a tool that does not exist, a duplicate block label, a bad limit.
+        Conflict: the name is taken.
+        NotFound: a block id that does not exist.
+    """
+    agent_id = new_id("agent")
+    tools = list(BASE_TOOL_NAMES) if spec.include_base_tools else []
+    for name in spec.tools:
+        if name not in tools:
+            tools.append(name)
+    if known_tools is not None:
+        missing = [t for t in tools if t not in known_tools and t not in BASE_TOOL_NAMES]
+        if missing:
+            raise InvalidRecord(
+                f"unknown tools {missing}: create them first (memgrid tools, or the REST API)"
+            )
+    attached = await rt.blocks.get_many(spec.block_ids)
+    found = {b.id for b in attached}
+    absent = [b for b in spec.block_ids if b not in found]
+    if absent:
+        raise NotFound(f"no blocks with ids {absent}")
+    specs = _default_blocks() if spec.memory_blocks is None else spec.memory_blocks
+    labels = [b.label for b in attached] + [b.label for b in specs]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise InvalidRecord(f"two blocks share the label(s) {duplicates}; labels must be unique")
+    own: list[Block] = [
+        new_block(b.label, b.value, limit=b.limit, description=b.description, read_only=b.read_only)
+        for b in specs
+    ]
+    agent = Agent(
+        id=agent_id,
+        name=spec.name or f"agent-{agent_id[6:14]}",
+        system=spec.system or DEFAULT_SYSTEM_PROMPT,
+        model=spec.model or default_model(),
+        embedding=spec.embedding or os.environ.get("MEMGRID_EMBEDDING") or DEFAULT_EMBEDDING,
+        tools=tools,
+        tool_rules=list(spec.tool_rules),
+        block_ids=[b.id for b in attached] + [b.id for b in own],
+        tags=list(spec.tags),
+        description=spec.description,
+        metadata=dict(spec.metadata),
+        context_window=spec.context_window or 32000,
+        max_steps=spec.max_steps or 10,
+        model_endpoint=spec.model_endpoint,
+    )
+    for block in own:
+        await rt.blocks.create(block, editor=agent_id)
+    try:
+        await rt.agents.create(agent)
+    except Exception:
+        for block in own:
+            await rt.blocks.delete(block.id)
+        raise
+    for block_id in agent.block_ids:
+        await rt.blocks.mark_attached(block_id, agent_id, True)
+    return agent
+
+
+async def delete_agent(rt: Runtime, agent_id: str) -> Agent:
+    """Delete an agent, its message log, and the blocks no other agent uses."""
+    agent = await rt.agents.delete(agent_id)
+    await rt.messages.delete_agent(agent_id)
+    for block_id in agent.block_ids:
+        await rt.blocks.mark_attached(block_id, agent_id, False)
+        if not await rt.blocks.attached_agents(block_id):
+            try:
+                block = await rt.blocks.get(block_id)
+            except NotFound:
+                continue
+            if block.metadata.get("shared") != "true":
+                await rt.blocks.delete(block_id)
+    return agent
+
+
+async def attach_block(rt: Runtime, agent_id: str, block_id: str) -> Agent:
+    agent = await rt.agents.get(agent_id)
+    block = await rt.blocks.get(block_id)
+    if block_id in agent.block_ids:
+        return agent
+    current = await rt.blocks.get_many(agent.block_ids)
+    if any(b.label == block.label for b in current):
+        raise InvalidRecord(
+            f"agent {agent.name!r} already has a block labelled {block.label!r}; detach it first"
+        )
+    agent = await rt.agents.update(agent_id, block_ids=[*agent.block_ids, block_id])
+    await rt.blocks.mark_attached(block_id, agent_id, True)
+    return agent
+
+
+async def detach_block(rt: Runtime, agent_id: str, block_id: str) -> Agent:
+    agent = await rt.agents.get(agent_id)
+    if block_id not in agent.block_ids:
+        raise NotFound(f"block {block_id!r} is not attached to agent {agent.name!r}")
+    agent = await rt.agents.update(
+        agent_id, block_ids=[b for b in agent.block_ids if b != block_id]
+    )
+    await rt.blocks.mark_attached(block_id, agent_id, False)
+    return agent

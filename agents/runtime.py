@@ -1,0 +1,79 @@
+"""The runtime: the stores, model clients and seams one process needs to run agent steps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from agents.gate import OpenGate, ToolGate
+from agents.llm import LLMClient, LLMSettings
+from agents.tokens import TokenCounter
+from agents.tools.base import Archival
+from agents.tools.registry import CustomToolRunner, ImportPathRunner
+from storage.agents import AgentStore
+from storage.blocks import BlockStore
+from storage.messages import MessageLog
+from storage.records import Agent
+from storage.tools import ToolStore
+
+__all__ = ("LLMPool", "Runtime")
+
+
+class LLMPool:
+    """One :class:`LLMClient` per endpoint; agents may name their own endpoint."""
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self.settings = settings
+        self._clients: dict[str | None, LLMClient] = {}
+
+    def for_agent(self, agent: Agent) -> LLMClient:
+        endpoint = agent.model_endpoint or self.settings.base_url
+        client = self._clients.get(endpoint)
+        if client is None:
+            settings = LLMSettings(
+                base_url=endpoint,
+                api_key=self.settings.api_key,
+                timeout_s=self.settings.timeout_s,
+                max_retries=self.settings.max_retries,
+                backoff_base_s=self.settings.backoff_base_s,
+                backoff_cap_s=self.settings.backoff_cap_s,
+            )
+            client = self._clients[endpoint] = LLMClient(settings)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+@dataclass
+class Runtime:
+    """Everything the step loop touches. Build one per process; close it with ``aclose``."""
+
+    redis: aioredis.Redis
+    llm: LLMPool
+    archival: Archival | None = None
+    gate: ToolGate = field(default_factory=OpenGate)
+    custom_tools: CustomToolRunner = field(default_factory=ImportPathRunner)
+    clock: Callable[[], float] = time.time
+    tool_timeout_s: float = 120.0
+    counters: dict[str, TokenCounter] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.agents = AgentStore(self.redis)
+        self.blocks = BlockStore(self.redis)
+        self.messages = MessageLog(self.redis)
+        self.tools = ToolStore(self.redis)
+
+    def counter(self, model: str) -> TokenCounter:
+        counter = self.counters.get(model)
+        if counter is None:
+            counter = self.counters[model] = TokenCounter()
+        return counter
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()

@@ -1,0 +1,173 @@
+"""What a policy answers: a :class:`Reply`, or a fault the server injects instead.
+
+A policy is a callable from :class:`~agents.scripted.protocol.ChatRequest` to a
+:data:`Outcome` (sync or async). The outcomes are:
+
+- :class:`Reply`: content and/or tool calls, sent as a completion or as an SSE stream,
+  whichever the client asked for. Tool-call arguments given as a ``str`` are sent verbatim
+  (invalid JSON included), a ``dict`` is JSON-encoded.
+- :class:`RateLimited`: HTTP 429 with ``Retry-After``.
+- :class:`ServerError`: HTTP 5xx (or any status) in OpenAI's error shape.
+- :class:`ContextTooLong`: HTTP 400 with code ``context_length_exceeded``, like OpenAI.
+- :class:`Slow`: another outcome delivered after a delay (and optionally a delay between
+  stream chunks); the delay ends early when the client hangs up.
+- :class:`CutStream`: a reply whose stream (or body) stops after some chunks, the connection
+  closed mid-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeAlias
+
+import msgspec
+
+from agents.scripted.protocol import ChatRequest, EmbeddingRequest
+
+__all__ = (
+    "ContextTooLong",
+    "CutStream",
+    "EmbeddingsPolicy",
+    "Fault",
+    "FinishReason",
+    "Outcome",
+    "Policy",
+    "RateLimited",
+    "Reply",
+    "ScriptedToolCall",
+    "ServerError",
+    "Slow",
+    "Usage",
+)
+
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+class ScriptedToolCall(msgspec.Struct, frozen=True):
+    """One tool call of a reply.
+
+    Attributes:
+        name: the function name.
+        arguments: a mapping (JSON-encoded on the wire) or a string sent verbatim.
+        id: the call id; a fresh ``call_…`` id when ``None``.
+    """
+
+    name: str
+    arguments: str | dict[str, Any] = msgspec.field(default_factory=dict)
+    id: str | None = None
+
+    @property
+    def arguments_json(self) -> str:
+        """The arguments as sent on the wire."""
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return msgspec.json.encode(self.arguments).decode()
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """Token usage reported for a reply (overrides the server's estimate)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """A successful answer of the model.
+
+    Attributes:
+        content: the assistant text (a MemGPT agent's inner thoughts), or ``None``.
+        tool_calls: the tool calls, in order.
+        finish_reason: defaults to ``"tool_calls"`` when there are tool calls, else ``"stop"``.
+        usage: reported usage; by default estimated from the request and the reply.
+    """
+
+    content: str | None = None
+    tool_calls: tuple[ScriptedToolCall, ...] = ()
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+    @property
+    def effective_finish_reason(self) -> FinishReason:
+        """The finish reason sent on the wire."""
+        if self.finish_reason is not None:
+            return self.finish_reason
+        return "tool_calls" if self.tool_calls else "stop"
+
+
+class RateLimited(msgspec.Struct, frozen=True):
+    """HTTP 429 with ``Retry-After`` (whole seconds, rounded up) and ``retry-after-ms``."""
+
+    retry_after: float = 1.0
+    message: str = "Rate limit reached for requests (scripted). Please try again later."
+
+
+class ServerError(msgspec.Struct, frozen=True):
+    """An HTTP error in OpenAI's shape; 500 by default.
+
+    Attributes:
+        status: the HTTP status.
+        message: ``error.message`` of the body.
+        type: ``error.type`` of the body.
+        code: ``error.code`` of the body.
+        retry_after: seconds for a ``Retry-After`` header (e.g. a 503 while overloaded).
+    """
+
+    status: int = 500
+    message: str = "The server had an error while processing your request (scripted)."
+    type: str = "server_error"
+    code: str | None = None
+    retry_after: float | None = None
+
+
+class ContextTooLong(msgspec.Struct, frozen=True):
+    """HTTP 400 ``context_length_exceeded``, as OpenAI answers an oversized prompt.
+
+    Attributes:
+        message: the error message; by default OpenAI's wording with the model's window and
+            the request's estimated tokens.
+    """
+
+    message: str | None = None
+
+
+class Slow(msgspec.Struct, frozen=True):
+    """Deliver ``then`` after ``seconds``; streams also wait ``chunk_delay`` between chunks.
+
+    The wait ends early when the client disconnects (the request then counts as abandoned).
+    """
+
+    seconds: float
+    then: Reply | RateLimited | ServerError | ContextTooLong | CutStream
+    chunk_delay: float = 0.0
+
+
+class CutStream(msgspec.Struct, frozen=True):
+    """Send ``after_chunks`` chunks of ``reply`` then drop the connection.
+
+    For a streaming request the chunks are SSE frames (the role frame counts as one); for a
+    non-streaming one, the response body is cut after ``after_chunks`` bytes.
+    """
+
+    after_chunks: int
+    reply: Reply
+
+
+Fault: TypeAlias = RateLimited | ServerError | ContextTooLong | Slow | CutStream
+"""Any injected failure or delay."""
+
+Outcome: TypeAlias = Reply | Fault
+"""What a policy returns for one request."""
+
+Policy: TypeAlias = Callable[[ChatRequest], Outcome | Awaitable[Outcome]]
+"""Decides each chat completion: a sync or async callable from request to outcome."""
+
+EmbeddingsPolicy: TypeAlias = Callable[
+    [EmbeddingRequest],
+    list[list[float]] | Fault | Awaitable[list[list[float]] | Fault | None] | None,
+]
+"""Optional hook for embeddings: vectors, a fault, or ``None`` for the default vectors."""

@@ -1,0 +1,429 @@
+"""The base tools every MemGPT agent has: replying, editing core memory, and searching recall
+and archival memory.
+
+Each tool is a typed function whose first parameter is the :class:`ToolContext` (injected, not
+in the schema); its schema comes from the signature and docstring. A tool refuses bad input by
+raising :class:`ToolError` with a message that tells the model what to do instead; nothing is
+written then. Block edits are compare-and-set writes keyed by the step and tool call, so a
+redelivered step cannot apply the same edit twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from storage.blocks import BlockStore
+from storage.messages import MessageLog
+from storage.records import Agent, Block, Passage
+
+__all__ = (
+    "BASE_TOOL_NAMES",
+    "MEMORY_TOOL_NAMES",
+    "Archival",
+    "ScoredText",
+    "ToolContext",
+    "ToolError",
+    "archival_memory_insert",
+    "archival_memory_search",
+    "base_tool_functions",
+    "conversation_search",
+    "core_memory_append",
+    "core_memory_replace",
+    "memory_insert",
+    "memory_replace",
+    "memory_rethink",
+    "send_message",
+)
+
+
+class ToolError(Exception):
+    """A refusal the model should read: say what was wrong and what to do instead."""
+
+
+class ScoredText(msgspec.Struct, frozen=True, kw_only=True):
+    passage: Passage
+    score: float
+
+
+class Archival(Protocol):
+    """Archival memory of agents: passages with embeddings, searched by meaning."""
+
+    async def insert(
+        self, owner_id: str, embedding: str, text: str, tags: list[str]
+    ) -> Passage: ...
+
+    async def search(
+        self,
+        owner_id: str,
+        embedding: str,
+        query: str,
+        *,
+        top_k: int,
+        offset: int,
+        tags: list[str] | None,
+        match_all_tags: bool,
+        start: float | None,
+        end: float | None,
+    ) -> list[ScoredText]: ...
+
+    async def count(self, owner_id: str) -> int: ...
+
+    async def tags(self, owner_id: str) -> list[str]: ...
+
+
+@dataclass
+class ToolContext:
+    """What a tool may touch during one tool call of one step."""
+
+    agent: Agent
+    blocks: list[Block]
+    block_store: BlockStore
+    messages: MessageLog
+    archival: Archival | None
+    run_id: str
+    step_id: str
+    call_id: str
+    sent_messages: list[str] = field(default_factory=list)
+    memory_edited: bool = False
+
+    def block(self, label: str) -> Block:
+        for block in self.blocks:
+            if block.label == label:
+                return block
+        labels = ", ".join(repr(b.label) for b in self.blocks) or "none"
+        raise ToolError(
+            f"there is no memory block labelled {label!r}; the blocks are: {labels}. "
+            "Use one of those labels."
+        )
+
+    async def edit(self, label: str, change: Callable[[str], str]) -> Block:
+        """Change a block's value with compare-and-set; ``change`` runs on the latest value."""
+        current = self.block(label)
+        if current.read_only:
+            raise ToolError(
+                f"block {label!r} is read-only; you cannot edit it. Keep the information "
+                "elsewhere (another block or archival memory) if you need it."
+            )
+
+        def apply(latest: Block) -> Block:
+            value = change(latest.value)
+            if len(value) > latest.limit:
+                raise ToolError(
+                    f"that edit would make block {label!r} {len(value)} characters long, over "
+                    f"its limit of {latest.limit}. Condense the block with memory_rethink, or "
+                    "save the detail with archival_memory_insert instead."
+                )
+            return msgspec.structs.replace(latest, value=value)
+
+        updated = await self.block_store.update(
+            current.id,
+            apply,
+            editor=self.agent.id,
+            edit_id=f"{self.step_id}:{self.call_id}",
+        )
+        self.blocks = [updated if b.id == updated.id else b for b in self.blocks]
+        self.memory_edited = True
+        return updated
+
+
+# --- replying --------------------------------------------------------------------------------
+
+
+def send_message(ctx: ToolContext, message: str) -> str:
+    """Send a message to the user. This is the only way the user sees what you say.
+
+    Args:
+        message: The message to send, in your persona's voice.
+    """
+    if not message.strip():
+        raise ToolError("the message is empty; write what you want the user to read")
+    ctx.sent_messages.append(message)
+    return "Sent message successfully."
+
+
+# --- core memory ---------------------------------------------------------------------------
+
+
+async def core_memory_append(ctx: ToolContext, label: str, content: str) -> str:
+    """Append text to the end of a core memory block, on a new line.
+
+    Args:
+        label: The label of the block to edit, e.g. "human" or "persona".
+        content: The text to append; keep it short and factual.
+    """
+    if not content.strip():
+        raise ToolError("content is empty; pass the text to append")
+    block = await ctx.edit(label, lambda value: f"{value}\n{content}" if value else content)
+    return f"Appended to block {label!r}; it now has {len(block.value)}/{block.limit} characters."
+
+
+def _replace_once(label: str, value: str, old: str, new: str) -> str:
+    if not old:
+        raise ToolError("the text to replace is empty; copy the exact text from the block")
+    count = value.count(old)
+    if count == 0:
+        raise ToolError(
+            f"the text {old!r} is not in block {label!r}. Copy the exact text (case and "
+            "punctuation included) from the block as shown in your core memory."
+        )
+    if count > 1:
+        raise ToolError(
+            f"the text {old!r} appears {count} times in block {label!r}; include more of the "
+            "surrounding text so that it matches exactly once."
+        )
+    return value.replace(old, new, 1)
+
+
+async def core_memory_replace(
+    ctx: ToolContext, label: str, old_content: str, new_content: str
+) -> str:
+    """Replace text in a core memory block. To delete text, pass an empty new_content.
+
+    Args:
+        label: The label of the block to edit, e.g. "human" or "persona".
+        old_content: The exact text to replace; it must appear exactly once in the block.
+        new_content: The text to put in its place.
+    """
+    block = await ctx.edit(label, lambda v: _replace_once(label, v, old_content, new_content))
+    return (
+        f"Replaced text in block {label!r}; it now has {len(block.value)}/{block.limit} characters."
+    )
+
+
+async def memory_replace(ctx: ToolContext, label: str, old_str: str, new_str: str) -> str:
+    """Replace a unique piece of text in a memory block.
+
+    Args:
+        label: The label of the block to edit.
+        old_str: The exact text to replace; it must appear exactly once in the block.
+        new_str: The replacement text (empty to delete).
+    """
+    block = await ctx.edit(label, lambda v: _replace_once(label, v, old_str, new_str))
+    return (
+        f"Replaced text in block {label!r}; it now has {len(block.value)}/{block.limit} characters."
+    )
+
+
+async def memory_insert(ctx: ToolContext, label: str, new_str: str, insert_line: int = -1) -> str:
+    """Insert text into a memory block at a given line.
+
+    Args:
+        label: The label of the block to edit.
+        new_str: The text to insert.
+        insert_line: The line number after which to insert (0 inserts at the top, -1 at the
+            end).
+    """
+
+    def insert(value: str) -> str:
+        lines = value.split("\n") if value else []
+        if insert_line == -1:
+            position = len(lines)
+        elif 0 <= insert_line <= len(lines):
+            position = insert_line
+        else:
+            raise ToolError(
+                f"insert_line {insert_line} is outside block {label!r}, which has {len(lines)} "
+                "lines; use 0 for the top, -1 for the end, or a line number in between."
+            )
+        return "\n".join([*lines[:position], new_str, *lines[position:]])
+
+    block = await ctx.edit(label, insert)
+    return f"Inserted into block {label!r}; it now has {len(block.value)}/{block.limit} characters."
+
+
+async def memory_rethink(ctx: ToolContext, label: str, new_memory: str) -> str:
+    """Rewrite a memory block completely, e.g. to reorganise or condense it.
+
+    Args:
+        label: The label of the block to rewrite.
+        new_memory: The complete new content of the block.
+    """
+    block = await ctx.edit(label, lambda _value: new_memory)
+    return f"Rewrote block {label!r}; it now has {len(block.value)}/{block.limit} characters."
+
+
+# --- archival memory -----------------------------------------------------------------------
+
+
+def _archival(ctx: ToolContext) -> Archival:
+    if ctx.archival is None:
+        raise ToolError("archival memory is not available right now; try again later")
+    return ctx.archival
+
+
+def _timestamp(value: str | None, name: str, *, end: bool = False) -> float | None:
+    if value is None or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ToolError(
+            f"{name}={value!r} is not a date; use ISO 8601 like 2024-01-31 or 2024-01-31T14:00:00"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    if end and len(text) == 10:  # a bare date as an end bound means the whole day
+        parsed += dt.timedelta(days=1)
+    return parsed.timestamp()
+
+
+async def archival_memory_insert(
+    ctx: ToolContext, content: str, tags: list[str] | None = None
+) -> str:
+    """Save a passage to archival memory, your unlimited long-term store searched by meaning.
+
+    Args:
+        content: The text to remember; make it self-contained so it reads well when found.
+        tags: Optional tags to filter searches by later.
+    """
+    if not content.strip():
+        raise ToolError("content is empty; pass the text to save")
+    passage = await _archival(ctx).insert(
+        ctx.agent.id, ctx.agent.embedding, content, sorted(set(tags or []))
+    )
+    return f"Saved to archival memory as {passage.id}."
+
+
+async def archival_memory_search(
+    ctx: ToolContext,
+    query: str,
+    tags: list[str] | None = None,
+    tag_match_mode: Literal["any", "all"] = "any",
+    top_k: int = 5,
+    page: int = 0,
+    start_datetime: str | None = None,
+    end_datetime: str | None = None,
+) -> str:
+    """Search archival memory by meaning.
+
+    Args:
+        query: What to look for, in words.
+        tags: Only passages with these tags.
+        tag_match_mode: "any" to match any of the tags, "all" to require every tag.
+        top_k: How many results to return (1 to 50).
+        page: Which page of results, starting at 0.
+        start_datetime: Only passages saved at or after this ISO 8601 time.
+        end_datetime: Only passages saved at or before this ISO 8601 time.
+    """
+    if not 1 <= top_k <= 50:
+        raise ToolError(f"top_k must be between 1 and 50, got {top_k}")
+    if page < 0:
+        raise ToolError(f"page must be 0 or more, got {page}")
+    start = _timestamp(start_datetime, "start_datetime")
+    end = _timestamp(end_datetime, "end_datetime", end=True)
+    results = await _archival(ctx).search(
+        ctx.agent.id,
+        ctx.agent.embedding,
+        query,
+        top_k=top_k,
+        offset=page * top_k,
+        tags=tags or None,
+        match_all_tags=tag_match_mode == "all",
+        start=start,
+        end=end,
+    )
+    if not results:
+        return "No results found."
+    rows = [
+        {
+            "timestamp": dt.datetime.fromtimestamp(r.passage.created_at, tz=dt.UTC).isoformat(),
+            "content": r.passage.text,
+            "tags": r.passage.tags,
+        }
+        for r in results
+    ]
+    return json.dumps(rows, ensure_ascii=False)
+
+
+# --- recall memory -------------------------------------------------------------------------
+
+
+async def conversation_search(
+    ctx: ToolContext,
+    query: str,
+    roles: list[Literal["user", "assistant", "tool"]] | None = None,
+    limit: int = 10,
+    page: int = 0,
+    start_date: str | None = None,
+    end_date: str | None = None,
+) -> str:
+    """Search your whole conversation history (recall memory) by keywords or a "quoted phrase".
+
+    Args:
+        query: Keywords to find; put an exact phrase in double quotes.
+        roles: Only messages from these roles.
+        limit: How many messages to return (1 to 50).
+        page: Which page of results, starting at 0.
+        start_date: Only messages at or after this ISO 8601 date or time.
+        end_date: Only messages at or before this ISO 8601 date or time.
+    """
+    if not 1 <= limit <= 50:
+        raise ToolError(f"limit must be between 1 and 50, got {limit}")
+    if page < 0:
+        raise ToolError(f"page must be 0 or more, got {page}")
+    found = await ctx.messages.search(
+        ctx.agent.id,
+        query,
+        roles=list(roles) if roles else None,
+        start=_timestamp(start_date, "start_date"),
+        end=_timestamp(end_date, "end_date", end=True),
+        limit=limit,
+        page=page,
+    )
+    if not found.messages:
+        return "No results found."
+    rows = [
+        {
+            "timestamp": dt.datetime.fromtimestamp(m.created_at, tz=dt.UTC).isoformat(),
+            "role": m.role,
+            "content": _searchable_text(m.content, m.tool_calls),
+        }
+        for m in found.messages
+    ]
+    return json.dumps({"total": found.total, "page": page, "results": rows}, ensure_ascii=False)
+
+
+def _searchable_text(content: str, calls: list[Any]) -> str:
+    parts = [content] if content else []
+    parts += [f"{c.name}({c.arguments})" for c in calls]
+    return " ".join(parts)
+
+
+BaseToolFunction = Callable[..., str | Awaitable[str]]
+
+MEMORY_TOOL_NAMES = (
+    "core_memory_append",
+    "core_memory_replace",
+    "memory_insert",
+    "memory_replace",
+    "memory_rethink",
+)
+BASE_TOOL_NAMES = (
+    "send_message",
+    *MEMORY_TOOL_NAMES,
+    "archival_memory_insert",
+    "archival_memory_search",
+    "conversation_search",
+)
+
+
+def base_tool_functions() -> dict[str, BaseToolFunction]:
+    """Every base tool by name."""
+    return {
+        "send_message": send_message,
+        "core_memory_append": core_memory_append,
+        "core_memory_replace": core_memory_replace,
+        "memory_insert": memory_insert,
+        "memory_replace": memory_replace,
+        "memory_rethink": memory_rethink,
+        "archival_memory_insert": archival_memory_insert,
+        "archival_memory_search": archival_memory_search,
+        "conversation_search": conversation_search,
+    }

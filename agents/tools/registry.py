@@ -1,0 +1,234 @@
+"""Which tools an agent has, what the model is told about them, and how custom tools run.
+
+Base tools are functions of :mod:`agents.tools.base`. Custom tools are :class:`storage.Tool`
+records: those with an ``import_path`` are the operator's own code (YAML workflows) and run in
+a worker thread; those with ``source_code`` arrived over the API and are untrusted, so they
+run out of process in the sandbox, with limits and without the server's secrets.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import msgspec
+
+from agents.sandbox import SandboxLimits, run_tool_source
+from agents.tools.base import BaseToolFunction, base_tool_functions
+from agents.tools.schema import ToolSchema, schema_from_function
+from storage.records import Agent, Tool, new_id
+
+__all__ = (
+    "HEARTBEAT_ARG",
+    "INNER_THOUGHTS_ARG",
+    "TERMINAL_TOOLS",
+    "AgentTool",
+    "CustomToolRunner",
+    "ImportPathRunner",
+    "SandboxRunner",
+    "agent_tools",
+    "base_schemas",
+    "base_tool_records",
+    "load_import_path",
+)
+
+HEARTBEAT_ARG = "request_heartbeat"
+INNER_THOUGHTS_ARG = "inner_thoughts"
+TERMINAL_TOOLS = frozenset({"send_message"})
+
+_HEARTBEAT_SCHEMA = {
+    "type": "boolean",
+    "description": (
+        "Set true to take another step after this tool returns (to use its result or answer "
+        "the user); false or absent ends your turn after this tool."
+    ),
+}
+_THOUGHTS_SCHEMA = {
+    "type": "string",
+    "description": "Your private reasoning for this call, never shown to the user.",
+}
+
+_BASE_SCHEMAS: dict[str, ToolSchema] | None = None
+
+
+def base_schemas() -> dict[str, ToolSchema]:
+    """Schemas of the base tools, generated once from their signatures and docstrings."""
+    global _BASE_SCHEMAS
+    if _BASE_SCHEMAS is None:
+        _BASE_SCHEMAS = {
+            name: schema_from_function(func, injected={"ctx"})
+            for name, func in base_tool_functions().items()
+        }
+    return _BASE_SCHEMAS
+
+
+def base_tool_records() -> list[Tool]:
+    """Base tools as records, for listing through the API next to custom ones."""
+    return [
+        Tool(
+            id=new_id("tool"),
+            name=name,
+            description=schema.description,
+            json_schema=schema.json_schema(),
+            tool_type="base",
+            tags=["memgrid_core"],
+        )
+        for name, schema in base_schemas().items()
+    ]
+
+
+@dataclass(frozen=True)
+class AgentTool:
+    """One tool as an agent sees it."""
+
+    name: str
+    schema: ToolSchema
+    base: BaseToolFunction | None = None
+    record: Tool | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.name in TERMINAL_TOOLS
+
+    def openai(self, *, heartbeat: bool | None = None) -> dict[str, Any]:
+        """The ``tools`` entry: the schema plus inner thoughts and, unless the tool ends the
+        turn, ``request_heartbeat``."""
+        parameters = copy.deepcopy(self.schema.parameters)
+        properties = parameters.setdefault("properties", {})
+        properties[INNER_THOUGHTS_ARG] = dict(_THOUGHTS_SCHEMA)
+        with_heartbeat = (not self.terminal) if heartbeat is None else heartbeat
+        if with_heartbeat:
+            properties[HEARTBEAT_ARG] = dict(_HEARTBEAT_SCHEMA)
+        parameters.setdefault("type", "object")
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.schema.description,
+                "parameters": parameters,
+            },
+        }
+
+    @classmethod
+    def from_record(cls, record: Tool) -> AgentTool:
+        schema = record.json_schema or {}
+        return cls(
+            name=record.name,
+            schema=ToolSchema(
+                name=record.name,
+                description=str(schema.get("description") or record.description),
+                parameters=dict(schema.get("parameters") or {"type": "object", "properties": {}}),
+            ),
+            record=record,
+        )
+
+
+def agent_tools(agent: Agent, custom: Mapping[str, Tool]) -> dict[str, AgentTool]:
+    """The tools of ``agent`` by name: base tools by name, custom ones from ``custom``."""
+    functions = base_tool_functions()
+    schemas = base_schemas()
+    tools: dict[str, AgentTool] = {}
+    for name in agent.tools:
+        if name in custom and custom[name].tool_type == "custom":
+            tools[name] = AgentTool.from_record(custom[name])
+        elif name in functions:
+            tools[name] = AgentTool(name=name, schema=schemas[name], base=functions[name])
+    return tools
+
+
+class CustomToolRunner(Protocol):
+    """Runs a custom tool; returns its output text and whether it succeeded."""
+
+    async def __call__(
+        self, tool: Tool, arguments: dict[str, Any], agent: Agent
+    ) -> tuple[str, bool]: ...
+
+
+def load_import_path(path: str) -> Any:
+    """The object at ``package.module:attr`` (or ``package.module.attr``)."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"{path!r} is not an import path like 'package.module:function'")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _render(value: Any) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(msgspec.to_builtins(value), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class _AgentState(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    tags: list[str]
+
+
+class ImportPathRunner:
+    """Runs trusted tools named by import path; source tools go to ``sandbox`` if given."""
+
+    def __init__(self, sandbox: CustomToolRunner | None = None, *, timeout_s: float = 60) -> None:
+        self._sandbox = sandbox
+        self._timeout_s = timeout_s
+
+    async def __call__(
+        self, tool: Tool, arguments: dict[str, Any], agent: Agent
+    ) -> tuple[str, bool]:
+        if not tool.import_path:
+            if self._sandbox is None:
+                return f"tool {tool.name!r} has no runnable code on this worker", False
+            return await self._sandbox(tool, arguments, agent)
+        func = load_import_path(tool.import_path)
+        kwargs = dict(arguments)
+        if "agent_state" in inspect.signature(func).parameters:
+            kwargs["agent_state"] = _AgentState(id=agent.id, name=agent.name, tags=agent.tags)
+        with anyio.fail_after(self._timeout_s):
+            if inspect.iscoroutinefunction(func):
+                result = await func(**kwargs)
+            else:
+                result = await anyio.to_thread.run_sync(lambda: func(**kwargs))
+        return _render(result), True
+
+
+class SandboxRunner:
+    """Runs tools whose source arrived over the API in :mod:`agents.sandbox`."""
+
+    def __init__(
+        self, limits: SandboxLimits | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        self._limits = limits or SandboxLimits()
+        self._env = dict(env or {})
+
+    async def __call__(
+        self, tool: Tool, arguments: dict[str, Any], agent: Agent
+    ) -> tuple[str, bool]:
+        if not tool.source_code:
+            return f"tool {tool.name!r} has no source code to run", False
+        result = await run_tool_source(
+            tool.source_code,
+            tool.name,
+            arguments,
+            agent_state={"id": agent.id, "name": agent.name, "tags": list(agent.tags)},
+            limits=self._limits,
+            env=self._env,
+        )
+        if result.status == "success":
+            return result.return_value if result.return_value is not None else "None", True
+        return result.error or "the tool failed", False

@@ -1,0 +1,7 @@
+"""``python -m orchestrator.cli`` is ``memgrid``."""
+
+import sys
+
+from orchestrator.cli import main
+
+sys.exit(main())

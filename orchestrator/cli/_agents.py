@@ -1,0 +1,224 @@
+"""``memgrid agents ...``, ``memgrid send`` and ``memgrid chat``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import msgspec
+
+from agents.events import Event, StopReason, UsageStatistics, event_encoder, iso
+from agents.loop import InputMessage, run_turn
+from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
+from agents.runtime import Runtime
+from bus import RedisUnavailable
+from orchestrator.cli._common import UsageError
+from orchestrator.render import print_event
+from orchestrator.runtime import open_runtime
+from storage.errors import StorageError
+from storage.records import Agent
+
+__all__ = ("register",)
+
+T = TypeVar("T")
+
+
+def register(subparsers: Any) -> None:
+    agents = subparsers.add_parser("agents", help="create, list, show and delete agents")
+    sub = agents.add_subparsers(dest="agents_command", metavar="ACTION", required=True)
+
+    create = sub.add_parser("create", help="create an agent")
+    create.add_argument("name")
+    create.add_argument("--persona", default=None, help="the persona block's text")
+    create.add_argument("--human", default=None, help="the human block's text")
+    create.add_argument("--system", default=None, help="replace the default system prompt")
+    create.add_argument("--model", default=None, help="model handle, e.g. openai/gpt-4o-mini")
+    create.add_argument("--embedding", default=None, help="embedding handle")
+    create.add_argument("--context-window", type=int, default=None)
+    create.add_argument("--max-steps", type=int, default=None)
+    create.add_argument("--tag", action="append", default=[], dest="tags")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(handler=_create)
+
+    listing = sub.add_parser("list", help="list agents")
+    listing.add_argument("--tag", action="append", default=[], dest="tags")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list)
+
+    show = sub.add_parser("show", help="show an agent with its memory blocks")
+    show.add_argument("name", help="name or id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_show)
+
+    delete = sub.add_parser("delete", help="delete an agent and its messages")
+    delete.add_argument("name", help="name or id")
+    delete.set_defaults(handler=_delete)
+
+    send = subparsers.add_parser("send", help="send one message to an agent")
+    send.add_argument("name", help="agent name or id")
+    send.add_argument("text")
+    send.add_argument("--json", action="store_true", help="print a Letta-shaped response")
+    send.set_defaults(handler=_send)
+
+    chat = subparsers.add_parser("chat", help="talk to an agent (one message per line)")
+    chat.add_argument("name", help="agent name or id")
+    chat.set_defaults(handler=_chat)
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with open_runtime() as rt:
+            return await work(rt)
+
+    try:
+        return anyio.run(main)
+    except (StorageError, RedisUnavailable) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _agent_json(agent: Agent, blocks: list[Any] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.to_builtins(agent)
+    data["created_at"] = iso(agent.created_at)
+    data["updated_at"] = iso(agent.updated_at)
+    if blocks is not None:
+        data["blocks"] = [msgspec.to_builtins(b) for b in blocks]
+    return data
+
+
+def _create(args: argparse.Namespace) -> int:
+    blocks = None
+    if args.persona is not None or args.human is not None:
+        blocks = [
+            BlockSpec(label="persona", value=args.persona or ""),
+            BlockSpec(label="human", value=args.human or ""),
+        ]
+    spec = AgentSpec(
+        name=args.name,
+        system=args.system,
+        model=args.model,
+        embedding=args.embedding,
+        memory_blocks=blocks,
+        context_window=args.context_window,
+        max_steps=args.max_steps,
+        tags=args.tags,
+    )
+
+    async def work(rt: Runtime) -> Agent:
+        return await create_agent(rt, spec)
+
+    agent = _run(work)
+    if args.json:
+        print(json.dumps(_agent_json(agent), indent=2))
+    else:
+        print(f"created {agent.name} ({agent.id}) on {agent.model}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def work(rt: Runtime) -> list[Agent]:
+        return await rt.agents.list(tags=args.tags)
+
+    agents = _run(work)
+    if args.json:
+        print(json.dumps([_agent_json(a) for a in agents], indent=2))
+        return 0
+    if not agents:
+        print("no agents yet: memgrid agents create NAME")
+    for agent in agents:
+        tags = f"  tags={','.join(agent.tags)}" if agent.tags else ""
+        print(f"{agent.name:<24} {agent.id}  {agent.model}{tags}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    async def work(rt: Runtime) -> tuple[Agent, list[Any], int]:
+        agent = await rt.agents.resolve(args.name)
+        blocks = await rt.blocks.get_many(agent.block_ids)
+        return agent, blocks, await rt.messages.count(agent.id)
+
+    agent, blocks, count = _run(work)
+    if args.json:
+        data = _agent_json(agent, blocks)
+        data["recall_count"] = count
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{agent.name} ({agent.id})")
+    print(f"  model: {agent.model}   embedding: {agent.embedding}")
+    print(f"  tools: {', '.join(agent.tools)}")
+    print(f"  messages: {count} in recall, {len(agent.message_ids)} in context")
+    if agent.summary:
+        print(f"  summary: {agent.summary}")
+    for block in blocks:
+        flag = " (read-only)" if block.read_only else ""
+        print(f"  [{block.label}] {len(block.value)}/{block.limit} chars{flag}, id {block.id}")
+        for line in block.value.splitlines() or [""]:
+            print(f"    {line}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    async def work(rt: Runtime) -> Agent:
+        agent = await rt.agents.resolve(args.name)
+        return await delete_agent(rt, agent.id)
+
+    agent = _run(work)
+    print(f"deleted {agent.name} ({agent.id})")
+    return 0
+
+
+async def _turn(rt: Runtime, name: str, text: str, *, live: bool) -> list[Event]:
+    agent = await rt.agents.resolve(name)
+    events: list[Event] = []
+    async for event in run_turn(rt, agent.id, [InputMessage(content=text)]):
+        events.append(event)
+        if live:
+            print_event(event)
+    return events
+
+
+def _letta_response(events: list[Event]) -> dict[str, Any]:
+    messages = [e for e in events if not isinstance(e, StopReason | UsageStatistics)]
+    stop = next((e for e in events if isinstance(e, StopReason)), None)
+    usage = next((e for e in events if isinstance(e, UsageStatistics)), UsageStatistics())
+    return {
+        "messages": [json.loads(event_encoder.encode(m)) for m in messages],
+        "stop_reason": {
+            "message_type": "stop_reason",
+            "stop_reason": stop.stop_reason if stop else "error",
+        },
+        "usage": {**msgspec.to_builtins(usage), "message_type": "usage_statistics"},
+    }
+
+
+def _send(args: argparse.Namespace) -> int:
+    async def work(rt: Runtime) -> list[Event]:
+        return await _turn(rt, args.name, args.text, live=not args.json)
+
+    events = _run(work)
+    if args.json:
+        print(json.dumps(_letta_response(events), indent=2))
+    stop = next((e for e in events if isinstance(e, StopReason)), None)
+    return 0 if stop is not None and stop.stop_reason != "error" else 1
+
+
+def _chat(args: argparse.Namespace) -> int:
+    interactive = sys.stdin.isatty()
+
+    async def work(rt: Runtime) -> int:
+        agent = await rt.agents.resolve(args.name)
+        if interactive:
+            print(f"chatting with {agent.name}; Ctrl-D to leave")
+        while True:
+            if interactive:
+                print("you> ", end="", flush=True)
+            line = await anyio.to_thread.run_sync(sys.stdin.readline)
+            if not line:
+                return 0
+            if line.strip():
+                await _turn(rt, agent.id, line.rstrip("\n"), live=True)
+
+    return _run(work)

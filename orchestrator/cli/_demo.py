@@ -1,0 +1,29 @@
+"""``memgrid demo``: the main job on the embedded defaults."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import anyio
+
+from bus import RedisUnavailable
+from orchestrator.cli._common import UsageError
+from storage.errors import StorageError
+
+__all__ = ("register",)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("demo", help="run the demo on the embedded defaults")
+    parser.add_argument("--model", default=None, help="model handle when a real model is set")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from orchestrator.demo import run_demo
+
+    try:
+        return anyio.run(lambda: run_demo(model_handle=args.model))
+    except (StorageError, RedisUnavailable) as exc:
+        raise UsageError(str(exc)) from exc

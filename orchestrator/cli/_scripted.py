@@ -1,0 +1,108 @@
+"""``memgrid scripted-model``: serve a scripted OpenAI-compatible model until SIGINT/SIGTERM.
+
+Prints the base URL (``http://127.0.0.1:PORT/v1``) alone on one line of stdout once the
+server accepts connections, so that scripts can read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+from typing import Any
+
+import anyio
+
+from agents.scripted import DEFAULT_CONTEXT_WINDOW, Policy, ScriptedModel
+from orchestrator.cli._common import UsageError
+
+__all__ = ("load_policy", "register")
+
+DEFAULT_POLICY = "agents.scripted.policies:echo"
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "scripted-model",
+        help="serve a scripted OpenAI-compatible model for tests and offline demos",
+        description="Serve a scripted OpenAI-compatible model on loopback until SIGINT/SIGTERM."
+        " Prints the base URL on one line once ready.",
+    )
+    parser.add_argument(
+        "--policy",
+        default=DEFAULT_POLICY,
+        help=f"module:attr of the policy callable (default {DEFAULT_POLICY})",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a model id to list in /v1/models (repeatable)",
+    )
+    parser.add_argument(
+        "--context-window",
+        type=int,
+        default=DEFAULT_CONTEXT_WINDOW,
+        metavar="TOKENS",
+        help=f"context window of every model (default {DEFAULT_CONTEXT_WINDOW})",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def load_policy(spec: str) -> Policy:
+    """Import the policy named ``module:attr`` (``attr`` may be dotted).
+
+    Raises:
+        UsageError: the spec is malformed, the import fails, or the target is not callable.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--policy must look like module:attr, got {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--policy {spec}: cannot import module {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise UsageError(
+                f"--policy {spec}: {module_name!r} has no attribute {attr!r}"
+            ) from None
+    if not callable(target):
+        raise UsageError(f"--policy {spec}: {attr!r} is not callable (a policy takes a request)")
+    policy: Policy = target
+    return policy
+
+
+def _run(args: argparse.Namespace) -> int:
+    policy = load_policy(args.policy)
+    if args.port < 0 or args.port > 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    models = dict.fromkeys(args.model, args.context_window) if args.model else None
+    model = ScriptedModel(
+        policy,
+        host=args.host,
+        port=args.port,
+        models=models,
+        default_context_window=args.context_window,
+    )
+    anyio.run(_serve, model)
+    return 0
+
+
+async def _serve(model: ScriptedModel) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            await model.start()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {model.host}:{model.port}: {exc}") from exc
+        try:
+            print(model.base_url, flush=True)
+            async for _ in signals:
+                break
+        finally:
+            await model.aclose()

@@ -1,0 +1,62 @@
+"""Terminal rendering of run events, shared by ``send``, ``chat``, ``run`` and the demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from agents.events import (
+    AssistantMessage,
+    Event,
+    ReasoningMessage,
+    StopReason,
+    ToolCallMessage,
+    ToolReturnMessage,
+    UsageStatistics,
+)
+
+__all__ = ("print_event", "short")
+
+
+def short(text: str, limit: int = 160) -> str:
+    """One line, at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _tool_output(raw: str) -> str:
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(parsed, dict) and "message" in parsed:
+        return str(parsed["message"])
+    return raw
+
+
+def print_event(event: Event, *, who: str = "", out: TextIO | None = None) -> None:
+    """Print one event as a line a person can follow."""
+    stream = out or sys.stdout
+    prefix = f"[{who}] " if who else ""
+    if isinstance(event, ReasoningMessage):
+        line = f"{prefix}thinking: {short(event.reasoning)}"
+    elif isinstance(event, ToolCallMessage):
+        call = event.tool_call
+        line = f"{prefix}-> {call.name}({short(call.arguments, 200)})"
+    elif isinstance(event, ToolReturnMessage):
+        mark = "ok" if event.status == "success" else "ERROR"
+        line = f"{prefix}<- {mark}: {short(_tool_output(event.tool_return), 200)}"
+    elif isinstance(event, AssistantMessage):
+        line = f"{prefix}agent: {event.content}"
+    elif isinstance(event, StopReason):
+        detail = f" ({event.detail})" if event.detail else ""
+        line = f"{prefix}[stop: {event.stop_reason}{detail}]"
+    elif isinstance(event, UsageStatistics):
+        line = (
+            f"{prefix}[{event.step_count} steps, {event.prompt_tokens} prompt + "
+            f"{event.completion_tokens} completion tokens]"
+        )
+    else:
+        return
+    print(line, file=stream, flush=True)

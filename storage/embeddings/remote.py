@@ -1,0 +1,154 @@
+"""Embeddings from any OpenAI-compatible ``/v1/embeddings`` endpoint, through the openai SDK.
+
+Handles look like ``openai/text-embedding-3-small``: the part after ``openai/`` is the model
+name sent to ``OPENAI_BASE_URL`` (OpenAI itself when unset). The vector length of the known
+OpenAI models is in a table; for any other model (a local server's) it is learnt from the
+first response: call :meth:`OpenAIEmbedder.probe` (or
+:func:`storage.embeddings.open_embedder`, which does) before reading ``dimension``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import openai
+
+__all__ = (
+    "KNOWN_DIMENSIONS",
+    "EmbeddingDimensionUnknown",
+    "EmbeddingEndpointError",
+    "OpenAIEmbedder",
+)
+
+KNOWN_DIMENSIONS: dict[str, int] = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+# A local server (vLLM, Ollama, llama.cpp) usually wants no key, but the SDK insists on one.
+_PLACEHOLDER_KEY = "not-needed"
+
+
+class EmbeddingEndpointError(RuntimeError):
+    """The endpoint failed or answered something that is not one vector per text."""
+
+
+class EmbeddingDimensionUnknown(RuntimeError):
+    """``dimension`` was read before the model's vector length was known."""
+
+
+class OpenAIEmbedder:
+    """:class:`storage.embeddings.Embedder` for ``openai/<model>`` handles.
+
+    Vectors are normalised to unit length here, since not every compatible server does.
+
+    Args:
+        model: the model name sent to the endpoint, e.g. ``text-embedding-3-small``.
+        base_url: ``OPENAI_BASE_URL``; ``None`` means OpenAI.
+        api_key: ``OPENAI_API_KEY``; may be ``None`` when ``base_url`` is a local server.
+        dimension: the expected vector length, when known beforehand.
+        batch_size: texts per request.
+        timeout: seconds per request.
+        max_retries: retries of the SDK on connection errors, 429 and 5xx.
+
+    Raises:
+        ValueError: neither ``api_key`` nor ``base_url`` is given.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        dimension: int | None = None,
+        batch_size: int = 256,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+    ) -> None:
+        if api_key is None and base_url is None:
+            raise ValueError(
+                f"openai/{model} needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local server"
+            )
+        self._model = model
+        self._base_url = base_url or "https://api.openai.com/v1"
+        self._dimension = dimension or KNOWN_DIMENSIONS.get(model)
+        self._batch_size = batch_size
+        self._client = openai.AsyncOpenAI(
+            base_url=self._base_url,
+            api_key=api_key or _PLACEHOLDER_KEY,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+
+    @property
+    def handle(self) -> str:
+        return f"openai/{self._model}"
+
+    @property
+    def dimension(self) -> int:
+        """The vector length.
+
+        Raises:
+            EmbeddingDimensionUnknown: the model is not in :data:`KNOWN_DIMENSIONS` and no
+                response has been seen yet; ``await probe()`` first.
+        """
+        if self._dimension is None:
+            raise EmbeddingDimensionUnknown(
+                f"the vector length of {self.handle} is not known yet; "
+                "await probe() (or use open_embedder) before reading dimension"
+            )
+        return self._dimension
+
+    async def probe(self) -> int:
+        """The vector length, asking the endpoint once if it is not known yet."""
+        if self._dimension is None:
+            await self.embed(["dimension probe"])
+        return self.dimension
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self._batch_size):
+            vectors.extend(await self._embed_batch(texts[start : start + self._batch_size]))
+        return vectors
+
+    async def _embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
+        # OpenAI refuses an empty string as input; one space embeds as "nothing" too.
+        inputs = [text or " " for text in texts]
+        try:
+            response = await self._client.embeddings.create(
+                model=self._model, input=inputs, encoding_format="float"
+            )
+        except openai.APIStatusError as exc:
+            raise EmbeddingEndpointError(
+                f"{self._base_url} answered {exc.status_code} for {self.handle}: {exc.message}"
+                " (check OPENAI_BASE_URL, OPENAI_API_KEY and the model name)"
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise EmbeddingEndpointError(
+                f"cannot reach {self._base_url} for {self.handle}: {exc} (check OPENAI_BASE_URL)"
+            ) from exc
+        data = sorted(response.data, key=lambda item: item.index)
+        if len(data) != len(inputs):
+            raise EmbeddingEndpointError(
+                f"{self._base_url} returned {len(data)} vectors for {len(inputs)} texts"
+            )
+        lengths = {len(item.embedding) for item in data}
+        if len(lengths) != 1 or 0 in lengths:
+            raise EmbeddingEndpointError(
+                f"{self._base_url} returned vectors of lengths {sorted(lengths)} for {self.handle}"
+            )
+        matrix = np.asarray([item.embedding for item in data], dtype=np.float64)
+        if self._dimension is None:
+            self._dimension = int(matrix.shape[1])
+        elif matrix.shape[1] != self._dimension:
+            raise EmbeddingEndpointError(
+                f"{self.handle} returned {matrix.shape[1]}-d vectors, expected {self._dimension}"
+            )
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        result: list[list[float]] = (matrix / np.maximum(norms, 1e-12)).tolist()
+        return result
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,109 @@
+"""Serving: the threaded variant, the env fixture, and ``memgrid scripted-model``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import openai
+import pytest
+
+from agents.scripted import ScriptedModel, ThreadedScriptedModel, sequence, text
+from orchestrator.cli import main
+
+_CLI = [sys.executable, "-c", "import sys; from orchestrator.cli import main; sys.exit(main())"]
+
+
+def test_threaded_model_serves_sync_code(scripted_model_thread: ThreadedScriptedModel) -> None:
+    scripted_model_thread.model.policy = sequence(text("from a thread"))
+    with openai.OpenAI(
+        base_url=scripted_model_thread.base_url, api_key="x", max_retries=0
+    ) as client:
+        done = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert done.choices[0].message.content == "from a thread"
+    assert scripted_model_thread.requests[0].last_user_text == "hi"
+
+
+def test_env_fixture_points_the_sdk_at_the_model(
+    scripted_model_env: ThreadedScriptedModel,
+) -> None:
+    assert os.environ["OPENAI_BASE_URL"] == scripted_model_env.base_url
+    with openai.OpenAI(max_retries=0) as client:
+        done = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "env"}]
+        )
+    assert done.choices[0].message.content == "env"
+
+
+def test_start_in_thread_stop_is_idempotent() -> None:
+    threaded = ScriptedModel.start_in_thread()
+    url = threaded.base_url
+    assert httpx.get(f"{url}/models").status_code == 200
+    threaded.stop()
+    threaded.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/models")
+
+
+async def test_two_models_cannot_share_a_port() -> None:
+    async with ScriptedModel.serve() as first:
+        with pytest.raises(OSError, match="in use"):
+            async with ScriptedModel.serve(port=first.port):
+                pass
+        assert ScriptedModel(port=first.port).base_url.endswith(f":{first.port}/v1")
+
+
+def test_cli_serves_until_sigterm() -> None:
+    with subprocess.Popen(
+        [
+            *_CLI,
+            "scripted-model",
+            "--policy",
+            "agents.scripted.policies:echo",
+            "--port",
+            "0",
+            "--model",
+            "demo-model",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip()
+            assert url.startswith("http://127.0.0.1:")
+            assert url.endswith("/v1")
+            with openai.OpenAI(base_url=url, api_key="x", max_retries=0) as client:
+                done = client.chat.completions.create(
+                    model="demo-model", messages=[{"role": "user", "content": "ping"}]
+                )
+                assert done.choices[0].message.content == "ping"
+                assert [m.id for m in client.models.list().data] == ["demo-model"]
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ("no-colon", "must look like module:attr"),
+        ("agents.scripted.nope:echo", "cannot import module 'agents.scripted.nope'"),
+        ("agents.scripted.policies:nope", "has no attribute 'nope'"),
+        ("agents.scripted.policies:SEND_MESSAGE", "is not callable"),
+    ],
+)
+def test_cli_names_a_bad_policy(
+    spec: str, complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scripted-model", "--policy", spec]) == 2
+    assert complaint in capsys.readouterr().err

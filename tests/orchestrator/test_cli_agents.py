@@ -1,0 +1,150 @@
+"""The CLI as a user runs it: real subprocesses, real Redis, the scripted model over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents.scripted import (
+    ChatRequest,
+    Outcome,
+    ScriptedModel,
+    ThreadedScriptedModel,
+    say,
+    tool_call,
+)
+
+
+def name_policy(request: ChatRequest) -> Outcome:
+    """Learns and corrects the user's name, like the course's memory agent."""
+    last = request.last_message
+    said = last.text if last is not None else ""
+    if last is not None and last.role == "tool":
+        return say("Noted!")
+    if '"type": "heartbeat"' in said:
+        return say("Got it, I will remember that.")
+    if "my name is actually" in said.lower():
+        new = said.rsplit(" ", 1)[-1].strip(".!")
+        old = request.system_prompt.split("Name: ", 1)[1].split()[0]
+        return tool_call(
+            "core_memory_replace",
+            label="human",
+            old_content=f"Name: {old}",
+            new_content=f"Name: {new}",
+            request_heartbeat=True,
+        )
+    if "my name is" in said.lower():
+        name = said.rsplit(" ", 1)[-1].strip(".!")
+        return tool_call(
+            "core_memory_append", label="human", content=f"Name: {name}", request_heartbeat=True
+        )
+    return say(f"You said: {said}")
+
+
+@pytest.fixture
+def served() -> Iterator[ThreadedScriptedModel]:
+    with ScriptedModel.start_in_thread(name_policy) as model:
+        yield model
+
+
+def _memgrid(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(redis_url: str, served: ThreadedScriptedModel, tmp_path: Path) -> dict[str, str]:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    client.close()
+    return {
+        **os.environ,
+        "MEMGRID_REDIS_URL": redis_url,
+        "MEMGRID_HOME": str(tmp_path / "home"),
+        "OPENAI_BASE_URL": served.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "MEMGRID_EMBEDDING": "hashing/384",
+    }
+
+
+def test_create_send_correct_and_show_across_processes(env: dict[str, str]) -> None:
+    made = _memgrid(
+        env,
+        "agents",
+        "create",
+        "memo",
+        "--persona",
+        "I am Memo.",
+        "--model",
+        "openai/scripted",
+        "--json",
+    )
+    assert made.returncode == 0, made.stderr
+    agent = json.loads(made.stdout)
+    assert agent["name"] == "memo" and agent["model"] == "openai/scripted"
+
+    sent = _memgrid(env, "send", "memo", "My name is Bob", "--json")
+    assert sent.returncode == 0, sent.stderr
+    response = json.loads(sent.stdout)
+    types = [m["message_type"] for m in response["messages"]]
+    assert types == [
+        "tool_call_message",
+        "tool_return_message",
+        "assistant_message",
+        "tool_return_message",
+    ]
+    assert response["stop_reason"]["stop_reason"] == "end_turn"
+    assert response["usage"]["step_count"] == 2
+
+    live = _memgrid(env, "send", "memo", "my name is actually Charles")
+    assert live.returncode == 0, live.stderr
+    assert "-> core_memory_replace(" in live.stdout
+    assert "agent: Got it, I will remember that." in live.stdout
+
+    shown = _memgrid(env, "agents", "show", "memo", "--json")
+    blocks = {b["label"]: b["value"] for b in json.loads(shown.stdout)["blocks"]}
+    assert blocks == {"persona": "I am Memo.", "human": "Name: Charles"}
+
+
+def test_chat_reads_one_message_per_line(env: dict[str, str]) -> None:
+    assert _memgrid(env, "agents", "create", "chatty", "--model", "openai/scripted").returncode == 0
+    chat = _memgrid(env, "chat", "chatty", stdin="hello\n\nhow are you\n")
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.count("agent: You said:") == 2
+
+
+def test_user_mistakes_are_one_line_errors(env: dict[str, str]) -> None:
+    missing = _memgrid(env, "send", "nobody", "hi")
+    assert missing.returncode == 2
+    assert "no agent named or with id 'nobody'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    assert _memgrid(env, "agents", "create", "twin").returncode == 0
+    twin = _memgrid(env, "agents", "create", "twin")
+    assert twin.returncode == 2 and "already exists" in twin.stderr
+
+
+def test_list_and_delete(env: dict[str, str]) -> None:
+    for name in ("a1", "a2"):
+        assert _memgrid(env, "agents", "create", name, "--tag", "team").returncode == 0
+    listed = json.loads(_memgrid(env, "agents", "list", "--json").stdout)
+    assert [a["name"] for a in listed] == ["a1", "a2"]
+    assert _memgrid(env, "agents", "delete", "a1").returncode == 0
+    listed = json.loads(_memgrid(env, "agents", "list", "--tag", "team", "--json").stdout)
+    assert [a["name"] for a in listed] == ["a2"]
