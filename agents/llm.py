@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import msgspec
 import openai
+from openai.types.chat import ChatCompletion
 
 from storage.records import ToolCall
 
@@ -146,7 +147,14 @@ class LLMClient:
         while True:
             try:
                 with anyio.fail_after(self.settings.timeout_s + 5):
-                    completion = await self._client.chat.completions.create(**kwargs)
+                    # The SDK's typed request transform walks every message and schema through
+                    # type hints (~3 ms a call); our request is already plain JSON, so post it
+                    # through the same client (same errors, retries off, timeouts) directly.
+                    completion = await self._client.post(
+                        "/chat/completions",
+                        body=kwargs,
+                        cast_to=ChatCompletion,
+                    )
                 return _parse(completion)
             except openai.BadRequestError as exc:
                 if _is_context_error(exc):
@@ -181,7 +189,7 @@ class LLMClient:
                     ) from exc
                 await anyio.sleep(self._delay(attempt, exc))
             except openai.APIStatusError as exc:
-                if exc.status_code >= 500 or exc.status_code == 429:
+                if exc.status_code >= 500 or exc.status_code in (408, 409, 429):
                     attempt += 1
                     if attempt > self.settings.max_retries:
                         raise LLMUnavailable(_message(exc)) from exc

@@ -9,9 +9,13 @@ from __future__ import annotations
 __all__ = (
     "PREFIX",
     "dead_letters",
+    "fence",
     "inbox",
     "lease",
+    "otid",
+    "ready",
     "run_events",
+    "step_journal",
     "worker_health",
     "workers",
 )
@@ -25,6 +29,26 @@ def inbox(agent_id: str) -> str:
 
 def lease(agent_id: str) -> str:
     return f"{PREFIX}:{{{agent_id}}}:lease"
+
+
+def fence(agent_id: str) -> str:
+    """Counter incremented at each lease acquisition: the fencing token."""
+    return f"{PREFIX}:{{{agent_id}}}:fence"
+
+
+def otid(agent_id: str, otid: str) -> str:
+    """Client message id -> run id, so that a retried request gets its original run."""
+    return f"{PREFIX}:{{{agent_id}}}:otid:{otid}"
+
+
+def ready() -> str:
+    """Stream of "agent X has work" signals, read by every worker in one group."""
+    return f"{PREFIX}:ready"
+
+
+def step_journal(agent_id: str, run_id: str, step: int) -> str:
+    """The model's answer for a step, written before its tools run (replayed on redelivery)."""
+    return f"{PREFIX}:{{{agent_id}}}:journal:{run_id}:{step}"
 
 
 def run_events(agent_id: str, run_id: str) -> str:

@@ -49,8 +49,17 @@ class LazyArchival:
                 )
             return self._inner
 
-    async def insert(self, owner_id: str, embedding: str, text: str, tags: list[str]) -> Passage:
-        return await (await self.inner()).insert(owner_id, embedding, text, tags)
+    async def insert(
+        self,
+        owner_id: str,
+        embedding: str,
+        text: str,
+        tags: list[str],
+        *,
+        passage_id: str | None = None,
+    ) -> Passage:
+        archival = await self.inner()
+        return await archival.insert(owner_id, embedding, text, tags, passage_id=passage_id)
 
     async def search(
         self,

@@ -17,14 +17,16 @@ import redis.asyncio as aioredis
 
 from storage import keys
 from storage._util import texts
-from storage.errors import Conflict, InvalidRecord, NotFound
+from storage.errors import Conflict, InvalidRecord, NotFound, StaleWriter
 from storage.records import Block, BlockEdit, decode, encode, new_id, now
 
 __all__ = ("BlockStore", "new_block", "validate_block")
 
-# KEYS: block, history, edit marker (may be a dummy key in the same slot).
-# ARGV: expected version ("" = must not exist), new json, history json, marker ttl ("" = none).
+# KEYS: block, history, edit marker (may be a dummy key in the same slot), fence (or dummy).
+# ARGV: expected version ("" = must not exist), new json, history json, marker ttl ("" = none),
+#       expected fencing token ("" = unfenced).
 _CAS = """
+if ARGV[5] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[5] then return {4, ''} end
 local current = redis.call('GET', KEYS[1])
 if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
   return {2, current or ''}
@@ -103,11 +105,15 @@ class BlockStore:
         *,
         editor: str,
         edit_id: str | None = None,
+        fence: tuple[str, int] | None = None,
     ) -> Block:
         """Apply ``change`` to the latest version with compare-and-set, retrying on conflict.
 
         ``change`` receives the current block and returns the new one (it may raise to refuse;
         it is re-run on the fresh value after a conflict, so an append is never lost).
+        ``fence`` is ``(fence key, token)`` of the editing agent's lease: the write is refused
+        with :class:`StaleWriter` when the token is no longer current. (On Redis Cluster the
+        fence key lives on another shard; this check then needs a single-shard deployment.)
         """
         for _ in range(_MAX_CAS_RETRIES):
             current = await self.get(block_id)
@@ -117,11 +123,13 @@ class BlockStore:
             edit = BlockEdit(
                 block_id=block_id, version=updated.version, value=updated.value, editor=editor
             )
-            status, raw = await self._run_cas(updated, str(current.version), edit, edit_id)
+            status, raw = await self._run_cas(updated, str(current.version), edit, edit_id, fence)
             if status in (1, 2):
                 return decode(Block, raw) if raw else current
             if status == 3:
                 raise NotFound(f"no block with id {block_id!r}")
+            if status == 4:
+                raise StaleWriter(f"block {block_id}: the editing agent's lease was lost")
         raise Conflict(
             f"block {block_id} changed {_MAX_CAS_RETRIES} times while being written; try again"
         )
@@ -165,16 +173,23 @@ class BlockStore:
         return sorted(texts(await self._redis.smembers(keys.block_agents(block_id))))
 
     async def _run_cas(
-        self, block: Block, expected: str, edit: BlockEdit, edit_id: str | None
+        self,
+        block: Block,
+        expected: str,
+        edit: BlockEdit,
+        edit_id: str | None,
+        fence: tuple[str, int] | None = None,
     ) -> tuple[int, bytes]:
         marker = f"{keys.block(block.id)}:edit:{edit_id or '-'}"
+        fence_key, token = fence if fence is not None else (marker, None)
         result = await self._cas(
-            keys=[keys.block(block.id), keys.block_history(block.id), marker],
+            keys=[keys.block(block.id), keys.block_history(block.id), marker, fence_key],
             args=[
                 expected,
                 encode(block),
                 encode(edit),
                 str(_EDIT_MARKER_TTL_S) if edit_id else "",
+                "" if token is None else str(token),
             ],
         )
         return int(result[0]), bytes(result[1])

@@ -8,7 +8,7 @@ StorageError
 
 from __future__ import annotations
 
-__all__ = ("Conflict", "InvalidRecord", "NotFound", "StorageError")
+__all__ = ("Conflict", "InvalidRecord", "NotFound", "StaleWriter", "StorageError")
 
 
 class StorageError(Exception):
@@ -21,6 +21,10 @@ class NotFound(StorageError):
 
 class Conflict(StorageError):
     """A uniqueness or version conflict; the message says which."""
+
+
+class StaleWriter(Conflict):
+    """A fenced write from a worker that lost the agent's lease; nothing was written."""
 
 
 class InvalidRecord(StorageError):

@@ -13,6 +13,7 @@ __all__ = (
     "agent_messages",
     "agent_names",
     "agent_recall_index",
+    "agent_runs",
     "agent_tags",
     "agents_all",
     "block",
@@ -22,6 +23,7 @@ __all__ = (
     "file",
     "message",
     "run",
+    "run_index",
     "source",
     "source_files",
     "sources_all",
@@ -53,6 +55,16 @@ def agent_recall_index(agent_id: str, term: str) -> str:
 
 def run(agent_id: str, run_id: str) -> str:
     return f"{PREFIX}:{{{agent_id}}}:run:{run_id}"
+
+
+def run_index(run_id: str) -> str:
+    """run id -> agent id, for APIs that address a run by its id alone."""
+    return f"{PREFIX}:run-agent:{run_id}"
+
+
+def agent_runs(agent_id: str) -> str:
+    """Sorted set of the agent's run ids by creation time."""
+    return f"{PREFIX}:{{{agent_id}}}:runs"
 
 
 def agents_all() -> str:

@@ -286,6 +286,12 @@ RunStatus = Literal["created", "running", "completed", "failed", "cancelled"]
 
 
 class Run(_Record, kw_only=True):
+    """A run: one input message (or batch) and the steps it caused.
+
+    ``steps`` counts committed steps; with ``replies`` and ``calls`` it is what a worker needs
+    to resume a run that another worker left half done.
+    """
+
     id: str
     agent_id: str
     status: RunStatus = "created"
@@ -293,7 +299,12 @@ class Run(_Record, kw_only=True):
     usage: Usage = msgspec.field(default_factory=Usage)
     otid: str | None = None
     error: str | None = None
+    steps: int = 0
+    replies: list[str] = msgspec.field(default_factory=list)
+    calls: list[str] = msgspec.field(default_factory=list)
+    attempts: int = 0
     created_at: float = msgspec.field(default_factory=now)
+    started_at: float | None = None
     completed_at: float | None = None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -55,7 +56,13 @@ class Archival(Protocol):
     """Archival memory of agents: passages with embeddings, searched by meaning."""
 
     async def insert(
-        self, owner_id: str, embedding: str, text: str, tags: list[str]
+        self,
+        owner_id: str,
+        embedding: str,
+        text: str,
+        tags: list[str],
+        *,
+        passage_id: str | None = None,
     ) -> Passage: ...
 
     async def search(
@@ -89,8 +96,14 @@ class ToolContext:
     run_id: str
     step_id: str
     call_id: str
+    fence: tuple[str, int] | None = None
     sent_messages: list[str] = field(default_factory=list)
     memory_edited: bool = False
+
+    def effect_id(self, kind: str) -> str:
+        """A stable id for an effect of this tool call: the same if the step is re-run."""
+        name = f"{self.agent.id}:{self.step_id}:{self.call_id}:{kind}"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
     def block(self, label: str) -> Block:
         for block in self.blocks:
@@ -126,6 +139,7 @@ class ToolContext:
             apply,
             editor=self.agent.id,
             edit_id=f"{self.step_id}:{self.call_id}",
+            fence=self.fence,
         )
         self.blocks = [updated if b.id == updated.id else b for b in self.blocks]
         self.memory_edited = True
@@ -286,7 +300,11 @@ async def archival_memory_insert(
     if not content.strip():
         raise ToolError("content is empty; pass the text to save")
     passage = await _archival(ctx).insert(
-        ctx.agent.id, ctx.agent.embedding, content, sorted(set(tags or []))
+        ctx.agent.id,
+        ctx.agent.embedding,
+        content,
+        sorted(set(tags or [])),
+        passage_id=f"passage-{ctx.effect_id('archival')}",
     )
     return f"Saved to archival memory as {passage.id}."
 

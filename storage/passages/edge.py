@@ -254,18 +254,30 @@ class EdgePassageStore:
             where = conditions(
                 owner_id, tags=tags, match_all_tags=match_all_tags, start=start, end=end
             )
-            request = qe.QueryRequest(
-                limit=top_k,
-                offset=max(offset, 0),
-                query=qe.Query.Nearest(list(vector)),
-                filter=_filter(where),
-                with_payload=True,
-                with_vector=False,
-            )
-            hits = [
-                ScoredPassage(passage=from_payload(point.payload), score=float(point.score))
-                for point in collection.shard.query(request)
-            ]
+            # The engine orders equal scores differently for each limit/offset, so paging by
+            # offset would repeat or skip tied passages. Fetch from the top instead, widening
+            # while the page's last hit ties the next one, and order ties by id.
+            start_at = max(offset, 0)
+            limit = start_at + top_k + 1
+            while True:
+                request = qe.QueryRequest(
+                    limit=limit,
+                    offset=0,
+                    query=qe.Query.Nearest(list(vector)),
+                    filter=_filter(where),
+                    with_payload=True,
+                    with_vector=False,
+                )
+                found = [
+                    ScoredPassage(passage=from_payload(point.payload), score=float(point.score))
+                    for point in collection.shard.query(request)
+                ]
+                full = len(found) >= limit
+                if not full or found[-1].score != found[start_at + top_k - 1].score:
+                    break
+                limit *= 2
+            found.sort(key=lambda hit: (-hit.score, hit.passage.id))
+            hits = found[start_at : start_at + top_k]
         if not hits:
             await self._check_owners({owner_id}, len(vector))
         return hits

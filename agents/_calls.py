@@ -1,0 +1,116 @@
+"""Running one tool call of a step: validation, rules, execution, the continue decision."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+import structlog
+
+from agents.tools.base import ToolContext, ToolError
+from agents.tools.registry import HEARTBEAT_ARG, INNER_THOUGHTS_ARG, AgentTool
+from agents.tools.schema import validate_arguments
+from bus.errors import LeaseLost
+from storage.errors import StaleWriter
+
+if TYPE_CHECKING:
+    from agents.loop import _Turn
+
+log = structlog.get_logger("memgrid.loop")
+
+CallOutcome = tuple[str, bool, str | None, bool]
+
+
+def _invalid(text: str) -> CallOutcome:
+    return text, False, None, True
+
+
+async def run_call(
+    turn: _Turn, tools: dict[str, AgentTool], call: Any, step_id: str
+) -> CallOutcome:
+    """Run one tool call; returns (output, ok, "continue" | "end" | None, invalid).
+
+    ``invalid`` marks a call that could not be made at all (unknown tool, arguments that are
+    not JSON or do not fit the schema, a rule forbids it), as opposed to a tool that ran and
+    refused.
+    """
+    rt, agent, state = turn.rt, turn.agent, turn.state
+    tool = tools.get(call.name)
+    if tool is None:
+        names = ", ".join(sorted(tools)) or "none"
+        return _invalid(f"there is no tool named {call.name!r}; the tools you have are: {names}")
+    refusal = rt.gate.refuse(agent, state, call.name)
+    if refusal is not None:
+        return _invalid(refusal)
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except ValueError as exc:
+        return _invalid(
+            f"the arguments of {call.name} were not valid JSON ({exc}); send a JSON object "
+            "with the tool's parameters"
+        )
+    if not isinstance(arguments, dict):
+        kind = type(arguments).__name__
+        return _invalid(f"the arguments of {call.name} must be a JSON object, not {kind}")
+    heartbeat = arguments.pop(HEARTBEAT_ARG, None)
+    arguments.pop(INNER_THOUGHTS_ARG, None)
+    # A null for an optional argument means "not given": let the tool's default apply.
+    required = set(tool.schema.parameters.get("required", ()))
+    arguments = {k: v for k, v in arguments.items() if v is not None or k in required}
+    problems = validate_arguments(tool.schema, arguments)
+    if problems:
+        return _invalid(f"invalid arguments for {call.name}: " + "; ".join(problems))
+    state.calls.append(call.name)
+    state.step_calls.append(call.name)
+    state.last_tool = call.name
+    ok = True
+    try:
+        with anyio.fail_after(rt.tool_timeout_s):
+            if tool.base is not None:
+                ctx = ToolContext(
+                    agent=agent,
+                    blocks=turn.blocks,
+                    block_store=rt.blocks,
+                    messages=rt.messages,
+                    archival=rt.archival,
+                    run_id=turn.run.id,
+                    step_id=step_id,
+                    call_id=call.id,
+                    fence=turn.fence,
+                )
+                output = tool.base(ctx, **arguments)
+                text = await output if not isinstance(output, str) else output
+                turn.run.replies.extend(ctx.sent_messages)
+                turn.blocks = ctx.blocks
+                if ctx.memory_edited:
+                    turn.agent = msgspec.structs.replace(turn.agent, last_memory_edit_at=rt.clock())
+            else:
+                assert tool.record is not None
+                text, ok = await rt.custom_tools(tool.record, arguments, agent)
+    except ToolError as exc:
+        text, ok = str(exc), False
+    except TimeoutError:
+        text, ok = f"{call.name} did not finish within {rt.tool_timeout_s:.0f}s", False
+    except LeaseLost:
+        raise
+    except StaleWriter as exc:
+        raise LeaseLost(str(exc)) from exc
+    except Exception as exc:
+        log.warning("tool_failed", tool=call.name, error=repr(exc))
+        text, ok = f"{call.name} failed: {type(exc).__name__}: {exc}", False
+    if tool.record is not None and len(text) > tool.record.return_char_limit:
+        text = text[: tool.record.return_char_limit] + " … (truncated)"
+    state.last_output = text
+    forced = rt.gate.after(agent, state, call.name)
+    if forced is not None:
+        return text, ok, forced, False
+    if tool.terminal:
+        return text, ok, "end", False
+    if heartbeat is True:
+        return text, ok, "continue", False
+    if heartbeat is False:
+        return text, ok, "end", False
+    # No heartbeat flag: keep going until the user has been answered (models often forget it).
+    return text, ok, "continue" if not turn.run.replies else "end", False

@@ -1,0 +1,125 @@
+"""Submitting runs to agents' inboxes and following their events.
+
+A submission is atomic on the agent's shard: the run record, the client's ``otid`` (so a retry
+gets the original run back, never a second one) and the inbox entry are written by one Lua
+script. Then a "ready" signal tells the workers that the agent has work; a retried submission
+signals again, so a signal lost to a crash between the two writes is recovered by the retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import msgspec
+import redis.asyncio as aioredis
+
+from agents.events import Event, event_decoder
+from bus import keys as bus_keys
+from bus.envelopes import InboxMessage, RunRequest, encode_envelope
+from bus.events import follow, read_all
+from storage import keys
+from storage.errors import NotFound
+from storage.records import Run, decode, encode, new_id
+
+__all__ = ("RunStore", "Submitted", "signal_ready")
+
+OTID_TTL_S = 24 * 3600
+RUN_INDEX_TTL_S = 30 * 24 * 3600
+
+# KEYS: otid key (or run key when no otid), run key, inbox, agent runs zset.
+# ARGV: has otid, run id, run json, envelope, otid ttl, created_at.
+_SUBMIT = """
+if ARGV[1] == '1' then
+  local existing = redis.call('GET', KEYS[1])
+  if existing then return {existing, 0} end
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[5]))
+end
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[2])
+redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
+return {ARGV[2], 1}
+"""
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Submitted(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    agent_id: str
+    created: bool
+
+
+async def signal_ready(redis: aioredis.Redis, agent_id: str) -> None:
+    """Tell the workers that ``agent_id`` has work in its inbox."""
+    await redis.xadd(bus_keys.ready(), {"a": agent_id})
+
+
+class RunStore:
+    """Run records, submission and events."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._submit = redis.register_script(_SUBMIT)
+
+    async def submit(
+        self, agent_id: str, messages: Sequence[InboxMessage], *, otid: str | None = None
+    ) -> Submitted:
+        """Queue a run; returns at once. A repeated ``otid`` returns the original run."""
+        otid = otid or next((m.otid for m in messages if m.otid), None)
+        run = Run(id=new_id("run"), agent_id=agent_id, otid=otid)
+        envelope = RunRequest(run_id=run.id, agent_id=agent_id, messages=tuple(messages))
+        result = await self._submit(
+            keys=[
+                bus_keys.otid(agent_id, otid) if otid else keys.run(agent_id, run.id),
+                keys.run(agent_id, run.id),
+                bus_keys.inbox(agent_id),
+                keys.agent_runs(agent_id),
+            ],
+            args=[
+                "1" if otid else "0",
+                run.id,
+                encode(run),
+                encode_envelope(envelope),
+                OTID_TTL_S,
+                run.created_at,
+            ],
+        )
+        run_id = _text(result[0])
+        created = bool(int(result[1]))
+        if created:
+            await self._redis.set(keys.run_index(run_id), agent_id, ex=RUN_INDEX_TTL_S)
+        await signal_ready(self._redis, agent_id)
+        return Submitted(run_id=run_id, agent_id=agent_id, created=created)
+
+    async def get(self, agent_id: str, run_id: str) -> Run:
+        raw = await self._redis.get(keys.run(agent_id, run_id))
+        if raw is None:
+            raise NotFound(f"no run {run_id!r} for agent {agent_id!r}")
+        return decode(Run, raw)
+
+    async def find(self, run_id: str) -> Run:
+        """A run by id alone."""
+        agent_id = await self._redis.get(keys.run_index(run_id))
+        if agent_id is None:
+            raise NotFound(f"no run with id {run_id!r}")
+        return await self.get(_text(agent_id), run_id)
+
+    async def recent(self, agent_id: str, *, limit: int = 50) -> list[Run]:
+        ids = await self._redis.zrevrange(keys.agent_runs(agent_id), 0, limit - 1)
+        if not ids:
+            return []
+        raws = await self._redis.mget([keys.run(agent_id, _text(i)) for i in ids])
+        return [decode(Run, raw) for raw in raws if raw is not None]
+
+    async def follow(
+        self, agent_id: str, run_id: str, *, timeout_s: float | None = None
+    ) -> AsyncIterator[Event]:
+        """The run's events from its first, live, until its end."""
+        async for _entry, raw in follow(self._redis, agent_id, run_id, timeout_s=timeout_s):
+            yield event_decoder.decode(raw)
+
+    async def events(self, agent_id: str, run_id: str) -> tuple[list[Event], bool]:
+        raws, ended = await read_all(self._redis, agent_id, run_id)
+        return [event_decoder.decode(raw) for raw in raws], ended

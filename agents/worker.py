@@ -1,0 +1,314 @@
+"""The worker: takes agents' inboxes off Redis Streams and runs their turns.
+
+Shape (one root task group per worker)::
+
+    reader ── XREADGROUP mg:ready (+ reclaim of stale signals) ──> processors (N)
+    processor: lease the agent ─ drain its inbox in order ─ release ─ re-signal if more
+    health ── a key with a TTL and counters, for ``memgrid worker --check``
+
+Delivery is at-least-once: an inbox entry is acknowledged only after its run's final commit.
+Effects are exactly-once: runs resume after their last committed step (see
+:mod:`agents.loop`). A killed worker's signals are reclaimed by others once idle longer than
+the lease; its agents' leases expire; their pending inbox entries are claimed by the next
+holder. Work still failing after ``max_attempts`` goes to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from agents.events import StopReason, UsageStatistics, event_encoder
+from agents.loop import InputMessage, Preempted, run_turn
+from agents.runtime import Runtime
+from bus import keys as bus_keys
+from bus import streams
+from bus._replies import Entry
+from bus.envelopes import RunRequest, decode_envelope
+from bus.errors import LeaseLost
+from bus.events import stage_events
+from bus.lease import Lease, acquire, fenced
+from storage import keys
+from storage.records import Run, decode, encode
+
+__all__ = ("Worker", "WorkerSettings")
+
+log = structlog.get_logger("memgrid.worker")
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How a worker behaves. ``lease_ms`` bounds how long a killed worker's agents wait."""
+
+    worker_id: str = msgspec.field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
+    )
+    concurrency: int = 16
+    lease_ms: int = 10_000
+    max_attempts: int = 5
+    block_ms: int = 1_000
+    burst: bool = False
+    health_ttl_s: int = 30
+
+
+class _Signal(msgspec.Struct, frozen=True):
+    entry_id: str
+    agent_id: str
+
+
+class Worker:
+    """Runs agents' turns from the bus until stopped (or, in burst mode, until idle)."""
+
+    def __init__(self, rt: Runtime, settings: WorkerSettings | None = None) -> None:
+        self.rt = rt
+        self.settings = settings or WorkerSettings()
+        self.id = self.settings.worker_id
+        self.stopping = False
+        self.busy = 0
+        self.counters = {"runs": 0, "failed": 0, "dead_lettered": 0, "preempted": 0}
+        self.started_at = time.time()
+        self._groups: set[str] = set()
+        self._scope: anyio.CancelScope | None = None
+
+    def stop(self) -> None:
+        """Stop taking work; running turns stop after their current step."""
+        self.stopping = True
+
+    def cancel(self) -> None:
+        """Stop now (after :meth:`stop` and a grace period): cancels turns in flight."""
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        redis = self.rt.redis
+        await streams.ensure_group(redis, bus_keys.ready())
+        send, receive = anyio.create_memory_object_stream[_Signal](0)
+        log.info("worker_start", worker_id=self.id, concurrency=self.settings.concurrency)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                tg.start_soon(self._health)
+                async with anyio.create_task_group() as work:
+                    async with receive:
+                        for _ in range(self.settings.concurrency):
+                            work.start_soon(self._processor, receive.clone())
+                    work.start_soon(self._reader, send)
+                    task_status.started()
+                tg.cancel_scope.cancel()  # the work is done: stop the health beat too
+        finally:
+            with anyio.CancelScope(shield=True):
+                await redis.delete(bus_keys.worker_health(self.id))
+                await redis.srem(bus_keys.workers(), self.id)
+            log.info("worker_stop", worker_id=self.id, **self.counters)
+
+    # --- signals -----------------------------------------------------------------------
+
+    async def _reader(self, send: MemoryObjectSendStream[_Signal]) -> None:
+        redis, s = self.rt.redis, self.settings
+        next_reclaim = 0.0
+        async with send:
+            while not self.stopping:
+                signals: list[Entry] = []
+                if time.monotonic() >= next_reclaim:
+                    next_reclaim = time.monotonic() + s.lease_ms / 2000
+                    signals += await streams.claim_stale(
+                        redis, bus_keys.ready(), self.id, min_idle_ms=2 * s.lease_ms, count=100
+                    )
+                with anyio.move_on_after(s.block_ms / 1000 + 1):
+                    signals += await streams.read_group(
+                        redis,
+                        bus_keys.ready(),
+                        self.id,
+                        count=s.concurrency,
+                        block_ms=10 if s.burst else s.block_ms,
+                    )
+                for entry_id, fields in signals:
+                    agent_id = fields.get(b"a", b"").decode()
+                    await send.send(_Signal(entry_id, agent_id))
+                if s.burst and not signals and self.busy == 0:
+                    return
+
+    async def _processor(self, receive: MemoryObjectReceiveStream[_Signal]) -> None:
+        async with receive:
+            async for signal in receive:
+                self.busy += 1
+                try:
+                    await self._handle_agent(signal)
+                finally:
+                    self.busy -= 1
+
+    # --- one agent ---------------------------------------------------------------------
+
+    async def _handle_agent(self, signal: _Signal) -> None:
+        redis, ready = self.rt.redis, bus_keys.ready()
+        if not signal.agent_id:
+            await streams.ack_and_delete(redis, ready, signal.entry_id)
+            return
+        lease = await acquire(redis, signal.agent_id, self.id, self.settings.lease_ms)
+        if lease is None:  # another worker holds it and drains the inbox, this message included
+            await streams.ack_and_delete(redis, ready, signal.entry_id)
+            return
+        inbox = bus_keys.inbox(signal.agent_id)
+        lost = False
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._renew, lease, signal, tg.cancel_scope)
+                try:
+                    await self._drain(lease)
+                except LeaseLost as exc:
+                    lost = True
+                    log.warning("lease_lost", agent_id=signal.agent_id, error=str(exc))
+                except Preempted:
+                    self.counters["preempted"] += 1
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not lost:
+                    await lease.release()
+                await streams.ack_and_delete(redis, ready, signal.entry_id)
+                # Close the gap between our last read and the release: work that arrived
+                # meanwhile (its signal was dropped while we held the lease) is signalled again.
+                if not lost and await streams.undelivered(redis, inbox):
+                    from agents.runs import signal_ready
+
+                    await signal_ready(redis, signal.agent_id)
+
+    async def _renew(self, lease: Lease, signal: _Signal, scope: anyio.CancelScope) -> None:
+        interval = self.settings.lease_ms / 3000
+        while True:
+            await anyio.sleep(interval)
+            if not await lease.renew():
+                log.warning("lease_expired", agent_id=lease.agent_id, worker_id=self.id)
+                scope.cancel()
+                return
+            await streams.touch(self.rt.redis, bus_keys.ready(), self.id, signal.entry_id)
+
+    async def _drain(self, lease: Lease) -> None:
+        redis, agent_id = self.rt.redis, lease.agent_id
+        inbox = bus_keys.inbox(agent_id)
+        if inbox not in self._groups:
+            await streams.ensure_group(redis, inbox)
+            self._groups.add(inbox)
+        while not self.stopping:
+            # Entries a dead worker left pending come first (they are older), then new ones.
+            entries = await streams.claim_stale(redis, inbox, self.id, min_idle_ms=0, count=1)
+            if not entries:
+                entries = await streams.read_group(redis, inbox, self.id, count=1, block_ms=None)
+            if not entries:
+                return
+            entry_id, fields = entries[0]
+            if await self._process(lease, fields.get(b"e", b"")):
+                await streams.ack_and_delete(redis, inbox, entry_id)
+
+    async def _process(self, lease: Lease, raw: bytes) -> bool:
+        """Run one inbox entry; True when it is finished (done, or dead-lettered)."""
+        redis, agent_id = self.rt.redis, lease.agent_id
+        try:
+            envelope = decode_envelope(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await streams.dead_letter(
+                redis,
+                agent_id=agent_id,
+                run_id="",
+                envelope=raw,
+                error=f"bad envelope: {exc}",
+                attempts=0,
+            )
+            self.counters["dead_lettered"] += 1
+            return True
+        stored = await redis.get(keys.run(agent_id, envelope.run_id))
+        run = decode(Run, stored) if stored else Run(id=envelope.run_id, agent_id=agent_id)
+        if run.status in ("completed", "failed", "cancelled"):
+            return True  # a redelivery of finished work: its results are already durable
+        run.attempts += 1
+        if run.attempts > self.settings.max_attempts:
+            await self._dead_letter(lease, envelope, run, raw)
+            return True
+        async with fenced(redis, lease, agent_id) as pipe:
+            pipe.set(keys.run(agent_id, run.id), encode(run))
+        inputs = [
+            InputMessage(content=m.content, role=m.role, otid=m.otid, sender_id=m.sender_id)
+            for m in envelope.messages
+        ]
+        started = time.perf_counter()
+        bound = log.bind(agent_id=agent_id, run_id=run.id, worker_id=self.id)
+        try:
+            async for _event in run_turn(
+                self.rt, agent_id, inputs, run=run, lease=lease, should_stop=self._should_stop
+            ):
+                pass
+        except Preempted:
+            bound.info("run_preempted", steps=run.steps)
+            raise
+        except LeaseLost:
+            raise
+        except Exception as exc:  # transient (Redis, network): retried from the last step
+            self.counters["failed"] += 1
+            bound.warning("run_attempt_failed", attempt=run.attempts, error=repr(exc))
+            await anyio.sleep(min(0.1 * 2**run.attempts, 5.0))
+            return False
+        self.counters["runs"] += 1
+        bound.info("run_done", duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        return True
+
+    def _should_stop(self) -> bool:
+        return self.stopping
+
+    async def _dead_letter(self, lease: Lease, envelope: RunRequest, run: Run, raw: bytes) -> None:
+        redis, agent_id = self.rt.redis, lease.agent_id
+        error = f"gave up after {self.settings.max_attempts} attempts"
+        await streams.dead_letter(
+            redis,
+            agent_id=agent_id,
+            run_id=run.id,
+            envelope=raw,
+            error=error,
+            attempts=run.attempts - 1,
+        )
+        run.status, run.stop_reason, run.error = "failed", "error", error
+        run.completed_at = time.time()
+        usage = run.usage
+        events = [
+            StopReason(stop_reason="error", detail=error),
+            UsageStatistics(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
+                step_count=usage.step_count,
+            ),
+        ]
+        async with fenced(redis, lease, agent_id) as pipe:
+            pipe.set(keys.run(agent_id, run.id), encode(run))
+            stage_events(
+                pipe, agent_id, run.id, [event_encoder.encode(e) for e in events], final=True
+            )
+        self.counters["dead_lettered"] += 1
+        log.error("run_dead_lettered", agent_id=agent_id, run_id=run.id, error=error)
+
+    # --- health ------------------------------------------------------------------------
+
+    async def _health(self) -> None:
+        redis = self.rt.redis
+        while True:
+            state = {
+                "worker_id": self.id,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": self.started_at,
+                "busy": self.busy,
+                "stopping": self.stopping,
+                **self.counters,
+            }
+            await redis.set(
+                bus_keys.worker_health(self.id),
+                msgspec.json.encode(state),
+                ex=self.settings.health_ttl_s,
+            )
+            await redis.sadd(bus_keys.workers(), self.id)
+            await anyio.sleep(max(1.0, self.settings.health_ttl_s / 3))

@@ -1,0 +1,120 @@
+"""Consumer-group plumbing shared by the worker: groups, reads, claims, acks, dead letters."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from bus import keys
+from bus._replies import Entry, autoclaim_entries, entries, read_reply
+
+__all__ = (
+    "GROUP",
+    "ack_and_delete",
+    "claim_stale",
+    "dead_letter",
+    "ensure_group",
+    "list_dead_letters",
+    "read_group",
+    "take_dead_letter",
+    "touch",
+    "undelivered",
+)
+
+GROUP = "workers"
+DLQ_MAXLEN = 100_000
+
+
+async def ensure_group(redis: aioredis.Redis, stream: str) -> None:
+    """Create the workers' consumer group on ``stream`` (from its start) if it is missing."""
+    try:
+        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def read_group(
+    redis: aioredis.Redis, stream: str, consumer: str, *, count: int, block_ms: int | None
+) -> list[Entry]:
+    """New entries for ``consumer`` (``>``), blocking up to ``block_ms``."""
+    raw = await redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=count, block=block_ms)
+    return [entry for _stream, items in read_reply(raw) for entry in items]
+
+
+async def claim_stale(
+    redis: aioredis.Redis, stream: str, consumer: str, *, min_idle_ms: int, count: int
+) -> list[Entry]:
+    """Pending entries idle longer than ``min_idle_ms`` (their consumer died), now ours."""
+    raw = await redis.xautoclaim(stream, GROUP, consumer, min_idle_ms, "0-0", count=count)
+    return autoclaim_entries(raw)[1]
+
+
+async def touch(redis: aioredis.Redis, stream: str, consumer: str, entry_id: str) -> None:
+    """Reset an entry's idle time so that no one reclaims work that is still in progress."""
+    await redis.xclaim(stream, GROUP, consumer, 0, [entry_id], justid=True)
+
+
+async def ack_and_delete(redis: aioredis.Redis, stream: str, *entry_ids: str) -> None:
+    """Acknowledge and remove entries: processed work leaves the stream (bounded memory)."""
+    if not entry_ids:
+        return
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xack(stream, GROUP, *entry_ids)
+        pipe.xdel(stream, *entry_ids)
+        await pipe.execute()
+
+
+async def undelivered(redis: aioredis.Redis, stream: str) -> bool:
+    """Whether ``stream`` still holds entries: pending or never delivered."""
+    return bool(await redis.xlen(stream))
+
+
+async def dead_letter(
+    redis: aioredis.Redis, *, agent_id: str, run_id: str, envelope: bytes, error: str, attempts: int
+) -> str:
+    """Park a message that keeps failing, with its error; returns the dead-letter id."""
+    entry_id = await redis.xadd(
+        keys.dead_letters(),
+        {
+            "agent_id": agent_id,
+            "run_id": run_id,
+            "envelope": envelope,
+            "error": error,
+            "attempts": str(attempts),
+            "at": str(time.time()),
+        },
+        maxlen=DLQ_MAXLEN,
+        approximate=True,
+    )
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def _row(entry: Entry) -> dict[str, Any]:
+    entry_id, fields = entry
+    row: dict[str, Any] = {"id": entry_id}
+    for key, value in fields.items():
+        row[key.decode()] = value.decode(errors="replace")
+    if "envelope" in row:
+        try:
+            row["envelope"] = json.loads(row["envelope"])
+        except ValueError:
+            pass
+    return row
+
+
+async def list_dead_letters(redis: aioredis.Redis, *, count: int = 100) -> list[dict[str, Any]]:
+    return [_row(e) for e in entries(await redis.xrange(keys.dead_letters(), count=count))]
+
+
+async def take_dead_letter(redis: aioredis.Redis, entry_id: str) -> dict[str, Any] | None:
+    """Remove and return one dead letter (for a retry)."""
+    found = entries(await redis.xrange(keys.dead_letters(), entry_id, entry_id))
+    if not found:
+        return None
+    await redis.xdel(keys.dead_letters(), entry_id)
+    return _row(found[0])

@@ -1,0 +1,132 @@
+"""Workers on the bus, in process: submit, lease, run, events, redelivery, dead letters."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from agents.events import AssistantMessage, StopReason, UsageStatistics
+from agents.manage import AgentSpec, create_agent
+from agents.runs import RunStore
+from agents.runtime import Runtime
+from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, sequence, tool_call
+from agents.worker import Worker, WorkerSettings
+from bus import keys as bus_keys
+from bus.envelopes import InboxMessage
+from bus.errors import LeaseLost
+from bus.lease import acquire, fenced
+
+
+async def _burst(rt: Runtime, **settings: object) -> Worker:
+    worker = Worker(rt, WorkerSettings(burst=True, concurrency=4, lease_ms=2000, **settings))  # type: ignore[arg-type]
+    with anyio.fail_after(30):
+        await worker.run()
+    return worker
+
+
+async def test_submit_run_and_follow_events(runtime: Runtime, model: ScriptedModel) -> None:
+    agent = await create_agent(runtime, AgentSpec(name="w1"))
+    model.policy = lambda request: say(
+        f"echo: {request.last_message.text if request.last_message else ''}"
+    )
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="hello")], otid="otid-1")
+    assert sub.created
+    again = await runs.submit(agent.id, [InboxMessage(content="hello")], otid="otid-1")
+    assert again.run_id == sub.run_id and not again.created  # a retry gets the original run
+    worker = await _burst(runtime)
+    assert worker.counters["runs"] == 1
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "completed" and run.stop_reason == "end_turn"
+    events = [e async for e in runs.follow(agent.id, sub.run_id, timeout_s=5)]
+    assert isinstance(events[-2], StopReason) and isinstance(events[-1], UsageStatistics)
+    assert [e.content for e in events if isinstance(e, AssistantMessage)] == ["echo: hello"]
+    # Processed work leaves the streams: bounded memory.
+    assert await runtime.redis.xlen(bus_keys.inbox(agent.id)) == 0
+    assert await runtime.redis.xlen(bus_keys.ready()) == 0
+    assert len(model.requests) == 1
+
+
+async def test_per_agent_order_over_many_messages(runtime: Runtime, model: ScriptedModel) -> None:
+    agents = [await create_agent(runtime, AgentSpec(name=f"ord{i}")) for i in range(5)]
+    model.policy = lambda request: say(
+        f"got {request.last_message.text if request.last_message else ''}"
+    )
+    runs = RunStore(runtime.redis)
+    for n in range(6):
+        for agent in agents:
+            await runs.submit(agent.id, [InboxMessage(content=f"m{n}")])
+    await _burst(runtime)
+    for agent in agents:
+        inputs = [
+            m.content for m in await runtime.messages.list(agent.id, roles=["user"], limit=100)
+        ]
+        assert inputs == [f"m{n}" for n in range(6)]
+
+
+async def test_a_half_done_run_resumes_after_its_last_committed_step(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    agent = await create_agent(runtime, AgentSpec(name="resume"))
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="remember tea")])
+    model.policy = sequence(
+        tool_call("core_memory_append", label="human", content="likes tea", request_heartbeat=True),
+        say("Noted."),
+    )
+    # A first worker runs step 0 and is stopped right after committing it.
+    stopper = Worker(runtime, WorkerSettings(concurrency=1, lease_ms=2000))
+
+    def shutdown_now() -> bool:  # as SIGTERM would, right after the first step commits
+        stopper.stop()
+        return True
+
+    stopper._should_stop = shutdown_now  # type: ignore[method-assign]
+    with anyio.fail_after(10):
+        await stopper.run()
+    assert stopper.counters["preempted"] == 1
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "running" and run.steps == 1
+    # Another worker finishes it: the memory edit is not applied twice, one reply.
+    await _burst(runtime)
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "completed" and run.replies == ["Noted."]
+    blocks = {b.label: b.value for b in await runtime.blocks.get_many(agent.block_ids)}
+    assert blocks["human"] == "likes tea"
+    assert len(model.requests) == 2
+
+
+async def test_a_stale_lease_cannot_commit(runtime: Runtime) -> None:
+    agent = await create_agent(runtime, AgentSpec(name="fence"))
+    first = await acquire(runtime.redis, agent.id, "w-a", 50)
+    assert first is not None
+    await anyio.sleep(0.1)  # the lease expires: w-a is paused past it
+    second = await acquire(runtime.redis, agent.id, "w-b", 5000)
+    assert second is not None and second.token == first.token + 1
+    with pytest.raises(LeaseLost):
+        async with fenced(runtime.redis, first, agent.id) as pipe:
+            pipe.set("mg:{x}:should-not-exist", "1")
+    assert not await runtime.redis.exists("mg:{x}:should-not-exist")
+
+
+async def test_poison_messages_go_to_the_dead_letter_stream(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    from bus.streams import list_dead_letters
+
+    agent = await create_agent(runtime, AgentSpec(name="poison"))
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="boom")])
+    # Every attempt fails on the transport (the agent record vanished under the worker).
+    await runtime.redis.set(f"mg:{{{agent.id}}}:agent", b"not json")
+    await _burst(runtime, max_attempts=2)
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "failed"
+    dead = await list_dead_letters(runtime.redis)
+    assert [d["run_id"] for d in dead] == [sub.run_id]
+    events = [e async for e in runs.follow(agent.id, sub.run_id, timeout_s=5)]
+    assert isinstance(events[-2], StopReason) and events[-2].stop_reason == "error"
+
+
+def _policy(request: ChatRequest) -> Outcome:
+    return say("ok")
