@@ -21,7 +21,7 @@ from storage import keys
 from storage.errors import NotFound
 from storage.records import Run, decode, encode, new_id
 
-__all__ = ("RunStore", "Submitted", "signal_ready")
+__all__ = ("RunStore", "Submitted", "live_workers", "retry_dead_letter", "signal_ready")
 
 OTID_TTL_S = 24 * 3600
 RUN_INDEX_TTL_S = 30 * 24 * 3600
@@ -123,3 +123,43 @@ class RunStore:
     async def events(self, agent_id: str, run_id: str) -> tuple[list[Event], bool]:
         raws, ended = await read_all(self._redis, agent_id, run_id)
         return [event_decoder.decode(raw) for raw in raws], ended
+
+
+async def live_workers(redis: aioredis.Redis) -> list[dict[str, object]]:
+    """Health records of the workers that beat recently and are not stopping."""
+    ids = [_text(i) for i in await redis.smembers(bus_keys.workers())]
+    if not ids:
+        return []
+    raws = await redis.mget([bus_keys.worker_health(i) for i in ids])
+    alive: list[dict[str, object]] = []
+    for worker_id, raw in zip(ids, raws, strict=True):
+        if raw is None:
+            await redis.srem(bus_keys.workers(), worker_id)
+            continue
+        state = msgspec.json.decode(raw)
+        if isinstance(state, dict) and not state.get("stopping"):
+            alive.append(state)
+    return alive
+
+
+async def retry_dead_letter(redis: aioredis.Redis, entry_id: str) -> Submitted:
+    """Put a dead-lettered run back into its agent's inbox, with its attempts reset."""
+    from bus.envelopes import decode_envelope
+    from bus.streams import take_dead_letter
+
+    row = await take_dead_letter(redis, entry_id)
+    if row is None:
+        raise NotFound(f"no dead letter with id {entry_id!r}; see `memgrid dlq list`")
+    envelope = decode_envelope(msgspec.json.encode(row["envelope"]))
+    raw = await redis.get(keys.run(envelope.agent_id, envelope.run_id))
+    if raw is not None:
+        run = decode(Run, raw)
+        run.status, run.stop_reason, run.error, run.attempts = "created", None, None, 0
+        run.completed_at = None
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.run(envelope.agent_id, run.id), encode(run))
+            pipe.delete(bus_keys.run_events(envelope.agent_id, run.id))
+            await pipe.execute()
+    await redis.xadd(bus_keys.inbox(envelope.agent_id), {"e": encode_envelope(envelope)})
+    await signal_ready(redis, envelope.agent_id)
+    return Submitted(run_id=envelope.run_id, agent_id=envelope.agent_id, created=True)

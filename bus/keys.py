@@ -8,6 +8,8 @@ from __future__ import annotations
 
 __all__ = (
     "PREFIX",
+    "archival_reply",
+    "archival_requests",
     "dead_letters",
     "fence",
     "inbox",
@@ -53,6 +55,15 @@ def step_journal(agent_id: str, run_id: str, step: int) -> str:
 
 def run_events(agent_id: str, run_id: str) -> str:
     return f"{PREFIX}:{{{agent_id}}}:events:{run_id}"
+
+
+def archival_requests() -> str:
+    """Requests to the process that owns the embedded passage engine."""
+    return f"{PREFIX}:archival:requests"
+
+
+def archival_reply(request_id: str) -> str:
+    return f"{PREFIX}:archival:reply:{request_id}"
 
 
 def dead_letters() -> str:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
+import redis.asyncio as aioredis
 import structlog
+from anyio.abc import TaskGroup
 
 from agents.llm import LLMSettings
 from agents.runtime import LLMPool, Runtime
-from agents.tools.base import ScoredText
+from agents.tools.base import Archival, ScoredText
 from agents.tools.registry import ImportPathRunner, SandboxRunner
 from bus import BusSettings, connect, resolve_redis_url
 from storage.records import Passage
@@ -21,33 +24,66 @@ from storage.settings import StorageSettings
 if TYPE_CHECKING:
     from agents.archival import PassageArchival
 
-__all__ = ("LazyArchival", "open_runtime")
+__all__ = ("SharedArchival", "open_runtime")
 
 log = structlog.get_logger("memgrid.runtime")
 
 
-class LazyArchival:
-    """Opens the passage store on first use, so commands that never touch archival memory
-    do not take the embedded engine's one-process lock."""
+class SharedArchival:
+    """Archival memory for this process, opened on first use.
 
-    def __init__(self, settings: StorageSettings) -> None:
+    With ``MEMGRID_QDRANT_URL`` it talks to Qdrant directly. Otherwise the first memgrid
+    process to open the embedded engine owns it and serves the others over Redis
+    (:mod:`agents.archival_rpc`); the rest get a remote handle. When the owner disappears, the
+    next call tries to take the engine over.
+    """
+
+    def __init__(
+        self, settings: StorageSettings, redis: aioredis.Redis, tg: TaskGroup | None
+    ) -> None:
         self._settings = settings
-        self._inner: PassageArchival | None = None
+        self._redis = redis
+        self._tg = tg
+        self._inner: Archival | None = None
+        self._local: PassageArchival | None = None
         self._lock = anyio.Lock()
 
-    async def inner(self) -> PassageArchival:
-        """The real archival memory, opened on first use (imports Qdrant only then)."""
+    @property
+    def owner(self) -> bool:
+        return self._local is not None
+
+    async def inner(self) -> Archival:
+        """The archival memory to use now (imports Qdrant only when first needed)."""
         from agents.archival import PassageArchival
+        from agents.archival_rpc import ArchivalServer, RemoteArchival
         from storage.embeddings.factory import embedder_from_handle
-        from storage.passages import open_passage_store
+        from storage.passages import PassageStoreLockedError, open_passage_store
 
         async with self._lock:
-            if self._inner is None:
+            if self._inner is not None:
+                return self._inner
+            try:
                 store = await anyio.to_thread.run_sync(open_passage_store, self._settings)
-                self._inner = PassageArchival(
-                    store, lambda handle: embedder_from_handle(handle, self._settings)
-                )
-            return self._inner
+            except PassageStoreLockedError:
+                self._inner = RemoteArchival(self._redis)
+                return self._inner
+            local = PassageArchival(
+                store, lambda handle: embedder_from_handle(handle, self._settings)
+            )
+            self._inner = self._local = local
+            if not self._settings.qdrant_url and self._tg is not None:
+                consumer = f"{socket.gethostname()}-{os.getpid()}"
+                self._tg.start_soon(ArchivalServer(local, self._redis, consumer).serve)
+                log.info("archival_owner", path=str(self._settings.home / "qdrant"))
+            return local
+
+    async def _use(self) -> Archival:
+        return await self.inner()
+
+    async def _failed(self) -> None:
+        async with self._lock:
+            if self._local is None:
+                self._inner = None  # the owner may be gone: try to take the engine next time
 
     async def insert(
         self,
@@ -58,8 +94,12 @@ class LazyArchival:
         *,
         passage_id: str | None = None,
     ) -> Passage:
-        archival = await self.inner()
-        return await archival.insert(owner_id, embedding, text, tags, passage_id=passage_id)
+        archival = await self._use()
+        try:
+            return await archival.insert(owner_id, embedding, text, tags, passage_id=passage_id)
+        except Exception:
+            await self._failed()
+            raise
 
     async def search(
         self,
@@ -74,53 +114,99 @@ class LazyArchival:
         start: float | None,
         end: float | None,
     ) -> list[ScoredText]:
-        archival = await self.inner()
-        return await archival.search(
-            owner_id,
-            embedding,
-            query,
-            top_k=top_k,
-            offset=offset,
-            tags=tags,
-            match_all_tags=match_all_tags,
-            start=start,
-            end=end,
-        )
+        archival = await self._use()
+        try:
+            return await archival.search(
+                owner_id,
+                embedding,
+                query,
+                top_k=top_k,
+                offset=offset,
+                tags=tags,
+                match_all_tags=match_all_tags,
+                start=start,
+                end=end,
+            )
+        except Exception:
+            await self._failed()
+            raise
 
     async def count(self, owner_id: str) -> int:
-        return await (await self.inner()).count(owner_id)
+        archival = await self._use()
+        try:
+            return await archival.count(owner_id)
+        except Exception:
+            await self._failed()
+            raise
 
     async def tags(self, owner_id: str) -> list[str]:
-        return await (await self.inner()).tags(owner_id)
+        archival = await self._use()
+        try:
+            return await archival.tags(owner_id)
+        except Exception:
+            await self._failed()
+            raise
 
     async def aclose(self) -> None:
-        if self._inner is not None:
-            await self._inner.aclose()
-            self._inner = None
+        if self._local is not None:
+            await self._local.aclose()
+        self._inner = self._local = None
 
 
 @asynccontextmanager
-async def open_runtime(*, redis_url: str | None = None) -> AsyncIterator[Runtime]:
-    """A runtime on the configured (or local) Redis, Qdrant, embedders and model endpoint."""
+async def open_runtime(
+    *, redis_url: str | None = None, own_archival: bool = False
+) -> AsyncIterator[Runtime]:
+    """A runtime on the configured (or local) Redis, Qdrant, embedders and model endpoint.
+
+    Args:
+        redis_url: use this Redis instead of the configured or local one.
+        own_archival: open the passage engine now (long-running processes do, so that they
+            serve the others); otherwise it opens on first use.
+    """
     if redis_url is None:
         redis_url = await anyio.to_thread.run_sync(resolve_redis_url, BusSettings.from_env())
     redis = connect(redis_url)
     storage = StorageSettings.from_env()
-    archival = LazyArchival(storage)
     sandbox_env = {}
     api_url = os.environ.get("MEMGRID_API_URL")
     if api_url:
         sandbox_env["MEMGRID_API_URL"] = api_url
-    rt = Runtime(
-        redis=redis,
-        llm=LLMPool(LLMSettings.from_env()),
-        archival=archival,
-        custom_tools=ImportPathRunner(sandbox=SandboxRunner(env=sandbox_env)),
-    )
     try:
-        yield rt
+        async with anyio.create_task_group() as tg:
+            archival = SharedArchival(storage, redis, tg)
+            if own_archival:
+                await archival.inner()
+            rt = Runtime(
+                redis=redis,
+                llm=LLMPool(LLMSettings.from_env()),
+                archival=archival,
+                custom_tools=ImportPathRunner(sandbox=SandboxRunner(env=sandbox_env)),
+            )
+            try:
+                yield rt
+            finally:
+                tg.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await rt.aclose()
+                    await archival.aclose()
+    except BaseExceptionGroup as group:
+        # The caller's own error, raised in the body, comes out of the task group wrapped:
+        # hand it back as it was raised.
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
     finally:
         with anyio.CancelScope(shield=True):
-            await rt.aclose()
-            await archival.aclose()
             await redis.aclose()
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found += _leaves(exc)
+        else:
+            found.append(exc)
+    return found

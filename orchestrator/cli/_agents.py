@@ -12,7 +12,6 @@ import anyio
 import msgspec
 
 from agents.events import Event, StopReason, UsageStatistics, event_encoder, iso
-from agents.loop import InputMessage, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
 from agents.runtime import Runtime
 from bus import RedisUnavailable
@@ -171,12 +170,22 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 async def _turn(rt: Runtime, name: str, text: str, *, live: bool) -> list[Event]:
+    """Submit through the bus; with no live worker, run one in burst mode in this process."""
+    from agents.runs import RunStore, live_workers
+    from agents.worker import Worker, WorkerSettings
+    from bus.envelopes import InboxMessage
+
     agent = await rt.agents.resolve(name)
+    runs = RunStore(rt.redis)
+    submitted = await runs.submit(agent.id, [InboxMessage(content=text)])
     events: list[Event] = []
-    async for event in run_turn(rt, agent.id, [InputMessage(content=text)]):
-        events.append(event)
-        if live:
-            print_event(event)
+    async with anyio.create_task_group() as tg:
+        if not await live_workers(rt.redis):
+            tg.start_soon(Worker(rt, WorkerSettings(burst=True, concurrency=4)).run)
+        async for event in runs.follow(agent.id, submitted.run_id):
+            events.append(event)
+            if live:
+                print_event(event)
     return events
 
 

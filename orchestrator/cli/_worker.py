@@ -1,0 +1,162 @@
+"""``memgrid worker``, ``memgrid up`` and ``memgrid dlq``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+from typing import Any
+
+import anyio
+
+from bus import RedisUnavailable
+from orchestrator.cli._common import UsageError
+from storage.errors import StorageError
+
+__all__ = ("register",)
+
+
+def register(subparsers: Any) -> None:
+    worker = subparsers.add_parser("worker", help="run agents' turns from the bus")
+    worker.add_argument("--concurrency", type=int, default=16, help="agents at once (16)")
+    worker.add_argument("--burst", action="store_true", help="exit when there is no more work")
+    worker.add_argument("--check", action="store_true", help="exit 0 if a worker is alive")
+    worker.add_argument("--worker-id", default=None)
+    worker.add_argument("--lease-ms", type=int, default=10_000, help="lease time (10000 ms)")
+    worker.add_argument("--max-attempts", type=int, default=5)
+    worker.add_argument(
+        "--drain-seconds", type=float, default=30.0, help="grace period on SIGTERM (30 s)"
+    )
+    worker.set_defaults(handler=_worker)
+
+    up = subparsers.add_parser("up", help="start Redis (when local) and supervised workers")
+    up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--concurrency", type=int, default=16)
+    up.set_defaults(handler=_up)
+
+    dlq = subparsers.add_parser("dlq", help="messages that kept failing")
+    sub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="list dead letters")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_dlq_list)
+    retry = sub.add_parser("retry", help="put a dead letter back in its agent's inbox")
+    retry.add_argument("id")
+    retry.set_defaults(handler=_dlq_retry)
+
+
+def _guard(main: Any) -> Any:
+    try:
+        return anyio.run(main)
+    except (StorageError, RedisUnavailable) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _worker(args: argparse.Namespace) -> int:
+    if args.check:
+        return int(_guard(lambda: _check(args.worker_id)))
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+
+    async def main() -> int:
+        from agents.worker import Worker, WorkerSettings
+        from orchestrator.runtime import open_runtime
+
+        settings = WorkerSettings(
+            concurrency=args.concurrency,
+            burst=args.burst,
+            lease_ms=args.lease_ms,
+            max_attempts=args.max_attempts,
+            **({"worker_id": args.worker_id} if args.worker_id else {}),
+        )
+        async with open_runtime(own_archival=True) as rt:
+            worker = Worker(rt, settings)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_on_signals, worker, args.drain_seconds)
+                await worker.run()
+                tg.cancel_scope.cancel()
+        return 0
+
+    return int(_guard(main))
+
+
+async def _on_signals(worker: Any, drain_s: float) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            print(
+                f"memgrid worker {worker.id}: stopping (finishing current steps)", file=sys.stderr
+            )
+            worker.stop()
+            break
+    await anyio.sleep(drain_s)
+    worker.cancel()
+
+
+async def _check(worker_id: str | None) -> int:
+    from agents.runs import live_workers
+    from bus import BusSettings, connect, resolve_redis_url
+
+    url = await anyio.to_thread.run_sync(resolve_redis_url, BusSettings.from_env())
+    redis = connect(url)
+    try:
+        alive = await live_workers(redis)
+    finally:
+        await redis.aclose()
+    host = socket.gethostname()
+    if worker_id:
+        mine = [w for w in alive if w.get("worker_id") == worker_id]
+    else:
+        mine = [w for w in alive if w.get("host") == host]
+    for w in mine:
+        print(f"alive: {w['worker_id']} (pid {w['pid']}, {w['busy']} busy, {w['runs']} runs)")
+    if not mine:
+        print("no live worker", file=sys.stderr)
+    return 0 if mine else 1
+
+
+def _up(args: argparse.Namespace) -> int:
+    from orchestrator.supervisor import supervise
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    return int(_guard(lambda: supervise(workers=args.workers, concurrency=args.concurrency)))
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    async def main() -> list[dict[str, Any]]:
+        from bus.streams import list_dead_letters
+        from orchestrator.runtime import open_runtime
+
+        async with open_runtime() as rt:
+            return await list_dead_letters(rt.redis)
+
+    rows = _guard(main)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no dead letters")
+    for row in rows:
+        print(f"{row['id']}  agent {row.get('agent_id')}  run {row.get('run_id')}")
+        print(f"    {row.get('error')} (attempts: {row.get('attempts')})")
+    return 0
+
+
+def _dlq_retry(args: argparse.Namespace) -> int:
+    import msgspec
+
+    async def main() -> str:
+        from agents.runs import retry_dead_letter
+        from orchestrator.runtime import open_runtime
+
+        async with open_runtime() as rt:
+            try:
+                submitted = await retry_dead_letter(rt.redis, args.id)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise UsageError(f"dead letter {args.id} cannot be retried: {exc}") from exc
+            return submitted.run_id
+
+    run_id = _guard(main)
+    print(f"requeued run {run_id}")
+    return 0
