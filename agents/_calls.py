@@ -9,6 +9,7 @@ import anyio
 import msgspec
 import structlog
 
+from agents.messaging import Messaging, Suspend
 from agents.tools.base import ToolContext, ToolError
 from agents.tools.registry import HEARTBEAT_ARG, INNER_THOUGHTS_ARG, AgentTool
 from agents.tools.schema import validate_arguments
@@ -79,6 +80,7 @@ async def run_call(
                     step_id=step_id,
                     call_id=call.id,
                     fence=turn.fence,
+                    messaging=Messaging(rt, agent, turn.run, step_id),
                 )
                 output = tool.base(ctx, **arguments)
                 text = await output if not isinstance(output, str) else output
@@ -89,6 +91,8 @@ async def run_call(
             else:
                 assert tool.record is not None
                 text, ok = await rt.custom_tools(tool.record, arguments, agent)
+    except Suspend:
+        raise
     except ToolError as exc:
         text, ok = str(exc), False
     except TimeoutError:

@@ -31,6 +31,7 @@ from agents.context import MemoryStats, compile_system, to_openai_messages
 from agents.events import Event, StopReason, StopReasonName, UsageStatistics, event_encoder, expand
 from agents.gate import TurnState
 from agents.llm import ContextWindowExceeded, LLMError, LLMResponse
+from agents.messaging import Suspend
 from agents.prompts import HEARTBEAT_AFTER_ERROR, HEARTBEAT_REASON
 from agents.runtime import Runtime
 from agents.summarizer import ContextOverflow, compact
@@ -40,9 +41,9 @@ from bus.errors import LeaseLost
 from bus.events import stage_events
 from bus.lease import Lease, fenced
 from storage import keys
-from storage.records import Agent, Block, Message, Run, encode, new_id
+from storage.records import Agent, Block, Message, Run, Wait, encode, new_id
 
-__all__ = ("InputMessage", "Preempted", "TurnResult", "run_turn")
+__all__ = ("InputMessage", "Preempted", "Suspended", "TurnResult", "run_turn")
 
 log = structlog.get_logger("memgrid.loop")
 _MAX_INVALID_IN_A_ROW = 4
@@ -50,10 +51,17 @@ JOURNAL_TTL_S = 24 * 3600
 # Failures that must not be turned into a stop reason: the run is retried or resumed.
 _PROPAGATE = (LeaseLost, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _llm_decoder = msgspec.json.Decoder(LLMResponse)
+_WAITING_TOOLS = frozenset(
+    {"send_message_to_agent_and_wait_for_reply", "send_message_to_agents_matching_tags"}
+)
 
 
 class Preempted(Exception):
     """The worker is stopping: the run stops after a committed step, to be resumed elsewhere."""
+
+
+class Suspended(Exception):
+    """The run waits for other agents' replies; it resumes when they arrive or time out."""
 
 
 class InputMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,6 +107,7 @@ class _StepOutcome(msgspec.Struct, kw_only=True):
     messages: list[Message]
     stop: StopReasonName | None = None
     detail: str | None = None
+    wait: Wait | None = None
 
 
 class _Turn:
@@ -170,7 +179,7 @@ class _Turn:
             event for m in outcome.messages if m.role != "user" for event in expand(m)
         ]
         run.calls = list(self.state.calls)
-        run.status = "running"
+        run.status = "waiting" if run.wait is not None else "running"
         if final:
             run.status = "failed" if outcome.stop in ("error", "llm_api_error") else "completed"
             run.stop_reason = outcome.stop
@@ -193,6 +202,8 @@ class _Turn:
             stage_events(
                 pipe, self.agent.id, run.id, [event_encoder.encode(e) for e in events], final=final
             )
+            if run.wait is not None:
+                pipe.zadd(bus_keys.timers(), {self.agent.id: run.wait.deadline})
             if final and self.lease is not None and run.steps:
                 journals = [
                     bus_keys.step_journal(self.agent.id, run.id, s) for s in range(run.steps)
@@ -243,6 +254,8 @@ async def run_turn(
             )
             for m in inputs
         ]
+    if run.wait is not None:
+        pending = await _resume(turn)  # raises Suspended while replies are still due
     if run.started_at is None:
         run.started_at = rt.clock()
     started = anyio.current_time()
@@ -257,13 +270,16 @@ async def run_turn(
             run.steps = step + 1
             if outcome.stop is not None:
                 break
+            run.wait = outcome.wait
             for event in await turn.commit(outcome, final=False):
                 yield event
+            if run.wait is not None:
+                raise Suspended(f"run {run.id} waits for {run.wait.targets}")
             if should_stop is not None and should_stop():
                 raise Preempted(f"run {run.id} stopped after step {step} for a shutdown")
         else:
             outcome = _StepOutcome(messages=[], stop="max_steps")
-    except (*_PROPAGATE, Preempted):
+    except (*_PROPAGATE, Preempted, Suspended):
         raise
     except Exception as exc:  # the turn must end with a stop reason, never a hang
         bound.exception("turn_failed")
@@ -279,6 +295,61 @@ async def run_turn(
         steps=run.usage.step_count,
         duration_ms=round((anyio.current_time() - started) * 1000, 2),
     )
+
+
+async def _resume(turn: _Turn) -> list[Message]:
+    """The messages that answer a waiting run's tool call, once replies or the deadline came.
+
+    Raises:
+        Suspended: replies are still due and the deadline has not passed.
+    """
+    rt, run = turn.rt, turn.run
+    wait = run.wait
+    assert wait is not None
+    key = bus_keys.wait_replies(turn.agent.id, run.id, wait.call_id)
+    raw = await rt.redis.hgetall(key)
+    replies = {
+        (k.decode() if isinstance(k, bytes) else str(k)): json.loads(v) for k, v in raw.items()
+    }
+    now = rt.clock()
+    if len(replies) < len(wait.targets) and now < wait.deadline:
+        raise Suspended(f"run {run.id} still waits for {len(wait.targets) - len(replies)} replies")
+    names = {a.id: a.name for a in await rt.agents.list() if a.id in wait.targets}
+    if wait.tool_name == "send_message_to_agent_and_wait_for_reply":
+        target = wait.targets[0]
+        if target in replies:
+            text, ok = replies[target]["reply"], True
+        else:
+            text, ok = (
+                f"agent {names.get(target, target)!r} did not reply within the timeout; "
+                "carry on without its answer or try again later",
+                False,
+            )
+    else:
+        rows = [
+            {
+                "agent": names.get(t, t),
+                "agent_id": t,
+                "reply": replies[t]["reply"] if t in replies else None,
+                "status": "replied" if t in replies else "no reply within the timeout",
+            }
+            for t in wait.targets
+        ]
+        text, ok = json.dumps(rows, ensure_ascii=False), bool(replies)
+    step_id = f"step-{run.id}-{run.steps}"
+    messages = [
+        turn.message(
+            "tool",
+            step_id,
+            content=_tool_result(text, ok, now),
+            tool_call_id=wait.call_id,
+            name=wait.tool_name,
+            status="success" if ok else "error",
+        ),
+        turn.message("user", step_id, content=_heartbeat(HEARTBEAT_REASON)),
+    ]
+    run.wait = None  # the replies stay (with a TTL): a re-run of this resume reads them again
+    return messages
 
 
 async def _llm_for_step(turn: _Turn, step: int, request: Any, tools: Any) -> LLMResponse:
@@ -372,8 +443,21 @@ async def _step(turn: _Turn, pending: list[Message], step: int) -> _StepOutcome:
 
     wants_more = ends = any_error = False
     all_invalid = True
+    wait: Wait | None = None
     for call in calls:
-        text, ok, decision, invalid = await run_call(turn, tools, call, step_id)
+        try:
+            if wait is not None and call.name in _WAITING_TOOLS:
+                text, ok, decision, invalid = (
+                    "only one wait for other agents per step; call it again next step",
+                    False,
+                    None,
+                    True,
+                )
+            else:
+                text, ok, decision, invalid = await run_call(turn, tools, call, step_id)
+        except Suspend as suspend:
+            wait, all_invalid = suspend.wait, False
+            continue  # its result comes when the replies do
         all_invalid &= invalid
         new.append(
             turn.message(
@@ -388,6 +472,8 @@ async def _step(turn: _Turn, pending: list[Message], step: int) -> _StepOutcome:
         any_error |= not ok
         wants_more |= decision == "continue"
         ends |= decision == "end"
+    if wait is not None:
+        return _StepOutcome(messages=new, wait=wait)
     turn.invalid_in_a_row = turn.invalid_in_a_row + 1 if all_invalid else 0
     if turn.invalid_in_a_row >= _MAX_INVALID_IN_A_ROW:
         return _StepOutcome(

@@ -19,7 +19,7 @@ from bus.envelopes import InboxMessage, RunRequest, encode_envelope
 from bus.events import follow, read_all
 from storage import keys
 from storage.errors import NotFound
-from storage.records import Run, decode, encode, new_id
+from storage.records import ReplyTo, Run, decode, encode, new_id
 
 __all__ = ("RunStore", "Submitted", "live_workers", "retry_dead_letter", "signal_ready")
 
@@ -64,11 +64,28 @@ class RunStore:
         self._submit = redis.register_script(_SUBMIT)
 
     async def submit(
-        self, agent_id: str, messages: Sequence[InboxMessage], *, otid: str | None = None
+        self,
+        agent_id: str,
+        messages: Sequence[InboxMessage],
+        *,
+        otid: str | None = None,
+        reply_to: ReplyTo | None = None,
+        hops: int = 0,
+        wait_chain: Sequence[str] = (),
     ) -> Submitted:
-        """Queue a run; returns at once. A repeated ``otid`` returns the original run."""
+        """Queue a run; returns at once. A repeated ``otid`` returns the original run.
+
+        ``reply_to``, ``hops`` and ``wait_chain`` are set for messages between agents.
+        """
         otid = otid or next((m.otid for m in messages if m.otid), None)
-        run = Run(id=new_id("run"), agent_id=agent_id, otid=otid)
+        run = Run(
+            id=new_id("run"),
+            agent_id=agent_id,
+            otid=otid,
+            reply_to=reply_to,
+            hops=hops,
+            wait_chain=list(wait_chain),
+        )
         envelope = RunRequest(run_id=run.id, agent_id=agent_id, messages=tuple(messages))
         result = await self._submit(
             keys=[

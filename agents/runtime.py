@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from agents.gate import OpenGate, ToolGate
 from agents.llm import LLMClient, LLMSettings
+from agents.messaging import OpenRouter, Router
 from agents.tokens import TokenCounter
 from agents.tools.base import Archival
 from agents.tools.registry import CustomToolRunner, ImportPathRunner
@@ -58,6 +59,7 @@ class Runtime:
     llm: LLMPool
     archival: Archival | None = None
     gate: ToolGate = field(default_factory=OpenGate)
+    router: Router = field(default_factory=OpenRouter)
     custom_tools: CustomToolRunner = field(default_factory=ImportPathRunner)
     clock: Callable[[], float] = time.time
     tool_timeout_s: float = 120.0

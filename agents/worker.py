@@ -26,7 +26,8 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from agents.events import StopReason, UsageStatistics, event_encoder
-from agents.loop import InputMessage, Preempted, run_turn
+from agents.loop import InputMessage, Preempted, Suspended, run_turn
+from agents.messaging import deliver_reply
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
@@ -115,6 +116,7 @@ class Worker:
         async with send:
             while not self.stopping:
                 signals: list[Entry] = []
+                await self._fire_timers()
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + s.lease_ms / 2000
                     signals += await streams.claim_stale(
@@ -133,6 +135,17 @@ class Worker:
                     await send.send(_Signal(entry_id, agent_id))
                 if s.burst and not signals and self.busy == 0:
                     return
+
+    async def _fire_timers(self) -> None:
+        """Wake agents whose waiting runs reached their deadline."""
+        redis = self.rt.redis
+        due = await redis.zrangebyscore(bus_keys.timers(), "-inf", time.time(), start=0, num=100)
+        from agents.runs import signal_ready
+
+        for member in due:
+            agent_id = member.decode() if isinstance(member, bytes) else str(member)
+            if await redis.zrem(bus_keys.timers(), agent_id):  # one worker wins each timer
+                await signal_ready(redis, agent_id)
 
     async def _processor(self, receive: MemoryObjectReceiveStream[_Signal]) -> None:
         async with receive:
@@ -155,12 +168,12 @@ class Worker:
             await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
         inbox = bus_keys.inbox(signal.agent_id)
-        lost = False
+        lost = suspended = False
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._renew, lease, signal, tg.cancel_scope)
                 try:
-                    await self._drain(lease)
+                    suspended = await self._drain(lease)
                 except LeaseLost as exc:
                     lost = True
                     log.warning("lease_lost", agent_id=signal.agent_id, error=str(exc))
@@ -174,7 +187,8 @@ class Worker:
                 await streams.ack_and_delete(redis, ready, signal.entry_id)
                 # Close the gap between our last read and the release: work that arrived
                 # meanwhile (its signal was dropped while we held the lease) is signalled again.
-                if not lost and await streams.undelivered(redis, inbox):
+                # A waiting run blocks the inbox on purpose: its reply or timer wakes the agent.
+                if not lost and not suspended and await streams.undelivered(redis, inbox):
                     from agents.runs import signal_ready
 
                     await signal_ready(redis, signal.agent_id)
@@ -189,7 +203,8 @@ class Worker:
                 return
             await streams.touch(self.rt.redis, bus_keys.ready(), self.id, signal.entry_id)
 
-    async def _drain(self, lease: Lease) -> None:
+    async def _drain(self, lease: Lease) -> bool:
+        """Run the agent's inbox in order; True when it stopped at a run waiting on replies."""
         redis, agent_id = self.rt.redis, lease.agent_id
         inbox = bus_keys.inbox(agent_id)
         if inbox not in self._groups:
@@ -201,13 +216,17 @@ class Worker:
             if not entries:
                 entries = await streams.read_group(redis, inbox, self.id, count=1, block_ms=None)
             if not entries:
-                return
+                return False
             entry_id, fields = entries[0]
-            if await self._process(lease, fields.get(b"e", b"")):
+            outcome = await self._process(lease, fields.get(b"e", b""))
+            if outcome == "suspended":
+                return True
+            if outcome == "done":
                 await streams.ack_and_delete(redis, inbox, entry_id)
+        return False
 
-    async def _process(self, lease: Lease, raw: bytes) -> bool:
-        """Run one inbox entry; True when it is finished (done, or dead-lettered)."""
+    async def _process(self, lease: Lease, raw: bytes) -> str:
+        """Run one inbox entry: "done" (finished or dead-lettered), "retry" or "suspended"."""
         redis, agent_id = self.rt.redis, lease.agent_id
         try:
             envelope = decode_envelope(raw)
@@ -221,15 +240,18 @@ class Worker:
                 attempts=0,
             )
             self.counters["dead_lettered"] += 1
-            return True
+            return "done"
         stored = await redis.get(keys.run(agent_id, envelope.run_id))
         run = decode(Run, stored) if stored else Run(id=envelope.run_id, agent_id=agent_id)
         if run.status in ("completed", "failed", "cancelled"):
-            return True  # a redelivery of finished work: its results are already durable
-        run.attempts += 1
+            # A redelivery of finished work: its results are durable; the reply may not be.
+            await deliver_reply(redis, run, time.time())
+            return "done"
+        if run.wait is None:  # resuming a waiting run is not a new attempt
+            run.attempts += 1
         if run.attempts > self.settings.max_attempts:
             await self._dead_letter(lease, envelope, run, raw)
-            return True
+            return "done"
         async with fenced(redis, lease, agent_id) as pipe:
             pipe.set(keys.run(agent_id, run.id), encode(run))
         inputs = [
@@ -243,6 +265,8 @@ class Worker:
                 self.rt, agent_id, inputs, run=run, lease=lease, should_stop=self._should_stop
             ):
                 pass
+        except Suspended:
+            return "suspended"
         except Preempted:
             bound.info("run_preempted", steps=run.steps)
             raise
@@ -252,10 +276,11 @@ class Worker:
             self.counters["failed"] += 1
             bound.warning("run_attempt_failed", attempt=run.attempts, error=repr(exc))
             await anyio.sleep(min(0.1 * 2**run.attempts, 5.0))
-            return False
+            return "retry"
         self.counters["runs"] += 1
         bound.info("run_done", duration_ms=round((time.perf_counter() - started) * 1000, 2))
-        return True
+        await deliver_reply(redis, run, time.time())
+        return "done"
 
     def _should_stop(self) -> bool:
         return self.stopping

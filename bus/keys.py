@@ -18,6 +18,8 @@ __all__ = (
     "ready",
     "run_events",
     "step_journal",
+    "timers",
+    "wait_replies",
     "worker_health",
     "workers",
 )
@@ -64,6 +66,16 @@ def archival_requests() -> str:
 
 def archival_reply(request_id: str) -> str:
     return f"{PREFIX}:archival:reply:{request_id}"
+
+
+def wait_replies(agent_id: str, run_id: str, call_id: str) -> str:
+    """Hash target agent id -> reply, for a run of ``agent_id`` waiting on ``call_id``."""
+    return f"{PREFIX}:{{{agent_id}}}:replies:{run_id}:{call_id}"
+
+
+def timers() -> str:
+    """Sorted set of agent ids by the time a waiting run of theirs times out."""
+    return f"{PREFIX}:timers"
 
 
 def dead_letters() -> str:

@@ -26,6 +26,7 @@ __all__ = (
     "Message",
     "ParentLastTool",
     "Passage",
+    "ReplyTo",
     "RequiredBeforeExit",
     "RequiresApproval",
     "Run",
@@ -35,6 +36,7 @@ __all__ = (
     "ToolCall",
     "ToolRule",
     "Usage",
+    "Wait",
     "decode",
     "encode",
     "new_id",
@@ -282,7 +284,24 @@ class Usage(msgspec.Struct, kw_only=True):
         self.total_tokens += prompt + completion
 
 
-RunStatus = Literal["created", "running", "completed", "failed", "cancelled"]
+RunStatus = Literal["created", "running", "waiting", "completed", "failed", "cancelled"]
+
+
+class ReplyTo(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the final reply of a run goes: a run of another agent waiting on a tool call."""
+
+    agent_id: str
+    run_id: str
+    call_id: str
+
+
+class Wait(msgspec.Struct, kw_only=True):
+    """A run suspended on a tool call until replies from ``targets`` arrive or ``deadline``."""
+
+    call_id: str
+    tool_name: str
+    targets: list[str]
+    deadline: float
 
 
 class Run(_Record, kw_only=True):
@@ -303,6 +322,10 @@ class Run(_Record, kw_only=True):
     replies: list[str] = msgspec.field(default_factory=list)
     calls: list[str] = msgspec.field(default_factory=list)
     attempts: int = 0
+    reply_to: ReplyTo | None = None
+    hops: int = 0
+    wait_chain: list[str] = msgspec.field(default_factory=list)
+    wait: Wait | None = None
     created_at: float = msgspec.field(default_factory=now)
     started_at: float | None = None
     completed_at: float | None = None

@@ -97,6 +97,7 @@ class ToolContext:
     step_id: str
     call_id: str
     fence: tuple[str, int] | None = None
+    messaging: Any = None  # agents.messaging.Messaging, for the multi-agent tools
     sent_messages: list[str] = field(default_factory=list)
     memory_edited: bool = False
 
@@ -433,8 +434,17 @@ BASE_TOOL_NAMES = (
 
 
 def base_tool_functions() -> dict[str, BaseToolFunction]:
-    """Every base tool by name."""
+    """Every built-in tool by name (the multi-agent tools are added on request)."""
+    from agents.tools.multi_agent import (
+        send_message_to_agent_and_wait_for_reply,
+        send_message_to_agent_async,
+        send_message_to_agents_matching_tags,
+    )
+
     return {
+        "send_message_to_agent_and_wait_for_reply": send_message_to_agent_and_wait_for_reply,
+        "send_message_to_agent_async": send_message_to_agent_async,
+        "send_message_to_agents_matching_tags": send_message_to_agents_matching_tags,
         "send_message": send_message,
         "core_memory_append": core_memory_append,
         "core_memory_replace": core_memory_replace,

@@ -1,0 +1,172 @@
+"""Agent-to-agent messaging: routed sends, waits that suspend the run, replies that resume it.
+
+A message to another agent is a run submitted to its inbox, with an ``otid`` derived from the
+sending step and tool call, so a re-run of that step never sends twice. Waiting for a reply
+does not block a coroutine: the tool raises :class:`Suspend`, the loop commits the step with
+the run marked ``waiting``, and the worker moves on (the agent's later messages queue behind
+the waiting run). When the other agent's run ends, its worker writes the reply next to the
+waiting run and signals the agent; a timer does the same at the deadline. Either way the run
+resumes with the reply (or a timeout error) as the tool's result.
+
+Checks on every send: the target exists (names resolve as well as ids), it is not the sender,
+the hop limit, wait-for cycles (A waits on B waits on A is refused at once, not left to hang),
+and the :class:`Router` (the orchestrator's workflow routes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Protocol
+
+import redis.asyncio as aioredis
+
+from agents.tools.base import ToolError
+from bus import keys as bus_keys
+from bus.envelopes import InboxMessage
+from storage.errors import NotFound
+from storage.records import Agent, ReplyTo, Run, Wait
+
+if TYPE_CHECKING:
+    from agents.runtime import Runtime
+
+__all__ = (
+    "MAX_HOPS",
+    "Messaging",
+    "OpenRouter",
+    "Router",
+    "Suspend",
+    "deliver_reply",
+    "reply_text",
+    "reply_timeout_s",
+)
+
+MAX_HOPS = 8
+_REPLIES_TTL_S = 7 * 24 * 3600
+
+
+def reply_timeout_s() -> float:
+    """``MEMGRID_AGENT_REPLY_TIMEOUT`` (seconds, default 300): how long a wait may last."""
+    raw = os.environ.get("MEMGRID_AGENT_REPLY_TIMEOUT") or "300"
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(
+            f"MEMGRID_AGENT_REPLY_TIMEOUT={raw!r} is not a number of seconds"
+        ) from None
+
+
+class Suspend(Exception):
+    """Raised by a tool: suspend the run until ``wait`` is satisfied."""
+
+    def __init__(self, wait: Wait) -> None:
+        super().__init__(f"waiting on {wait.targets}")
+        self.wait = wait
+
+
+class Router(Protocol):
+    """Route permissions (the orchestrator checks workflow routes)."""
+
+    async def refuse(self, sender: Agent, target: Agent) -> str | None:
+        """Why ``sender`` may not message ``target``, or None."""
+        ...
+
+
+class OpenRouter:
+    """Every existing agent may message every other."""
+
+    async def refuse(self, sender: Agent, target: Agent) -> str | None:
+        return None
+
+
+class Messaging:
+    """The messaging tools' view of the current agent and run."""
+
+    def __init__(self, rt: Runtime, agent: Agent, run: Run, step_id: str) -> None:
+        self.rt = rt
+        self.agent = agent
+        self.run = run
+        self.step_id = step_id
+
+    async def resolve(self, name_or_id: str) -> Agent:
+        try:
+            return await self.rt.agents.resolve(name_or_id.strip())
+        except NotFound:
+            raise ToolError(
+                f"there is no agent named or with id {name_or_id!r}; check the name or id"
+            ) from None
+
+    async def check(self, target: Agent, *, waiting: bool) -> None:
+        if target.id == self.agent.id:
+            raise ToolError("you cannot send a message to yourself")
+        if self.run.hops + 1 > MAX_HOPS:
+            raise ToolError(
+                f"this conversation has already passed through {self.run.hops} agents, the "
+                f"limit is {MAX_HOPS}; answer with what you have instead of forwarding again"
+            )
+        if waiting and target.id in (*self.run.wait_chain, self.agent.id):
+            raise ToolError(
+                f"agent {target.name!r} is itself waiting for your reply; waiting for it would "
+                "deadlock. Answer it first (send_message ends your turn and replies), or use "
+                "send_message_to_agent_async"
+            )
+        refusal = await self.rt.router.refuse(self.agent, target)
+        if refusal is not None:
+            raise ToolError(refusal)
+
+    def content(self, message: str) -> str:
+        return (
+            f"[message from agent {self.agent.name!r} (id {self.agent.id}); reply with "
+            f"send_message]\n{message}"
+        )
+
+    async def submit(
+        self, target: Agent, message: str, call_id: str, *, reply_to: ReplyTo | None
+    ) -> str:
+        from agents.runs import RunStore
+
+        submitted = await RunStore(self.rt.redis).submit(
+            target.id,
+            [InboxMessage(content=self.content(message), sender_id=self.agent.id)],
+            otid=f"{self.step_id}:{call_id}:{target.id}",
+            reply_to=reply_to,
+            hops=self.run.hops + 1,
+            wait_chain=[*self.run.wait_chain, self.agent.id] if reply_to else [],
+        )
+        return submitted.run_id
+
+    async def wait_for(
+        self, targets: list[Agent], message: str, call_id: str, tool_name: str
+    ) -> Wait:
+        reply_to = ReplyTo(agent_id=self.agent.id, run_id=self.run.id, call_id=call_id)
+        for target in targets:
+            await self.submit(target, message, call_id, reply_to=reply_to)
+        return Wait(
+            call_id=call_id,
+            tool_name=tool_name,
+            targets=[t.id for t in targets],
+            deadline=self.rt.clock() + reply_timeout_s(),
+        )
+
+
+def reply_text(run: Run) -> str:
+    """What a finished run says back to an agent that waited on it."""
+    if run.replies:
+        return "\n".join(run.replies)
+    return f"(the agent ended its turn without replying; stop reason: {run.stop_reason})"
+
+
+async def deliver_reply(redis: aioredis.Redis, run: Run, clock_now: float) -> None:
+    """Hand a finished run's reply to the run waiting on it and wake that agent (idempotent)."""
+    from agents.runs import signal_ready
+
+    target = run.reply_to
+    if target is None:
+        return
+    key = bus_keys.wait_replies(target.agent_id, target.run_id, target.call_id)
+    body = json.dumps({"reply": reply_text(run), "status": run.status, "at": clock_now})
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, run.agent_id, body)
+        pipe.expire(key, _REPLIES_TTL_S)
+        await pipe.execute()
+    await signal_ready(redis, target.agent_id)

@@ -1,0 +1,199 @@
+"""Agent-to-agent messaging through the bus: waits suspend runs, replies resume them."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from agents.manage import AgentSpec, BlockSpec, create_agent
+from agents.messaging import Router
+from agents.runs import RunStore
+from agents.runtime import Runtime
+from agents.scripted import ChatRequest, Outcome, ScriptedModel, Slow, say, tool_call
+from agents.worker import Worker, WorkerSettings
+from bus.envelopes import InboxMessage
+from storage.records import Agent
+
+MULTI = [
+    "send_message",
+    "send_message_to_agent_and_wait_for_reply",
+    "send_message_to_agent_async",
+    "send_message_to_agents_matching_tags",
+]
+
+
+def _role(request: ChatRequest) -> str:
+    return (
+        request.system_prompt.split("ROLE:", 1)[1].split()[0]
+        if "ROLE:" in request.system_prompt
+        else ""
+    )
+
+
+def _after_tool(request: ChatRequest) -> bool:
+    last = request.last_message
+    return last is not None and last.role == "user" and '"type": "heartbeat"' in last.text
+
+
+def _tool_message(request: ChatRequest) -> dict[str, object]:
+    result = request.last_tool_result
+    assert result is not None
+    return json.loads(result.content)
+
+
+async def _agent(rt: Runtime, name: str, role: str, tags: list[str] | None = None) -> Agent:
+    return await create_agent(
+        rt,
+        AgentSpec(
+            name=name,
+            include_base_tools=False,
+            tools=MULTI,
+            memory_blocks=[BlockSpec(label="persona", value=f"ROLE:{role}")],
+            tags=tags or [],
+        ),
+    )
+
+
+async def _run(rt: Runtime, agent: Agent, text: str, *, limit_s: float = 20) -> list[str]:
+    runs = RunStore(rt.redis)
+    submitted = await runs.submit(agent.id, [InboxMessage(content=text)])
+    worker = Worker(rt, WorkerSettings(burst=True, concurrency=8, lease_ms=5000))
+    with anyio.fail_after(limit_s):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            events = [e async for e in runs.follow(agent.id, submitted.run_id)]
+    assert events
+    run = await runs.get(agent.id, submitted.run_id)
+    assert run.status == "completed", run
+    return run.replies
+
+
+async def test_wait_for_reply_suspends_and_resumes(runtime: Runtime, model: ScriptedModel) -> None:
+    def policy(request: ChatRequest) -> Outcome:
+        if _role(request) == "ponger":
+            return say("pong from bob")
+        if _after_tool(request):
+            return say(f"bob said: {_tool_message(request)['message']}")
+        return tool_call(
+            "send_message_to_agent_and_wait_for_reply", message="ping", other_agent_id="bob"
+        )
+
+    model.policy = policy
+    alice = await _agent(runtime, "alice", "pinger")
+    bob = await _agent(runtime, "bob", "ponger")
+    replies = await _run(runtime, alice, "go")
+    assert replies == ["bob said: pong from bob"]
+    # Bob saw who sent it.
+    [incoming] = await runtime.messages.list(bob.id, roles=["user"])
+    assert incoming.sender_id == alice.id and "alice" in incoming.content
+
+
+async def test_a_wait_cycle_is_refused_at_once(runtime: Runtime, model: ScriptedModel) -> None:
+    def policy(request: ChatRequest) -> Outcome:
+        role = _role(request)
+        if _after_tool(request):
+            return say(f"result: {_tool_message(request)['message']}")
+        if role == "a":
+            return tool_call(
+                "send_message_to_agent_and_wait_for_reply", message="hi", other_agent_id="b"
+            )
+        return tool_call(
+            "send_message_to_agent_and_wait_for_reply", message="back", other_agent_id="a"
+        )
+
+    model.policy = policy
+    a = await _agent(runtime, "a", "a")
+    await _agent(runtime, "b", "b")
+    replies = await _run(runtime, a, "start")
+    # b's attempt to wait on a was refused with a clear error, b replied with it, a got that.
+    assert "deadlock" in replies[0]
+
+
+async def test_a_wait_times_out_with_a_tool_error(
+    runtime: Runtime, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMGRID_AGENT_REPLY_TIMEOUT", "1")
+
+    def policy(request: ChatRequest) -> Outcome:
+        if _role(request) == "slow":
+            return Slow(seconds=4, then=say("too late"))
+        if _after_tool(request):
+            return say(f"result: {_tool_message(request)['message']}")
+        return tool_call(
+            "send_message_to_agent_and_wait_for_reply", message="hi", other_agent_id="sloth"
+        )
+
+    model.policy = policy
+    caller = await _agent(runtime, "caller", "caller")
+    await _agent(runtime, "sloth", "slow")
+    replies = await _run(runtime, caller, "start")
+    assert "did not reply within the timeout" in replies[0]
+
+
+async def test_routes_are_checked(runtime: Runtime, model: ScriptedModel) -> None:
+    class NoRoute:
+        async def refuse(self, sender: Agent, target: Agent) -> str | None:
+            return f"the workflow has no route from {sender.name} to {target.name}"
+
+    router: Router = NoRoute()
+    runtime.router = router
+
+    def policy(request: ChatRequest) -> Outcome:
+        if _after_tool(request):
+            return say(f"result: {_tool_message(request)['message']}")
+        return tool_call("send_message_to_agent_async", message="hi", other_agent_id="target")
+
+    model.policy = policy
+    sender = await _agent(runtime, "sender", "x")
+    await _agent(runtime, "target", "y")
+    replies = await _run(runtime, sender, "go")
+    assert replies == ["result: the workflow has no route from sender to target"]
+    unknown = await _agent(runtime, "lonely", "x")
+    model.policy = lambda request: (
+        say(f"result: {_tool_message(request)['message']}")
+        if _after_tool(request)
+        else tool_call("send_message_to_agent_async", message="hi", other_agent_id="nobody")
+    )
+    replies = await _run(runtime, unknown, "go")
+    assert "no agent named or with id 'nobody'" in replies[0]
+
+
+async def test_tag_fan_out_gathers_ten_replies(runtime: Runtime, model: ScriptedModel) -> None:
+    def policy(request: ChatRequest) -> Outcome:
+        role = _role(request)
+        if role.startswith("worker"):
+            return say(f"{role} done")
+        if _after_tool(request):
+            rows = json.loads(str(_tool_message(request)["message"]))
+            return say(json.dumps(sorted(r["reply"] for r in rows)))
+        return tool_call(
+            "send_message_to_agents_matching_tags",
+            message="report",
+            match_all=["team"],
+            match_some=[],
+        )
+
+    model.policy = policy
+    boss = await _agent(runtime, "boss", "boss")
+    for i in range(10):
+        await _agent(runtime, f"w{i}", f"worker{i}", tags=["team"])
+    replies = await _run(runtime, boss, "collect", limit_s=60)
+    assert json.loads(replies[0]) == sorted(f"worker{i} done" for i in range(10))
+
+
+async def test_async_send_does_not_wait(runtime: Runtime, model: ScriptedModel) -> None:
+    def policy(request: ChatRequest) -> Outcome:
+        if _role(request) == "listener":
+            return say("heard you")
+        if _after_tool(request):
+            return say("sent")
+        return tool_call("send_message_to_agent_async", message="fyi", other_agent_id="listener")
+
+    model.policy = policy
+    talker = await _agent(runtime, "talker", "talker")
+    listener = await _agent(runtime, "listener", "listener")
+    assert await _run(runtime, talker, "tell them") == ["sent"]
+    runs = await RunStore(runtime.redis).recent(listener.id)
+    assert len(runs) == 1 and runs[0].hops == 1
