@@ -57,6 +57,7 @@ async def run_call(
         return _invalid(f"the arguments of {call.name} must be a JSON object, not {kind}")
     heartbeat = arguments.pop(HEARTBEAT_ARG, None)
     arguments.pop(INNER_THOUGHTS_ARG, None)
+    arguments.update(rt.gate.preset_args(agent, state, call.name))
     # A null for an optional argument means "not given": let the tool's default apply.
     required = set(tool.schema.parameters.get("required", ()))
     arguments = {k: v for k, v in arguments.items() if v is not None or k in required}

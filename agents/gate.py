@@ -6,11 +6,11 @@ protocol and is handed to the loop when a worker is built. :class:`OpenGate` all
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from storage.records import Agent
+from storage.records import Agent, ToolRule
 
 __all__ = ("Decision", "OpenGate", "ToolGate", "TurnState")
 
@@ -51,6 +51,14 @@ class ToolGate(Protocol):
         """Why the turn may not end yet (a required tool not called), or None."""
         ...
 
+    def preset_args(self, agent: Agent, state: TurnState, name: str) -> dict[str, Any]:
+        """Arguments the rules fix for a call of ``name`` (they override the model's)."""
+        ...
+
+    def check(self, tool_rules: Sequence[ToolRule], tool_names: Collection[str]) -> list[str]:
+        """Problems with an agent's rules, each naming the rule and field ([] when valid)."""
+        ...
+
 
 class OpenGate:
     """No rules: every tool may be called at any time."""
@@ -69,3 +77,9 @@ class OpenGate:
 
     def may_end(self, agent: Agent, state: TurnState) -> str | None:
         return None
+
+    def preset_args(self, agent: Agent, state: TurnState, name: str) -> dict[str, Any]:
+        return {}
+
+    def check(self, tool_rules: Sequence[ToolRule], tool_names: Collection[str]) -> list[str]:
+        return []

@@ -119,7 +119,11 @@ class _Turn:
         self.run = run
         self.lease = lease
         self.fence = (bus_keys.fence(agent.id), lease.token) if lease is not None else None
-        self.state = TurnState(calls=list(run.calls))
+        self.state = TurnState(
+            calls=list(run.calls),
+            last_tool=run.calls[-1] if run.calls else None,
+            last_output=run.last_output,
+        )
         self.seq = 0
         self.invalid_in_a_row = 0
         self.blocks: list[Block] = []
@@ -179,6 +183,7 @@ class _Turn:
             event for m in outcome.messages if m.role != "user" for event in expand(m)
         ]
         run.calls = list(self.state.calls)
+        run.last_output = self.state.last_output
         run.status = "waiting" if run.wait is not None else "running"
         if final:
             run.status = "failed" if outcome.stop in ("error", "llm_api_error") else "completed"

@@ -13,7 +13,7 @@ import msgspec
 
 from agents.prompts import DEFAULT_SYSTEM_PROMPT
 from agents.runtime import Runtime
-from agents.tools.base import BASE_TOOL_NAMES
+from agents.tools.base import BASE_TOOL_NAMES, base_tool_functions
 from storage.blocks import new_block
 from storage.errors import InvalidRecord, NotFound
 from storage.records import Agent, Block, ToolRule, new_id
@@ -90,12 +90,18 @@ async def create_agent(
     for name in spec.tools:
         if name not in tools:
             tools.append(name)
-    if known_tools is not None:
-        missing = [t for t in tools if t not in known_tools and t not in BASE_TOOL_NAMES]
-        if missing:
-            raise InvalidRecord(
-                f"unknown tools {missing}: create them first (memgrid tools, or the REST API)"
-            )
+    builtin = base_tool_functions()
+    custom = await rt.tools.get_many_by_name([t for t in tools if t not in builtin])
+    known = set(builtin) | set(custom) | set(known_tools or ())
+    missing = [t for t in tools if t not in known]
+    if missing:
+        raise InvalidRecord(
+            f"unknown tools {missing}: create them first (the REST API's tools, or a "
+            "workflow's tools section), or fix the names"
+        )
+    problems = rt.gate.check(spec.tool_rules, tools)
+    if problems:
+        raise InvalidRecord("invalid tool rules: " + "; ".join(problems))
     attached = await rt.blocks.get_many(spec.block_ids)
     found = {b.id for b in attached}
     absent = [b for b in spec.block_ids if b not in found]

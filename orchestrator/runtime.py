@@ -18,6 +18,7 @@ from agents.runtime import LLMPool, Runtime
 from agents.tools.base import Archival, ScoredText
 from agents.tools.registry import ImportPathRunner, SandboxRunner
 from bus import BusSettings, connect, resolve_redis_url
+from orchestrator.rules import RuleGate
 from storage.records import Passage
 from storage.settings import StorageSettings
 
@@ -181,6 +182,7 @@ async def open_runtime(
                 redis=redis,
                 llm=LLMPool(LLMSettings.from_env()),
                 archival=archival,
+                gate=RuleGate(),
                 custom_tools=ImportPathRunner(sandbox=SandboxRunner(env=sandbox_env)),
             )
             try:

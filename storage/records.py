@@ -91,47 +91,51 @@ class BlockEdit(_Record, kw_only=True):
 # --- tool rules (tagged on "type", with Letta's names) ----------------------------------------
 
 
-class RunFirst(_Record, tag="run_first", tag_field="type", kw_only=True):
+class _Rule(_Record, kw_only=True):
+    """Fields every tool rule has (Letta's ``prompt_template`` is kept, not used)."""
+
     tool_name: str
-    args: dict[str, Any] = msgspec.field(default_factory=dict)
+    prompt_template: str | None = None
 
 
-class ExitLoop(_Record, tag="exit_loop", tag_field="type", kw_only=True):
-    tool_name: str
+class RunFirst(_Rule, tag="run_first", tag_field="type", kw_only=True):
+    args: dict[str, Any] | None = None
 
 
-class ContinueLoop(_Record, tag="continue_loop", tag_field="type", kw_only=True):
-    tool_name: str
+class ExitLoop(_Rule, tag="exit_loop", tag_field="type", kw_only=True):
+    pass
 
 
-class ConstrainChildTools(_Record, tag="constrain_child_tools", tag_field="type", kw_only=True):
-    tool_name: str
+class ContinueLoop(_Rule, tag="continue_loop", tag_field="type", kw_only=True):
+    pass
+
+
+class ConstrainChildTools(_Rule, tag="constrain_child_tools", tag_field="type", kw_only=True):
     children: list[str]
 
 
-class ParentLastTool(_Record, tag="parent_last_tool", tag_field="type", kw_only=True):
-    tool_name: str
-    parents: list[str]
+class ParentLastTool(_Rule, tag="parent_last_tool", tag_field="type", kw_only=True):
+    """As in Letta: ``children`` may be called only right after ``tool_name`` (the parent)."""
+
+    children: list[str]
 
 
-class Conditional(_Record, tag="conditional", tag_field="type", kw_only=True):
-    tool_name: str
+class Conditional(_Rule, tag="conditional", tag_field="type", kw_only=True):
     child_output_mapping: dict[str, str]
     default_child: str | None = None
     require_output_mapping: bool = False
 
 
-class MaxCountPerStep(_Record, tag="max_count_per_step", tag_field="type", kw_only=True):
-    tool_name: str
+class MaxCountPerStep(_Rule, tag="max_count_per_step", tag_field="type", kw_only=True):
     max_count_limit: int
 
 
-class RequiredBeforeExit(_Record, tag="required_before_exit", tag_field="type", kw_only=True):
-    tool_name: str
+class RequiredBeforeExit(_Rule, tag="required_before_exit", tag_field="type", kw_only=True):
+    pass
 
 
-class RequiresApproval(_Record, tag="requires_approval", tag_field="type", kw_only=True):
-    tool_name: str
+class RequiresApproval(_Rule, tag="requires_approval", tag_field="type", kw_only=True):
+    pass
 
 
 ToolRule = (
@@ -321,6 +325,7 @@ class Run(_Record, kw_only=True):
     steps: int = 0
     replies: list[str] = msgspec.field(default_factory=list)
     calls: list[str] = msgspec.field(default_factory=list)
+    last_output: str | None = None
     attempts: int = 0
     reply_to: ReplyTo | None = None
     hops: int = 0

@@ -17,7 +17,16 @@ from orchestrator.logs import configure_logging
 __all__ = ("main",)
 
 # Modules under orchestrator.cli that each register one or more subcommands.
-_COMMAND_MODULES = ("_redis", "_models", "_doctor", "_scripted", "_agents", "_worker", "_demo")
+_COMMAND_MODULES = (
+    "_redis",
+    "_models",
+    "_doctor",
+    "_scripted",
+    "_agents",
+    "_blocks",
+    "_worker",
+    "_demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
