@@ -373,7 +373,7 @@ def test_letta_rule_json_decodes() -> None:
         {"type": "exit_loop", "tool_name": SEARCH, "prompt_template": "<x/>"},
     ],
 )
-def test_letta_rule_json_decodes(letta: dict[str, object]) -> None:
+def test_letta_rule_json_edge_cases_decode(letta: dict[str, object]) -> None:
     [rule] = msgspec.json.decode(json.dumps([letta]), type=list[ToolRule])
     assert rule.tool_name == SEARCH
     assert msgspec.to_builtins(rule)["type"] == letta["type"]
