@@ -18,6 +18,7 @@ from agents.runtime import LLMPool, Runtime
 from agents.tools.base import Archival, ScoredText
 from agents.tools.registry import ImportPathRunner, SandboxRunner
 from bus import BusSettings, connect, resolve_redis_url
+from orchestrator.apply import WorkflowRouter
 from orchestrator.rules import RuleGate
 from storage.records import Passage
 from storage.settings import StorageSettings
@@ -183,6 +184,7 @@ async def open_runtime(
                 llm=LLMPool(LLMSettings.from_env()),
                 archival=archival,
                 gate=RuleGate(),
+                router=WorkflowRouter(redis),
                 custom_tools=ImportPathRunner(sandbox=SandboxRunner(env=sandbox_env)),
             )
             try:

@@ -30,6 +30,8 @@ __all__ = (
     "tool",
     "tool_names",
     "tools_all",
+    "workflow",
+    "workflow_routes",
 )
 
 PREFIX = "mg"
@@ -106,6 +108,16 @@ def tool_names() -> str:
 
 def tools_all() -> str:
     return f"{PREFIX}:tools"
+
+
+def workflow(name: str) -> str:
+    """Hash of what a workflow applied: shared block ids by label, applied value digests."""
+    return f"{PREFIX}:workflow:{name}"
+
+
+def workflow_routes(name: str) -> str:
+    """Set of "from -> to" agent name pairs a workflow allows."""
+    return f"{PREFIX}:workflow:{name}:routes"
 
 
 def source(source_id: str) -> str:

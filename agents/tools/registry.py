@@ -9,11 +9,15 @@ run out of process in the sandbox, with limits and without the server's secrets.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -151,8 +155,10 @@ class CustomToolRunner(Protocol):
 
 
 def load_import_path(path: str) -> Any:
-    """The object at ``package.module:attr`` (or ``package.module.attr``)."""
-    module_name, sep, attr = path.partition(":")
+    """The object at ``package.module:attr``, ``package.module.attr`` or ``/abs/file.py:attr``."""
+    module_name, sep, attr = path.rpartition(":") if ".py:" in path else path.partition(":")
+    if module_name.endswith(".py"):
+        return getattr(_module_from_file(module_name), attr)
     if not sep:
         module_name, _, attr = path.rpartition(".")
     if not module_name or not attr:
@@ -162,6 +168,27 @@ def load_import_path(path: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _module_from_file(file: str) -> Any:
+    """Import a Python file once per process under a stable private name."""
+    resolved = Path(file).resolve()
+    name = "memgrid_tools_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    if not resolved.exists():
+        raise ValueError(f"no tool file {resolved}")
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot load tool file {resolved}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def _render(value: Any) -> str:

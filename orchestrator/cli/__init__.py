@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "_agents",
     "_blocks",
     "_worker",
+    "_run",
     "_demo",
 )
 

@@ -1,0 +1,173 @@
+"""YAML workflows: validation that names every problem, idempotent apply, routes, memgrid run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from agents.scripted import (
+    ChatRequest,
+    Outcome,
+    ScriptedModel,
+    ThreadedScriptedModel,
+    say,
+    tool_call,
+)
+from orchestrator.rules import validate_rules
+from orchestrator.workflow import WorkflowError, load_workflow
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "workflow"
+
+
+def test_a_malformed_workflow_names_every_problem() -> None:
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(FIXTURES / "bad.yaml", check_rules=validate_rules)
+    problems = caught.value.problems
+    expected_fragments = [
+        "surprise: unknown section",
+        "blocks[0].limit: Expected `int`, got `str`",
+        "tools[0].import: cannot import 'tools.py:nope'",
+        "agents: the name 'a' is used twice",
+        "agents[0].tools[0]: unknown tool 'ghost'",
+        "agents[0].blocks[0]: no shared block labelled 'missing'",
+        "agents[1].tool_rules[0].tool_name: Expected `str`, got `int`",
+        "routes[0].to: no agent named 'zed'",
+        "entry: no agent named 'nobody'",
+    ]
+    for fragment in expected_fragments:
+        assert any(fragment in p for p in problems), (fragment, problems)
+    assert str(FIXTURES / "bad.yaml") in str(caught.value)
+
+
+def test_rules_are_checked_against_the_agent_tools(tmp_path: Path) -> None:
+    file = tmp_path / "w.yaml"
+    file.write_text(
+        "agents:\n  - name: a\n    tool_rules:\n"
+        "      - {type: constrain_child_tools, tool_name: send_message, children: [phantom]}\n"
+    )
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(file, check_rules=validate_rules)
+    assert any(
+        p.startswith("agents[0].tool_rules[0].children: unknown tool 'phantom'")
+        for p in caught.value.problems
+    ), caught.value.problems
+
+
+def test_not_yaml_names_the_line(tmp_path: Path) -> None:
+    file = tmp_path / "w.yaml"
+    file.write_text("agents:\n  - name: [unclosed\n")
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(file)
+    assert "line 2" in caught.value.problems[0] or "line 3" in caught.value.problems[0]
+
+
+def policy(request: ChatRequest) -> Outcome:
+    system = request.system_prompt
+    last = request.last_message
+    after_tool = last is not None and '"type": "heartbeat"' in last.text
+    if "ROLE:writer" in system:
+        if after_tool:
+            return say("drafted")
+        return tool_call(
+            "draft_candidate_email", content="Dear Ada, join AgentOS!", request_heartbeat=True
+        )
+    if "ROLE:screener" in system:
+        said = last.text if last is not None else ""
+        if after_tool:
+            result = request.last_tool_result
+            return say(f"outcome: {json.loads(result.content)['message'] if result else ''}")
+        if "weak" in said:
+            return tool_call("reject", candidate_name="Bob")
+        if "stray" in said:
+            return tool_call(
+                "send_message_to_agent_and_wait_for_reply",
+                message="hello",
+                other_agent_id="bystander",
+            )
+        return tool_call(
+            "send_message_to_agent_and_wait_for_reply",
+            message="Please email Ada",
+            other_agent_id="writer",
+        )
+    return say("?")
+
+
+@pytest.fixture
+def served() -> Iterator[ThreadedScriptedModel]:
+    with ScriptedModel.start_in_thread(policy) as model:
+        yield model
+
+
+def _memgrid(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(redis_url: str, served: ThreadedScriptedModel, tmp_path: Path) -> dict[str, str]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    client.close()
+    return {
+        **os.environ,
+        "MEMGRID_REDIS_URL": redis_url,
+        "MEMGRID_HOME": str(tmp_path / "home"),
+        "OPENAI_BASE_URL": served.base_url,
+        "OPENAI_API_KEY": "x",
+        "MEMGRID_EMBEDDING": "hashing/384",
+        "MEMGRID_MODEL": "openai/scripted",
+    }
+
+
+def test_bad_workflow_exits_2_and_applies_nothing(env: dict[str, str], redis_url: str) -> None:
+    done = _memgrid(env, "run", str(FIXTURES / "bad.yaml"))
+    assert done.returncode == 2
+    assert "nothing was applied" in done.stderr and "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "bad.yaml: " in line]) >= 9
+    client = redis.Redis.from_url(redis_url)
+    assert client.scard("mg:agents") == 0
+    client.close()
+
+
+def test_run_applies_idempotently_and_routes_are_checked(
+    env: dict[str, str], tmp_path: Path, redis_url: str
+) -> None:
+    folder = tmp_path / "wf"
+    shutil.copytree(FIXTURES, folder)
+    workflow = str(folder / "good.yaml")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "1-strong.txt").write_text("Ada: strong candidate, React and TypeScript")
+    (inputs / "2-weak.txt").write_text("Bob: weak candidate")
+    (inputs / "3-stray.txt").write_text("stray: try messaging the bystander")
+    done = _memgrid(env, "run", workflow, "--inputs", str(inputs))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "created agent screener" in out and "created block company" in out
+    assert "[writer] -> draft_candidate_email(" in out  # every agent's steps stream live
+    assert "outcome: drafted" in out
+    assert "no route from 'screener' to 'bystander'" in out
+    table = out.split("input", 1)[1]
+    assert "1-strong.txt" in table and "2-weak.txt" in table and "3-stray.txt" in table
+    # Re-running updates in place: same agents, agents' own memory edits survive.
+    client = redis.Redis.from_url(redis_url)
+    agents_before = client.smembers("mg:agents")
+    again = _memgrid(env, "run", workflow)
+    assert again.returncode == 0, again.stderr
+    assert "updated agent screener" in again.stdout and "created" not in again.stdout
+    assert client.smembers("mg:agents") == agents_before
+    client.close()
