@@ -59,8 +59,13 @@ async def run_inputs(
     """Submit ``(name, text)`` inputs to ``entry`` and follow everything until it settles."""
     show = on_event or (lambda who, event: print_event(event, who=who))
     runs = RunStore(rt.redis)
-    started = time.time() - 1
     names = {agent.id: name for name, agent in applied.agents.items()}
+    # Runs that exist already are not ours: only runs created from now on are followed.
+    started = time.time() - 5
+    earlier: set[str] = set()
+    for agent_id in names:
+        for raw in await rt.redis.zrangebyscore(keys.agent_runs(agent_id), started, "+inf"):
+            earlier.add(raw.decode() if isinstance(raw, bytes) else str(raw))
     entry_agent = applied.agents[entry]
     submitted = [
         (label, await runs.submit(entry_agent.id, [InboxMessage(content=text)]))
@@ -81,7 +86,7 @@ async def run_inputs(
                     ids = await rt.redis.zrangebyscore(keys.agent_runs(agent_id), started, "+inf")
                     for raw in ids:
                         run_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-                        if run_id not in followed:
+                        if run_id not in followed and run_id not in earlier:
                             followed.add(run_id)
                             tg.start_soon(_follow, rt, agent_id, name, run_id, show, finished)
                 entries_done = all(s.run_id in finished for _label, s in submitted)
@@ -101,7 +106,7 @@ async def run_inputs(
         caused = []
         for agent_id in names:
             for run in await runs.recent(agent_id, limit=200):
-                if run.created_at >= started and run.id != sub.run_id:
+                if run.created_at >= started and run.id != sub.run_id and run.id not in earlier:
                     caused.append(run)
         reports.append(RunReport(input_name=label, entry_run=entry_run, runs=caused))
     return reports

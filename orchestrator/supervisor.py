@@ -19,13 +19,14 @@ import structlog
 
 from orchestrator.runtime import open_runtime
 
-__all__ = ("supervise",)
+__all__ = ("run_worker_process", "supervise")
 
 log = structlog.get_logger("memgrid.supervisor")
 _GRACE_S = 35.0
 
 
-async def _run_worker(index: int, concurrency: int, stopping: anyio.Event) -> None:
+async def run_worker_process(index: int, concurrency: int, stopping: anyio.Event) -> None:
+    """Run one `memgrid worker` subprocess until ``stopping``, restarting it if it dies."""
     backoff = 0.5
     while not stopping.is_set():
         command = [
@@ -73,7 +74,7 @@ async def supervise(*, workers: int, concurrency: int) -> int:
         print(f"memgrid up: Redis at {url}; starting {workers} workers", flush=True)
         async with anyio.create_task_group() as tg:
             for index in range(workers):
-                tg.start_soon(_run_worker, index, concurrency, stopping)
+                tg.start_soon(run_worker_process, index, concurrency, stopping)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     print("memgrid up: stopping workers...", flush=True)

@@ -16,14 +16,30 @@ __all__ = ("register",)
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="run the demo on the embedded defaults")
+    parser.add_argument(
+        "which",
+        nargs="?",
+        default="recruiting",
+        choices=("recruiting", "memory"),
+        help="recruiting (default): the multi-agent pipeline; memory: one agent's memory tiers",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--model", default=None, help="model handle when a real model is set")
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from orchestrator.demo import run_demo
-
     try:
-        return anyio.run(lambda: run_demo(model_handle=args.model))
+        if args.which == "memory":
+            from orchestrator.demo import run_demo
+
+            return anyio.run(lambda: run_demo(model_handle=args.model))
+        from orchestrator.demo_recruiting import run_recruiting_demo
+
+        if args.model:
+            import os
+
+            os.environ["MEMGRID_MODEL"] = args.model
+        return anyio.run(lambda: run_recruiting_demo(workers=args.workers))
     except (StorageError, RedisUnavailable) as exc:
         raise UsageError(str(exc)) from exc
