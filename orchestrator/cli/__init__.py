@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "_worker",
     "_run",
     "_demo",
+    "_serve",
 )
 
 
