@@ -17,6 +17,7 @@ import msgspec
 from storage.records import Message
 
 __all__ = (
+    "ApprovalRequestMessage",
     "AssistantMessage",
     "Event",
     "LettaMessage",
@@ -101,6 +102,12 @@ class AssistantMessage(_Base, tag="assistant_message", kw_only=True):
     content: str
 
 
+class ApprovalRequestMessage(_Base, tag="approval_request_message", kw_only=True):
+    """A tool call that waits for a person's approval (``requires_approval`` rule)."""
+
+    tool_call: ToolCallBody
+
+
 LettaMessage = (
     UserMessage
     | SystemMessage
@@ -108,6 +115,7 @@ LettaMessage = (
     | ToolCallMessage
     | ToolReturnMessage
     | AssistantMessage
+    | ApprovalRequestMessage
 )
 
 

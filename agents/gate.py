@@ -59,6 +59,10 @@ class ToolGate(Protocol):
         """Problems with an agent's rules, each naming the rule and field ([] when valid)."""
         ...
 
+    def needs_approval(self, agent: Agent, state: TurnState, name: str) -> bool:
+        """Whether a call of ``name`` must wait for a person's approval before it runs."""
+        ...
+
 
 class OpenGate:
     """No rules: every tool may be called at any time."""
@@ -83,3 +87,6 @@ class OpenGate:
 
     def check(self, tool_rules: Sequence[ToolRule], tool_names: Collection[str]) -> list[str]:
         return []
+
+    def needs_approval(self, agent: Agent, state: TurnState, name: str) -> bool:
+        return False

@@ -26,9 +26,20 @@ import msgspec
 import redis.exceptions
 import structlog
 
+from agents._approval import answer_pending
 from agents._calls import run_call
 from agents.context import MemoryStats, compile_system, to_openai_messages
-from agents.events import Event, StopReason, StopReasonName, UsageStatistics, event_encoder, expand
+from agents.events import (
+    ApprovalRequestMessage,
+    Event,
+    StopReason,
+    StopReasonName,
+    ToolCallBody,
+    UsageStatistics,
+    event_encoder,
+    expand,
+    iso,
+)
 from agents.gate import TurnState
 from agents.llm import ContextWindowExceeded, LLMError, LLMResponse
 from agents.messaging import Suspend
@@ -39,9 +50,10 @@ from agents.tools.registry import agent_tools
 from bus import keys as bus_keys
 from bus.errors import LeaseLost
 from bus.events import stage_events
-from bus.lease import Lease, fenced
+from bus.lease import Lease, WatchConflict, fenced
 from storage import keys
-from storage.records import Agent, Block, Message, Run, Wait, encode, new_id
+from storage.errors import NotFound
+from storage.records import Agent, Block, Message, Run, ToolCall, Wait, decode, encode, new_id
 
 __all__ = ("InputMessage", "Preempted", "Suspended", "TurnResult", "run_turn")
 
@@ -108,6 +120,7 @@ class _StepOutcome(msgspec.Struct, kw_only=True):
     stop: StopReasonName | None = None
     detail: str | None = None
     wait: Wait | None = None
+    approvals: list[ToolCall] = msgspec.field(default_factory=list)
 
 
 class _Turn:
@@ -191,6 +204,15 @@ class _Turn:
             run.error = outcome.detail if run.status == "failed" else None
             run.completed_at = rt.clock()
             usage = run.usage
+            events += [
+                ApprovalRequestMessage(
+                    id=new_id("message"),
+                    date=iso(rt.clock()),
+                    run_id=run.id,
+                    tool_call=ToolCallBody(name=c.name, arguments=c.arguments, tool_call_id=c.id),
+                )
+                for c in outcome.approvals
+            ]
             events.append(StopReason(stop_reason=outcome.stop or "end_turn", detail=outcome.detail))
             events.append(
                 UsageStatistics(
@@ -200,20 +222,47 @@ class _Turn:
                     step_count=usage.step_count,
                 )
             )
-        async with fenced(rt.redis, self.lease, self.agent.id) as pipe:
-            rt.messages.stage(pipe, outcome.messages)
-            rt.agents.stage_save(pipe, self.agent)
-            pipe.set(keys.run(self.agent.id, run.id), encode(run))
-            stage_events(
-                pipe, self.agent.id, run.id, [event_encoder.encode(e) for e in events], final=final
+        agent_key = keys.agent(self.agent.id)
+
+        async def merge(pipe: Any) -> None:
+            # The API may have changed the agent's settings during the step: keep them, and
+            # write only the fields this turn manages.
+            raw = await pipe.get(agent_key)
+            if raw is None:
+                raise NotFound(f"agent {self.agent.id} was deleted during its turn")
+            fresh = decode(Agent, raw)
+            self.agent = msgspec.structs.replace(
+                fresh,
+                message_ids=self.agent.message_ids,
+                summary=self.agent.summary,
+                evicted_count=self.agent.evicted_count,
+                pending_approval=self.agent.pending_approval,
+                last_memory_edit_at=self.agent.last_memory_edit_at,
+                updated_at=rt.clock(),
             )
-            if run.wait is not None:
-                pipe.zadd(bus_keys.timers(), {self.agent.id: run.wait.deadline})
-            if final and self.lease is not None and run.steps:
-                journals = [
-                    bus_keys.step_journal(self.agent.id, run.id, s) for s in range(run.steps)
-                ]
-                pipe.delete(*journals)
+
+        encoded = [event_encoder.encode(e) for e in events]
+        for attempt in range(10):
+            try:
+                async with fenced(
+                    rt.redis, self.lease, self.agent.id, watch=(agent_key,), prepare=merge
+                ) as pipe:
+                    rt.messages.stage(pipe, outcome.messages)
+                    rt.agents.stage_save(pipe, self.agent)
+                    pipe.set(keys.run(self.agent.id, run.id), encode(run))
+                    stage_events(pipe, self.agent.id, run.id, encoded, final=final)
+                    if run.wait is not None:
+                        pipe.zadd(bus_keys.timers(), {self.agent.id: run.wait.deadline})
+                    if final and self.lease is not None and run.steps:
+                        journals = [
+                            bus_keys.step_journal(self.agent.id, run.id, s)
+                            for s in range(run.steps)
+                        ]
+                        pipe.delete(*journals)
+                break
+            except WatchConflict:
+                if attempt == 9:
+                    raise
         return events
 
 
@@ -253,12 +302,25 @@ async def run_turn(
     first = run.steps
     pending: list[Message] = []
     if first == 0:
+        answered, inputs = await answer_pending(turn, inputs, f"step-{run.id}-0")
         pending = [
-            turn.message(
-                m.role, f"step-{run.id}-0", content=m.content, otid=m.otid, sender_id=m.sender_id
-            )
-            for m in inputs
+            *answered,
+            *(
+                turn.message(
+                    m.role,
+                    f"step-{run.id}-0",
+                    content=m.content,
+                    otid=m.otid,
+                    sender_id=m.sender_id,
+                )
+                for m in inputs
+            ),
         ]
+        if not pending:  # an approval with nothing pending: nothing to do
+            result.stop_reason = "end_turn"
+            for event in await turn.commit(_StepOutcome(messages=[], stop="end_turn"), final=True):
+                yield event
+            return
     if run.wait is not None:
         pending = await _resume(turn)  # raises Suspended while replies are still due
     if run.started_at is None:
@@ -374,7 +436,17 @@ async def _llm_for_step(turn: _Turn, step: int, request: Any, tools: Any) -> LLM
 
 async def _step(turn: _Turn, pending: list[Message], step: int) -> _StepOutcome:
     rt, step_id = turn.rt, f"step-{turn.run.id}-{step}"
-    agent = turn.agent = await rt.agents.get(turn.agent.id)  # others may have changed it
+    # Others (the API, a workflow re-apply) may have changed the agent's settings; the fields
+    # this turn manages itself come from the turn, not from the stored record.
+    fresh = await rt.agents.get(turn.agent.id)
+    agent = turn.agent = msgspec.structs.replace(
+        fresh,
+        message_ids=turn.agent.message_ids,
+        summary=turn.agent.summary,
+        evicted_count=turn.agent.evicted_count,
+        pending_approval=turn.agent.pending_approval,
+        last_memory_edit_at=turn.agent.last_memory_edit_at,
+    )
     blocks = turn.blocks = await rt.blocks.get_many(agent.block_ids)
     customs = await rt.tools.get_many_by_name(agent.tools)
     tools = agent_tools(agent, customs)
@@ -449,7 +521,17 @@ async def _step(turn: _Turn, pending: list[Message], step: int) -> _StepOutcome:
     wants_more = ends = any_error = False
     all_invalid = True
     wait: Wait | None = None
-    for call in calls:
+    for index, call in enumerate(calls):
+        if call.name in tools and rt.gate.needs_approval(turn.agent, turn.state, call.name):
+            held = calls[index:]
+            turn.agent = msgspec.structs.replace(turn.agent, pending_approval=held)
+            return _StepOutcome(
+                messages=new,
+                stop="requires_approval",
+                approvals=[
+                    c for c in held if rt.gate.needs_approval(turn.agent, turn.state, c.name)
+                ],
+            )
         try:
             if wait is not None and call.name in _WAITING_TOOLS:
                 text, ok, decision, invalid = (

@@ -61,6 +61,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
 class _Signal(msgspec.Struct, frozen=True):
     entry_id: str
     agent_id: str
+    stale: bool = False  # reclaimed from a worker that stopped touching it (dead or paused)
 
 
 class Worker:
@@ -117,10 +118,13 @@ class Worker:
             while not self.stopping:
                 signals: list[Entry] = []
                 await self._fire_timers()
+                stale: list[Entry] = []
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + s.lease_ms / 2000
-                    signals += await streams.claim_stale(
-                        redis, bus_keys.ready(), self.id, min_idle_ms=2 * s.lease_ms, count=100
+                    # Its holder touches a signal at each renewal: idle for a lease time, the
+                    # lease has expired (or is about to; see _handle_agent).
+                    stale = await streams.claim_stale(
+                        redis, bus_keys.ready(), self.id, min_idle_ms=s.lease_ms, count=100
                     )
                 with anyio.move_on_after(s.block_ms / 1000 + 1):
                     signals += await streams.read_group(
@@ -130,10 +134,12 @@ class Worker:
                         count=s.concurrency,
                         block_ms=10 if s.burst else s.block_ms,
                     )
+                for entry_id, fields in stale:
+                    await send.send(_Signal(entry_id, fields.get(b"a", b"").decode(), True))
                 for entry_id, fields in signals:
                     agent_id = fields.get(b"a", b"").decode()
                     await send.send(_Signal(entry_id, agent_id))
-                if s.burst and not signals and self.busy == 0:
+                if s.burst and not signals and not stale and self.busy == 0:
                     return
 
     async def _fire_timers(self) -> None:
@@ -165,7 +171,10 @@ class Worker:
             return
         lease = await acquire(redis, signal.agent_id, self.id, self.settings.lease_ms)
         if lease is None:  # another worker holds it and drains the inbox, this message included
-            await streams.ack_and_delete(redis, ready, signal.entry_id)
+            # Unless the holder died just after renewing (its lease outlives its last touch):
+            # a reclaimed signal stays pending, to be reclaimed again once the lease is gone.
+            if not signal.stale:
+                await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
         inbox = bus_keys.inbox(signal.agent_id)
         lost = suspended = False
@@ -241,6 +250,9 @@ class Worker:
             )
             self.counters["dead_lettered"] += 1
             return "done"
+        if not await redis.exists(keys.agent(agent_id)):
+            log.warning("agent_deleted", agent_id=agent_id, run_id=envelope.run_id)
+            return "done"  # the agent is gone: nothing can run for it
         stored = await redis.get(keys.run(agent_id, envelope.run_id))
         run = decode(Run, stored) if stored else Run(id=envelope.run_id, agent_id=agent_id)
         if run.status in ("completed", "failed", "cancelled"):

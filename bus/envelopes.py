@@ -24,10 +24,14 @@ ENVELOPE_VERSION = 1
 
 
 class InboxMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """One input message of a run."""
+    """One input message of a run.
+
+    ``role="approval"`` answers a run stopped with ``requires_approval``: ``content`` is JSON
+    ``{"approve": bool, "reason": str | null}``.
+    """
 
     content: str
-    role: Literal["user", "system"] = "user"
+    role: Literal["user", "system", "approval"] = "user"
     otid: str | None = None
     sender_id: str | None = None
 

@@ -11,7 +11,7 @@ abort a commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -21,7 +21,7 @@ from redis.exceptions import WatchError
 from bus import keys
 from bus.errors import LeaseLost
 
-__all__ = ("Lease", "acquire", "fenced")
+__all__ = ("Lease", "WatchConflict", "acquire", "fenced")
 
 # KEYS: lease, fence. ARGV: worker id, ttl ms. Returns the token, or 0 when held by another.
 _ACQUIRE = """
@@ -96,26 +96,45 @@ async def acquire(
 
 @asynccontextmanager
 async def fenced(
-    redis: aioredis.Redis, lease: Lease | None, agent_id: str
+    redis: aioredis.Redis,
+    lease: Lease | None,
+    agent_id: str,
+    *,
+    watch: tuple[str, ...] = (),
+    prepare: Callable[[Pipeline], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Pipeline]:
     """A MULTI transaction that commits only while ``lease``'s token is current.
 
-    Stage writes on the yielded pipeline; they execute on exit. With ``lease=None`` (an
-    in-process run that holds no lease) it is a plain MULTI.
+    Stage writes on the yielded pipeline; they execute on exit. ``watch`` adds keys whose
+    change during the transaction makes it fail with :class:`WatchConflict` (the caller
+    re-reads and retries); ``prepare`` runs after the watches, before MULTI, to read them.
+    With ``lease=None`` (an in-process run that holds no lease) only ``watch`` applies.
     """
     async with redis.pipeline(transaction=True) as pipe:
+        if lease is not None or watch:
+            await pipe.watch(*((keys.fence(agent_id),) if lease is not None else ()), *watch)
         if lease is not None:
-            await pipe.watch(keys.fence(agent_id))
             current = await pipe.get(keys.fence(agent_id))
             if current is None or int(current) != lease.token:
                 raise LeaseLost(
                     f"agent {agent_id}: fencing token {lease.token} is stale (now {current!r})"
                 )
+        if prepare is not None:
+            await prepare(pipe)
+        if lease is not None or watch:
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         yield pipe
         try:
             await pipe.execute()
         except WatchError as exc:
-            raise LeaseLost(
-                f"agent {agent_id}: another worker took over during the commit"
-            ) from exc
+            if lease is not None:
+                current = await redis.get(keys.fence(agent_id))
+                if current is None or int(current) != lease.token:
+                    raise LeaseLost(
+                        f"agent {agent_id}: another worker took over during the commit"
+                    ) from exc
+            raise WatchConflict(f"agent {agent_id}: a watched key changed; retry") from exc
+
+
+class WatchConflict(Exception):
+    """A watched key (not the fence) changed during a fenced transaction: re-read and retry."""

@@ -154,6 +154,12 @@ ToolRule = (
 # --- agents --------------------------------------------------------------------------------
 
 
+class ToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    name: str
+    arguments: str
+
+
 class Agent(_Record, kw_only=True):
     """An agent's durable state. Messages and blocks are records of their own."""
 
@@ -174,18 +180,13 @@ class Agent(_Record, kw_only=True):
     context_window: int = 32000
     max_steps: int = 10
     model_endpoint: str | None = None
+    pending_approval: list[ToolCall] = msgspec.field(default_factory=list)
     last_memory_edit_at: float | None = None
     created_at: float = msgspec.field(default_factory=now)
     updated_at: float = msgspec.field(default_factory=now)
 
 
 # --- messages (recall memory) --------------------------------------------------------------
-
-
-class ToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
-    id: str
-    name: str
-    arguments: str
 
 
 Role = Literal["system", "user", "assistant", "tool"]

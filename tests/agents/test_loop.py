@@ -12,6 +12,7 @@ from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import (
     ChatRequest,
+    Outcome,
     ScriptedModel,
     malformed_tool_call,
     say,
@@ -211,3 +212,21 @@ async def test_llm_outage_stops_with_llm_api_error_and_keeps_the_input(
 
 def _unused(request: ChatRequest) -> None:  # keeps the import used for typing policies
     del request
+
+
+async def test_settings_changed_during_a_step_survive_its_commit(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    agent = await create_agent(runtime, AgentSpec(name="racy"))
+
+    async def policy(request: ChatRequest) -> Outcome:
+        # The API edits the agent while the model is thinking.
+        await runtime.agents.update(agent.id, description="edited mid-step", tags=["new"])
+        return say("hi")
+
+    model.policy = policy
+    _events, result = await _turn(runtime, agent, "hello")
+    assert result.stop_reason == "end_turn"
+    stored = await runtime.agents.get(agent.id)
+    assert stored.description == "edited mid-step" and stored.tags == ["new"]
+    assert len(stored.message_ids) == 3  # and the turn's own messages were committed

@@ -1,0 +1,122 @@
+"""requires_approval: the run stops before the call; an approval runs it, a denial answers it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from agents.events import ApprovalRequestMessage, Event, StopReason
+from agents.llm import LLMSettings
+from agents.loop import InputMessage, TurnResult, run_turn
+from agents.manage import AgentSpec, BlockSpec, create_agent
+from agents.runtime import LLMPool, Runtime
+from agents.scripted import ChatRequest, Outcome, ScriptedModel, echo, say, tool_call
+from orchestrator.rules import RuleGate
+from storage.records import Agent, RequiresApproval
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[ScriptedModel]:
+    async with ScriptedModel.serve(echo) as served:
+        yield served
+
+
+@pytest.fixture
+async def rt(redis_client: aioredis.Redis, model: ScriptedModel) -> AsyncIterator[Runtime]:
+    settings = LLMSettings(base_url=model.base_url, api_key="x", timeout_s=10, max_retries=1)
+    runtime = Runtime(redis=redis_client, llm=LLMPool(settings), gate=RuleGate())
+    try:
+        yield runtime
+    finally:
+        await runtime.aclose()
+
+
+def policy(request: ChatRequest) -> Outcome:
+    last = request.last_message
+    said = last.text if last is not None else ""
+    result = request.last_tool_result
+    if '"type": "heartbeat"' in said and result is not None:
+        return say(f"after approval: {json.loads(result.content)['message']}")
+    if last is not None and last.role == "user" and "remember" in said:
+        return tool_call("core_memory_append", label="human", content="likes tea")
+    if result is not None and last is not None and last.role == "user":
+        return say(f"moved on; the edit said: {json.loads(result.content)['message']}")
+    return say("ok")
+
+
+async def _turn(
+    rt: Runtime, agent: Agent, content: str, role: str = "user"
+) -> tuple[list[Event], TurnResult]:
+    result = TurnResult()
+    events = [
+        e
+        async for e in run_turn(
+            rt, agent.id, [InputMessage(content=content, role=role)], result=result
+        )
+    ]
+    return events, result
+
+
+async def _agent(rt: Runtime) -> Agent:
+    return await create_agent(
+        rt,
+        AgentSpec(
+            name="careful",
+            memory_blocks=[BlockSpec(label="human", value="")],
+            tool_rules=[RequiresApproval(tool_name="core_memory_append")],
+        ),
+    )
+
+
+async def _human(rt: Runtime, agent: Agent) -> str:
+    [block] = await rt.blocks.get_many((await rt.agents.get(agent.id)).block_ids)
+    return block.value
+
+
+async def test_approve_runs_the_held_call(rt: Runtime, model: ScriptedModel) -> None:
+    model.policy = policy
+    agent = await _agent(rt)
+    events, result = await _turn(rt, agent, "remember that I like tea")
+    assert result.stop_reason == "requires_approval"
+    [request] = [e for e in events if isinstance(e, ApprovalRequestMessage)]
+    assert request.tool_call.name == "core_memory_append"
+    assert await _human(rt, agent) == ""  # nothing ran yet
+    events, result = await _turn(rt, agent, json.dumps({"approve": True}), role="approval")
+    assert result.stop_reason == "end_turn"
+    assert await _human(rt, agent) == "likes tea"
+    assert result.replies[0].startswith("after approval: Appended to block 'human'")
+    assert (await rt.agents.get(agent.id)).pending_approval == []
+
+
+async def test_deny_answers_the_call_with_the_reason(rt: Runtime, model: ScriptedModel) -> None:
+    model.policy = policy
+    agent = await _agent(rt)
+    await _turn(rt, agent, "remember that I like tea")
+    _events, result = await _turn(
+        rt, agent, json.dumps({"approve": False, "reason": "not now"}), role="approval"
+    )
+    assert result.replies == [
+        "after approval: the user denied the call to core_memory_append: not now"
+    ]
+    assert await _human(rt, agent) == ""
+
+
+async def test_a_new_message_answers_a_pending_call_as_not_approved(
+    rt: Runtime, model: ScriptedModel
+) -> None:
+    model.policy = policy
+    agent = await _agent(rt)
+    await _turn(rt, agent, "remember that I like tea")
+    events, result = await _turn(rt, agent, "never mind, how are you?")
+    assert result.stop_reason == "end_turn"
+    assert "was not approved: a new message came first" in result.replies[0]
+    assert await _human(rt, agent) == ""
+    # Every tool call of the assistant still has its result in the model's context.
+    last = model.requests[-1]
+    calls = {c.id for m in last.messages if m.tool_calls for c in m.tool_calls}
+    results = {m.tool_call_id for m in last.messages if m.role == "tool"}
+    assert calls <= results
+    assert isinstance(events[-2], StopReason)
