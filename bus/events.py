@@ -40,7 +40,7 @@ async def follow(
     run_id: str,
     *,
     after: str = "0-0",
-    block_ms: int = 5000,
+    block_ms: int = 1000,
     timeout_s: float | None = None,
 ) -> AsyncIterator[tuple[str, bytes]]:
     """Yield ``(entry_id, event)`` from ``after`` until the run's last event.

@@ -1,0 +1,135 @@
+"""The Litestar application: routes, auth, errors, OpenAPI, and the process's runtime.
+
+The lifespan opens the runtime (:func:`orchestrator.runtime.open_runtime`, which also takes
+the embedded passage engine when nobody holds it) and, unless turned off, a worker in the same
+task group, so that ``memgrid serve`` alone answers messages. Shutdown stops the worker
+(running turns finish their current step, within a grace period) and closes the runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+from litestar import Litestar, Request, get
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from orchestrator.api.agents import AgentsController
+from orchestrator.api.auth import require_api_key
+from orchestrator.api.blocks import BlocksController
+from orchestrator.api.errors import exception_handlers
+from orchestrator.api.messages import MessagesController
+from orchestrator.api.passages import PassagesController
+from orchestrator.api.runs import JobsController, RunsController, health, version
+from orchestrator.api.settings import ApiSettings
+from orchestrator.api.state import ApiState, api_state
+from orchestrator.api.tools import ToolsController
+
+__all__ = ("create_app",)
+
+log = structlog.get_logger("memgrid.api")
+
+WORKER_DRAIN_S = 10.0
+
+
+@get("/openapi.json", include_in_schema=False, media_type="application/json")
+async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document, generated from the request and response Structs."""
+    return request.app.openapi_schema.to_schema()
+
+
+@asynccontextmanager
+async def _embedded_worker(api: ApiState) -> AsyncIterator[None]:
+    from agents.worker import Worker, WorkerSettings
+
+    done = anyio.Event()
+    stopping = False
+    current: list[Worker] = []
+
+    async def supervise(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the worker; restart it (after a pause) if it fails, until the API stops."""
+        try:
+            while not stopping:
+                worker = Worker(
+                    api.rt,
+                    WorkerSettings(burst=False, concurrency=api.settings.worker_concurrency),
+                )
+                current[:] = [worker]
+                try:
+                    await worker.run(task_status=task_status)
+                except Exception as exc:  # the API keeps serving; the next worker takes over
+                    log.error("api_worker_failed", worker_id=worker.id, error=repr(exc))
+                    await anyio.sleep(1.0)
+                task_status = anyio.TASK_STATUS_IGNORED
+        finally:
+            done.set()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(supervise)
+        log.info("api_worker_started", worker_id=current[0].id)
+        try:
+            yield
+        finally:
+            stopping = True
+            for worker in current:
+                worker.stop()  # running turns finish their current step, within a grace period
+            with anyio.CancelScope(shield=True), anyio.move_on_after(WORKER_DRAIN_S):
+                await done.wait()
+            tg.cancel_scope.cancel()
+
+
+def create_app(settings: ApiSettings | None = None) -> Litestar:
+    """The API application.
+
+    Args:
+        settings: how to serve; default :meth:`ApiSettings.from_env`.
+    """
+    settings = settings or ApiSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        from orchestrator.runtime import open_runtime
+
+        async with open_runtime(redis_url=settings.redis_url, own_archival=True) as rt:
+            api = ApiState(rt=rt, settings=settings)
+            app.state.api = api
+            if settings.worker:
+                async with _embedded_worker(api):
+                    yield
+            else:
+                yield
+
+    cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
+    app = Litestar(
+        route_handlers=[
+            health,
+            openapi_json,
+            AgentsController,
+            MessagesController,
+            PassagesController,
+            BlocksController,
+            ToolsController,
+            RunsController,
+            JobsController,
+        ],
+        dependencies={"api": Provide(api_state, sync_to_thread=False)},
+        guards=[require_api_key],
+        exception_handlers=exception_handlers,
+        lifespan=[lifespan],
+        cors_config=cors,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="memgrid",
+            version=version(),
+            description="MemGPT-style agents as a service; a Letta-compatible REST API.",
+            render_plugins=[],
+        ),
+    )
+    app.state.api_key = settings.api_key
+    return app

@@ -1,0 +1,154 @@
+"""How errors reach clients: always JSON with ``detail``, never a 500 for bad input.
+
+::
+
+    ApiError                 4xx raised by handlers: status, field and message
+    storage.NotFound         -> 404 {"detail": "..."}
+    storage.Conflict         -> 409
+    storage.InvalidRecord    -> 400
+    ToolSchemaError          -> 400 (``source_code``)
+    ValidationException      -> 422 {"detail": [{"loc": [...], "msg": ..., "type": ...}]}
+    other HTTPException      -> its status with {"detail": ...}
+    Redis fails              -> 503
+    embedding endpoint fails -> 502; archival owner or local model missing -> 503
+    anything else            -> 500 {"detail": "internal error"} (logged with its traceback)
+
+422 bodies use the shape of FastAPI's ``HTTPValidationError``, as Letta's server answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from redis.exceptions import RedisError
+
+from agents.archival_rpc import ArchivalUnavailable
+from agents.tools.schema import ToolSchemaError
+from storage.embeddings.minilm import EmbeddingModelMissing
+from storage.embeddings.remote import EmbeddingDimensionUnknown, EmbeddingEndpointError
+from storage.errors import Conflict, InvalidRecord, NotFound
+
+__all__ = ("ApiError", "exception_handlers")
+
+log = structlog.get_logger("memgrid.api")
+
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+class ApiError(Exception):
+    """A client mistake: ``status`` (4xx), the offending ``field`` and what to do."""
+
+    def __init__(
+        self, status: int, message: str, *, field: str | None = None, source: str = "body"
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.source = source
+        self.message = message
+
+
+def _json(
+    status: int, body: Mapping[str, Any], headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        content=dict(body), status_code=status, media_type=MediaType.JSON, headers=headers
+    )
+
+
+def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+    if exc.status == 422 and exc.field is not None:
+        loc = [exc.source, *exc.field.split(".")]
+        return _json(422, {"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]})
+    detail = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    return _json(exc.status, {"detail": detail})
+
+
+def _not_found(_: Request[Any, Any, Any], exc: NotFound) -> Response[Any]:
+    return _json(404, {"detail": str(exc)})
+
+
+def _conflict(_: Request[Any, Any, Any], exc: Conflict) -> Response[Any]:
+    return _json(409, {"detail": str(exc)})
+
+
+def _invalid(_: Request[Any, Any, Any], exc: InvalidRecord) -> Response[Any]:
+    return _json(400, {"detail": str(exc)})
+
+
+def _bad_tool(_: Request[Any, Any, Any], exc: ToolSchemaError) -> Response[Any]:
+    return _json(400, {"detail": f"source_code: {exc}"})
+
+
+def _loc(source: str | None, key: str | None, message: str) -> tuple[list[str | int], str]:
+    """FastAPI's ``loc`` from Litestar's ``source``/``key`` and msgspec's ``- at `$.a[0].b```."""
+    match = _AT.match(message)
+    msg, path = (match.group("msg"), match.group("path")) if match else (message, None)
+    loc: list[str | int] = [source or "body"]
+    where = path if path is not None else ("" if key == "data" else key or "")
+    for part in re.split(r"[.\[\]]+", where):
+        if part:
+            loc.append(int(part) if part.isdigit() else part)
+    missing = _MISSING.search(msg)
+    if missing:  # msgspec names a missing field in the message, not in the path
+        loc.append(missing.group(1))
+    return loc, msg
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    errors: list[dict[str, Any]] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        loc, msg = _loc(item.get("source"), item.get("key"), str(item.get("message", "")))
+        errors.append({"loc": loc, "msg": msg, "type": "value_error"})
+    if not errors:
+        loc, msg = _loc("body", None, str(exc.detail))
+        errors.append({"loc": loc, "msg": msg, "type": "value_error"})
+    return _json(422, {"detail": errors})
+
+
+def _upstream(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _json(502, {"detail": f"{type(exc).__name__}: {exc}"})
+
+
+def _unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _json(503, {"detail": str(exc)})
+
+
+def _redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.warning("api_redis_error", path=request.url.path, error=repr(exc))
+    return _json(503, {"detail": f"Redis did not answer ({type(exc).__name__}); try again"})
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    return _json(exc.status_code, {"detail": exc.detail}, headers=exc.headers)
+
+
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("api_internal_error", path=request.url.path, error=repr(exc), exc_info=exc)
+    return _json(500, {"detail": "internal error; see the server's log"})
+
+
+exception_handlers: dict[type[Exception] | int, Callable[..., Response[Any]]] = {
+    ApiError: _api_error,
+    NotFound: _not_found,
+    Conflict: _conflict,
+    InvalidRecord: _invalid,
+    ToolSchemaError: _bad_tool,
+    ValidationException: _validation,
+    EmbeddingEndpointError: _upstream,
+    EmbeddingDimensionUnknown: _upstream,
+    EmbeddingModelMissing: _unavailable,
+    ArchivalUnavailable: _unavailable,
+    RedisError: _redis_down,
+    HTTPException: _http,
+    Exception: _internal,
+}

@@ -1,0 +1,243 @@
+"""``/v1/agents/{agent_id}/messages``: send (wait, stream over SSE, or async) and list.
+
+Every send goes through the bus: :meth:`agents.runs.RunStore.submit` queues a run on the
+agent's inbox (a retried request with the same first ``otid`` gets the original run back),
+and the answer is read from the run's event stream, which any worker writes. The stream is
+``data: <json>`` frames, one per Letta message, then ``stop_reason`` and ``usage_statistics``
+frames and ``data: [DONE]``. With ``stream_tokens`` the frames are the same: the step loop
+does not stream tokens from the model yet, so each message arrives as one chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+
+from agents.events import (
+    Event,
+    LettaMessage,
+    StopReason,
+    UsageStatistics,
+    event_decoder,
+    event_encoder,
+    expand,
+)
+from bus.envelopes import InboxMessage
+from bus.events import follow
+from orchestrator.api.errors import ApiError
+from orchestrator.api.schemas import ContentPart, MessagesIn
+from orchestrator.api.state import Api
+from orchestrator.api.views import LettaResponse, RunView, run_view
+from storage.records import Message
+
+__all__ = ("EventStream", "MessagesController", "follow_events", "sse")
+
+_FINISHED = frozenset({"completed", "failed", "cancelled"})
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _text(content: str | Sequence[ContentPart], field: str) -> str:
+    if isinstance(content, str):
+        return content
+    texts: list[str] = []
+    for index, part in enumerate(content):
+        if part.type != "text" or part.text is None:
+            raise ApiError(
+                422, f"only text parts are supported, not {part.type!r}", field=f"{field}.{index}"
+            )
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
+def _inbox(data: MessagesIn) -> list[InboxMessage]:
+    found: list[InboxMessage] = []
+    for index, message in enumerate(data.messages or ()):
+        text = _text(message.content, f"messages.{index}.content")
+        found.append(
+            InboxMessage(
+                content=text, role=message.role, otid=message.otid, sender_id=message.sender_id
+            )
+        )
+    if not found and data.input is not None:
+        found.append(InboxMessage(content=_text(data.input, "input")))
+    if not found:
+        raise ApiError(422, "send at least one message (`messages` or `input`)", field="messages")
+    if not any(m.content.strip() for m in found):
+        raise ApiError(422, "the message is empty", field="messages")
+    return found
+
+
+async def follow_events(api: Api, agent_id: str, run_id: str) -> AsyncIterator[Event]:
+    """A run's events until its end: live while it runs, stored once it has finished.
+
+    Raises:
+        TimeoutError: the run did not end within the API's ``run_timeout_s``.
+    """
+    run = await api.runs.get(agent_id, run_id)
+    if run.status in _FINISHED:
+        events, ended = await api.runs.events(agent_id, run_id)
+        if not ended:  # its events have expired: what the run record still says
+            usage = run.usage
+            events = [
+                StopReason(stop_reason=_stop_name(run.stop_reason)),
+                UsageStatistics(
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    total_tokens=usage.total_tokens,
+                    step_count=usage.step_count,
+                ),
+            ]
+        for event in events:
+            yield event
+        return
+    # Short blocking reads: a read blocked as long as the client's socket timeout (5 s in
+    # redis-py 8) fails with a TimeoutError instead of returning empty.
+    async for _entry, raw in follow(
+        api.rt.redis, agent_id, run_id, block_ms=1000, timeout_s=api.settings.run_timeout_s
+    ):
+        yield event_decoder.decode(raw)
+
+
+def _stop_name(value: str | None) -> Literal["end_turn", "error"]:
+    return "end_turn" if value in (None, "end_turn") else "error"
+
+
+def _wanted(event: Event, types: Sequence[str] | None) -> bool:
+    if isinstance(event, StopReason | UsageStatistics):
+        return False
+    return types is None or _type_of(event) in types
+
+
+def _type_of(message: LettaMessage) -> str:
+    return str(type(message).__struct_config__.tag)
+
+
+class EventStream(Stream):
+    """A Server-Sent Events response that keeps its media type whatever the handler's."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        # Litestar prefers the handler's media type (JSON for POST /messages) over ours.
+        kwargs["media_type"] = "text/event-stream"
+        return super().to_asgi_response(*args, **kwargs)
+
+
+def sse(api: Api, agent_id: str, run_id: str, types: Sequence[str] | None = None) -> Stream:
+    """The run's events as a Server-Sent Events response ending with ``data: [DONE]``."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            async for event in follow_events(api, agent_id, run_id):
+                if isinstance(event, StopReason | UsageStatistics) or _wanted(event, types):
+                    yield b"data: " + event_encoder.encode(event) + b"\n\n"
+        except TimeoutError as exc:
+            error = {"message_type": "error_message", "run_id": run_id, "message": str(exc)}
+            yield b"data: " + msgspec.json.encode(error) + b"\n\n"
+            yield b"data: " + event_encoder.encode(StopReason(stop_reason="error")) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return EventStream(frames(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+async def _respond(
+    api: Api, agent_id: str, run_id: str, types: Sequence[str] | None
+) -> LettaResponse:
+    events: list[Event] = []
+    try:
+        async for event in follow_events(api, agent_id, run_id):
+            events.append(event)
+    except TimeoutError:
+        raise ApiError(
+            504,
+            f"run {run_id} did not finish within {api.settings.run_timeout_s:g}s; it goes on: "
+            f"see GET /v1/runs/{run_id}",
+        ) from None
+    stop = next((e for e in events if isinstance(e, StopReason)), None)
+    usage = next((e for e in events if isinstance(e, UsageStatistics)), UsageStatistics())
+    return LettaResponse(
+        messages=[e for e in events if _wanted(e, types)],  # type: ignore[misc]  # filtered to messages
+        stop_reason=stop
+        or StopReason(stop_reason="error", detail="the run ended without a stop reason"),
+        usage=usage,
+    )
+
+
+class MessagesController(Controller):
+    """An agent's messages."""
+
+    path = "/v1/agents/{agent_id:str}/messages"
+    tags = ["messages"]
+
+    async def _submit(self, api: Api, agent_id: str, data: MessagesIn) -> str:
+        agent = await api.agent(agent_id)
+        inbox = _inbox(data)
+        submitted = await api.runs.submit(agent.id, inbox, otid=inbox[0].otid)
+        return submitted.run_id
+
+    @post("/", status_code=200)
+    async def create(
+        self, agent_id: FromPath[str], data: JSONBody[MessagesIn], api: Api
+    ) -> LettaResponse | Stream:
+        """Send messages and wait for the agent's turn (``streaming=true``: stream it)."""
+        run_id = await self._submit(api, agent_id, data)
+        if data.streaming:
+            return sse(api, agent_id, run_id, data.include_return_message_types)
+        return await _respond(api, agent_id, run_id, data.include_return_message_types)
+
+    @post("/stream", status_code=200)
+    async def stream(self, agent_id: FromPath[str], data: JSONBody[MessagesIn], api: Api) -> Stream:
+        """Send messages and stream the agent's turn as Server-Sent Events."""
+        run_id = await self._submit(api, agent_id, data)
+        return sse(api, agent_id, run_id, data.include_return_message_types)
+
+    @post("/async", status_code=200)
+    async def create_async(
+        self, agent_id: FromPath[str], data: JSONBody[MessagesIn], api: Api
+    ) -> RunView:
+        """Send messages and return the run at once; poll ``GET /v1/runs/{run_id}``."""
+        run_id = await self._submit(api, agent_id, data)
+        return run_view(await api.runs.get(agent_id, run_id))
+
+    @get("/")
+    async def list_messages(
+        self,
+        agent_id: FromPath[str],
+        api: Api,
+        after: FromQuery[str | None] = None,
+        before: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = 100,
+        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        include_return_message_types: FromQuery[list[str] | None] = None,
+    ) -> list[LettaMessage]:
+        """The agent's messages.
+
+        Without ``order`` (Letta 0.11): the latest ``limit`` before ``before``, or the first
+        after ``after``, oldest first. ``order=asc``/``desc`` (Letta 0.16): in that order, with
+        ``after``/``before`` meaning after/before in that order.
+        """
+        agent = await api.agent(agent_id)
+        size = 100 if limit is None else limit
+        if size < 0:
+            raise ApiError(422, "must be 0 or more", field="limit", source="query")
+        log = api.rt.messages
+        stored: list[Message]
+        if order == "asc":
+            stored = await log.list(agent.id, after=after, before=before, limit=size)
+        elif order == "desc":
+            stored = await log.list(
+                agent.id, after=before, before=after, limit=size, ascending=False
+            )
+        elif after is not None and before is None:
+            stored = await log.list(agent.id, after=after, limit=size)
+        else:
+            stored = await log.list(
+                agent.id, after=after, before=before, limit=size, ascending=False
+            )
+            stored.reverse()
+        types = include_return_message_types
+        return [m for message in stored for m in expand(message) if _wanted(m, types)]

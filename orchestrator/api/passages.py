@@ -1,0 +1,204 @@
+"""``/v1/agents/{agent_id}/archival-memory``: an agent's passages (create, list, search, delete).
+
+Inserting and searching go through the runtime's archival memory, wherever the passage engine
+lives. Listing and deleting need the passage store itself: this process has it when it owns
+the embedded engine (``memgrid serve`` with its embedded worker, the first process to start)
+or talks to a Qdrant server (``MEMGRID_QDRANT_URL``); otherwise they answer 501.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from litestar import Controller, delete, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from agents.events import iso
+from orchestrator.api.errors import ApiError
+from orchestrator.api.schemas import CreatePassageIn
+from orchestrator.api.state import Api
+from orchestrator.api.views import (
+    ArchivalSearchResponse,
+    ArchivalSearchResult,
+    Deleted,
+    PassageView,
+    embedding_config,
+    passage_view,
+)
+from storage.passages import PassageDimensionError, PassageNotFoundError
+from storage.records import Agent, Passage
+
+if TYPE_CHECKING:
+    from agents.archival import PassageArchival
+    from agents.tools.base import Archival
+
+__all__ = ("PassagesController", "drop_passages")
+
+
+def _archival(api: Api) -> Archival:
+    if api.rt.archival is None:
+        raise ApiError(503, "archival memory is not configured in this process")
+    return api.rt.archival
+
+
+async def _store(api: Api) -> PassageArchival | None:
+    """The passage store when this process holds it, else ``None``."""
+    from agents.archival import PassageArchival
+    from orchestrator.runtime import SharedArchival
+
+    archival = _archival(api)
+    inner = await archival.inner() if isinstance(archival, SharedArchival) else archival
+    return inner if isinstance(inner, PassageArchival) else None
+
+
+async def _require_store(api: Api) -> PassageArchival:
+    store = await _store(api)
+    if store is None:
+        raise ApiError(
+            501,
+            "listing and deleting passages needs the passage engine in this process: set "
+            "MEMGRID_QDRANT_URL, or run `memgrid serve` with its embedded worker first",
+        )
+    return store
+
+
+async def drop_passages(api: Api, agent_id: str) -> None:
+    """Delete every passage of a deleted agent (when this process holds the store)."""
+    store = await _store(api) if api.rt.archival is not None else None
+    if store is not None:
+        await store.delete_owner(agent_id)
+
+
+def _views(api: Api, agent: Agent, passages: Sequence[Passage]) -> list[PassageView]:
+    config = embedding_config(agent.embedding, api.openai_base_url)
+    return [passage_view(p, config) for p in passages]
+
+
+def _epoch(value: dt.datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+class PassagesController(Controller):
+    """An agent's archival memory."""
+
+    path = "/v1/agents/{agent_id:str}/archival-memory"
+    tags = ["archival memory"]
+
+    @post("/", status_code=200)
+    async def create(
+        self, agent_id: FromPath[str], data: JSONBody[CreatePassageIn], api: Api
+    ) -> list[PassageView]:
+        """Insert a passage (embedded with the agent's embedder)."""
+        agent = await api.agent(agent_id)
+        if not data.text.strip():
+            raise ApiError(422, "must not be empty", field="text")
+        try:
+            passage = await _archival(api).insert(
+                agent.id, agent.embedding, data.text, list(data.tags or [])
+            )
+        except PassageDimensionError as exc:
+            raise ApiError(409, str(exc), field="text") from None
+        return _views(api, agent, [passage])
+
+    @get("/")
+    async def list_passages(
+        self,
+        agent_id: FromPath[str],
+        api: Api,
+        after: FromQuery[str | None] = None,
+        before: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = 100,
+        search: FromQuery[str | None] = None,
+        ascending: FromQuery[bool | None] = True,
+    ) -> list[PassageView]:
+        """The agent's passages, oldest first; with ``search``, the nearest to it."""
+        agent = await api.agent(agent_id)
+        size = 100 if limit is None else limit
+        if size < 0:
+            raise ApiError(422, "must be 0 or more", field="limit", source="query")
+        if search:
+            hits = await _archival(api).search(
+                agent.id,
+                agent.embedding,
+                search,
+                top_k=max(size, 1),
+                offset=0,
+                tags=None,
+                match_all_tags=False,
+                start=None,
+                end=None,
+            )
+            return _views(api, agent, [h.passage for h in hits][:size])
+        store = await _require_store(api)
+        forward = ascending is not False
+        try:
+            if before is not None and after is None:
+                found = await store.store.list(
+                    agent.id, limit=size, after=before, ascending=not forward
+                )
+                found.reverse()
+            else:
+                found = await store.store.list(agent.id, limit=size, after=after, ascending=forward)
+                if before is not None:
+                    ids = [p.id for p in found]
+                    found = found[: ids.index(before)] if before in ids else found
+        except PassageNotFoundError as exc:
+            raise ApiError(404, str(exc), field="after", source="query") from None
+        return _views(api, agent, list(found))
+
+    @get("/search")
+    async def search(
+        self,
+        agent_id: FromPath[str],
+        query_text: Annotated[str, QueryParameter(name="query")],
+        api: Api,
+        tags: FromQuery[list[str] | None] = None,
+        tag_match_mode: FromQuery[Literal["any", "all"]] = "any",
+        top_k: FromQuery[int | None] = None,
+        start_datetime: FromQuery[dt.datetime | None] = None,
+        end_datetime: FromQuery[dt.datetime | None] = None,
+    ) -> ArchivalSearchResponse:
+        """The agent's passages nearest in meaning to ``query``."""
+        agent = await api.agent(agent_id)
+        if top_k is not None and not 1 <= top_k <= 1000:
+            raise ApiError(422, "must be between 1 and 1000", field="top_k", source="query")
+        hits = await _archival(api).search(
+            agent.id,
+            agent.embedding,
+            query_text,
+            top_k=top_k or 10,
+            offset=0,
+            tags=tags or None,
+            match_all_tags=tag_match_mode == "all",
+            start=_epoch(start_datetime),
+            end=_epoch(end_datetime),
+        )
+        results = [
+            ArchivalSearchResult(
+                id=h.passage.id,
+                timestamp=iso(h.passage.created_at),
+                content=h.passage.text,
+                tags=list(h.passage.tags),
+            )
+            for h in hits
+        ]
+        return ArchivalSearchResponse(results=results, count=len(results))
+
+    @delete("/{memory_id:str}", status_code=200)
+    async def delete_passage(
+        self, agent_id: FromPath[str], memory_id: FromPath[str], api: Api
+    ) -> Deleted:
+        """Delete one passage."""
+        agent = await api.agent(agent_id)
+        store = await _require_store(api)
+        if not await store.delete(agent.id, [memory_id]):
+            raise ApiError(
+                404, f"agent has no passage with id {memory_id!r}", field="memory_id", source="path"
+            )
+        return Deleted(message=f"passage {memory_id} deleted")

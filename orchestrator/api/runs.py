@@ -1,0 +1,130 @@
+"""``/v1/runs``, ``/v1/jobs`` and ``/v1/health``: runs started by messages, and liveness."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Literal
+
+from litestar import Controller, Response, get, post
+from litestar.params import FromPath, FromQuery
+from litestar.response import Stream
+
+from agents.events import LettaMessage, StopReason, UsageStatistics
+from orchestrator.api.messages import sse
+from orchestrator.api.state import Api, page
+from orchestrator.api.views import Health, RunView, run_view
+from storage.records import Run
+
+__all__ = ("JobsController", "RunsController", "health", "version")
+
+
+def version() -> str:
+    """memgrid's version (``0.0.0`` when not installed)."""
+    try:
+        return metadata.version("memgrid")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+@get("/v1/health/", opt={"public": True}, tags=["health"])
+async def health(api: Api) -> Response[Health]:
+    """Liveness: 200 with ``status: ok`` when Redis answers, else 503."""
+    try:
+        await api.rt.redis.ping()
+    except Exception:  # any failure to reach Redis means not healthy
+        return Response(Health(version=version(), status="unavailable"), status_code=503)
+    return Response(Health(version=version(), status="ok"))
+
+
+class RunsController(Controller):
+    """Runs: list, retrieve, their messages and usage, and following them live."""
+
+    path = "/v1/runs"
+    tags = ["runs"]
+
+    @get("/")
+    async def list_runs(
+        self,
+        api: Api,
+        agent_id: FromPath[str | None] = None,
+        agent_ids: FromQuery[list[str] | None] = None,
+        after: FromQuery[str | None] = None,
+        before: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = 100,
+        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        ascending: FromQuery[bool | None] = None,
+    ) -> list[RunView]:
+        """Recent runs (up to 1000 per agent), newest first unless ``order=asc``."""
+        ids = [*([agent_id] if agent_id else []), *(agent_ids or [])]
+        if not ids:
+            ids = [a.id for a in await api.rt.agents.list()]
+        runs: list[Run] = []
+        for one in ids:
+            runs += await api.runs.recent(one, limit=1000)
+        runs.sort(key=lambda r: (r.created_at, r.id))
+        if not (order == "asc" or (order is None and ascending)):
+            runs.reverse()
+        chosen = page(runs, lambda r: r.id, after=after, before=before, limit=limit)
+        return [run_view(r) for r in chosen]
+
+    @get("/active")
+    async def list_active(self, api: Api, agent_id: FromPath[str | None] = None) -> list[RunView]:
+        """Runs not finished yet."""
+        ids = [agent_id] if agent_id else [a.id for a in await api.rt.agents.list()]
+        active: list[RunView] = []
+        for one in ids:
+            active += [
+                run_view(r)
+                for r in await api.runs.recent(one, limit=1000)
+                if r.status in ("created", "running", "waiting")
+            ]
+        return active
+
+    @get("/{run_id:str}")
+    async def retrieve(self, run_id: FromPath[str], api: Api) -> RunView:
+        """One run."""
+        return run_view(await api.runs.find(run_id))
+
+    @get("/{run_id:str}/messages")
+    async def messages(
+        self,
+        run_id: FromPath[str],
+        api: Api,
+        after: FromQuery[str | None] = None,
+        before: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = None,
+    ) -> list[LettaMessage]:
+        """The messages the run has produced so far."""
+        run = await api.runs.find(run_id)
+        events, _ended = await api.runs.events(run.agent_id, run.id)
+        messages = [e for e in events if not isinstance(e, StopReason | UsageStatistics)]
+        return page(messages, lambda m: m.id, after=after, before=before, limit=limit)
+
+    @get("/{run_id:str}/usage")
+    async def usage(self, run_id: FromPath[str], api: Api) -> UsageStatistics:
+        """Tokens and steps the run has used so far."""
+        usage = (await api.runs.find(run_id)).usage
+        return UsageStatistics(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            step_count=usage.step_count,
+        )
+
+    @post("/{run_id:str}/stream", status_code=200)
+    async def stream(self, run_id: FromPath[str], api: Api) -> Stream:
+        """Follow the run's events from its first as Server-Sent Events."""
+        run = await api.runs.find(run_id)
+        return sse(api, run.agent_id, run.id)
+
+
+class JobsController(Controller):
+    """Letta 0.11's ``/v1/jobs/{job_id}``: the same records as runs."""
+
+    path = "/v1/jobs"
+    tags = ["runs"]
+
+    @get("/{job_id:str}")
+    async def retrieve(self, job_id: FromPath[str], api: Api) -> RunView:
+        """A run, as a job."""
+        return run_view(await api.runs.find(job_id))

@@ -1,0 +1,191 @@
+"""Request bodies in Letta's shapes: msgspec Structs that validate input and feed OpenAPI.
+
+Unknown fields are ignored (Letta's clients send many that memgrid has no use for); a field
+of the wrong type is refused with a 422 naming it. Fields that memgrid cannot honour and that
+would change the meaning of a request (``source_ids``, image content) are refused explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from storage.records import ToolRule
+
+__all__ = (
+    "BlockUpdateIn",
+    "ContentPart",
+    "CreateAgentIn",
+    "CreateBlockIn",
+    "CreatePassageIn",
+    "EmbeddingConfigIn",
+    "LLMConfigIn",
+    "MemoryBlockIn",
+    "MessageIn",
+    "MessagesIn",
+    "ToolCreateIn",
+    "ToolUpdateIn",
+    "UpdateAgentIn",
+)
+
+
+class LLMConfigIn(msgspec.Struct, kw_only=True):
+    """The parts of Letta's ``LLMConfig`` that memgrid uses (the model and its window)."""
+
+    model: str
+    handle: str | None = None
+    context_window: int | None = None
+    model_endpoint_type: str | None = None
+
+
+class EmbeddingConfigIn(msgspec.Struct, kw_only=True):
+    """The parts of Letta's ``EmbeddingConfig`` that memgrid uses."""
+
+    embedding_model: str
+    handle: str | None = None
+    embedding_endpoint_type: str | None = None
+
+
+class MemoryBlockIn(msgspec.Struct, kw_only=True):
+    """A block created with an agent (Letta's ``CreateBlock``)."""
+
+    label: str
+    value: str = ""
+    limit: int | None = None
+    description: str | None = None
+    read_only: bool = False
+    metadata: dict[str, str] | None = None
+
+
+class CreateAgentIn(msgspec.Struct, kw_only=True):
+    """Letta's ``CreateAgentRequest`` (the fields memgrid honours)."""
+
+    name: str | None = None
+    memory_blocks: list[MemoryBlockIn] | None = None
+    tools: list[str] | None = None
+    tool_ids: list[str] | None = None
+    block_ids: list[str] | None = None
+    source_ids: list[str] | None = None
+    folder_ids: list[str] | None = None
+    tool_rules: list[ToolRule] | None = None
+    tags: list[str] | None = None
+    system: str | None = None
+    agent_type: str | None = None
+    llm_config: LLMConfigIn | None = None
+    embedding_config: EmbeddingConfigIn | None = None
+    include_base_tools: bool = True
+    include_multi_agent_tools: bool = False
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+    model: str | None = None
+    embedding: str | None = None
+    context_window_limit: int | None = None
+
+
+class UpdateAgentIn(msgspec.Struct, kw_only=True):
+    """Letta's ``UpdateAgent``: every field optional; absent fields stay as they are."""
+
+    name: str | None = None
+    system: str | None = None
+    tags: list[str] | None = None
+    tool_ids: list[str] | None = None
+    block_ids: list[str] | None = None
+    source_ids: list[str] | None = None
+    folder_ids: list[str] | None = None
+    tool_rules: list[ToolRule] | None = None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+    model: str | None = None
+    embedding: str | None = None
+    llm_config: LLMConfigIn | None = None
+    embedding_config: EmbeddingConfigIn | None = None
+    context_window_limit: int | None = None
+
+
+class ContentPart(msgspec.Struct, kw_only=True):
+    """One part of a message's content; memgrid takes ``{"type": "text", "text": ...}``."""
+
+    type: str = "text"
+    text: str | None = None
+
+
+class MessageIn(msgspec.Struct, kw_only=True):
+    """Letta's ``MessageCreate``: content as a string or a list of text parts."""
+
+    role: Literal["user", "system"] = "user"
+    content: str | list[ContentPart]
+    name: str | None = None
+    otid: str | None = None
+    sender_id: str | None = None
+    type: str | None = None
+
+
+class MessagesIn(msgspec.Struct, kw_only=True):
+    """Letta's ``LettaRequest``, ``LettaStreamingRequest`` and ``LettaAsyncRequest`` in one.
+
+    0.16 accepts ``input`` (a string or content parts) in place of ``messages``.
+    """
+
+    messages: list[MessageIn] | None = None
+    input: str | list[ContentPart] | None = None
+    max_steps: int | None = None
+    use_assistant_message: bool = True
+    assistant_message_tool_name: str | None = None
+    assistant_message_tool_kwarg: str | None = None
+    include_return_message_types: list[str] | None = None
+    enable_thinking: str | None = None
+    streaming: bool = False
+    stream_tokens: bool = False
+    include_pings: bool = False
+    background: bool = False
+    callback_url: str | None = None
+
+
+class CreateBlockIn(msgspec.Struct, kw_only=True):
+    """Letta's ``CreateBlock``."""
+
+    label: str
+    value: str
+    limit: int | None = None
+    description: str | None = None
+    read_only: bool = False
+    metadata: dict[str, str] | None = None
+
+
+class BlockUpdateIn(msgspec.Struct, kw_only=True):
+    """Letta's ``BlockUpdate``."""
+
+    value: str | None = None
+    limit: int | None = None
+    label: str | None = None
+    description: str | None = None
+    read_only: bool | None = None
+    metadata: dict[str, str] | None = None
+
+
+class ToolCreateIn(msgspec.Struct, kw_only=True):
+    """Letta's ``ToolCreate``: the schema is derived from ``source_code`` (never executed)."""
+
+    source_code: str
+    description: str | None = None
+    tags: list[str] | None = None
+    source_type: str = "python"
+    return_char_limit: int | None = None
+
+
+class ToolUpdateIn(msgspec.Struct, kw_only=True):
+    """Letta's ``ToolUpdate``."""
+
+    source_code: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    return_char_limit: int | None = None
+
+
+class CreatePassageIn(msgspec.Struct, kw_only=True):
+    """Letta's ``CreateArchivalMemory``."""
+
+    text: str
+    tags: list[str] | None = None
+    created_at: str | None = None

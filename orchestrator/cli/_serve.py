@@ -1,0 +1,86 @@
+"""``memgrid serve``: the Letta-compatible REST API on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from orchestrator.cli._common import UsageError
+
+__all__ = ("register",)
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="serve the Letta-compatible REST API (default 127.0.0.1:8283)"
+    )
+    serve.add_argument("--host", default=None, help="address to bind (MEMGRID_API_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (MEMGRID_API_PORT, 8283)")
+    workers = serve.add_mutually_exclusive_group()
+    workers.add_argument(
+        "--with-worker",
+        dest="worker",
+        action="store_true",
+        default=None,
+        help="run a worker in this process (the default; MEMGRID_SERVE_WORKER=0 turns it off)",
+    )
+    workers.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="only serve the API; separate `memgrid worker` processes run the agents",
+    )
+    serve.add_argument(
+        "--concurrency", type=int, default=16, help="agents the embedded worker runs at once"
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        dest="cors_origins",
+        help="allow this origin (repeatable; MEMGRID_API_CORS_ORIGINS); CORS is off otherwise",
+    )
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import msgspec
+    import uvicorn
+
+    from bus import RedisUnavailable
+    from orchestrator.api import ApiSettings, ApiSettingsError, create_app
+    from storage.errors import StorageError
+
+    try:
+        settings = ApiSettings.from_env()
+    except ApiSettingsError as exc:
+        raise UsageError(str(exc)) from exc
+    changes: dict[str, Any] = {"worker_concurrency": args.concurrency}
+    if args.host:
+        changes["host"] = args.host
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise UsageError("--port must be between 0 and 65535")
+        changes["port"] = args.port
+    if args.worker is not None:
+        changes["worker"] = args.worker
+    if args.cors_origins:
+        changes["cors_origins"] = tuple(args.cors_origins)
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    settings = msgspec.structs.replace(settings, **changes)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=15,
+    )
+    try:
+        uvicorn.Server(config).run()
+    except (StorageError, RedisUnavailable) as exc:
+        raise UsageError(str(exc)) from exc
+    return 0

@@ -1,0 +1,151 @@
+"""The official clients against a live server, when their interpreters are given.
+
+letta-client is not a dependency of memgrid: install each major version into a throwaway
+virtualenv and point these variables at its interpreter, e.g.
+``MEMGRID_TEST_LETTA01_PYTHON=/tmp/letta01/bin/python`` (``letta-client<0.2``) and
+``MEMGRID_TEST_LETTA1X_PYTHON=/tmp/letta1x/bin/python`` (``letta-client>=1,<2``).
+Each script walks the course's flow and fails on the first response its models reject.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.api.conftest import Served
+
+SCRIPT_01 = '''
+import sys, time
+from letta_client import CreateBlock, Letta, MessageCreate
+
+client = Letta(base_url=sys.argv[1])
+assert client.health.check().status == "ok"
+agent = client.agents.create(
+    name="course-agent",
+    memory_blocks=[CreateBlock(label="human", value="Name: Bob")],
+    model="openai/gpt-4o-mini",
+    embedding="hashing/384",
+)
+hi = MessageCreate(role="user", content="hi there")
+reply = client.agents.messages.create(agent_id=agent.id, messages=[hi])
+assert reply.messages[0].content == "hi there", reply
+assert reply.stop_reason.stop_reason == "end_turn"
+chunks = client.agents.messages.create_stream(
+    agent_id=agent.id, messages=[hi], stream_tokens=True
+)
+kinds = [chunk.message_type for chunk in chunks]
+assert kinds[-2:] == ["stop_reason", "usage_statistics"], kinds
+assert [a.id for a in client.agents.list()] == [agent.id]
+assert client.agents.modify(agent_id=agent.id, name="renamed").name == "renamed"
+human = client.agents.blocks.modify(agent_id=agent.id, block_label="human", value="Alice")
+assert human.value == "Alice"
+assert [b.label for b in client.agents.blocks.list(agent_id=agent.id)] == ["human"]
+block = client.blocks.create(label="shared", value="info")
+attached = client.agents.blocks.attach(agent_id=agent.id, block_id=block.id)
+assert [b.label for b in attached.memory.blocks] == ["human", "shared"]
+client.agents.blocks.detach(agent_id=agent.id, block_id=block.id)
+client.blocks.delete(block_id=block.id)
+
+
+def roll_dice(sides: int = 6) -> str:
+    """Roll a die.
+
+    Args:
+        sides (int): number of sides.
+    """
+    return str(sides)
+
+
+tool = client.tools.upsert_from_function(func=roll_dice)
+assert client.tools.retrieve(tool_id=tool.id).name == "roll_dice"
+with_tool = client.agents.tools.attach(agent_id=agent.id, tool_id=tool.id)
+assert "roll_dice" in [t.name for t in with_tool.tools]
+passage = client.agents.passages.create(agent_id=agent.id, text="The sky is blue")[0]
+assert [p.text for p in client.agents.passages.list(agent_id=agent.id)] == ["The sky is blue"]
+run = client.agents.messages.create_async(agent_id=agent.id, messages=[hi])
+for _ in range(100):
+    if client.runs.retrieve(run_id=run.id).status == "completed":
+        break
+    time.sleep(0.05)
+assert client.jobs.retrieve(job_id=run.id).status == "completed"
+assert client.agents.messages.list(agent_id=agent.id, limit=5)
+client.agents.passages.delete(agent_id=agent.id, memory_id=passage.id)
+client.agents.delete(agent_id=agent.id)
+print("OK")
+'''
+
+SCRIPT_1X = """
+import sys, time
+from letta_client import Letta
+
+client = Letta(base_url=sys.argv[1])
+assert client.health().status == "ok"
+agent = client.agents.create(
+    name="agent-1x",
+    memory_blocks=[{"label": "human", "value": "Name: Bob"}],
+    model="openai/gpt-4o-mini",
+    embedding="hashing/384",
+)
+hi = [{"role": "user", "content": "hi there"}]
+reply = client.agents.messages.create(agent_id=agent.id, messages=hi)
+assert reply.messages[0].content == "hi there", reply
+assert reply.stop_reason.stop_reason == "end_turn"
+assert client.agents.messages.create(agent_id=agent.id, input="via input").messages
+kinds = [c.message_type for c in client.agents.messages.stream(agent_id=agent.id, messages=hi)]
+assert kinds[-2:] == ["stop_reason", "usage_statistics"], kinds
+assert [a.id for a in client.agents.list()] == [agent.id]
+assert client.agents.update(agent_id=agent.id, name="renamed").name == "renamed"
+assert [b.label for b in client.agents.blocks.list(agent_id=agent.id)] == ["human"]
+human = client.agents.blocks.update("human", agent_id=agent.id, value="Alice")
+assert human.value == "Alice"
+block = client.blocks.create(label="shared", value="info")
+attached = client.agents.blocks.attach(block.id, agent_id=agent.id)
+assert [b.label for b in attached.blocks] == ["human", "shared"]
+client.agents.blocks.detach(block.id, agent_id=agent.id)
+client.blocks.delete(block.id)
+source = "def roll_dice(sides: int = 6) -> str:\\n    'Roll a die.'\\n    return str(sides)\\n"
+tool = client.tools.upsert(source_code=source)
+assert client.tools.retrieve(tool.id).name == "roll_dice"
+assert "roll_dice" in [t.name for t in client.tools.list()]
+client.agents.tools.attach(tool.id, agent_id=agent.id)
+passage = client.agents.passages.create(agent_id=agent.id, text="The sky is blue")[0]
+assert [p.text for p in client.agents.passages.list(agent_id=agent.id)] == ["The sky is blue"]
+found = client.agents.passages.search(agent_id=agent.id, query="sky")
+assert found.results[0].content == "The sky is blue"
+run = client.agents.messages.create_async(agent_id=agent.id, messages=hi)
+for _ in range(100):
+    if client.runs.retrieve(run.id).status == "completed":
+        break
+    time.sleep(0.05)
+assert client.runs.retrieve(run.id).agent_id == agent.id
+every = list(client.agents.messages.list(agent_id=agent.id, limit=3, order="asc"))
+assert len(every) > 3  # auto-paged with after= cursors, and it ends
+client.agents.passages.delete(passage.id, agent_id=agent.id)
+client.agents.delete(agent.id)
+print("OK")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("variable", "script"),
+    [("MEMGRID_TEST_LETTA01_PYTHON", SCRIPT_01), ("MEMGRID_TEST_LETTA1X_PYTHON", SCRIPT_1X)],
+)
+async def test_letta_client(variable: str, script: str, served: Served, tmp_path: Path) -> None:
+    interpreter = os.environ.get(variable)
+    if not interpreter:
+        pytest.skip(f"set {variable} to an interpreter with letta-client installed")
+    path = tmp_path / "client_script.py"  # a file: upsert_from_function reads its source
+    path.write_text(script)
+    result = await anyio.run_process(
+        [interpreter, str(path), served.url], check=False, stderr=subprocess.STDOUT
+    )
+    output = result.stdout.decode()
+    sys.stdout.write(output)
+    assert result.returncode == 0, output
+    assert output.rstrip().endswith("OK"), output
