@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -14,11 +13,8 @@ import msgspec
 from agents.events import Event, StopReason, UsageStatistics, event_encoder, iso
 from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
 from agents.runtime import Runtime
-from bus import RedisUnavailable
-from orchestrator.cli._common import UsageError
+from orchestrator.cli._common import with_runtime
 from orchestrator.render import print_event
-from orchestrator.runtime import open_runtime
-from storage.errors import StorageError
 from storage.records import Agent
 
 __all__ = ("register",)
@@ -68,17 +64,6 @@ def register(subparsers: Any) -> None:
     chat.set_defaults(handler=_chat)
 
 
-def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with open_runtime() as rt:
-            return await work(rt)
-
-    try:
-        return anyio.run(main)
-    except (StorageError, RedisUnavailable) as exc:
-        raise UsageError(str(exc)) from exc
-
-
 def _agent_json(agent: Agent, blocks: list[Any] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = msgspec.to_builtins(agent)
     data["created_at"] = iso(agent.created_at)
@@ -109,7 +94,7 @@ def _create(args: argparse.Namespace) -> int:
     async def work(rt: Runtime) -> Agent:
         return await create_agent(rt, spec)
 
-    agent = _run(work)
+    agent = with_runtime(work)
     if args.json:
         print(json.dumps(_agent_json(agent), indent=2))
     else:
@@ -121,7 +106,7 @@ def _list(args: argparse.Namespace) -> int:
     async def work(rt: Runtime) -> list[Agent]:
         return await rt.agents.list(tags=args.tags)
 
-    agents = _run(work)
+    agents = with_runtime(work)
     if args.json:
         print(json.dumps([_agent_json(a) for a in agents], indent=2))
         return 0
@@ -139,7 +124,7 @@ def _show(args: argparse.Namespace) -> int:
         blocks = await rt.blocks.get_many(agent.block_ids)
         return agent, blocks, await rt.messages.count(agent.id)
 
-    agent, blocks, count = _run(work)
+    agent, blocks, count = with_runtime(work)
     if args.json:
         data = _agent_json(agent, blocks)
         data["recall_count"] = count
@@ -164,7 +149,7 @@ def _delete(args: argparse.Namespace) -> int:
         agent = await rt.agents.resolve(args.name)
         return await delete_agent(rt, agent.id)
 
-    agent = _run(work)
+    agent = with_runtime(work)
     print(f"deleted {agent.name} ({agent.id})")
     return 0
 
@@ -207,7 +192,7 @@ def _send(args: argparse.Namespace) -> int:
     async def work(rt: Runtime) -> list[Event]:
         return await _turn(rt, args.name, args.text, live=not args.json)
 
-    events = _run(work)
+    events = with_runtime(work)
     if args.json:
         print(json.dumps(_letta_response(events), indent=2))
     stop = next((e for e in events if isinstance(e, StopReason)), None)
@@ -230,4 +215,4 @@ def _chat(args: argparse.Namespace) -> int:
             if line.strip():
                 await _turn(rt, agent.id, line.rstrip("\n"), live=True)
 
-    return _run(work)
+    return with_runtime(work)

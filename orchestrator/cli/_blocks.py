@@ -7,12 +7,9 @@ import datetime as dt
 import json
 from typing import Any
 
-import anyio
 import msgspec
 
-from bus import RedisUnavailable
-from orchestrator.cli._common import UsageError
-from storage.errors import StorageError
+from orchestrator.cli._common import with_runtime
 
 __all__ = ("register",)
 
@@ -54,19 +51,6 @@ def register(subparsers: Any) -> None:
         cmd.set_defaults(handler=_attach if attached else _detach)
 
 
-def _run(work: Any) -> Any:
-    async def main() -> Any:
-        from orchestrator.runtime import open_runtime
-
-        async with open_runtime() as rt:
-            return await work(rt)
-
-    try:
-        return anyio.run(main)
-    except (StorageError, RedisUnavailable) as exc:
-        raise UsageError(str(exc)) from exc
-
-
 def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -82,7 +66,7 @@ def _create(args: argparse.Namespace) -> int:
         read_only=args.read_only,
         metadata={"shared": "true"},
     )
-    created = _run(lambda rt: rt.blocks.create(block, editor="cli"))
+    created = with_runtime(lambda rt: rt.blocks.create(block, editor="cli"))
     if args.json:
         print(json.dumps(msgspec.to_builtins(created), indent=2))
     else:
@@ -91,7 +75,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    blocks = _run(lambda rt: rt.blocks.list(label=args.label))
+    blocks = with_runtime(lambda rt: rt.blocks.list(label=args.label))
     if args.json:
         print(json.dumps(msgspec.to_builtins(blocks), indent=2))
         return 0
@@ -112,7 +96,7 @@ def _show(args: argparse.Namespace) -> int:
         ]
         return block, agents
 
-    block, agents = _run(work)
+    block, agents = with_runtime(work)
     if args.json:
         print(json.dumps({**msgspec.to_builtins(block), "agents": agents}, indent=2))
         return 0
@@ -124,7 +108,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    edits = _run(lambda rt: rt.blocks.history(args.id))
+    edits = with_runtime(lambda rt: rt.blocks.history(args.id))
     if args.json:
         print(json.dumps(msgspec.to_builtins(edits), indent=2))
         return 0
@@ -142,7 +126,7 @@ def _attach(args: argparse.Namespace) -> int:
         agent = await rt.agents.resolve(args.agent)
         return await attach_block(rt, agent.id, args.id)
 
-    agent = _run(work)
+    agent = with_runtime(work)
     print(f"attached {args.id} to {agent.name}")
     return 0
 
@@ -154,6 +138,6 @@ def _detach(args: argparse.Namespace) -> int:
         agent = await rt.agents.resolve(args.agent)
         return await detach_block(rt, agent.id, args.id)
 
-    agent = _run(work)
+    agent = with_runtime(work)
     print(f"detached {args.id} from {agent.name}")
     return 0
