@@ -128,8 +128,17 @@ async def _summarize(
         text = response.content.strip()
         if not text:
             raise LLMError("the model returned an empty summary")
-        summary = text
+        summary = _cap(text, window)
     return summary, prompt_tokens, completion_tokens
+
+
+def _cap(summary: str, window: int) -> str:
+    """Keep a summary within its share of the window: a model that answers with a long text
+    (or echoes its input) must not leave a summary that alone overflows the context."""
+    limit = max(200, int(window * _SUMMARY_RESERVE * 3))
+    if len(summary) <= limit:
+        return summary
+    return summary[: limit - 1].rstrip() + "…"
 
 
 async def compact(
@@ -175,7 +184,7 @@ async def compact(
             f"{len(evicted)} messages were evicted at {when} without a summary (the model "
             "could not summarize them); search recall memory with conversation_search."
         )
-        summary = f"{agent.summary}\n{note}".strip()
+        summary = _cap(f"{agent.summary}\n{note}".strip(), window)
         log.warning("summary_failed", agent_id=agent.id, error=str(exc), evicted=len(evicted))
     updated = msgspec.structs.replace(
         agent,

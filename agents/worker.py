@@ -159,6 +159,12 @@ class Worker:
                 self.busy += 1
                 try:
                     await self._handle_agent(signal)
+                except Exception as exc:  # one agent's trouble must not stop the worker
+                    # The signal stays pending: it is reclaimed after the lease and retried.
+                    log.exception(
+                        "agent_handling_failed", agent_id=signal.agent_id, error=repr(exc)
+                    )
+                    self.counters["failed"] += 1
                 finally:
                     self.busy -= 1
 

@@ -149,3 +149,31 @@ async def test_failed_summary_still_completes_the_turn(
     ]
     assert len(replies) == 15
     assert AssistantMessage  # imported for readers of the event types
+
+
+async def test_a_runaway_summary_cannot_overflow_the_window(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    agent = await create_agent(
+        runtime,
+        AgentSpec(
+            name="longsum",
+            system="Short.",
+            memory_blocks=[],
+            include_base_tools=False,
+            tools=["send_message"],
+            context_window=1024,
+        ),
+    )
+
+    def policy(request: ChatRequest) -> Outcome:
+        if not request.tools:  # the summarizer: echoes far more than fits
+            return text("summary " * 2000)
+        return say("ok " + "y" * 200)
+
+    model.policy = policy
+    for i in range(20):
+        result = await _send(runtime, agent.id, f"turn {i} " + "words " * 40)
+        assert result.stop_reason == "end_turn", (i, result.stop_reason)
+    stored = await runtime.agents.get(agent.id)
+    assert stored.evicted_count > 0 and len(stored.summary) <= 1024 * 0.1 * 3
