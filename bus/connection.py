@@ -31,8 +31,9 @@ def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
         timeout=30,
         socket_connect_timeout=5.0,
         socket_timeout=None,
-        socket_keepalive=True,
         health_check_interval=30,
+        # TCP keepalive finds dead peers; unix-socket connections do not take the option.
+        **({} if url.startswith("unix:") else {"socket_keepalive": True}),
         decode_responses=False,
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it

@@ -61,5 +61,5 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
         level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
     # Third-party chatter stays at WARNING unless asked for.
-    for noisy in ("httpx", "httpcore", "openai", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

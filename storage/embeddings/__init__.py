@@ -11,22 +11,37 @@ makes ``dimension`` readable). Errors::
     └── EmbeddingDimensionUnknown    a remote model's length was read before probe()
 """
 
-from storage.embeddings.factory import UnknownEmbeddingHandle, embedder_from_handle, open_embedder
-from storage.embeddings.hashing import HashingEmbedder, hash_embed
-from storage.embeddings.minilm import (
-    MINILM_DIMENSION,
+import importlib
+from typing import Any
+
+from storage.embeddings.factory import (
     MINILM_HANDLE,
-    EmbeddingModelMissing,
-    MiniLMEmbedder,
-    find_model_dir,
-    prepare_model,
+    UnknownEmbeddingHandle,
+    embedder_from_handle,
+    open_embedder,
 )
+from storage.embeddings.hashing import HashingEmbedder, hash_embed
 from storage.embeddings.protocol import Embedder
-from storage.embeddings.remote import (
-    EmbeddingDimensionUnknown,
-    EmbeddingEndpointError,
-    OpenAIEmbedder,
-)
+
+# The ONNX runtime and the openai SDK load on first use of these names, not at import.
+_LAZY = {
+    "MINILM_DIMENSION": "storage.embeddings.minilm",
+    "EmbeddingModelMissing": "storage.embeddings.minilm",
+    "MiniLMEmbedder": "storage.embeddings.minilm",
+    "find_model_dir": "storage.embeddings.minilm",
+    "prepare_model": "storage.embeddings.minilm",
+    "EmbeddingDimensionUnknown": "storage.embeddings.remote",
+    "EmbeddingEndpointError": "storage.embeddings.remote",
+    "OpenAIEmbedder": "storage.embeddings.remote",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'storage.embeddings' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = (
     "MINILM_DIMENSION",

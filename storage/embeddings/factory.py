@@ -14,10 +14,11 @@ from __future__ import annotations
 import anyio
 
 from storage.embeddings.hashing import HashingEmbedder
-from storage.embeddings.minilm import MINILM_HANDLE, MiniLMEmbedder
 from storage.embeddings.protocol import Embedder
-from storage.embeddings.remote import OpenAIEmbedder
-from storage.settings import StorageSettings
+from storage.settings import DEFAULT_EMBEDDING, StorageSettings
+
+# The ONNX and openai stacks load only when an embedder of theirs is made (~150 MiB RSS).
+MINILM_HANDLE = DEFAULT_EMBEDDING
 
 __all__ = ("UnknownEmbeddingHandle", "embedder_from_handle", "open_embedder")
 
@@ -49,9 +50,13 @@ def embedder_from_handle(handle: str, settings: StorageSettings) -> Embedder:
     """
     name = handle.strip()
     if name.lower() in {alias.lower() for alias in _MINILM_ALIASES}:
+        from storage.embeddings.minilm import MiniLMEmbedder
+
         return MiniLMEmbedder(home=settings.home)
     provider, _, rest = name.partition("/")
     if provider == "openai" and rest:
+        from storage.embeddings.remote import OpenAIEmbedder
+
         return OpenAIEmbedder(
             rest, base_url=settings.openai_base_url, api_key=settings.openai_api_key
         )
@@ -70,6 +75,9 @@ async def open_embedder(handle: str, settings: StorageSettings) -> Embedder:
     failure the embedder is closed before the error propagates.
     """
     embedder = embedder_from_handle(handle, settings)
+    from storage.embeddings.minilm import MiniLMEmbedder
+    from storage.embeddings.remote import OpenAIEmbedder
+
     try:
         if isinstance(embedder, OpenAIEmbedder):
             await embedder.probe()

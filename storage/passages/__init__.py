@@ -7,6 +7,8 @@ otherwise :class:`EdgePassageStore`, the embedded engine under ``$MEMGRID_HOME/q
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from storage.passages.edge import EdgePassageStore
 from storage.passages.protocol import (
     PassageDimensionError,
@@ -18,8 +20,10 @@ from storage.passages.protocol import (
     ScoredPassage,
     TimeBound,
 )
-from storage.passages.server import ServerPassageStore
 from storage.settings import StorageSettings
+
+if TYPE_CHECKING:
+    from storage.passages.server import ServerPassageStore
 
 __all__ = (
     "EdgePassageStore",
@@ -36,6 +40,15 @@ __all__ = (
 )
 
 
+def __getattr__(name: str) -> Any:
+    # qdrant-client (~90 MiB) loads only when the server engine is used.
+    if name == "ServerPassageStore":
+        from storage.passages.server import ServerPassageStore
+
+        return ServerPassageStore
+    raise AttributeError(f"module 'storage.passages' has no attribute {name!r}")
+
+
 def open_passage_store(settings: StorageSettings) -> PassageStore:
     """Open the passage store that ``settings`` select; the caller closes it.
 
@@ -47,5 +60,7 @@ def open_passage_store(settings: StorageSettings) -> PassageStore:
         PassageStoreLockedError: The embedded engine's folder is open in another process.
     """
     if settings.qdrant_url:
+        from storage.passages.server import ServerPassageStore
+
         return ServerPassageStore(settings.qdrant_url, api_key=settings.qdrant_api_key)
     return EdgePassageStore(settings.home / "qdrant")
