@@ -15,6 +15,7 @@ holder. Work still failing after ``max_attempts`` goes to the dead-letter stream
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -293,6 +294,15 @@ class Worker:
         except Exception as exc:  # transient (Redis, network): retried from the last step
             self.counters["failed"] += 1
             bound.warning("run_attempt_failed", attempt=run.attempts, error=repr(exc))
+            run.error = f"{type(exc).__name__}: {exc}"
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                # Keep the cause for the dead-letter entry if the attempts run out.
+                stored_now = await redis.get(keys.run(agent_id, run.id))
+                if stored_now is not None:
+                    latest = decode(Run, stored_now)
+                    latest.error = run.error
+                    async with fenced(redis, lease, agent_id) as pipe:
+                        pipe.set(keys.run(agent_id, run.id), encode(latest))
             await anyio.sleep(min(0.1 * 2**run.attempts, 5.0))
             return "retry"
         self.counters["runs"] += 1
@@ -306,6 +316,8 @@ class Worker:
     async def _dead_letter(self, lease: Lease, envelope: RunRequest, run: Run, raw: bytes) -> None:
         redis, agent_id = self.rt.redis, lease.agent_id
         error = f"gave up after {self.settings.max_attempts} attempts"
+        if run.error:
+            error += f"; last error: {run.error}"
         await streams.dead_letter(
             redis,
             agent_id=agent_id,

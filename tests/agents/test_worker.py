@@ -124,6 +124,7 @@ async def test_poison_messages_go_to_the_dead_letter_stream(
     assert run.status == "failed"
     dead = await list_dead_letters(runtime.redis)
     assert [d["run_id"] for d in dead] == [sub.run_id]
+    assert "gave up after 2 attempts; last error: DecodeError" in dead[0]["error"]
     events = [e async for e in runs.follow(agent.id, sub.run_id, timeout_s=5)]
     assert isinstance(events[-2], StopReason) and events[-2].stop_reason == "error"
 
