@@ -140,6 +140,7 @@ class _Turn:
         self.seq = 0
         self.invalid_in_a_row = 0
         self.blocks: list[Block] = []
+        self.loaded_at_step = run.steps  # the record read by run_turn serves the first step
         self.llm = rt.llm.for_agent(agent)
         self.counter = rt.counter(agent.model)
 
@@ -429,7 +430,8 @@ async def _llm_for_step(turn: _Turn, step: int, request: Any, tools: Any) -> LLM
         return _llm_decoder.decode(journaled)
     response = await turn.llm.chat(turn.agent.model, request, tools)
     # First writer wins: a stale worker racing us cannot make the two disagree.
-    await turn.rt.redis.set(key, msgspec.json.encode(response), nx=True, ex=JOURNAL_TTL_S)
+    if await turn.rt.redis.set(key, msgspec.json.encode(response), nx=True, ex=JOURNAL_TTL_S):
+        return response
     journaled = await turn.rt.redis.get(key)
     return _llm_decoder.decode(journaled) if journaled is not None else response
 
@@ -438,7 +440,7 @@ async def _step(turn: _Turn, pending: list[Message], step: int) -> _StepOutcome:
     rt, step_id = turn.rt, f"step-{turn.run.id}-{step}"
     # Others (the API, a workflow re-apply) may have changed the agent's settings; the fields
     # this turn manages itself come from the turn, not from the stored record.
-    fresh = await rt.agents.get(turn.agent.id)
+    fresh = turn.agent if step == turn.loaded_at_step else await rt.agents.get(turn.agent.id)
     agent = turn.agent = msgspec.structs.replace(
         fresh,
         message_ids=turn.agent.message_ids,

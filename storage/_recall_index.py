@@ -101,9 +101,14 @@ def _json_strings(value: object) -> Iterator[str]:
         elif isinstance(item, int | float):
             yield str(item)
         elif isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
+            # Bookkeeping fields of tool results (status, time) are not what anyone searches
+            # for, and every distinct timestamp would grow the index by new terms.
+            stack.extend(reversed([v for k, v in item.items() if k not in _BOOKKEEPING_KEYS]))
         elif isinstance(item, list):
             stack.extend(reversed(item))
+
+
+_BOOKKEEPING_KEYS = frozenset({"time", "status", "request_heartbeat"})
 
 
 def _text_parts(raw: str) -> Iterator[str]:
