@@ -140,6 +140,7 @@ class _Turn:
         self.seq = 0
         self.invalid_in_a_row = 0
         self.blocks: list[Block] = []
+        self.end_after_resume = False
         self.loaded_at_step = run.steps  # the record read by run_turn serves the first step
         self.llm = rt.llm.for_agent(agent)
         self.counter = rt.counter(agent.model)
@@ -324,6 +325,12 @@ async def run_turn(
             return
     if run.wait is not None:
         pending = await _resume(turn)  # raises Suspended while replies are still due
+        if turn.end_after_resume:
+            result.stop_reason = "end_turn"
+            ended = _StepOutcome(messages=pending, stop="end_turn")
+            for event in await turn.commit(ended, final=True):
+                yield event
+            return
     if run.started_at is None:
         run.started_at = rt.clock()
     started = anyio.current_time()
@@ -413,9 +420,14 @@ async def _resume(turn: _Turn) -> list[Message]:
             tool_call_id=wait.call_id,
             name=wait.tool_name,
             status="success" if ok else "error",
-        ),
-        turn.message("user", step_id, content=_heartbeat(HEARTBEAT_REASON)),
+        )
     ]
+    turn.state.last_output = text
+    # The rules decide as if the tool had just returned: exit_loop on it ends the turn here.
+    if rt.gate.after(turn.agent, turn.state, wait.tool_name) == "end":
+        turn.end_after_resume = True
+    else:
+        messages.append(turn.message("user", step_id, content=_heartbeat(HEARTBEAT_REASON)))
     run.wait = None  # the replies stay (with a TTL): a re-run of this resume reads them again
     return messages
 

@@ -197,3 +197,37 @@ async def test_async_send_does_not_wait(runtime: Runtime, model: ScriptedModel) 
     assert await _run(runtime, talker, "tell them") == ["sent"]
     runs = await RunStore(runtime.redis).recent(listener.id)
     assert len(runs) == 1 and runs[0].hops == 1
+
+
+async def test_exit_loop_on_a_waiting_tool_ends_the_turn_at_the_reply(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    from orchestrator.rules import RuleGate
+    from storage.records import ExitLoop
+
+    runtime.gate = RuleGate()
+
+    def policy(request: ChatRequest) -> Outcome:
+        if _role(request) == "ponger":
+            return say("pong")
+        return tool_call(
+            "send_message_to_agent_and_wait_for_reply", message="ping", other_agent_id="pong2"
+        )
+
+    model.policy = policy
+    asker = await create_agent(
+        runtime,
+        AgentSpec(
+            name="asker",
+            include_base_tools=False,
+            tools=MULTI,
+            memory_blocks=[BlockSpec(label="persona", value="ROLE:asker")],
+            tool_rules=[ExitLoop(tool_name="send_message_to_agent_and_wait_for_reply")],
+        ),
+    )
+    await _agent(runtime, "pong2", "ponger")
+    await _run(runtime, asker, "go")
+    asker_requests = [r for r in model.requests if "ROLE:asker" in r.system_prompt]
+    assert len(asker_requests) == 1  # no step after the reply: the rule ended the turn
+    [tool_result] = [m for m in await runtime.messages.list(asker.id) if m.role == "tool"]
+    assert "pong" in tool_result.content
