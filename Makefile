@@ -1,13 +1,20 @@
 # Two commands set everything up: `make demo` and `make test`. Each creates .venv on first
 # use, installs the pinned dependencies, prepares the local embedding model, then runs.
+# `make test` also creates two throwaway virtualenvs holding only the official Letta clients
+# (0.1.x as the course uses it, and 1.x), so that the course's client code runs in CI.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.memgrid-installed
+LETTA01_VENV := .venv-letta01
+LETTA1X_VENV := .venv-letta1x
+LETTA01_PIN := letta-client==0.1.324
+LETTA1X_PIN := letta-client==1.12.1
+CLIENT_STAMP := .memgrid-client-installed
 
 export MEMGRID_HOME ?= $(CURDIR)/.memgrid
 
-.PHONY: all install demo test lint typecheck unit bench doctor clean
+.PHONY: all install clients demo test lint typecheck unit bench doctor clean
 
 all: test
 
@@ -22,6 +29,20 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+# A client virtualenv: only letta-client, its shared dependencies held to memgrid's pins (the
+# tests run `memgrid up` on this interpreter too, so that tools importing letta_client work).
+$(LETTA01_VENV)/$(CLIENT_STAMP): requirements.lock Makefile
+	@test -x $(LETTA01_VENV)/bin/python || $(PYTHON) -m venv $(LETTA01_VENV)
+	$(LETTA01_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock "$(LETTA01_PIN)"
+	@touch $@
+
+$(LETTA1X_VENV)/$(CLIENT_STAMP): requirements.lock Makefile
+	@test -x $(LETTA1X_VENV)/bin/python || $(PYTHON) -m venv $(LETTA1X_VENV)
+	$(LETTA1X_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock "$(LETTA1X_PIN)"
+	@touch $@
+
+clients: $(LETTA01_VENV)/$(CLIENT_STAMP) $(LETTA1X_VENV)/$(CLIENT_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/memgrid demo
 
@@ -32,7 +53,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) clients
+	MEMGRID_TEST_LETTA01_PYTHON=$(CURDIR)/$(LETTA01_VENV)/bin/python \
+	MEMGRID_TEST_LETTA1X_PYTHON=$(CURDIR)/$(LETTA1X_VENV)/bin/python \
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck unit
@@ -45,4 +68,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/passages.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(LETTA01_VENV) $(LETTA1X_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -6,10 +6,16 @@ every other process uses :class:`RemoteArchival`, which implements the same
 :class:`agents.tools.base.Archival` protocol by sending requests there and waiting for the
 reply on a list (BLPOP). Redis carries it, so it works across machines too. With
 ``MEMGRID_QDRANT_URL`` set, every process talks to Qdrant directly and none of this runs.
+
+Besides the protocol, :class:`RemoteArchival` lists, deletes and bulk-inserts passages (what
+the REST API and document ingestion need). The passage store's own errors
+(:class:`~storage.passages.PassageNotFoundError`, :class:`~storage.passages.PassageDimensionError`)
+come back as themselves; any other failure of the owner arrives as ``RuntimeError``.
 """
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from typing import Any
 
@@ -21,6 +27,7 @@ import structlog
 from agents.archival import PassageArchival
 from agents.tools.base import ScoredText
 from bus import keys, streams
+from storage.passages import PassageDimensionError, PassageNotFoundError
 from storage.records import Passage
 
 __all__ = ("ArchivalServer", "ArchivalUnavailable", "RemoteArchival")
@@ -44,6 +51,14 @@ class _Reply(msgspec.Struct, kw_only=True):
     ok: bool
     result: Any = None
     error: str | None = None
+    error_type: str | None = None
+
+
+# Errors that cross the wire as themselves, so that callers can tell them apart.
+_KNOWN_ERRORS: dict[str, type[Exception]] = {
+    "PassageNotFoundError": PassageNotFoundError,
+    "PassageDimensionError": PassageDimensionError,
+}
 
 
 _reply_decoder = msgspec.json.Decoder(_Reply)
@@ -53,9 +68,14 @@ _request_decoder = msgspec.json.Decoder(_Request)
 class RemoteArchival:
     """Archival memory served by the process that owns the embedded engine."""
 
-    def __init__(self, redis: aioredis.Redis, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, timeout_s: float = 30.0, stats_ttl_s: float = 5.0
+    ) -> None:
         self._redis = redis
         self._timeout_s = timeout_s
+        # count and tags are shown at every step: cached briefly, dropped on our own writes.
+        self._stats_ttl_s = stats_ttl_s
+        self._stats: dict[str, tuple[float, int, list[str]]] = {}
 
     async def _call(self, op: str, **args: Any) -> Any:
         request = _Request(id=uuid.uuid4().hex, op=op, args=args)
@@ -75,6 +95,9 @@ class RemoteArchival:
             )
         reply = _reply_decoder.decode(got[1])
         if not reply.ok:
+            known = _KNOWN_ERRORS.get(reply.error_type or "")
+            if known is not None:
+                raise known(reply.error or reply.error_type)
             raise RuntimeError(reply.error or "archival request failed")
         return reply.result
 
@@ -87,6 +110,7 @@ class RemoteArchival:
         *,
         passage_id: str | None = None,
     ) -> Passage:
+        self._stats.pop(owner_id, None)
         result = await self._call(
             "insert",
             owner_id=owner_id,
@@ -124,11 +148,71 @@ class RemoteArchival:
         )
         return msgspec.convert(result, list[ScoredText])
 
+    async def _owner_stats(self, owner_id: str) -> tuple[int, list[str]]:
+        now = anyio.current_time()
+        cached = self._stats.get(owner_id)
+        if cached is not None and now - cached[0] < self._stats_ttl_s:
+            return cached[1], cached[2]
+        count = int(await self._call("count", owner_id=owner_id))
+        tags = list(await self._call("tags", owner_id=owner_id)) if count else []
+        self._stats[owner_id] = (now, count, tags)
+        return count, tags
+
     async def count(self, owner_id: str) -> int:
-        return int(await self._call("count", owner_id=owner_id))
+        return (await self._owner_stats(owner_id))[0]
 
     async def tags(self, owner_id: str) -> list[str]:
-        return list(await self._call("tags", owner_id=owner_id))
+        return list((await self._owner_stats(owner_id))[1])
+
+    async def insert_many(
+        self,
+        owner_id: str,
+        embedding: str,
+        texts: list[str],
+        tags: list[str],
+        *,
+        source_id: str | None = None,
+        file_id: str | None = None,
+        ids: list[str] | None = None,
+    ) -> list[Passage]:
+        """Embed ``texts`` and store them as passages of ``owner_id`` (in the owner)."""
+        result = await self._call(
+            "insert_many",
+            owner_id=owner_id,
+            embedding=embedding,
+            texts=texts,
+            tags=tags,
+            source_id=source_id,
+            file_id=file_id,
+            ids=ids,
+        )
+        return msgspec.convert(result, list[Passage])
+
+    async def list(
+        self,
+        owner_id: str,
+        *,
+        limit: int = 50,
+        after: str | None = None,
+        ascending: bool = True,
+    ) -> builtins.list[Passage]:
+        """A page of ``owner_id``'s passages in creation order, after the passage ``after``.
+
+        Raises:
+            PassageNotFoundError: ``after`` is not a passage of ``owner_id``.
+        """
+        result = await self._call(
+            "list", owner_id=owner_id, limit=limit, after=after, ascending=ascending
+        )
+        return msgspec.convert(result, builtins.list[Passage])
+
+    async def delete(self, owner_id: str, passage_ids: builtins.list[str]) -> int:
+        """Delete passages of ``owner_id``; returns how many there were."""
+        return int(await self._call("delete", owner_id=owner_id, passage_ids=passage_ids))
+
+    async def delete_owner(self, owner_id: str) -> int:
+        """Delete every passage of ``owner_id``; returns how many there were."""
+        return int(await self._call("delete_owner", owner_id=owner_id))
 
     async def aclose(self) -> None:
         return None
@@ -170,8 +254,12 @@ class ArchivalServer:
                 result = await self._run(request.op, request.args)
                 reply = _Reply(ok=True, result=msgspec.to_builtins(result))
             except Exception as exc:
-                log.warning("archival_request_failed", op=request.op, error=repr(exc))
-                reply = _Reply(ok=False, error=f"{type(exc).__name__}: {exc}")
+                kind = type(exc).__name__
+                if kind in _KNOWN_ERRORS:
+                    reply = _Reply(ok=False, error=str(exc), error_type=kind)
+                else:
+                    log.warning("archival_request_failed", op=request.op, error=repr(exc))
+                    reply = _Reply(ok=False, error=f"{kind}: {exc}")
             reply_key = keys.archival_reply(request.id)
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.rpush(reply_key, msgspec.json.encode(reply))
@@ -207,4 +295,25 @@ class ArchivalServer:
             return await archival.count(args["owner_id"])
         if op == "tags":
             return await archival.tags(args["owner_id"])
+        if op == "insert_many":
+            return await archival.insert_many(
+                args["owner_id"],
+                args["embedding"],
+                list(args["texts"]),
+                list(args["tags"]),
+                source_id=args.get("source_id"),
+                file_id=args.get("file_id"),
+                ids=args.get("ids"),
+            )
+        if op == "list":
+            return await archival.store.list(
+                args["owner_id"],
+                limit=int(args["limit"]),
+                after=args.get("after"),
+                ascending=bool(args.get("ascending", True)),
+            )
+        if op == "delete":
+            return await archival.delete(args["owner_id"], list(args["passage_ids"]))
+        if op == "delete_owner":
+            return await archival.delete_owner(args["owner_id"])
         raise ValueError(f"unknown archival operation {op!r}")

@@ -30,17 +30,15 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import anyio
 
 from storage.records import Passage
 
-if TYPE_CHECKING:
-    from storage.passages import PassageStore
-
 __all__ = (
     "SUPPORTED_SUFFIXES",
+    "PassageLister",
     "PassageWriter",
     "Progress",
     "attach_source",
@@ -70,12 +68,25 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "memgrid:source-passage")
 
 
+class PassageLister(Protocol):
+    """Lists an owner's passages page by page: a :class:`~storage.passages.PassageStore`, or
+    :class:`orchestrator.runtime.SharedArchival` wherever the engine lives."""
+
+    async def list(
+        self, owner_id: str, *, limit: int = 50, after: str | None = None, ascending: bool = True
+    ) -> list[Passage]:
+        """Up to ``limit`` passages of ``owner_id`` in creation order, after ``after``."""
+        ...
+
+
 class PassageWriter(Protocol):
-    """What ingesting and attaching need: :class:`agents.archival.PassageArchival` has it."""
+    """What ingesting and attaching need: :class:`agents.archival.PassageArchival` has it, and
+    so has :class:`orchestrator.runtime.SharedArchival` in a process that does not own the
+    embedded engine."""
 
     @property
-    def store(self) -> PassageStore:
-        """The passage store itself (to list and delete passages)."""
+    def store(self) -> PassageLister:
+        """Where passages are listed (the passage store itself, for a local archival)."""
         ...
 
     async def insert_many(
@@ -320,7 +331,7 @@ async def ingest(
     return total
 
 
-async def _passages(store: PassageStore, owner_id: str) -> list[Passage]:
+async def _passages(store: PassageLister, owner_id: str) -> list[Passage]:
     """Every passage of ``owner_id``, oldest first."""
     found: list[Passage] = []
     after: str | None = None

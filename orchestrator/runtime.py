@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from storage.settings import StorageSettings
 
 if TYPE_CHECKING:
     from agents.archival import PassageArchival
+    from agents.archival_rpc import RemoteArchival
 
 __all__ = ("SharedArchival", "open_runtime")
 
@@ -147,6 +149,93 @@ class SharedArchival:
             return await archival.tags(owner_id)
         except Exception:
             await self._failed()
+            raise
+
+    # --- what the REST API and document ingestion need, wherever the engine lives --------
+
+    @property
+    def store(self) -> SharedArchival:
+        """What :mod:`agents.ingest` lists passages through: this object itself."""
+        return self
+
+    async def _admin(self) -> PassageArchival | RemoteArchival:
+        from agents.archival import PassageArchival
+        from agents.archival_rpc import RemoteArchival
+
+        archival = await self._use()
+        if not isinstance(archival, PassageArchival | RemoteArchival):
+            raise TypeError(f"{type(archival).__name__} cannot list or delete passages")
+        return archival
+
+    async def _failed_unless_refused(self, exc: Exception) -> None:
+        from storage.passages import PassageStoreError
+
+        if not isinstance(exc, PassageStoreError):  # a refusal of the store is no outage
+            await self._failed()
+
+    async def insert_many(
+        self,
+        owner_id: str,
+        embedding: str,
+        texts: builtins.list[str],
+        tags: builtins.list[str],
+        *,
+        source_id: str | None = None,
+        file_id: str | None = None,
+        ids: builtins.list[str] | None = None,
+    ) -> builtins.list[Passage]:
+        """Embed ``texts`` and store them as passages of ``owner_id``."""
+        archival = await self._admin()
+        try:
+            return await archival.insert_many(
+                owner_id, embedding, texts, tags, source_id=source_id, file_id=file_id, ids=ids
+            )
+        except Exception as exc:
+            await self._failed_unless_refused(exc)
+            raise
+
+    async def list(
+        self,
+        owner_id: str,
+        *,
+        limit: int = 50,
+        after: str | None = None,
+        ascending: bool = True,
+    ) -> builtins.list[Passage]:
+        """A page of ``owner_id``'s passages in creation order, after the passage ``after``.
+
+        Raises:
+            PassageNotFoundError: ``after`` is not a passage of ``owner_id``.
+        """
+        from agents.archival import PassageArchival
+
+        archival = await self._admin()
+        try:
+            if isinstance(archival, PassageArchival):
+                return await archival.store.list(
+                    owner_id, limit=limit, after=after, ascending=ascending
+                )
+            return await archival.list(owner_id, limit=limit, after=after, ascending=ascending)
+        except Exception as exc:
+            await self._failed_unless_refused(exc)
+            raise
+
+    async def delete(self, owner_id: str, passage_ids: builtins.list[str]) -> int:
+        """Delete passages of ``owner_id``; returns how many there were."""
+        archival = await self._admin()
+        try:
+            return await archival.delete(owner_id, passage_ids)
+        except Exception as exc:
+            await self._failed_unless_refused(exc)
+            raise
+
+    async def delete_owner(self, owner_id: str) -> int:
+        """Delete every passage of ``owner_id``; returns how many there were."""
+        archival = await self._admin()
+        try:
+            return await archival.delete_owner(owner_id)
+        except Exception as exc:
+            await self._failed_unless_refused(exc)
             raise
 
     async def aclose(self) -> None:

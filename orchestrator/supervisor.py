@@ -1,9 +1,15 @@
-"""``memgrid up``: the local Redis (when embedded), N supervised workers, and Ctrl-C to stop.
+"""``memgrid up``: the local Redis (when embedded), N supervised workers, the REST API, and
+Ctrl-C to stop.
 
 The supervisor process also opens the embedded passage engine and serves archival memory to
-its workers (they cannot open it themselves: it is one process only). A worker that exits on
-its own is restarted with backoff; on SIGINT/SIGTERM every worker gets SIGTERM (they finish
-their current step and release their leases) and is killed after a grace period.
+its workers and the API (they cannot open it themselves: it is one process only). Each worker
+is a ``memgrid worker`` subprocess and the API a ``memgrid serve --no-worker`` subprocess; one
+that exits on its own is restarted with backoff. On SIGINT/SIGTERM every child gets SIGTERM
+(workers finish their current step and release their leases, the API finishes its requests)
+and is killed after a grace period.
+
+Workers get ``MEMGRID_API_URL`` pointing at the API (unless it is set already), so that tools
+calling the REST API from the tool sandbox reach this server.
 """
 
 from __future__ import annotations
@@ -12,36 +18,61 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from functools import partial
 
 import anyio
 import anyio.abc
+import msgspec
 import structlog
 
+from orchestrator.api.settings import DEFAULT_PORT
 from orchestrator.runtime import open_runtime
 
-__all__ = ("run_worker_process", "supervise")
+__all__ = ("ApiOptions", "run_api_process", "run_supervised", "run_worker_process", "supervise")
 
 log = structlog.get_logger("memgrid.supervisor")
 _GRACE_S = 35.0
 
 
-async def run_worker_process(index: int, concurrency: int, stopping: anyio.Event) -> None:
-    """Run one `memgrid worker` subprocess until ``stopping``, restarting it if it dies."""
+class ApiOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Where ``memgrid up`` serves the REST API.
+
+    Attributes:
+        host: address to bind.
+        port: port to bind.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+
+    @property
+    def url(self) -> str:
+        """The base URL that local clients (and tools) use."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+async def run_supervised(
+    name: str,
+    command: Sequence[str],
+    stopping: anyio.Event,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run ``command`` until ``stopping``, restarting it with backoff whenever it exits.
+
+    On ``stopping`` the child gets SIGTERM, and SIGKILL after a grace period.
+    """
     backoff = 0.5
     while not stopping.is_set():
-        command = [
-            sys.executable,
-            "-m",
-            "orchestrator.cli",
-            "worker",
-            "--worker-id",
-            f"up-{os.getpid()}-{index}",
-            "--concurrency",
-            str(concurrency),
-        ]
         started = time.monotonic()
-        async with await anyio.open_process(command, stdin=None, stdout=None, stderr=None) as proc:
-            print(f"worker {index} started (pid {proc.pid})", flush=True)
+        async with await anyio.open_process(
+            list(command), stdin=None, stdout=None, stderr=None, env=dict(env) if env else None
+        ) as proc:
+            print(f"{name} started (pid {proc.pid})", flush=True)
             async with anyio.create_task_group() as tg:
 
                 async def forward_stop(process: anyio.abc.Process = proc) -> None:
@@ -56,17 +87,64 @@ async def run_worker_process(index: int, concurrency: int, stopping: anyio.Event
                 code = await proc.wait()
                 tg.cancel_scope.cancel()
         if stopping.is_set():
-            print(f"worker {index} stopped", flush=True)
+            print(f"{name} stopped", flush=True)
             return
-        print(f"worker {index} exited with {code}; restarting", flush=True)
-        log.warning("worker_exited", index=index, code=code)
+        print(f"{name} exited with {code}; restarting", flush=True)
+        log.warning("child_exited", name=name, code=code)
         backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 30.0)
-        await anyio.sleep(backoff)
+        with anyio.move_on_after(backoff):
+            await stopping.wait()
 
 
-async def supervise(*, workers: int, concurrency: int) -> int:
-    """Run until Ctrl-C / SIGTERM."""
+async def run_worker_process(
+    index: int,
+    concurrency: int,
+    stopping: anyio.Event,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run one `memgrid worker` subprocess until ``stopping``, restarting it if it dies."""
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "worker",
+        "--worker-id",
+        f"up-{os.getpid()}-{index}",
+        "--concurrency",
+        str(concurrency),
+    ]
+    await run_supervised(f"worker {index}", command, stopping, env=env)
+
+
+async def run_api_process(api: ApiOptions, stopping: anyio.Event) -> None:
+    """Run `memgrid serve --no-worker` (the REST API) until ``stopping``, restarting it."""
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "serve",
+        "--no-worker",
+        "--host",
+        api.host,
+        "--port",
+        str(api.port),
+    ]
+    await run_supervised("api", command, stopping)
+
+
+async def supervise(*, workers: int, concurrency: int, api: ApiOptions | None = None) -> int:
+    """Run until Ctrl-C / SIGTERM.
+
+    Args:
+        workers: how many worker processes.
+        concurrency: agents each worker runs at once.
+        api: where to serve the REST API; ``None`` serves none.
+    """
     stopping = anyio.Event()
+    worker_env: dict[str, str] | None = None
+    if api is not None and not os.environ.get("MEMGRID_API_URL"):
+        worker_env = {**os.environ, "MEMGRID_API_URL": api.url}
     async with open_runtime(own_archival=True) as rt:
         url = rt.redis.connection_pool.connection_kwargs.get(
             "path"
@@ -74,7 +152,12 @@ async def supervise(*, workers: int, concurrency: int) -> int:
         print(f"memgrid up: Redis at {url}; starting {workers} workers", flush=True)
         async with anyio.create_task_group() as tg:
             for index in range(workers):
-                tg.start_soon(run_worker_process, index, concurrency, stopping)
+                tg.start_soon(
+                    partial(run_worker_process, index, concurrency, stopping, env=worker_env)
+                )
+            if api is not None:
+                print(f"memgrid up: serving the API at {api.url}", flush=True)
+                tg.start_soon(run_api_process, api, stopping)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     print("memgrid up: stopping workers...", flush=True)

@@ -14,6 +14,7 @@ __all__ = (
     "agent_names",
     "agent_recall_index",
     "agent_runs",
+    "agent_sources",
     "agent_tags",
     "agents_all",
     "block",
@@ -25,6 +26,7 @@ __all__ = (
     "run",
     "run_index",
     "source",
+    "source_agents",
     "source_files",
     "sources_all",
     "tool",
@@ -134,3 +136,13 @@ def file(file_id: str) -> str:
 
 def source_files(source_id: str) -> str:
     return f"{PREFIX}:source-files:{source_id}"
+
+
+def source_agents(source_id: str) -> str:
+    """Set of the ids of agents the source is attached to."""
+    return f"{PREFIX}:source-agents:{source_id}"
+
+
+def agent_sources(agent_id: str) -> str:
+    """Set of the ids of sources attached to the agent."""
+    return f"{PREFIX}:{{{agent_id}}}:sources"

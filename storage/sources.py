@@ -7,6 +7,10 @@ passages owned by the source in the passage store; :mod:`agents.ingest` writes t
 copies them into agents' archival memory. Deleting records here never touches passages: the
 caller drops them too (``archival.delete_owner(source.id)``).
 
+Which agents a source is attached to is kept on both sides (the source's set of agents and
+the agent's set of sources); :meth:`SourceStore.attach` and :meth:`SourceStore.detach` only
+record it, the caller copies or drops the passages.
+
 Source names are unique, checked on create and rename by reading the existing names (there is
 no name index yet, so two clients creating the same name at the same instant could both win).
 """
@@ -155,7 +159,49 @@ class SourceStore:
             pipe.delete(keys.source(source_id), keys.source_files(source_id))
             pipe.srem(keys.sources_all(), source_id)
             await pipe.execute()
+        for agent_id in await self.agents_of(source_id):
+            await self._redis.srem(keys.agent_sources(agent_id), source_id)
+        await self._redis.delete(keys.source_agents(source_id))
         return source, files
+
+    # --- attachments ---------------------------------------------------------------------
+
+    async def attach(self, source_id: str, agent_id: str) -> bool:
+        """Record that the source is attached to the agent; ``False`` if it already was.
+
+        Raises:
+            NotFound: no such source.
+        """
+        await self.get(source_id)
+        added = await self._redis.sadd(keys.source_agents(source_id), agent_id)
+        await self._redis.sadd(keys.agent_sources(agent_id), source_id)
+        return bool(added)
+
+    async def detach(self, source_id: str, agent_id: str) -> bool:
+        """Forget that the source is attached to the agent; ``False`` if it was not."""
+        removed = await self._redis.srem(keys.source_agents(source_id), agent_id)
+        await self._redis.srem(keys.agent_sources(agent_id), source_id)
+        return bool(removed)
+
+    async def agents_of(self, source_id: str) -> builtins.list[str]:
+        """Ids of the agents the source is attached to, sorted."""
+        return sorted(texts(await self._redis.smembers(keys.source_agents(source_id))))
+
+    async def sources_of(self, agent_id: str) -> builtins.list[Source]:
+        """The sources attached to the agent, oldest first."""
+        ids = sorted(texts(await self._redis.smembers(keys.agent_sources(agent_id))))
+        if not ids:
+            return []
+        raws = await self._redis.mget([keys.source(i) for i in ids])
+        sources = [decode(Source, raw) for raw in raws if raw is not None]
+        return sorted(sources, key=lambda s: (s.created_at, s.id))
+
+    async def forget_agent(self, agent_id: str) -> None:
+        """Drop a deleted agent from every source it was attached to."""
+        ids = texts(await self._redis.smembers(keys.agent_sources(agent_id)))
+        for source_id in ids:
+            await self._redis.srem(keys.source_agents(source_id), agent_id)
+        await self._redis.delete(keys.agent_sources(agent_id))
 
     # --- files ---------------------------------------------------------------------------
 

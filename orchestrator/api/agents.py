@@ -18,6 +18,7 @@ from agents.manage import (
 from agents.tools.multi_agent import MULTI_AGENT_TOOL_NAMES
 from orchestrator.api.blocks import DEFAULT_LIMIT, block_changes
 from orchestrator.api.errors import ApiError
+from orchestrator.api.ingestion import attach
 from orchestrator.api.schemas import (
     BlockUpdateIn,
     CreateAgentIn,
@@ -36,10 +37,11 @@ from orchestrator.api.views import (
     tool_view,
 )
 from storage.errors import InvalidRecord, NotFound
-from storage.records import Agent, Block
+from storage.records import Agent, Block, Source
 from storage.settings import StorageSettings
+from storage.sources import SourceStore
 
-__all__ = ("AgentsController",)
+__all__ = ("AgentsController", "check_embedding")
 
 # Which request field an InvalidRecord from the runtime is about, by its message's start.
 _FIELDS = (
@@ -82,7 +84,8 @@ def _embedding(handle: str | None, config: EmbeddingConfigIn | None) -> str | No
     return config.embedding_model
 
 
-async def _check_embedding(handle: str) -> None:
+async def check_embedding(handle: str) -> None:
+    """Refuse (400) an embedding handle that no embedder knows."""
     from storage.embeddings.factory import UnknownEmbeddingHandle, embedder_from_handle
 
     try:
@@ -94,14 +97,19 @@ async def _check_embedding(handle: str) -> None:
     await embedder.aclose()
 
 
-def _no_sources(source_ids: list[str] | None, folder_ids: list[str] | None) -> None:
-    if source_ids or folder_ids:
-        raise ApiError(
-            400,
-            "attaching sources or folders through this call is not supported; "
-            "attach them afterwards with PATCH /v1/agents/{agent_id}/sources/attach/{source_id}",
-            field="source_ids" if source_ids else "folder_ids",
-        )
+async def _sources(
+    api: Api, source_ids: list[str] | None, folder_ids: list[str] | None
+) -> list[Source]:
+    """The sources named by id (checked before anything changes)."""
+    store = SourceStore(api.rt.redis)
+    found: list[Source] = []
+    for field, ids in (("source_ids", source_ids), ("folder_ids", folder_ids)):
+        for source_id in ids or []:
+            try:
+                found.append(await store.get(source_id))
+            except NotFound:
+                raise ApiError(404, f"no source with id {source_id!r}", field=field) from None
+    return found
 
 
 def _by_label(blocks: list[Block], label: str) -> Block:
@@ -119,8 +127,8 @@ class AgentsController(Controller):
 
     @post("/", status_code=200)
     async def create(self, data: JSONBody[CreateAgentIn], api: Api) -> AgentState:
-        """Create an agent with its memory blocks, tools and tool rules."""
-        _no_sources(data.source_ids, data.folder_ids)
+        """Create an agent with its memory blocks, tools, tool rules and sources."""
+        sources = await _sources(api, data.source_ids, data.folder_ids)
         tools = list(data.tools or [])
         for name in await api.tool_names(data.tool_ids or [], "tool_ids"):
             if name not in tools:
@@ -129,7 +137,7 @@ class AgentsController(Controller):
             tools += [t for t in MULTI_AGENT_TOOL_NAMES if t not in tools]
         embedding = _embedding(data.embedding, data.embedding_config)
         if embedding:
-            await _check_embedding(embedding)
+            await check_embedding(embedding)
         blocks = None
         if data.memory_blocks is not None:
             blocks = [
@@ -164,6 +172,8 @@ class AgentsController(Controller):
             agent = await create_agent(api.rt, spec)
         except InvalidRecord as exc:
             raise _invalid(exc) from None
+        for source in sources:
+            await attach(api, source, agent.id)
         return await api.agent_state(agent)
 
     @get("/")
@@ -204,7 +214,13 @@ class AgentsController(Controller):
         self, agent_id: FromPath[str], data: JSONBody[UpdateAgentIn], api: Api
     ) -> AgentState:
         """Change an agent; fields left out stay as they are."""
-        _no_sources(data.source_ids, data.folder_ids)
+        if data.source_ids is not None or data.folder_ids is not None:
+            raise ApiError(
+                400,
+                "changing sources or folders through this call is not supported; use "
+                "PATCH /v1/agents/{agent_id}/sources/attach/{source_id} (or detach)",
+                field="source_ids" if data.source_ids is not None else "folder_ids",
+            )
         agent = await api.agent(agent_id)
         fields: dict[str, Any] = {}
         for name in ("name", "system", "description"):
@@ -223,7 +239,7 @@ class AgentsController(Controller):
             fields["context_window"] = window
         embedding = _embedding(data.embedding, data.embedding_config)
         if embedding:
-            await _check_embedding(embedding)
+            await check_embedding(embedding)
             fields["embedding"] = embedding
         tools = agent.tools
         if data.tool_ids is not None:
@@ -265,6 +281,7 @@ class AgentsController(Controller):
 
         agent = await delete_agent(api.rt, agent_id)
         await drop_passages(api, agent.id)
+        await SourceStore(api.rt.redis).forget_agent(agent.id)
         return Deleted(message=f"agent {agent.id} deleted")
 
     # --- core memory -------------------------------------------------------------------

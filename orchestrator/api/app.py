@@ -28,6 +28,12 @@ from orchestrator.api.messages import MessagesController
 from orchestrator.api.passages import PassagesController
 from orchestrator.api.runs import JobsController, RunsController, health, version
 from orchestrator.api.settings import ApiSettings
+from orchestrator.api.sources import (
+    AgentFoldersController,
+    AgentSourcesController,
+    FoldersController,
+    SourcesController,
+)
 from orchestrator.api.state import ApiState, api_state
 from orchestrator.api.tools import ToolsController
 
@@ -96,14 +102,20 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         from orchestrator.runtime import open_runtime
 
-        async with open_runtime(redis_url=settings.redis_url, own_archival=True) as rt:
-            api = ApiState(rt=rt, settings=settings)
+        async with (
+            open_runtime(redis_url=settings.redis_url, own_archival=True) as rt,
+            anyio.create_task_group() as background,
+        ):
+            api = ApiState(rt=rt, settings=settings, background=background)
             app.state.api = api
-            if settings.worker:
-                async with _embedded_worker(api):
+            try:
+                if settings.worker:
+                    async with _embedded_worker(api):
+                        yield
+                else:
                     yield
-            else:
-                yield
+            finally:
+                background.cancel_scope.cancel()  # ingestions in flight record their failure
 
     cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
     app = Litestar(
@@ -117,6 +129,10 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             ToolsController,
             RunsController,
             JobsController,
+            SourcesController,
+            FoldersController,
+            AgentSourcesController,
+            AgentFoldersController,
         ],
         dependencies={"api": Provide(api_state, sync_to_thread=False)},
         guards=[require_api_key],
@@ -124,6 +140,9 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         lifespan=[lifespan],
         cors_config=cors,
         request_max_body_size=settings.max_body_bytes,
+        # Logging is configured once at process entry (orchestrator.logs); Litestar's default
+        # would raise the root logger to INFO and log every model request.
+        logging_config=None,
         openapi_config=OpenAPIConfig(
             title="memgrid",
             version=version(),

@@ -1,9 +1,9 @@
 """``/v1/agents/{agent_id}/archival-memory``: an agent's passages (create, list, search, delete).
 
-Inserting and searching go through the runtime's archival memory, wherever the passage engine
-lives. Listing and deleting need the passage store itself: this process has it when it owns
-the embedded engine (``memgrid serve`` with its embedded worker, the first process to start)
-or talks to a Qdrant server (``MEMGRID_QDRANT_URL``); otherwise they answer 501.
+Everything goes through the runtime's archival memory
+(:class:`orchestrator.runtime.SharedArchival`), wherever the passage engine lives: in this
+process, in the process that owns the embedded engine (``memgrid up``'s supervisor, reached
+over Redis), or a Qdrant server (``MEMGRID_QDRANT_URL``).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from storage.passages import PassageDimensionError, PassageNotFoundError
 from storage.records import Agent, Passage
 
 if TYPE_CHECKING:
-    from agents.archival import PassageArchival
     from agents.tools.base import Archival
+    from orchestrator.runtime import SharedArchival
 
-__all__ = ("PassagesController", "drop_passages")
+__all__ = ("PassagesController", "drop_passages", "shared_archival")
 
 
 def _archival(api: Api) -> Archival:
@@ -43,32 +43,24 @@ def _archival(api: Api) -> Archival:
     return api.rt.archival
 
 
-async def _store(api: Api) -> PassageArchival | None:
-    """The passage store when this process holds it, else ``None``."""
-    from agents.archival import PassageArchival
+def shared_archival(api: Api) -> SharedArchival:
+    """The process's archival memory with listing, deleting and bulk inserts.
+
+    Raises:
+        ApiError: 503 when the runtime has none of that kind.
+    """
     from orchestrator.runtime import SharedArchival
 
     archival = _archival(api)
-    inner = await archival.inner() if isinstance(archival, SharedArchival) else archival
-    return inner if isinstance(inner, PassageArchival) else None
-
-
-async def _require_store(api: Api) -> PassageArchival:
-    store = await _store(api)
-    if store is None:
-        raise ApiError(
-            501,
-            "listing and deleting passages needs the passage engine in this process: set "
-            "MEMGRID_QDRANT_URL, or run `memgrid serve` with its embedded worker first",
-        )
-    return store
+    if not isinstance(archival, SharedArchival):
+        raise ApiError(503, "listing and deleting passages is not available in this process")
+    return archival
 
 
 async def drop_passages(api: Api, agent_id: str) -> None:
-    """Delete every passage of a deleted agent (when this process holds the store)."""
-    store = await _store(api) if api.rt.archival is not None else None
-    if store is not None:
-        await store.delete_owner(agent_id)
+    """Delete every passage of a deleted agent."""
+    if api.rt.archival is not None:
+        await shared_archival(api).delete_owner(agent_id)
 
 
 def _views(api: Api, agent: Agent, passages: Sequence[Passage]) -> list[PassageView]:
@@ -135,16 +127,14 @@ class PassagesController(Controller):
                 end=None,
             )
             return _views(api, agent, [h.passage for h in hits][:size])
-        store = await _require_store(api)
+        store = shared_archival(api)
         forward = ascending is not False
         try:
             if before is not None and after is None:
-                found = await store.store.list(
-                    agent.id, limit=size, after=before, ascending=not forward
-                )
+                found = await store.list(agent.id, limit=size, after=before, ascending=not forward)
                 found.reverse()
             else:
-                found = await store.store.list(agent.id, limit=size, after=after, ascending=forward)
+                found = await store.list(agent.id, limit=size, after=after, ascending=forward)
                 if before is not None:
                     ids = [p.id for p in found]
                     found = found[: ids.index(before)] if before in ids else found
@@ -196,8 +186,7 @@ class PassagesController(Controller):
     ) -> Deleted:
         """Delete one passage."""
         agent = await api.agent(agent_id)
-        store = await _require_store(api)
-        if not await store.delete(agent.id, [memory_id]):
+        if not await shared_archival(api).delete(agent.id, [memory_id]):
             raise ApiError(
                 404, f"agent has no passage with id {memory_id!r}", field="memory_id", source="path"
             )

@@ -10,10 +10,12 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from agents.events import LettaMessage, StopReason, UsageStatistics
+from orchestrator.api.ingestion import JobView, file_job_view
 from orchestrator.api.messages import sse
 from orchestrator.api.state import Api, page
 from orchestrator.api.views import Health, RunView, run_view
 from storage.records import Run
+from storage.sources import SourceStore
 
 __all__ = ("JobsController", "RunsController", "health", "version")
 
@@ -119,12 +121,14 @@ class RunsController(Controller):
 
 
 class JobsController(Controller):
-    """Letta 0.11's ``/v1/jobs/{job_id}``: the same records as runs."""
+    """Letta 0.11's ``/v1/jobs/{job_id}``: runs, and document uploads (by their file id)."""
 
     path = "/v1/jobs"
     tags = ["runs"]
 
     @get("/{job_id:str}")
-    async def retrieve(self, job_id: FromPath[str], api: Api) -> RunView:
-        """A run, as a job."""
+    async def retrieve(self, job_id: FromPath[str], api: Api) -> RunView | JobView:
+        """A run, or a file's ingestion, as a job."""
+        if job_id.startswith("file-"):
+            return file_job_view(await SourceStore(api.rt.redis).get_file(job_id))
         return run_view(await api.runs.find(job_id))

@@ -24,6 +24,8 @@ __all__ = (
     "MemoryBlockIn",
     "MessageIn",
     "MessagesIn",
+    "SourceCreateIn",
+    "SourceUpdateIn",
     "ToolCreateIn",
     "ToolUpdateIn",
     "UpdateAgentIn",
@@ -189,3 +191,23 @@ class CreatePassageIn(msgspec.Struct, kw_only=True):
     text: str
     tags: list[str] | None = None
     created_at: str | None = None
+
+
+class SourceCreateIn(msgspec.Struct, kw_only=True):
+    """Letta's ``SourceCreate`` (``CreateFolder`` in 1.x)."""
+
+    name: str
+    description: str | None = None
+    instructions: str | None = None
+    metadata: dict[str, str] | None = None
+    embedding: str | None = None
+    embedding_chunk_size: int | None = None
+    embedding_config: EmbeddingConfigIn | None = None
+
+
+class SourceUpdateIn(msgspec.Struct, kw_only=True):
+    """Letta's ``SourceUpdate``."""
+
+    name: str | None = None
+    description: str | None = None
+    instructions: str | None = None

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from anyio.abc import TaskGroup
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
@@ -33,6 +34,8 @@ class ApiState:
 
     rt: Runtime
     settings: ApiSettings
+    background: TaskGroup | None = None
+    """Where work that outlives a request runs (document ingestion); owned by the lifespan."""
     runs: RunStore = field(init=False)
     openai_base_url: str | None = field(default_factory=lambda: os.environ.get("OPENAI_BASE_URL"))
 

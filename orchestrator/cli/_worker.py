@@ -31,9 +31,14 @@ def register(subparsers: Any) -> None:
     )
     worker.set_defaults(handler=_worker)
 
-    up = subparsers.add_parser("up", help="start Redis (when local) and supervised workers")
+    up = subparsers.add_parser(
+        "up", help="start Redis (when local), supervised workers and the REST API"
+    )
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--concurrency", type=int, default=16)
+    up.add_argument("--no-api", dest="api", action="store_false", help="do not serve the REST API")
+    up.add_argument("--host", default=None, help="API address to bind (MEMGRID_API_HOST)")
+    up.add_argument("--port", type=int, default=None, help="API port (MEMGRID_API_PORT, 8283)")
     up.set_defaults(handler=_up)
 
     dlq = subparsers.add_parser("dlq", help="messages that kept failing")
@@ -82,6 +87,9 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 async def _on_signals(worker: Any, drain_s: float) -> None:
+    # The handlers stay installed through the drain: under `memgrid up`, Ctrl-C reaches a
+    # worker twice (the terminal's SIGINT, then the supervisor's SIGTERM), and the default
+    # action of the second one would kill it mid-step.
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             print(
@@ -89,7 +97,7 @@ async def _on_signals(worker: Any, drain_s: float) -> None:
             )
             worker.stop()
             break
-    await anyio.sleep(drain_s)
+        await anyio.sleep(drain_s)
     worker.cancel()
 
 
@@ -116,11 +124,24 @@ async def _check(worker_id: str | None) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from orchestrator.supervisor import supervise
+    from orchestrator.api import ApiSettings, ApiSettingsError
+    from orchestrator.supervisor import ApiOptions, supervise
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    return int(_guard(lambda: supervise(workers=args.workers, concurrency=args.concurrency)))
+    api = None
+    if args.api:
+        try:
+            settings = ApiSettings.from_env()
+        except ApiSettingsError as exc:
+            raise UsageError(str(exc)) from exc
+        port = settings.port if args.port is None else args.port
+        if not 0 < port <= 65535:
+            raise UsageError("--port must be between 1 and 65535")
+        api = ApiOptions(host=args.host or settings.host, port=port)
+    return int(
+        _guard(lambda: supervise(workers=args.workers, concurrency=args.concurrency, api=api))
+    )
 
 
 def _dlq_list(args: argparse.Namespace) -> int:

@@ -1,15 +1,14 @@
-"""The official clients against a live server, when their interpreters are given.
+"""The official clients against a live server, each in its own interpreter.
 
-letta-client is not a dependency of memgrid: install each major version into a throwaway
-virtualenv and point these variables at its interpreter, e.g.
-``MEMGRID_TEST_LETTA01_PYTHON=/tmp/letta01/bin/python`` (``letta-client<0.2``) and
-``MEMGRID_TEST_LETTA1X_PYTHON=/tmp/letta1x/bin/python`` (``letta-client>=1,<2``).
-Each script walks the course's flow and fails on the first response its models reject.
+letta-client is not a dependency of memgrid: ``make test`` installs each major version into a
+throwaway virtualenv and names their interpreters in ``MEMGRID_TEST_LETTA01_PYTHON``
+(letta-client 0.1.x) and ``MEMGRID_TEST_LETTA1X_PYTHON`` (1.x); see :mod:`tests.api._letta`.
+Each script walks the API surface the course touches and fails on the first response its
+models reject. The course's own code runs in :mod:`tests.api.test_course`.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.api._letta import LETTA01, LETTA1X, client_python
 from tests.api.conftest import Served
 
 SCRIPT_01 = '''
@@ -134,12 +134,10 @@ print("OK")
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "script"),
-    [("MEMGRID_TEST_LETTA01_PYTHON", SCRIPT_01), ("MEMGRID_TEST_LETTA1X_PYTHON", SCRIPT_1X)],
+    [(LETTA01, SCRIPT_01), (LETTA1X, SCRIPT_1X)],
 )
 async def test_letta_client(variable: str, script: str, served: Served, tmp_path: Path) -> None:
-    interpreter = os.environ.get(variable)
-    if not interpreter:
-        pytest.skip(f"set {variable} to an interpreter with letta-client installed")
+    interpreter = client_python(variable)
     path = tmp_path / "client_script.py"  # a file: upsert_from_function reads its source
     path.write_text(script)
     result = await anyio.run_process(

@@ -1,0 +1,42 @@
+"""Where the official clients live for the tests: throwaway virtualenvs made by ``make test``.
+
+letta-client is not a dependency of memgrid. ``make test`` installs each major version into its
+own virtualenv (``.venv-letta01``: letta-client 0.1.x, ``.venv-letta1x``: 1.x) and points
+``MEMGRID_TEST_LETTA01_PYTHON`` / ``MEMGRID_TEST_LETTA1X_PYTHON`` at their interpreters. A bare
+``pytest`` without them fails these tests, saying so; ``MEMGRID_TEST_NO_LETTA_CLIENTS=1`` skips
+them instead, for someone who knowingly runs without the clients (``make test`` never does).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+__all__ = ("LETTA01", "LETTA1X", "client_python")
+
+LETTA01 = "MEMGRID_TEST_LETTA01_PYTHON"
+LETTA1X = "MEMGRID_TEST_LETTA1X_PYTHON"
+OPT_OUT = "MEMGRID_TEST_NO_LETTA_CLIENTS"
+
+
+def client_python(variable: str) -> str:
+    """The interpreter with letta-client installed that ``variable`` names.
+
+    Fails the test (skips it only with ``MEMGRID_TEST_NO_LETTA_CLIENTS=1``) when unset.
+    """
+    interpreter = os.environ.get(variable)
+    if not interpreter:
+        if os.environ.get(OPT_OUT) == "1":
+            pytest.skip(f"{OPT_OUT}=1: the official clients are not tested in this run")
+        pytest.fail(
+            f"{variable} is not set: run `make test` (it installs letta-client into "
+            f".venv-letta01 and .venv-letta1x and sets {LETTA01} and {LETTA1X}), or set "
+            f"{variable} to a Python with letta-client installed; {OPT_OUT}=1 skips these "
+            "tests instead",
+            pytrace=False,
+        )
+    if not Path(interpreter).is_file():
+        pytest.fail(f"{variable}={interpreter} does not exist; run `make test`", pytrace=False)
+    return interpreter
