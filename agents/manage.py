@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 
 import msgspec
+import structlog
 
 from agents.prompts import DEFAULT_SYSTEM_PROMPT
 from agents.runtime import Runtime
@@ -30,6 +31,8 @@ __all__ = (
     "delete_agent",
     "detach_block",
 )
+
+log = structlog.get_logger("memgrid.manage")
 
 DEFAULT_PERSONA = (
     "I am a helpful, curious assistant with a long memory. I keep what I learn about the "
@@ -149,6 +152,11 @@ async def delete_agent(rt: Runtime, agent_id: str) -> Agent:
     """Delete an agent, its message log, and the blocks no other agent uses."""
     agent = await rt.agents.delete(agent_id)
     await rt.messages.delete_agent(agent_id)
+    if rt.archival is not None:
+        try:
+            await rt.archival.delete_owner(agent_id)
+        except Exception as exc:  # the agent is gone either way; say what was left behind
+            log.warning("archival_not_deleted", agent_id=agent_id, error=str(exc))
     for block_id in agent.block_ids:
         await rt.blocks.mark_attached(block_id, agent_id, False)
         if not await rt.blocks.attached_agents(block_id):

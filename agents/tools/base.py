@@ -83,6 +83,8 @@ class Archival(Protocol):
 
     async def tags(self, owner_id: str) -> list[str]: ...
 
+    async def delete_owner(self, owner_id: str) -> int: ...
+
 
 @dataclass
 class ToolContext:

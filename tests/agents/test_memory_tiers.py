@@ -552,3 +552,16 @@ async def test_recall_count_in_the_metadata_grows_with_the_log(
     assert f"- {stored} previous messages are stored in recall memory" in (
         model.requests[-1].system_prompt
     )
+
+
+async def test_deleting_an_agent_deletes_its_archival_memory(
+    rt: Runtime, model: ScriptedModel
+) -> None:
+    from agents.manage import delete_agent
+
+    agent = await create_agent(rt, AgentSpec(name="forgetful", embedding="hashing/384"))
+    assert rt.archival is not None
+    await rt.archival.insert(agent.id, agent.embedding, "a fact worth keeping", [])
+    assert await rt.archival.count(agent.id) == 1
+    await delete_agent(rt, agent.id)
+    assert await rt.archival.count(agent.id) == 0
