@@ -178,6 +178,9 @@ async def page(
     return merged[:limit]
 
 
+_TIE_EPSILON = 1e-6  # seconds; created_at values closer than this count as tied
+
+
 async def _page_one(
     source: OrderedSource,
     where: Conditions,
@@ -195,16 +198,21 @@ async def _page_one(
             if ascending
             else (msgspec.structs.replace(where, lte=at))
         )
-        ties = await source.count_where(msgspec.structs.replace(where, gte=at, lte=at))
+        # Equality on a float through the engine's range filter can miss by an ulp; count
+        # the anchor's neighbourhood instead (over-counting only fetches a few more rows).
+        near = msgspec.structs.replace(where, gte=at - _TIE_EPSILON, lte=at + _TIE_EPSILON)
+        ties = max(1, await source.count_where(near))
         need = ties + limit
     rows = await source.ordered(scope, need, ascending)
     if rows and len(rows) == need:
         edge = rows[-1].created_at
-        group = msgspec.structs.replace(scope, gte=edge, lte=edge)
+        group = msgspec.structs.replace(scope, gte=edge - _TIE_EPSILON, lte=edge + _TIE_EPSILON)
         total = await source.count_where(group)
-        if total > sum(1 for row in rows if row.created_at == edge):
-            rows = [row for row in rows if row.created_at != edge]
+        close = [row for row in rows if abs(row.created_at - edge) <= _TIE_EPSILON]
+        if total > len(close):
+            rows = [row for row in rows if abs(row.created_at - edge) > _TIE_EPSILON]
             rows += await source.scan(group, total)
+            rows = list({row.id: row for row in rows}.values())
     rows.sort(key=sort_key, reverse=not ascending)
     if anchor is None:
         return rows[: offset + limit]
