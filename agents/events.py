@@ -103,9 +103,13 @@ class AssistantMessage(_Base, tag="assistant_message", kw_only=True):
 
 
 class ApprovalRequestMessage(_Base, tag="approval_request_message", kw_only=True):
-    """A tool call that waits for a person's approval (``requires_approval`` rule)."""
+    """A tool call that waits for a person's approval (``requires_approval`` rule).
+
+    ``tool_calls`` repeats it as a list, the shape letta-client 1.x reads.
+    """
 
     tool_call: ToolCallBody
+    tool_calls: list[ToolCallBody] | None = None
 
 
 LettaMessage = (

@@ -212,6 +212,9 @@ class _Turn:
                     date=iso(rt.clock()),
                     run_id=run.id,
                     tool_call=ToolCallBody(name=c.name, arguments=c.arguments, tool_call_id=c.id),
+                    tool_calls=[
+                        ToolCallBody(name=c.name, arguments=c.arguments, tool_call_id=c.id)
+                    ],
                 )
                 for c in outcome.approvals
             ]

@@ -7,6 +7,7 @@ import sys
 from typing import TextIO
 
 from agents.events import (
+    ApprovalRequestMessage,
     AssistantMessage,
     Event,
     ReasoningMessage,
@@ -35,8 +36,11 @@ def _tool_output(raw: str) -> str:
     return raw
 
 
-def print_event(event: Event, *, who: str = "", out: TextIO | None = None) -> None:
-    """Print one event as a line a person can follow."""
+def print_event(event: Event, *, who: str = "", agent: str = "", out: TextIO | None = None) -> None:
+    """Print one event as a line a person can follow.
+
+    ``agent`` (a name or id) goes into the hint printed under an approval request.
+    """
     stream = out or sys.stdout
     prefix = f"[{who}] " if who else ""
     if isinstance(event, ReasoningMessage):
@@ -44,6 +48,13 @@ def print_event(event: Event, *, who: str = "", out: TextIO | None = None) -> No
     elif isinstance(event, ToolCallMessage):
         call = event.tool_call
         line = f"{prefix}-> {call.name}({short(call.arguments, 200)})"
+    elif isinstance(event, ApprovalRequestMessage):
+        call = event.tool_call
+        target = agent or who or "AGENT"
+        line = (
+            f"{prefix}-> waiting for approval: {call.name}({short(call.arguments, 200)})"
+            f"  (memgrid approve {target} | --deny)"
+        )
     elif isinstance(event, ToolReturnMessage):
         mark = "ok" if event.status == "success" else "ERROR"
         line = f"{prefix}<- {mark}: {short(_tool_output(event.tool_return), 200)}"

@@ -6,12 +6,19 @@ and the answer is read from the run's event stream, which any worker writes. The
 ``data: <json>`` frames, one per Letta message, then ``stop_reason`` and ``usage_statistics``
 frames and ``data: [DONE]``. With ``stream_tokens`` the frames are the same: the step loop
 does not stream tokens from the model yet, so each message arrives as one chunk.
+
+A run stopped with ``requires_approval`` ends with an ``approval_request_message`` per held
+call; the next send answers it with Letta's approval message (0.11: ``{"type": "approval",
+"approve": ..., "approval_request_id": ..., "reason": ...}``; 0.16: ``{"type": "approval",
+"approvals": [{"type": "approval", "tool_call_id": ..., "approve": ..., "reason": ...}]}``),
+which goes to the agent's inbox as ``role="approval"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal
+import json
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any, Literal, cast, get_args
 
 import msgspec
 from litestar import Controller, get, post
@@ -23,6 +30,7 @@ from agents.events import (
     Event,
     LettaMessage,
     StopReason,
+    StopReasonName,
     UsageStatistics,
     event_decoder,
     event_encoder,
@@ -31,7 +39,7 @@ from agents.events import (
 from bus.envelopes import InboxMessage
 from bus.events import follow
 from orchestrator.api.errors import ApiError
-from orchestrator.api.schemas import ContentPart, MessagesIn
+from orchestrator.api.schemas import ContentPart, MessageIn, MessagesIn
 from orchestrator.api.state import Api
 from orchestrator.api.views import LettaResponse, RunView, run_view
 from storage.records import Message
@@ -55,10 +63,62 @@ def _text(content: str | Sequence[ContentPart], field: str) -> str:
     return "\n".join(texts)
 
 
-def _inbox(data: MessagesIn) -> list[InboxMessage]:
+def _approval(message: MessageIn, field: str, pending: Collection[str]) -> InboxMessage:
+    """An approval message in either of Letta's forms, as an inbox message."""
+    if message.approvals:
+        decisions = {a.approve for a in message.approvals}
+        if len(decisions) > 1:
+            raise ApiError(
+                422,
+                "approve or deny all held calls together: memgrid runs or denies them as one",
+                field=f"{field}.approvals",
+            )
+        for index, item in enumerate(message.approvals):
+            if pending and item.tool_call_id not in pending:
+                raise ApiError(
+                    422,
+                    f"no held tool call {item.tool_call_id!r}; held: {', '.join(sorted(pending))}",
+                    field=f"{field}.approvals.{index}.tool_call_id",
+                )
+        approve = decisions.pop()
+        reasons = [a.reason for a in message.approvals if a.reason]
+        reason = "; ".join(dict.fromkeys(reasons)) or message.reason
+    elif message.approve is not None:
+        approve, reason = message.approve, message.reason
+    else:
+        raise ApiError(
+            422,
+            "an approval needs `approve` (true or false) or `approvals`",
+            field=f"{field}.approve",
+        )
+    return InboxMessage(
+        content=json.dumps({"approve": approve, "reason": reason}),
+        role="approval",
+        otid=message.otid,
+        sender_id=message.sender_id,
+    )
+
+
+def _is_approval(message: MessageIn) -> bool:
+    if message.type is not None:
+        return message.type == "approval"
+    return message.content is None and (
+        message.approve is not None or message.approvals is not None
+    )
+
+
+def _inbox(data: MessagesIn, pending: Collection[str] = ()) -> list[InboxMessage]:
     found: list[InboxMessage] = []
     for index, message in enumerate(data.messages or ()):
-        text = _text(message.content, f"messages.{index}.content")
+        field = f"messages.{index}"
+        if _is_approval(message):
+            found.append(_approval(message, field, pending))
+            continue
+        if message.type == "tool_return":
+            raise ApiError(422, "client-side tool returns are not supported", field=f"{field}.type")
+        if message.content is None:
+            raise ApiError(422, "a message needs `content`", field=f"{field}.content")
+        text = _text(message.content, f"{field}.content")
         found.append(
             InboxMessage(
                 content=text, role=message.role, otid=message.otid, sender_id=message.sender_id
@@ -104,8 +164,13 @@ async def follow_events(api: Api, agent_id: str, run_id: str) -> AsyncIterator[E
         yield event_decoder.decode(raw)
 
 
-def _stop_name(value: str | None) -> Literal["end_turn", "error"]:
-    return "end_turn" if value in (None, "end_turn") else "error"
+def _stop_name(value: str | None) -> StopReasonName:
+    if value is None:
+        return "end_turn"
+    for name in get_args(StopReasonName):
+        if name == value:
+            return cast("StopReasonName", name)
+    return "error"
 
 
 def _wanted(event: Event, types: Sequence[str] | None) -> bool:
@@ -175,7 +240,7 @@ class MessagesController(Controller):
 
     async def _submit(self, api: Api, agent_id: str, data: MessagesIn) -> str:
         agent = await api.agent(agent_id)
-        inbox = _inbox(data)
+        inbox = _inbox(data, {call.id for call in agent.pending_approval})
         submitted = await api.runs.submit(agent.id, inbox, otid=inbox[0].otid)
         return submitted.run_id
 

@@ -14,6 +14,7 @@ import msgspec
 from storage.records import ToolRule
 
 __all__ = (
+    "ApprovalIn",
     "BlockUpdateIn",
     "ContentPart",
     "CreateAgentIn",
@@ -112,15 +113,34 @@ class ContentPart(msgspec.Struct, kw_only=True):
     text: str | None = None
 
 
-class MessageIn(msgspec.Struct, kw_only=True):
-    """Letta's ``MessageCreate``: content as a string or a list of text parts."""
+class ApprovalIn(msgspec.Struct, kw_only=True):
+    """Letta 0.16's ``ApprovalReturn``: the decision on one held tool call."""
 
+    type: Literal["approval"] = "approval"
+    tool_call_id: str
+    approve: bool
+    reason: str | None = None
+
+
+class MessageIn(msgspec.Struct, kw_only=True):
+    """Letta's ``MessageCreate`` or, with ``type="approval"``, its ``ApprovalCreate``.
+
+    One struct for both because Letta's ``MessageCreate`` may leave out its ``type`` tag, which a
+    tagged union cannot decode. A message has ``content`` (a string or a list of text parts).
+    An approval answers a run stopped with ``requires_approval``, in 0.11's form (``approve``,
+    ``approval_request_id``, ``reason``) or 0.16's (``approvals``, one per held call).
+    """
+
+    type: str | None = None
     role: Literal["user", "system"] = "user"
-    content: str | list[ContentPart]
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     otid: str | None = None
     sender_id: str | None = None
-    type: str | None = None
+    approve: bool | None = None
+    approval_request_id: str | None = None
+    reason: str | None = None
+    approvals: list[ApprovalIn] | None = None
 
 
 class MessagesIn(msgspec.Struct, kw_only=True):

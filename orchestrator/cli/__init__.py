@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "_doctor",
     "_scripted",
     "_agents",
+    "_approve",
     "_blocks",
     "_worker",
     "_run",

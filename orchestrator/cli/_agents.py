@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import msgspec
@@ -154,15 +154,26 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _turn(rt: Runtime, name: str, text: str, *, live: bool) -> list[Event]:
-    """Submit through the bus; with no live worker, run one in burst mode in this process."""
+async def _turn(
+    rt: Runtime,
+    name: str,
+    text: str,
+    *,
+    live: bool,
+    role: Literal["user", "approval"] = "user",
+) -> list[Event]:
+    """Submit through the bus; with no live worker, run one in burst mode in this process.
+
+    ``role="approval"`` answers a run stopped with ``requires_approval`` (``text`` is the
+    approval's JSON).
+    """
     from agents.runs import RunStore, live_workers
     from agents.worker import Worker, WorkerSettings
     from bus.envelopes import InboxMessage
 
     agent = await rt.agents.resolve(name)
     runs = RunStore(rt.redis)
-    submitted = await runs.submit(agent.id, [InboxMessage(content=text)])
+    submitted = await runs.submit(agent.id, [InboxMessage(content=text, role=role)])
     events: list[Event] = []
     async with anyio.create_task_group() as tg:
         if not await live_workers(rt.redis):
@@ -170,7 +181,7 @@ async def _turn(rt: Runtime, name: str, text: str, *, live: bool) -> list[Event]
         async for event in runs.follow(agent.id, submitted.run_id):
             events.append(event)
             if live:
-                print_event(event)
+                print_event(event, agent=agent.name)
     return events
 
 

@@ -1,0 +1,156 @@
+"""requires_approval over REST: the run stops with an approval request; Letta's approval
+message (0.11's and 0.16's forms) runs the held call or denies it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
+from tests.api.conftest import make_agent, say_to, sse_frames
+
+
+def approval_policy(request: ChatRequest) -> Outcome:
+    last = request.last_message
+    said = last.text if last is not None else ""
+    result = request.last_tool_result
+    if '"type": "heartbeat"' in said and result is not None:
+        return say(f"after approval: {json.loads(result.content)['message']}")
+    if last is not None and last.role == "user" and "remember" in said:
+        return tool_call("core_memory_append", label="human", content="likes tea")
+    return say("ok")
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return approval_policy
+
+
+RULES = [{"type": "requires_approval", "tool_name": "core_memory_append"}]
+
+
+async def _careful(client: httpx.AsyncClient) -> dict[str, Any]:
+    return await make_agent(client, tool_rules=RULES)
+
+
+async def _human(client: httpx.AsyncClient, agent_id: str) -> str:
+    response = await client.get(f"/v1/agents/{agent_id}/core-memory/blocks/human")
+    assert response.status_code == 200, response.text
+    value: str = response.json()["value"]
+    return value
+
+
+async def _held(client: httpx.AsyncClient, agent_id: str) -> dict[str, Any]:
+    result = await say_to(client, agent_id, "remember that I like tea")
+    assert result["stop_reason"]["stop_reason"] == "requires_approval"
+    [request] = [m for m in result["messages"] if m["message_type"] == "approval_request_message"]
+    assert request["tool_call"]["name"] == "core_memory_append"
+    assert json.loads(request["tool_call"]["arguments"])["content"] == "likes tea"
+    assert request["id"] and request["date"] and request["tool_call"]["tool_call_id"]
+    held: dict[str, Any] = request
+    return held
+
+
+async def test_the_0_11_approval_runs_the_held_call(client: httpx.AsyncClient) -> None:
+    agent = await _careful(client)
+    request = await _held(client, agent["id"])
+    assert await _human(client, agent["id"]) == "Name: Bob"  # nothing ran yet
+    approval = {"type": "approval", "approve": True, "approval_request_id": request["id"]}
+    result = await say_to(client, agent["id"], "", messages=[approval])
+    assert result["stop_reason"]["stop_reason"] == "end_turn"
+    replies = [m["content"] for m in result["messages"] if m["message_type"] == "assistant_message"]
+    assert replies[0].startswith("after approval: Appended to block 'human'")
+    assert await _human(client, agent["id"]) == "Name: Bob\nlikes tea"
+
+
+async def test_the_0_16_approval_over_sse(client: httpx.AsyncClient) -> None:
+    agent = await _careful(client)
+    path = f"/v1/agents/{agent['id']}/messages/stream"
+    body = {"messages": [{"role": "user", "content": "remember that I like tea"}]}
+    frames = await sse_frames(client, path, body)
+    [request] = [f for f in frames[:-1] if f["message_type"] == "approval_request_message"]
+    assert [f["stop_reason"] for f in frames[:-1] if f["message_type"] == "stop_reason"] == [
+        "requires_approval"
+    ]
+    call_id = request["tool_call"]["tool_call_id"]
+    approvals = [{"type": "approval", "tool_call_id": call_id, "approve": True, "reason": None}]
+    frames = await sse_frames(
+        client, path, {"messages": [{"type": "approval", "approvals": approvals}]}
+    )
+    returns = [f for f in frames[:-1] if f["message_type"] == "tool_return_message"]
+    assert returns[0]["status"] == "success" and returns[0]["tool_call_id"] == call_id
+    assert await _human(client, agent["id"]) == "Name: Bob\nlikes tea"
+
+
+async def test_deny_answers_the_call_with_an_error(client: httpx.AsyncClient) -> None:
+    agent = await _careful(client)
+    request = await _held(client, agent["id"])
+    call_id = request["tool_call"]["tool_call_id"]
+    denial = {
+        "type": "approval",
+        "approvals": [{"tool_call_id": call_id, "approve": False, "reason": "not now"}],
+    }
+    result = await say_to(client, agent["id"], "", messages=[denial])
+    assert result["stop_reason"]["stop_reason"] == "end_turn"
+    replies = [m["content"] for m in result["messages"] if m["message_type"] == "assistant_message"]
+    assert replies == ["after approval: the user denied the call to core_memory_append: not now"]
+    assert await _human(client, agent["id"]) == "Name: Bob"
+    listed = (await client.get(f"/v1/agents/{agent['id']}/messages")).json()
+    [denied] = [m for m in listed if m.get("tool_call_id") == call_id]
+    assert denied["status"] == "error"
+
+
+async def test_async_takes_an_approval(client: httpx.AsyncClient) -> None:
+    agent = await _careful(client)
+    request = await _held(client, agent["id"])
+    approval = {"type": "approval", "approve": True, "approval_request_id": request["id"]}
+    response = await client.post(
+        f"/v1/agents/{agent['id']}/messages/async", json={"messages": [approval]}
+    )
+    assert response.status_code == 200, response.text
+    run_id = response.json()["id"]
+    frames = await sse_frames(client, f"/v1/runs/{run_id}/stream")
+    assert any(f != "[DONE]" and f["message_type"] == "tool_return_message" for f in frames)
+    assert await _human(client, agent["id"]) == "Name: Bob\nlikes tea"
+
+
+async def test_bad_approvals_are_422_naming_the_field(client: httpx.AsyncClient) -> None:
+    agent = await _careful(client)
+    request = await _held(client, agent["id"])
+    call_id = request["tool_call"]["tool_call_id"]
+    url = f"/v1/agents/{agent['id']}/messages"
+
+    async def refused(message: dict[str, Any]) -> list[Any]:
+        response = await client.post(url, json={"messages": [message]})
+        assert response.status_code == 422, response.text
+        loc: list[Any] = response.json()["detail"][0]["loc"]
+        return loc
+
+    assert await refused({"type": "approval", "approval_request_id": "x"}) == [
+        "body",
+        "messages",
+        "0",
+        "approve",
+    ]
+    loc = await refused({"type": "approval", "approve": "yes please"})
+    assert loc[-1] == "approve"
+    loc = await refused({"type": "approval", "approvals": [{"approve": True}]})
+    assert loc[-1] == "tool_call_id"
+    assert await refused(
+        {"type": "approval", "approvals": [{"tool_call_id": "call-nope", "approve": True}]}
+    ) == ["body", "messages", "0", "approvals", "0", "tool_call_id"]
+    mixed = [
+        {"tool_call_id": call_id, "approve": True},
+        {"tool_call_id": call_id, "approve": False},
+    ]
+    assert await refused({"type": "approval", "approvals": mixed}) == [
+        "body",
+        "messages",
+        "0",
+        "approvals",
+    ]
+    assert await refused({"role": "user"}) == ["body", "messages", "0", "content"]
+    assert await _human(client, agent["id"]) == "Name: Bob"  # still held
