@@ -105,9 +105,11 @@ class RunStore:
         )
         run_id = _text(result[0])
         created = bool(int(result[1]))
-        if created:
-            await self._redis.set(keys.run_index(run_id), agent_id, ex=RUN_INDEX_TTL_S)
-        await signal_ready(self._redis, agent_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if created:
+                pipe.set(keys.run_index(run_id), agent_id, ex=RUN_INDEX_TTL_S)
+            pipe.xadd(bus_keys.ready(), {"a": agent_id})  # signal_ready, in the same round trip
+            await pipe.execute()
         return Submitted(run_id=run_id, agent_id=agent_id, created=created)
 
     async def get(self, agent_id: str, run_id: str) -> Run:

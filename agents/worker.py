@@ -226,9 +226,14 @@ class Worker:
         if inbox not in self._groups:
             await streams.ensure_group(redis, inbox)
             self._groups.add(inbox)
+        claim = True
         while not self.stopping:
-            # Entries a dead worker left pending come first (they are older), then new ones.
-            entries = await streams.claim_stale(redis, inbox, self.id, min_idle_ms=0, count=1)
+            # Entries left pending (by a dead worker, or by our own failed attempt) come first:
+            # they are older. Others cannot deliver entries to themselves while we hold the
+            # lease, so after a clean pass only new entries are read.
+            entries: list[Entry] = []
+            if claim:
+                entries = await streams.claim_stale(redis, inbox, self.id, min_idle_ms=0, count=1)
             if not entries:
                 entries = await streams.read_group(redis, inbox, self.id, count=1, block_ms=None)
             if not entries:
@@ -239,6 +244,7 @@ class Worker:
                 return True
             if outcome == "done":
                 await streams.ack_and_delete(redis, inbox, entry_id)
+            claim = outcome == "retry"
         return False
 
     async def _process(self, lease: Lease, raw: bytes) -> str:
@@ -257,10 +263,13 @@ class Worker:
             )
             self.counters["dead_lettered"] += 1
             return "done"
-        if not await redis.exists(keys.agent(agent_id)):
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.agent(agent_id))
+            pipe.get(keys.run(agent_id, envelope.run_id))
+            exists, stored = await pipe.execute()
+        if not exists:
             log.warning("agent_deleted", agent_id=agent_id, run_id=envelope.run_id)
             return "done"  # the agent is gone: nothing can run for it
-        stored = await redis.get(keys.run(agent_id, envelope.run_id))
         run = decode(Run, stored) if stored else Run(id=envelope.run_id, agent_id=agent_id)
         if run.status in ("completed", "failed", "cancelled"):
             # A redelivery of finished work: its results are durable; the reply may not be.
