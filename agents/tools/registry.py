@@ -87,6 +87,9 @@ def base_tool_records() -> list[Tool]:
     ]
 
 
+_BASE_ENTRIES: dict[tuple[str, bool], dict[str, Any]] = {}
+
+
 @dataclass(frozen=True)
 class AgentTool:
     """One tool as an agent sees it."""
@@ -102,11 +105,19 @@ class AgentTool:
 
     def openai(self, *, heartbeat: bool | None = None) -> dict[str, Any]:
         """The ``tools`` entry: the schema plus inner thoughts and, unless the tool ends the
-        turn, ``request_heartbeat``."""
+        turn, ``request_heartbeat``. Base tools' entries are built once and shared: read only."""
+        with_heartbeat = (not self.terminal) if heartbeat is None else heartbeat
+        if self.record is None:
+            cached = _BASE_ENTRIES.get((self.name, with_heartbeat))
+            if cached is None:
+                cached = _BASE_ENTRIES[(self.name, with_heartbeat)] = self._entry(with_heartbeat)
+            return cached
+        return self._entry(with_heartbeat)
+
+    def _entry(self, with_heartbeat: bool) -> dict[str, Any]:
         parameters = copy.deepcopy(self.schema.parameters)
         properties = parameters.setdefault("properties", {})
         properties[INNER_THOUGHTS_ARG] = dict(_THOUGHTS_SCHEMA)
-        with_heartbeat = (not self.terminal) if heartbeat is None else heartbeat
         if with_heartbeat:
             properties[HEARTBEAT_ARG] = dict(_HEARTBEAT_SCHEMA)
         parameters.setdefault("type", "object")
