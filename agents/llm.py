@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
+import httpx2  # the HTTP client the openai SDK is built on, for its pool limits
 import msgspec
 import openai
 from openai.types.chat import ChatCompletion
@@ -66,7 +67,9 @@ class LLMRejected(LLMError):
 class LLMSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Where the model is. From the environment: ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``,
     ``MEMGRID_LLM_TIMEOUT`` (seconds per call, default 120), ``MEMGRID_LLM_RETRIES``
-    (default 4)."""
+    (default 4). ``max_connections`` sizes the HTTP pool, kept-alive connections included: a
+    worker sets it to its concurrency, so that many model calls in flight do not open and close
+    a connection each (the SDK keeps only 100 alive)."""
 
     base_url: str | None = None
     api_key: str | None = None
@@ -74,6 +77,7 @@ class LLMSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_retries: int = 4
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 20.0
+    max_connections: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LLMSettings:
@@ -122,6 +126,13 @@ class LLMClient:
             api_key=settings.api_key or "not-needed",
             timeout=settings.timeout_s,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(
+                timeout=settings.timeout_s,
+                limits=httpx2.Limits(
+                    max_connections=settings.max_connections,
+                    max_keepalive_connections=settings.max_connections,
+                ),
+            ),
         )
 
     async def aclose(self) -> None:

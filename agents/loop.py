@@ -52,8 +52,8 @@ from bus.errors import LeaseLost
 from bus.events import stage_events
 from bus.lease import Lease, WatchConflict, fenced
 from storage import keys
-from storage.errors import NotFound
 from storage.records import Agent, Block, Message, Run, ToolCall, Wait, decode, encode, new_id
+from storage.step_reads import StepReads, read_step
 
 __all__ = ("InputMessage", "Preempted", "Suspended", "TurnResult", "run_turn")
 
@@ -63,6 +63,8 @@ JOURNAL_TTL_S = 24 * 3600
 # Failures that must not be turned into a stop reason: the run is retried or resumed.
 _PROPAGATE = (LeaseLost, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _llm_decoder = msgspec.json.Decoder(LLMResponse)
+# Tools whose effects are all inside the step's commit (a reply, reads): no journal needed.
+_COMMIT_ONLY_TOOLS = frozenset({"send_message", "conversation_search", "archival_memory_search"})
 _WAITING_TOOLS = frozenset(
     {"send_message_to_agent_and_wait_for_reply", "send_message_to_agents_matching_tags"}
 )
@@ -126,9 +128,12 @@ class _StepOutcome(msgspec.Struct, kw_only=True):
 class _Turn:
     """The state of one turn across its steps."""
 
-    def __init__(self, rt: Runtime, agent: Agent, run: Run, lease: Lease | None) -> None:
+    def __init__(
+        self, rt: Runtime, agent: Agent, agent_raw: bytes, run: Run, lease: Lease | None
+    ) -> None:
         self.rt = rt
         self.agent = agent
+        self.agent_raw = agent_raw  # the record as last read or written
         self.run = run
         self.lease = lease
         self.fence = (bus_keys.fence(agent.id), lease.token) if lease is not None else None
@@ -142,8 +147,27 @@ class _Turn:
         self.blocks: list[Block] = []
         self.end_after_resume = False
         self.loaded_at_step = run.steps  # the record read by run_turn serves the first step
+        self.preloaded: StepReads | None = None
+        self.on_final: Callable[[Any], None] | None = None
+        # The first worker ever to run this run's steps (attempts count starts; a resumed wait
+        # is not a new attempt, so it may follow a worker that died mid-step).
+        self.first_attempt = run.attempts <= 1 and run.wait is None
         self.llm = rt.llm.for_agent(agent)
         self.counter = rt.counter(agent.model)
+
+    def own_fields(self, fresh: Agent, **changes: Any) -> Agent:
+        """``fresh`` (the stored record, maybe edited by the API meanwhile) with the fields this
+        turn manages itself taken from the turn."""
+        agent = self.agent
+        return msgspec.structs.replace(
+            fresh,
+            message_ids=agent.message_ids,
+            summary=agent.summary,
+            evicted_count=agent.evicted_count,
+            pending_approval=agent.pending_approval,
+            last_memory_edit_at=agent.last_memory_edit_at,
+            **changes,
+        )
 
     def message(self, role: Any, step_id: str, **fields: Any) -> Message:
         self.seq += 1
@@ -158,7 +182,7 @@ class _Turn:
             **fields,
         )
 
-    async def stats(self) -> MemoryStats:
+    async def stats(self, recall_count: int) -> MemoryStats:
         tags: tuple[str, ...] = ()
         archival_count = 0
         if self.rt.archival is not None:
@@ -170,7 +194,7 @@ class _Turn:
         return MemoryStats(
             now=self.rt.clock(),
             last_memory_edit_at=self.agent.last_memory_edit_at,
-            recall_count=await self.rt.messages.count(self.agent.id),
+            recall_count=recall_count,
             archival_count=archival_count,
             archival_tags=tags,
             evicted_count=self.agent.evicted_count,
@@ -228,46 +252,35 @@ class _Turn:
                 )
             )
         agent_key = keys.agent(self.agent.id)
-
-        async def merge(pipe: Any) -> None:
-            # The API may have changed the agent's settings during the step: keep them, and
-            # write only the fields this turn manages.
-            raw = await pipe.get(agent_key)
-            if raw is None:
-                raise NotFound(f"agent {self.agent.id} was deleted during its turn")
-            fresh = decode(Agent, raw)
-            self.agent = msgspec.structs.replace(
-                fresh,
-                message_ids=self.agent.message_ids,
-                summary=self.agent.summary,
-                evicted_count=self.agent.evicted_count,
-                pending_approval=self.agent.pending_approval,
-                last_memory_edit_at=self.agent.last_memory_edit_at,
-                updated_at=rt.clock(),
-            )
-
         encoded = [event_encoder.encode(e) for e in events]
         for attempt in range(10):
             try:
                 async with fenced(
-                    rt.redis, self.lease, self.agent.id, watch=(agent_key,), prepare=merge
+                    rt.redis, self.lease, self.agent.id, expect={agent_key: self.agent_raw}
                 ) as pipe:
                     rt.messages.stage(pipe, outcome.messages)
-                    rt.agents.stage_save(pipe, self.agent)
+                    written = rt.agents.stage_save(pipe, self.agent)
                     pipe.set(keys.run(self.agent.id, run.id), encode(run))
                     stage_events(pipe, self.agent.id, run.id, encoded, final=final)
                     if run.wait is not None:
                         pipe.zadd(bus_keys.timers(), {self.agent.id: run.wait.deadline})
+                    if final and self.on_final is not None:
+                        self.on_final(pipe)
                     if final and self.lease is not None and run.steps:
                         journals = [
                             bus_keys.step_journal(self.agent.id, run.id, s)
                             for s in range(run.steps)
                         ]
                         pipe.delete(*journals)
+                self.agent_raw = written
                 break
             except WatchConflict:
                 if attempt == 9:
                     raise
+                # The API changed the agent's settings during the step: keep them, and write
+                # only the fields this turn manages.
+                fresh, self.agent_raw = await rt.agents.get_raw(self.agent.id)
+                self.agent = self.own_fields(fresh, updated_at=rt.clock())
         return events
 
 
@@ -281,6 +294,8 @@ async def run_turn(
     lease: Lease | None = None,
     result: TurnResult | None = None,
     should_stop: Callable[[], bool] | None = None,
+    agent_record: bytes | None = None,
+    on_final: Callable[[Any], None] | None = None,
 ) -> AsyncIterator[Event]:
     """Run (or resume) one turn of ``agent_id`` on ``inputs``, yielding each step's events
     once the step is committed.
@@ -291,6 +306,9 @@ async def run_turn(
         lease: the agent's lease when a worker runs the turn; commits are fenced by it.
         should_stop: checked after each committed step; when true the turn stops with
             :class:`Preempted`, leaving the run to be resumed.
+        agent_record: the agent's record as just read by the caller (saves a read).
+        on_final: stages more writes (on the pipeline it is given) into the run's last commit,
+            such as acknowledging the inbox entry the run came from.
 
     Raises:
         LeaseLost: another worker took the agent; nothing more was written.
@@ -300,9 +318,14 @@ async def run_turn(
         run = Run(id=run_id or new_id("run"), agent_id=agent_id)
     result = result if result is not None else TurnResult()
     result.run = run
-    agent = await rt.agents.get(agent_id)
-    turn = _Turn(rt, agent, run, lease)
-    turn.seq = await rt.messages.next_seq(agent.id) - 1
+    if agent_record is None:
+        agent, agent_record = await rt.agents.get_raw(agent_id)
+    else:
+        agent = decode(Agent, agent_record)
+    turn = _Turn(rt, agent, agent_record, run, lease)
+    turn.on_final = on_final
+    turn.preloaded = await read_step(rt.redis, agent, next_seq=True)  # the first step's reads
+    turn.seq = turn.preloaded.next_seq - 1
     bound = log.bind(agent_id=agent.id, run_id=run.id)
     first = run.steps
     pending: list[Message] = []
@@ -436,14 +459,23 @@ async def _resume(turn: _Turn) -> list[Message]:
 
 
 async def _llm_for_step(turn: _Turn, step: int, request: Any, tools: Any) -> LLMResponse:
-    """The model's answer for ``step``: journaled under a lease, so a re-run replays it."""
+    """The model's answer for ``step``: journaled under a lease, so a re-run replays it.
+
+    A re-run must see the same answer when the first run's tools had effects outside the step's
+    commit (block edits, archival inserts, sends: keyed by step and call id). Calls to tools
+    whose effects are all in the commit need no journal, and a run on its first attempt that
+    did not resume a wait has no journal to read: no one ran its steps before.
+    """
     if turn.lease is None:
         return await turn.llm.chat(turn.agent.model, request, tools)
     key = bus_keys.step_journal(turn.agent.id, turn.run.id, step)
-    journaled = await turn.rt.redis.get(key)
-    if journaled is not None:
-        return _llm_decoder.decode(journaled)
+    if not turn.first_attempt:
+        journaled = await turn.rt.redis.get(key)
+        if journaled is not None:
+            return _llm_decoder.decode(journaled)
     response = await turn.llm.chat(turn.agent.model, request, tools)
+    if all(call.name in _COMMIT_ONLY_TOOLS for call in response.tool_calls):
+        return response
     # First writer wins: a stale worker racing us cannot make the two disagree.
     if await turn.rt.redis.set(key, msgspec.json.encode(response), nx=True, ex=JOURNAL_TTL_S):
         return response
@@ -455,22 +487,17 @@ async def _step(turn: _Turn, pending: list[Message], step: int) -> _StepOutcome:
     rt, step_id = turn.rt, f"step-{turn.run.id}-{step}"
     # Others (the API, a workflow re-apply) may have changed the agent's settings; the fields
     # this turn manages itself come from the turn, not from the stored record.
-    fresh = turn.agent if step == turn.loaded_at_step else await rt.agents.get(turn.agent.id)
-    agent = turn.agent = msgspec.structs.replace(
-        fresh,
-        message_ids=turn.agent.message_ids,
-        summary=turn.agent.summary,
-        evicted_count=turn.agent.evicted_count,
-        pending_approval=turn.agent.pending_approval,
-        last_memory_edit_at=turn.agent.last_memory_edit_at,
-    )
-    blocks = turn.blocks = await rt.blocks.get_many(agent.block_ids)
-    customs = await rt.tools.get_many_by_name(agent.tools)
-    tools = agent_tools(agent, customs)
+    if step != turn.loaded_at_step:
+        fresh, turn.agent_raw = await rt.agents.get_raw(turn.agent.id)
+        turn.agent = turn.own_fields(fresh)
+    agent = turn.agent
+    reads, turn.preloaded = turn.preloaded or await read_step(rt.redis, agent), None
+    blocks = turn.blocks = reads.blocks
+    tools = agent_tools(agent, reads.tools)
     offered = rt.gate.offered(agent, turn.state, list(tools))
     schemas = [tools[name].openai() for name in offered if name in tools]
-    build = turn.builder(blocks, await turn.stats(), schemas)
-    committed = await rt.messages.get(agent.id, agent.message_ids)
+    build = turn.builder(blocks, await turn.stats(reads.message_count), schemas)
+    committed = reads.messages
 
     response: LLMResponse | None = None
     for attempt in range(2):

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
 import redis.asyncio as aioredis
 
 from agents.gate import OpenGate, ToolGate
@@ -30,18 +31,17 @@ class LLMPool:
         self.settings = settings
         self._clients: dict[str | None, LLMClient] = {}
 
+    def reserve(self, connections: int) -> None:
+        """Keep at least ``connections`` HTTP connections per endpoint (a worker's concurrency);
+        applies to clients made from now on."""
+        if connections > self.settings.max_connections:
+            self.settings = msgspec.structs.replace(self.settings, max_connections=connections)
+
     def for_agent(self, agent: Agent) -> LLMClient:
         endpoint = agent.model_endpoint or self.settings.base_url
         client = self._clients.get(endpoint)
         if client is None:
-            settings = LLMSettings(
-                base_url=endpoint,
-                api_key=self.settings.api_key,
-                timeout_s=self.settings.timeout_s,
-                max_retries=self.settings.max_retries,
-                backoff_base_s=self.settings.backoff_base_s,
-                backoff_cap_s=self.settings.backoff_cap_s,
-            )
+            settings = msgspec.structs.replace(self.settings, base_url=endpoint)
             client = self._clients[endpoint] = LLMClient(settings)
         return client
 

@@ -19,6 +19,7 @@ import contextlib
 import os
 import socket
 import time
+from typing import Any
 
 import anyio
 import msgspec
@@ -37,6 +38,7 @@ from bus.envelopes import RunRequest, decode_envelope
 from bus.errors import LeaseLost
 from bus.events import stage_events
 from bus.lease import Lease, acquire, fenced
+from bus.scripts import LuaScript
 from storage import keys
 from storage.records import Run, decode, encode
 
@@ -59,6 +61,22 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     health_ttl_s: int = 30
 
 
+# Done with an agent, in one round trip: release the lease (unless lost: ARGV[1] == ''), ack and
+# delete the ready signal, and return how many entries the inbox still holds.
+# KEYS: lease, ready stream, inbox. ARGV: lease value, group, signal entry id.
+_RELEASE_ACK = LuaScript("""
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
+return redis.call('XLEN', KEYS[3])
+""")
+
+
+def _stage_ack(pipe: Any, stream: str, entry_id: str) -> None:
+    pipe.xack(stream, streams.GROUP, entry_id)
+    pipe.xdel(stream, entry_id)
+
+
 class _Signal(msgspec.Struct, frozen=True):
     entry_id: str
     agent_id: str
@@ -71,6 +89,7 @@ class Worker:
     def __init__(self, rt: Runtime, settings: WorkerSettings | None = None) -> None:
         self.rt = rt
         self.settings = settings or WorkerSettings()
+        rt.llm.reserve(self.settings.concurrency)
         self.id = self.settings.worker_id
         self.stopping = False
         self.busy = 0
@@ -198,13 +217,15 @@ class Worker:
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                if not lost:
-                    await lease.release()
-                await streams.ack_and_delete(redis, ready, signal.entry_id)
+                left = await _RELEASE_ACK(
+                    redis,
+                    [bus_keys.lease(signal.agent_id), ready, inbox],
+                    ["" if lost else lease.value, streams.GROUP, signal.entry_id],
+                )
                 # Close the gap between our last read and the release: work that arrived
                 # meanwhile (its signal was dropped while we held the lease) is signalled again.
                 # A waiting run blocks the inbox on purpose: its reply or timer wakes the agent.
-                if not lost and not suspended and await streams.undelivered(redis, inbox):
+                if not lost and not suspended and left:
                     from agents.runs import signal_ready
 
                     await signal_ready(redis, signal.agent_id)
@@ -239,7 +260,7 @@ class Worker:
             if not entries:
                 return False
             entry_id, fields = entries[0]
-            outcome = await self._process(lease, fields.get(b"e", b""))
+            outcome = await self._process(lease, entry_id, fields.get(b"e", b""))
             if outcome == "suspended":
                 return True
             if outcome == "done":
@@ -247,8 +268,9 @@ class Worker:
             claim = outcome == "retry"
         return False
 
-    async def _process(self, lease: Lease, raw: bytes) -> str:
-        """Run one inbox entry: "done" (finished or dead-lettered), "retry" or "suspended"."""
+    async def _process(self, lease: Lease, entry_id: str, raw: bytes) -> str:
+        """Run one inbox entry: "done" (finished or dead-lettered: ack it), "acked" (finished,
+        acknowledged in the run's last commit), "retry" or "suspended"."""
         redis, agent_id = self.rt.redis, lease.agent_id
         try:
             envelope = decode_envelope(raw)
@@ -264,10 +286,10 @@ class Worker:
             self.counters["dead_lettered"] += 1
             return "done"
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.agent(agent_id))
+            pipe.get(keys.agent(agent_id))
             pipe.get(keys.run(agent_id, envelope.run_id))
-            exists, stored = await pipe.execute()
-        if not exists:
+            record, stored = await pipe.execute()
+        if record is None:
             log.warning("agent_deleted", agent_id=agent_id, run_id=envelope.run_id)
             return "done"  # the agent is gone: nothing can run for it
         run = decode(Run, stored) if stored else Run(id=envelope.run_id, agent_id=agent_id)
@@ -290,7 +312,14 @@ class Worker:
         bound = log.bind(agent_id=agent_id, run_id=run.id, worker_id=self.id)
         try:
             async for _event in run_turn(
-                self.rt, agent_id, inputs, run=run, lease=lease, should_stop=self._should_stop
+                self.rt,
+                agent_id,
+                inputs,
+                run=run,
+                lease=lease,
+                should_stop=self._should_stop,
+                agent_record=record,
+                on_final=lambda pipe: _stage_ack(pipe, bus_keys.inbox(agent_id), entry_id),
             ):
                 pass
         except Suspended:
@@ -317,7 +346,7 @@ class Worker:
         self.counters["runs"] += 1
         bound.info("run_done", duration_ms=round((time.perf_counter() - started) * 1000, 2))
         await deliver_reply(redis, run, time.time())
-        return "done"
+        return "acked"
 
     def _should_stop(self) -> bool:
         return self.stopping

@@ -2,51 +2,78 @@
 
 A worker owns an agent while its lease key (``mg:{A}:lease``, value ``<worker>:<token>``) lives;
 it renews the lease while it works. Each acquisition increments the agent's fence counter
-(``mg:{A}:fence``) and the new value is the fencing token. Every commit of a step watches the
-fence key and checks the token (:func:`fenced`), so a worker that was paused or partitioned
-past its lease, after another worker took over, cannot write stale state: its transaction
-fails with :class:`bus.errors.LeaseLost`. Renewals do not touch the fence key, so they never
-abort a commit.
+(``mg:{A}:fence``) and the new value is the fencing token. Every commit of a step runs as one
+script that first compares the fence with the token (:func:`fenced`), so a worker that was
+paused or partitioned past its lease, after another worker took over, cannot write stale
+state: its commit fails with :class:`bus.errors.LeaseLost` and writes nothing. Renewals do not
+touch the fence key, so they never abort a commit.
+
+A commit can also expect other keys to hold what the caller last read (compare-and-set on their
+SHA1): the step loop expects the agent record it merged its fields into, so an API edit made
+during the step is re-read and kept instead of overwritten.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import hashlib
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
 
 from bus import keys
 from bus.errors import LeaseLost
+from bus.scripts import LuaScript
 
 __all__ = ("Lease", "WatchConflict", "acquire", "fenced")
 
 # KEYS: lease, fence. ARGV: worker id, ttl ms. Returns the token, or 0 when held by another.
-_ACQUIRE = """
+_ACQUIRE = LuaScript("""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', tonumber(ARGV[2]))
 return token
-"""
+""")
 
 # KEYS: lease. ARGV: expected value, ttl ms. Returns 1 when renewed, 0 when lost.
-_RENEW = """
+_RENEW = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
   return 1
 end
 return 0
-"""
+""")
 
 # KEYS: lease. ARGV: expected value.
-_RELEASE = """
+_RELEASE = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
+""")
 
-_scripts: dict[int, tuple[object, object, object]] = {}
+# The fenced commit. KEYS: the fence, then the expected keys. ARGV: how many expected keys, the
+# token ('' = no lease), each expected key's SHA1 ('' = must not exist), then the commands, each
+# as its argument count and its arguments. Checks first, writes after: all or nothing.
+# Returns {1}, {0, current fence} (lease lost) or {-1, key} (an expected key changed).
+_COMMIT = LuaScript("""
+local expected = tonumber(ARGV[1])
+if ARGV[2] ~= '' then
+  local current = redis.call('GET', KEYS[1])
+  if current ~= ARGV[2] then return {0, current or ''} end
+end
+for k = 1, expected do
+  local value = redis.call('GET', KEYS[k + 1])
+  local seen = value and redis.sha1hex(value) or ''
+  if seen ~= ARGV[k + 2] then return {-1, KEYS[k + 1]} end
+end
+local i = expected + 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return {1}
+""")
 
 
 class Lease:
@@ -64,13 +91,11 @@ class Lease:
 
     async def renew(self) -> bool:
         """Extend the lease; False when it was lost (expired and maybe taken)."""
-        renewed = await self.redis.eval(
-            _RENEW, 1, keys.lease(self.agent_id), self.value, self.ttl_ms
-        )
+        renewed = await _RENEW(self.redis, [keys.lease(self.agent_id)], [self.value, self.ttl_ms])
         return bool(renewed)
 
     async def release(self) -> None:
-        await self.redis.eval(_RELEASE, 1, keys.lease(self.agent_id), self.value)
+        await _RELEASE(self.redis, [keys.lease(self.agent_id)], [self.value])
 
     async def check(self) -> None:
         """Raise :class:`LeaseLost` if another worker has taken the agent since."""
@@ -86,12 +111,15 @@ async def acquire(
     redis: aioredis.Redis, agent_id: str, worker_id: str, ttl_ms: int
 ) -> Lease | None:
     """Take the agent's lease, or None when another worker holds it."""
-    token = await redis.eval(
-        _ACQUIRE, 2, keys.lease(agent_id), keys.fence(agent_id), worker_id, ttl_ms
-    )
+    token = await _ACQUIRE(redis, [keys.lease(agent_id), keys.fence(agent_id)], [worker_id, ttl_ms])
     if not token:
         return None
     return Lease(redis, agent_id, worker_id, int(token), ttl_ms)
+
+
+def sha1(value: bytes | None) -> str:
+    """What :func:`fenced` compares an expected key by ('' for a missing key)."""
+    return "" if value is None else hashlib.sha1(value).hexdigest()
 
 
 @asynccontextmanager
@@ -100,40 +128,42 @@ async def fenced(
     lease: Lease | None,
     agent_id: str,
     *,
-    watch: tuple[str, ...] = (),
-    prepare: Callable[[Pipeline], Awaitable[None]] | None = None,
+    expect: Mapping[str, bytes | None] | None = None,
 ) -> AsyncIterator[Pipeline]:
-    """A MULTI transaction that commits only while ``lease``'s token is current.
+    """Writes that commit, all or nothing, only while ``lease``'s token is current.
 
-    Stage writes on the yielded pipeline; they execute on exit. ``watch`` adds keys whose
-    change during the transaction makes it fail with :class:`WatchConflict` (the caller
-    re-reads and retries); ``prepare`` runs after the watches, before MULTI, to read them.
-    With ``lease=None`` (an in-process run that holds no lease) only ``watch`` applies.
+    Stage writes on the yielded pipeline (it is never executed itself); on exit they run in one
+    script call that checks the fence first. ``expect`` maps keys to the value the caller last
+    read (None: the key must not exist); if any changed, nothing is written and
+    :class:`WatchConflict` is raised (the caller re-reads and retries). With ``lease=None`` (an
+    in-process run that holds no lease) only ``expect`` applies.
+
+    Raises:
+        LeaseLost: another worker took the agent since ``lease`` was acquired.
+        WatchConflict: an expected key holds something else.
     """
-    async with redis.pipeline(transaction=True) as pipe:
-        if lease is not None or watch:
-            await pipe.watch(*((keys.fence(agent_id),) if lease is not None else ()), *watch)
-        if lease is not None:
-            current = await pipe.get(keys.fence(agent_id))
-            if current is None or int(current) != lease.token:
-                raise LeaseLost(
-                    f"agent {agent_id}: fencing token {lease.token} is stale (now {current!r})"
-                )
-        if prepare is not None:
-            await prepare(pipe)
-        if lease is not None or watch:
-            pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    expect = expect or {}
+    async with redis.pipeline(transaction=False) as pipe:
         yield pipe
-        try:
-            await pipe.execute()
-        except WatchError as exc:
-            if lease is not None:
-                current = await redis.get(keys.fence(agent_id))
-                if current is None or int(current) != lease.token:
-                    raise LeaseLost(
-                        f"agent {agent_id}: another worker took over during the commit"
-                    ) from exc
-            raise WatchConflict(f"agent {agent_id}: a watched key changed; retry") from exc
+        args: list[object] = [len(expect), "" if lease is None else str(lease.token)]
+        args += [sha1(value) for value in expect.values()]
+        for command, _options in pipe.command_stack:
+            name = command[0].split() if isinstance(command[0], str) else [command[0]]
+            args.append(len(name) + len(command) - 1)
+            args += name
+            args += command[1:]
+        if len(args) == 2 + len(expect):
+            return  # nothing staged
+        outcome = await _COMMIT(redis, [keys.fence(agent_id), *expect], args)
+        await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+    if outcome[0] == 0:
+        raise LeaseLost(
+            f"agent {agent_id}: fencing token {lease.token if lease else None} is stale "
+            f"(now {outcome[1]!r}); another worker owns it"
+        )
+    if outcome[0] == -1:
+        changed = outcome[1].decode() if isinstance(outcome[1], bytes) else outcome[1]
+        raise WatchConflict(f"agent {agent_id}: {changed} changed since it was read; retry")
 
 
 class WatchConflict(Exception):

@@ -11,6 +11,7 @@ from redis.exceptions import ResponseError
 
 from bus import keys
 from bus._replies import Entry, autoclaim_entries, entries, read_reply
+from bus.scripts import LuaScript
 
 __all__ = (
     "GROUP",
@@ -22,7 +23,6 @@ __all__ = (
     "read_group",
     "take_dead_letter",
     "touch",
-    "undelivered",
 )
 
 GROUP = "workers"
@@ -59,19 +59,18 @@ async def touch(redis: aioredis.Redis, stream: str, consumer: str, entry_id: str
     await redis.xclaim(stream, GROUP, consumer, 0, [entry_id], justid=True)
 
 
+# KEYS: the stream. ARGV: the group, then entry ids.
+_ACK_DELETE = LuaScript("""
+local ids = {unpack(ARGV, 2)}
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+return redis.call('XDEL', KEYS[1], unpack(ids))
+""")
+
+
 async def ack_and_delete(redis: aioredis.Redis, stream: str, *entry_ids: str) -> None:
     """Acknowledge and remove entries: processed work leaves the stream (bounded memory)."""
-    if not entry_ids:
-        return
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.xack(stream, GROUP, *entry_ids)
-        pipe.xdel(stream, *entry_ids)
-        await pipe.execute()
-
-
-async def undelivered(redis: aioredis.Redis, stream: str) -> bool:
-    """Whether ``stream`` still holds entries: pending or never delivered."""
-    return bool(await redis.xlen(stream))
+    if entry_ids:
+        await _ACK_DELETE(redis, [stream], [GROUP, *entry_ids])
 
 
 async def dead_letter(

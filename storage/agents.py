@@ -64,10 +64,15 @@ class AgentStore:
         return agent
 
     async def get(self, agent_id: str) -> Agent:
+        return (await self.get_raw(agent_id))[0]
+
+    async def get_raw(self, agent_id: str) -> tuple[Agent, bytes]:
+        """The agent and its record as stored (for a compare-and-set on it later)."""
         raw = await self._redis.get(keys.agent(agent_id))
         if raw is None:
             raise NotFound(f"no agent with id {agent_id!r}")
-        return decode(Agent, raw)
+        raw = raw.encode() if isinstance(raw, str) else raw  # decode_responses=False: bytes
+        return decode(Agent, raw), raw
 
     async def id_for_name(self, name: str) -> str | None:
         raw = await self._redis.hget(keys.agent_names(), name)
@@ -134,9 +139,12 @@ class AgentStore:
                 await pipe.execute()
         return saved
 
-    def stage_save(self, pipe: aioredis.client.Pipeline, agent: Agent) -> None:
-        """Add a write of ``agent`` (name unchanged) to the caller's transaction."""
-        pipe.set(keys.agent(agent.id), encode(agent))
+    def stage_save(self, pipe: aioredis.client.Pipeline, agent: Agent) -> bytes:
+        """Add a write of ``agent`` (name unchanged) to the caller's transaction; returns the
+        record as it will be stored."""
+        raw = encode(agent)
+        pipe.set(keys.agent(agent.id), raw)
+        return raw
 
     async def delete(self, agent_id: str) -> Agent:
         """Delete the record and its indexes. Messages and blocks are cleaned by the caller."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import anyio
-import pytest
 
 from agents.events import AssistantMessage, StopReason, UsageStatistics
 from agents.manage import AgentSpec, create_agent
@@ -13,8 +12,6 @@ from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, sequence, 
 from agents.worker import Worker, WorkerSettings
 from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
-from bus.errors import LeaseLost
-from bus.lease import acquire, fenced
 
 
 async def _burst(rt: Runtime, **settings: object) -> Worker:
@@ -96,19 +93,6 @@ async def test_a_half_done_run_resumes_after_its_last_committed_step(
     assert len(model.requests) == 2
 
 
-async def test_a_stale_lease_cannot_commit(runtime: Runtime) -> None:
-    agent = await create_agent(runtime, AgentSpec(name="fence"))
-    first = await acquire(runtime.redis, agent.id, "w-a", 50)
-    assert first is not None
-    await anyio.sleep(0.1)  # the lease expires: w-a is paused past it
-    second = await acquire(runtime.redis, agent.id, "w-b", 5000)
-    assert second is not None and second.token == first.token + 1
-    with pytest.raises(LeaseLost):
-        async with fenced(runtime.redis, first, agent.id) as pipe:
-            pipe.set("mg:{x}:should-not-exist", "1")
-    assert not await runtime.redis.exists("mg:{x}:should-not-exist")
-
-
 async def test_poison_messages_go_to_the_dead_letter_stream(
     runtime: Runtime, model: ScriptedModel
 ) -> None:
@@ -131,3 +115,11 @@ async def test_poison_messages_go_to_the_dead_letter_stream(
 
 def _policy(request: ChatRequest) -> Outcome:
     return say("ok")
+
+
+async def test_a_worker_keeps_a_model_connection_alive_per_slot(runtime: Runtime) -> None:
+    # The SDK keeps 100 connections alive: with more turns in flight, each model call past
+    # them would open (and close) a connection of its own.
+    Worker(runtime, WorkerSettings(concurrency=300))
+    agent = await create_agent(runtime, AgentSpec(name="pooled"))
+    assert runtime.llm.for_agent(agent).settings.max_connections == 300

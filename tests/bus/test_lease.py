@@ -1,0 +1,87 @@
+"""Leases and the fenced commit: one script that checks the fence and expected keys first."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from bus.errors import LeaseLost
+from bus.lease import WatchConflict, acquire, fenced
+
+
+async def test_a_fenced_commit_writes_everything_staged(redis_client: aioredis.Redis) -> None:
+    lease = await acquire(redis_client, "A", "w-1", 5000)
+    assert lease is not None
+    async with fenced(redis_client, lease, "A") as pipe:
+        pipe.set("mg:{A}:k", b"v\x00binary")
+        pipe.mset({"mg:{A}:m1": 1, "mg:{A}:m2": 2.5})
+        pipe.zadd("mg:{A}:z", {"x": 1.25, "y": 2})
+        pipe.hset("mg:{A}:h", mapping={"f": "g"})
+        pipe.xadd("mg:{A}:s", {"e": b"{}", "end": "1"})
+        pipe.expire("mg:{A}:s", 60)
+        pipe.xgroup_create("mg:{A}:s", "g", id="0")  # a command name of two words
+    assert await redis_client.get("mg:{A}:k") == b"v\x00binary"
+    assert await redis_client.mget(["mg:{A}:m1", "mg:{A}:m2"]) == [b"1", b"2.5"]
+    assert await redis_client.zrange("mg:{A}:z", 0, -1, withscores=True) == [
+        (b"x", 1.25),
+        (b"y", 2.0),
+    ]
+    assert await redis_client.hget("mg:{A}:h", "f") == b"g"
+    [(_, fields)] = await redis_client.xrange("mg:{A}:s")
+    assert fields == {b"e": b"{}", b"end": b"1"}
+    assert 0 < await redis_client.ttl("mg:{A}:s") <= 60
+    assert (await redis_client.xinfo_groups("mg:{A}:s"))[0]["name"] == b"g"
+
+
+async def test_a_stale_token_writes_nothing(redis_client: aioredis.Redis) -> None:
+    first = await acquire(redis_client, "A", "w-1", 50)
+    assert first is not None
+    await anyio.sleep(0.1)
+    second = await acquire(redis_client, "A", "w-2", 5000)
+    assert second is not None and second.token == first.token + 1
+    with pytest.raises(LeaseLost, match="fencing token 1 is stale"):
+        async with fenced(redis_client, first, "A") as pipe:
+            pipe.set("mg:{A}:k", "stale")
+    assert await redis_client.get("mg:{A}:k") is None
+    async with fenced(redis_client, second, "A") as pipe:  # the holder commits
+        pipe.set("mg:{A}:k", "fresh")
+    assert await redis_client.get("mg:{A}:k") == b"fresh"
+
+
+async def _commit(
+    redis: aioredis.Redis, expect: dict[str, bytes | None], writes: dict[str, bytes]
+) -> None:
+    async with fenced(redis, None, "A", expect=expect) as pipe:
+        for key, value in writes.items():
+            pipe.set(key, value)
+
+
+async def test_expected_keys_are_compared_before_any_write(
+    redis_client: aioredis.Redis,
+) -> None:
+    await redis_client.set("mg:{A}:agent", b"as read")
+    await _commit(redis_client, {"mg:{A}:agent": b"as read"}, {"mg:{A}:agent": b"merged"})
+    # Someone else wrote it since: nothing of this commit lands.
+    stale = {"mg:{A}:other": b"1", "mg:{A}:agent": b"lost update"}
+    with pytest.raises(WatchConflict, match=r"mg:\{A\}:agent changed"):
+        await _commit(redis_client, {"mg:{A}:agent": b"as read"}, stale)
+    assert await redis_client.get("mg:{A}:agent") == b"merged"
+    assert await redis_client.get("mg:{A}:other") is None
+    # None expects the key to be missing.
+    with pytest.raises(WatchConflict):
+        await _commit(redis_client, {"mg:{A}:agent": None}, {"mg:{A}:other": b"1"})
+    await _commit(redis_client, {"mg:{A}:new": None}, {"mg:{A}:new": b"1"})
+    assert await redis_client.get("mg:{A}:new") == b"1"
+
+
+async def test_scripts_survive_a_flushed_script_cache(redis_client: aioredis.Redis) -> None:
+    lease = await acquire(redis_client, "A", "w-1", 5000)
+    assert lease is not None
+    await redis_client.script_flush()  # as after a server restart: EVALSHA gets NOSCRIPT
+    async with fenced(redis_client, lease, "A") as pipe:
+        pipe.set("mg:{A}:k", "v")
+    assert await redis_client.get("mg:{A}:k") == b"v"
+    assert await lease.renew()
+    await lease.release()
+    assert await redis_client.get("mg:{A}:lease") is None
