@@ -373,3 +373,55 @@ async def test_an_agent_may_name_its_own_endpoint(runtime: Runtime, model: Scrip
     assert json.loads(second.tool_calls[0].arguments)["message"] == "from the agent's endpoint"
     assert [r.model for r in model.requests] == ["scripted"]
     assert [r.model for r in own.requests] == ["gpt-4o-mini"]
+
+
+async def test_many_calls_in_flight_spread_over_small_pools(model: ScriptedModel) -> None:
+    # One SDK client per 16 connections (httpcore scans its whole pool per request); together
+    # they carry max_connections calls at once, and a quiet process uses only the first.
+    model.policy = always(Slow(seconds=0.5, then=text("ok")))
+    async with _client(model, max_connections=40) as client:
+        await client.chat("scripted", HELLO)
+        await client.chat("scripted", HELLO)
+        assert sum(sdk is not None for sdk in client._clients) == 1
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(40):
+                tg.start_soon(client.chat, "scripted", HELLO)
+        assert time.perf_counter() - started < 1.4  # all 40 at once, not 16 at a time
+        assert sum(sdk is not None for sdk in client._clients) == 3
+        assert client._in_flight == [0, 0, 0]
+
+
+def test_completions_are_read_leniently_where_servers_differ() -> None:
+    from agents.llm import _parse
+
+    body = {
+        "id": "x",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "thinking "}, {"text": "aloud"}],
+                    "tool_calls": [
+                        # an object instead of a JSON string, and no id
+                        {"type": "function", "function": {"name": "f", "arguments": {"a": 1}}},
+                        {"type": "function", "id": "c2", "function": {"name": "g"}},
+                    ],
+                },
+            }
+        ],
+        # no usage at all
+    }
+    parsed = _parse(json.dumps(body).encode())
+    assert parsed.content == "thinking aloud" and parsed.finish_reason == "tool_calls"
+    assert [(c.id, c.name, json.loads(c.arguments or "{}")) for c in parsed.tool_calls] == [
+        ("call_0", "f", {"a": 1}),
+        ("c2", "g", {}),
+    ]
+    assert (parsed.prompt_tokens, parsed.completion_tokens) == (0, 0)
+    with pytest.raises(LLMUnavailable, match="no choices"):
+        _parse(b'{"choices": []}')
+    with pytest.raises(LLMUnavailable, match="not a chat completion"):
+        _parse(b"<html>gateway error</html>")
