@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from agents.events import Event, event_decoder
 from bus import keys as bus_keys
+from bus import streams
 from bus.envelopes import InboxMessage, RunRequest, encode_envelope
 from bus.events import follow, read_all
 from storage import keys
@@ -36,6 +37,9 @@ if ARGV[1] == '1' then
 end
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[2])
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[3], ARGV[7], '0', 'MKSTREAM')
+end
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
 return {ARGV[2], 1}
 """
@@ -101,6 +105,7 @@ class RunStore:
                 encode_envelope(envelope),
                 OTID_TTL_S,
                 run.created_at,
+                streams.GROUP,  # the inbox is made with the workers' group: no first-read setup
             ],
         )
         run_id = _text(result[0])

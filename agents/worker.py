@@ -26,6 +26,7 @@ import msgspec
 import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.exceptions import ResponseError
 
 from agents.events import StopReason, UsageStatistics, event_encoder
 from agents.loop import InputMessage, Preempted, Suspended, run_turn
@@ -95,7 +96,6 @@ class Worker:
         self.busy = 0
         self.counters = {"runs": 0, "failed": 0, "dead_lettered": 0, "preempted": 0}
         self.started_at = time.time()
-        self._groups: set[str] = set()
         self._scope: anyio.CancelScope | None = None
 
     def stop(self) -> None:
@@ -244,19 +244,27 @@ class Worker:
         """Run the agent's inbox in order; True when it stopped at a run waiting on replies."""
         redis, agent_id = self.rt.redis, lease.agent_id
         inbox = bus_keys.inbox(agent_id)
-        if inbox not in self._groups:
-            await streams.ensure_group(redis, inbox)
-            self._groups.add(inbox)
         claim = True
         while not self.stopping:
             # Entries left pending (by a dead worker, or by our own failed attempt) come first:
             # they are older. Others cannot deliver entries to themselves while we hold the
             # lease, so after a clean pass only new entries are read.
-            entries: list[Entry] = []
-            if claim:
-                entries = await streams.claim_stale(redis, inbox, self.id, min_idle_ms=0, count=1)
-            if not entries:
-                entries = await streams.read_group(redis, inbox, self.id, count=1, block_ms=None)
+            try:
+                entries: list[Entry] = []
+                if claim:
+                    entries = await streams.claim_stale(
+                        redis, inbox, self.id, min_idle_ms=0, count=1
+                    )
+                if not entries:
+                    entries = await streams.read_group(
+                        redis, inbox, self.id, count=1, block_ms=None
+                    )
+            except ResponseError as exc:
+                # RunStore.submit makes inboxes with the group; a stream made otherwise has none.
+                if "NOGROUP" not in str(exc):
+                    raise
+                await streams.ensure_group(redis, inbox)
+                continue
             if not entries:
                 return False
             entry_id, fields = entries[0]
