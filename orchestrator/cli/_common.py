@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -13,9 +15,21 @@ from storage.errors import StorageError
 if TYPE_CHECKING:
     from agents.runtime import Runtime
 
-__all__ = ("UsageError", "with_runtime")
+__all__ = ("UsageError", "run", "uvloop_wanted", "with_runtime")
 
 T = TypeVar("T")
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """``anyio.run(main)`` on uvloop when it is installed, unless ``MEMGRID_UVLOOP=0``."""
+    return anyio.run(main, backend_options={"use_uvloop": uvloop_wanted()})
+
+
+def uvloop_wanted() -> bool:
+    """Whether long-running processes run on uvloop: installed, and not MEMGRID_UVLOOP=0."""
+    if os.environ.get("MEMGRID_UVLOOP", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return importlib.util.find_spec("uvloop") is not None
 
 
 class UsageError(Exception):
@@ -33,6 +47,6 @@ def with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
             return await work(rt)
 
     try:
-        return anyio.run(main)
+        return run(main)
     except (StorageError, RedisUnavailable) as exc:
         raise UsageError(str(exc)) from exc

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import anyio
-
 from bus import RedisUnavailable
-from orchestrator.cli._common import UsageError
+from orchestrator.cli._common import UsageError, run
 from storage.errors import StorageError
 
 __all__ = ("register",)
@@ -33,13 +31,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.which == "memory":
             from orchestrator.demo import run_demo
 
-            return anyio.run(lambda: run_demo(model_handle=args.model))
+            return run(lambda: run_demo(model_handle=args.model))
         from orchestrator.demo_recruiting import run_recruiting_demo
 
         if args.model:
             import os
 
             os.environ["MEMGRID_MODEL"] = args.model
-        return anyio.run(lambda: run_recruiting_demo(workers=args.workers))
+        return run(lambda: run_recruiting_demo(workers=args.workers))
     except (StorageError, RedisUnavailable) as exc:
         raise UsageError(str(exc)) from exc

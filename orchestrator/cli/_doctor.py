@@ -6,8 +6,9 @@ import argparse
 import json
 from typing import Any
 
-import anyio
 import msgspec
+
+from orchestrator.cli._common import run
 
 __all__ = ("register",)
 
@@ -23,7 +24,7 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from orchestrator.doctor import run_checks
 
-    checks = anyio.run(run_checks)
+    checks = run(run_checks)
     if args.json:
         print(json.dumps(msgspec.to_builtins(checks), indent=2))
     else:

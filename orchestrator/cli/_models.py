@@ -10,9 +10,7 @@ import argparse
 import time
 from typing import Any
 
-import anyio
-
-from orchestrator.cli._common import UsageError
+from orchestrator.cli._common import UsageError, run
 
 __all__ = ("register",)
 
@@ -56,7 +54,7 @@ def _prepare(args: argparse.Namespace) -> int:
             await embedder.aclose()
         return len(vector), load_s
 
-    dimension, load_s = anyio.run(try_it)
+    dimension, load_s = run(try_it)
     print(f"model: {path}")
     print(f"dimension: {dimension}")
     print(f"prepare: {built:.2f} s, load: {load_s:.2f} s")

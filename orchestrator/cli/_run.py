@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from bus import RedisUnavailable
-from orchestrator.cli._common import UsageError
+from orchestrator.cli._common import UsageError, run
 from storage.errors import StorageError
 
 __all__ = ("register",)
@@ -91,6 +89,6 @@ def _run(args: argparse.Namespace) -> int:
         return 1 if failed else 0
 
     try:
-        return int(anyio.run(main))
+        return int(run(main))
     except (StorageError, RedisUnavailable) as exc:
         raise UsageError(str(exc)) from exc

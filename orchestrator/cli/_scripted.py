@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from agents.scripted import DEFAULT_CONTEXT_WINDOW, Policy, ScriptedModel
-from orchestrator.cli._common import UsageError
+from orchestrator.cli._common import UsageError, run
 
 __all__ = ("load_policy", "register")
 
@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         models=models,
         default_context_window=args.context_window,
     )
-    anyio.run(_serve, model)
+    run(lambda: _serve(model))
     return 0
 
 

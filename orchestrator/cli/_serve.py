@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from orchestrator.cli._common import UsageError
+from orchestrator.cli._common import UsageError, uvloop_wanted
 
 __all__ = ("register",)
 
@@ -74,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         lifespan="on",
+        loop="uvloop" if uvloop_wanted() else "asyncio",
         log_config=None,
         access_log=False,
         server_header=False,

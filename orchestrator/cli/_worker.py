@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from bus import RedisUnavailable
-from orchestrator.cli._common import UsageError
+from orchestrator.cli._common import UsageError, run
 from storage.errors import StorageError
 
 __all__ = ("register",)
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
 
 def _guard(main: Any) -> Any:
     try:
-        return anyio.run(main)
+        return run(main)
     except (StorageError, RedisUnavailable) as exc:
         raise UsageError(str(exc)) from exc
 
