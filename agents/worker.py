@@ -2,8 +2,8 @@
 
 Shape (one root task group per worker)::
 
-    reader ── XREADGROUP mg:ready (+ reclaim of stale signals) ──> processors (N)
-    processor: lease the agent ─ drain its inbox in order ─ release ─ re-signal if more
+    reader ── XREADGROUP mg:ready, as many as free slots (+ stale signals) ──> a task each
+    task (one of N slots): lease the agent ─ drain its inbox in order ─ release ─ re-signal
     health ── a key with a TTL and counters, for ``memgrid worker --check``
 
 Delivery is at-least-once: an inbox entry is acknowledged only after its run's final commit.
@@ -24,8 +24,7 @@ from typing import Any
 import anyio
 import msgspec
 import structlog
-from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.abc import TaskGroup, TaskStatus
 from redis.exceptions import ResponseError
 
 from agents.events import StopReason, UsageStatistics, event_encoder
@@ -110,17 +109,13 @@ class Worker:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         redis = self.rt.redis
         await streams.ensure_group(redis, bus_keys.ready())
-        send, receive = anyio.create_memory_object_stream[_Signal](0)
         log.info("worker_start", worker_id=self.id, concurrency=self.settings.concurrency)
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
                 tg.start_soon(self._health)
                 async with anyio.create_task_group() as work:
-                    async with receive:
-                        for _ in range(self.settings.concurrency):
-                            work.start_soon(self._processor, receive.clone())
-                    work.start_soon(self._reader, send)
+                    work.start_soon(self._reader, work)
                     task_status.started()
                 tg.cancel_scope.cancel()  # the work is done: stop the health beat too
         finally:
@@ -131,36 +126,48 @@ class Worker:
 
     # --- signals -----------------------------------------------------------------------
 
-    async def _reader(self, send: MemoryObjectSendStream[_Signal]) -> None:
+    async def _reader(self, work: TaskGroup) -> None:
+        """Take as many signals as there are free slots, never more: a signal taken is pending
+        on this worker, so one read while every slot is busy would hold agents back that
+        another worker (or a slot freed a moment later here) could have run."""
         redis, s = self.rt.redis, self.settings
+        slots = anyio.Semaphore(s.concurrency)
         next_reclaim = 0.0
-        async with send:
-            while not self.stopping:
-                signals: list[Entry] = []
+        while not self.stopping:
+            await slots.acquire()
+            free = 1
+            while slots.value:
+                slots.acquire_nowait()
+                free += 1
+            taken: list[_Signal] = []
+            try:
                 await self._fire_timers()
-                stale: list[Entry] = []
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + s.lease_ms / 2000
                     # Its holder touches a signal at each renewal: idle for a lease time, the
                     # lease has expired (or is about to; see _handle_agent).
                     stale = await streams.claim_stale(
-                        redis, bus_keys.ready(), self.id, min_idle_ms=s.lease_ms, count=100
+                        redis, bus_keys.ready(), self.id, min_idle_ms=s.lease_ms, count=free
                     )
-                with anyio.move_on_after(s.block_ms / 1000 + 1):
-                    signals += await streams.read_group(
-                        redis,
-                        bus_keys.ready(),
-                        self.id,
-                        count=s.concurrency,
-                        block_ms=10 if s.burst else s.block_ms,
-                    )
-                for entry_id, fields in stale:
-                    await send.send(_Signal(entry_id, fields.get(b"a", b"").decode(), True))
-                for entry_id, fields in signals:
-                    agent_id = fields.get(b"a", b"").decode()
-                    await send.send(_Signal(entry_id, agent_id))
-                if s.burst and not signals and not stale and self.busy == 0:
-                    return
+                    taken += [_Signal(i, f.get(b"a", b"").decode(), True) for i, f in stale]
+                if len(taken) < free:
+                    with anyio.move_on_after(s.block_ms / 1000 + 1):
+                        fresh = await streams.read_group(
+                            redis,
+                            bus_keys.ready(),
+                            self.id,
+                            count=free - len(taken),
+                            block_ms=10 if s.burst else s.block_ms,
+                        )
+                        taken += [_Signal(i, f.get(b"a", b"").decode()) for i, f in fresh]
+            finally:
+                for _ in range(free - len(taken)):
+                    slots.release()
+            for signal in taken:
+                self.busy += 1
+                work.start_soon(self._slot, signal, slots)
+            if s.burst and not taken and self.busy == 0:
+                return
 
     async def _fire_timers(self) -> None:
         """Wake agents whose waiting runs reached their deadline."""
@@ -173,20 +180,16 @@ class Worker:
             if await redis.zrem(bus_keys.timers(), agent_id):  # one worker wins each timer
                 await signal_ready(redis, agent_id)
 
-    async def _processor(self, receive: MemoryObjectReceiveStream[_Signal]) -> None:
-        async with receive:
-            async for signal in receive:
-                self.busy += 1
-                try:
-                    await self._handle_agent(signal)
-                except Exception as exc:  # one agent's trouble must not stop the worker
-                    # The signal stays pending: it is reclaimed after the lease and retried.
-                    log.exception(
-                        "agent_handling_failed", agent_id=signal.agent_id, error=repr(exc)
-                    )
-                    self.counters["failed"] += 1
-                finally:
-                    self.busy -= 1
+    async def _slot(self, signal: _Signal, slots: anyio.Semaphore) -> None:
+        try:
+            await self._handle_agent(signal)
+        except Exception as exc:  # one agent's trouble must not stop the worker
+            # The signal stays pending: it is reclaimed after the lease and retried.
+            log.exception("agent_handling_failed", agent_id=signal.agent_id, error=repr(exc))
+            self.counters["failed"] += 1
+        finally:
+            self.busy -= 1
+            slots.release()
 
     # --- one agent ---------------------------------------------------------------------
 

@@ -123,3 +123,29 @@ async def test_a_worker_keeps_a_model_connection_alive_per_slot(runtime: Runtime
     Worker(runtime, WorkerSettings(concurrency=300))
     agent = await create_agent(runtime, AgentSpec(name="pooled"))
     assert runtime.llm.for_agent(agent).settings.max_connections == 300
+
+
+async def test_a_busy_worker_leaves_signals_to_workers_with_free_slots(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    from agents.scripted import Slow
+
+    model.policy = lambda request: Slow(seconds=0.6, then=say("done"))
+    agents = [await create_agent(runtime, AgentSpec(name=f"spread{i}")) for i in range(2)]
+    runs = RunStore(runtime.redis)
+    subs = [await runs.submit(a.id, [InboxMessage(content="go")]) for a in agents]
+    first = Worker(runtime, WorkerSettings(concurrency=1, worker_id="w-first"))
+    second = Worker(runtime, WorkerSettings(concurrency=1, worker_id="w-second"))
+    started = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first.run)
+        await anyio.sleep(0.2)  # the first is busy with one agent; the other must stay free
+        tg.start_soon(second.run)
+        for agent, sub in zip(agents, subs, strict=True):
+            async for _ in runs.follow(agent.id, sub.run_id, timeout_s=10):
+                pass
+        elapsed = anyio.current_time() - started
+        first.stop()
+        second.stop()
+    assert (first.counters["runs"], second.counters["runs"]) == (1, 1)
+    assert elapsed < 1.1  # side by side, not one after the other (>= 1.2 s)
