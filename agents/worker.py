@@ -19,7 +19,7 @@ import contextlib
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import msgspec
@@ -37,7 +37,7 @@ from bus._replies import Entry
 from bus.envelopes import RunRequest, decode_envelope
 from bus.errors import LeaseLost
 from bus.events import stage_events
-from bus.lease import Lease, acquire, fenced
+from bus.lease import Lease, acquire, fenced, renew_all
 from bus.scripts import LuaScript
 from storage import keys
 from storage.records import Run, decode, encode
@@ -77,6 +77,12 @@ def _stage_ack(pipe: Any, stream: str, entry_id: str) -> None:
     pipe.xdel(stream, entry_id)
 
 
+class _Held(NamedTuple):
+    lease: Lease
+    signal: _Signal
+    scope: anyio.CancelScope
+
+
 class _Signal(msgspec.Struct, frozen=True):
     entry_id: str
     agent_id: str
@@ -96,6 +102,7 @@ class Worker:
         self.counters = {"runs": 0, "failed": 0, "dead_lettered": 0, "preempted": 0}
         self.started_at = time.time()
         self._scope: anyio.CancelScope | None = None
+        self._held: dict[str, _Held] = {}  # agent id -> its lease, signal and turn's scope
 
     def stop(self) -> None:
         """Stop taking work; running turns stop after their current step."""
@@ -114,6 +121,7 @@ class Worker:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
                 tg.start_soon(self._health)
+                tg.start_soon(self._keep_leases)
                 async with anyio.create_task_group() as work:
                     work.start_soon(self._reader, work)
                     task_status.started()
@@ -208,8 +216,8 @@ class Worker:
         inbox = bus_keys.inbox(signal.agent_id)
         lost = suspended = False
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._renew, lease, signal, tg.cancel_scope)
+            with anyio.CancelScope() as scope:  # cancelled by _keep_leases if the lease expires
+                self._held[signal.agent_id] = _Held(lease, signal, scope)
                 try:
                     suspended = await self._drain(lease)
                 except LeaseLost as exc:
@@ -217,8 +225,8 @@ class Worker:
                     log.warning("lease_lost", agent_id=signal.agent_id, error=str(exc))
                 except Preempted:
                     self.counters["preempted"] += 1
-                tg.cancel_scope.cancel()
         finally:
+            self._held.pop(signal.agent_id, None)
             with anyio.CancelScope(shield=True):
                 left = await _RELEASE_ACK(
                     redis,
@@ -233,15 +241,23 @@ class Worker:
 
                     await signal_ready(redis, signal.agent_id)
 
-    async def _renew(self, lease: Lease, signal: _Signal, scope: anyio.CancelScope) -> None:
-        interval = self.settings.lease_ms / 3000
+    async def _keep_leases(self) -> None:
+        """Renew every lease this worker holds, in one round trip per interval, and touch their
+        signals so that no one reclaims them; a turn whose lease expired is cancelled."""
+        redis = self.rt.redis
         while True:
-            await anyio.sleep(interval)
-            if not await lease.renew():
-                log.warning("lease_expired", agent_id=lease.agent_id, worker_id=self.id)
-                scope.cancel()
-                return
-            await streams.touch(self.rt.redis, bus_keys.ready(), self.id, signal.entry_id)
+            await anyio.sleep(self.settings.lease_ms / 3000)
+            held = list(self._held.values())
+            if not held:
+                continue
+            renewed = await renew_all(redis, [h.lease for h in held])
+            kept = [h.signal.entry_id for h, ok in zip(held, renewed, strict=True) if ok]
+            await streams.touch(redis, bus_keys.ready(), self.id, *kept)
+            for h, ok in zip(held, renewed, strict=True):
+                # A turn that ended during the round trip released its lease: not an expiry.
+                if not ok and self._held.get(h.lease.agent_id) is h:
+                    log.warning("lease_expired", agent_id=h.lease.agent_id, worker_id=self.id)
+                    h.scope.cancel()
 
     async def _drain(self, lease: Lease) -> bool:
         """Run the agent's inbox in order; True when it stopped at a run waiting on replies."""

@@ -16,17 +16,18 @@ during the step is re-read and kept instead of overwritten.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from bus import keys
 from bus.errors import LeaseLost
 from bus.scripts import LuaScript
 
-__all__ = ("Lease", "WatchConflict", "acquire", "fenced")
+__all__ = ("Lease", "WatchConflict", "acquire", "fenced", "renew_all")
 
 # KEYS: lease, fence. ARGV: worker id, ttl ms. Returns the token, or 0 when held by another.
 _ACQUIRE = LuaScript("""
@@ -105,6 +106,24 @@ class Lease:
                 f"agent {self.agent_id}: fencing token {self.token} is stale "
                 f"(now {current!r}); another worker owns it"
             )
+
+
+async def renew_all(redis: aioredis.Redis, leases: Sequence[Lease]) -> list[bool]:
+    """Renew many leases in one round trip; for each, whether it was still held."""
+    if not leases:
+        return []
+    for _attempt in range(2):
+        async with redis.pipeline(transaction=False) as pipe:
+            for lease in leases:
+                pipe.evalsha(_RENEW.sha, 1, keys.lease(lease.agent_id), lease.value, lease.ttl_ms)
+            results = await pipe.execute(raise_on_error=False)
+        if not any(isinstance(r, NoScriptError) for r in results):
+            break
+        await redis.script_load(_RENEW.source)  # a restarted or flushed server
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return [bool(result) for result in results]
 
 
 async def acquire(

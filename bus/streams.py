@@ -54,9 +54,10 @@ async def claim_stale(
     return autoclaim_entries(raw)[1]
 
 
-async def touch(redis: aioredis.Redis, stream: str, consumer: str, entry_id: str) -> None:
-    """Reset an entry's idle time so that no one reclaims work that is still in progress."""
-    await redis.xclaim(stream, GROUP, consumer, 0, [entry_id], justid=True)
+async def touch(redis: aioredis.Redis, stream: str, consumer: str, *entry_ids: str) -> None:
+    """Reset entries' idle time so that no one reclaims work that is still in progress."""
+    if entry_ids:
+        await redis.xclaim(stream, GROUP, consumer, 0, list[Any](entry_ids), justid=True)
 
 
 # KEYS: the stream. ARGV: the group, then entry ids.

@@ -149,3 +149,50 @@ async def test_a_busy_worker_leaves_signals_to_workers_with_free_slots(
         second.stop()
     assert (first.counters["runs"], second.counters["runs"]) == (1, 1)
     assert elapsed < 1.1  # side by side, not one after the other (>= 1.2 s)
+
+
+async def test_leases_are_renewed_through_turns_longer_than_the_lease(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    from agents.scripted import Slow
+
+    model.policy = lambda request: Slow(seconds=1.0, then=say("slow but sure"))
+    agent = await create_agent(runtime, AgentSpec(name="long-turn"))
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="take your time")])
+    # A 0.45 s lease, renewed every 0.15 s by the worker's lease keeper, through a 1 s turn.
+    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=450))
+    with anyio.fail_after(30):
+        await worker.run()
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "completed" and run.replies == ["slow but sure"]
+    assert run.attempts == 1 and len(model.requests) == 1  # never lost, never re-run
+
+
+async def test_a_turn_whose_lease_is_gone_stops_and_is_run_again(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    from agents.scripted import Slow
+
+    agent = await create_agent(runtime, AgentSpec(name="lost-lease"))
+    calls = 0
+
+    async def policy(request: ChatRequest) -> Outcome:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the lease vanishes (as if expired) while the model thinks
+            await runtime.redis.delete(bus_keys.lease(agent.id))
+            return Slow(seconds=1.0, then=say("too late"))
+        return say("second try")
+
+    model.policy = policy
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
+    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=450))
+    with anyio.fail_after(30):
+        await worker.run()
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "completed" and run.replies == ["second try"]
+    assert calls == 2 and run.attempts == 2
+    events = [e async for e in runs.follow(agent.id, sub.run_id, timeout_s=5)]
+    assert [e.content for e in events if isinstance(e, AssistantMessage)] == ["second try"]
