@@ -183,7 +183,7 @@ def _start_workers(
     for index in range(cfg.workers):
         role = [sys.executable, __file__, "--role", "worker"]
         role += ["--count", str(folder / f"commands-{cfg.key}-{index}.json")]
-        role += ["--instant"] * cfg.instant + ["--archival-stats"] * cfg.archival_stats
+        role += ["--instant"] * cfg.instant
         args = ["worker", "--concurrency", str(concurrency), "--drain-seconds", "3"]
         with (folder / f"worker-{cfg.key}-{index}.log").open("w") as err:
             procs.append(
@@ -262,25 +262,10 @@ def _count_commands(counts: Counter[str]) -> None:
     setattr(aioredis.client.Pipeline, "immediate_execute_command", immediate_execute_command)  # noqa: B010
 
 
-def _patch_archival_stats() -> None:
-    """A worker that does not own the embedded passage engine answers archival count/tags
-    itself (every agent here has none), instead of two Redis RPCs to the owner per step."""
-    from agents.archival_rpc import RemoteArchival
-
-    async def count(self: RemoteArchival, owner_id: str) -> int:
-        return 0
-
-    async def tags(self: RemoteArchival, owner_id: str) -> list[str]:
-        return []
-
-    setattr(RemoteArchival, "count", count)  # noqa: B010
-    setattr(RemoteArchival, "tags", tags)  # noqa: B010
-
-
 def _worker(argv: list[str]) -> int:
     """``memgrid worker`` after this role's options: ``--count FILE`` (Redis round trips by
     command, written at exit), ``--instant`` (``LLMClient.chat`` answers at once: the bus and
-    the step loop alone), ``--archival-stats`` (see :func:`_patch_archival_stats`)."""
+    the step loop alone)."""
     from orchestrator.cli import main as cli
 
     counts: Counter[str] = Counter()
@@ -290,9 +275,6 @@ def _worker(argv: list[str]) -> int:
         _count_commands(counts)
     instant = argv[:1] == ["--instant"]
     argv = argv[instant:]
-    if argv[:1] == ["--archival-stats"]:
-        argv = argv[1:]
-        _patch_archival_stats()
     try:
         if instant:
             with _instant_model():
@@ -505,17 +487,15 @@ async def _pipelined(
 class Config:
     workers: int
     instant: bool
-    archival_stats: bool = False
 
     @property
     def key(self) -> str:
-        return f"{self.workers}{'i' if self.instant else 'h'}{'a' * self.archival_stats}"
+        return f"{self.workers}{'i' if self.instant else 'h'}"
 
     @property
     def label(self) -> str:
         model = "instant model in the worker" if self.instant else "scripted model over HTTP"
-        patch = ", patched: archival stats without RPC" if self.archival_stats else ""
-        return f"memgrid, {self.workers} worker{'s' * (self.workers > 1)}, {model}{patch}"
+        return f"memgrid, {self.workers} worker{'s' * (self.workers > 1)}, {model}"
 
 
 @dataclass
@@ -746,8 +726,6 @@ async def _run(
         configs = []
         for instant in (True, False):
             configs += [Config(workers, instant) for workers in args.workers]
-            if max(args.workers) > 1:
-                configs.append(Config(max(args.workers), instant, archival_stats=True))
         for cfg in configs:
             print(f"{cfg.label}: {args.agents} agents x {args.messages} messages")
             got, cpu = await _memgrid(rt, cfg, args, env, folder, pids)

@@ -1,33 +1,29 @@
 """Turns/s of many agents against a slow model: 5,000 agents, one turn each, on 2 workers.
 
-A private ``redis-server`` (unix socket, no persistence), ``--models`` scripted-model processes
-answering every chat completion with ``Slow(--latency, then=say("ok"))`` (one step per turn),
-and ``--workers`` ``memgrid worker --concurrency N`` processes; worker *i* uses model
-*i mod models*. ``--agents`` agents are created in parallel before the workers start; then each
-gets ``--turns`` messages, submitted at once (``RunStore.submit``, 64 in flight).
+A private ``redis-server`` (unix socket, no persistence) and, for each worker concurrency in
+``--concurrency`` (a sweep), fresh ``--models`` scripted-model processes answering every chat
+completion with ``Slow(--latency, then=say("ok"))`` (one step per turn) and ``--workers``
+``memgrid worker --concurrency N`` processes (worker *i* uses model *i mod models*). The
+``--agents`` agents are created once, in parallel; at each level every agent gets ``--turns``
+messages, submitted at once (``RunStore.submit``, 64 in flight).
 
-Measured: turns/s over first submit → last run completed (the runs' own ``completed_at``),
-turn latency (the run's ``created_at`` → ``completed_at``), the model's request arrivals (peak
-requests in flight, arrival span), peak and final RSS of each worker and model process, CPU
-seconds of each process, and the runs each worker did.
+Measured per level: turns/s over first submit → last run completed (the runs' own
+``completed_at``); turn latency (the run's ``created_at`` → ``completed_at``); the model's peak
+requests in flight; peak RSS of the workers; CPU milliseconds per turn of the workers (all
+workers' CPU over all turns), Redis, the model and this client.
 
 Target: turns/s >= 0.9 x min(agents, workers x concurrency) / latency, the rate if every turn
-took exactly the model's latency with all slots full (5000 / 1 s = 5,000 turns/s by default).
+took exactly the model's latency with every slot full. On one machine the whole stack shares
+its cores, so past the concurrency at which they are saturated the ratio falls as concurrency
+grows: the table shows where that is, and ``worker turns/s per core`` (1000 / worker CPU ms
+per turn) is what one worker process sustains on one core of this machine, for planning.
 
-``--patch`` runs the workers with a fix applied by monkeypatching inside the worker process
-(repeatable): ``http-pool`` (``LLMClient`` gets an ``httpx2`` pool without the SDK's
-1,000-connection / 100-keep-alive cap), ``redis-pool=N`` (the worker's Redis client has N
-connections and a caller past them waits, instead of ``MaxConnectionsError`` past 64, which
-kills the worker), ``archival-stats`` (a worker that does not own the embedded passage engine
-answers the per-step archival count/tags itself instead of two Redis RPCs to the owner).
-``--profile SECONDS`` records worker 1 with ``py-spy`` (``pip install py-spy`` into
-the venv) for that long after the submits and prints its top functions.
+``--profile SECONDS`` records worker 1 of the last level with ``py-spy`` (``pip install py-spy``
+into the venv) for that long after the submits and prints its top functions.
 
-Run: ``.venv/bin/python benchmarks/concurrency.py`` (20 s: unpatched, the workers die at once);
-with ``--patch redis-pool=1024`` about 1.5 minutes (5,000 agents created in ~5 s); all options:
-``--agents 5000 --turns 1 --workers 2 --concurrency 2500 --latency 1.0 --models 1
---lease-ms 10000 --patch redis-pool=1024 --patch http-pool --patch archival-stats
---profile 20``.
+Run: ``.venv/bin/python benchmarks/concurrency.py`` (about 3 minutes on 2 cores); all options:
+``--agents 5000 --turns 1 --workers 2 --concurrency 50,100,200,2500 --latency 1.0 --models 1
+--lease-ms 10000 --profile 0``.
 """
 
 # ruff: noqa: E402  (benchmarks/ leaves sys.path before the imports below)
@@ -67,6 +63,7 @@ from agents.runs import RunStore, live_workers
 from agents.runtime import LLMPool, Runtime
 from bus import connect, find_redis_server
 from bus.envelopes import InboxMessage
+from orchestrator.cli._common import run
 from storage import keys
 from storage.records import Run
 
@@ -182,77 +179,8 @@ def _serve_model(latency: float, arrivals_file: str) -> int:
                 await model.aclose()
                 await anyio.Path(arrivals_file).write_bytes(msgspec.json.encode(arrivals))
 
-    anyio.run(serve)
+    run(serve)
     return 0
-
-
-def _patch_http_pool() -> None:
-    """``LLMClient`` with an httpx2 pool as large as the worker's concurrency."""
-    import httpx2
-    import openai
-
-    from agents import llm
-
-    class _Client(openai.AsyncOpenAI):
-        def __init__(self, **kwargs: Any) -> None:
-            limits = httpx2.Limits(max_connections=None, max_keepalive_connections=None)
-            timeout = kwargs.get("timeout")
-            kwargs["http_client"] = openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
-            super().__init__(**kwargs)
-
-    llm.openai = type(sys)("openai_patched")  # type: ignore[attr-defined]
-    for name in dir(openai):
-        setattr(llm.openai, name, getattr(openai, name))
-    llm.openai.AsyncOpenAI = _Client  # type: ignore[attr-defined]
-
-
-def _patch_redis_pool(size: int) -> None:
-    """The runtime's Redis client: ``size`` connections; a caller past them waits."""
-    from orchestrator import runtime
-
-    def connect_blocking(url: str, *, max_connections: int = size) -> aioredis.Redis:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=size,
-            timeout=None,
-            socket_connect_timeout=5.0,
-            health_check_interval=30,
-        )
-        return aioredis.Redis(connection_pool=pool, decode_responses=False)
-
-    runtime.connect = connect_blocking  # type: ignore[assignment]
-
-
-def _patch_archival_stats() -> None:
-    """Non-owner workers answer archival count/tags without the Redis RPC to the owner (as a
-    per-process cache would; every agent here has no passages, so the answer is the same)."""
-    from agents.archival_rpc import RemoteArchival
-
-    async def count(self: RemoteArchival, owner_id: str) -> int:
-        return 0
-
-    async def tags(self: RemoteArchival, owner_id: str) -> list[str]:
-        return []
-
-    RemoteArchival.count = count  # type: ignore[method-assign]
-    RemoteArchival.tags = tags  # type: ignore[method-assign]
-
-
-def _worker(argv: list[str]) -> int:
-    """``memgrid worker`` after the ``--patch`` options at the head of ``argv``."""
-    from orchestrator.cli import main as cli
-
-    while argv and argv[0] == "--patch":
-        name, argv = argv[1], argv[2:]
-        if name == "http-pool":
-            _patch_http_pool()
-        elif name == "archival-stats":
-            _patch_archival_stats()
-        elif name.startswith("redis-pool="):
-            _patch_redis_pool(int(name.split("=", 1)[1]))
-        else:
-            raise SystemExit(f"unknown patch {name!r}")
-    return cli(argv)
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -378,198 +306,253 @@ def _top_functions(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-async def _run(
-    url: str, model_urls: list[str], folder: Path, pids: dict[str, int], args: argparse.Namespace
-) -> dict[str, Any]:
-    client = connect(url, max_connections=256)
-    rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=model_urls[0])))
-    workers: list[subprocess.Popen[bytes]] = []
-    report: dict[str, Any] = {"load": os.getloadavg()[0]}
-    try:
-        started = time.perf_counter()
-        agents = await _create_agents(rt, args.agents)
-        report["create_s"] = time.perf_counter() - started
-        print(f"created {args.agents:,} agents in {report['create_s']:.1f} s")
+class Level(msgspec.Struct, kw_only=True):
+    """One level of the sweep: what was measured with ``concurrency`` slots per worker."""
 
+    concurrency: int
+    total: int
+    runs: list[Run]
+    missing: int
+    t0: float
+    submit_s: float
+    arrivals: list[float]
+    cpu_s: dict[str, float]
+    rss: dict[str, dict[str, int]]
+    logs: dict[str, str]
+    profile: str = ""
+
+
+async def _level(
+    client: aioredis.Redis,
+    url: str,
+    agents: list[str],
+    concurrency: int,
+    folder: Path,
+    redis_pid: int,
+    args: argparse.Namespace,
+    profile_s: float,
+) -> Level:
+    """Start models and workers, give every agent ``--turns`` messages, wait, stop them."""
+    models: list[subprocess.Popen[str]] = []
+    workers: list[subprocess.Popen[bytes]] = []
+    sub = folder / f"c{concurrency}"
+    sub.mkdir()
+    pids = {"redis": redis_pid, "client": os.getpid()}
+    profile = ""
+    try:
+        urls = []
+        for index in range(args.models):
+            proc, model_url = _start_model(sub, index, args.latency)
+            models.append(proc)
+            urls.append(model_url)
+            pids[f"model {index + 1}"] = proc.pid
         for index in range(args.workers):
             env = {
                 **os.environ,
                 "MEMGRID_REDIS_URL": url,
                 "MEMGRID_HOME": str(folder / "home"),
-                "OPENAI_BASE_URL": model_urls[index % len(model_urls)],
+                "OPENAI_BASE_URL": urls[index % len(urls)],
                 "OPENAI_API_KEY": "x",
                 "MEMGRID_EMBEDDING": "hashing/384",
                 "MEMGRID_LOG_LEVEL": "WARNING",
             }
-            patches = [a for p in args.patch for a in ("--patch", p)]
-            cmd = [*_ME, "--role", "worker", *patches, "worker"]
-            cmd += ["--concurrency", str(args.concurrency), "--drain-seconds", "5"]
+            cmd = [sys.executable, "-m", "orchestrator.cli", "worker"]
+            cmd += ["--concurrency", str(concurrency), "--drain-seconds", "5"]
             cmd += ["--lease-ms", str(args.lease_ms)]
-            workers.append(_spawn(cmd, env, folder / f"worker-{index}.log"))
+            workers.append(_spawn(cmd, env, sub / f"worker-{index}.log"))
         with anyio.fail_after(120):
             while len(await live_workers(client)) < args.workers:
                 if any(w.poll() is not None for w in workers):
-                    raise RuntimeError(f"a worker exited at start; see {folder}/worker-*.log")
+                    raise RuntimeError(f"a worker exited at start; see {sub}/worker-*.log")
                 await anyio.sleep(0.1)
         for index, proc in enumerate(workers):
             pids[f"worker {index + 1}"] = proc.pid
         cpu_before = {name: _cpu_s(pid) for name, pid in pids.items()}
-
         runs = RunStore(client)
         t0 = time.time()
         async with anyio.create_task_group() as tg:
-            if args.profile:
-                profile: dict[str, str] = {}
+            if profile_s:
+                spied: dict[str, str] = {}
 
                 async def spy() -> None:
-                    profile["text"] = await _py_spy(workers[0].pid, args.profile, folder)
+                    spied["text"] = await _py_spy(workers[0].pid, profile_s, sub)
 
                 tg.start_soon(spy)
             submitted = await _submit_all(runs, agents, args.turns)
-            report["submit_s"] = time.time() - t0
-            print(f"submitted {len(submitted):,} messages in {report['submit_s']:.2f} s")
+            submit_s = time.time() - t0
             done, missing = await _wait_done(client, submitted, args.timeout, workers)
-        report["profile"] = profile["text"] if args.profile else ""
-        report["cpu_s"] = {n: _cpu_s(p) - cpu_before[n] for n, p in pids.items()}
-        report["rss"] = {n: _status(p) for n, p in pids.items() if n != "redis"}
-        report["t0"], report["runs"], report["missing"] = t0, done, missing
+        if profile_s:
+            profile = spied["text"]
+        cpu_s = {n: _cpu_s(p) - cpu_before[n] for n, p in pids.items()}
+        rss = {n: _status(p) for n, p in pids.items() if n.startswith("worker")}
     finally:
         for proc in workers:
             proc.send_signal(signal.SIGTERM)
         for proc in workers:
             _stop(proc)
+        for proc in models:
+            _stop(proc)
+    arrivals: list[float] = []
+    for index in range(args.models):
+        path = sub / f"model-{index}.arrivals"
+        if path.exists():
+            arrivals += json.loads(path.read_bytes())
+    return Level(
+        concurrency=concurrency,
+        total=len(submitted),
+        runs=done,
+        missing=missing,
+        t0=t0,
+        submit_s=submit_s,
+        arrivals=sorted(arrivals),
+        cpu_s=cpu_s,
+        rss=rss,
+        logs={
+            f"worker {i + 1}": (sub / f"worker-{i}.log").read_text()[-20_000:]
+            for i in range(len(workers))
+        },
+        profile=profile,
+    )
+
+
+async def _sweep(url: str, folder: Path, redis_pid: int, args: argparse.Namespace) -> list[Level]:
+    client = connect(url, max_connections=256)
+    rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url="http://127.0.0.1:9/v1")))
+    levels: list[Level] = []
+    try:
+        started = time.perf_counter()
+        agents = await _create_agents(rt, args.agents)
+        print(f"created {args.agents:,} agents in {time.perf_counter() - started:.1f} s")
+        for index, concurrency in enumerate(args.concurrency):
+            last = index == len(args.concurrency) - 1
+            level = await _level(
+                client, url, agents, concurrency, folder, redis_pid, args,
+                args.profile if last else 0.0,
+            )  # fmt: skip
+            levels.append(level)
+            row = _row(level, args)
+            print(
+                f"--concurrency {concurrency}: {row['rate']:,.0f} turns/s, ratio "
+                f"{row['ratio']:.3f}, worker CPU {row['worker_ms']:.2f} ms/turn"
+            )
+    finally:
         await rt.aclose()
         await client.aclose()
-    report["worker_logs"] = {
-        f"worker {i + 1}": (folder / f"worker-{i}.log").read_text()[-20_000:]
-        for i in range(len(workers))
-    }
-    return report
+    return levels
 
 
-def _print(report: dict[str, Any], arrivals: list[float], args: argparse.Namespace) -> None:
-    runs: list[Run] = report["runs"]
-    t0 = report["t0"]
-    total = args.agents * args.turns
-    ok = [r for r in runs if r.status == "completed" and r.stop_reason == "end_turn"]
-    ends = [r.completed_at or t0 for r in runs]
-    elapsed = (max(ends) - t0) if ends else float("nan")
-    rate = len(ok) / elapsed if ends else 0.0
-    slots = min(args.agents, args.workers * args.concurrency)
-    ideal = slots / args.latency
-    laps = sorted(((r.completed_at or 0) - r.created_at) for r in runs)
-    p = statistics.quantiles(laps, n=100, method="inclusive") if len(laps) > 1 else [0.0] * 99
-    stops = Counter(f"{r.status}/{r.stop_reason}" for r in runs)
-    arrivals.sort()
-    peak = 0
-    left = 0
+def _peak_in_flight(arrivals: list[float], latency: float) -> int:
+    peak = left = 0
     for right, at in enumerate(arrivals):
-        while arrivals[left] <= at - args.latency:
+        while arrivals[left] <= at - latency:
             left += 1
         peak = max(peak, right - left + 1)
-    patches = ", ".join(args.patch) or "none"
+    return peak
+
+
+def _row(level: Level, args: argparse.Namespace) -> dict[str, Any]:
+    ok = [r for r in level.runs if r.status == "completed" and r.stop_reason == "end_turn"]
+    ends = [r.completed_at or level.t0 for r in level.runs]
+    elapsed = (max(ends) - level.t0) if ends else float("nan")
+    rate = len(ok) / elapsed if ends else 0.0
+    slots = min(args.agents, args.workers * level.concurrency)
+    ideal = slots / args.latency
+    laps = sorted(((r.completed_at or 0) - r.created_at) for r in level.runs)
+    p = statistics.quantiles(laps, n=100, method="inclusive") if len(laps) > 1 else [0.0] * 99
+    workers = [n for n in level.cpu_s if n.startswith("worker")]
+    worker_cpu = sum(level.cpu_s[n] for n in workers)
+    models = [n for n in level.cpu_s if n.startswith("model")]
+    return {
+        "ok": len(ok),
+        "elapsed": elapsed,
+        "rate": rate,
+        "ideal": ideal,
+        "ratio": rate / ideal if ideal else 0.0,
+        "p50": p[49],
+        "p99": p[98],
+        "peak": _peak_in_flight(level.arrivals, args.latency),
+        # Worker CPU per turn that a worker ran: all workers' CPU over all turns.
+        "worker_ms": 1000 * worker_cpu / max(1, level.total),
+        "redis_ms": 1000 * level.cpu_s["redis"] / max(1, level.total),
+        "model_ms": 1000 * sum(level.cpu_s[n] for n in models) / max(1, level.total),
+        "client_ms": 1000 * level.cpu_s["client"] / max(1, level.total),
+        "rss": max((st.get("VmHWM", 0) for st in level.rss.values()), default=0),
+        "stops": Counter(f"{r.status}/{r.stop_reason}" for r in level.runs),
+    }
+
+
+def _print(levels: list[Level], args: argparse.Namespace) -> None:
     print(
-        f"\n{args.agents:,} agents x {args.turns} turn(s), {args.workers} workers x "
-        f"--concurrency {args.concurrency}, {args.models} scripted model process(es) with "
-        f"Slow({args.latency:g} s), --lease-ms {args.lease_ms}, patches: {patches}; "
-        f"load average at start {report['load']:.2f}\n"
+        f"\n{args.agents:,} agents x {args.turns} turn(s) per level, {args.workers} workers, "
+        f"{args.models} scripted model process(es) with Slow({args.latency:g} s), --lease-ms "
+        f"{args.lease_ms}; {os.cpu_count()} cores; load average now "
+        f"{os.getloadavg()[0]:.2f}\n"
     )
-    table: list[tuple[str, str]] = [
-        ("turns finished (end_turn) / submitted", f"{len(ok):,} / {total:,}"),
-        (f"runs not finished within {args.timeout:.0f} s", f"{report['missing']:,}"),
-        ("outcomes (status/stop reason)", str(dict(stops))),
-        ("agents created (parallel create_agent)", f"{report['create_s']:.1f} s"),
-        (f"submit phase ({total:,} RunStore.submit, 64 in flight)", f"{report['submit_s']:.2f} s"),
-        ("first submit → last turn completed", f"{elapsed:.2f} s"),
-        ("**turns/s**", f"**{rate:,.0f}**"),
-        (f"ideal: min(agents, total concurrency) / latency = {slots:,} / {args.latency:g} s",
-         f"{ideal:,.0f}"),
-        ("**ratio to ideal (target >= 0.9)**", f"**{rate / ideal:.3f}**"),
-        ("turn latency p50 / p90 / p99 (created → completed)",
-         f"{p[49]:.2f} / {p[89]:.2f} / {p[98]:.2f} s"),
-    ]  # fmt: skip
-    if arrivals:
-        span = arrivals[-1] - arrivals[0]
-        table.append(("model requests received / peak in flight", f"{len(arrivals):,} / {peak:,}"))
-        table.append(
-            (
-                "model requests: first → last arrival, from first submit",
-                f"{arrivals[0] - t0:.2f} s → {arrivals[-1] - t0:.2f} s ({span:.2f} s)",
-            )
+    print(
+        "| --concurrency (per worker) | ideal turns/s | **turns/s** | **ratio** | "
+        "latency p50 / p99 | model peak in flight | CPU ms/turn: workers / redis / model / "
+        "client | worker turns/s per core | worker peak RSS | finished |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = [(level, _row(level, args)) for level in levels]
+    for level, r in rows:
+        print(
+            f"| {level.concurrency:,} | {r['ideal']:,.0f} | **{r['rate']:,.0f}** | "
+            f"**{r['ratio']:.3f}** | {r['p50']:.2f} / {r['p99']:.2f} s | {r['peak']:,} | "
+            f"{r['worker_ms']:.2f} / {r['redis_ms']:.2f} / {r['model_ms']:.2f} / "
+            f"{r['client_ms']:.2f} | {1000 / max(r['worker_ms'], 1e-9):,.0f} | "
+            f"{r['rss']:,} MiB | {r['ok']:,} / {level.total:,} |"
         )
-    for name, st in report["rss"].items():
-        rss = f"{st['VmHWM']:,} / {st['VmRSS']:,} MiB" if st else "exited"
-        table.append((f"RSS {name}: peak (VmHWM) / at end (VmRSS)", rss))
-    for name, seconds in report["cpu_s"].items():
-        per_turn = 1000 * seconds / max(1, total)
-        cpu = "exited" if seconds != seconds else f"{seconds:.1f} s ({per_turn:.2f} ms/turn)"
-        table.append((f"CPU {name}, submit → done", cpu))
-    print("| metric | value |")
-    print("|---|---:|")
-    for label, value in table:
-        print(f"| {label} | {value} |")
-    status = "met" if rate >= 0.9 * ideal else "MISSED"
-    print(f"\ntarget turns/s >= 0.9 x {ideal:,.0f} = {0.9 * ideal:,.0f}: {status} ({rate:,.0f})")
-    for name, text in report["worker_logs"].items():
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        if not lines:
-            continue
-        # Our frames of the tracebacks, then the last lines: where it failed, and with what.
-        ours = [ln for ln in lines if any(f"/{pkg}/" in ln for pkg in _PACKAGES)]
-        shown = list(dict.fromkeys(ours))[-8:] + lines[-3:]
-        print(f"\n{name} log ({len(lines)} lines; our frames and the tail):\n" + "\n".join(shown))
-    if report["profile"]:
-        print("\n" + report["profile"])
+    print("\ntarget turns/s >= 0.9 x ideal:")
+    for level, r in rows:
+        status = "met" if r["rate"] >= 0.9 * r["ideal"] else "MISSED"
+        print(
+            f"- --concurrency {level.concurrency:,}: {status} ({r['rate']:,.0f} vs "
+            f"{0.9 * r['ideal']:,.0f}); outcomes {dict(r['stops'])}; not finished "
+            f"{level.missing}"
+        )
+    for level, _r in rows:
+        for name, text in level.logs.items():
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            problems = [ln for ln in lines if "stopping (finishing" not in ln]
+            if not problems:
+                continue
+            # Our frames of the tracebacks, then the last lines: where it failed, with what.
+            ours = [ln for ln in problems if any(f"/{pkg}/" in ln for pkg in _PACKAGES)]
+            shown = list(dict.fromkeys(ours))[-8:] + problems[-3:]
+            print(f"\n{name} at --concurrency {level.concurrency} log:\n" + "\n".join(shown))
+    if levels and levels[-1].profile:
+        print("\n" + levels[-1].profile)
 
 
 def main() -> None:
-    """Start Redis, the model(s) and the workers, run every turn, print the table, stop all."""
-    if sys.argv[1:2] == ["--role"]:
-        role, rest = sys.argv[2], sys.argv[3:]
-        if role == "model":
-            sys.exit(_serve_model(float(rest[0]), rest[1]))
-        sys.exit(_worker(rest))
+    """Start Redis, sweep the concurrency levels, print the table, stop everything."""
+    if sys.argv[1:3] == ["--role", "model"]:
+        sys.exit(_serve_model(float(sys.argv[3]), sys.argv[4]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=5000)
-    parser.add_argument("--turns", type=int, default=1, help="messages per agent")
+    parser.add_argument("--turns", type=int, default=1, help="messages per agent per level")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=2500, help="per worker")
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[50, 100, 200, 2500],
+        help="per worker; a comma-separated sweep (50,100,200,2500)",
+    )
     parser.add_argument("--latency", type=float, default=1.0, help="model seconds per request")
     parser.add_argument("--models", type=int, default=1, help="scripted model processes")
     parser.add_argument("--lease-ms", type=int, default=10_000, help="worker --lease-ms")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for runs")
-    parser.add_argument(
-        "--patch", action="append", default=[], help="http-pool, redis-pool=N, archival-stats"
-    )
-    parser.add_argument("--profile", type=float, default=0.0, help="py-spy seconds on worker 1")
+    parser.add_argument("--profile", type=float, default=0.0, help="py-spy seconds, last level")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     with tempfile.TemporaryDirectory(prefix="memgrid-conc-") as name:
         folder = Path(name)
         redis_proc, url = _start_redis(folder)
-        models: list[subprocess.Popen[str]] = []
         try:
-            urls = []
-            for index in range(args.models):
-                proc, model_url = _start_model(folder, index, args.latency)
-                models.append(proc)
-                urls.append(model_url)
-            pids = {"redis": redis_proc.pid, "client": os.getpid()}
-            pids.update({f"model {i + 1}": p.pid for i, p in enumerate(models)})
-            report = anyio.run(_run, url, urls, folder, pids, args)
-            # RSS of the models before they stop (they write their arrivals on SIGTERM).
-            report["rss"].update({f"model {i + 1}": _status(p.pid) for i, p in enumerate(models)})
-            for proc in models:
-                _stop(proc)
-            arrivals: list[float] = []
-            for index in range(args.models):
-                path = folder / f"model-{index}.arrivals"
-                if path.exists():
-                    arrivals += json.loads(path.read_bytes())
-            _print(report, arrivals, args)
+            levels = run(lambda: _sweep(url, folder, redis_proc.pid, args))
+            _print(levels, args)
         finally:
-            for proc in models:
-                _stop(proc)
             _stop(redis_proc)
 
 
