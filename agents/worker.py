@@ -33,7 +33,6 @@ from agents.messaging import deliver_reply
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
-from bus._replies import Entry
 from bus.envelopes import RunRequest, decode_envelope
 from bus.errors import LeaseLost
 from bus.events import stage_events
@@ -269,24 +268,16 @@ class Worker:
             # they are older. Others cannot deliver entries to themselves while we hold the
             # lease, so after a clean pass only new entries are read.
             try:
-                entries: list[Entry] = []
-                if claim:
-                    entries = await streams.claim_stale(
-                        redis, inbox, self.id, min_idle_ms=0, count=1
-                    )
-                if not entries:
-                    entries = await streams.read_group(
-                        redis, inbox, self.id, count=1, block_ms=None
-                    )
+                entry = await streams.next_entry(redis, inbox, self.id, claim=claim)
             except ResponseError as exc:
                 # RunStore.submit makes inboxes with the group; a stream made otherwise has none.
                 if "NOGROUP" not in str(exc):
                     raise
                 await streams.ensure_group(redis, inbox)
                 continue
-            if not entries:
+            if entry is None:
                 return False
-            entry_id, fields = entries[0]
+            entry_id, fields = entry
             outcome = await self._process(lease, entry_id, fields.get(b"e", b""))
             if outcome == "suspended":
                 return True

@@ -20,6 +20,7 @@ __all__ = (
     "dead_letter",
     "ensure_group",
     "list_dead_letters",
+    "next_entry",
     "read_group",
     "take_dead_letter",
     "touch",
@@ -52,6 +53,36 @@ async def claim_stale(
     """Pending entries idle longer than ``min_idle_ms`` (their consumer died), now ours."""
     raw = await redis.xautoclaim(stream, GROUP, consumer, min_idle_ms, "0-0", count=count)
     return autoclaim_entries(raw)[1]
+
+
+# KEYS: the stream. ARGV: group, consumer, '1' to claim others' pending entries first.
+# Returns one entry ({id, {field, value, ...}}) or nil.
+_NEXT = LuaScript("""
+if ARGV[3] == '1' then
+  local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, '0-0', 'COUNT', 1)
+  for _, entry in ipairs(claimed[2]) do
+    if entry then return entry end
+  end
+end
+local read = redis.call(
+  'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+if read then return read[1][2][1] end
+return false
+""")
+
+
+async def next_entry(
+    redis: aioredis.Redis, stream: str, consumer: str, *, claim: bool
+) -> Entry | None:
+    """The stream's next entry for ``consumer``, in one round trip: with ``claim``, a pending
+    entry of any consumer first (the stream's owner holds a lease that says its previous
+    reader is gone), else a new one. None when there is none."""
+    raw = await _NEXT(redis, [stream], [GROUP, consumer, "1" if claim else "0"])
+    if not raw:
+        return None
+    entry_id, flat = raw[0], raw[1]
+    fields = {bytes(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)), fields
 
 
 async def touch(redis: aioredis.Redis, stream: str, consumer: str, *entry_ids: str) -> None:

@@ -196,3 +196,23 @@ async def test_a_turn_whose_lease_is_gone_stops_and_is_run_again(
     assert calls == 2 and run.attempts == 2
     events = [e async for e in runs.follow(agent.id, sub.run_id, timeout_s=5)]
     assert [e.content for e in events if isinstance(e, AssistantMessage)] == ["second try"]
+
+
+async def test_an_inbox_made_without_the_group_still_runs(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    from agents.runs import signal_ready
+    from bus.envelopes import RunRequest, encode_envelope
+
+    model.policy = lambda request: say("found it")
+    agent = await create_agent(runtime, AgentSpec(name="no-group"))
+    # An inbox stream written by something other than RunStore.submit has no consumer group.
+    envelope = RunRequest(
+        run_id="run-manual", agent_id=agent.id, messages=(InboxMessage(content="hi"),)
+    )
+    await runtime.redis.xadd(bus_keys.inbox(agent.id), {"e": encode_envelope(envelope)})
+    await signal_ready(runtime.redis, agent.id)
+    await _burst(runtime)
+    run = await RunStore(runtime.redis).get(agent.id, "run-manual")
+    assert run.status == "completed" and run.replies == ["found it"]
+    assert await runtime.redis.xlen(bus_keys.inbox(agent.id)) == 0
