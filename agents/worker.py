@@ -52,7 +52,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     worker_id: str = msgspec.field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
     )
-    concurrency: int = 16
+    concurrency: int = 64
     lease_ms: int = 10_000
     max_attempts: int = 5
     block_ms: int = 1_000

@@ -52,7 +52,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 4 * 1024 * 1024
     run_timeout_s: float = 600.0
     worker: bool = True
-    worker_concurrency: int = 16
+    worker_concurrency: int = 64
     redis_url: str | None = None
 
     @classmethod

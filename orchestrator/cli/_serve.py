@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
         help="only serve the API; separate `memgrid worker` processes run the agents",
     )
     serve.add_argument(
-        "--concurrency", type=int, default=16, help="agents the embedded worker runs at once"
+        "--concurrency", type=int, default=64, help="agents the embedded worker runs at once"
     )
     serve.add_argument(
         "--cors-origin",

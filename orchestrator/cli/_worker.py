@@ -20,7 +20,7 @@ __all__ = ("register",)
 
 def register(subparsers: Any) -> None:
     worker = subparsers.add_parser("worker", help="run agents' turns from the bus")
-    worker.add_argument("--concurrency", type=int, default=16, help="agents at once (16)")
+    worker.add_argument("--concurrency", type=int, default=64, help="agents at once (64)")
     worker.add_argument("--burst", action="store_true", help="exit when there is no more work")
     worker.add_argument("--check", action="store_true", help="exit 0 if a worker is alive")
     worker.add_argument("--worker-id", default=None)
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
         "up", help="start Redis (when local), supervised workers and the REST API"
     )
     up.add_argument("--workers", type=int, default=2)
-    up.add_argument("--concurrency", type=int, default=16)
+    up.add_argument("--concurrency", type=int, default=64, help="per worker (64)")
     up.add_argument("--no-api", dest="api", action="store_false", help="do not serve the REST API")
     up.add_argument("--host", default=None, help="API address to bind (MEMGRID_API_HOST)")
     up.add_argument("--port", type=int, default=None, help="API port (MEMGRID_API_PORT, 8283)")
