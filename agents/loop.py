@@ -50,7 +50,7 @@ from agents.tools.registry import agent_tools
 from bus import keys as bus_keys
 from bus.errors import LeaseLost
 from bus.events import stage_events
-from bus.lease import Lease, WatchConflict, fenced
+from bus.lease import Lease, WatchConflict, fenced, journal
 from storage import keys
 from storage.records import Agent, Block, Message, Run, ToolCall, Wait, decode, encode, new_id
 from storage.step_reads import StepReads, read_step
@@ -476,11 +476,11 @@ async def _llm_for_step(turn: _Turn, step: int, request: Any, tools: Any) -> LLM
     response = await turn.llm.chat(turn.agent.model, request, tools)
     if all(call.name in _COMMIT_ONLY_TOOLS for call in response.tool_calls):
         return response
-    # First writer wins: a stale worker racing us cannot make the two disagree.
-    if await turn.rt.redis.set(key, msgspec.json.encode(response), nx=True, ex=JOURNAL_TTL_S):
-        return response
-    journaled = await turn.rt.redis.get(key)
-    return _llm_decoder.decode(journaled) if journaled is not None else response
+    # First writer wins, and only while the lease is ours: a stale worker racing us can neither
+    # make the two disagree nor leave a journal behind a finished run.
+    ours = msgspec.json.encode(response)
+    kept = await journal(turn.rt.redis, turn.lease, key, ours, JOURNAL_TTL_S)
+    return response if kept == ours else _llm_decoder.decode(kept)
 
 
 async def _step(turn: _Turn, pending: list[Message], step: int) -> _StepOutcome:

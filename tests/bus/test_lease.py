@@ -85,3 +85,40 @@ async def test_scripts_survive_a_flushed_script_cache(redis_client: aioredis.Red
     assert await lease.renew()
     await lease.release()
     assert await redis_client.get("mg:{A}:lease") is None
+
+
+async def test_values_that_are_not_text_commit_too(redis_client: aioredis.Redis) -> None:
+    # Commands travel to the script as one JSON array when every value is UTF-8 text, as
+    # separate arguments otherwise: both land byte for byte.
+    lease = await acquire(redis_client, "A", "w-1", 5000)
+    assert lease is not None
+    async with fenced(redis_client, lease, "A") as pipe:
+        pipe.set("mg:{A}:text", "naïve ☕ \\" + '"quoted"\n')
+        pipe.set("mg:{A}:binary", b"\xff\xfe\x00raw")
+        pipe.zadd("mg:{A}:z", {"t": 1_700_000_000.123456})
+    assert await redis_client.get("mg:{A}:text") == ("naïve ☕ \\" + '"quoted"\n').encode()
+    assert await redis_client.get("mg:{A}:binary") == b"\xff\xfe\x00raw"
+    assert await redis_client.zscore("mg:{A}:z", "t") == 1_700_000_000.123456
+    async with fenced(redis_client, lease, "A") as pipe:
+        pipe.set("mg:{A}:text", "plain")
+        pipe.zadd("mg:{A}:z", {"t": 1_700_000_000.123456})
+    assert await redis_client.get("mg:{A}:text") == b"plain"
+
+
+async def test_the_step_journal_keeps_the_first_answer_and_refuses_a_stale_writer(
+    redis_client: aioredis.Redis,
+) -> None:
+    from bus.lease import journal
+
+    first = await acquire(redis_client, "A", "w-1", 50)
+    assert first is not None
+    assert await journal(redis_client, first, "mg:{A}:journal:0", b"answer 1", 60) == b"answer 1"
+    # Written already: the earlier answer stands (a re-run replays it).
+    assert await journal(redis_client, first, "mg:{A}:journal:0", b"answer 2", 60) == b"answer 1"
+    await anyio.sleep(0.1)
+    second = await acquire(redis_client, "A", "w-2", 5000)
+    assert second is not None
+    await redis_client.delete("mg:{A}:journal:0")  # the run finished: its journal is gone
+    with pytest.raises(LeaseLost):
+        await journal(redis_client, first, "mg:{A}:journal:0", b"stale", 60)
+    assert await redis_client.get("mg:{A}:journal:0") is None
