@@ -296,6 +296,7 @@ async def run_turn(
     should_stop: Callable[[], bool] | None = None,
     agent_record: bytes | None = None,
     on_final: Callable[[Any], None] | None = None,
+    max_steps: int | None = None,
 ) -> AsyncIterator[Event]:
     """Run (or resume) one turn of ``agent_id`` on ``inputs``, yielding each step's events
     once the step is committed.
@@ -309,6 +310,8 @@ async def run_turn(
         agent_record: the agent's record as just read by the caller (saves a read).
         on_final: stages more writes (on the pipeline it is given) into the run's last commit,
             such as acknowledging the inbox entry the run came from.
+        max_steps: the request's cap on steps (Letta's ``max_steps``), applied below the
+            agent's own ``max_steps``.
 
     Raises:
         LeaseLost: another worker took the agent; nothing more was written.
@@ -363,7 +366,8 @@ async def run_turn(
     bound.info("turn_start", inputs=len(inputs), resume_from=first)
     outcome = _StepOutcome(messages=[], stop="max_steps")
     try:
-        for step in range(first, agent.max_steps):
+        limit = agent.max_steps if max_steps is None else min(agent.max_steps, max_steps)
+        for step in range(first, limit):
             turn.state.step = step
             turn.state.step_calls = []
             outcome = await _step(turn, pending, step)

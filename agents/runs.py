@@ -76,10 +76,12 @@ class RunStore:
         reply_to: ReplyTo | None = None,
         hops: int = 0,
         wait_chain: Sequence[str] = (),
+        max_steps: int | None = None,
     ) -> Submitted:
         """Queue a run; returns at once. A repeated ``otid`` returns the original run.
 
-        ``reply_to``, ``hops`` and ``wait_chain`` are set for messages between agents.
+        ``reply_to``, ``hops`` and ``wait_chain`` are set for messages between agents;
+        ``max_steps`` caps this run's steps below the agent's own limit.
         """
         otid = otid or next((m.otid for m in messages if m.otid), None)
         run = Run(
@@ -90,7 +92,9 @@ class RunStore:
             hops=hops,
             wait_chain=list(wait_chain),
         )
-        envelope = RunRequest(run_id=run.id, agent_id=agent_id, messages=tuple(messages))
+        envelope = RunRequest(
+            run_id=run.id, agent_id=agent_id, messages=tuple(messages), max_steps=max_steps
+        )
         result = await self._submit(
             keys=[
                 bus_keys.otid(agent_id, otid) if otid else keys.run(agent_id, run.id),

@@ -337,6 +337,7 @@ class Worker:
                 lease=lease,
                 should_stop=self._should_stop,
                 agent_record=record,
+                max_steps=envelope.max_steps,
                 on_final=lambda pipe: _stage_ack(pipe, bus_keys.inbox(agent_id), entry_id),
             ):
                 pass

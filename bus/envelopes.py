@@ -44,6 +44,7 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True, tag="run", tag_field
     agent_id: str
     messages: tuple[InboxMessage, ...]
     enqueued_at: float = msgspec.field(default_factory=time.time)
+    max_steps: int | None = None  # this request's cap on steps, below the agent's own
 
 
 Envelope = RunRequest

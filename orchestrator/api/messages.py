@@ -239,9 +239,13 @@ class MessagesController(Controller):
     tags = ["messages"]
 
     async def _submit(self, api: Api, agent_id: str, data: MessagesIn) -> str:
+        if data.max_steps is not None and data.max_steps < 1:
+            raise ApiError(422, "max_steps must be at least 1", field="max_steps")
         agent = await api.agent(agent_id)
         inbox = _inbox(data, {call.id for call in agent.pending_approval})
-        submitted = await api.runs.submit(agent.id, inbox, otid=inbox[0].otid)
+        submitted = await api.runs.submit(
+            agent.id, inbox, otid=inbox[0].otid, max_steps=data.max_steps
+        )
         return submitted.run_id
 
     @post("/", status_code=200)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.conftest import make_agent, say_to, sse_frames
+from agents.scripted import tool_call
+from tests.api.conftest import Served, make_agent, say_to, sse_frames
 
 
 async def test_create_waits_for_the_turn(client: httpx.AsyncClient) -> None:
@@ -136,3 +137,22 @@ async def test_list_pages_with_cursors(client: httpx.AsyncClient) -> None:
     ).json()
     assert users(older) == ["m2", "m1"]
     assert (await client.get(path, params={"after": "message-nope"})).status_code == 404
+
+
+async def test_max_steps_caps_the_turn_and_is_checked(
+    client: httpx.AsyncClient, served: Served
+) -> None:
+    # A model that always asks for another step: the request's max_steps ends the turn.
+    served.model.policy = lambda request: tool_call(
+        "conversation_search", query="anything", request_heartbeat=True
+    )
+    agent = await make_agent(client)
+    result = await say_to(client, agent["id"], "keep digging", max_steps=2)
+    assert result["stop_reason"]["stop_reason"] == "max_steps"
+    assert result["usage"]["step_count"] == 2
+    assert len(served.model.requests) == 2
+    response = await client.post(
+        f"/v1/agents/{agent['id']}/messages",
+        json={"messages": [{"role": "user", "content": "hi"}], "max_steps": 0},
+    )
+    assert response.status_code == 422 and "max_steps" in response.text
