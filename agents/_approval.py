@@ -21,7 +21,8 @@ from agents.prompts import HEARTBEAT_REASON
 from agents.tools.registry import agent_tools
 
 if TYPE_CHECKING:
-    from agents.loop import InputMessage, _Turn
+    from agents._turn import Turn
+    from agents.loop import InputMessage
     from storage.records import Message
 
 __all__ = ("answer_pending", "parse_approval")
@@ -41,10 +42,10 @@ def parse_approval(content: str) -> tuple[bool, str | None]:
 
 
 async def answer_pending(
-    turn: _Turn, inputs: Sequence[InputMessage], step_id: str
+    turn: Turn, inputs: Sequence[InputMessage], step_id: str
 ) -> tuple[list[Message], list[InputMessage]]:
     """Tool results for the agent's pending calls, and the inputs left to process."""
-    from agents.loop import _heartbeat, _tool_result
+    from agents._turn import heartbeat, tool_result
 
     rt, agent = turn.rt, turn.agent
     approvals = [m for m in inputs if m.role == "approval"]
@@ -69,7 +70,7 @@ async def answer_pending(
             turn.message(
                 "tool",
                 step_id,
-                content=_tool_result(text, ok, rt.clock()),
+                content=tool_result(text, ok, rt.clock()),
                 tool_call_id=call.id,
                 name=call.name,
                 status="success" if ok else "error",
@@ -77,5 +78,5 @@ async def answer_pending(
         )
     turn.agent = msgspec.structs.replace(turn.agent, pending_approval=[])
     if approvals and not rest:
-        messages.append(turn.message("user", step_id, content=_heartbeat(HEARTBEAT_REASON)))
+        messages.append(turn.message("user", step_id, content=heartbeat(HEARTBEAT_REASON)))
     return messages, rest

@@ -17,7 +17,7 @@ from bus.errors import LeaseLost
 from storage.errors import StaleWriter
 
 if TYPE_CHECKING:
-    from agents.loop import _Turn
+    from agents._turn import Turn
 
 log = structlog.get_logger("memgrid.loop")
 
@@ -28,9 +28,7 @@ def _invalid(text: str) -> CallOutcome:
     return text, False, None, True
 
 
-async def run_call(
-    turn: _Turn, tools: dict[str, AgentTool], call: Any, step_id: str
-) -> CallOutcome:
+async def run_call(turn: Turn, tools: dict[str, AgentTool], call: Any, step_id: str) -> CallOutcome:
     """Run one tool call; returns (output, ok, "continue" | "end" | None, invalid).
 
     ``invalid`` marks a call that could not be made at all (unknown tool, arguments that are

@@ -19,7 +19,7 @@ import contextlib
 import os
 import socket
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import anyio
 import msgspec
@@ -37,7 +37,6 @@ from bus.envelopes import RunRequest, decode_envelope
 from bus.errors import LeaseLost
 from bus.events import stage_events
 from bus.lease import Lease, acquire, fenced, renew_all
-from bus.scripts import LuaScript
 from storage import keys
 from storage.records import Run, decode, encode
 
@@ -58,22 +57,6 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     block_ms: int = 1_000
     burst: bool = False
     health_ttl_s: int = 30
-
-
-# Done with an agent, in one round trip: release the lease (unless lost: ARGV[1] == ''), ack and
-# delete the ready signal, and return how many entries the inbox still holds.
-# KEYS: lease, ready stream, inbox. ARGV: lease value, group, signal entry id.
-_RELEASE_ACK = LuaScript("""
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-redis.call('XDEL', KEYS[2], ARGV[3])
-return redis.call('XLEN', KEYS[3])
-""")
-
-
-def _stage_ack(pipe: Any, stream: str, entry_id: str) -> None:
-    pipe.xack(stream, streams.GROUP, entry_id)
-    pipe.xdel(stream, entry_id)
 
 
 class _Held(NamedTuple):
@@ -227,10 +210,13 @@ class Worker:
         finally:
             self._held.pop(signal.agent_id, None)
             with anyio.CancelScope(shield=True):
-                left = await _RELEASE_ACK(
+                left = await streams.release_and_ack(
                     redis,
-                    [bus_keys.lease(signal.agent_id), ready, inbox],
-                    ["" if lost else lease.value, streams.GROUP, signal.entry_id],
+                    bus_keys.lease(signal.agent_id),
+                    None if lost else lease.value,
+                    ready,
+                    signal.entry_id,
+                    inbox,
                 )
                 # Close the gap between our last read and the release: work that arrived
                 # meanwhile (its signal was dropped while we held the lease) is signalled again.
@@ -338,7 +324,7 @@ class Worker:
                 should_stop=self._should_stop,
                 agent_record=record,
                 max_steps=envelope.max_steps,
-                on_final=lambda pipe: _stage_ack(pipe, bus_keys.inbox(agent_id), entry_id),
+                on_final=lambda pipe: streams.stage_ack(pipe, bus_keys.inbox(agent_id), entry_id),
             ):
                 pass
         except Suspended:

@@ -56,6 +56,7 @@ import redis.exceptions
 import structlog
 from openai.types.chat import ChatCompletion
 
+import agents._turn
 import agents.loop
 import agents.summarizer
 from agents.archival import PassageArchival
@@ -342,17 +343,18 @@ class _Phases:
     def on(self, rt: Runtime, archival: PassageArchival | None) -> Iterator[None]:
         self._wrap(agents.loop, "_step", "_step (whole step)")
         self._wrap(agents.loop, "compact", "compact (build + count)")
-        self._wrap(agents.loop, "compile_system", "compile_system")
+        self._wrap(agents._turn, "compile_system", "compile_system")
         self._wrap(TokenCounter, "count", "TokenCounter.count")
         self._wrap(TokenCounter, "observe", "TokenCounter.observe")
         self._wrap(LLMClient, "chat", "LLMClient.chat (HTTP)")
-        self._wrap(agents.loop._Turn, "stats", "stats")
+        self._wrap(agents._turn.Turn, "stats", "stats")
         if archival is not None:
             self._wrap(archival, "count", "  archival.count")
             self._wrap(archival, "tags", "  archival.tags")
-        self._wrap(agents.loop._Turn, "commit", "commit (MULTI/EXEC)")
+        self._wrap(agents._turn.Turn, "commit", "commit (MULTI/EXEC)")
         self._wrap(rt.messages, "stage", "  MessageLog.stage")
-        self._wrap(agents.loop, "_run_call", "_run_call (send_message)")
+        self._wrap(agents.loop, "run_call", "run_call (send_message)")
+        self._wrap(agents.loop, "read_step", "read_step (one pipeline)")
         self._wrap(rt.agents, "get", "agents.get")
         self._wrap(rt.blocks, "get_many", "blocks.get_many")
         self._wrap(rt.tools, "get_many_by_name", "tools.get_many_by_name")

@@ -22,6 +22,8 @@ __all__ = (
     "list_dead_letters",
     "next_entry",
     "read_group",
+    "release_and_ack",
+    "stage_ack",
     "take_dead_letter",
     "touch",
 )
@@ -83,6 +85,39 @@ async def next_entry(
     entry_id, flat = raw[0], raw[1]
     fields = {bytes(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
     return (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)), fields
+
+
+# KEYS: a lease, a stream, an inbox. ARGV: the lease's value ('' = leave the lease alone), the
+# group, an entry id of the stream. Returns how many entries the inbox holds.
+_RELEASE_ACK = LuaScript("""
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
+return redis.call('XLEN', KEYS[3])
+""")
+
+
+async def release_and_ack(
+    redis: aioredis.Redis,
+    lease_key: str,
+    lease_value: str | None,
+    stream: str,
+    entry_id: str,
+    inbox: str,
+) -> int:
+    """Done with an agent, in one round trip: release its lease if it still holds
+    ``lease_value`` (None: lost, leave it), acknowledge and delete the signal ``entry_id`` of
+    ``stream``, and return how many entries ``inbox`` still holds."""
+    left = await _RELEASE_ACK(
+        redis, [lease_key, stream, inbox], [lease_value or "", GROUP, entry_id]
+    )
+    return int(left)
+
+
+def stage_ack(pipe: Any, stream: str, *entry_ids: str) -> None:
+    """Acknowledge and delete entries inside the caller's commit."""
+    pipe.xack(stream, GROUP, *entry_ids)
+    pipe.xdel(stream, *entry_ids)
 
 
 async def touch(redis: aioredis.Redis, stream: str, consumer: str, *entry_ids: str) -> None:
