@@ -235,9 +235,14 @@ class Worker:
             held = list(self._held.values())
             if not held:
                 continue
-            renewed = await renew_all(redis, [h.lease for h in held])
-            kept = [h.signal.entry_id for h, ok in zip(held, renewed, strict=True) if ok]
-            await streams.touch(redis, bus_keys.ready(), self.id, *kept)
+            try:
+                renewed = await renew_all(redis, [h.lease for h in held])
+                kept = [h.signal.entry_id for h, ok in zip(held, renewed, strict=True) if ok]
+                await streams.touch(redis, bus_keys.ready(), self.id, *kept)
+            except Exception as exc:  # Redis away for a moment: try again next interval
+                # (the turns' own commits fail meanwhile; a lease lost for good cancels below)
+                log.warning("lease_renewal_failed", worker_id=self.id, error=repr(exc))
+                continue
             for h, ok in zip(held, renewed, strict=True):
                 # A turn that ended during the round trip released its lease: not an expiry.
                 if not ok and self._held.get(h.lease.agent_id) is h:

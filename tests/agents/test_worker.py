@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import pytest
 
 from agents.events import AssistantMessage, StopReason, UsageStatistics
 from agents.manage import AgentSpec, create_agent
@@ -216,3 +217,34 @@ async def test_an_inbox_made_without_the_group_still_runs(
     run = await RunStore(runtime.redis).get(agent.id, "run-manual")
     assert run.status == "completed" and run.replies == ["found it"]
     assert await runtime.redis.xlen(bus_keys.inbox(agent.id)) == 0
+
+
+async def test_a_failed_lease_renewal_is_retried_not_fatal(
+    runtime: Runtime, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.exceptions
+
+    import agents.worker
+    from agents.scripted import Slow
+
+    real = agents.worker.renew_all
+    failures = 0
+
+    async def flaky(client: object, leases: object) -> list[bool]:
+        nonlocal failures
+        if failures == 0:  # Redis drops the keeper's first renewal
+            failures += 1
+            raise redis.exceptions.ConnectionError("connection reset")
+        return await real(client, leases)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(agents.worker, "renew_all", flaky)
+    model.policy = lambda request: Slow(seconds=1.0, then=say("made it"))
+    agent = await create_agent(runtime, AgentSpec(name="flaky-renewal"))
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
+    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=900))
+    with anyio.fail_after(30):
+        await worker.run()
+    run = await runs.get(agent.id, sub.run_id)
+    assert failures == 1 and run.status == "completed" and run.replies == ["made it"]
+    assert run.attempts == 1
