@@ -59,16 +59,16 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     health_ttl_s: int = 30
 
 
-class _Held(NamedTuple):
-    lease: Lease
-    signal: _Signal
-    scope: anyio.CancelScope
-
-
 class _Signal(msgspec.Struct, frozen=True):
     entry_id: str
     agent_id: str
     stale: bool = False  # reclaimed from a worker that stopped touching it (dead or paused)
+
+
+class _Held(NamedTuple):
+    lease: Lease
+    signal: _Signal
+    scope: anyio.CancelScope
 
 
 class Worker:

@@ -113,20 +113,17 @@ class Lease:
 
     async def renew(self) -> bool:
         """Extend the lease; False when it was lost (expired and maybe taken)."""
-        renewed = await _RENEW(self.redis, [keys.lease(self.agent_id)], [self.value, self.ttl_ms])
-        return bool(renewed)
+        return (await renew_all(self.redis, [self]))[0]
 
     async def release(self) -> None:
         await _RELEASE(self.redis, [keys.lease(self.agent_id)], [self.value])
 
-    async def check(self) -> None:
-        """Raise :class:`LeaseLost` if another worker has taken the agent since."""
-        current = await self.redis.get(keys.fence(self.agent_id))
-        if current is None or int(current) != self.token:
-            raise LeaseLost(
-                f"agent {self.agent_id}: fencing token {self.token} is stale "
-                f"(now {current!r}); another worker owns it"
-            )
+    def stale(self, current: object) -> LeaseLost:
+        """The error for a commit refused because the fence has moved on to ``current``."""
+        return LeaseLost(
+            f"agent {self.agent_id}: fencing token {self.token} is stale "
+            f"(now {current!r}); another worker owns it"
+        )
 
 
 async def journal(redis: aioredis.Redis, lease: Lease, key: str, value: bytes, ttl_s: int) -> bytes:
@@ -140,10 +137,7 @@ async def journal(redis: aioredis.Redis, lease: Lease, key: str, value: bytes, t
         redis, [keys.fence(lease.agent_id), key], [str(lease.token), value, ttl_s]
     )
     if outcome[0] == 0:
-        raise LeaseLost(
-            f"agent {lease.agent_id}: fencing token {lease.token} is stale "
-            f"(now {outcome[1]!r}); another worker owns it"
-        )
+        raise lease.stale(outcome[1])
     return value if outcome[0] == 1 else bytes(outcome[1])
 
 
@@ -180,6 +174,9 @@ def sha1(value: bytes | None) -> str:
     return "" if value is None else hashlib.sha1(value).hexdigest()
 
 
+_json = msgspec.json.Encoder()
+
+
 def _as_json(commands: list[list[Any]]) -> bytes | None:
     """The commands as one JSON array of strings, or None when a value is not UTF-8 text.
 
@@ -198,9 +195,6 @@ def _as_json(commands: list[list[Any]]) -> bytes | None:
         )
     except UnicodeDecodeError:
         return None
-
-
-_json = msgspec.json.Encoder()
 
 
 @asynccontextmanager
@@ -244,11 +238,8 @@ async def fenced(
             args.append(len(command))
             args += command
     outcome = await _COMMIT(redis, [keys.fence(agent_id), *expect], args)
-    if outcome[0] == 0:
-        raise LeaseLost(
-            f"agent {agent_id}: fencing token {lease.token if lease else None} is stale "
-            f"(now {outcome[1]!r}); another worker owns it"
-        )
+    if outcome[0] == 0 and lease is not None:  # 0 only comes when a token was checked
+        raise lease.stale(outcome[1])
     if outcome[0] == -1:
         changed = outcome[1].decode() if isinstance(outcome[1], bytes) else outcome[1]
         raise WatchConflict(f"agent {agent_id}: {changed} changed since it was read; retry")

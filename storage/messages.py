@@ -18,7 +18,7 @@ from __future__ import annotations
 import builtins
 import heapq
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import redis.asyncio as aioredis
@@ -70,6 +70,11 @@ class MessageLog:
         Safe only for the holder of the agent's lease, who commits before anyone else reads it.
         """
         top = await self._redis.zrevrange(keys.agent_messages(agent_id), 0, 0, withscores=True)
+        return self.seq_after(top)
+
+    @staticmethod
+    def seq_after(top: Any) -> int:
+        """The next seq from ``ZREVRANGE messages 0 0 WITHSCORES`` (read by the caller)."""
         return int(top[0][1]) + 1 if top else 1
 
     def stage(self, pipe: Pipeline, messages: Sequence[Message]) -> None:

@@ -12,8 +12,9 @@ import msgspec
 import redis.asyncio as aioredis
 
 from storage import keys
-from storage._util import text
+from storage.messages import MessageLog
 from storage.records import Agent, Block, Message, Tool, decode
+from storage.tools import ToolStore
 
 __all__ = ("StepReads", "read_step")
 
@@ -48,17 +49,10 @@ async def read_step(redis: aioredis.Redis, agent: Agent, *, next_seq: bool = Fal
     raw_messages = replies.pop() if agent.message_ids else []
     tool_ids = replies.pop() if agent.tools else []
     raw_blocks = replies.pop() if agent.block_ids else []
-    tools: dict[str, Tool] = {}
-    wanted = [text(i) for i in tool_ids if i is not None]
-    if wanted:
-        for raw in await redis.mget([keys.tool(i) for i in wanted]):
-            if raw is not None:
-                tool = decode(Tool, raw)
-                tools[tool.name] = tool
     return StepReads(
         blocks=[decode(Block, raw) for raw in raw_blocks if raw is not None],
-        tools=tools,
+        tools=await ToolStore(redis).by_ids(tool_ids),
         messages=[decode(Message, raw) for raw in raw_messages if raw is not None],
         message_count=count,
-        next_seq=(int(top[0][1]) + 1 if top else 1) if next_seq else 0,
+        next_seq=MessageLog.seq_after(top) if next_seq else 0,
     )

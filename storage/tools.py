@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as aioredis
@@ -49,7 +50,11 @@ class ToolStore:
     async def get_many_by_name(self, names: builtins.list[str]) -> dict[str, Tool]:
         if not names:
             return {}
-        ids = await self._redis.hmget(keys.tool_names(), names)
+        return await self.by_ids(await self._redis.hmget(keys.tool_names(), names))
+
+    async def by_ids(self, ids: Sequence[bytes | str | None]) -> dict[str, Tool]:
+        """The tools with these ids by name (None and missing ids are skipped): the second half
+        of a lookup by name whose ``HMGET`` of the name index ran elsewhere."""
         wanted = [text(i) for i in ids if i is not None]
         if not wanted:
             return {}
