@@ -27,7 +27,10 @@ literally: there is no ``{var}`` templating to collide with JSON in prompts.
 
 from __future__ import annotations
 
+import difflib
 import re
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,13 +128,71 @@ def _convert(item: Any, kind: Any, where: str, problems: list[str]) -> Any:
     try:
         return msgspec.convert(item, kind)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        if " - at `$" in message:
-            text, _, at = message.partition(" - at `$")
-            problems.append(f"{where}{at.rstrip('`')}: {text}")
-        else:
-            problems.append(f"{where}: {message}")
+        text, _, at = str(exc).partition(" - at `$")
+        at = at.rstrip("`")
+        problems.append(f"{where}{at}: {_explain(text, kind, at)}")
         return None
+
+
+def _struct_types(kind: Any) -> list[type[msgspec.Struct]]:
+    """The Struct types ``kind`` may hold (through lists, optionals and tagged unions)."""
+    origin = typing.get_origin(kind)
+    if origin in (list, typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(kind) for t in _struct_types(arg)]
+    if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+        return [kind]
+    return []
+
+
+def _field_type(kind: Any, path: str) -> Any:
+    """The type found at ``path`` (``.tool_rules[0]``) inside ``kind``, or None."""
+    for name, index in re.findall(r"\.([A-Za-z_]\w*)|\[(\d+)\]", path):
+        if index:
+            args = typing.get_args(kind)
+            kind = args[0] if typing.get_origin(kind) is list and args else None
+            continue
+        hints: dict[str, Any] = {}
+        for struct in _struct_types(kind):
+            hints.update({f.encode_name: f.type for f in msgspec.structs.fields(struct)})
+        kind = hints.get(name)
+        if kind is None:
+            return None
+    return kind
+
+
+def _explain(message: str, kind: Any, at: str) -> str:
+    """msgspec's message, plus the valid names when a field or a tag is unknown."""
+    unknown = re.match(r"Object contains unknown field `(.+)`$", message)
+    if unknown:
+        fields = sorted(
+            {
+                f.encode_name
+                for struct in _struct_types(_field_type(kind, at))
+                for f in msgspec.structs.fields(struct)
+            }
+        )
+        return f"unknown field {unknown.group(1)!r}{_nearest(unknown.group(1), fields)}"
+    bad_tag = re.match(r"Invalid value '(.+)'$", message)
+    if bad_tag and at.endswith(".type"):
+        owner = _field_type(kind, at.rpartition(".")[0])
+        tags = sorted(
+            str(s.__struct_config__.tag) for s in _struct_types(owner) if s.__struct_config__.tag
+        )
+        if tags:
+            return f"unknown type {bad_tag.group(1)!r}{_nearest(bad_tag.group(1), tags)}"
+    return message
+
+
+def _nearest(word: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(word, valid, n=1)
+    hint = f"; did you mean {close[0]!r}? Valid" if close else "; valid"
+    return f"{hint}: {', '.join(valid)}"
+
+
+def _declared(items: list[Any], key: str) -> list[str]:
+    """The names of raw items, even those that failed to convert: a typo in one field of an
+    agent must not read as "no agent named ..." wherever the agent is referred to."""
+    return [str(i[key]) for i in items if isinstance(i, dict) and isinstance(i.get(key), str)]
 
 
 def _load_tool(
@@ -186,17 +247,19 @@ def load_workflow(
     if not isinstance(raw, dict):
         raise WorkflowError(path, ["the file must be a mapping with agents, blocks, tools, routes"])
     problems: list[str] = []
-    for key in sorted(set(raw) - _TOP):
-        problems.append(f"{key}: unknown section; expected one of {sorted(_TOP)}")
+    for key in sorted(set(raw) - _TOP, key=str):
+        problems.append(f"{key}: unknown section{_nearest(str(key), sorted(_TOP))}")
     name = raw.get("name") or path.stem
     if not isinstance(name, str) or not _NAME.match(name):
         problems.append(f"name: {name!r} is not a valid workflow name (letters, digits, . _ -)")
     sections: dict[str, list[Any]] = {}
+    raw_items: dict[str, list[Any]] = {}
     for section, kind in _SECTIONS.items():
         items = raw.get(section) or []
         if not isinstance(items, list):
             problems.append(f"{section}: expected a list, got {type(items).__name__}")
             items = []
+        raw_items[section] = items
         sections[section] = [
             _convert(item, kind, f"{section}[{i}]", problems) for i, item in enumerate(items)
         ]
@@ -204,7 +267,7 @@ def load_workflow(
     agents: list[AgentDef] = [a for a in sections["agents"] if a is not None]
     routes: list[RouteDef] = [r for r in sections["routes"] if r is not None]
 
-    labels = [b.label for b in blocks]
+    labels = _declared(raw_items["blocks"], "label")
     for label in sorted({x for x in labels if labels.count(x) > 1}):
         problems.append(f"blocks: the label {label!r} is declared twice")
     tools: dict[str, Callable[..., Any]] = {}
@@ -221,7 +284,7 @@ def load_workflow(
             imports[tool_name] = import_path
 
     builtin = set(base_tool_functions())
-    names = [a.name for a in agents]
+    names = _declared(raw_items["agents"], "name")
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"agents: the name {dup!r} is used twice")
     for i, agent in enumerate(sections["agents"]):

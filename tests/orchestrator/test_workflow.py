@@ -171,3 +171,46 @@ def test_run_applies_idempotently_and_routes_are_checked(
     assert "updated agent screener" in again.stdout and "created" not in again.stdout
     assert client.smembers("mg:agents") == agents_before
     client.close()
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    file = tmp_path / "w.yaml"
+    file.write_text(text)
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(file, check_rules=validate_rules)
+    return caught.value.problems
+
+
+def test_a_typo_is_reported_once_with_the_nearest_field(tmp_path: Path) -> None:
+    problems = _problems(
+        tmp_path,
+        "agents:\n  - name: a\n    persna: You help.\n  - name: b\nroutes:\n  - {from: a, to: b}\n"
+        "entry: a\n",
+    )
+    # The agent with the typo still counts as declared: no cascade into routes or entry.
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("agents[0]: unknown field 'persna'; did you mean 'persona'?")
+    assert "tool_rules" in problems[0]  # the valid fields are listed
+
+
+def test_a_misspelt_section_of_the_entry_agent_does_not_hide_it(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, "agents:\n  - name: a\n    tool_rule: []\nentry: a\n")
+    assert len(problems) == 1, problems  # not also "entry: no agent named 'a'"
+    assert "unknown field 'tool_rule'; did you mean 'tool_rules'?" in problems[0]
+
+
+def test_an_unknown_rule_type_lists_the_valid_types(tmp_path: Path) -> None:
+    problems = _problems(
+        tmp_path, "agents:\n  - name: a\n    tool_rules:\n      - {type: exitloop, tool_name: x}\n"
+    )
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(
+        "agents[0].tool_rules[0].type: unknown type 'exitloop'; did you mean 'exit_loop'?"
+    )
+    for valid in ("run_first", "requires_approval", "max_count_per_step"):
+        assert valid in problems[0]
+
+
+def test_an_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, "agent:\n  - name: a\n")
+    assert problems[0].startswith("agent: unknown section; did you mean 'agents'?")
