@@ -17,6 +17,7 @@ import msgspec
 from storage.records import Message
 
 __all__ = (
+    "FAILED_STOPS",
     "ApprovalRequestMessage",
     "AssistantMessage",
     "Event",
@@ -52,6 +53,17 @@ StopReasonName = Literal[
 ]
 
 REPLY_TOOL = "send_message"
+
+#: Stop reasons that mean the turn did not do what was asked (a CLI exits non-zero on them).
+FAILED_STOPS: frozenset[str] = frozenset(
+    {
+        "error",
+        "llm_api_error",
+        "invalid_llm_response",
+        "invalid_tool_call",
+        "context_window_overflow_in_system_prompt",
+    }
+)
 
 
 def iso(ts: float) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 import msgspec
 
-from agents.events import Event, StopReason, UsageStatistics, event_encoder, iso
+from agents.events import FAILED_STOPS, Event, StopReason, UsageStatistics, event_encoder, iso
 from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
 from agents.runtime import Runtime
 from orchestrator.cli._common import with_runtime
@@ -194,6 +194,7 @@ def _letta_response(events: list[Event]) -> dict[str, Any]:
         "stop_reason": {
             "message_type": "stop_reason",
             "stop_reason": stop.stop_reason if stop else "error",
+            "detail": stop.detail if stop else "the run ended without a stop reason",
         },
         "usage": {**msgspec.to_builtins(usage), "message_type": "usage_statistics"},
     }
@@ -206,8 +207,18 @@ def _send(args: argparse.Namespace) -> int:
     events = with_runtime(work)
     if args.json:
         print(json.dumps(_letta_response(events), indent=2))
+    return _turn_status(events)
+
+
+def _turn_status(events: list[Event]) -> int:
+    """0 when the turn did its work; else 1, with the stop reason and its cause on stderr."""
     stop = next((e for e in events if isinstance(e, StopReason)), None)
-    return 0 if stop is not None and stop.stop_reason != "error" else 1
+    if stop is not None and stop.stop_reason not in FAILED_STOPS:
+        return 0
+    reason = stop.stop_reason if stop else "error"
+    detail = stop.detail if stop and stop.detail else "no detail recorded"
+    print(f"memgrid: the turn failed ({reason}): {detail}", file=sys.stderr)
+    return 1
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -224,6 +235,6 @@ def _chat(args: argparse.Namespace) -> int:
             if not line:
                 return 0
             if line.strip():
-                await _turn(rt, agent.id, line.rstrip("\n"), live=True)
+                _turn_status(await _turn(rt, agent.id, line.rstrip("\n"), live=True))
 
     return with_runtime(work)

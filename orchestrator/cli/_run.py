@@ -85,7 +85,13 @@ def _run(args: argparse.Namespace) -> int:
                 f"{report.input_name[:28]:<28} {run.stop_reason or run.status:<12} "
                 f"{run.usage.step_count:>5} {len(report.runs):>11}  {reply[:60]}"
             )
-        failed = [r for r in reports if r.entry_run.status != "completed"]
+        from agents.events import FAILED_STOPS
+
+        failed = [
+            r
+            for r in reports
+            if r.entry_run.status != "completed" or r.entry_run.stop_reason in FAILED_STOPS
+        ]
         return 1 if failed else 0
 
     try:

@@ -27,6 +27,8 @@ def name_policy(request: ChatRequest) -> Outcome:
     said = last.text if last is not None else ""
     if last is not None and last.role == "tool":
         return say("Noted!")
+    if any(m.role == "user" and "call a ghost" in m.text for m in request.messages):
+        return tool_call("ghost_tool", request_heartbeat=True)  # invalid in every step
     if '"type": "heartbeat"' in said:
         return say("Got it, I will remember that.")
     if "my name is actually" in said.lower():
@@ -148,3 +150,16 @@ def test_list_and_delete(env: dict[str, str]) -> None:
     assert _memgrid(env, "agents", "delete", "a1").returncode == 0
     listed = json.loads(_memgrid(env, "agents", "list", "--tag", "team", "--json").stdout)
     assert [a["name"] for a in listed] == ["a2"]
+
+
+def test_a_failed_turn_exits_1_and_names_its_stop_reason(env: dict[str, str]) -> None:
+    assert _memgrid(env, "agents", "create", "ghosty", "--model", "openai/scripted").returncode == 0
+    sent = _memgrid(env, "send", "ghosty", "please call a ghost tool", "--json")
+    assert sent.returncode == 1, (sent.stdout, sent.stderr)
+    stop = json.loads(sent.stdout)["stop_reason"]
+    assert stop["stop_reason"] == "invalid_tool_call"
+    assert "invalid tool calls" in stop["detail"]
+    assert "the turn failed (invalid_tool_call)" in sent.stderr
+    assert "Traceback" not in sent.stderr
+    live = _memgrid(env, "send", "ghosty", "please call a ghost tool")
+    assert live.returncode == 1 and "[stop: invalid_tool_call" in live.stdout
