@@ -40,6 +40,7 @@ __all__ = (
     "base_schemas",
     "base_tool_records",
     "load_import_path",
+    "load_module_file",
 )
 
 HEARTBEAT_ARG = "request_heartbeat"
@@ -169,7 +170,7 @@ def load_import_path(path: str) -> Any:
     """The object at ``package.module:attr``, ``package.module.attr`` or ``/abs/file.py:attr``."""
     module_name, sep, attr = path.rpartition(":") if ".py:" in path else path.partition(":")
     if module_name.endswith(".py"):
-        return getattr(_module_from_file(module_name), attr)
+        return getattr(load_module_file(module_name), attr)
     if not sep:
         module_name, _, attr = path.rpartition(".")
     if not module_name or not attr:
@@ -181,7 +182,7 @@ def load_import_path(path: str) -> Any:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
-def _module_from_file(file: str) -> Any:
+def load_module_file(file: str) -> Any:
     """Import a Python file once per process under a stable private name."""
     resolved = Path(file).resolve()
     name = "memgrid_tools_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import signal
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -53,18 +54,36 @@ def register(subparsers: Any) -> None:
 
 
 def load_policy(spec: str) -> Policy:
-    """Import the policy named ``module:attr`` (``attr`` may be dotted).
+    """Import the policy named ``module:attr`` or ``path/to/file.py:attr`` (``attr`` may be
+    dotted), the way workflows name their tools.
 
     Raises:
         UsageError: the spec is malformed, the import fails, or the target is not callable.
     """
-    module_name, sep, attr = spec.partition(":")
+    module_name, sep, attr = spec.rpartition(":") if ".py:" in spec else spec.partition(":")
     if not sep or not module_name or not attr:
-        raise UsageError(f"--policy must look like module:attr, got {spec!r}")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"--policy {spec}: cannot import module {module_name!r}: {exc}") from exc
+        raise UsageError(
+            f"--policy must look like module:attr or path/to/file.py:attr, got {spec!r}"
+        )
+    target: Any
+    if module_name.endswith(".py"):
+        if not Path(module_name).is_file():
+            raise UsageError(f"--policy {spec}: no file {Path(module_name).resolve()}")
+        from agents.tools.registry import load_module_file
+
+        try:
+            target = load_module_file(module_name)
+        except Exception as exc:  # the user's file: any error in it is theirs to fix
+            raise UsageError(
+                f"--policy {spec}: cannot load {module_name}: {type(exc).__name__}: {exc}"
+            ) from exc
+    else:
+        try:
+            target = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise UsageError(
+                f"--policy {spec}: cannot import module {module_name!r}: {exc}"
+            ) from exc
     for part in attr.split("."):
         try:
             target = getattr(target, part)

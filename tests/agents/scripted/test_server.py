@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import openai
@@ -96,7 +97,8 @@ def test_cli_serves_until_sigterm() -> None:
 @pytest.mark.parametrize(
     ("spec", "complaint"),
     [
-        ("no-colon", "must look like module:attr"),
+        ("no-colon", "must look like module:attr or path/to/file.py:attr"),
+        ("missing/policy.py:fn", "no file"),
         ("agents.scripted.nope:echo", "cannot import module 'agents.scripted.nope'"),
         ("agents.scripted.policies:nope", "has no attribute 'nope'"),
         ("agents.scripted.policies:SEND_MESSAGE", "is not callable"),
@@ -107,3 +109,20 @@ def test_cli_names_a_bad_policy(
 ) -> None:
     assert main(["scripted-model", "--policy", spec]) == 2
     assert complaint in capsys.readouterr().err
+
+
+def test_cli_takes_a_policy_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli._scripted import load_policy
+
+    file = tmp_path / "policy.py"
+    file.write_text(
+        "from agents.scripted import say\n\n"
+        "def greet(request):\n    return say('hello from a file')\n"
+    )
+    policy = load_policy(f"{file}:greet")
+    assert policy.__name__ == "greet"
+    broken = tmp_path / "broken.py"
+    broken.write_text("def oops(:\n")
+    assert main(["scripted-model", "--policy", f"{broken}:oops"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load" in err and "SyntaxError" in err and "Traceback" not in err
