@@ -23,7 +23,14 @@ import msgspec
 
 from storage.records import Block, Message
 
-__all__ = ("MemoryStats", "compile_system", "render_blocks", "to_openai_messages")
+__all__ = (
+    "MemoryStats",
+    "compile_system",
+    "render_blocks",
+    "render_metadata",
+    "render_summary",
+    "to_openai_messages",
+)
 
 
 class MemoryStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,7 +83,7 @@ def _default_description(label: str) -> str:
     return f"The {label!r} block of your core memory."
 
 
-def _render_metadata(stats: MemoryStats) -> str:
+def render_metadata(stats: MemoryStats) -> str:
     edited = _when(stats.last_memory_edit_at) if stats.last_memory_edit_at else "never"
     lines = [
         "<memory_metadata>",
@@ -93,7 +100,7 @@ def _render_metadata(stats: MemoryStats) -> str:
     return "\n".join(lines)
 
 
-def _render_summary(summary: str, evicted: int) -> str:
+def render_summary(summary: str, evicted: int) -> str:
     return "\n".join(
         [
             "<conversation_summary>",
@@ -118,9 +125,9 @@ def compile_system(
     if rules.strip():
         sections.append(rules.strip())
     sections.append(render_blocks(blocks))
-    sections.append(_render_metadata(stats))
+    sections.append(render_metadata(stats))
     if summary.strip():
-        sections.append(_render_summary(summary.strip(), stats.evicted_count))
+        sections.append(render_summary(summary.strip(), stats.evicted_count))
     return "\n\n".join(sections)
 
 

@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "_agents",
     "_approve",
     "_blocks",
+    "_memory",
     "_worker",
     "_run",
     "_demo",
