@@ -1,9 +1,12 @@
 """Submitting runs to agents' inboxes and following their events.
 
-A submission is atomic on the agent's shard: the run record, the client's ``otid`` (so a retry
-gets the original run back, never a second one) and the inbox entry are written by one Lua
-script. Then a "ready" signal tells the workers that the agent has work; a retried submission
-signals again, so a signal lost to a crash between the two writes is recovered by the retry.
+A submission is one Lua script, all or nothing: the run record, the client's ``otid`` (so a
+retry gets the original run back, never a second one), the run id index, the agent's run list,
+the inbox entry and the "ready" signal that tells the workers. An error leaves nothing behind
+(a 5xx means nothing was stored), and a retry with the same ``otid`` finds its run complete.
+
+The script names every key it touches; the run id index and the ready stream are not on the
+agent's hash tag, so on Redis Cluster it needs them moved there first (see DESIGN).
 """
 
 from __future__ import annotations
@@ -27,20 +30,27 @@ __all__ = ("RunStore", "Submitted", "live_workers", "retry_dead_letter", "signal
 OTID_TTL_S = 24 * 3600
 RUN_INDEX_TTL_S = 30 * 24 * 3600
 
-# KEYS: otid key (or run key when no otid), run key, inbox, agent runs zset.
-# ARGV: has otid, run id, run json, envelope, otid ttl, created_at.
+# KEYS: otid key (or run key when no otid), run key, inbox, agent runs zset, run index, ready.
+# ARGV: has otid, run id, run json, envelope, otid ttl, created_at, group, agent id, index ttl.
+# The calls that can fail on a damaged key (a wrong type) come before any write that matters:
+# an error stops the script, and what it wrote before stays, so only a harmless extra ready
+# signal or a run-list entry without a record (skipped by readers) can be left by one.
 _SUBMIT = """
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return {existing, 0} end
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[5]))
 end
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[2])
 if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[3], ARGV[7], '0', 'MKSTREAM')
 end
+redis.call('XADD', KEYS[6], '*', 'a', ARGV[8])
+redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[2])
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
+if ARGV[1] == '1' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[5]))
+end
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[5], ARGV[8], 'EX', tonumber(ARGV[9]))
 return {ARGV[2], 1}
 """
 
@@ -101,6 +111,8 @@ class RunStore:
                 keys.run(agent_id, run.id),
                 bus_keys.inbox(agent_id),
                 keys.agent_runs(agent_id),
+                keys.run_index(run.id),
+                bus_keys.ready(),
             ],
             args=[
                 "1" if otid else "0",
@@ -110,15 +122,12 @@ class RunStore:
                 OTID_TTL_S,
                 run.created_at,
                 streams.GROUP,  # the inbox is made with the workers' group: no first-read setup
+                agent_id,
+                RUN_INDEX_TTL_S,
             ],
         )
         run_id = _text(result[0])
         created = bool(int(result[1]))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if created:
-                pipe.set(keys.run_index(run_id), agent_id, ex=RUN_INDEX_TTL_S)
-            pipe.xadd(bus_keys.ready(), {"a": agent_id})  # signal_ready, in the same round trip
-            await pipe.execute()
         return Submitted(run_id=run_id, agent_id=agent_id, created=created)
 
     async def get(self, agent_id: str, run_id: str) -> Run:
