@@ -179,7 +179,14 @@ async def attach_block(rt: Runtime, agent_id: str, block_id: str) -> Agent:
         raise InvalidRecord(
             f"agent {agent.name!r} already has a block labelled {block.label!r}; detach it first"
         )
-    agent = await rt.agents.update(agent_id, block_ids=[*agent.block_ids, block_id])
+    # Appended to the record as stored when written (a compare-and-set): a step committing
+    # meanwhile, or another attach, is kept.
+    agent = await rt.agents.change(
+        agent_id,
+        lambda stored: (
+            None if block_id in stored.block_ids else {"block_ids": [*stored.block_ids, block_id]}
+        ),
+    )
     await rt.blocks.mark_attached(block_id, agent_id, True)
     return agent
 
@@ -188,8 +195,8 @@ async def detach_block(rt: Runtime, agent_id: str, block_id: str) -> Agent:
     agent = await rt.agents.get(agent_id)
     if block_id not in agent.block_ids:
         raise NotFound(f"block {block_id!r} is not attached to agent {agent.name!r}")
-    agent = await rt.agents.update(
-        agent_id, block_ids=[b for b in agent.block_ids if b != block_id]
+    agent = await rt.agents.change(
+        agent_id, lambda stored: {"block_ids": [b for b in stored.block_ids if b != block_id]}
     )
     await rt.blocks.mark_attached(block_id, agent_id, False)
     return agent

@@ -201,13 +201,17 @@ async def _apply_agent(
         "tags": list(spec.tags),
         "block_ids": block_ids,
         "description": spec.description,
-        "metadata": {**current.metadata, "workflow": wf.name},
     }
     for name in ("system", "model", "embedding", "context_window", "max_steps"):
         value = getattr(spec, name)
         if value is not None:
             fields[name] = value
-    agent = await rt.agents.update(agent_id, **fields)
+    # A compare-and-set on the record as stored when written: a step that commits meanwhile
+    # keeps its messages and summary.
+    agent = await rt.agents.change(
+        agent_id,
+        lambda stored: {**fields, "metadata": {**stored.metadata, "workflow": wf.name}},
+    )
     for block_id in set(current.block_ids) - set(block_ids):
         await rt.blocks.mark_attached(block_id, agent_id, False)
     for block_id in block_ids:

@@ -8,7 +8,8 @@ their own (see :mod:`storage.messages` and :mod:`storage.blocks`).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -29,8 +30,13 @@ redis.call('SADD', KEYS[3], ARGV[2])
 return 1
 """
 
-# KEYS: names hash, agent key. ARGV: old name, new name, id, json.
+# KEYS: names hash, agent key. ARGV: old name, new name, id, json, SHA1 of the record as read.
+# Returns 1 (written), 0 (the new name is taken), -1 (the record changed since it was read: a
+# step committed meanwhile) or -2 (the agent is gone).
 _RENAME = """
+local current = redis.call('GET', KEYS[2])
+if not current then return -2 end
+if redis.sha1hex(current) ~= ARGV[5] then return -1 end
 if ARGV[1] ~= ARGV[2] then
   if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return 0 end
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -38,6 +44,12 @@ end
 redis.call('SET', KEYS[2], ARGV[4])
 return 1
 """
+
+
+# How often an edit re-reads and retries when a step commits between its read and its write.
+EDIT_ATTEMPTS = 20
+
+Edit = Callable[[Agent], Mapping[str, Any] | None]
 
 
 class AgentStore:
@@ -113,31 +125,66 @@ class AgentStore:
         agents = [decode(Agent, raw) for raw in raws if raw is not None]
         return sorted(agents, key=lambda a: (a.created_at, a.id))
 
-    async def save(self, agent: Agent, *, previous_name: str | None = None) -> Agent:
-        """Write a changed record (renames keep names unique)."""
-        _validate(agent)
-        agent = msgspec.structs.replace(agent, updated_at=now())
-        ok = await self._rename(
-            keys=[keys.agent_names(), keys.agent(agent.id)],
-            args=[previous_name or agent.name, agent.name, agent.id, encode(agent)],
-        )
-        if not ok:
-            raise Conflict(f"an agent named {agent.name!r} already exists; pick another name")
-        return agent
-
     async def update(self, agent_id: str, **fields: Any) -> Agent:
-        """Change fields of an agent and save it; tags are re-indexed."""
-        current = await self.get(agent_id)
-        updated = msgspec.structs.replace(current, **fields)
-        saved = await self.save(updated, previous_name=current.name)
-        if "tags" in fields:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for tag in set(current.tags) - set(saved.tags):
-                    pipe.srem(keys.agent_tags(tag), agent_id)
-                for tag in saved.tags:
-                    pipe.sadd(keys.agent_tags(tag), agent_id)
-                await pipe.execute()
-        return saved
+        """Change fields of an agent and save it; tags are re-indexed. A compare-and-set: the
+        fields not named (a step's ``message_ids``, ``summary``...) stay as stored."""
+        return await self.change(agent_id, lambda _current: fields)
+
+    async def change(self, agent_id: str, edit: Edit) -> Agent:
+        """Apply ``edit`` to the stored agent with a compare-and-set on the whole record.
+
+        ``edit`` gets the agent as stored and returns the fields to change (nothing: no write);
+        it may raise to refuse. When the record changed between the read and the write (a step
+        committed its messages), nothing is written and ``edit`` runs again on the new record,
+        so an edit never puts back what a step committed. Fields computed from the agent (a
+        list with one more id) must be computed by ``edit``, not before.
+
+        Raises:
+            NotFound: no such agent (or it was deleted during the edit).
+            Conflict: the new name is taken, or the record kept changing.
+        """
+        for _attempt in range(EDIT_ATTEMPTS):
+            current, raw = await self.get_raw(agent_id)
+            fields = edit(current)
+            if not fields:
+                return current
+            updated = msgspec.structs.replace(current, **{**fields, "updated_at": now()})
+            _validate(updated)
+            outcome = int(
+                await self._rename(
+                    keys=[keys.agent_names(), keys.agent(agent_id)],
+                    args=[
+                        current.name,
+                        updated.name,
+                        agent_id,
+                        encode(updated),
+                        hashlib.sha1(raw).hexdigest(),
+                    ],
+                )
+            )
+            if outcome == -1:
+                continue
+            if outcome == -2:
+                raise NotFound(f"no agent with id {agent_id!r}")
+            if outcome == 0:
+                raise Conflict(f"an agent named {updated.name!r} already exists; pick another name")
+            if "tags" in fields:
+                await self._reindex_tags(agent_id, current.tags, updated.tags)
+            return updated
+        raise Conflict(
+            f"agent {agent_id!r} changed {EDIT_ATTEMPTS} times while this edit was being "
+            "written (busy with steps); send the edit again"
+        )
+
+    async def _reindex_tags(
+        self, agent_id: str, before: Sequence[str], after: Sequence[str]
+    ) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for tag in set(before) - set(after):
+                pipe.srem(keys.agent_tags(tag), agent_id)
+            for tag in after:
+                pipe.sadd(keys.agent_tags(tag), agent_id)
+            await pipe.execute()
 
     def stage_save(self, pipe: aioredis.client.Pipeline, agent: Agent) -> bytes:
         """Add a write of ``agent`` (name unchanged) to the caller's transaction; returns the

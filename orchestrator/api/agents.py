@@ -378,10 +378,14 @@ class AgentsController(Controller):
         self, agent_id: FromPath[str], tool_id: FromPath[str], api: Api
     ) -> AgentState:
         """Give the agent a tool."""
-        agent = await api.agent(agent_id)
+        await api.agent(agent_id)
         tool = await api.tool(tool_id)
-        if tool.name not in agent.tools:
-            agent = await api.rt.agents.update(agent_id, tools=[*agent.tools, tool.name])
+        agent = await api.rt.agents.change(
+            agent_id,
+            lambda stored: (
+                None if tool.name in stored.tools else {"tools": [*stored.tools, tool.name]}
+            ),
+        )
         return await api.agent_state(agent)
 
     @patch("/{agent_id:str}/tools/detach/{tool_id:str}")
@@ -389,12 +393,16 @@ class AgentsController(Controller):
         self, agent_id: FromPath[str], tool_id: FromPath[str], api: Api
     ) -> AgentState:
         """Take a tool away from the agent (tool rules naming it must go first)."""
-        agent = await api.agent(agent_id)
+        await api.agent(agent_id)
         tool = await api.tool(tool_id)
-        tools = [t for t in agent.tools if t != tool.name]
-        problems = api.rt.gate.check(agent.tool_rules, tools)
-        if problems:
-            raise ApiError(
-                409, "detaching it breaks tool rules: " + "; ".join(problems), field="tool_id"
-            )
-        return await api.agent_state(await api.rt.agents.update(agent_id, tools=tools))
+
+        def detach(stored: Agent) -> dict[str, Any]:
+            tools = [t for t in stored.tools if t != tool.name]
+            problems = api.rt.gate.check(stored.tool_rules, tools)
+            if problems:
+                raise ApiError(
+                    409, "detaching it breaks tool rules: " + "; ".join(problems), field="tool_id"
+                )
+            return {"tools": tools}
+
+        return await api.agent_state(await api.rt.agents.change(agent_id, detach))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
 from litestar import Controller, delete, get, patch, post
@@ -90,12 +91,13 @@ class BlocksController(Controller):
     async def delete_block(self, block_id: FromPath[str], api: Api) -> Deleted:
         """Delete a block and detach it from every agent."""
         for agent_id in await api.rt.blocks.delete(block_id):
-            try:
-                agent = await api.rt.agents.get(agent_id)
-            except NotFound:
-                continue
-            if block_id in agent.block_ids:
-                await api.rt.agents.update(
-                    agent_id, block_ids=[b for b in agent.block_ids if b != block_id]
+            with contextlib.suppress(NotFound):
+                await api.rt.agents.change(
+                    agent_id,
+                    lambda stored: (
+                        {"block_ids": [b for b in stored.block_ids if b != block_id]}
+                        if block_id in stored.block_ids
+                        else None
+                    ),
                 )
         return Deleted(message=f"block {block_id} deleted")
