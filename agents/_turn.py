@@ -108,8 +108,9 @@ class Turn:
         self.preloaded: StepReads | None = None
         self.on_final: Callable[[Any], None] | None = None
         # The first worker ever to run this run's steps (attempts count starts; a resumed wait
-        # is not a new attempt, so it may follow a worker that died mid-step).
-        self.first_attempt = run.attempts <= 1 and run.wait is None
+        # is not a new attempt, so it may follow a worker that died mid-step; a dead-letter
+        # retry restarts the count but follows a worker that may have journaled a step).
+        self.first_attempt = run.attempts <= 1 and run.wait is None and not run.retries
         self.llm = rt.llm.for_agent(agent)
         self.counter = rt.counter(agent.model)
 

@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator, Sequence
 import msgspec
 import redis.asyncio as aioredis
 
-from agents.events import Event, event_decoder
+from agents.events import Event, StopReason, UsageStatistics, event_decoder
 from bus import keys as bus_keys
 from bus import streams
 from bus.envelopes import InboxMessage, RunRequest, encode_envelope
 from bus.events import follow, read_all
 from storage import keys
-from storage.errors import NotFound
+from storage.errors import Conflict, NotFound
 from storage.records import ReplyTo, Run, decode, encode, new_id
 
 __all__ = ("RunStore", "Submitted", "live_workers", "retry_dead_letter", "signal_ready")
@@ -179,24 +179,70 @@ async def live_workers(redis: aioredis.Redis) -> list[dict[str, object]]:
     return alive
 
 
-async def retry_dead_letter(redis: aioredis.Redis, entry_id: str) -> Submitted:
-    """Put a dead-lettered run back into its agent's inbox, with its attempts reset."""
-    from bus.envelopes import decode_envelope
-    from bus.streams import take_dead_letter
+RETRY_ATTEMPTS = 10
 
-    row = await take_dead_letter(redis, entry_id)
-    if row is None:
-        raise NotFound(f"no dead letter with id {entry_id!r}; see `memgrid dlq list`")
-    envelope = decode_envelope(msgspec.json.encode(row["envelope"]))
-    raw = await redis.get(keys.run(envelope.agent_id, envelope.run_id))
-    if raw is not None:
-        run = decode(Run, raw)
-        run.status, run.stop_reason, run.error, run.attempts = "created", None, None, 0
-        run.completed_at = None
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.run(envelope.agent_id, run.id), encode(run))
-            pipe.delete(bus_keys.run_events(envelope.agent_id, run.id))
-            await pipe.execute()
-    await redis.xadd(bus_keys.inbox(envelope.agent_id), {"e": encode_envelope(envelope)})
-    await signal_ready(redis, envelope.agent_id)
-    return Submitted(run_id=envelope.run_id, agent_id=envelope.agent_id, created=True)
+
+async def retry_dead_letter(redis: aioredis.Redis, entry_id: str) -> Submitted:
+    """Put a dead-lettered run back into its agent's inbox, in one script with the removal of
+    its dead letter (never lost, never queued twice).
+
+    The run keeps what it committed (steps, replies, calls, usage, their events): a worker
+    resumes it after its last committed step and replays a half-done step from its journal,
+    so nothing done runs again. Its attempts count starts over; ``retries`` counts the retry.
+
+    Raises:
+        NotFound: no such dead letter (never was, or already retried).
+    """
+    from bus.envelopes import decode_envelope
+    from bus.lease import WatchConflict
+    from bus.streams import get_dead_letter, take_dead_letter
+
+    for _attempt in range(RETRY_ATTEMPTS):
+        row = await get_dead_letter(redis, entry_id)
+        if row is None:
+            break
+        envelope = decode_envelope(msgspec.json.encode(row["envelope"]))
+        agent_id, run_id = envelope.agent_id, envelope.run_id
+        run_key, events_key = keys.run(agent_id, run_id), bus_keys.run_events(agent_id, run_id)
+        stored = await redis.get(run_key)
+        raw = stored.encode() if isinstance(stored, str) else stored
+        commands: list[list[str | bytes | int]] = []
+        if raw is not None and (run := decode(Run, raw)).status == "failed":
+            run.status, run.stop_reason, run.error, run.completed_at = "created", None, None, None
+            run.attempts, run.retries = 0, run.retries + 1
+            commands.append(["SET", run_key, encode(run)])
+            # The dead letter's own end (its stop reason and usage) goes; the events of the
+            # committed steps stay, and the stream lives until the run ends again.
+            ended = await _dead_letter_end(redis, events_key)
+            if ended:
+                commands.append(["XDEL", events_key, *ended])
+            commands.append(["PERSIST", events_key])
+        commands.append(["XADD", bus_keys.inbox(agent_id), "*", "e", encode_envelope(envelope)])
+        commands.append(["XADD", bus_keys.ready(), "*", "a", agent_id])
+        try:
+            taken = await take_dead_letter(
+                redis, entry_id, commands=commands, expect={run_key: raw}
+            )
+        except WatchConflict:
+            continue
+        if not taken:
+            break
+        return Submitted(run_id=run_id, agent_id=agent_id, created=True)
+    else:
+        raise Conflict(f"the run of dead letter {entry_id} kept changing; retry it again")
+    raise NotFound(f"no dead letter with id {entry_id!r}; see `memgrid dlq list`")
+
+
+async def _dead_letter_end(redis: aioredis.Redis, events_key: str) -> list[str]:
+    """The ids of the final stop reason and usage events that a dead-lettering wrote."""
+    tail = await redis.xrevrange(events_key, count=2) or []
+    ids: list[str] = []
+    for entry_id, fields in tail:
+        fields = fields or {}
+        if not ids and fields.get(b"end") != b"1":
+            return []  # the run's stream did not end: nothing of the dead letter's to remove
+        raw = fields.get(b"e")
+        if raw is None or not isinstance(event_decoder.decode(raw), StopReason | UsageStatistics):
+            break
+        ids.append(_text(entry_id))
+    return ids

@@ -57,6 +57,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     block_ms: int = 1_000
     burst: bool = False
     health_ttl_s: int = 30
+    dead_letter_cap: int = streams.DLQ_MAXLEN  # older dead letters are dropped (and logged)
 
 
 class _Signal(msgspec.Struct, frozen=True):
@@ -82,6 +83,7 @@ class Worker:
         self.stopping = False
         self.busy = 0
         self.counters = {"runs": 0, "failed": 0, "dead_lettered": 0, "preempted": 0}
+        self.counters["dead_letters_trimmed"] = 0
         self.started_at = time.time()
         self._scope: anyio.CancelScope | None = None
         self._held: dict[str, _Held] = {}  # agent id -> its lease, signal and turn's scope
@@ -293,6 +295,7 @@ class Worker:
                 attempts=0,
             )
             self.counters["dead_lettered"] += 1
+            await self._trim_dead_letters()
             return "done"
         async with redis.pipeline(transaction=False) as pipe:
             pipe.get(keys.agent(agent_id))
@@ -366,14 +369,6 @@ class Worker:
         error = f"gave up after {self.settings.max_attempts} attempts"
         if run.error:
             error += f"; last error: {run.error}"
-        await streams.dead_letter(
-            redis,
-            agent_id=agent_id,
-            run_id=run.id,
-            envelope=raw,
-            error=error,
-            attempts=run.attempts - 1,
-        )
         run.status, run.stop_reason, run.error = "failed", "error", error
         run.completed_at = time.time()
         usage = run.usage
@@ -387,12 +382,29 @@ class Worker:
             ),
         ]
         async with fenced(redis, lease, agent_id) as pipe:
+            # In the commit that fails the run: a stale worker writes neither.
+            streams.stage_dead_letter(
+                pipe,
+                agent_id=agent_id,
+                run_id=run.id,
+                envelope=raw,
+                error=error,
+                attempts=run.attempts - 1,
+            )
             pipe.set(keys.run(agent_id, run.id), encode(run))
             stage_events(
                 pipe, agent_id, run.id, [event_encoder.encode(e) for e in events], final=True
             )
         self.counters["dead_lettered"] += 1
         log.error("run_dead_lettered", agent_id=agent_id, run_id=run.id, error=error)
+        await self._trim_dead_letters()
+
+    async def _trim_dead_letters(self) -> None:
+        cap = self.settings.dead_letter_cap
+        dropped = await streams.trim_dead_letters(self.rt.redis, cap)
+        if dropped:
+            self.counters["dead_letters_trimmed"] += dropped
+            log.warning("dead_letters_trimmed", count=dropped, cap=cap)
 
     # --- health ------------------------------------------------------------------------
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from bus import keys
 from bus._replies import Entry, autoclaim_entries, entries, read_reply
+from bus.lease import WatchConflict, sha1
 from bus.scripts import LuaScript
 
 __all__ = (
@@ -19,17 +22,20 @@ __all__ = (
     "claim_stale",
     "dead_letter",
     "ensure_group",
+    "get_dead_letter",
     "list_dead_letters",
     "next_entry",
     "read_group",
     "release_and_ack",
     "stage_ack",
+    "stage_dead_letter",
     "take_dead_letter",
     "touch",
+    "trim_dead_letters",
 )
 
 GROUP = "workers"
-DLQ_MAXLEN = 100_000
+DLQ_MAXLEN = 100_000  # the default cap of the dead-letter stream (WorkerSettings.dead_letter_cap)
 
 
 async def ensure_group(redis: aioredis.Redis, stream: str) -> None:
@@ -140,24 +146,41 @@ async def ack_and_delete(redis: aioredis.Redis, stream: str, *entry_ids: str) ->
         await _ACK_DELETE(redis, [stream], [GROUP, *entry_ids])
 
 
+def _dead_letter_fields(
+    agent_id: str, run_id: str, envelope: bytes, error: str, attempts: int
+) -> dict[Any, Any]:
+    return {
+        "agent_id": agent_id,
+        "run_id": run_id,
+        "envelope": envelope,
+        "error": error,
+        "attempts": str(attempts),
+        "at": str(time.time()),
+    }
+
+
+def stage_dead_letter(
+    pipe: Any, *, agent_id: str, run_id: str, envelope: bytes, error: str, attempts: int
+) -> None:
+    """Park a message that keeps failing, inside the caller's commit (the one that marks its
+    run failed): a dead letter exists exactly when its run failed. Trim afterwards."""
+    pipe.xadd(keys.dead_letters(), _dead_letter_fields(agent_id, run_id, envelope, error, attempts))
+
+
 async def dead_letter(
     redis: aioredis.Redis, *, agent_id: str, run_id: str, envelope: bytes, error: str, attempts: int
 ) -> str:
-    """Park a message that keeps failing, with its error; returns the dead-letter id."""
+    """Park a message that has no run to fail (an undecodable envelope); returns its id."""
     entry_id = await redis.xadd(
-        keys.dead_letters(),
-        {
-            "agent_id": agent_id,
-            "run_id": run_id,
-            "envelope": envelope,
-            "error": error,
-            "attempts": str(attempts),
-            "at": str(time.time()),
-        },
-        maxlen=DLQ_MAXLEN,
-        approximate=True,
+        keys.dead_letters(), _dead_letter_fields(agent_id, run_id, envelope, error, attempts)
     )
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+async def trim_dead_letters(redis: aioredis.Redis, cap: int) -> int:
+    """Drop the oldest dead letters beyond ``cap``; returns how many were dropped (exact
+    trimming: dead letters are rare, and the count must be true, for the log that says so)."""
+    return int(await redis.xtrim(keys.dead_letters(), maxlen=cap, approximate=False))
 
 
 def _row(entry: Entry) -> dict[str, Any]:
@@ -177,10 +200,60 @@ async def list_dead_letters(redis: aioredis.Redis, *, count: int = 100) -> list[
     return [_row(e) for e in entries(await redis.xrange(keys.dead_letters(), count=count))]
 
 
-async def take_dead_letter(redis: aioredis.Redis, entry_id: str) -> dict[str, Any] | None:
-    """Remove and return one dead letter (for a retry)."""
+async def get_dead_letter(redis: aioredis.Redis, entry_id: str) -> dict[str, Any] | None:
+    """One dead letter, or None."""
     found = entries(await redis.xrange(keys.dead_letters(), entry_id, entry_id))
-    if not found:
-        return None
-    await redis.xdel(keys.dead_letters(), entry_id)
-    return _row(found[0])
+    return _row(found[0]) if found else None
+
+
+# KEYS: the dead letters, then the expected keys. ARGV: the entry id, how many expected keys,
+# each one's SHA1 ('' = must not exist), then one JSON array of commands. Checks first, then
+# the commands, then the entry goes: all or nothing. Returns {1}, {0} (no such entry: taken
+# already) or {-1, key} (an expected key changed).
+_TAKE = LuaScript("""
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return {0} end
+local expected = tonumber(ARGV[2])
+for k = 1, expected do
+  local value = redis.call('GET', KEYS[k + 1])
+  local seen = value and redis.sha1hex(value) or ''
+  if seen ~= ARGV[k + 2] then return {-1, KEYS[k + 1]} end
+end
+for _, command in ipairs(cjson.decode(ARGV[expected + 3])) do
+  redis.call(unpack(command))
+end
+redis.call('XDEL', KEYS[1], ARGV[1])
+return {1}
+""")
+
+_commands = msgspec.json.Encoder()
+
+
+async def take_dead_letter(
+    redis: aioredis.Redis,
+    entry_id: str,
+    *,
+    commands: Sequence[Sequence[str | bytes | int]],
+    expect: Mapping[str, bytes | None],
+) -> bool:
+    """Remove one dead letter together with ``commands`` (the writes that re-queue it), in one
+    script: a retry can neither lose the message (deleted, not re-queued) nor queue it twice.
+
+    ``expect`` maps keys to the value the caller read (None: missing), as in
+    :func:`bus.lease.fenced`. Values in ``commands`` must be UTF-8 text. Returns False when the
+    entry is gone (another retry took it).
+
+    Raises:
+        WatchConflict: an expected key changed since it was read: re-read and retry.
+    """
+    payload = _commands.encode(
+        [[a.decode() if isinstance(a, bytes) else str(a) for a in command] for command in commands]
+    )
+    outcome = await _TAKE(
+        redis,
+        [keys.dead_letters(), *expect],
+        [entry_id, len(expect), *(sha1(v) for v in expect.values()), payload],
+    )
+    if outcome[0] == -1:
+        changed = outcome[1].decode() if isinstance(outcome[1], bytes) else outcome[1]
+        raise WatchConflict(f"{changed} changed while dead letter {entry_id} was retried; retry")
+    return bool(outcome[0])

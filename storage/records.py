@@ -328,6 +328,7 @@ class Run(_Record, kw_only=True):
     calls: list[str] = msgspec.field(default_factory=list)
     last_output: str | None = None
     attempts: int = 0
+    retries: int = 0  # times an operator re-queued it from the dead-letter stream
     reply_to: ReplyTo | None = None
     hops: int = 0
     wait_chain: list[str] = msgspec.field(default_factory=list)

@@ -27,6 +27,12 @@ def register(subparsers: Any) -> None:
     worker.add_argument("--lease-ms", type=int, default=10_000, help="lease time (10000 ms)")
     worker.add_argument("--max-attempts", type=int, default=5)
     worker.add_argument(
+        "--dead-letter-cap",
+        type=int,
+        default=100_000,
+        help="dead letters kept; older ones are dropped, counted and logged (100000)",
+    )
+    worker.add_argument(
         "--drain-seconds", type=float, default=30.0, help="grace period on SIGTERM (30 s)"
     )
     worker.set_defaults(handler=_worker)
@@ -63,6 +69,8 @@ def _worker(args: argparse.Namespace) -> int:
         return int(_guard(lambda: _check(args.worker_id)))
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.dead_letter_cap < 1:
+        raise UsageError("--dead-letter-cap must be at least 1 (dead letters to keep)")
 
     async def main() -> int:
         from agents.worker import Worker, WorkerSettings
@@ -73,6 +81,7 @@ def _worker(args: argparse.Namespace) -> int:
             burst=args.burst,
             lease_ms=args.lease_ms,
             max_attempts=args.max_attempts,
+            dead_letter_cap=args.dead_letter_cap,
             **({"worker_id": args.worker_id} if args.worker_id else {}),
         )
         async with open_runtime(own_archival=True) as rt:

@@ -1,0 +1,150 @@
+"""Dead letters: written with the run's failed status, retried without losing or redoing work."""
+
+from __future__ import annotations
+
+import sys
+
+import anyio
+import pytest
+import redis
+import redis.asyncio as aioredis
+import structlog
+
+from agents.events import StopReason, ToolCallMessage, UsageStatistics
+from agents.manage import AgentSpec, create_agent
+from agents.runs import RunStore, retry_dead_letter
+from agents.runtime import Runtime
+from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
+from agents.worker import Worker, WorkerSettings
+from bus import keys as bus_keys
+from bus import streams
+from bus.envelopes import InboxMessage, RunRequest, encode_envelope
+from bus.errors import LeaseLost
+from bus.lease import acquire
+from storage import keys
+from storage.errors import NotFound
+from storage.records import Run
+
+
+async def _burst(rt: Runtime, **settings: object) -> Worker:
+    worker = Worker(rt, WorkerSettings(burst=True, concurrency=2, lease_ms=2000, **settings))  # type: ignore[arg-type]
+    with anyio.fail_after(30):
+        await worker.run()
+    return worker
+
+
+async def test_a_retried_run_keeps_its_steps_and_replays_its_half_done_step(
+    runtime: Runtime, model: ScriptedModel, redis_url: str
+) -> None:
+    agent = await create_agent(runtime, AgentSpec(name="dl"))
+    record_key = keys.agent(agent.id)
+    saved: list[bytes] = []
+    sync = redis.Redis.from_url(redis_url)
+    calls = []
+
+    def policy(request: ChatRequest) -> Outcome:
+        calls.append(request)
+        if len(calls) == 1:  # step 0 commits
+            return tool_call(
+                "core_memory_append", label="human", content="likes tea", request_heartbeat=True
+            )
+        if len(calls) == 2:  # step 1: journaled, its tool runs, then every commit fails
+            raw = sync.get(record_key)
+            assert isinstance(raw, bytes)
+            saved.append(raw)
+            sync.set(record_key, b"not json")  # an operator's bad hand edit
+            return tool_call(
+                "core_memory_append", label="human", content="likes coffee", request_heartbeat=True
+            )
+        return say("Noted.")
+
+    model.policy = policy
+    runs = RunStore(runtime.redis)
+    try:
+        sub = await runs.submit(agent.id, [InboxMessage(content="tea, then coffee")])
+        await _burst(runtime, max_attempts=2)
+        run = await runs.get(agent.id, sub.run_id)
+        assert run.status == "failed" and run.steps == 1
+        (dead,) = await streams.list_dead_letters(runtime.redis)
+
+        await runtime.redis.set(record_key, saved[0])  # fixed
+        again = await retry_dead_letter(runtime.redis, dead["id"])
+        assert again.run_id == sub.run_id
+        assert await streams.list_dead_letters(runtime.redis) == []
+        # Until a worker runs it, the run reads as queued again, its committed step kept.
+        queued = await runs.get(agent.id, sub.run_id)
+        assert (queued.status, queued.steps, queued.error) == ("created", 1, None)
+        await _burst(runtime, max_attempts=2)
+    finally:
+        sync.close()
+
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "completed"
+    events, ended = await runs.events(agent.id, sub.run_id)
+    assert ended
+    # Step 0's events stayed; step 1 ran as journaled (no new model call for it); one end.
+    appended = [e.tool_call.arguments for e in events if isinstance(e, ToolCallMessage)]
+    assert ["likes tea" in a for a in appended[:2]] == [True, False]
+    assert "likes coffee" in appended[1]
+    assert [type(e) for e in events if isinstance(e, StopReason | UsageStatistics)] == [
+        StopReason,
+        UsageStatistics,
+    ]
+    assert len(calls) == 3  # tea, coffee (once, replayed after the retry), "Noted."
+    stored = await runtime.agents.get(agent.id)
+    (human,) = [b for b in await runtime.blocks.get_many(stored.block_ids) if b.label == "human"]
+    assert human.value.count("likes coffee") == 1 and human.value.count("likes tea") == 1
+
+
+async def test_a_dead_letter_is_written_only_with_the_runs_failed_status(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    agent = await create_agent(runtime, AgentSpec(name="fenced-dl"))
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="x")])
+    stale = await acquire(runtime.redis, agent.id, "paused-worker", 2000)
+    assert stale is not None
+    # The paused worker's lease expired and another worker took the agent.
+    await runtime.redis.delete(bus_keys.lease(agent.id))
+    assert await acquire(runtime.redis, agent.id, "new-owner", 2000) is not None
+    worker = Worker(runtime, WorkerSettings(max_attempts=1))
+    envelope = RunRequest(run_id=sub.run_id, agent_id=agent.id, messages=())
+    run = Run(id=sub.run_id, agent_id=agent.id, attempts=2)
+    with pytest.raises(LeaseLost):
+        await worker._dead_letter(stale, envelope, run, encode_envelope(envelope))
+    assert await streams.list_dead_letters(runtime.redis) == []
+    assert (await runs.get(agent.id, sub.run_id)).status == "created"
+
+
+async def test_trimming_old_dead_letters_is_counted_and_logged(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    agents = [await create_agent(runtime, AgentSpec(name=f"trim{i}")) for i in range(3)]
+    runs = RunStore(runtime.redis)
+    for agent in agents:
+        await runs.submit(agent.id, [InboxMessage(content="boom")])
+        await runtime.redis.set(keys.agent(agent.id), b"not json")
+    with structlog.testing.capture_logs() as logs:
+        worker = await _burst(runtime, max_attempts=1, dead_letter_cap=2)
+    assert worker.counters["dead_lettered"] == 3
+    assert worker.counters["dead_letters_trimmed"] == 1
+    assert len(await streams.list_dead_letters(runtime.redis)) == 2
+    trimmed = [e for e in logs if e["event"] == "dead_letters_trimmed"]
+    assert [(e["count"], e["cap"]) for e in trimmed] == [(1, 2)]
+
+
+async def test_retrying_an_unknown_dead_letter_names_the_fix(
+    redis_client: aioredis.Redis,
+) -> None:
+    with pytest.raises(NotFound, match="memgrid dlq list"):
+        await retry_dead_letter(redis_client, "0-1")
+
+
+async def test_a_bad_dead_letter_cap_is_refused_by_name() -> None:
+    done = await anyio.run_process(
+        [sys.executable, "-m", "orchestrator.cli", "worker", "--dead-letter-cap", "0"],
+        check=False,
+    )
+    assert done.returncode == 2
+    assert b"--dead-letter-cap must be at least 1" in done.stderr
+    assert b"Traceback" not in done.stderr
