@@ -148,3 +148,31 @@ async def test_a_bad_dead_letter_cap_is_refused_by_name() -> None:
     assert done.returncode == 2
     assert b"--dead-letter-cap must be at least 1" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+async def test_two_retries_of_one_dead_letter_queue_it_once(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    agent = await create_agent(runtime, AgentSpec(name="twice"))
+    good = await runtime.redis.get(keys.agent(agent.id))
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="boom")])
+    await runtime.redis.set(keys.agent(agent.id), b"not json")
+    await _burst(runtime, max_attempts=1)
+    (dead,) = await streams.list_dead_letters(runtime.redis)
+    await runtime.redis.set(keys.agent(agent.id), good or b"")
+    outcomes: list[str] = []
+
+    async def retry() -> None:
+        try:
+            outcomes.append((await retry_dead_letter(runtime.redis, dead["id"])).run_id)
+        except NotFound:
+            outcomes.append("not found")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(retry)
+        tg.start_soon(retry)
+    assert sorted(outcomes) == sorted([sub.run_id, "not found"])
+    assert await runtime.redis.xlen(bus_keys.inbox(agent.id)) == 1
+    run = await runs.get(agent.id, sub.run_id)
+    assert (run.status, run.attempts, run.retries) == ("created", 0, 1)
