@@ -25,10 +25,11 @@ errors (:mod:`storage.passages`) pass through.
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import PurePath
 from typing import Protocol
 
@@ -50,8 +51,9 @@ __all__ = (
     "source_passage_id",
 )
 
-Progress = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` after each batch (and once with ``done=0``)."""
+Progress = Callable[[int, int], Awaitable[None] | None]
+"""Called as ``progress(done, total)`` after each batch (and once with ``done=0``); awaited
+when it returns an awaitable (e.g. to store the progress)."""
 
 SUPPORTED_SUFFIXES: dict[str, str] = {
     ".pdf": "application/pdf",
@@ -312,8 +314,7 @@ async def ingest(
     text = await anyio.to_thread.run_sync(extract_text, filename, data)
     chunks = chunk_text(text, max_chars=max_chars, overlap=overlap)
     total = len(chunks)
-    if progress is not None:
-        progress(0, total)
+    await _report(progress, 0, total)
     for start in range(0, total, batch_size):
         batch = chunks[start : start + batch_size]
         ids = [source_passage_id(owner_id, file_id, start + i) for i in range(len(batch))]
@@ -326,9 +327,15 @@ async def ingest(
             file_id=file_id,
             ids=ids,
         )
-        if progress is not None:
-            progress(start + len(batch), total)
+        await _report(progress, start + len(batch), total)
     return total
+
+
+async def _report(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        result = progress(done, total)
+        if inspect.isawaitable(result):
+            await result
 
 
 async def _passages(store: PassageLister, owner_id: str) -> list[Passage]:
@@ -375,8 +382,7 @@ async def attach_source(
     if file_id is not None:
         passages = [p for p in passages if p.file_id == file_id]
     total = len(passages)
-    if progress is not None:
-        progress(0, total)
+    await _report(progress, 0, total)
     for start in range(0, total, batch_size):
         batch = passages[start : start + batch_size]
         by_kind: dict[tuple[tuple[str, ...], str | None], list[Passage]] = {}
@@ -392,8 +398,7 @@ async def attach_source(
                 file_id=file,
                 ids=[_copy_id(agent_id, p.id) for p in group],
             )
-        if progress is not None:
-            progress(start + len(batch), total)
+        await _report(progress, start + len(batch), total)
     return total
 
 

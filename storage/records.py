@@ -270,6 +270,8 @@ class FileMeta(_Record, kw_only=True):
     file_size: int = 0
     status: Literal["pending", "processing", "completed", "error"] = "pending"
     passages: int = 0
+    total_chunks: int = 0  # known once the text is chunked; with chunks_embedded, the progress
+    chunks_embedded: int = 0
     error: str | None = None
     created_at: float = msgspec.field(default_factory=now)
 

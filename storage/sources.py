@@ -31,7 +31,18 @@ from storage.records import FileMeta, Source, decode, encode, new_id
 __all__ = ("SourceStore", "new_file", "new_source")
 
 _SOURCE_FIELDS = frozenset({"name", "description", "embedding"})
-_FILE_FIELDS = frozenset({"status", "passages", "error", "file_size", "file_type", "file_name"})
+_FILE_FIELDS = frozenset(
+    {
+        "status",
+        "passages",
+        "total_chunks",
+        "chunks_embedded",
+        "error",
+        "file_size",
+        "file_type",
+        "file_name",
+    }
+)
 
 
 def new_source(name: str, embedding: str, *, description: str = "") -> Source:
@@ -239,7 +250,7 @@ class SourceStore:
         return sorted(files, key=lambda f: (f.created_at, f.id))
 
     async def update_file(self, file_id: str, **fields: Any) -> FileMeta:
-        """Change a file's ``status``, ``passages``, ``error`` (or size, type, name).
+        """Change a file's ``status``, ``passages``, progress, ``error`` (or size, type, name).
 
         Raises:
             NotFound: no such file.

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-import anyio
 import msgspec
 import structlog
 
 from agents.events import iso
-from agents.ingest import attach_source, delete_source_passages, ingest
+from agents.ingest import attach_source, delete_source_passages
+from agents.uploads import process_upload
 from orchestrator.api.passages import shared_archival
 from orchestrator.api.state import ApiState
 from orchestrator.api.views import EmbeddingConfig, embedding_config
@@ -128,8 +128,8 @@ def file_view(meta: FileMeta) -> FileMetadataView:
         file_size=meta.file_size,
         processing_status=_PROCESSING[meta.status],
         error_message=meta.error,
-        total_chunks=meta.passages if done else None,
-        chunks_embedded=meta.passages if done else None,
+        total_chunks=meta.passages if done else meta.total_chunks or None,
+        chunks_embedded=meta.passages if done else meta.chunks_embedded,
         created_at=created,
         updated_at=created,
         status=_JOB_STATUS[meta.status],
@@ -151,36 +151,20 @@ def file_job_view(meta: FileMeta) -> JobView:
 
 async def ingest_upload(api: ApiState, source: Source, meta: FileMeta, data: bytes) -> None:
     """Ingest an uploaded file and copy its passages to the agents the source is attached
-    to; the file record tells how it went. Never raises (but is cancellable)."""
-    sources = SourceStore(api.rt.redis)
-    archival = shared_archival(api)
-    bound = log.bind(source_id=source.id, file_id=meta.id)
-    try:
-        await sources.update_file(meta.id, status="processing")
-        count = await ingest(
-            archival,
-            source.id,
-            source.embedding,
-            meta.file_name,
-            data,
-            source_id=source.id,
-            file_id=meta.id,
-        )
-        for agent_id in await sources.agents_of(source.id):
-            agent = await api.agent(agent_id)
-            await attach_source(archival, source.id, agent.id, agent.embedding, file_id=meta.id)
-        await sources.update_file(meta.id, status="completed", passages=count)
-        bound.info("file_ingested", passages=count)
-    except anyio.get_cancelled_exc_class():
-        with anyio.CancelScope(shield=True):
-            await sources.update_file(
-                meta.id, status="error", error="the server stopped during ingestion; upload again"
-            )
-        raise
-    except Exception as exc:  # recorded on the file: the job's failure, not the server's
-        bound.warning("file_ingestion_failed", error=repr(exc))
-        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        await sources.update_file(meta.id, status="error", error=message)
+    to; the file record tells how it went, with its progress. Never raises (but is
+    cancellable)."""
+
+    async def embedding_of(agent_id: str) -> str:
+        return (await api.agent(agent_id)).embedding
+
+    await process_upload(
+        shared_archival(api),
+        SourceStore(api.rt.redis),
+        source,
+        meta,
+        data,
+        embedding_of=embedding_of,
+    )
 
 
 async def attach(api: ApiState, source: Source, agent_id: str) -> None:

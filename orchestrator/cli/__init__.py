@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "_approve",
     "_blocks",
     "_memory",
+    "_sources",
     "_worker",
     "_run",
     "_demo",

@@ -6,7 +6,9 @@ import io
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 from pypdf import PdfWriter
 
@@ -20,8 +22,10 @@ from agents.ingest import (
     ingest,
     source_passage_id,
 )
+from agents.uploads import process_upload
 from storage.embeddings import HashingEmbedder
 from storage.passages import EdgePassageStore
+from storage.sources import SourceStore, new_file, new_source
 
 
 def _pdf(pages: list[list[str]]) -> bytes:
@@ -318,3 +322,83 @@ async def test_attach_one_file(archival: PassageArchival) -> None:
     assert await attach_source(archival, "source-1", "agent-1", "hashing/64", file_id="file-2") == 1
     [copy] = await archival.store.list("agent-1")
     assert copy.text == "text of file-2"
+
+
+# --- an upload's progress on its file record ------------------------------------------------
+
+
+class _Gated:
+    """The real archival, holding each batch until the test has looked at the file record."""
+
+    def __init__(self, inner: PassageArchival) -> None:
+        self.inner = inner
+        self.store = inner.store
+        self.delete = inner.delete
+        self.batches = 0
+        self.entered = anyio.Event()
+        self.go_on = anyio.Event()
+
+    async def insert_many(self, *args: Any, **kwargs: Any) -> Any:
+        self.batches += 1
+        if self.batches == 2:  # the second batch: the first is embedded and recorded
+            self.entered.set()
+            await self.go_on.wait()
+        return await self.inner.insert_many(*args, **kwargs)
+
+
+async def test_an_upload_records_its_progress_while_embedding(
+    archival: PassageArchival, redis_client: Any
+) -> None:
+    sources = SourceStore(redis_client)
+    source = await sources.create(new_source("handbook", "hashing/64"))
+    pages = "\n\n".join(f"Page {n}. " + "Policy text here. " * 60 for n in range(50))
+    data = pages.encode()
+    meta = await sources.add_file(
+        new_file(source.id, "handbook.txt", file_type="text/plain", file_size=len(data))
+    )
+    gated = _Gated(archival)
+    seen: list[tuple[int, int]] = []
+
+    async def embedding_of(agent_id: str) -> str:
+        return "hashing/64"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: process_upload(
+                gated,
+                sources,
+                source,
+                meta,
+                data,
+                embedding_of=embedding_of,
+                on_progress=lambda done, total: seen.append((done, total)),
+            )
+        )
+        with anyio.fail_after(10):
+            await gated.entered.wait()
+        midway = await sources.get_file(meta.id)
+        assert midway.status == "processing"
+        assert midway.chunks_embedded == 32 and midway.total_chunks > 32
+        gated.go_on.set()
+    done = await sources.get_file(meta.id)
+    assert done.status == "completed" and done.passages == midway.total_chunks
+    assert done.chunks_embedded == done.total_chunks == done.passages
+    assert seen[0] == (0, done.passages) and seen[-1] == (done.passages, done.passages)
+
+
+async def test_an_unreadable_upload_is_an_error_on_its_record(
+    archival: PassageArchival, redis_client: Any
+) -> None:
+    sources = SourceStore(redis_client)
+    source = await sources.create(new_source("docs", "hashing/64"))
+    meta = await sources.add_file(
+        new_file(source.id, "broken.pdf", file_type="application/pdf", file_size=3)
+    )
+
+    async def embedding_of(agent_id: str) -> str:
+        return "hashing/64"
+
+    failed = await process_upload(
+        archival, sources, source, meta, b"%PD", embedding_of=embedding_of
+    )
+    assert failed.status == "error" and "broken.pdf" in (failed.error or "")

@@ -1,0 +1,223 @@
+"""``memgrid sources ...``: documents (PDF, text, markdown) in archival memory.
+
+``upload`` ingests in this process, with a progress bar (the API's upload jobs fill the same
+``total_chunks``/``chunks_embedded`` fields of the file record as they go); attaching a source
+copies its passages into an agent's archival memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import msgspec
+
+from orchestrator.cli._common import UsageError, with_runtime
+
+if TYPE_CHECKING:
+    from agents.runtime import Runtime
+    from storage.records import FileMeta, Source
+
+__all__ = ("ProgressBar", "register")
+
+
+def register(subparsers: Any) -> None:
+    sources = subparsers.add_parser("sources", help="documents for archival memory")
+    sub = sources.add_subparsers(dest="sources_command", metavar="ACTION", required=True)
+
+    create = sub.add_parser("create", help="create a source")
+    create.add_argument("name")
+    create.add_argument("--embedding", default=None, help="handle (default MEMGRID_EMBEDDING)")
+    create.add_argument("--description", default="")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(handler=_create)
+
+    listing = sub.add_parser("list", help="sources and their files")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list)
+
+    upload = sub.add_parser("upload", help="ingest files into a source, showing progress")
+    upload.add_argument("source", help="source name or id")
+    upload.add_argument("files", nargs="+", type=Path)
+    upload.add_argument("--json", action="store_true")
+    upload.set_defaults(handler=_upload)
+
+    for action in ("attach", "detach"):
+        cmd = sub.add_parser(
+            action, help=f"{action} a source {'to' if action == 'attach' else 'from'} an agent"
+        )
+        cmd.add_argument("source", help="source name or id")
+        cmd.add_argument("agent", help="agent name or id")
+        cmd.set_defaults(handler=_attach if action == "attach" else _detach)
+
+
+class ProgressBar:
+    """``name [#####.....] 12/40 chunks`` redrawn in place on a terminal; on a pipe, one line
+    at each tenth so that logs stay short."""
+
+    def __init__(self, name: str, out: TextIO | None = None, width: int = 30) -> None:
+        self.name = name
+        self.out = out or sys.stderr
+        self.width = width
+        self.tty = self.out.isatty()
+        self._last_tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        fraction = done / total if total else 1.0
+        filled = round(self.width * fraction)
+        line = f"{self.name} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} chunks"
+        if self.tty:
+            self.out.write(f"\r{line}")
+            if done >= total:
+                self.out.write("\n")
+        elif int(fraction * 10) > self._last_tenth or done >= total:
+            self._last_tenth = int(fraction * 10)
+            self.out.write(f"{line}\n")
+        self.out.flush()
+
+
+def _create(args: argparse.Namespace) -> int:
+    from storage.settings import StorageSettings
+    from storage.sources import SourceStore, new_source
+
+    if not args.name.strip():
+        raise UsageError("a source needs a name")
+    embedding = args.embedding or StorageSettings.from_env().embedding
+
+    async def work(rt: Runtime) -> Source:
+        return await SourceStore(rt.redis).create(
+            new_source(args.name, embedding, description=args.description)
+        )
+
+    source = with_runtime(work)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(source), indent=2))
+    else:
+        print(f"created source {source.name} ({source.id}), embedding {source.embedding}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from storage.sources import SourceStore
+
+    async def work(rt: Runtime) -> list[tuple[Source, list[FileMeta]]]:
+        store = SourceStore(rt.redis)
+        return [(s, await store.list_files(s.id)) for s in await store.list()]
+
+    found = with_runtime(work)
+    if args.json:
+        rows = [{**msgspec.to_builtins(s), "files": msgspec.to_builtins(f)} for s, f in found]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for source, files in found:
+        print(f"{source.name} ({source.id}), embedding {source.embedding}")
+        for meta in files:
+            print(f"  {meta.file_name}: {_status(meta)}")
+    if not found:
+        print("(no sources)")
+    return 0
+
+
+def _status(meta: FileMeta) -> str:
+    if meta.status == "completed":
+        return f"completed, {meta.passages} passages"
+    if meta.status == "processing" and meta.total_chunks:
+        return f"processing, {meta.chunks_embedded}/{meta.total_chunks} chunks embedded"
+    if meta.status == "error":
+        return f"error: {meta.error}"
+    return meta.status
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from agents.ingest import file_type
+    from agents.uploads import process_upload
+    from storage.sources import SourceStore, new_file
+
+    payloads: list[tuple[str, str, bytes]] = []
+    for path in args.files:
+        try:
+            payloads.append((path.name, file_type(path.name), path.read_bytes()))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"{path}: {exc.strerror or exc}") from None
+
+    async def work(rt: Runtime) -> list[FileMeta]:
+        store = SourceStore(rt.redis)
+        source = await store.resolve(args.source)
+
+        async def embedding_of(agent_id: str) -> str:
+            return (await rt.agents.get(agent_id)).embedding
+
+        results = []
+        for name, mime, data in payloads:
+            meta = await store.add_file(
+                new_file(source.id, name, file_type=mime, file_size=len(data))
+            )
+            bar = None if args.json else ProgressBar(name)
+            results.append(
+                await process_upload(
+                    rt.archival,  # type: ignore[arg-type]  # SharedArchival: a PassageWriter
+                    store,
+                    source,
+                    meta,
+                    data,
+                    embedding_of=embedding_of,
+                    on_progress=bar,
+                )
+            )
+        return results
+
+    results = with_runtime(work)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(results), indent=2))
+    else:
+        for meta in results:
+            print(f"{meta.file_name}: {_status(meta)}")
+    return 1 if any(m.status != "completed" for m in results) else 0
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from agents.ingest import attach_source
+    from storage.sources import SourceStore
+
+    async def work(rt: Runtime) -> int:
+        store = SourceStore(rt.redis)
+        source = await store.resolve(args.source)
+        agent = await rt.agents.resolve(args.agent)
+        await store.attach(source.id, agent.id)
+        return await attach_source(
+            rt.archival,  # type: ignore[arg-type]  # SharedArchival: a PassageWriter
+            source.id,
+            agent.id,
+            agent.embedding,
+            progress=ProgressBar(f"{source.name} -> {agent.name}"),
+        )
+
+    copied = with_runtime(work)
+    print(f"attached: {copied} passages copied into the agent's archival memory")
+    return 0
+
+
+def _detach(args: argparse.Namespace) -> int:
+    from agents.ingest import delete_source_passages
+    from storage.sources import SourceStore
+
+    async def work(rt: Runtime) -> int:
+        store = SourceStore(rt.redis)
+        source = await store.resolve(args.source)
+        agent = await rt.agents.resolve(args.agent)
+        removed = await delete_source_passages(
+            rt.archival,  # type: ignore[arg-type]  # SharedArchival: a PassageWriter
+            agent.id,
+            source.id,
+        )
+        await store.detach(source.id, agent.id)
+        return removed
+
+    removed = with_runtime(work)
+    print(f"detached: {removed} passages removed from the agent's archival memory")
+    return 0
