@@ -12,7 +12,6 @@ import sys
 from collections.abc import Sequence
 
 from orchestrator.cli._common import UsageError
-from orchestrator.logs import configure_logging
 
 __all__ = ("main",)
 
@@ -58,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from orchestrator.logs import configure_logging  # structlog: not needed for --help
+
     configure_logging(args.log_level)
     try:
         return int(args.handler(args) or 0)

@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import msgspec
 
 from agents.events import FAILED_STOPS, Event, StopReason, UsageStatistics, event_encoder, iso
-from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
-from agents.runtime import Runtime
 from orchestrator.cli._common import with_runtime
 from orchestrator.render import print_event
-from storage.records import Agent
+
+if TYPE_CHECKING:  # the runtime pulls in the model client: imported when a command runs
+    from agents.runtime import Runtime
+    from storage.records import Agent
 
 __all__ = ("register",)
 
@@ -74,6 +75,8 @@ def _agent_json(agent: Agent, blocks: list[Any] | None = None) -> dict[str, Any]
 
 
 def _create(args: argparse.Namespace) -> int:
+    from agents.manage import AgentSpec, BlockSpec, create_agent
+
     blocks = None
     if args.persona is not None or args.human is not None:
         blocks = [
@@ -145,6 +148,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
+    from agents.manage import delete_agent
+
     async def work(rt: Runtime) -> Agent:
         agent = await rt.agents.resolve(args.name)
         return await delete_agent(rt, agent.id)

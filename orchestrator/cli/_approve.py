@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.events import Event, StopReason
-from agents.runtime import Runtime
 from orchestrator.cli._agents import _letta_response, _turn
 from orchestrator.cli._common import UsageError, with_runtime
+
+if TYPE_CHECKING:
+    from agents.runtime import Runtime
 
 __all__ = ("register",)
 

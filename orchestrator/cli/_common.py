@@ -9,9 +9,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
-from bus import RedisUnavailable
-from storage.errors import StorageError
-
 if TYPE_CHECKING:
     from agents.runtime import Runtime
 
@@ -39,6 +36,9 @@ class UsageError(Exception):
 def with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
     """Run ``work`` with a runtime from the environment; storage and Redis errors become
     one-line usage errors."""
+
+    from bus import RedisUnavailable
+    from storage.errors import StorageError
 
     async def main() -> T:
         from orchestrator.runtime import open_runtime

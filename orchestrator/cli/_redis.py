@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bus import BusSettings, RedisUnavailable, resolve_redis_url, stop_local_redis
+from bus import BusSettings, RedisUnavailable
 from orchestrator.cli._common import UsageError
 
 __all__ = ("register",)
@@ -20,6 +20,8 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bus import resolve_redis_url, stop_local_redis
+
     settings = BusSettings.from_env()
     if args.action == "stop":
         if settings.redis_url:

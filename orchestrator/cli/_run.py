@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bus import RedisUnavailable
 from orchestrator.cli._common import UsageError, run
-from storage.errors import StorageError
 
 __all__ = ("register",)
 
@@ -93,6 +91,9 @@ def _run(args: argparse.Namespace) -> int:
             if r.entry_run.status != "completed" or r.entry_run.stop_reason in FAILED_STOPS
         ]
         return 1 if failed else 0
+
+    from bus import RedisUnavailable
+    from storage.errors import StorageError
 
     try:
         return int(run(main))

@@ -10,12 +10,17 @@ import argparse
 import importlib
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from agents.scripted import DEFAULT_CONTEXT_WINDOW, Policy, ScriptedModel
 from orchestrator.cli._common import UsageError, run
+
+if TYPE_CHECKING:  # the server (litestar) loads when the command runs, not for --help
+    from agents.scripted import Policy, ScriptedModel
+
+#: agents.scripted.DEFAULT_CONTEXT_WINDOW, named here so that --help need not import the server
+DEFAULT_CONTEXT_WINDOW = 128_000
 
 __all__ = ("load_policy", "register")
 
@@ -102,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.port < 0 or args.port > 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     models = dict.fromkeys(args.model, args.context_window) if args.model else None
+    from agents.scripted import ScriptedModel
+
     model = ScriptedModel(
         policy,
         host=args.host,

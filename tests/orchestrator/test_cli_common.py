@@ -18,3 +18,29 @@ def test_commands_run_on_uvloop_unless_turned_off(monkeypatch: pytest.MonkeyPatc
     assert run(_loop_module).startswith("uvloop")
     monkeypatch.setenv("MEMGRID_UVLOOP", "0")
     assert run(_loop_module).startswith("asyncio")
+
+
+def test_help_loads_no_model_client_server_or_redis() -> None:
+    """``memgrid --help`` (and building the parser of every command) stays fast: the openai
+    SDK, the web framework, the Redis client and structlog load when a command runs."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from orchestrator.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "heavy = ('openai', 'litestar', 'redis', 'structlog', 'onnxruntime', 'qdrant_edge')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_scripted_model_help_names_its_real_default_window() -> None:
+    from agents.scripted import DEFAULT_CONTEXT_WINDOW
+    from orchestrator.cli import _scripted
+
+    assert _scripted.DEFAULT_CONTEXT_WINDOW == DEFAULT_CONTEXT_WINDOW
