@@ -8,7 +8,8 @@
     storage.InvalidRecord    -> 400
     ToolSchemaError          -> 400 (``source_code``)
     ValidationException      -> 422 {"detail": [{"loc": [...], "msg": ..., "type": ...}]}
-    other HTTPException      -> its status with {"detail": ...}
+    other HTTPException      -> its status with {"detail": ...} (a body that is not JSON: 400
+                                saying so, with the decoder's words)
     Redis fails              -> 503
     embedding endpoint fails -> 502; archival owner or local model missing -> 503
     anything else            -> 500 {"detail": "internal error"} (logged with its traceback)
@@ -24,7 +25,7 @@ from typing import Any
 
 import structlog
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from redis.exceptions import RedisError
 
 from agents.archival_rpc import ArchivalUnavailable
@@ -129,7 +130,13 @@ def _redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    return _json(exc.status_code, {"detail": exc.detail}, headers=exc.headers)
+    detail = exc.detail
+    if isinstance(exc.__cause__, SerializationException):  # the body did not decode
+        detail = (
+            f"the request body is not valid JSON ({detail}); send one JSON object with "
+            "Content-Type: application/json"
+        )
+    return _json(exc.status_code, {"detail": detail}, headers=exc.headers)
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

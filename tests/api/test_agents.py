@@ -143,3 +143,15 @@ async def test_agent_tools_attach_detach(client: httpx.AsyncClient) -> None:
     assert [t["name"] for t in detached["tools"]] == ["send_message"]
     by_id = await make_agent(client, name="by-id", include_base_tools=False, tool_ids=[tool_id])
     assert [t["name"] for t in by_id["tools"]] == ["conversation_search"]
+
+
+async def test_malformed_json_is_named_as_such(client: httpx.AsyncClient) -> None:
+    agent = await make_agent(client)
+    for path in ("/v1/agents/", f"/v1/agents/{agent['id']}/messages"):
+        answer = await client.post(
+            path, content=b'{"messages": [', headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        detail = answer.json()["detail"]
+        assert detail.startswith("the request body is not valid JSON"), detail
+        assert "truncated" in detail  # msgspec's own words stay, with where it failed
