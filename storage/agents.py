@@ -209,9 +209,21 @@ class AgentStore:
         return int(await self._redis.scard(keys.agents_all()))
 
 
+_MAX_NAME = 256
+
+
 def _validate(agent: Agent) -> None:
-    if not agent.name.strip():
+    # Names are free text as in Letta ("Support agent 2" is fine: quote it in a shell), but
+    # not empty, not padded, no control characters, and short enough to show in a table.
+    name = agent.name
+    if not name.strip():
         raise InvalidRecord("an agent needs a non-empty name")
+    if name != name.strip():
+        raise InvalidRecord(f"name {name!r} starts or ends with spaces; remove them")
+    if len(name) > _MAX_NAME:
+        raise InvalidRecord(f"name is {len(name)} characters long; at most {_MAX_NAME}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidRecord(f"name {name!r} contains control characters (newline, tab...)")
     if agent.max_steps < 1:
         raise InvalidRecord(f"max_steps must be at least 1, got {agent.max_steps}")
     if agent.context_window < 512:

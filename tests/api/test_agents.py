@@ -155,3 +155,19 @@ async def test_malformed_json_is_named_as_such(client: httpx.AsyncClient) -> Non
         detail = answer.json()["detail"]
         assert detail.startswith("the request body is not valid JSON"), detail
         assert "truncated" in detail  # msgspec's own words stay, with where it failed
+
+
+async def test_agent_names_are_free_text_but_not_blank_padded_or_control(
+    client: httpx.AsyncClient,
+) -> None:
+    spaced = await make_agent(client, name="Support agent 2!")
+    assert spaced["name"] == "Support agent 2!"
+    for name, complaint in [
+        ("   ", "non-empty name"),
+        (" padded", "starts or ends with spaces"),
+        ("two\nlines", "control characters"),
+        ("x" * 257, "at most 256"),
+    ]:
+        answer = await client.post("/v1/agents/", json={"name": name})
+        assert answer.status_code == 400, (name, answer.text)
+        assert complaint in answer.json()["detail"]
