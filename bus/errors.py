@@ -2,12 +2,13 @@
 
 BusError
 ├── RedisUnavailable      the configured or local Redis cannot be reached or started
-└── LeaseLost             a fencing token no longer matches: this worker must stop writing
+├── LeaseLost             a fencing token no longer matches: this worker must stop writing
+└── CommitRefused         a fenced commit holds a command that would fail: nothing was written
 """
 
 from __future__ import annotations
 
-__all__ = ("BusError", "LeaseLost", "RedisUnavailable")
+__all__ = ("BusError", "CommitRefused", "LeaseLost", "RedisUnavailable")
 
 
 class BusError(Exception):
@@ -20,3 +21,9 @@ class RedisUnavailable(BusError):
 
 class LeaseLost(BusError):
     """The agent's lease moved to another worker; the current step must not commit."""
+
+
+class CommitRefused(BusError):
+    """A fenced commit was refused before any write: one of its commands would have failed
+    inside the script (a key of another type, a command too long to split). A bug or corrupt
+    data, not a transient failure: nothing of the commit was written."""

@@ -26,7 +26,8 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from bus import keys
-from bus.errors import LeaseLost
+from bus._commit import split
+from bus.errors import CommitRefused, LeaseLost
 from bus.scripts import LuaScript
 
 __all__ = ("Lease", "WatchConflict", "acquire", "fenced", "journal", "renew_all")
@@ -58,8 +59,12 @@ return 0
 # token ('' = no lease), each expected key's SHA1 ('' = must not exist), then the commands:
 # 'j' and one JSON array of commands (cheap for the client to send: one argument), or 'a' and
 # each command as its argument count and its arguments (for values that are not UTF-8 text).
-# Checks first, writes after: all or nothing.
-# Returns {1}, {0, current fence} (lease lost) or {-1, key} (an expected key changed).
+# Checks first, writes after: all or nothing. A script is not rolled back when a command
+# errors, so no command may fail once writing starts: Python splits long commands below
+# unpack's limit (bus/_commit.py) and the script checks, before any write, that each key a
+# typed command touches holds that type (or nothing, or will by then).
+# Returns {1}, {0, current fence} (lease lost), {-1, key} (an expected key changed) or
+# {-2, key, its type, command} (a command would fail: nothing written).
 _COMMIT = LuaScript("""
 local expected = tonumber(ARGV[1])
 if ARGV[2] ~= '' then
@@ -72,17 +77,45 @@ for k = 1, expected do
   if seen ~= ARGV[k + 2] then return {-1, KEYS[k + 1]} end
 end
 local i = expected + 3
+local commands
 if ARGV[i] == 'j' then
-  for _, command in ipairs(cjson.decode(ARGV[i + 1])) do
-    redis.call(unpack(command))
+  commands = cjson.decode(ARGV[i + 1])
+else
+  commands = {}
+  i = i + 1
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i])
+    local command = {}
+    for j = 1, n do command[j] = ARGV[i + j] end
+    commands[#commands + 1] = command
+    i = i + n + 1
   end
-  return {1}
 end
-i = i + 1
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
+local kinds = {
+  ZADD = 'zset', ZREM = 'zset', ZINCRBY = 'zset', ZREMRANGEBYSCORE = 'zset',
+  ZREMRANGEBYRANK = 'zset', SADD = 'set', SREM = 'set', HSET = 'hash', HMSET = 'hash',
+  HSETNX = 'hash', HDEL = 'hash', HINCRBY = 'hash', RPUSH = 'list', LPUSH = 'list',
+  LTRIM = 'list', XADD = 'stream', XTRIM = 'stream', XDEL = 'stream', XACK = 'stream'
+}
+local planned = {}
+for _, command in ipairs(commands) do
+  local name = string.upper(command[1])
+  local kind = kinds[name]
+  if kind then
+    local key = command[2]
+    local seen = planned[key] or redis.call('TYPE', key)['ok']
+    if seen ~= 'none' and seen ~= kind then return {-2, key, seen, name} end
+    planned[key] = kind
+  elseif name == 'SET' then
+    planned[command[2]] = 'string'
+  elseif name == 'MSET' then
+    for j = 2, #command, 2 do planned[command[j]] = 'string' end
+  elseif name == 'DEL' or name == 'UNLINK' then
+    for j = 2, #command do planned[command[j]] = 'none' end
+  end
+end
+for _, command in ipairs(commands) do
+  redis.call(unpack(command))
 end
 return {1}
 """)
@@ -213,9 +246,14 @@ async def fenced(
     :class:`WatchConflict` is raised (the caller re-reads and retries). With ``lease=None`` (an
     in-process run that holds no lease) only ``expect`` applies.
 
+    A commit of any size is all or nothing: long variadic commands are split (see
+    :mod:`bus._commit`) and no command can fail after the first write.
+
     Raises:
         LeaseLost: another worker took the agent since ``lease`` was acquired.
         WatchConflict: an expected key holds something else.
+        CommitRefused: a command would fail (a key of another type; a command that cannot
+            be split and is too long); nothing was written.
     """
     expect = expect or {}
     async with redis.pipeline(transaction=False) as pipe:
@@ -227,6 +265,7 @@ async def fenced(
         await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated in redis-py
     if not commands:
         return
+    commands = split(commands)
     args: list[object] = [len(expect), "" if lease is None else str(lease.token)]
     args += [sha1(value) for value in expect.values()]
     payload = _as_json(commands)
@@ -241,8 +280,18 @@ async def fenced(
     if outcome[0] == 0 and lease is not None:  # 0 only comes when a token was checked
         raise lease.stale(outcome[1])
     if outcome[0] == -1:
-        changed = outcome[1].decode() if isinstance(outcome[1], bytes) else outcome[1]
+        changed = _text(outcome[1])
         raise WatchConflict(f"agent {agent_id}: {changed} changed since it was read; retry")
+    if outcome[0] == -2:
+        key, kind, name = (_text(part) for part in outcome[1:4])
+        raise CommitRefused(
+            f"agent {agent_id}: {key} holds a {kind}, which {name} cannot write; nothing of "
+            "the commit was written (a bug or corrupt data: inspect or delete that key)"
+        )
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class WatchConflict(Exception):
