@@ -19,6 +19,7 @@ from storage.agents import AgentStore
 from storage.blocks import BlockStore
 from storage.messages import MessageLog
 from storage.records import Agent
+from storage.settings import StorageSettings
 from storage.tools import ToolStore
 
 __all__ = ("LLMPool", "Runtime")
@@ -64,6 +65,7 @@ class Runtime:
     clock: Callable[[], float] = time.time
     tool_timeout_s: float = 120.0
     counters: dict[str, TokenCounter] = field(default_factory=dict)
+    settings: StorageSettings = field(default_factory=StorageSettings.from_env)
 
     def __post_init__(self) -> None:
         self.agents = AgentStore(self.redis)

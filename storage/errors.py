@@ -3,12 +3,20 @@
 StorageError
 ├── NotFound            an id or name that does not exist
 ├── Conflict            a unique name taken, or a version that moved under a write
-└── InvalidRecord       a record that breaks a rule (limit, read-only, empty label...)
+├── InvalidRecord       a record that breaks a rule (limit, read-only, empty label...)
+└── InvalidSetting      an environment variable whose value cannot be used
 """
 
 from __future__ import annotations
 
-__all__ = ("Conflict", "InvalidRecord", "NotFound", "StaleWriter", "StorageError")
+__all__ = (
+    "Conflict",
+    "InvalidRecord",
+    "InvalidSetting",
+    "NotFound",
+    "StaleWriter",
+    "StorageError",
+)
 
 
 class StorageError(Exception):
@@ -29,3 +37,7 @@ class StaleWriter(Conflict):
 
 class InvalidRecord(StorageError):
     """The record breaks a rule; the message says which and how to fix it."""
+
+
+class InvalidSetting(StorageError):
+    """A setting's value cannot be used; the message names the variable and what it takes."""

@@ -36,13 +36,14 @@ from agents.events import (
     event_encoder,
     expand,
 )
+from agents.limits import MessageTooLarge, MessageTooLong, check_message
 from bus.envelopes import InboxMessage
 from bus.events import follow
 from orchestrator.api.errors import ApiError
 from orchestrator.api.schemas import ContentPart, MessageIn, MessagesIn
 from orchestrator.api.state import Api
 from orchestrator.api.views import LettaResponse, RunView, run_view
-from storage.records import Message
+from storage.records import Agent, Message
 
 __all__ = ("EventStream", "MessagesController", "follow_events", "sse")
 
@@ -97,6 +98,24 @@ def _approval(message: MessageIn, field: str, pending: Collection[str]) -> Inbox
         otid=message.otid,
         sender_id=message.sender_id,
     )
+
+
+def _check_sizes(api: Api, agent: Agent, data: MessagesIn, inbox: Sequence[InboxMessage]) -> None:
+    """Refuse a message too large to store (413) or to ever fit the context window (422)."""
+    rt = api.rt
+    for index, message in enumerate(inbox):
+        field = f"messages.{index}.content" if data.messages else "input"
+        try:
+            check_message(
+                agent,
+                message.content,
+                max_bytes=rt.settings.max_message_bytes,
+                counter=rt.counter(agent.model),
+            )
+        except MessageTooLarge as exc:
+            raise ApiError(413, str(exc), field=field) from None
+        except MessageTooLong as exc:
+            raise ApiError(422, str(exc), field=field) from None
 
 
 def _is_approval(message: MessageIn) -> bool:
@@ -243,6 +262,7 @@ class MessagesController(Controller):
             raise ApiError(422, "max_steps must be at least 1", field="max_steps")
         agent = await api.agent(agent_id)
         inbox = _inbox(data, {call.id for call in agent.pending_approval})
+        _check_sizes(api, agent, data, inbox)
         submitted = await api.runs.submit(
             agent.id, inbox, otid=inbox[0].otid, max_steps=data.max_steps
         )

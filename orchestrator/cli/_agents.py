@@ -172,11 +172,16 @@ async def _turn(
     ``role="approval"`` answers a run stopped with ``requires_approval`` (``text`` is the
     approval's JSON).
     """
+    from agents.limits import check_message
     from agents.runs import RunStore, live_workers
     from agents.worker import Worker, WorkerSettings
     from bus.envelopes import InboxMessage
 
     agent = await rt.agents.resolve(name)
+    if role == "user":
+        check_message(
+            agent, text, max_bytes=rt.settings.max_message_bytes, counter=rt.counter(agent.model)
+        )
     runs = RunStore(rt.redis)
     submitted = await runs.submit(agent.id, [InboxMessage(content=text, role=role)])
     events: list[Event] = []

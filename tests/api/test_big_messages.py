@@ -19,7 +19,7 @@ def _pasted_log(words: int) -> str:
 async def test_a_60kb_message_of_9000_distinct_words_commits_and_is_searchable(
     client: httpx.AsyncClient, redis_client: aioredis.Redis
 ) -> None:
-    agent = await make_agent(client, context_window=128000)
+    agent = await make_agent(client, context_window_limit=128000)
     text = _pasted_log(9000)
     assert len(text.encode()) > 60_000
     started = time.monotonic()
@@ -30,3 +30,33 @@ async def test_a_60kb_message_of_9000_distinct_words_commits_and_is_searchable(
     found = await MessageLog(redis_client).search(agent["id"], "w08999x")
     assert {m.role for m in found.messages} == {"user", "assistant"}  # input and echoed reply
     assert any(m.role == "user" and m.content == text for m in found.messages)
+
+
+async def test_a_message_over_the_size_limit_gets_413_naming_the_setting(
+    client: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    agent = await make_agent(client)
+    huge = "x" * (1024 * 1024 + 1)  # one byte over the default MEMGRID_MAX_MESSAGE_BYTES
+    response = await client.post(
+        f"/v1/agents/{agent['id']}/messages",
+        json={"messages": [{"role": "user", "content": huge}]},
+    )
+    assert response.status_code == 413, response.text
+    detail = response.json()["detail"]
+    assert "1048576 bytes" in detail and "MEMGRID_MAX_MESSAGE_BYTES" in detail
+    assert await redis_client.zcard(f"mg:{{{agent['id']}}}:runs") == 0  # nothing queued
+
+
+async def test_a_message_that_can_never_fit_the_context_window_gets_422(
+    client: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    agent = await make_agent(client, context_window_limit=2000)
+    response = await client.post(
+        f"/v1/agents/{agent['id']}/messages/async",
+        json={"input": _pasted_log(1000)},  # ~9 KB: about 3,000 tokens
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "input"]
+    assert "context window of 2000 tokens" in error["msg"] and "context_window" in error["msg"]
+    assert await redis_client.zcard(f"mg:{{{agent['id']}}}:runs") == 0

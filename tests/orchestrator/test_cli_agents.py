@@ -84,3 +84,15 @@ def test_a_failed_turn_exits_1_and_names_its_stop_reason(env: dict[str, str]) ->
     assert "Traceback" not in sent.stderr
     live = _memgrid(env, "send", "ghosty", "please call a ghost tool")
     assert live.returncode == 1 and "[stop: invalid_tool_call" in live.stdout
+
+
+def test_send_refuses_a_message_over_the_limit_in_one_line(env: dict[str, str]) -> None:
+    assert _memgrid(env, "agents", "create", "small", "--model", "openai/scripted").returncode == 0
+    limited = {**env, "MEMGRID_MAX_MESSAGE_BYTES": "1000"}
+    sent = _memgrid(limited, "send", "small", "y" * 1001)
+    assert sent.returncode == 2, sent.stdout
+    assert "1000 bytes" in sent.stderr and "MEMGRID_MAX_MESSAGE_BYTES" in sent.stderr
+    assert "Traceback" not in sent.stderr
+    bad = _memgrid({**env, "MEMGRID_MAX_MESSAGE_BYTES": "lots"}, "send", "small", "hi")
+    assert bad.returncode == 2 and "MEMGRID_MAX_MESSAGE_BYTES='lots'" in bad.stderr
+    assert "Traceback" not in bad.stderr
