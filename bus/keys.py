@@ -36,7 +36,7 @@ def lease(agent_id: str) -> str:
 
 
 def fence(agent_id: str) -> str:
-    """Counter incremented at each lease acquisition: the fencing token."""
+    """The current fencing token, ``<counter>.<nonce>``, replaced at each lease acquisition."""
     return f"{PREFIX}:{{{agent_id}}}:fence"
 
 

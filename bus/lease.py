@@ -1,12 +1,18 @@
 """Per-agent leases with fencing tokens: one step at a time per agent, everywhere.
 
 A worker owns an agent while its lease key (``mg:{A}:lease``, value ``<worker>:<token>``) lives;
-it renews the lease while it works. Each acquisition increments the agent's fence counter
-(``mg:{A}:fence``) and the new value is the fencing token. Every commit of a step runs as one
-script that first compares the fence with the token (:func:`fenced`), so a worker that was
-paused or partitioned past its lease, after another worker took over, cannot write stale
-state: its commit fails with :class:`bus.errors.LeaseLost` and writes nothing. Renewals do not
-touch the fence key, so they never abort a commit.
+it renews the lease while it works. Each acquisition stores a new fencing token in the agent's
+fence key (``mg:{A}:fence``): the previous token's counter plus one, and a random nonce made by
+the acquirer (``<counter>.<nonce>``). Every commit of a step runs as one script that first
+compares the fence with the token (:func:`fenced`), so a worker that was paused or partitioned
+past its lease, after another worker took over, cannot write stale state: its commit fails
+with :class:`bus.errors.LeaseLost` and writes nothing. Renewals do not touch the fence key, so
+they never abort a commit.
+
+The nonce is what makes a token unique: when Redis loses its last writes (a restart with
+``appendfsync everysec``), the counter can go back and the next acquisition reuses a counter
+value that a live, forgotten holder still has; its nonce differs, so that holder's commits are
+refused. The counter keeps tokens readable and ordered in logs.
 
 A commit can also expect other keys to hold what the caller last read (compare-and-set on their
 SHA1): the step loop expects the agent record it merged its fields into, so an API edit made
@@ -16,6 +22,7 @@ during the step is re-read and kept instead of overwritten.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,10 +39,14 @@ from bus.scripts import LuaScript
 
 __all__ = ("Lease", "WatchConflict", "acquire", "fenced", "journal", "renew_all")
 
-# KEYS: lease, fence. ARGV: worker id, ttl ms. Returns the token, or 0 when held by another.
+# KEYS: lease, fence. ARGV: worker id, ttl ms, nonce. Returns the token, or 0 when held by
+# another. A fence written before nonces (a bare counter) is read as that counter.
 _ACQUIRE = LuaScript("""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local token = redis.call('INCR', KEYS[2])
+local previous = redis.call('GET', KEYS[2])
+local counter = previous and tonumber(string.match(previous, '^%d+')) or 0
+local token = (counter + 1) .. '.' .. ARGV[3]
+redis.call('SET', KEYS[2], token)
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', tonumber(ARGV[2]))
 return token
 """)
@@ -135,7 +146,7 @@ class Lease:
     """A held lease: the agent, the token, and how to renew or release it."""
 
     def __init__(
-        self, redis: aioredis.Redis, agent_id: str, worker_id: str, token: int, ttl_ms: int
+        self, redis: aioredis.Redis, agent_id: str, worker_id: str, token: str, ttl_ms: int
     ) -> None:
         self.redis = redis
         self.agent_id = agent_id
@@ -143,6 +154,11 @@ class Lease:
         self.token = token
         self.ttl_ms = ttl_ms
         self.value = f"{worker_id}:{token}"
+
+    @property
+    def counter(self) -> int:
+        """The token's counter: one more than the previous acquisition's (as Redis recalls)."""
+        return int(self.token.partition(".")[0])
 
     async def renew(self) -> bool:
         """Extend the lease; False when it was lost (expired and maybe taken)."""
@@ -166,9 +182,7 @@ async def journal(redis: aioredis.Redis, lease: Lease, key: str, value: bytes, t
     Raises:
         LeaseLost: another worker took the agent: a stale worker writes nothing.
     """
-    outcome = await _JOURNAL(
-        redis, [keys.fence(lease.agent_id), key], [str(lease.token), value, ttl_s]
-    )
+    outcome = await _JOURNAL(redis, [keys.fence(lease.agent_id), key], [lease.token, value, ttl_s])
     if outcome[0] == 0:
         raise lease.stale(outcome[1])
     return value if outcome[0] == 1 else bytes(outcome[1])
@@ -196,10 +210,13 @@ async def acquire(
     redis: aioredis.Redis, agent_id: str, worker_id: str, ttl_ms: int
 ) -> Lease | None:
     """Take the agent's lease, or None when another worker holds it."""
-    token = await _ACQUIRE(redis, [keys.lease(agent_id), keys.fence(agent_id)], [worker_id, ttl_ms])
+    nonce = secrets.token_hex(8)
+    token = await _ACQUIRE(
+        redis, [keys.lease(agent_id), keys.fence(agent_id)], [worker_id, ttl_ms, nonce]
+    )
     if not token:
         return None
-    return Lease(redis, agent_id, worker_id, int(token), ttl_ms)
+    return Lease(redis, agent_id, worker_id, _text(token), ttl_ms)
 
 
 def sha1(value: bytes | None) -> str:
@@ -266,7 +283,7 @@ async def fenced(
     if not commands:
         return
     commands = split(commands)
-    args: list[object] = [len(expect), "" if lease is None else str(lease.token)]
+    args: list[object] = [len(expect), "" if lease is None else lease.token]
     args += [sha1(value) for value in expect.values()]
     payload = _as_json(commands)
     if payload is not None:

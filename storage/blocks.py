@@ -105,7 +105,7 @@ class BlockStore:
         *,
         editor: str,
         edit_id: str | None = None,
-        fence: tuple[str, int] | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> Block:
         """Apply ``change`` to the latest version with compare-and-set, retrying on conflict.
 
@@ -178,7 +178,7 @@ class BlockStore:
         expected: str,
         edit: BlockEdit,
         edit_id: str | None,
-        fence: tuple[str, int] | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> tuple[int, bytes]:
         marker = f"{keys.block(block.id)}:edit:{edit_id or '-'}"
         fence_key, token = fence if fence is not None else (marker, None)

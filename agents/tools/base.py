@@ -98,7 +98,7 @@ class ToolContext:
     run_id: str
     step_id: str
     call_id: str
-    fence: tuple[str, int] | None = None
+    fence: tuple[str, str] | None = None
     messaging: Any = None  # agents.messaging.Messaging, for the multi-agent tools
     sent_messages: list[str] = field(default_factory=list)
     memory_edited: bool = False

@@ -39,8 +39,8 @@ async def test_a_stale_token_writes_nothing(redis_client: aioredis.Redis) -> Non
     assert first is not None
     await anyio.sleep(0.1)
     second = await acquire(redis_client, "A", "w-2", 5000)
-    assert second is not None and second.token == first.token + 1
-    with pytest.raises(LeaseLost, match="fencing token 1 is stale"):
+    assert second is not None and second.counter == first.counter + 1
+    with pytest.raises(LeaseLost, match=rf"fencing token {first.token} is stale"):
         async with fenced(redis_client, first, "A") as pipe:
             pipe.set("mg:{A}:k", "stale")
     assert await redis_client.get("mg:{A}:k") is None
@@ -122,3 +122,29 @@ async def test_the_step_journal_keeps_the_first_answer_and_refuses_a_stale_write
     with pytest.raises(LeaseLost):
         await journal(redis_client, first, "mg:{A}:journal:0", b"stale", 60)
     assert await redis_client.get("mg:{A}:journal:0") is None
+
+
+async def test_a_token_is_never_issued_twice_when_redis_loses_its_last_writes(
+    redis_client: aioredis.Redis,
+) -> None:
+    # An earlier holder came and went: the fence has a history.
+    earlier = await acquire(redis_client, "A", "w-0", 5000)
+    assert earlier is not None
+    await earlier.release()
+    snapshot = await redis_client.dump("mg:{A}:fence")
+    assert snapshot is not None
+    first = await acquire(redis_client, "A", "w-1", 5000)
+    assert first is not None
+    # Redis restarts and loses its last second of writes: the first acquisition among them.
+    await redis_client.restore("mg:{A}:fence", 0, snapshot, replace=True)
+    await redis_client.delete("mg:{A}:lease")
+    second = await acquire(redis_client, "A", "w-2", 5000)
+    assert second is not None
+    assert second.token != first.token  # same counter, but each acquirer's own nonce
+    with pytest.raises(LeaseLost, match="is stale"):
+        async with fenced(redis_client, first, "A") as pipe:
+            pipe.set("mg:{A}:k", "from the forgotten holder")
+    assert await redis_client.get("mg:{A}:k") is None
+    async with fenced(redis_client, second, "A") as pipe:
+        pipe.set("mg:{A}:k", "from the holder")
+    assert await redis_client.get("mg:{A}:k") == b"from the holder"
