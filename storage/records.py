@@ -1,8 +1,12 @@
 """Stored records: msgspec Structs, one encoder/decoder per type.
 
 Every record carries ``v`` (schema version) so that a later release can read what an
-earlier one wrote. Ids follow Letta's shape (``agent-<uuid>``, ``block-<uuid>``...), so that
-REST clients written for Letta see familiar values.
+earlier one wrote: :func:`encode` always writes it first (``omit_defaults`` would drop it, as
+it equals its default), and :func:`decode` reads a record stored without it, as releases
+before it was written left them, as version 1 (``LEGACY_VERSION``).
+
+Ids follow Letta's shape (``agent-<uuid>``, ``block-<uuid>``...), so that REST clients written
+for Letta see familiar values.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 __all__ = (
+    "LEGACY_VERSION",
+    "SCHEMA_VERSION",
     "Agent",
     "Block",
     "BlockEdit",
@@ -44,6 +50,7 @@ __all__ = (
 )
 
 SCHEMA_VERSION = 1
+LEGACY_VERSION = 1  # what a record stored without ``v`` is
 
 
 def new_id(prefix: str) -> str:
@@ -345,9 +352,18 @@ _encoder = msgspec.json.Encoder()
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 
+_V = b'{"v":'
+
+
 def encode(record: msgspec.Struct) -> bytes:
-    """JSON bytes of a record (JSON, not msgpack, so that Redis values stay readable)."""
-    return _encoder.encode(record)
+    """JSON bytes of a record (JSON, not msgpack, so that Redis values stay readable), with
+    its schema version ``v`` first."""
+    raw = _encoder.encode(record)
+    if isinstance(record, _Record) and not raw.startswith(_V):
+        # omit_defaults dropped v (it equals its default); a base class's fields come first,
+        # so v belongs at the front.
+        raw = b'{"v":%d,' % record.v + raw[1:] if raw != b"{}" else b'{"v":%d}' % record.v
+    return raw
 
 
 def decode(kind: type[_T], data: bytes | str) -> _T:
@@ -355,4 +371,10 @@ def decode(kind: type[_T], data: bytes | str) -> _T:
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
-    return decoder.decode(data)  # type: ignore[no-any-return]  # cached per kind
+    record = decoder.decode(data)
+    if isinstance(record, _Record):
+        head = data[:16].lstrip()
+        head = head if isinstance(head, bytes) else head.encode()
+        if not head.startswith(_V):
+            record.v = LEGACY_VERSION  # written before records stored their version
+    return record  # type: ignore[no-any-return]  # cached per kind
