@@ -219,8 +219,21 @@ class Turn:
                 ) as pipe:
                     rt.messages.stage(pipe, outcome.messages)
                     written = rt.agents.stage_save(pipe, self.agent)
-                    pipe.set(keys.run(self.agent.id, run.id), encode(run))
-                    stage_events(pipe, self.agent.id, run.id, encoded, final=final)
+                    retain = rt.settings
+                    run_key = keys.run(self.agent.id, run.id)
+                    pipe.set(run_key, encode(run), ex=retain.run_ttl_s if final else None)
+                    if final:  # runs created before the oldest kept one are gone or going
+                        cutoff = f"({rt.clock() - retain.run_ttl_s!r}"
+                        pipe.zremrangebyscore(keys.agent_runs(self.agent.id), "-inf", cutoff)
+                    stage_events(
+                        pipe,
+                        self.agent.id,
+                        run.id,
+                        encoded,
+                        final=final,
+                        finished_ttl_s=retain.events_ttl_s,
+                        open_ttl_s=retain.open_events_ttl_s,
+                    )
                     if run.wait is not None:
                         pipe.zadd(bus_keys.timers(), {self.agent.id: run.wait.deadline})
                     if final and self.on_final is not None:

@@ -7,7 +7,7 @@ defaults and checks.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import structlog
@@ -15,9 +15,11 @@ import structlog
 from agents.prompts import DEFAULT_SYSTEM_PROMPT
 from agents.runtime import Runtime
 from agents.tools.base import BASE_TOOL_NAMES, base_tool_functions
+from bus import keys as bus_keys
+from storage import keys
 from storage.blocks import new_block
 from storage.errors import InvalidRecord, NotFound
-from storage.records import Agent, Block, ToolRule, new_id
+from storage.records import Agent, Block, Run, ToolRule, decode, new_id
 from storage.settings import DEFAULT_EMBEDDING
 
 __all__ = (
@@ -33,6 +35,14 @@ __all__ = (
 )
 
 log = structlog.get_logger("memgrid.manage")
+
+_BATCH = 200
+
+
+def _texts(values: Iterable[object]) -> list[str]:
+    """Members of a Redis reply as str (clients run with ``decode_responses=False``)."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
 
 DEFAULT_PERSONA = (
     "I am a helpful, curious assistant with a long memory. I keep what I learn about the "
@@ -152,6 +162,7 @@ async def delete_agent(rt: Runtime, agent_id: str) -> Agent:
     """Delete an agent, its message log, and the blocks no other agent uses."""
     agent = await rt.agents.delete(agent_id)
     await rt.messages.delete_agent(agent_id)
+    await _delete_runs_and_queues(rt, agent_id)
     if rt.archival is not None:
         try:
             await rt.archival.delete_owner(agent_id)
@@ -167,6 +178,53 @@ async def delete_agent(rt: Runtime, agent_id: str) -> Agent:
             if block.metadata.get("shared") != "true":
                 await rt.blocks.delete(block_id)
     return agent
+
+
+async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
+    """Delete what the bus and the runs keep for the agent: its runs (records, id index, event
+    streams, step journals, waits' replies, client otids), inbox, lease, fence, timer and
+    source links. Found through the agent's run list and records, never a SCAN; keys it
+    cannot find (a run that left the list) expire on their own.
+
+    Deleting the fence also stops a worker that still runs a step of the agent: its commit's
+    fence check fails and it writes nothing.
+    """
+    redis = rt.redis
+    runs_key = keys.agent_runs(agent_id)
+    while run_ids := _texts(await redis.zrange(runs_key, 0, _BATCH - 1)):
+        raws = await redis.mget([keys.run(agent_id, r) for r in run_ids])
+        doomed: list[str] = []
+        for run_id, raw in zip(run_ids, raws, strict=True):
+            doomed += [
+                keys.run(agent_id, run_id),
+                keys.run_index(run_id),
+                bus_keys.run_events(agent_id, run_id),
+            ]
+            if raw is None:
+                continue
+            run = decode(Run, raw)
+            doomed += [bus_keys.step_journal(agent_id, run_id, s) for s in range(run.steps + 1)]
+            if run.otid:
+                doomed.append(bus_keys.otid(agent_id, run.otid))
+            if run.wait is not None:
+                doomed.append(bus_keys.wait_replies(agent_id, run_id, run.wait.call_id))
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.unlink(*doomed)
+            pipe.zrem(runs_key, *run_ids)
+            await pipe.execute()
+    sources = _texts(await redis.smembers(keys.agent_sources(agent_id)))
+    async with redis.pipeline(transaction=False) as pipe:
+        for source_id in sources:
+            pipe.srem(keys.source_agents(source_id), agent_id)
+        pipe.zrem(bus_keys.timers(), agent_id)
+        pipe.unlink(
+            runs_key,
+            keys.agent_sources(agent_id),
+            bus_keys.inbox(agent_id),
+            bus_keys.lease(agent_id),
+            bus_keys.fence(agent_id),
+        )
+        await pipe.execute()
 
 
 async def attach_block(rt: Runtime, agent_id: str, block_id: str) -> Agent:

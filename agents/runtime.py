@@ -69,7 +69,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.agents = AgentStore(self.redis)
-        self.blocks = BlockStore(self.redis)
+        self.blocks = BlockStore(self.redis, history_max=self.settings.block_history_max)
         self.messages = MessageLog(self.redis)
         self.tools = ToolStore(self.redis)
 

@@ -381,6 +381,7 @@ class Worker:
                 step_count=usage.step_count,
             ),
         ]
+        retain = self.rt.settings
         async with fenced(redis, lease, agent_id) as pipe:
             # In the commit that fails the run: a stale worker writes neither.
             streams.stage_dead_letter(
@@ -391,9 +392,14 @@ class Worker:
                 error=error,
                 attempts=run.attempts - 1,
             )
-            pipe.set(keys.run(agent_id, run.id), encode(run))
+            pipe.set(keys.run(agent_id, run.id), encode(run), ex=retain.run_ttl_s)
             stage_events(
-                pipe, agent_id, run.id, [event_encoder.encode(e) for e in events], final=True
+                pipe,
+                agent_id,
+                run.id,
+                [event_encoder.encode(e) for e in events],
+                final=True,
+                finished_ttl_s=retain.events_ttl_s,
             )
         self.counters["dead_lettered"] += 1
         log.error("run_dead_lettered", agent_id=agent_id, run_id=run.id, error=error)

@@ -1,7 +1,9 @@
 """Run event streams: every step appends its events; callers follow live or read later.
 
 Each entry has ``e`` (the event, JSON) and, on the last entry of a run, ``end=1``. Finished
-runs' streams expire after ``FINISHED_TTL_S``.
+runs' streams expire after ``FINISHED_TTL_S``; the stream of a run that has not finished
+expires ``OPEN_TTL_S`` after its last event, so a run that never finishes does not keep it
+forever (callers pass the configured values, see ``storage.settings``).
 """
 
 from __future__ import annotations
@@ -15,15 +17,24 @@ from redis.asyncio.client import Pipeline
 from bus import keys
 from bus._replies import entries, read_reply
 
-__all__ = ("FINISHED_TTL_S", "follow", "read_all", "stage_events")
+__all__ = ("FINISHED_TTL_S", "OPEN_TTL_S", "follow", "read_all", "stage_events")
 
 FINISHED_TTL_S = 24 * 3600
+OPEN_TTL_S = 7 * 24 * 3600
 
 
 def stage_events(
-    pipe: Pipeline, agent_id: str, run_id: str, events: Sequence[bytes], *, final: bool
+    pipe: Pipeline,
+    agent_id: str,
+    run_id: str,
+    events: Sequence[bytes],
+    *,
+    final: bool,
+    finished_ttl_s: int = FINISHED_TTL_S,
+    open_ttl_s: int = OPEN_TTL_S,
 ) -> None:
-    """Add ``events`` to the run's stream inside the caller's transaction."""
+    """Add ``events`` to the run's stream inside the caller's transaction, and set how long
+    it is kept: ``finished_ttl_s`` once the run is final, else ``open_ttl_s`` from now."""
     key = keys.run_events(agent_id, run_id)
     for index, event in enumerate(events):
         fields: dict[Any, Any] = {"e": event}
@@ -31,7 +42,9 @@ def stage_events(
             fields["end"] = "1"
         pipe.xadd(key, fields)
     if final:
-        pipe.expire(key, FINISHED_TTL_S)
+        pipe.expire(key, finished_ttl_s)
+    elif events:
+        pipe.expire(key, open_ttl_s)
 
 
 async def follow(

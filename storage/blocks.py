@@ -1,9 +1,10 @@
 """The memory block registry: blocks are records of their own so many agents can attach one.
 
 Every write is a compare-and-set on the block's ``version`` run as one Lua script, so that
-concurrent edits never lose an update, and every write appends to the block's history. A write
-may carry an ``edit_id`` (the step and tool call that made it): a second write with the same id
-is a no-op, which keeps redelivered steps from editing memory twice.
+concurrent edits never lose an update, and every write appends to the block's history, which
+keeps the latest versions (``MEMGRID_BLOCK_HISTORY_MAX``). A write may carry an ``edit_id``
+(the step and tool call that made it): a second write with the same id is a no-op, which keeps
+redelivered steps from editing memory twice.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ("BlockStore", "new_block", "validate_block")
 
 # KEYS: block, history, edit marker (may be a dummy key in the same slot), fence (or dummy).
 # ARGV: expected version ("" = must not exist), new json, history json, marker ttl ("" = none),
-#       expected fencing token ("" = unfenced).
+#       expected fencing token ("" = unfenced), history entries to keep.
 _CAS = """
 if ARGV[5] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[5] then return {4, ''} end
 local current = redis.call('GET', KEYS[1])
@@ -40,6 +41,7 @@ else
 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
 if ARGV[4] ~= '' then redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[4])) end
 return {1, ARGV[2]}
 """
@@ -62,10 +64,19 @@ def validate_block(block: Block) -> None:
 
 
 class BlockStore:
-    """Blocks in Redis with versioned compare-and-set writes and a full history."""
+    """Blocks in Redis with versioned compare-and-set writes and a bounded history.
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    Args:
+        redis: an asyncio client.
+        history_max: how many of a block's latest versions its history keeps
+            (``MEMGRID_BLOCK_HISTORY_MAX``); each write drops the older ones.
+    """
+
+    def __init__(self, redis: aioredis.Redis, *, history_max: int = 100) -> None:
+        if history_max < 1:
+            raise InvalidRecord(f"history_max must be at least 1, got {history_max}")
         self._redis = redis
+        self._history_max = history_max
         self._cas = redis.register_script(_CAS)
 
     async def create(self, block: Block, *, editor: str = "api") -> Block:
@@ -190,6 +201,7 @@ class BlockStore:
                 encode(edit),
                 str(_EDIT_MARKER_TTL_S) if edit_id else "",
                 "" if token is None else str(token),
+                self._history_max,
             ],
         )
         return int(result[0]), bytes(result[1])

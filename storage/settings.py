@@ -16,6 +16,8 @@ DEFAULT_EMBEDDING = "local/all-MiniLM-L6-v2"
 _MAX_MESSAGE_BYTES = 1024 * 1024
 _BLOCK_HISTORY_MAX = 100
 _RUN_TTL_S = 30 * 24 * 3600
+_EVENTS_TTL_S = 24 * 3600
+_OPEN_EVENTS_TTL_S = 7 * 24 * 3600
 
 
 class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +38,11 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
             latest versions its history keeps; older entries are dropped at each write.
         run_ttl_s: ``MEMGRID_RUN_TTL_S`` (default 30 days): how long a finished run's record
             (and its place in the agent's run list) is kept.
+        events_ttl_s: ``MEMGRID_EVENTS_TTL_S`` (default 1 day): how long a finished run's
+            event stream is kept.
+        open_events_ttl_s: ``MEMGRID_OPEN_EVENTS_TTL_S`` (default 7 days): how long the event
+            stream of a run that has not finished is kept after its last event (a run that
+            never finishes must not keep it forever).
     """
 
     home: Path = Path(".memgrid")
@@ -47,6 +54,8 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_message_bytes: int = _MAX_MESSAGE_BYTES
     block_history_max: int = _BLOCK_HISTORY_MAX
     run_ttl_s: int = _RUN_TTL_S
+    events_ttl_s: int = _EVENTS_TTL_S
+    open_events_ttl_s: int = _OPEN_EVENTS_TTL_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StorageSettings:
@@ -66,6 +75,8 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
             max_message_bytes=_int(env, "MEMGRID_MAX_MESSAGE_BYTES", _MAX_MESSAGE_BYTES, 1),
             block_history_max=_int(env, "MEMGRID_BLOCK_HISTORY_MAX", _BLOCK_HISTORY_MAX, 1),
             run_ttl_s=_int(env, "MEMGRID_RUN_TTL_S", _RUN_TTL_S, 1),
+            events_ttl_s=_int(env, "MEMGRID_EVENTS_TTL_S", _EVENTS_TTL_S, 1),
+            open_events_ttl_s=_int(env, "MEMGRID_OPEN_EVENTS_TTL_S", _OPEN_EVENTS_TTL_S, 1),
         )
 
 
