@@ -129,12 +129,19 @@ def _redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     return _json(503, {"detail": f"Redis did not answer ({type(exc).__name__}); try again"})
 
 
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     detail = exc.detail
+    limit = request.app.request_max_body_size
     if isinstance(exc.__cause__, SerializationException):  # the body did not decode
         detail = (
             f"the request body is not valid JSON ({detail}); send one JSON object with "
             "Content-Type: application/json"
+        )
+    elif exc.status_code == 413 and limit is not None:
+        # Litestar's own refusal of a body over the limit: say which limit and its setting.
+        detail = (
+            f"the request body is larger than the limit of {limit} bytes "
+            "(MEMGRID_API_MAX_BODY_BYTES); send less, or raise the server's limit"
         )
     return _json(exc.status_code, {"detail": detail}, headers=exc.headers)
 

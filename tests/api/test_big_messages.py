@@ -60,3 +60,15 @@ async def test_a_message_that_can_never_fit_the_context_window_gets_422(
     assert error["loc"] == ["body", "input"]
     assert "context window of 2000 tokens" in error["msg"] and "context_window" in error["msg"]
     assert await redis_client.zcard(f"mg:{{{agent['id']}}}:runs") == 0
+
+
+async def test_a_body_over_the_request_limit_gets_413_naming_the_setting(
+    client: httpx.AsyncClient,
+) -> None:
+    agent = await make_agent(client)
+    response = await client.post(
+        f"/v1/agents/{agent['id']}/messages", json={"input": "x" * (4 * 1024 * 1024 + 1)}
+    )
+    assert response.status_code == 413
+    detail = response.json()["detail"]
+    assert "4194304 bytes" in detail and "MEMGRID_API_MAX_BODY_BYTES" in detail
