@@ -19,7 +19,6 @@ import contextlib
 import os
 import socket
 import time
-from typing import NamedTuple
 
 import anyio
 import msgspec
@@ -27,6 +26,7 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 from redis.exceptions import ResponseError
 
+from agents._leases import COUNTERS, Held, LeaseKeeper
 from agents.events import StopReason, UsageStatistics, event_encoder
 from agents.loop import InputMessage, Preempted, Suspended, run_turn
 from agents.messaging import deliver_reply
@@ -36,7 +36,7 @@ from bus import streams
 from bus.envelopes import RunRequest, decode_envelope
 from bus.errors import LeaseLost
 from bus.events import stage_events
-from bus.lease import Lease, acquire, fenced, renew_all
+from bus.lease import Lease, acquire, fenced
 from storage import keys
 from storage.records import Run, decode, encode
 
@@ -66,12 +66,6 @@ class _Signal(msgspec.Struct, frozen=True):
     stale: bool = False  # reclaimed from a worker that stopped touching it (dead or paused)
 
 
-class _Held(NamedTuple):
-    lease: Lease
-    signal: _Signal
-    scope: anyio.CancelScope
-
-
 class Worker:
     """Runs agents' turns from the bus until stopped (or, in burst mode, until idle)."""
 
@@ -84,9 +78,10 @@ class Worker:
         self.busy = 0
         self.counters = {"runs": 0, "failed": 0, "dead_lettered": 0, "preempted": 0}
         self.counters["dead_letters_trimmed"] = 0
+        self.counters.update(dict.fromkeys(COUNTERS, 0))  # the lease keeper's measurements
         self.started_at = time.time()
         self._scope: anyio.CancelScope | None = None
-        self._held: dict[str, _Held] = {}  # agent id -> its lease, signal and turn's scope
+        self._held: dict[str, Held] = {}  # agent id -> its lease, signal and turn's scope
 
     def stop(self) -> None:
         """Stop taking work; running turns stop after their current step."""
@@ -200,13 +195,16 @@ class Worker:
         inbox = bus_keys.inbox(signal.agent_id)
         lost = suspended = False
         try:
-            with anyio.CancelScope() as scope:  # cancelled by _keep_leases if the lease expires
-                self._held[signal.agent_id] = _Held(lease, signal, scope)
+            with anyio.CancelScope() as scope:  # cancelled by the keeper if the lease expires
+                held = self._held[signal.agent_id] = Held(lease, signal.entry_id, scope)
                 try:
                     suspended = await self._drain(lease)
                 except LeaseLost as exc:
                     lost = True
                     log.warning("lease_lost", agent_id=signal.agent_id, error=str(exc))
+                    if not held.expired:  # a commit found it first
+                        held.expired = True
+                        self.counters["lease_expired"] += 1
                 except Preempted:
                     self.counters["preempted"] += 1
         finally:
@@ -229,27 +227,12 @@ class Worker:
                     await signal_ready(redis, signal.agent_id)
 
     async def _keep_leases(self) -> None:
-        """Renew every lease this worker holds, in one round trip per interval, and touch their
-        signals so that no one reclaims them; a turn whose lease expired is cancelled."""
-        redis = self.rt.redis
-        while True:
-            await anyio.sleep(self.settings.lease_ms / 3000)
-            held = list(self._held.values())
-            if not held:
-                continue
-            try:
-                renewed = await renew_all(redis, [h.lease for h in held])
-                kept = [h.signal.entry_id for h, ok in zip(held, renewed, strict=True) if ok]
-                await streams.touch(redis, bus_keys.ready(), self.id, *kept)
-            except Exception as exc:  # Redis away for a moment: try again next interval
-                # (the turns' own commits fail meanwhile; a lease lost for good cancels below)
-                log.warning("lease_renewal_failed", worker_id=self.id, error=repr(exc))
-                continue
-            for h, ok in zip(held, renewed, strict=True):
-                # A turn that ended during the round trip released its lease: not an expiry.
-                if not ok and self._held.get(h.lease.agent_id) is h:
-                    log.warning("lease_expired", agent_id=h.lease.agent_id, worker_id=self.id)
-                    h.scope.cancel()
+        """Renew every lease this worker holds, on a connection and task of their own (see
+        :mod:`agents._leases`); a turn whose lease expired is cancelled."""
+        keeper = LeaseKeeper(
+            self.rt.redis, self.id, self.settings.lease_ms, self._held, self.counters
+        )
+        await keeper.run()
 
     async def _drain(self, lease: Lease) -> bool:
         """Run the agent's inbox in order; True when it stopped at a run waiting on replies."""

@@ -224,10 +224,10 @@ async def test_a_failed_lease_renewal_is_retried_not_fatal(
 ) -> None:
     import redis.exceptions
 
-    import agents.worker
+    import agents._leases
     from agents.scripted import Slow
 
-    real = agents.worker.renew_all
+    real = agents._leases.renew_all
     failures = 0
 
     async def flaky(client: object, leases: object) -> list[bool]:
@@ -237,7 +237,7 @@ async def test_a_failed_lease_renewal_is_retried_not_fatal(
             raise redis.exceptions.ConnectionError("connection reset")
         return await real(client, leases)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(agents.worker, "renew_all", flaky)
+    monkeypatch.setattr(agents._leases, "renew_all", flaky)
     model.policy = lambda request: Slow(seconds=1.0, then=say("made it"))
     agent = await create_agent(runtime, AgentSpec(name="flaky-renewal"))
     runs = RunStore(runtime.redis)
