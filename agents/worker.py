@@ -193,14 +193,13 @@ class Worker:
                 await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
         inbox = bus_keys.inbox(signal.agent_id)
-        lost = suspended = False
+        suspended = False
         try:
             with anyio.CancelScope() as scope:  # cancelled by the keeper if the lease expires
                 held = self._held[signal.agent_id] = Held(lease, signal.entry_id, scope)
                 try:
                     suspended = await self._drain(lease)
                 except LeaseLost as exc:
-                    lost = True
                     log.warning("lease_lost", agent_id=signal.agent_id, error=str(exc))
                     if not held.expired:  # a commit found it first
                         held.expired = True
@@ -210,18 +209,23 @@ class Worker:
         finally:
             self._held.pop(signal.agent_id, None)
             with anyio.CancelScope(shield=True):
-                left = await streams.release_and_ack(
+                # The lease is released only if still ours (compare and delete), the signal
+                # acknowledged only if still ours: with the lease lost, another worker may
+                # have reclaimed it, and acknowledges it when done.
+                acked, left = await streams.release_and_ack(
                     redis,
                     bus_keys.lease(signal.agent_id),
-                    None if lost else lease.value,
+                    lease.value,
                     ready,
                     signal.entry_id,
                     inbox,
+                    consumer=self.id,
                 )
                 # Close the gap between our last read and the release: work that arrived
-                # meanwhile (its signal was dropped while we held the lease) is signalled again.
-                # A waiting run blocks the inbox on purpose: its reply or timer wakes the agent.
-                if not lost and not suspended and left:
+                # meanwhile (its signal was dropped while we held the lease), or a turn cut
+                # short by a lost lease, is signalled again. A waiting run blocks the inbox on
+                # purpose: its reply or timer wakes the agent.
+                if acked and not suspended and left:
                     from agents.runs import signal_ready
 
                     await signal_ready(redis, signal.agent_id)

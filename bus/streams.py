@@ -94,12 +94,17 @@ async def next_entry(
 
 
 # KEYS: a lease, a stream, an inbox. ARGV: the lease's value ('' = leave the lease alone), the
-# group, an entry id of the stream. Returns how many entries the inbox holds.
+# group, an entry id of the stream, the consumer releasing. Returns {1 when the entry was
+# acknowledged (0: pending on another consumer, left alone), how many entries the inbox holds}.
 _RELEASE_ACK = LuaScript("""
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-redis.call('XDEL', KEYS[2], ARGV[3])
-return redis.call('XLEN', KEYS[3])
+local acked = 0
+if redis.call('XPENDING', KEYS[2], ARGV[2], ARGV[3], ARGV[3], 1, ARGV[4])[1] then
+  redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('XDEL', KEYS[2], ARGV[3])
+  acked = 1
+end
+return {acked, redis.call('XLEN', KEYS[3])}
 """)
 
 
@@ -110,14 +115,22 @@ async def release_and_ack(
     stream: str,
     entry_id: str,
     inbox: str,
-) -> int:
+    *,
+    consumer: str,
+) -> tuple[bool, int]:
     """Done with an agent, in one round trip: release its lease if it still holds
     ``lease_value`` (None: lost, leave it), acknowledge and delete the signal ``entry_id`` of
-    ``stream``, and return how many entries ``inbox`` still holds."""
-    left = await _RELEASE_ACK(
-        redis, [lease_key, stream, inbox], [lease_value or "", GROUP, entry_id]
+    ``stream`` if it is still pending on ``consumer``, and return whether it was, and how many
+    entries ``inbox`` still holds.
+
+    A signal pending on another consumer was reclaimed from this one (its lease lapsed): the
+    new owner acknowledges it when done; acknowledged here, it could never be reclaimed again
+    if that owner died.
+    """
+    acked, left = await _RELEASE_ACK(
+        redis, [lease_key, stream, inbox], [lease_value or "", GROUP, entry_id, consumer]
     )
-    return int(left)
+    return bool(acked), int(left)
 
 
 def stage_ack(pipe: Any, stream: str, *entry_ids: str) -> None:

@@ -4,15 +4,18 @@ lost an agent leaves the new holder's signal alone."""
 from __future__ import annotations
 
 import anyio
+import pytest
 import redis.asyncio as aioredis
 
 from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore
 from agents.runtime import LLMPool, Runtime
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, say
+from agents.scripted import ChatRequest, Outcome, ScriptedModel, Slow, say
 from agents.worker import Worker, WorkerSettings
-from bus import connect
+from bus import connect, streams
+from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
+from bus.lease import acquire
 
 
 async def _finished(runs: RunStore, agent_id: str, run_id: str, timeout_s: float) -> None:
@@ -58,3 +61,56 @@ async def test_a_worker_whose_pool_is_saturated_still_renews_its_leases(
     assert worker.counters["lease_renewals"] >= 5
     assert 0 <= worker.counters["lease_renew_late_ms_max"] < 150
     assert 0 <= worker.counters["lease_renew_ms_max"] < 150
+
+
+async def test_a_worker_that_lost_its_lease_leaves_the_new_holders_signal(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    redis, ready = runtime.redis, bus_keys.ready()
+    agent = await create_agent(runtime, AgentSpec(name="taken-over"))
+    calls = 0
+
+    async def policy(request: ChatRequest) -> Outcome:
+        nonlocal calls
+        calls += 1
+        # While worker A waits on the model, its lease expires and worker B takes the agent
+        # over: B reclaims A's stale signal and acquires the lease.
+        await redis.delete(bus_keys.lease(agent.id))
+        pending = await redis.xpending_range(ready, streams.GROUP, "-", "+", 10)
+        await redis.xclaim(ready, streams.GROUP, "w-B", 0, [p["message_id"] for p in pending])
+        assert await acquire(redis, agent.id, "w-B", 60_000) is not None
+        return Slow(seconds=1.0, then=say("too late"))
+
+    model.policy = policy
+    runs = RunStore(redis)
+    await runs.submit(agent.id, [InboxMessage(content="hi")])
+    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=450))
+    with anyio.fail_after(30):
+        await worker.run()
+    assert calls == 1
+    # B's signal is still pending on B (were it acked, no one would reclaim the agent if B
+    # died), and B's lease is untouched.
+    pending = await redis.xpending_range(ready, streams.GROUP, "-", "+", 10)
+    assert [p["consumer"] for p in pending] == [b"w-B"]
+    assert (await redis.get(bus_keys.lease(agent.id)) or b"").startswith(b"w-B:")
+    assert worker.counters["lease_expired"] == 1
+
+
+@pytest.mark.parametrize("owner", ["w-A", "w-B"])
+async def test_release_acks_the_signal_only_for_its_owner(
+    redis_client: aioredis.Redis, owner: str
+) -> None:
+    ready, inbox = "mg:ready", "mg:{A}:inbox"
+    await streams.ensure_group(redis_client, ready)
+    await redis_client.xadd(ready, {"a": "A"})
+    [(entry_id, _)] = await streams.read_group(redis_client, ready, owner, count=1, block_ms=None)
+    await redis_client.set("mg:{A}:lease", b"w-A:1")
+    acked, left = await streams.release_and_ack(
+        redis_client, "mg:{A}:lease", "w-A:1", ready, entry_id, inbox, consumer="w-A"
+    )
+    assert left == 0 and await redis_client.get("mg:{A}:lease") is None
+    pending = await redis_client.xpending_range(ready, streams.GROUP, "-", "+", 10)
+    if owner == "w-A":
+        assert acked and pending == [] and await redis_client.xlen(ready) == 0
+    else:  # someone else's: left pending on its owner
+        assert not acked and [p["consumer"] for p in pending] == [b"w-B"]
