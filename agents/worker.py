@@ -66,6 +66,9 @@ class _Signal(msgspec.Struct, frozen=True):
     stale: bool = False  # reclaimed from a worker that stopped touching it (dead or paused)
 
 
+_RECLAIM_SCAN = 2000  # pending signals one reclaim round may look at
+
+
 class Worker:
     """Runs agents' turns from the bus until stopped (or, in burst mode, until idle)."""
 
@@ -82,6 +85,7 @@ class Worker:
         self.started_at = time.time()
         self._scope: anyio.CancelScope | None = None
         self._held: dict[str, Held] = {}  # agent id -> its lease, signal and turn's scope
+        self._claim_from: dict[str, str] = {}  # stream -> where the next reclaim looks
 
     def stop(self) -> None:
         """Stop taking work; running turns stop after their current step."""
@@ -131,12 +135,7 @@ class Worker:
                 await self._fire_timers()
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + s.lease_ms / 2000
-                    # Its holder touches a signal at each renewal: idle for a lease time, the
-                    # lease has expired (or is about to; see _handle_agent).
-                    stale = await streams.claim_stale(
-                        redis, bus_keys.ready(), self.id, min_idle_ms=s.lease_ms, count=free
-                    )
-                    taken += [_Signal(i, f.get(b"a", b"").decode(), True) for i, f in stale]
+                    taken += await self._reclaim(free)
                 if len(taken) < free:
                     with anyio.move_on_after(s.block_ms / 1000 + 1):
                         fresh = await streams.read_group(
@@ -166,6 +165,27 @@ class Worker:
             agent_id = member.decode() if isinstance(member, bytes) else str(member)
             if await redis.zrem(bus_keys.timers(), agent_id):  # one worker wins each timer
                 await signal_ready(redis, agent_id)
+
+    async def _reclaim(self, free: int) -> list[_Signal]:
+        """Up to ``free`` signals idle for a lease time: their holder, which touches them at
+        each renewal, lost its lease (or is about to; see _handle_agent). Each call looks at
+        ~10 pending signals per signal asked for, so the cursor goes on where the last stopped:
+        a worker with one free slot still reaches a dead worker's signals behind live ones."""
+        redis, ready = self.rt.redis, bus_keys.ready()
+        taken: list[_Signal] = []
+        scanned = 0
+        while len(taken) < free and scanned < _RECLAIM_SCAN:
+            want = free - len(taken)
+            start, idle_ms = self._claim_from.get(ready, "0-0"), self.settings.lease_ms
+            cursor, stale = await streams.claim_stale_from(
+                redis, ready, self.id, start, min_idle_ms=idle_ms, count=want
+            )
+            self._claim_from[ready] = cursor
+            taken += [_Signal(i, f.get(b"a", b"").decode(), True) for i, f in stale]
+            scanned += 10 * want
+            if cursor == "0-0":  # the end: the next round starts over
+                break
+        return taken
 
     async def _slot(self, signal: _Signal, slots: anyio.Semaphore) -> None:
         try:

@@ -20,6 +20,7 @@ __all__ = (
     "GROUP",
     "ack_and_delete",
     "claim_stale",
+    "claim_stale_from",
     "dead_letter",
     "ensure_group",
     "get_dead_letter",
@@ -58,9 +59,36 @@ async def read_group(
 async def claim_stale(
     redis: aioredis.Redis, stream: str, consumer: str, *, min_idle_ms: int, count: int
 ) -> list[Entry]:
-    """Pending entries idle longer than ``min_idle_ms`` (their consumer died), now ours."""
-    raw = await redis.xautoclaim(stream, GROUP, consumer, min_idle_ms, "0-0", count=count)
-    return autoclaim_entries(raw)[1]
+    """Pending entries idle longer than ``min_idle_ms`` (their consumer died), now ours.
+
+    Looks at the front of the pending list only (XAUTOCLAIM scans about ``10 x count``
+    entries): to reach entries behind live ones, follow the cursor with
+    :func:`claim_stale_from`.
+    """
+    found = await claim_stale_from(
+        redis, stream, consumer, "0-0", min_idle_ms=min_idle_ms, count=count
+    )
+    return found[1]
+
+
+async def claim_stale_from(
+    redis: aioredis.Redis,
+    stream: str,
+    consumer: str,
+    start: str,
+    *,
+    min_idle_ms: int,
+    count: int,
+) -> tuple[str, list[Entry]]:
+    """Like :func:`claim_stale` from the pending entry ``start`` on; returns the cursor to
+    pass next time (``"0-0"`` once the end was reached) and the entries claimed.
+
+    One call looks at about ``10 x count`` pending entries: a caller asking for few entries
+    at a time (a worker with one free slot) reaches the back of a long pending list only by
+    carrying the cursor from call to call.
+    """
+    raw = await redis.xautoclaim(stream, GROUP, consumer, min_idle_ms, start, count=count)
+    return autoclaim_entries(raw)
 
 
 # KEYS: the stream. ARGV: group, consumer, '1' to claim others' pending entries first.

@@ -63,6 +63,46 @@ async def test_a_worker_whose_pool_is_saturated_still_renews_its_leases(
     assert 0 <= worker.counters["lease_renew_ms_max"] < 150
 
 
+async def test_a_busy_worker_reaches_a_dead_workers_signal_behind_live_ones(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    redis, ready = runtime.redis, bus_keys.ready()
+    model.policy = lambda request: say("rescued")
+    await streams.ensure_group(redis, ready)
+    # A live worker holds 40 signals at the front of the pending list and keeps touching them.
+    for i in range(40):
+        await redis.xadd(ready, {"a": f"agent-busy-{i}"})
+    busy = [i for i, _ in await streams.read_group(redis, ready, "w-busy", count=40, block_ms=None)]
+    # Behind them, the signal of a worker that died a minute ago.
+    agent = await create_agent(runtime, AgentSpec(name="orphan"))
+    runs = RunStore(redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="anyone?")])
+    dead = await streams.read_group(redis, ready, "w-dead", count=1, block_ms=None)
+    assert [f[b"a"] for _, f in dead] == [agent.id.encode()]
+    await redis.xclaim(ready, streams.GROUP, "w-dead", 0, [dead[0][0]], idle=60_000, justid=True)
+
+    async def keep_busy_alive() -> None:
+        while True:
+            await streams.touch(redis, ready, "w-busy", *busy)
+            await anyio.sleep(0.1)
+
+    # One slot: every reclaim asks for one signal (XAUTOCLAIM then looks at ~10 entries).
+    worker = Worker(runtime, WorkerSettings(concurrency=1, lease_ms=600, block_ms=100))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(keep_busy_alive)
+        tg.start_soon(worker.run)
+        try:
+            await _finished(runs, agent.id, sub.run_id, timeout_s=10)
+        finally:
+            worker.stop()
+            tg.cancel_scope.cancel()
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "completed" and run.replies == ["rescued"]
+    # The live worker's signals were left alone.
+    pending = await redis.xpending_range(ready, streams.GROUP, "-", "+", 100, "w-busy")
+    assert len(pending) == 40
+
+
 async def test_a_worker_that_lost_its_lease_leaves_the_new_holders_signal(
     runtime: Runtime, model: ScriptedModel
 ) -> None:

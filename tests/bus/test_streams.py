@@ -25,3 +25,39 @@ async def test_next_entry_claims_pending_work_first_then_reads_new(
     assert await streams.next_entry(redis_client, "mg:{A}:inbox", "next", claim=True) is None
     assert await redis_client.xlen("mg:{A}:inbox") == 0
     assert (await redis_client.xpending("mg:{A}:inbox", streams.GROUP))["pending"] == 0
+
+
+async def test_claim_stale_follows_the_cursor_past_live_entries(
+    redis_client: aioredis.Redis,
+) -> None:
+    stream = "mg:ready"
+    await streams.ensure_group(redis_client, stream)
+    for i in range(35):
+        await redis_client.xadd(stream, {"a": f"x{i}"})
+    await streams.read_group(redis_client, stream, "live", count=30, block_ms=None)
+    dead = [
+        i for i, _ in await streams.read_group(redis_client, stream, "dead", count=5, block_ms=None)
+    ]
+    await redis_client.xclaim(stream, streams.GROUP, "dead", 0, dead, idle=60_000, justid=True)
+    # Asking for one entry looks at ~10: from the start every time, the dead ones at the back
+    # are never reached; following the cursor, they are.
+    cursor, found, calls = "0-0", [], 0
+    while len(found) < len(dead):
+        calls += 1
+        assert calls <= 20, "the cursor never reached the stale entries"
+        cursor, got = await streams.claim_stale_from(
+            redis_client, stream, "me", cursor, min_idle_ms=30_000, count=1
+        )
+        found += [i for i, _ in got]
+    assert found == dead
+    # Past the end it wraps to the start, with nothing more to claim.
+    for _ in range(10):
+        cursor, got = await streams.claim_stale_from(
+            redis_client, stream, "me", cursor, min_idle_ms=30_000, count=1
+        )
+        assert got == []
+        if cursor == "0-0":
+            break
+    assert cursor == "0-0"
+    owners = await redis_client.xpending_range(stream, streams.GROUP, "-", "+", 100)
+    assert sum(p["consumer"] == b"me" for p in owners) == 5
