@@ -10,7 +10,10 @@ messages, submitted at once (``RunStore.submit``, 64 in flight).
 Measured per level: turns/s over first submit → last run completed (the runs' own
 ``completed_at``); turn latency (the run's ``created_at`` → ``completed_at``); the model's peak
 requests in flight; peak RSS of the workers; CPU milliseconds per turn of the workers (all
-workers' CPU over all turns), Redis, the model and this client.
+workers' CPU over all turns), Redis, the model and this client; from the workers' health
+records (after one more beat once the runs are done): lease expiries (target 0: a healthy
+worker never loses a lease) and the worst lease renewal, how late it started and how long
+its round trips took.
 
 Target: turns/s >= 0.9 x min(agents, workers x concurrency) / latency, the rate if every turn
 took exactly the model's latency with every slot full. On one machine the whole stack shares
@@ -62,6 +65,7 @@ from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore, live_workers
 from agents.runtime import LLMPool, Runtime
 from bus import connect, find_redis_server
+from bus import keys as keys_bus
 from bus.envelopes import InboxMessage
 from orchestrator.cli._common import run
 from storage import keys
@@ -253,6 +257,23 @@ async def _wait_done(
     return done, len(pending)
 
 
+async def _final_health(client: aioredis.Redis, pids: list[int]) -> dict[int, dict[str, Any]]:
+    """The workers' health records (by pid), after each has beaten once more: the counters a
+    worker writes at each beat are then final."""
+    ids = [i.decode() for i in await client.smembers(keys_bus.workers())]
+    health = [keys_bus.worker_health(i) for i in ids]
+    ttls = [await client.pttl(key) for key in health]
+    deadline = time.monotonic() + 20  # a beat comes every 10 s (health_ttl_s / 3)
+    while time.monotonic() < deadline:
+        now = [await client.pttl(key) for key in health]
+        if all(n > t for n, t in zip(now, ttls, strict=True)):
+            break
+        ttls = [min(n, t) for n, t in zip(now, ttls, strict=True)]
+        await anyio.sleep(0.2)
+    records = [msgspec.json.decode(raw) for raw in await client.mget(health) if raw]
+    return {int(r["pid"]): r for r in records if isinstance(r, dict) and r.get("pid") in pids}
+
+
 async def _py_spy(pid: int, seconds: float, folder: Path) -> str:
     exe = Path(sys.executable).with_name("py-spy")
     if not exe.exists():
@@ -319,6 +340,7 @@ class Level(msgspec.Struct, kw_only=True):
     cpu_s: dict[str, float]
     rss: dict[str, dict[str, int]]
     logs: dict[str, str]
+    health: dict[int, dict[str, Any]]
     profile: str = ""
 
 
@@ -381,6 +403,7 @@ async def _level(
             submitted = await _submit_all(runs, agents, args.turns)
             submit_s = time.time() - t0
             done, missing = await _wait_done(client, submitted, args.timeout, workers)
+            health = await _final_health(client, [w.pid for w in workers])
         if profile_s:
             profile = spied["text"]
         cpu_s = {n: _cpu_s(p) - cpu_before[n] for n, p in pids.items()}
@@ -411,6 +434,7 @@ async def _level(
             f"worker {i + 1}": (sub / f"worker-{i}.log").read_text()[-20_000:]
             for i in range(len(workers))
         },
+        health=health,
         profile=profile,
     )
 
@@ -478,6 +502,19 @@ def _row(level: Level, args: argparse.Namespace) -> dict[str, Any]:
         "client_ms": 1000 * level.cpu_s["client"] / max(1, level.total),
         "rss": max((st.get("VmHWM", 0) for st in level.rss.values()), default=0),
         "stops": Counter(f"{r.status}/{r.stop_reason}" for r in level.runs),
+        # Leases lost (None: a worker's health record was missing) and the worst renewal.
+        "expired": (
+            sum(int(h.get("lease_expired", 0)) for h in level.health.values())
+            if len(level.health) == args.workers
+            else None
+        ),
+        "late": max(
+            (int(h.get("lease_renew_late_ms_max", 0)) for h in level.health.values()), default=0
+        ),
+        "took": max(
+            (int(h.get("lease_renew_ms_max", 0)) for h in level.health.values()), default=0
+        ),
+        "renewals": sum(int(h.get("lease_renewals", 0)) for h in level.health.values()),
     }
 
 
@@ -491,9 +528,10 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
     print(
         "| --concurrency (per worker) | ideal turns/s | **turns/s** | **ratio** | "
         "latency p50 / p99 | model peak in flight | CPU ms/turn: workers / redis / model / "
-        "client | worker turns/s per core | worker peak RSS | finished |"
+        "client | worker turns/s per core | worker peak RSS | finished | **lease expiries** | "
+        "worst renewal: late / took |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = [(level, _row(level, args)) for level in levels]
     for level, r in rows:
         print(
@@ -501,15 +539,23 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
             f"**{r['ratio']:.3f}** | {r['p50']:.2f} / {r['p99']:.2f} s | {r['peak']:,} | "
             f"{r['worker_ms']:.2f} / {r['redis_ms']:.2f} / {r['model_ms']:.2f} / "
             f"{r['client_ms']:.2f} | {1000 / max(r['worker_ms'], 1e-9):,.0f} | "
-            f"{r['rss']:,} MiB | {r['ok']:,} / {level.total:,} |"
+            f"{r['rss']:,} MiB | {r['ok']:,} / {level.total:,} | "
+            f"**{'?' if r['expired'] is None else r['expired']}** | "
+            f"{r['late']:,} / {r['took']:,} ms ({r['renewals']:,} rounds) |"
         )
-    print("\ntarget turns/s >= 0.9 x ideal:")
+    print(
+        f"\nworst renewal: the latest a lease renewal round started after it was due, and the "
+        f"longest its round trips took (a lease lives 3 renewal intervals, "
+        f"{args.lease_ms / 3:,.0f} ms each)"
+    )
+    print("\ntarget turns/s >= 0.9 x ideal, lease expiries 0:")
     for level, r in rows:
         status = "met" if r["rate"] >= 0.9 * r["ideal"] else "MISSED"
+        leases = "met" if r["expired"] == 0 else "MISSED"
         print(
             f"- --concurrency {level.concurrency:,}: {status} ({r['rate']:,.0f} vs "
-            f"{0.9 * r['ideal']:,.0f}); outcomes {dict(r['stops'])}; not finished "
-            f"{level.missing}"
+            f"{0.9 * r['ideal']:,.0f}); lease expiries {leases} ({r['expired']}); outcomes "
+            f"{dict(r['stops'])}; not finished {level.missing}"
         )
     for level, _r in rows:
         for name, text in level.logs.items():
