@@ -4,6 +4,7 @@ Shape (one root task group per worker)::
 
     reader ── XREADGROUP mg:ready, as many as free slots (+ stale signals) ──> a task each
     task (one of N slots): lease the agent ─ drain its inbox in order ─ release ─ re-signal
+    keeper ── renews the held leases on a thread and connection of its own (agents._leases)
     health ── a key with a TTL and counters, for ``memgrid worker --check``
 
 Delivery is at-least-once: an inbox entry is acknowledged only after its run's final commit.
@@ -251,7 +252,7 @@ class Worker:
                     await signal_ready(redis, signal.agent_id)
 
     async def _keep_leases(self) -> None:
-        """Renew every lease this worker holds, on a connection and task of their own (see
+        """Renew every lease this worker holds, on a thread and connection of their own (see
         :mod:`agents._leases`); a turn whose lease expired is cancelled."""
         keeper = LeaseKeeper(
             self.rt.redis, self.id, self.settings.lease_ms, self._held, self.counters

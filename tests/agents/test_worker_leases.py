@@ -3,7 +3,10 @@ lost an agent leaves the new holder's signal alone."""
 
 from __future__ import annotations
 
+import time
+
 import anyio
+import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
 
@@ -61,6 +64,75 @@ async def test_a_worker_whose_pool_is_saturated_still_renews_its_leases(
     assert worker.counters["lease_renewals"] >= 5
     assert 0 <= worker.counters["lease_renew_late_ms_max"] < 150
     assert 0 <= worker.counters["lease_renew_ms_max"] < 150
+
+
+async def test_a_worker_whose_event_loop_lags_still_renews_its_leases(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    # Thousands of turns in flight make each pass of the event loop long (here 45 tasks x
+    # 10 ms between awaits: ~0.45 s a pass, half the lease). The worker is slow, not dead:
+    # it must keep its leases.
+    calls = 0
+    held_after_lag: bytes | None = None
+
+    async def hog(until: float) -> None:
+        while anyio.current_time() < until:
+            time.sleep(0.01)  # noqa: ASYNC251  (a turn's CPU between two awaits, on purpose)
+            await anyio.lowlevel.checkpoint()
+
+    async def policy(request: ChatRequest) -> Outcome:
+        nonlocal calls, held_after_lag
+        calls += 1
+        if calls == 1:
+            async with anyio.create_task_group() as tg:
+                for _ in range(45):
+                    tg.start_soon(hog, anyio.current_time() + 3.0)
+            # Expired once, a lease is gone for good (renewal only extends a lease it finds).
+            held_after_lag = await runtime.redis.get(bus_keys.lease(agent.id))
+        return say("kept")
+
+    model.policy = policy
+    agent = await create_agent(runtime, AgentSpec(name="lagging"))
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
+    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=900))
+    with anyio.fail_after(30):
+        await worker.run()
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "completed" and run.replies == ["kept"]
+    assert held_after_lag is not None and held_after_lag.startswith(worker.id.encode())
+    assert run.attempts == 1 and calls == 1  # never lost, never re-run
+    assert worker.counters["lease_expired"] == 0
+    # The loop's lag is measured too: it is what an overloaded worker shows first.
+    assert worker.counters["lease_loop_lag_ms_max"] >= 300
+
+
+async def test_a_worker_whose_event_loop_hangs_lets_its_leases_go(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    # A loop that stops (here blocked 1.5 s, five lease times) is not a healthy worker: the
+    # keeper's thread stops renewing after two lease times, so other workers may take over.
+    calls = 0
+    held_after_hang: bytes | None = b"?"
+
+    async def policy(request: ChatRequest) -> Outcome:
+        nonlocal calls, held_after_hang
+        calls += 1
+        if calls == 1:
+            time.sleep(1.5)  # noqa: ASYNC251  (the worker's loop hangs, on purpose)
+            held_after_hang = await runtime.redis.get(bus_keys.lease(agent.id))
+        return say("again")
+
+    model.policy = policy
+    agent = await create_agent(runtime, AgentSpec(name="hung"))
+    runs = RunStore(runtime.redis)
+    sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
+    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=300))
+    with anyio.fail_after(30):
+        await worker.run()
+    assert held_after_hang is None  # free for another worker to take
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "completed" and run.replies == ["again"]
 
 
 async def test_a_busy_worker_reaches_a_dead_workers_signal_behind_live_ones(
