@@ -274,6 +274,19 @@ async def _final_health(client: aioredis.Redis, pids: list[int]) -> dict[int, di
     return {int(r["pid"]): r for r in records if isinstance(r, dict) and r.get("pid") in pids}
 
 
+def _lease_events(logs: list[Path]) -> Counter[str]:
+    """The workers' lease warnings by event name, from their whole logs (JSON lines)."""
+    names = ("lease_expired", "lease_lost", "lease_renewal_slow", "lease_renewal_failed")
+    names += ("lease_renewal_paused_loop_stalled",)
+    found: Counter[str] = Counter()
+    for log in logs:
+        for line in log.read_text().splitlines():
+            for name in names:
+                if f'"event": "{name}"' in line:
+                    found[name] += 1
+    return found
+
+
 async def _py_spy(pid: int, seconds: float, folder: Path) -> str:
     exe = Path(sys.executable).with_name("py-spy")
     if not exe.exists():
@@ -341,6 +354,8 @@ class Level(msgspec.Struct, kw_only=True):
     rss: dict[str, dict[str, int]]
     logs: dict[str, str]
     health: dict[int, dict[str, Any]]
+    lease_events: Counter[str]
+    exited: int
     profile: str = ""
 
 
@@ -404,6 +419,7 @@ async def _level(
             submit_s = time.time() - t0
             done, missing = await _wait_done(client, submitted, args.timeout, workers)
             health = await _final_health(client, [w.pid for w in workers])
+            exited = sum(w.poll() is not None for w in workers)
         if profile_s:
             profile = spied["text"]
         cpu_s = {n: _cpu_s(p) - cpu_before[n] for n, p in pids.items()}
@@ -435,6 +451,8 @@ async def _level(
             for i in range(len(workers))
         },
         health=health,
+        lease_events=_lease_events([sub / f"worker-{i}.log" for i in range(len(workers))]),
+        exited=exited,
         profile=profile,
     )
 
@@ -503,10 +521,12 @@ def _row(level: Level, args: argparse.Namespace) -> dict[str, Any]:
         "rss": max((st.get("VmHWM", 0) for st in level.rss.values()), default=0),
         "stops": Counter(f"{r.status}/{r.stop_reason}" for r in level.runs),
         # Leases lost (None: a worker's health record was missing) and the worst renewal.
+        # Expiries from the health counters when every worker's record was read, else from
+        # the logs' lease_expired/lease_lost events (a worker that exited has no record).
         "expired": (
             sum(int(h.get("lease_expired", 0)) for h in level.health.values())
             if len(level.health) == args.workers
-            else None
+            else level.lease_events["lease_expired"] + level.lease_events["lease_lost"]
         ),
         "late": max(
             (int(h.get("lease_renew_late_ms_max", 0)) for h in level.health.values()), default=0
@@ -540,7 +560,7 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
             f"{r['worker_ms']:.2f} / {r['redis_ms']:.2f} / {r['model_ms']:.2f} / "
             f"{r['client_ms']:.2f} | {1000 / max(r['worker_ms'], 1e-9):,.0f} | "
             f"{r['rss']:,} MiB | {r['ok']:,} / {level.total:,} | "
-            f"**{'?' if r['expired'] is None else r['expired']}** | "
+            f"**{r['expired']}** | "
             f"{r['late']:,} / {r['took']:,} ms ({r['renewals']:,} rounds) |"
         )
     print(
@@ -555,7 +575,8 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
         print(
             f"- --concurrency {level.concurrency:,}: {status} ({r['rate']:,.0f} vs "
             f"{0.9 * r['ideal']:,.0f}); lease expiries {leases} ({r['expired']}); outcomes "
-            f"{dict(r['stops'])}; not finished {level.missing}"
+            f"{dict(r['stops'])}; not finished {level.missing}; lease log events "
+            f"{dict(level.lease_events) or 'none'}; workers that exited early {level.exited}"
         )
     for level, _r in rows:
         for name, text in level.logs.items():
