@@ -535,6 +535,9 @@ def _row(level: Level, args: argparse.Namespace) -> dict[str, Any]:
             (int(h.get("lease_renew_ms_max", 0)) for h in level.health.values()), default=0
         ),
         "renewals": sum(int(h.get("lease_renewals", 0)) for h in level.health.values()),
+        "lag": max(
+            (int(h.get("lease_loop_lag_ms_max", 0)) for h in level.health.values()), default=0
+        ),
     }
 
 
@@ -549,9 +552,9 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
         "| --concurrency (per worker) | ideal turns/s | **turns/s** | **ratio** | "
         "latency p50 / p99 | model peak in flight | CPU ms/turn: workers / redis / model / "
         "client | worker turns/s per core | worker peak RSS | finished | **lease expiries** | "
-        "worst renewal: late / took |"
+        "worst renewal: late / took | worst event-loop lag |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = [(level, _row(level, args)) for level in levels]
     for level, r in rows:
         print(
@@ -561,12 +564,13 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
             f"{r['client_ms']:.2f} | {1000 / max(r['worker_ms'], 1e-9):,.0f} | "
             f"{r['rss']:,} MiB | {r['ok']:,} / {level.total:,} | "
             f"**{r['expired']}** | "
-            f"{r['late']:,} / {r['took']:,} ms ({r['renewals']:,} rounds) |"
+            f"{r['late']:,} / {r['took']:,} ms ({r['renewals']:,} rounds) | {r['lag']:,} ms |"
         )
     print(
         f"\nworst renewal: the latest a lease renewal round started after it was due, and the "
         f"longest its round trips took (a lease lives 3 renewal intervals, "
-        f"{args.lease_ms / 3:,.0f} ms each)"
+        f"{args.lease_ms / 3:,.0f} ms each); worst event-loop lag: the most a worker's loop "
+        f"ran late (a renewal on the loop would have waited that long, and more)"
     )
     print("\ntarget turns/s >= 0.9 x ideal, lease expiries 0:")
     for level, r in rows:
