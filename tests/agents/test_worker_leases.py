@@ -60,10 +60,12 @@ async def test_a_worker_whose_pool_is_saturated_still_renews_its_leases(
     assert run.status == "completed" and run.replies == ["kept"]
     assert run.attempts == 1 and calls == 1  # never lost, never re-run
     assert worker.counters["lease_expired"] == 0
-    # Renewal is measured: how many rounds ran, how late and how long the worst one was.
-    assert worker.counters["lease_renewals"] >= 5
-    assert 0 <= worker.counters["lease_renew_late_ms_max"] < 150
-    assert 0 <= worker.counters["lease_renew_ms_max"] < 150
+    # Renewal is measured: how many rounds ran, how late and how long the worst one was;
+    # every round was done within two intervals (300 ms) of being due, well inside the lease.
+    c = worker.counters
+    assert c["lease_renewals"] >= 5
+    assert c["lease_renew_late_ms_max"] >= 0 and c["lease_renew_ms_max"] >= 0
+    assert c["lease_renew_late_ms_max"] + c["lease_renew_ms_max"] < 300
 
 
 async def test_a_worker_whose_event_loop_lags_still_renews_its_leases(
