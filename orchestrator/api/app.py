@@ -19,6 +19,8 @@ from litestar import Litestar, Request, get
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
 
 from orchestrator.api.agents import AgentsController
 from orchestrator.api.auth import require_api_key
@@ -42,6 +44,33 @@ __all__ = ("create_app",)
 log = structlog.get_logger("memgrid.api")
 
 WORKER_DRAIN_S = 10.0
+
+
+_ASSETS = "/schema/assets"
+
+
+def _docs_assets() -> Any:
+    """Swagger UI's files, served by memgrid itself: the docs page works with no network."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    return create_static_files_router(
+        path=_ASSETS,
+        directories=[swagger_ui_path],
+        include_in_schema=False,
+        opt={"public": True},
+        name="docs_assets",
+    )
+
+
+def _swagger() -> SwaggerRenderPlugin:
+    """The docs page at ``/schema`` (and ``/schema/swagger``), referencing no other host."""
+    return SwaggerRenderPlugin(
+        path=["/", "/swagger"],
+        js_url=f"{_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon="",
+    )
 
 
 @get("/openapi.json", include_in_schema=False, media_type="application/json")
@@ -122,6 +151,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         route_handlers=[
             health,
             openapi_json,
+            _docs_assets(),
             AgentsController,
             MessagesController,
             PassagesController,
@@ -147,7 +177,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             title="memgrid",
             version=version(),
             description="MemGPT-style agents as a service; a Letta-compatible REST API.",
-            render_plugins=[],
+            render_plugins=[_swagger()],
         ),
     )
     app.state.api_key = settings.api_key

@@ -171,3 +171,20 @@ async def test_agent_names_are_free_text_but_not_blank_padded_or_control(
         answer = await client.post("/v1/agents/", json={"name": name})
         assert answer.status_code == 400, (name, answer.text)
         assert complaint in answer.json()["detail"]
+
+
+async def test_the_docs_page_and_its_assets_come_from_memgrid_itself(
+    client: httpx.AsyncClient,
+) -> None:
+    import re
+
+    page = await client.get("/schema")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    referenced = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert referenced, page.text[:500]
+    for url in referenced:
+        assert url.startswith("/"), f"the docs page references another host: {url}"
+        asset = await client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 1000, url
+    assert "http://" not in page.text.split("<body", 1)[0]
+    assert "https://" not in page.text.split("<body", 1)[0]
