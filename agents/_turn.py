@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from agents._waits import stage_reply
 from agents.context import MemoryStats, compile_system, to_openai_messages
 from agents.events import (
     ApprovalRequestMessage,
@@ -36,7 +37,7 @@ from bus import keys as bus_keys
 from bus.events import stage_events
 from bus.lease import Lease, WatchConflict, fenced
 from storage import keys
-from storage.records import Agent, Block, Message, Run, ToolCall, Wait, encode, new_id
+from storage.records import Agent, Block, Message, Run, ToolCall, Wait, decode, encode, new_id
 from storage.step_reads import StepReads
 
 __all__ = (
@@ -183,6 +184,10 @@ class Turn:
         run.calls = list(self.state.calls)
         run.last_output = self.state.last_output
         run.status = "waiting" if run.wait is not None else "running"
+        if run.wait is not None and not final:
+            # Attempts count failures since the run last made progress: each resume from a wait
+            # is an attempt of its own (see Worker._process), and a run may wait many times.
+            run.attempts = 0
         if final:
             run.status = "failed" if outcome.stop in ("error", "llm_api_error") else "completed"
             run.stop_reason = outcome.stop
@@ -234,8 +239,8 @@ class Turn:
                         finished_ttl_s=retain.events_ttl_s,
                         open_ttl_s=retain.open_events_ttl_s,
                     )
-                    if run.wait is not None:
-                        pipe.zadd(bus_keys.timers(), {self.agent.id: run.wait.deadline})
+                    if final:  # the reply to a waiting agent travels in the commit
+                        stage_reply(pipe, run, rt.clock())
                     if final and self.on_final is not None:
                         self.on_final(pipe)
                     if final and self.lease is not None and run.steps:
@@ -266,18 +271,24 @@ async def resume(turn: Turn) -> list[Message]:
     wait = run.wait
     assert wait is not None
     key = bus_keys.wait_replies(turn.agent.id, run.id, wait.call_id)
-    raw = await rt.redis.hgetall(key)
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(key)
+        pipe.time()
+        pipe.mget([keys.agent(t) for t in wait.targets])
+        raw, (seconds, micros), records = await pipe.execute()
     replies = {
         (k.decode() if isinstance(k, bytes) else str(k)): json.loads(v) for k, v in raw.items()
     }
-    now = rt.clock()
-    if len(replies) < len(wait.targets) and now < wait.deadline:
+    # The deadline is on the server's clock (as the timers are): a worker whose own clock is
+    # behind must not take a fired timer for an early wake-up, and sleep on with none left.
+    if len(replies) < len(wait.targets) and seconds + micros / 1e6 < wait.deadline:
         raise Suspended(f"run {run.id} still waits for {len(wait.targets) - len(replies)} replies")
-    names = {a.id: a.name for a in await rt.agents.list() if a.id in wait.targets}
+    now = rt.clock()
+    names = _names(wait.targets, records)
     if wait.tool_name == "send_message_to_agent_and_wait_for_reply":
         target = wait.targets[0]
         if target in replies:
-            text, ok = replies[target]["reply"], True
+            text, ok = replies[target]["reply"], replies[target].get("status") != "failed"
         else:
             text, ok = (
                 f"agent {names.get(target, target)!r} did not reply within the timeout; "
@@ -314,3 +325,15 @@ async def resume(turn: Turn) -> list[Message]:
         messages.append(turn.message("user", step_id, content=heartbeat(HEARTBEAT_REASON)))
     run.wait = None  # the replies stay (with a TTL): a re-run of this resume reads them again
     return messages
+
+
+def _names(ids: Sequence[str], records: Sequence[bytes | None]) -> dict[str, str]:
+    """Agents' names by id, for the tool's result; an agent deleted or unreadable since keeps
+    its id (a reply must not be lost to a name lookup)."""
+    names: dict[str, str] = {}
+    for agent_id, raw in zip(ids, records, strict=True):
+        try:
+            names[agent_id] = decode(Agent, raw).name if raw is not None else agent_id
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            names[agent_id] = agent_id
+    return names

@@ -4,9 +4,10 @@ A message to another agent is a run submitted to its inbox, with an ``otid`` der
 sending step and tool call, so a re-run of that step never sends twice. Waiting for a reply
 does not block a coroutine: the tool raises :class:`Suspend`, the loop commits the step with
 the run marked ``waiting``, and the worker moves on (the agent's later messages queue behind
-the waiting run). When the other agent's run ends, its worker writes the reply next to the
-waiting run and signals the agent; a timer does the same at the deadline. Either way the run
-resumes with the reply (or a timeout error) as the tool's result.
+the waiting run). When the other agent's run ends, its final commit carries the reply (an
+outbox, see :mod:`agents._waits`), which the worker relays next to the waiting run before it
+signals the agent; a timer does the same at the deadline. Either way the run resumes with the
+reply (or a timeout error) as the tool's result.
 
 Checks on every send: the target exists (names resolve as well as ids), it is not the sender,
 the hop limit, wait-for cycles (A waits on B waits on A is refused at once, not left to hang),
@@ -15,14 +16,11 @@ and the :class:`Router` (the orchestrator's workflow routes).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import TYPE_CHECKING, Protocol
 
-import redis.asyncio as aioredis
-
+from agents._waits import reply_text, server_time
 from agents.tools.base import ToolError
-from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
 from storage.errors import NotFound
 from storage.records import Agent, ReplyTo, Run, Wait
@@ -36,13 +34,11 @@ __all__ = (
     "OpenRouter",
     "Router",
     "Suspend",
-    "deliver_reply",
     "reply_text",
     "reply_timeout_s",
 )
 
 MAX_HOPS = 8
-_REPLIES_TTL_S = 7 * 24 * 3600
 
 
 def reply_timeout_s() -> float:
@@ -138,35 +134,11 @@ class Messaging:
     async def wait_for(
         self, targets: list[Agent], message: str, call_id: str, tool_name: str
     ) -> Wait:
+        now = await server_time(self.rt.redis)
+        deadline = now + reply_timeout_s()
         reply_to = ReplyTo(agent_id=self.agent.id, run_id=self.run.id, call_id=call_id)
         for target in targets:
             await self.submit(target, message, call_id, reply_to=reply_to)
         return Wait(
-            call_id=call_id,
-            tool_name=tool_name,
-            targets=[t.id for t in targets],
-            deadline=self.rt.clock() + reply_timeout_s(),
+            call_id=call_id, tool_name=tool_name, targets=[t.id for t in targets], deadline=deadline
         )
-
-
-def reply_text(run: Run) -> str:
-    """What a finished run says back to an agent that waited on it."""
-    if run.replies:
-        return "\n".join(run.replies)
-    return f"(the agent ended its turn without replying; stop reason: {run.stop_reason})"
-
-
-async def deliver_reply(redis: aioredis.Redis, run: Run, clock_now: float) -> None:
-    """Hand a finished run's reply to the run waiting on it and wake that agent (idempotent)."""
-    from agents.runs import signal_ready
-
-    target = run.reply_to
-    if target is None:
-        return
-    key = bus_keys.wait_replies(target.agent_id, target.run_id, target.call_id)
-    body = json.dumps({"reply": reply_text(run), "status": run.status, "at": clock_now})
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, run.agent_id, body)
-        pipe.expire(key, _REPLIES_TTL_S)
-        await pipe.execute()
-    await signal_ready(redis, target.agent_id)

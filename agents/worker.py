@@ -20,6 +20,7 @@ import contextlib
 import os
 import socket
 import time
+from signal import SIGKILL
 
 import anyio
 import msgspec
@@ -27,16 +28,15 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 from redis.exceptions import ResponseError
 
+from agents._endings import answer_for_deleted, dead_letter_run, dead_letter_unreadable
 from agents._leases import COUNTERS, Held, LeaseKeeper
-from agents.events import StopReason, UsageStatistics, event_encoder
+from agents._waits import fire_timers, relay_replies, wait_over, wake_if_due
 from agents.loop import InputMessage, Preempted, Suspended, run_turn
-from agents.messaging import deliver_reply
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
-from bus.envelopes import RunRequest, decode_envelope
+from bus.envelopes import decode_envelope
 from bus.errors import LeaseLost
-from bus.events import stage_events
 from bus.lease import Lease, acquire, fenced
 from storage import keys
 from storage.records import Run, decode, encode
@@ -59,6 +59,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     burst: bool = False
     health_ttl_s: int = 30
     dead_letter_cap: int = streams.DLQ_MAXLEN  # older dead letters are dropped (and logged)
+    # A fault point for tests of crash recovery: the process SIGKILLs itself there.
+    crash_at: str | None = msgspec.field(
+        default_factory=lambda: os.environ.get("MEMGRID_TEST_CRASH_AT") or None
+    )
 
 
 class _Signal(msgspec.Struct, frozen=True):
@@ -158,14 +162,7 @@ class Worker:
 
     async def _fire_timers(self) -> None:
         """Wake agents whose waiting runs reached their deadline."""
-        redis = self.rt.redis
-        due = await redis.zrangebyscore(bus_keys.timers(), "-inf", time.time(), start=0, num=100)
-        from agents.runs import signal_ready
-
-        for member in due:
-            agent_id = member.decode() if isinstance(member, bytes) else str(member)
-            if await redis.zrem(bus_keys.timers(), agent_id):  # one worker wins each timer
-                await signal_ready(redis, agent_id)
+        await fire_timers(self.rt.redis, lambda: self._fault("timer_fired"))
 
     async def _reclaim(self, free: int) -> list[_Signal]:
         """Up to ``free`` signals idle for a lease time: their holder, which touches them at
@@ -214,12 +211,13 @@ class Worker:
                 await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
         inbox = bus_keys.inbox(signal.agent_id)
-        suspended = False
+        failed = False
+        waiting: Run | None = None
         try:
             with anyio.CancelScope() as scope:  # cancelled by the keeper if the lease expires
                 held = self._held[signal.agent_id] = Held(lease, signal.entry_id, scope)
                 try:
-                    suspended = await self._drain(lease)
+                    waiting = await self._drain(lease, recover=signal.stale)
                 except LeaseLost as exc:
                     log.warning("lease_lost", agent_id=signal.agent_id, error=str(exc))
                     if not held.expired:  # a commit found it first
@@ -227,29 +225,38 @@ class Worker:
                         self.counters["lease_expired"] += 1
                 except Preempted:
                     self.counters["preempted"] += 1
+                except Exception:
+                    failed = True
+                    raise
         finally:
             self._held.pop(signal.agent_id, None)
             with anyio.CancelScope(shield=True):
-                # The lease is released only if still ours (compare and delete), the signal
-                # acknowledged only if still ours: with the lease lost, another worker may
-                # have reclaimed it, and acknowledges it when done.
-                acked, left = await streams.release_and_ack(
-                    redis,
-                    bus_keys.lease(signal.agent_id),
-                    lease.value,
-                    ready,
-                    signal.entry_id,
-                    inbox,
-                    consumer=self.id,
-                )
-                # Close the gap between our last read and the release: work that arrived
-                # meanwhile (its signal was dropped while we held the lease), or a turn cut
-                # short by a lost lease, is signalled again. A waiting run blocks the inbox on
-                # purpose: its reply or timer wakes the agent.
-                if acked and not suspended and left:
-                    from agents.runs import signal_ready
+                if failed:  # the signal stays pending, reclaimed after a lease: no hot loop
+                    await lease.release()
+                else:
+                    # The lease is released only if still ours (compare and delete), the
+                    # signal acknowledged only if still ours: with the lease lost, another
+                    # worker may have reclaimed it, and acknowledges it when done.
+                    acked, left = await streams.release_and_ack(
+                        redis,
+                        bus_keys.lease(signal.agent_id),
+                        lease.value,
+                        ready,
+                        signal.entry_id,
+                        inbox,
+                        consumer=self.id,
+                    )
+                    # Close the gap between our last read and the release: work that arrived
+                    # meanwhile (its signal was dropped while we held the lease), or a turn
+                    # cut short by a lost lease, is signalled again. A waiting run blocks the
+                    # inbox on purpose: its reply or timer wakes the agent, unless that came
+                    # while we held the lease too.
+                    if acked and waiting is None and left:
+                        from agents.runs import signal_ready
 
-                    await signal_ready(redis, signal.agent_id)
+                        await signal_ready(redis, signal.agent_id)
+                    elif waiting is not None:
+                        await wake_if_due(redis, waiting)
 
     async def _keep_leases(self) -> None:
         """Renew every lease this worker holds, on a thread and connection of their own (see
@@ -259,10 +266,16 @@ class Worker:
         )
         await keeper.run()
 
-    async def _drain(self, lease: Lease) -> bool:
-        """Run the agent's inbox in order; True when it stopped at a run waiting on replies."""
+    async def _drain(self, lease: Lease, *, recover: bool = False) -> Run | None:
+        """Run the agent's inbox in order; the run it stopped at when that run waits on replies.
+
+        ``recover``: the signal was reclaimed from a worker that stopped (maybe between a run's
+        final commit and the relay of its reply): relay what the agent's outbox still holds.
+        """
         redis, agent_id = self.rt.redis, lease.agent_id
         inbox = bus_keys.inbox(agent_id)
+        if recover:
+            await relay_replies(redis, agent_id)
         claim = True
         while not self.stopping:
             # Entries left pending (by a dead worker, or by our own failed attempt) come first:
@@ -277,19 +290,19 @@ class Worker:
                 await streams.ensure_group(redis, inbox)
                 continue
             if entry is None:
-                return False
+                return None
             entry_id, fields = entry
             outcome = await self._process(lease, entry_id, fields.get(b"e", b""))
-            if outcome == "suspended":
-                return True
+            if isinstance(outcome, Run):
+                return outcome
             if outcome == "done":
                 await streams.ack_and_delete(redis, inbox, entry_id)
             claim = outcome == "retry"
-        return False
+        return None
 
-    async def _process(self, lease: Lease, entry_id: str, raw: bytes) -> str:
+    async def _process(self, lease: Lease, entry_id: str, raw: bytes) -> str | Run:
         """Run one inbox entry: "done" (finished or dead-lettered: ack it), "acked" (finished,
-        acknowledged in the run's last commit), "retry" or "suspended"."""
+        acknowledged in the run's last commit), "retry", or the run when it waits."""
         redis, agent_id = self.rt.redis, lease.agent_id
         try:
             envelope = decode_envelope(raw)
@@ -309,18 +322,32 @@ class Worker:
             pipe.get(keys.agent(agent_id))
             pipe.get(keys.run(agent_id, envelope.run_id))
             record, stored = await pipe.execute()
+        try:
+            run = decode(Run, stored) if stored else Run(id=envelope.run_id, agent_id=agent_id)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            # It would fail the same way every time: park it at once, with what to look at.
+            await dead_letter_unreadable(redis, agent_id, envelope.run_id, raw, exc)
+            self.counters["dead_lettered"] += 1
+            return "done"
         if record is None:
             log.warning("agent_deleted", agent_id=agent_id, run_id=envelope.run_id)
+            await answer_for_deleted(redis, lease, run, retain=self.rt.settings)
             return "done"  # the agent is gone: nothing can run for it
-        run = decode(Run, stored) if stored else Run(id=envelope.run_id, agent_id=agent_id)
         if run.status in ("completed", "failed", "cancelled"):
-            # A redelivery of finished work: its results are durable; the reply may not be.
-            await deliver_reply(redis, run, time.time())
+            # A redelivery of finished work: its results (its reply among them) are durable.
+            await relay_replies(redis, agent_id)
             return "done"
-        if run.wait is None:  # resuming a waiting run is not a new attempt
-            run.attempts += 1
+        if run.wait is not None and not await wait_over(redis, run):
+            return run  # woken early (a fan-out's first replies): not an attempt
+        # Resuming from a wait is an attempt too (the count restarts at each wait): a resume
+        # that keeps failing ends in the dead-letter stream like any other.
+        run.attempts += 1
         if run.attempts > self.settings.max_attempts:
-            await self._dead_letter(lease, envelope, run, raw)
+            await dead_letter_run(
+                redis, lease, run, raw, self.settings.max_attempts, retain=self.rt.settings
+            )
+            self.counters["dead_lettered"] += 1
+            await self._trim_dead_letters()
             return "done"
         async with fenced(redis, lease, agent_id) as pipe:
             pipe.set(keys.run(agent_id, run.id), encode(run))
@@ -344,7 +371,7 @@ class Worker:
             ):
                 pass
         except Suspended:
-            return "suspended"
+            return run
         except Preempted:
             bound.info("run_preempted", steps=run.steps)
             raise
@@ -366,52 +393,18 @@ class Worker:
             return "retry"
         self.counters["runs"] += 1
         bound.info("run_done", duration_ms=round((time.perf_counter() - started) * 1000, 2))
-        await deliver_reply(redis, run, time.time())
+        if run.reply_to is not None:
+            self._fault("reply_committed")
+            with anyio.CancelScope(shield=True):  # else the next holder relays it (recover)
+                await relay_replies(redis, agent_id)
         return "acked"
+
+    def _fault(self, point: str) -> None:
+        if self.settings.crash_at == point:
+            os.kill(os.getpid(), SIGKILL)
 
     def _should_stop(self) -> bool:
         return self.stopping
-
-    async def _dead_letter(self, lease: Lease, envelope: RunRequest, run: Run, raw: bytes) -> None:
-        redis, agent_id = self.rt.redis, lease.agent_id
-        error = f"gave up after {self.settings.max_attempts} attempts"
-        if run.error:
-            error += f"; last error: {run.error}"
-        run.status, run.stop_reason, run.error = "failed", "error", error
-        run.completed_at = time.time()
-        usage = run.usage
-        events = [
-            StopReason(stop_reason="error", detail=error),
-            UsageStatistics(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                total_tokens=usage.total_tokens,
-                step_count=usage.step_count,
-            ),
-        ]
-        retain = self.rt.settings
-        async with fenced(redis, lease, agent_id) as pipe:
-            # In the commit that fails the run: a stale worker writes neither.
-            streams.stage_dead_letter(
-                pipe,
-                agent_id=agent_id,
-                run_id=run.id,
-                envelope=raw,
-                error=error,
-                attempts=run.attempts - 1,
-            )
-            pipe.set(keys.run(agent_id, run.id), encode(run), ex=retain.run_ttl_s)
-            stage_events(
-                pipe,
-                agent_id,
-                run.id,
-                [event_encoder.encode(e) for e in events],
-                final=True,
-                finished_ttl_s=retain.events_ttl_s,
-            )
-        self.counters["dead_lettered"] += 1
-        log.error("run_dead_lettered", agent_id=agent_id, run_id=run.id, error=error)
-        await self._trim_dead_letters()
 
     async def _trim_dead_letters(self) -> None:
         cap = self.settings.dead_letter_cap

@@ -15,6 +15,7 @@ __all__ = (
     "inbox",
     "lease",
     "otid",
+    "outbox",
     "ready",
     "run_events",
     "step_journal",
@@ -71,6 +72,11 @@ def archival_reply(request_id: str) -> str:
 def wait_replies(agent_id: str, run_id: str, call_id: str) -> str:
     """Hash target agent id -> reply, for a run of ``agent_id`` waiting on ``call_id``."""
     return f"{PREFIX}:{{{agent_id}}}:replies:{run_id}:{call_id}"
+
+
+def outbox(agent_id: str) -> str:
+    """Stream of replies committed by the agent's runs, to relay to the runs waiting on them."""
+    return f"{PREFIX}:{{{agent_id}}}:outbox"
 
 
 def timers() -> str:

@@ -754,3 +754,92 @@ async def test_worker_check_and_dead_letter_retry(
     assert await fleet.wait("dlq-w", within=10) == 0
     code, out = await _memgrid(worker_env, "worker", "--check", "--worker-id", "dlq-w")
     assert code == 1 and "no live worker" in out, out
+
+
+# --- replies and wake-ups across crashes (issue #11) ---------------------------------------
+
+WAITS_ON = "send_message_to_agent_and_wait_for_reply"
+
+
+def _waits_policy(slow_reply: float) -> Callable[[ChatRequest], Outcome]:
+    """``pinger`` waits on ``ponger`` and says what came back; ``ponger`` answers "pong"."""
+
+    def policy(request: ChatRequest) -> Outcome:
+        if "ROLE:ponger" in request.system_prompt:
+            return Slow(slow_reply, say("pong"))
+        last = request.last_message
+        if last is not None and last.text.startswith(HEARTBEAT):
+            result = request.last_tool_result
+            return say(f"got {json.loads(result.content)['message'] if result else None}")
+        return tool_call(WAITS_ON, message="ping", other_agent_id="ponger")
+
+    return policy
+
+
+async def _pinger_and_ponger(rt: Runtime) -> tuple[Agent, Agent]:
+    from agents.manage import BlockSpec
+
+    made = []
+    for name in ("pinger", "ponger"):
+        spec = AgentSpec(
+            name=name,
+            embedding="hashing/384",
+            include_base_tools=False,
+            tools=["send_message", WAITS_ON],
+            memory_blocks=[BlockSpec(label="persona", value=f"ROLE:{name}")],
+        )
+        made.append(await create_agent(rt, spec))
+    return made[0], made[1]
+
+
+async def _crash_then_recover(
+    rt: Runtime, fleet: Fleet, worker_env: dict[str, str], point: str, timeout_s: int
+) -> None:
+    """A worker that SIGKILLs itself at ``point``, then a healthy one in its place."""
+    env = {**worker_env, "MEMGRID_AGENT_REPLY_TIMEOUT": str(timeout_s)}
+    crashing = await fleet.spawn(
+        "crashing",
+        "worker",
+        "--worker-id",
+        "crashing",
+        "--lease-ms",
+        str(LEASE_MS),
+        env={**env, "MEMGRID_TEST_CRASH_AT": point},
+    )
+    with anyio.fail_after(40):
+        assert await crashing.wait() == -signal.SIGKILL, fleet.log("crashing")()
+    fleet.env = env
+    await fleet.worker(rt.redis, "healthy")
+
+
+@pytest.mark.timeout(90)
+async def test_a_reply_committed_just_before_a_crash_still_reaches_the_waiter(
+    rt: Runtime, fleet: Fleet, scripted: ThreadedScriptedModel, worker_env: dict[str, str]
+) -> None:
+    scripted.model.policy = _waits_policy(0)
+    pinger, ponger = await _pinger_and_ponger(rt)
+    sub = await RunStore(rt.redis).submit(pinger.id, [InboxMessage(content="go")])
+    # The worker dies right after the ponger's final commit: its reply must not die with it.
+    await _crash_then_recover(rt, fleet, worker_env, "reply_committed", timeout_s=120)
+    [run] = await wait_all_finished(
+        rt.redis, [(pinger.id, sub.run_id, "go")], within=20, fleet=fleet
+    )
+    assert run.status == "completed" and run.replies == ["got pong"]
+    [pong_run] = await RunStore(rt.redis).recent(ponger.id)
+    assert pong_run.status == "completed" and pong_run.replies == ["pong"]
+
+
+@pytest.mark.timeout(90)
+async def test_a_timer_fired_just_before_a_crash_still_wakes_the_waiter(
+    rt: Runtime, fleet: Fleet, scripted: ThreadedScriptedModel, worker_env: dict[str, str]
+) -> None:
+    scripted.model.policy = _waits_policy(8)
+    pinger, _ponger = await _pinger_and_ponger(rt)
+    sub = await RunStore(rt.redis).submit(pinger.id, [InboxMessage(content="go")])
+    # The worker dies as it fires the pinger's timer (2 s): the wake-up must survive it.
+    await _crash_then_recover(rt, fleet, worker_env, "timer_fired", timeout_s=2)
+    [run] = await wait_all_finished(
+        rt.redis, [(pinger.id, sub.run_id, "go")], within=6, fleet=fleet
+    )
+    assert run.status == "completed"
+    assert "did not reply within the timeout" in run.replies[0], run.replies
