@@ -12,7 +12,7 @@ import time
 import redis.asyncio as aioredis
 import structlog
 
-from agents._waits import relay_replies, stage_reply
+from agents._waits import end_wait, relay_replies, stage_reply
 from agents.events import StopReason, UsageStatistics, event_encoder
 from bus import streams
 from bus.events import stage_events
@@ -43,7 +43,7 @@ async def dead_letter_run(
         error += f"; last error: {run.error}"
     run.status, run.stop_reason, run.error = "failed", "error", error
     run.completed_at = time.time()
-    run.wait = None
+    waited, run.wait = run.wait is not None, None
     usage = run.usage
     events = [
         StopReason(stop_reason="error", detail=error),
@@ -74,6 +74,8 @@ async def dead_letter_run(
         )
         stage_reply(pipe, run, time.time())
     await relay_replies(redis, agent_id)
+    if waited:  # it no longer waits on anyone
+        await end_wait(redis, run)
     log.error("run_dead_lettered", agent_id=agent_id, run_id=run.id, error=error)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from agents._waits import stage_reply
+from agents._waits import end_wait, stage_reply
 from agents.context import MemoryStats, compile_system, to_openai_messages
 from agents.events import (
     ApprovalRequestMessage,
@@ -284,6 +284,7 @@ async def resume(turn: Turn) -> list[Message]:
     if len(replies) < len(wait.targets) and seconds + micros / 1e6 < wait.deadline:
         raise Suspended(f"run {run.id} still waits for {len(wait.targets) - len(replies)} replies")
     now = rt.clock()
+    await end_wait(rt.redis, run)
     names = _names(wait.targets, records)
     if wait.tool_name == "send_message_to_agent_and_wait_for_reply":
         target = wait.targets[0]

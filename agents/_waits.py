@@ -1,4 +1,4 @@
-"""Waits between agents: the reply outbox and wake-up checks.
+"""Waits between agents: the reply outbox, wake-up checks and the wait-for graph.
 
 Replies travel in the replying run's final commit: the commit adds an entry to the agent's own
 outbox stream (``mg:{B}:outbox``, in B's hash slot, so the commit stays on one shard), and the
@@ -12,12 +12,18 @@ lease is dropped (that worker drains the inbox), so whoever suspends a run check
 releasing the lease, whether the wait is already over (all replies in, or the deadline passed)
 and signals again if so; otherwise it (re)arms the timer. Deadlines are compared on the Redis
 server's clock only, so workers whose clocks disagree still agree on when a wait has ended.
+
+The wait-for graph (``mg:waits``, agent -> the agents its waiting run waits on) lets a wait be
+refused when it would close a cycle across different runs: A waits on B in one conversation
+while B, in another, waits on A; each request would queue behind the other's wait. Checking
+and recording happen in one script, so two such waits cannot both pass. An edge lasts until
+its wait ends (or, if its removal was lost to a crash, until its deadline).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,6 +34,8 @@ from storage.records import Run
 
 __all__ = (
     "REPLIES_TTL_S",
+    "claim_wait",
+    "end_wait",
     "fire_timers",
     "relay_replies",
     "reply_text",
@@ -117,6 +125,63 @@ async def wake_if_due(redis: aioredis.Redis, run: Run) -> None:
         await redis.xadd(bus_keys.ready(), {"a": run.agent_id})
     else:
         await redis.zadd(bus_keys.timers(), {run.agent_id: wait.deadline})
+
+
+# KEYS: the wait-for graph. ARGV: the waiter, its run id, now, the deadline, then the targets.
+# Walks the live edges from the targets; when they lead back to the waiter, returns that path
+# (target first, waiter last) and records nothing; else records the waiter's edges.
+_CLAIM = LuaScript("""
+local waiter, now = ARGV[1], tonumber(ARGV[3])
+local parent, queue, head = {}, {}, 1
+for i = 5, #ARGV do
+  if parent[ARGV[i]] == nil then parent[ARGV[i]] = ''; queue[#queue + 1] = ARGV[i] end
+end
+while head <= #queue do
+  local node = queue[head]
+  head = head + 1
+  if node == waiter then
+    local path = {}
+    while node ~= '' do table.insert(path, 1, node); node = parent[node] end
+    return path
+  end
+  local raw = redis.call('HGET', KEYS[1], node)
+  if raw then
+    local edge = cjson.decode(raw)
+    if tonumber(edge.d) > now then
+      for _, next in ipairs(edge.t) do
+        if parent[next] == nil then parent[next] = node; queue[#queue + 1] = next end
+      end
+    end
+  end
+end
+local targets = {}
+for i = 5, #ARGV do targets[#targets + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], waiter, cjson.encode({r = ARGV[2], d = tonumber(ARGV[4]), t = targets}))
+return false
+""")
+
+# KEYS: the wait-for graph. ARGV: the waiter, its run id. Removes the waiter's edges if they
+# are still this run's.
+_END = LuaScript("""
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw and cjson.decode(raw).r == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+""")
+
+
+async def claim_wait(
+    redis: aioredis.Redis, run: Run, targets: Sequence[str], deadline: float, now: float
+) -> list[str] | None:
+    """Record that ``run``'s agent waits on ``targets`` until ``deadline``, unless one of them
+    already waits (maybe through others) on it: then that chain of agent ids, target first.
+    ``now`` (the server's clock) tells live edges from those of waits that ended unrecorded."""
+    path = await _CLAIM(redis, [bus_keys.waits()], [run.agent_id, run.id, now, deadline, *targets])
+    return [_text(p) for p in path] if path else None
+
+
+async def end_wait(redis: aioredis.Redis, run: Run) -> None:
+    """``run``'s agent no longer waits: remove its edges from the wait-for graph."""
+    await _END(redis, [bus_keys.waits()], [run.agent_id, run.id])
 
 
 # KEYS: the timers. ARGV: how many. Returns {now, due members} on the server's clock (a script

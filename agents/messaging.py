@@ -10,8 +10,9 @@ signals the agent; a timer does the same at the deadline. Either way the run res
 reply (or a timeout error) as the tool's result.
 
 Checks on every send: the target exists (names resolve as well as ids), it is not the sender,
-the hop limit, wait-for cycles (A waits on B waits on A is refused at once, not left to hang),
-and the :class:`Router` (the orchestrator's workflow routes).
+the hop limit, wait-for cycles (A waits on B waits on A is refused at once, not left to hang,
+within one conversation and across different ones), and the :class:`Router` (the
+orchestrator's workflow routes).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Protocol
 
-from agents._waits import reply_text, server_time
+from agents._waits import claim_wait, reply_text, server_time
 from agents.tools.base import ToolError
 from bus.envelopes import InboxMessage
 from storage.errors import NotFound
@@ -136,9 +137,28 @@ class Messaging:
     ) -> Wait:
         now = await server_time(self.rt.redis)
         deadline = now + reply_timeout_s()
+        # Checked and recorded at once, so two waits that close a cycle cannot both pass.
+        cycle = await claim_wait(self.rt.redis, self.run, [t.id for t in targets], deadline, now)
+        if cycle is not None:
+            raise ToolError(await self._cycle_error(targets, cycle))
         reply_to = ReplyTo(agent_id=self.agent.id, run_id=self.run.id, call_id=call_id)
         for target in targets:
             await self.submit(target, message, call_id, reply_to=reply_to)
         return Wait(
             call_id=call_id, tool_name=tool_name, targets=[t.id for t in targets], deadline=deadline
+        )
+
+    async def _cycle_error(self, targets: list[Agent], cycle: list[str]) -> str:
+        names = {t.id: t.name for t in targets} | {self.agent.id: self.agent.name}
+        for agent_id in cycle:
+            if agent_id not in names:
+                try:
+                    names[agent_id] = (await self.rt.agents.get(agent_id)).name
+                except Exception:  # a name is only for the message: the id will do
+                    names[agent_id] = agent_id
+        chain = " waits on ".join(repr(names[a]) for a in cycle)
+        return (
+            f"waiting for agent {names[cycle[0]]!r} would deadlock: in another conversation "
+            f"{chain} (you), so your message would queue behind a wait for you. Answer with what "
+            "you have, or use send_message_to_agent_async"
         )

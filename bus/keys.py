@@ -21,6 +21,7 @@ __all__ = (
     "step_journal",
     "timers",
     "wait_replies",
+    "waits",
     "worker_health",
     "workers",
 )
@@ -77,6 +78,11 @@ def wait_replies(agent_id: str, run_id: str, call_id: str) -> str:
 def outbox(agent_id: str) -> str:
     """Stream of replies committed by the agent's runs, to relay to the runs waiting on them."""
     return f"{PREFIX}:{{{agent_id}}}:outbox"
+
+
+def waits() -> str:
+    """Hash agent id -> the agents its waiting run waits on (the wait-for graph)."""
+    return f"{PREFIX}:waits"
 
 
 def timers() -> str:

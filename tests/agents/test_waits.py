@@ -217,6 +217,39 @@ async def test_a_resuming_worker_whose_clock_is_behind_still_times_out(
     assert "did not reply within the timeout" in run.replies[0]
 
 
+async def test_a_wait_cycle_across_two_runs_is_refused(
+    runtime: Runtime, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMGRID_AGENT_REPLY_TIMEOUT", "120")
+
+    def policy(request: ChatRequest) -> Outcome:
+        role = _role(request)
+        if _after_tool(request):
+            return say(f"{role} result: {_tool_message(request)['message']}")
+        last = request.last_message
+        if last is not None and last.text.startswith("[message from agent"):
+            return say(f"{role} answers")
+        other = "bee" if role == "ay" else "ay"
+        return tool_call(WAIT, message="help", other_agent_id=other)
+
+    model.policy = policy
+    ay = await _agent(runtime, "ay", "ay")
+    bee = await _agent(runtime, "bee", "bee")
+    store = RunStore(runtime.redis)
+    # Each is asked by a user, so each waits on the other from a run of its own: the second
+    # wait's request would queue behind the first wait, which waits on it.
+    to_bee = await store.submit(bee.id, [InboxMessage(content="ask ay")])
+    to_ay = await store.submit(ay.id, [InboxMessage(content="ask bee")])
+    runs = await _burst_until_done(runtime, [(ay.id, to_ay.run_id), (bee.id, to_bee.run_id)])
+    assert [r.status for r in runs] == ["completed", "completed"]
+    replies = [r.replies[0] for r in runs]
+    refused = [text for text in replies if "deadlock" in text]
+    assert len(refused) == 1, replies
+    # The refusal names the cycle: the other agent waits on the one that asked.
+    assert "'ay'" in refused[0] and "'bee'" in refused[0]
+    assert any(text.endswith("answers") for text in replies), replies
+
+
 async def test_a_resumed_run_that_keeps_failing_is_dead_lettered(
     runtime: Runtime, model: ScriptedModel
 ) -> None:
