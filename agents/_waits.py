@@ -128,8 +128,9 @@ async def wake_if_due(redis: aioredis.Redis, run: Run) -> None:
 
 
 # KEYS: the wait-for graph. ARGV: the waiter, its run id, now, the deadline, then the targets.
-# Walks the live edges from the targets; when they lead back to the waiter, returns that path
-# (target first, waiter last) and records nothing; else records the waiter's edges.
+# Walks the live edges from the targets (dropping expired ones); when they lead back to the
+# waiter, returns that path (target first, waiter last) and records nothing; else records the
+# waiter's edges.
 _CLAIM = LuaScript("""
 local waiter, now = ARGV[1], tonumber(ARGV[3])
 local parent, queue, head = {}, {}, 1
@@ -151,6 +152,8 @@ while head <= #queue do
       for _, next in ipairs(edge.t) do
         if parent[next] == nil then parent[next] = node; queue[#queue + 1] = next end
       end
+    else
+      redis.call('HDEL', KEYS[1], node)  -- a wait that ended unrecorded (a crash, a deletion)
     end
   end
 end

@@ -14,8 +14,10 @@ from typing import Any
 
 import anyio
 import pytest
+import redis.asyncio as aioredis
 
 from agents import _turn
+from agents._waits import claim_wait, end_wait
 from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
 from agents.runs import RunStore, signal_ready
 from agents.runtime import Runtime
@@ -359,3 +361,22 @@ async def test_a_run_record_that_cannot_be_read_is_dead_lettered_not_spun_on(
     assert "run record" in dead[0]["error"]
     assert worker.counters["failed"] <= 1
     assert not model.requests
+
+
+async def test_wait_for_graph_edges_end_with_their_wait_or_deadline(
+    redis_client: aioredis.Redis,
+) -> None:
+    a, b, c = (Run(id=f"run-{x}", agent_id=x) for x in "abc")
+    now = 1000.0
+    assert await claim_wait(redis_client, a, ["b"], now + 10, now) is None
+    assert await claim_wait(redis_client, b, ["c"], now + 10, now) is None
+    # c -> a would close a -> b -> c -> a: refused, with the chain from the target on.
+    assert await claim_wait(redis_client, c, ["x", "a"], now + 10, now) == ["a", "b", "c"]
+    assert not await redis_client.hexists(bus_keys.waits(), "c")  # nothing recorded
+    await end_wait(redis_client, b)  # b's wait ended: the chain is broken
+    assert await claim_wait(redis_client, c, ["a"], now + 10, now) is None
+    # An edge past its deadline (its removal lost to a crash) neither refuses nor stays.
+    assert await claim_wait(redis_client, b, ["c"], now + 30, now + 20) is None
+    assert not await redis_client.hexists(bus_keys.waits(), "c")
+    await end_wait(redis_client, Run(id="run-other", agent_id="b"))  # another run's: kept
+    assert await redis_client.hexists(bus_keys.waits(), "b")
