@@ -100,7 +100,11 @@ async def answer_for_deleted(
 ) -> None:
     """A run of a deleted agent ends failed, and its waiter (if any) gets an answer; the run
     record written for that expires like any finished run's (the agent's keys are gone)."""
-    if run.status in ("completed", "failed", "cancelled") or run.reply_to is None:
+    if run.status in ("completed", "failed", "cancelled"):
+        return
+    if run.wait is not None:  # it no longer waits on anyone
+        await end_wait(redis, run)
+    if run.reply_to is None:
         return
     run.status, run.stop_reason = "failed", "error"
     run.error = "the agent was deleted before it answered"
