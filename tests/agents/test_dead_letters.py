@@ -10,6 +10,7 @@ import redis
 import redis.asyncio as aioredis
 import structlog
 
+from agents._endings import dead_letter_run
 from agents.events import StopReason, ToolCallMessage, UsageStatistics
 from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore, retry_dead_letter
@@ -107,11 +108,12 @@ async def test_a_dead_letter_is_written_only_with_the_runs_failed_status(
     # The paused worker's lease expired and another worker took the agent.
     await runtime.redis.delete(bus_keys.lease(agent.id))
     assert await acquire(runtime.redis, agent.id, "new-owner", 2000) is not None
-    worker = Worker(runtime, WorkerSettings(max_attempts=1))
     envelope = RunRequest(run_id=sub.run_id, agent_id=agent.id, messages=())
     run = Run(id=sub.run_id, agent_id=agent.id, attempts=2)
     with pytest.raises(LeaseLost):
-        await worker._dead_letter(stale, envelope, run, encode_envelope(envelope))
+        await dead_letter_run(
+            runtime.redis, stale, run, encode_envelope(envelope), 1, retain=runtime.settings
+        )
     assert await streams.list_dead_letters(runtime.redis) == []
     assert (await runs.get(agent.id, sub.run_id)).status == "created"
 
