@@ -109,7 +109,9 @@ async def answer_for_deleted(
     run.status, run.stop_reason = "failed", "error"
     run.error = "the agent was deleted before it answered"
     run.completed_at = time.time()
-    async with fenced(redis, lease, run.agent_id) as pipe:
+    # Not fenced: deleting the agent deleted its fence too, and there is no agent state left
+    # to protect; the reply is relayed once (the outbox entry goes when delivered).
+    async with fenced(redis, None, run.agent_id) as pipe:
         pipe.set(keys.run(run.agent_id, run.id), encode(run), ex=retain.run_ttl_s)
         stage_reply(pipe, run, time.time())
     await relay_replies(redis, run.agent_id)

@@ -187,13 +187,16 @@ async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
     cannot find (a run that left the list) expire on their own.
 
     Deleting the fence also stops a worker that still runs a step of the agent: its commit's
-    fence check fails and it writes nothing.
+    fence check fails and it writes nothing. An agent waiting on one of its unfinished runs
+    gets an answer first (through the outbox, as a finished run's reply travels), so that it
+    does not wait until its timeout for an agent that is gone.
     """
     redis = rt.redis
     runs_key = keys.agent_runs(agent_id)
     while run_ids := _texts(await redis.zrange(runs_key, 0, _BATCH - 1)):
         raws = await redis.mget([keys.run(agent_id, r) for r in run_ids])
         doomed: list[str] = []
+        await _answer_waiters(rt, [decode(Run, raw) for raw in raws if raw is not None])
         for run_id, raw in zip(run_ids, raws, strict=True):
             doomed += [
                 keys.run(agent_id, run_id),
@@ -219,12 +222,37 @@ async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
         pipe.zrem(bus_keys.timers(), agent_id)
         pipe.unlink(
             runs_key,
+            bus_keys.outbox(agent_id),
             keys.agent_sources(agent_id),
             bus_keys.inbox(agent_id),
             bus_keys.lease(agent_id),
             bus_keys.fence(agent_id),
         )
         await pipe.execute()
+
+
+async def _answer_waiters(rt: Runtime, runs: Sequence[Run]) -> None:
+    """Fail the unfinished runs that another agent waits on, with an answer saying why."""
+    from agents._waits import end_wait, relay_replies, stage_reply
+
+    open_runs = [r for r in runs if r.status not in ("completed", "failed", "cancelled")]
+    for run in open_runs:
+        if run.wait is not None:  # it no longer waits on anyone
+            await end_wait(rt.redis, run)
+    waited_on = [r for r in open_runs if r.reply_to is not None]
+    if not waited_on:
+        return
+    now = rt.clock()
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        for run in waited_on:
+            run.status, run.stop_reason = "failed", "error"
+            run.error = "the agent was deleted before it answered"
+            run.completed_at = now
+            stage_reply(pipe, run, now)
+        await pipe.execute()
+    for _ in range(1 + len(waited_on)):  # each pass relays a batch; normally one pass
+        if not await relay_replies(rt.redis, waited_on[0].agent_id):
+            break
 
 
 async def attach_block(rt: Runtime, agent_id: str, block_id: str) -> Agent:

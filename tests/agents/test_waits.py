@@ -84,7 +84,7 @@ def _ready_only(worker: Worker, agent_id: str) -> Callable[[], Awaitable[bool]]:
         held = worker._held.get(agent_id)
         entries = await worker.rt.redis.xrange(bus_keys.ready())
         ids = [e[0].decode() if isinstance(e[0], bytes) else e[0] for e in entries]
-        return held is not None and ids == [held.signal.entry_id]
+        return held is not None and ids == [held.entry_id]
 
     return check
 
