@@ -1,8 +1,8 @@
 """Redis Streams transport: connections, key names, envelopes, inboxes, leases, events.
 
-The names that need the Redis client (``connect``, the local server helpers) load on first
-use, so that a command that only parses its arguments (``memgrid --help``) or names an error
-does not pay for importing redis.
+The names that need the Redis client (``connect``, the outage helpers, the local server
+helpers) load on first use, so that a command that only parses its arguments
+(``memgrid --help``) or names an error does not pay for importing redis.
 """
 
 from __future__ import annotations
@@ -14,27 +14,62 @@ from bus.errors import BusError, LeaseLost, RedisUnavailable
 from bus.settings import BusSettings
 
 if TYPE_CHECKING:
-    from bus.connection import connect, resolve_redis_url
-    from bus.local_redis import ensure_local_redis, find_redis_server, stop_local_redis
+    from bus.connection import (
+        TRANSIENT_ERRORS,
+        Outage,
+        connect,
+        describe,
+        is_transient,
+        resolve_redis_url,
+        through_outage,
+    )
+    from bus.local_redis import (
+        ensure_local_redis,
+        find_redis_server,
+        restart_local_redis_if_down,
+        stop_local_redis,
+    )
 
 __all__ = (
+    "TRANSIENT_ERRORS",
     "BusError",
     "BusSettings",
     "LeaseLost",
+    "Outage",
     "RedisUnavailable",
     "connect",
+    "describe",
     "ensure_local_redis",
     "find_redis_server",
+    "is_transient",
     "resolve_redis_url",
+    "restart_local_redis_if_down",
     "stop_local_redis",
+    "through_outage",
 )
 
 _LAZY = {
-    "connect": "bus.connection",
-    "resolve_redis_url": "bus.connection",
-    "ensure_local_redis": "bus.local_redis",
-    "find_redis_server": "bus.local_redis",
-    "stop_local_redis": "bus.local_redis",
+    **dict.fromkeys(
+        (
+            "TRANSIENT_ERRORS",
+            "Outage",
+            "connect",
+            "describe",
+            "is_transient",
+            "resolve_redis_url",
+            "through_outage",
+        ),
+        "bus.connection",
+    ),
+    **dict.fromkeys(
+        (
+            "ensure_local_redis",
+            "find_redis_server",
+            "restart_local_redis_if_down",
+            "stop_local_redis",
+        ),
+        "bus.local_redis",
+    ),
 }
 
 

@@ -1,13 +1,29 @@
-"""Redis connections: the configured URL, else the local server of ``MEMGRID_HOME``."""
+"""Redis connections: the configured URL, else the local server of ``MEMGRID_HOME``; and how
+long-running loops ride out a Redis outage (:data:`TRANSIENT_ERRORS`, :class:`Outage`)."""
 
 from __future__ import annotations
 
+import random
+import time
+
+import anyio
 import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from bus.local_redis import ensure_local_redis
 from bus.settings import BusSettings
 
-__all__ = ("connect", "resolve_redis_url")
+__all__ = ("TRANSIENT_ERRORS", "Outage", "connect", "describe", "resolve_redis_url")
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+"""Errors of a Redis that is away for a while: refused or reset connections, timeouts, and a
+server still loading its AOF after a restart (``BusyLoadingError`` is a ``ConnectionError``).
+Long-running loops wait them out; a request answers "try again"."""
+
+_log = structlog.get_logger("memgrid.redis")
 
 
 def resolve_redis_url(settings: BusSettings) -> str:
@@ -24,6 +40,12 @@ def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
     a worker with many agents in flight waits its turn for a connection. There is no socket
     read timeout: blocking reads (XREAD BLOCK, BLPOP) bound themselves, and redis-py's default
     would cut any block longer than 5 s; keepalive and health checks catch dead peers.
+    Commands are not retried by the client: a write whose reply was lost may have run, and
+    only the caller knows whether running it again is safe. Idle connections are checked when
+    taken from the pool, so that after a Redis restart a command goes out on a new connection
+    instead of failing on one that the old server closed; redis-py skips that check while
+    maintenance notifications (a Redis Enterprise feature, on by default) are enabled, so they
+    are off.
     """
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
@@ -35,5 +57,60 @@ def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
         # TCP keepalive finds dead peers; unix-socket connections do not take the option.
         **({} if url.startswith("unix:") else {"socket_keepalive": True}),
         decode_responses=False,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+
+
+def describe(client: aioredis.Redis) -> str:
+    """Where ``client`` connects, as a URL without credentials (for messages and logs)."""
+    kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}"
+    host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
+    return f"redis://{host}:{port}/{kwargs.get('db', 0)}"
+
+
+class Outage:
+    """Backoff for one long-running loop through Redis outages.
+
+    Call :meth:`wait` with each transient error and :meth:`ok` after each pass that reached
+    Redis. The first failure of an outage is logged (``redis_unavailable``), the retries are
+    not; the end of it is (``redis_back``, with how long it lasted). Delays double from
+    ``base_s`` up to ``cap_s``, each drawn between half and all of that (jitter: processes
+    that lost Redis together do not hammer it together when it returns).
+    """
+
+    def __init__(self, loop: str, *, base_s: float = 0.05, cap_s: float = 2.0) -> None:
+        self.loop = loop
+        self._base_s = base_s
+        self._cap_s = cap_s
+        self._failures = 0
+        self._since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        """Whether the last attempt failed."""
+        return self._since is not None
+
+    def delay(self) -> float:
+        """How long to wait before the next attempt."""
+        ceiling = min(self._cap_s, self._base_s * 2 ** min(self._failures, 16))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def wait(self, exc: BaseException) -> None:
+        """Note a failed attempt and sleep before the next one."""
+        if self._since is None:
+            self._since = time.monotonic()
+            _log.warning("redis_unavailable", loop=self.loop, error=repr(exc))
+        delay = self.delay()
+        self._failures += 1
+        await anyio.sleep(delay)
+
+    def ok(self) -> None:
+        """Note a successful attempt: the outage, if any, is over."""
+        if self._since is not None:
+            down_s = round(time.monotonic() - self._since, 2)
+            _log.warning("redis_back", loop=self.loop, down_s=down_s)
+        self._since = None
+        self._failures = 0

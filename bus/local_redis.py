@@ -3,8 +3,10 @@
 With ``MEMGRID_REDIS_URL`` unset, the first memgrid command starts redis-server detached from
 its own process group (so it outlives that command, and a crash of it), with AOF on and its data
 under ``$MEMGRID_HOME/redis``. Later commands find it through ``redis.url`` in that folder and
-reuse it; if it died, the next command starts it again on the same data. A file lock keeps two
-commands from starting two servers.
+reuse it; if it died, the next command (or ``memgrid up``, which watches it) starts it again on
+the same data and the same address, so that clients connected before reconnect to it. A file
+lock keeps two commands from starting two servers, and a server that is alive but not answering
+yet (loading its AOF, or busy) is waited for, never doubled.
 """
 
 from __future__ import annotations
@@ -24,9 +26,17 @@ import redis
 
 from bus.errors import RedisUnavailable
 
-__all__ = ("ensure_local_redis", "find_redis_server", "local_redis_dir", "stop_local_redis")
+__all__ = (
+    "ensure_local_redis",
+    "find_redis_server",
+    "local_redis_dir",
+    "restart_local_redis_if_down",
+    "stop_local_redis",
+)
 
 _START_TIMEOUT_S = 15.0
+# Loading a large AOF after a restart takes a while; the server is alive meanwhile.
+_LOAD_TIMEOUT_S = 120.0
 # Unix socket paths are limited to 107 bytes on Linux; leave room.
 _MAX_SOCKET_PATH = 100
 
@@ -61,14 +71,40 @@ def find_redis_server(explicit: str | None = None) -> str:
 
 
 def _answers(url: str) -> bool:
+    return _probe(url) == "up"
+
+
+def _probe(url: str) -> str:
+    """ "up", "loading" (alive, reading its AOF) or "down"."""
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
         try:
-            return bool(client.ping())
+            return "up" if client.ping() else "down"
         finally:
             client.close()
+    except redis.BusyLoadingError:
+        return "loading"
     except (redis.RedisError, OSError, ValueError):
+        return "down"
+
+
+def _server_alive(folder: Path) -> bool:
+    """Whether the redis-server of the pidfile still runs (a slow one is not a dead one)."""
+    try:
+        pid = int((folder / "redis.pid").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):  # no pidfile, no such process
         return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not stat.parent.parent.exists()  # no /proc here: trust the signal
+    except (OSError, IndexError):
+        return False
+    # A SIGKILLed daemon may linger as a zombie; a recycled pid runs something else.
+    return state != "Z" and b"redis" in command
 
 
 @contextlib.contextmanager
@@ -98,8 +134,23 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _config(folder: Path) -> tuple[str, str]:
-    """The redis.conf text and the URL clients use to reach it."""
+def _same_port(previous: str | None) -> int | None:
+    """The TCP port of the previous server, to start again at the address clients know."""
+    prefix = "redis://127.0.0.1:"
+    if not previous or not previous.startswith(prefix):
+        return None
+    try:
+        port = int(previous[len(prefix) :].split("/", 1)[0])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as redis-server does
+            probe.bind(("127.0.0.1", port))
+    except (ValueError, OSError):  # taken by now: a new port (clients must be restarted)
+        return None
+    return port
+
+
+def _config(folder: Path, previous: str | None = None) -> tuple[str, str]:
+    """The redis.conf text and the URL clients use to reach it (``previous``'s if it can)."""
     sock = folder / "redis.sock"
     common = [
         f'dir "{folder}"',
@@ -114,24 +165,63 @@ def _config(folder: Path) -> tuple[str, str]:
     if len(str(sock)) <= _MAX_SOCKET_PATH:
         lines = ["port 0", f'unixsocket "{sock}"', "unixsocketperm 700", *common]
         return "\n".join(lines) + "\n", f"unix://{sock}"
-    port = _free_port()
+    port = _same_port(previous) or _free_port()
     lines = [f"port {port}", "bind 127.0.0.1", *common]
     return "\n".join(lines) + "\n", f"redis://127.0.0.1:{port}/0"
 
 
 def ensure_local_redis(home: Path, redis_server: str | None = None) -> str:
     """Return the URL of this home's local redis-server, starting it if it is not running."""
+    return _ensure(home, redis_server)[0]
+
+
+def restart_local_redis_if_down(home: Path, redis_server: str | None = None) -> bool:
+    """Start this home's local redis-server again if it died; True when it was started.
+
+    ``memgrid up`` calls this every moment: it keeps the Redis it runs on alive.
+    """
+    return _ensure(home, redis_server)[1]
+
+
+def _known_url(folder: Path) -> str | None:
+    url_file = folder / "redis.url"
+    return url_file.read_text().strip() if url_file.exists() else None
+
+
+def _running(folder: Path) -> str | None:
+    """The URL of this folder's server if it runs (waiting while it loads), else None."""
+    url = _known_url(folder)
+    if url is None:
+        return None
+    deadline = time.monotonic() + _LOAD_TIMEOUT_S
+    while True:
+        state = _probe(url)
+        if state == "up":
+            return url
+        if state == "down" and not _server_alive(folder):
+            return None
+        if time.monotonic() > deadline:
+            raise RedisUnavailable(
+                f"the local redis-server at {url} runs but has not answered for "
+                f"{_LOAD_TIMEOUT_S:.0f}s; see {folder / 'redis.log'}"
+            )
+        time.sleep(0.05)
+
+
+def _ensure(home: Path, redis_server: str | None) -> tuple[str, bool]:
     folder = local_redis_dir(home).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     url_file = folder / "redis.url"
     if url_file.exists() and _answers(url := url_file.read_text().strip()):
-        return url
+        return url, False
     with _start_lock(folder):
-        # Another process may have started it while we waited for the lock.
-        if url_file.exists() and _answers(url := url_file.read_text().strip()):
-            return url
+        # Another process may have started it while we waited for the lock; or it is alive
+        # but still loading its data.
+        running = _running(folder)
+        if running is not None:
+            return running, False
         binary = find_redis_server(redis_server)
-        conf_text, url = _config(folder)
+        conf_text, url = _config(folder, _known_url(folder))
         conf = folder / "redis.conf"
         conf.write_text(conf_text)
         with contextlib.suppress(FileNotFoundError):
@@ -153,11 +243,15 @@ def ensure_local_redis(home: Path, redis_server: str | None = None) -> str:
                 f"redis-server ({binary}) refused to start: "
                 f"{launched.stderr.decode(errors='replace').strip()[-500:]}"
             )
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if _answers(url):
+        started = time.monotonic()
+        while True:
+            state = _probe(url)
+            if state == "up":
                 url_file.write_text(url + "\n")
-                return url
+                return url, True
+            waited = time.monotonic() - started
+            if waited > (_LOAD_TIMEOUT_S if state == "loading" else _START_TIMEOUT_S):
+                break
             time.sleep(0.02)
         log = folder / "redis.log"
         tail = log.read_text(errors="replace")[-800:] if log.exists() else "(no log)"
