@@ -23,10 +23,12 @@ import anyio
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ResponseError
 
 from agents.archival import PassageArchival
 from agents.tools.base import ScoredText
 from bus import keys, streams
+from bus.connection import TRANSIENT_ERRORS, Outage
 from storage.passages import PassageDimensionError, PassageNotFoundError
 from storage.records import Passage
 
@@ -227,47 +229,72 @@ class ArchivalServer:
         self._consumer = consumer
 
     async def serve(self, *, concurrency: int = 8) -> None:
+        """Answer requests until cancelled; a Redis outage is waited out, never fatal (this
+        runs in the root task group of ``memgrid up`` and of every process owning the engine)."""
         stream = keys.archival_requests()
-        await streams.ensure_group(self._redis, stream)
+        outage = Outage("archival server")
         limiter = anyio.Semaphore(concurrency)
+        grouped = False
         async with anyio.create_task_group() as tg:
             while True:
-                # A previous owner may have died with requests in flight: take them over.
-                batch = await streams.claim_stale(
-                    self._redis, stream, self._consumer, min_idle_ms=5000, count=32
-                )
-                batch += await streams.read_group(
-                    self._redis, stream, self._consumer, count=32, block_ms=1000
-                )
+                try:
+                    if not grouped:
+                        await streams.ensure_group(self._redis, stream)
+                        grouped = True
+                    # A previous owner may have died with requests in flight, or our own
+                    # answers failed in an outage: take them over.
+                    batch = await streams.claim_stale(
+                        self._redis, stream, self._consumer, min_idle_ms=5000, count=32
+                    )
+                    batch += await streams.read_group(
+                        self._redis, stream, self._consumer, count=32, block_ms=1000
+                    )
+                except TRANSIENT_ERRORS as exc:
+                    await outage.wait(exc)
+                    continue
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    grouped = False  # a Redis that came back without its data
+                    continue
+                outage.ok()
                 for entry_id, fields in batch:
                     await limiter.acquire()
                     tg.start_soon(self._answer, entry_id, fields.get(b"r", b""), limiter)
 
     async def _answer(self, entry_id: str, raw: bytes, limiter: anyio.Semaphore) -> None:
         try:
-            try:
-                request = _request_decoder.decode(raw)
-            except msgspec.DecodeError:
-                await streams.ack_and_delete(self._redis, keys.archival_requests(), entry_id)
-                return
-            try:
-                result = await self._run(request.op, request.args)
-                reply = _Reply(ok=True, result=msgspec.to_builtins(result))
-            except Exception as exc:
-                kind = type(exc).__name__
-                if kind in _KNOWN_ERRORS:
-                    reply = _Reply(ok=False, error=str(exc), error_type=kind)
-                else:
-                    log.warning("archival_request_failed", op=request.op, error=repr(exc))
-                    reply = _Reply(ok=False, error=f"{kind}: {exc}")
-            reply_key = keys.archival_reply(request.id)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(reply_key, msgspec.json.encode(reply))
-                pipe.expire(reply_key, _REPLY_TTL_S)
-                await pipe.execute()
-            await streams.ack_and_delete(self._redis, keys.archival_requests(), entry_id)
+            await self._answer_one(entry_id, raw)
+        except TRANSIENT_ERRORS as exc:
+            # The request stays pending and is answered again once Redis is back (the
+            # operations are idempotent: inserts carry their passage ids). The caller's own
+            # wait failed with the same outage, and it retries.
+            log.info("archival_reply_failed", error=repr(exc))
         finally:
             limiter.release()
+
+    async def _answer_one(self, entry_id: str, raw: bytes) -> None:
+        try:
+            request = _request_decoder.decode(raw)
+        except msgspec.DecodeError:
+            await streams.ack_and_delete(self._redis, keys.archival_requests(), entry_id)
+            return
+        try:
+            result = await self._run(request.op, request.args)
+            reply = _Reply(ok=True, result=msgspec.to_builtins(result))
+        except Exception as exc:
+            kind = type(exc).__name__
+            if kind in _KNOWN_ERRORS:
+                reply = _Reply(ok=False, error=str(exc), error_type=kind)
+            else:
+                log.warning("archival_request_failed", op=request.op, error=repr(exc))
+                reply = _Reply(ok=False, error=f"{kind}: {exc}")
+        reply_key = keys.archival_reply(request.id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(reply_key, msgspec.json.encode(reply))
+            pipe.expire(reply_key, _REPLY_TTL_S)
+            await pipe.execute()
+        await streams.ack_and_delete(self._redis, keys.archival_requests(), entry_id)
 
     async def _run(self, op: str, args: dict[str, Any]) -> Any:
         archival = self._archival

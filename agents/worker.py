@@ -35,6 +35,7 @@ from agents.loop import InputMessage, Preempted, Suspended, run_turn
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
+from bus.connection import TRANSIENT_ERRORS, Outage
 from bus.envelopes import decode_envelope
 from bus.errors import LeaseLost
 from bus.lease import Lease, acquire, fenced
@@ -103,7 +104,14 @@ class Worker:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         redis = self.rt.redis
-        await streams.ensure_group(redis, bus_keys.ready())
+        outage = Outage(f"worker {self.id} start")
+        while True:  # a worker started while Redis is away waits for it
+            try:
+                await streams.ensure_group(redis, bus_keys.ready())
+                break
+            except TRANSIENT_ERRORS as exc:
+                await outage.wait(exc)
+        outage.ok()
         log.info("worker_start", worker_id=self.id, concurrency=self.settings.concurrency)
         try:
             async with anyio.create_task_group() as tg:
@@ -116,8 +124,11 @@ class Worker:
                 tg.cancel_scope.cancel()  # the work is done: stop the health beat too
         finally:
             with anyio.CancelScope(shield=True):
-                await redis.delete(bus_keys.worker_health(self.id))
-                await redis.srem(bus_keys.workers(), self.id)
+                try:
+                    await redis.delete(bus_keys.worker_health(self.id))
+                    await redis.srem(bus_keys.workers(), self.id)
+                except TRANSIENT_ERRORS as exc:  # its health key expires by itself
+                    log.warning("worker_stop_unrecorded", worker_id=self.id, error=repr(exc))
             log.info("worker_stop", worker_id=self.id, **self.counters)
 
     # --- signals -----------------------------------------------------------------------
@@ -129,6 +140,7 @@ class Worker:
         redis, s = self.rt.redis, self.settings
         slots = anyio.Semaphore(s.concurrency)
         next_reclaim = 0.0
+        outage = Outage(f"worker {self.id} reader")
         while not self.stopping:
             await slots.acquire()
             free = 1
@@ -151,13 +163,23 @@ class Worker:
                             block_ms=10 if s.burst else s.block_ms,
                         )
                         taken += [_Signal(i, f.get(b"a", b"").decode()) for i, f in fresh]
+                outage.ok()
+            except TRANSIENT_ERRORS as exc:
+                # Redis is away (restarting, loading its AOF): wait and read again. What was
+                # taken before the error stays taken; the rest is read after the outage.
+                await outage.wait(exc)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # A Redis that came back without its data (no AOF): make the group again.
+                await streams.ensure_group(redis, bus_keys.ready())
             finally:
                 for _ in range(free - len(taken)):
                     slots.release()
             for signal in taken:
                 self.busy += 1
                 work.start_soon(self._slot, signal, slots)
-            if s.burst and not taken and self.busy == 0:
+            if s.burst and not taken and self.busy == 0 and not outage.down:
                 return
 
     async def _fire_timers(self) -> None:
@@ -417,6 +439,7 @@ class Worker:
 
     async def _health(self) -> None:
         redis = self.rt.redis
+        outage = Outage(f"worker {self.id} health")
         while True:
             state = {
                 "worker_id": self.id,
@@ -427,10 +450,15 @@ class Worker:
                 "stopping": self.stopping,
                 **self.counters,
             }
-            await redis.set(
-                bus_keys.worker_health(self.id),
-                msgspec.json.encode(state),
-                ex=self.settings.health_ttl_s,
-            )
-            await redis.sadd(bus_keys.workers(), self.id)
+            try:
+                await redis.set(
+                    bus_keys.worker_health(self.id),
+                    msgspec.json.encode(state),
+                    ex=self.settings.health_ttl_s,
+                )
+                await redis.sadd(bus_keys.workers(), self.id)
+            except TRANSIENT_ERRORS as exc:  # beat again as soon as Redis is back
+                await outage.wait(exc)
+                continue
+            outage.ok()
             await anyio.sleep(max(1.0, self.settings.health_ttl_s / 3))

@@ -22,12 +22,18 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.from_thread
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+from agents.llm import LLMSettings
+from agents.runs import RunStore
+from agents.runtime import LLMPool, Runtime
+from agents.scripted import ScriptedModel, ThreadedScriptedModel, echo
 from bus import (
     connect,
     ensure_local_redis,
@@ -35,7 +41,21 @@ from bus import (
     restart_local_redis_if_down,
     stop_local_redis,
 )
+from bus.envelopes import InboxMessage
 from bus.local_redis import local_redis_dir
+from bus.streams import list_dead_letters
+from tests.test_distributed import (
+    Fleet,
+    Submission,
+    appended,
+    assert_exactly_once,
+    human_block,
+    make_agents,
+    multi_step,
+    poll,
+    runs_of,
+    wait_all_finished,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +127,38 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.kill()
 
 
+@pytest.fixture
+def scripted() -> Iterator[ThreadedScriptedModel]:
+    with ScriptedModel.start_in_thread(echo) as model:
+        yield model
+        assert not model.model.policy_errors
+
+
+def _env(home: Path, scripted: ThreadedScriptedModel, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGRID_", "OPENAI_"))}
+    env.update(
+        MEMGRID_HOME=str(home),
+        OPENAI_BASE_URL=scripted.base_url,
+        OPENAI_API_KEY="x",
+        MEMGRID_EMBEDDING="hashing/384",
+        MEMGRID_LOG_LEVEL="WARNING",
+        **extra,
+    )
+    return env
+
+
+async def _down(client: aioredis.Redis) -> bool:
+    try:
+        await client.ping()
+    except redis.ConnectionError:
+        return True
+    return False
+
+
+async def _logged(log: Any, needle: str) -> bool:
+    return needle in log()
+
+
 async def test_a_client_reconnects_on_its_first_command_after_a_restart(
     own_redis: RedisServer,
 ) -> None:
@@ -151,3 +203,106 @@ def test_the_local_redis_restarts_on_the_same_address_and_data(
             client.close()
     finally:
         stop_local_redis(home)
+
+
+@pytest.mark.timeout(90)
+async def test_worker_finishes_a_turn_across_a_redis_restart(
+    tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
+) -> None:
+    steps, delay = 3, 0.4
+    scripted.model.policy = multi_step(steps, delay)
+    home = tmp_path / "home"
+    home.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fleet = Fleet(_env(home, scripted, MEMGRID_REDIS_URL=own_redis.url), logs)
+    client = connect(own_redis.url)
+    try:
+        worker = await fleet.worker(client, "outage-w", lease_ms=3000, concurrency=4)
+        log = fleet.log("outage-w")
+        rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
+        agents = await make_agents(rt, 2, "restart")
+        runs = RunStore(client)
+        submitted: list[Submission] = []
+        for index, agent in enumerate(agents):
+            for n in range(2):
+                text = f"w{index}-m{n}"
+                sub = await runs.submit(agent.id, [InboxMessage(content=text)], otid=text)
+                submitted.append((agent.id, sub.run_id, text))
+
+        async def mid_turn() -> bool:
+            found = await runs_of(client, submitted)
+            return any(r is not None and r.status == "running" and r.steps == 1 for r in found)
+
+        await poll(mid_turn, within=20, what="a turn in flight", alive=worker, log=log)
+        own_redis.kill()
+        await poll(lambda: _down(client), within=10, what="the outage")
+        await poll(
+            lambda: _logged(log, "redis_unavailable"),
+            within=10,
+            what="the worker to notice the outage",
+            alive=worker,
+            log=log,
+        )
+        own_redis.start()
+        done = await wait_all_finished(client, submitted, within=40, fleet=fleet)
+        await assert_exactly_once(rt, agents, submitted, done)
+        expected = appended(submitted, steps - 1)
+        for agent in agents:
+            assert (await human_block(rt, agent)).value == expected[agent.id]
+        assert worker.returncode is None
+        assert not await list_dead_letters(client)
+        fleet.signal("outage-w", signal.SIGTERM)
+        assert await fleet.wait("outage-w", within=15) == 0, log()
+    finally:
+        await client.aclose()
+        await fleet.aclose()
+
+
+@pytest.fixture
+def archival_owner(
+    own_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """This process owns the embedded passage engine and serves it over Redis, on a thread of
+    its own (as ``memgrid up`` does in its main loop)."""
+    from orchestrator.runtime import open_runtime
+
+    monkeypatch.setenv("MEMGRID_HOME", str(tmp_path / "owner"))
+    monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
+    owner = open_runtime(redis_url=own_redis.url, own_archival=True)
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(owner),
+    ):
+        yield
+
+
+@pytest.mark.timeout(60)
+async def test_archival_server_answers_again_after_a_redis_restart(
+    own_redis: RedisServer, archival_owner: None
+) -> None:
+    from agents.archival_rpc import RemoteArchival
+
+    client = connect(own_redis.url)
+    try:
+        remote = RemoteArchival(client, timeout_s=10)
+        await remote.insert("agent-x", "hashing/384", "before the outage", [])
+        assert await remote.count("agent-x") == 1
+        own_redis.kill()
+        with pytest.raises(redis.ConnectionError):
+            await remote.count("agent-y")
+        # The server's blocked read broke with the server: its loop must ride that out.
+        own_redis.start()
+        fresh = RemoteArchival(client, timeout_s=10, stats_ttl_s=0)
+
+        async def answered() -> int | None:
+            try:
+                return await fresh.count("agent-x") + 1
+            except redis.ConnectionError:
+                return None
+
+        assert await poll(answered, within=20, what="the archival server") == 2
+        inserted = await fresh.insert("agent-x", "hashing/384", "after the outage", [])
+        assert inserted.text == "after the outage"
+    finally:
+        await client.aclose()
