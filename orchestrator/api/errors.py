@@ -10,7 +10,7 @@
     ValidationException      -> 422 {"detail": [{"loc": [...], "msg": ..., "type": ...}]}
     other HTTPException      -> its status with {"detail": ...} (a body that is not JSON: 400
                                 saying so, with the decoder's words)
-    Redis fails              -> 503
+    Redis fails              -> 503 + Retry-After, naming the Redis URL (an outage: try again)
     embedding endpoint fails -> 502; archival owner or local model missing -> 503
     anything else            -> 500 {"detail": "internal error"} (logged with its traceback)
 
@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,11 +31,12 @@ from redis.exceptions import RedisError
 
 from agents.archival_rpc import ArchivalUnavailable
 from agents.tools.schema import ToolSchemaError
+from bus import TRANSIENT_ERRORS, describe
 from storage.embeddings.minilm import EmbeddingModelMissing
 from storage.embeddings.remote import EmbeddingDimensionUnknown, EmbeddingEndpointError
 from storage.errors import Conflict, InvalidRecord, NotFound
 
-__all__ = ("ApiError", "exception_handlers")
+__all__ = ("RETRY_AFTER_S", "ApiError", "exception_handlers", "redis_location")
 
 log = structlog.get_logger("memgrid.api")
 
@@ -124,9 +126,36 @@ def _unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _json(503, {"detail": str(exc)})
 
 
+RETRY_AFTER_S = 1
+_outage_logged_at = 0.0
+_OUTAGE_LOG_EVERY_S = 30.0
+
+
+def redis_location(request: Request[Any, Any, Any]) -> str:
+    """The Redis this API process uses, as a URL without credentials."""
+    api = getattr(request.app.state, "api", None)
+    if api is None:
+        return "(not connected yet)"
+    return describe(api.rt.redis)
+
+
 def _redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.warning("api_redis_error", path=request.url.path, error=repr(exc))
-    return _json(503, {"detail": f"Redis did not answer ({type(exc).__name__}); try again"})
+    global _outage_logged_at
+    where = redis_location(request)
+    if isinstance(exc, TRANSIENT_ERRORS):
+        # One log line per outage (or per half minute of one), not one per request.
+        now = time.monotonic()
+        if now - _outage_logged_at > _OUTAGE_LOG_EVERY_S:
+            _outage_logged_at = now
+            log.warning("api_redis_unavailable", redis=where, error=repr(exc))
+        detail = (
+            f"Redis at {where} is unavailable ({type(exc).__name__}: {exc}); memgrid "
+            f"reconnects by itself: retry in {RETRY_AFTER_S}s"
+        )
+    else:
+        log.warning("api_redis_error", path=request.url.path, redis=where, error=repr(exc))
+        detail = f"Redis at {where} refused the request ({type(exc).__name__}: {exc}); try again"
+    return _json(503, {"detail": detail}, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from agents.events import LettaMessage, StopReason, UsageStatistics
+from orchestrator.api.errors import RETRY_AFTER_S
 from orchestrator.api.ingestion import JobView, file_job_view
 from orchestrator.api.messages import sse
 from orchestrator.api.state import Api, page
@@ -34,7 +35,11 @@ async def health(api: Api) -> Response[Health]:
     try:
         await api.rt.redis.ping()
     except Exception:  # any failure to reach Redis means not healthy
-        return Response(Health(version=version(), status="unavailable"), status_code=503)
+        return Response(
+            Health(version=version(), status="unavailable"),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     return Response(Health(version=version(), status="ok"))
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -153,6 +154,13 @@ async def _down(client: aioredis.Redis) -> bool:
     except redis.ConnectionError:
         return True
     return False
+
+
+async def _healthy(http: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await http.get(f"{url}/v1/health/")).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 async def _logged(log: Any, needle: str) -> bool:
@@ -306,3 +314,58 @@ async def test_archival_server_answers_again_after_a_redis_restart(
         assert inserted.text == "after the outage"
     finally:
         await client.aclose()
+
+
+@pytest.mark.timeout(90)
+async def test_api_answers_503_while_redis_is_down_and_recovers(
+    tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fleet = Fleet(_env(home, scripted, MEMGRID_REDIS_URL=own_redis.url), logs)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    client = connect(own_redis.url)
+    try:
+        # It owns the embedded passage engine, so it also serves archival memory over Redis.
+        api = await fleet.spawn("api", "serve", "--no-worker", "--port", str(port))
+        log = fleet.log("api")
+        async with httpx.AsyncClient(timeout=10) as http:
+            await poll(lambda: _healthy(http, url), within=60, what="the API", alive=api, log=log)
+            rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
+            (agent,) = await make_agents(rt, 1, "api-outage")
+            assert (await http.get(f"{url}/v1/agents/{agent.id}")).status_code == 200
+
+            own_redis.kill()
+            for path in (f"/v1/agents/{agent.id}", "/v1/agents/", "/v1/health/"):
+                response = await http.get(f"{url}{path}")
+                assert response.status_code == 503, (path, response.status_code, response.text)
+                assert int(response.headers["retry-after"]) >= 1, response.headers
+                if path != "/v1/health/":
+                    assert f"127.0.0.1:{own_redis.port}" in response.json()["detail"]
+            response = await http.post(
+                f"{url}/v1/agents/{agent.id}/messages/async",
+                json={"messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert response.status_code == 503, response.text
+
+            # Long enough for the process's loops (archival server) to meet the outage.
+            await poll(
+                lambda: _logged(log, "redis_unavailable"),
+                within=10,
+                what="the outage to be noticed",
+                alive=api,
+                log=log,
+            )
+            own_redis.start()
+            await poll(lambda: _healthy(http, url), within=20, what="recovery", alive=api, log=log)
+            assert (await http.get(f"{url}/v1/agents/{agent.id}")).status_code == 200
+            assert api.returncode is None
+            # Once per outage: the archival server's loop, and the requests answered 503.
+            assert log().count('"event": "redis_unavailable"') == 1, log()
+            assert log().count('"event": "api_redis_unavailable"') == 1, log()
+    finally:
+        await client.aclose()
+        await fleet.aclose()
