@@ -8,6 +8,10 @@ that exits on its own is restarted with backoff. On SIGINT/SIGTERM every child g
 (workers finish their current step and release their leases, the API finishes its requests)
 and is killed after a grace period.
 
+With the local Redis (``MEMGRID_REDIS_URL`` unset) the supervisor also watches the redis-server
+of ``MEMGRID_HOME`` and starts it again, on the same data and address, whenever it dies; every
+process rides out the gap (see :class:`bus.Outage`).
+
 Workers get ``MEMGRID_API_URL`` pointing at the API (unless it is set already), so that tools
 calling the REST API from the tool sandbox reach this server.
 """
@@ -26,13 +30,22 @@ import anyio.abc
 import msgspec
 import structlog
 
+from bus import BusSettings, RedisUnavailable, describe, restart_local_redis_if_down
 from orchestrator.api.settings import DEFAULT_PORT
 from orchestrator.runtime import open_runtime
 
-__all__ = ("ApiOptions", "run_api_process", "run_supervised", "run_worker_process", "supervise")
+__all__ = (
+    "ApiOptions",
+    "keep_local_redis",
+    "run_api_process",
+    "run_supervised",
+    "run_worker_process",
+    "supervise",
+)
 
 log = structlog.get_logger("memgrid.supervisor")
 _GRACE_S = 35.0
+_REDIS_CHECK_S = 0.5
 
 
 class ApiOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +146,36 @@ async def run_api_process(api: ApiOptions, stopping: anyio.Event) -> None:
     await run_supervised("api", command, stopping)
 
 
+async def keep_local_redis(
+    settings: BusSettings, stopping: anyio.Event, *, every_s: float = _REDIS_CHECK_S
+) -> None:
+    """Until ``stopping``, start the local redis-server again whenever it has died.
+
+    It restarts on the same data (AOF) and address, so the clients of every memgrid process
+    reconnect to it. A server that cannot be started is tried again, with backoff: ``up``
+    itself never exits over Redis.
+    """
+    backoff = every_s
+    while not stopping.is_set():
+        with anyio.move_on_after(backoff):
+            await stopping.wait()
+        if stopping.is_set():
+            return
+        try:
+            restarted = await anyio.to_thread.run_sync(
+                restart_local_redis_if_down, settings.home, settings.redis_server
+            )
+        except RedisUnavailable as exc:
+            print(f"memgrid up: cannot restart Redis: {exc}", flush=True)
+            log.error("redis_restart_failed", error=str(exc))
+            backoff = min(backoff * 2, 10.0)
+            continue
+        backoff = every_s
+        if restarted:
+            print("memgrid up: Redis had stopped; restarted it on the same data", flush=True)
+            log.warning("redis_restarted", home=str(settings.home))
+
+
 async def supervise(*, workers: int, concurrency: int, api: ApiOptions | None = None) -> int:
     """Run until Ctrl-C / SIGTERM.
 
@@ -145,12 +188,12 @@ async def supervise(*, workers: int, concurrency: int, api: ApiOptions | None = 
     worker_env: dict[str, str] | None = None
     if api is not None and not os.environ.get("MEMGRID_API_URL"):
         worker_env = {**os.environ, "MEMGRID_API_URL": api.url}
+    bus_settings = BusSettings.from_env()
     async with open_runtime(own_archival=True) as rt:
-        url = rt.redis.connection_pool.connection_kwargs.get(
-            "path"
-        ) or rt.redis.connection_pool.connection_kwargs.get("host")
-        print(f"memgrid up: Redis at {url}; starting {workers} workers", flush=True)
+        print(f"memgrid up: Redis at {describe(rt.redis)}; starting {workers} workers", flush=True)
         async with anyio.create_task_group() as tg:
+            if not bus_settings.redis_url:  # the local Redis is ours to keep running
+                tg.start_soon(keep_local_redis, bus_settings, stopping)
             for index in range(workers):
                 tg.start_soon(
                     partial(run_worker_process, index, concurrency, stopping, env=worker_env)

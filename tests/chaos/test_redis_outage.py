@@ -32,7 +32,7 @@ import redis
 import redis.asyncio as aioredis
 
 from agents.llm import LLMSettings
-from agents.runs import RunStore
+from agents.runs import RunStore, live_workers
 from agents.runtime import LLMPool, Runtime
 from agents.scripted import ScriptedModel, ThreadedScriptedModel, echo
 from bus import (
@@ -148,6 +148,14 @@ def _env(home: Path, scripted: ThreadedScriptedModel, **extra: str) -> dict[str,
     return env
 
 
+async def _ok(call: Any) -> Any:
+    """``call()``'s result, or None while Redis is away (the test's own client fails too)."""
+    try:
+        return await call()
+    except redis.ConnectionError:
+        return None
+
+
 async def _down(client: aioredis.Redis) -> bool:
     try:
         await client.ping()
@@ -165,6 +173,23 @@ async def _healthy(http: httpx.AsyncClient, url: str) -> bool:
 
 async def _logged(log: Any, needle: str) -> bool:
     return needle in log()
+
+
+async def _submit_via_api(
+    http: httpx.AsyncClient, url: str, agent_id: str, text: str, answers: list[int]
+) -> str:
+    """Send one message as a client that retries (same otid) until the API accepts it."""
+    body = {"messages": [{"role": "user", "content": text, "otid": f"otid-{text}"}]}
+    deadline = time.monotonic() + 30
+    while True:
+        response = await http.post(f"{url}/v1/agents/{agent_id}/messages/async", json=body)
+        answers.append(response.status_code)
+        if response.status_code == 200:
+            return str(response.json()["id"])
+        assert response.status_code == 503, response.text
+        assert response.headers.get("retry-after"), response.headers
+        assert time.monotonic() < deadline, f"the API kept answering 503: {response.text}"
+        await anyio.sleep(float(response.headers["retry-after"]) / 10)
 
 
 async def test_a_client_reconnects_on_its_first_command_after_a_restart(
@@ -369,3 +394,99 @@ async def test_api_answers_503_while_redis_is_down_and_recovers(
     finally:
         await client.aclose()
         await fleet.aclose()
+
+
+@pytest.mark.timeout(120)
+async def test_memgrid_up_rides_out_a_killed_redis(
+    tmp_path: Path, scripted: ThreadedScriptedModel
+) -> None:
+    steps, delay = 2, 0.3
+    scripted.model.policy = multi_step(steps, delay)
+    home = tmp_path / "up"
+    home.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fleet = Fleet(_env(home, scripted), logs)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    client: aioredis.Redis | None = None
+    try:
+        up = await fleet.spawn(
+            "up", "up", "--workers", "2", "--concurrency", "4", "--port", str(port)
+        )
+        log = fleet.log("up")
+        async with httpx.AsyncClient(timeout=10) as http:
+            await poll(lambda: _healthy(http, url), within=60, what="the API", alive=up, log=log)
+            client = connect(await anyio.to_thread.run_sync(ensure_local_redis, home))
+            redis_client = client
+
+            async def two_workers() -> list[dict[str, Any]]:
+                alive = await live_workers(redis_client)
+                return alive if len(alive) == 2 else []
+
+            before = await poll(two_workers, within=30, what="2 workers", alive=up, log=log)
+            worker_pids = sorted(int(w["pid"]) for w in before)
+            rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
+            agents = await make_agents(rt, 6, "outage")
+            submitted: list[Submission] = []
+            answers: list[int] = []
+
+            async def send(round_: int) -> None:
+                async def one(index: int, agent_id: str) -> None:
+                    text = f"a{index}-m{round_}"
+                    run_id = await _submit_via_api(http, url, agent_id, text, answers)
+                    submitted.append((agent_id, run_id, text))
+
+                async with anyio.create_task_group() as tg:
+                    for index, agent in enumerate(agents):
+                        tg.start_soon(one, index, agent.id)
+
+            await send(0)
+            await send(1)
+
+            async def mid_turn() -> bool:  # some runs have committed a step, none finished
+                runs = await runs_of(redis_client, submitted)
+                return any(r is not None and r.status == "running" and r.steps >= 1 for r in runs)
+
+            await poll(mid_turn, within=20, what="runs in flight", alive=up, log=log)
+            folder = local_redis_dir(home)
+            killed = int((folder / "redis.pid").read_text())
+            os.kill(killed, signal.SIGKILL)
+            killed_at = time.monotonic()
+            # Clients keep sending while Redis is away: 503 + Retry-After, then accepted.
+            await send(2)
+
+            async def restarted() -> int:
+                pid = int((folder / "redis.pid").read_text() or 0)
+                return pid if pid != killed and await _ok(redis_client.ping) else 0
+
+            await poll(restarted, within=20, what="up to restart Redis", alive=up, log=log)
+            back_at = time.monotonic()
+            await send(3)
+            runs = await wait_all_finished(client, submitted, within=60, fleet=fleet)
+            done_at = time.monotonic()
+            await assert_exactly_once(rt, agents, submitted, runs)
+            expected = appended(submitted, steps - 1)
+            for agent in agents:
+                assert (await human_block(rt, agent)).value == expected[agent.id]
+            assert all(r.attempts <= 2 for r in runs), [(r.id, r.attempts) for r in runs]
+            # The same processes did it all: nothing exited, nothing was restarted.
+            assert up.returncode is None
+            after = await live_workers(client)
+            assert sorted(int(w["pid"]) for w in after) == worker_pids, log()
+            assert "exited with" not in log() and log().count("api started") == 1, log()
+            assert await _healthy(http, url)
+            print(
+                f"Redis back {back_at - killed_at:.2f}s after SIGKILL; all {len(runs)} runs done "
+                f"{done_at - back_at:.2f}s later; API answers {sorted(set(answers))}; "
+                f"attempts {sorted(r.attempts for r in runs)}"
+            )
+
+        os.killpg(up.pid, signal.SIGINT)
+        assert await fleet.wait("up", within=40) == 0, log()
+        assert "memgrid up: stopped" in log(), log()
+    finally:
+        if client is not None:
+            await client.aclose()
+        await fleet.aclose()
+        await anyio.to_thread.run_sync(stop_local_redis, home)
