@@ -35,7 +35,7 @@ from agents.loop import InputMessage, Preempted, Suspended, run_turn
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
-from bus.connection import TRANSIENT_ERRORS, Outage
+from bus.connection import TRANSIENT_ERRORS, Outage, through_outage
 from bus.envelopes import decode_envelope
 from bus.errors import LeaseLost
 from bus.lease import Lease, acquire, fenced
@@ -45,6 +45,7 @@ from storage.records import Run, decode, encode
 __all__ = ("Worker", "WorkerSettings")
 
 log = structlog.get_logger("memgrid.worker")
+T = TypeVar("T")
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -258,8 +259,13 @@ class Worker:
                 else:
                     # The lease is released only if still ours (compare and delete), the
                     # signal acknowledged only if still ours: with the lease lost, another
-                    # worker may have reclaimed it, and acknowledges it when done.
-                    acked, left = await streams.release_and_ack(
+                    # worker may have reclaimed it, and acknowledges it when done. Retried
+                    # through an outage (idempotent: it checks what it removes), or the agent
+                    # would stand still until the lease expired after Redis came back.
+                    acked, left = await through_outage(
+                        self.settings.lease_ms / 1000,
+                        f"worker {self.id} release",
+                        streams.release_and_ack,
                         redis,
                         bus_keys.lease(signal.agent_id),
                         lease.value,
@@ -270,10 +276,11 @@ class Worker:
                     )
                     # Close the gap between our last read and the release: work that arrived
                     # meanwhile (its signal was dropped while we held the lease), or a turn
-                    # cut short by a lost lease, is signalled again. A waiting run blocks the
-                    # inbox on purpose: its reply or timer wakes the agent, unless that came
-                    # while we held the lease too.
-                    if acked and waiting is None and left:
+                    # cut short by a lost lease, is signalled again (even when a retried
+                    # release found its first try done: a spare signal costs one look). A
+                    # waiting run blocks the inbox on purpose: its reply or timer wakes the
+                    # agent, unless that came while we held the lease too.
+                    if waiting is None and left:
                         from agents.runs import signal_ready
 
                         await signal_ready(redis, signal.agent_id)
