@@ -239,8 +239,23 @@ def test_the_local_redis_restarts_on_the_same_address_and_data(
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("lease_ms", "outage_s"),
+    [
+        # A lease far longer than the test waits: the agents must go on once Redis is back,
+        # not once the leases taken before the outage have expired.
+        (30_000, 0.0),
+        # An outage three lease times long: the leases are gone when Redis comes back.
+        (2_000, 6.0),
+    ],
+    ids=["short-outage", "outage-beyond-the-lease"],
+)
 async def test_worker_finishes_a_turn_across_a_redis_restart(
-    tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
+    tmp_path: Path,
+    own_redis: RedisServer,
+    scripted: ThreadedScriptedModel,
+    lease_ms: int,
+    outage_s: float,
 ) -> None:
     steps, delay = 3, 0.4
     scripted.model.policy = multi_step(steps, delay)
@@ -251,9 +266,10 @@ async def test_worker_finishes_a_turn_across_a_redis_restart(
     fleet = Fleet(_env(home, scripted, MEMGRID_REDIS_URL=own_redis.url), logs)
     client = connect(own_redis.url)
     try:
-        # A lease far longer than the test waits: the agents must go on once Redis is back,
-        # not once the leases taken before the outage have expired.
-        worker = await fleet.worker(client, "outage-w", lease_ms=30_000, concurrency=4)
+        # Two attempts: an outage may cost the turn it cut one attempt, never more.
+        worker = await fleet.worker(
+            client, "outage-w", "--max-attempts", "2", lease_ms=lease_ms, concurrency=4
+        )
         log = fleet.log("outage-w")
         rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
         agents = await make_agents(rt, 2, "restart")
@@ -277,6 +293,7 @@ async def test_worker_finishes_a_turn_across_a_redis_restart(
             return "worker outage-w release" in log() or "agent_handling_failed" in log()
 
         await poll(gave_up_the_turn, within=10, what="the turn to fail", alive=worker, log=log)
+        await anyio.sleep(outage_s)  # how long Redis stays away: the scenario, not a wait
         own_redis.start()
         done = await wait_all_finished(client, submitted, within=20, fleet=fleet)
         await assert_exactly_once(rt, agents, submitted, done)
@@ -285,6 +302,7 @@ async def test_worker_finishes_a_turn_across_a_redis_restart(
             assert (await human_block(rt, agent)).value == expected[agent.id]
         assert worker.returncode is None
         assert not await list_dead_letters(client)
+        assert max(r.attempts for r in done) == 2, [r.attempts for r in done]  # the cut turn
         fleet.signal("outage-w", signal.SIGTERM)
         assert await fleet.wait("outage-w", within=15) == 0, log()
     finally:
