@@ -45,7 +45,6 @@ from storage.records import Run, decode, encode
 __all__ = ("Worker", "WorkerSettings")
 
 log = structlog.get_logger("memgrid.worker")
-T = TypeVar("T")
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):

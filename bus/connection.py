@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import redis.asyncio as aioredis
@@ -16,7 +18,16 @@ from redis.maint_notifications import MaintNotificationsConfig
 from bus.local_redis import ensure_local_redis
 from bus.settings import BusSettings
 
-__all__ = ("TRANSIENT_ERRORS", "Outage", "connect", "describe", "resolve_redis_url")
+__all__ = (
+    "TRANSIENT_ERRORS",
+    "Outage",
+    "connect",
+    "describe",
+    "resolve_redis_url",
+    "through_outage",
+)
+
+T = TypeVar("T")
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 """Errors of a Redis that is away for a while: refused or reset connections, timeouts, and a
@@ -114,3 +125,24 @@ class Outage:
             _log.warning("redis_back", loop=self.loop, down_s=down_s)
         self._since = None
         self._failures = 0
+
+
+async def through_outage(
+    within_s: float, loop: str, call: Callable[..., Awaitable[T]], *args: Any
+) -> T:
+    """``call(*args)``, retried through a Redis outage for up to ``within_s`` seconds.
+
+    Only for calls that are safe to run twice (a reply lost with the connection may hide a
+    call that ran). After ``within_s`` one last try raises whatever it raises.
+    """
+    outage = Outage(loop)
+    with anyio.move_on_after(within_s):
+        while True:
+            try:
+                result = await call(*args)
+            except TRANSIENT_ERRORS as exc:
+                await outage.wait(exc)
+                continue
+            outage.ok()
+            return result
+    return await call(*args)
