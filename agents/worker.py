@@ -141,6 +141,7 @@ class Worker:
         slots = anyio.Semaphore(s.concurrency)
         next_reclaim = 0.0
         outage = Outage(f"worker {self.id} reader")
+        regroup = False
         while not self.stopping:
             await slots.acquire()
             free = 1
@@ -149,6 +150,9 @@ class Worker:
                 free += 1
             taken: list[_Signal] = []
             try:
+                if regroup:
+                    await streams.ensure_group(redis, bus_keys.ready())
+                    regroup = False
                 await self._fire_timers()
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + s.lease_ms / 2000
@@ -171,8 +175,7 @@ class Worker:
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
-                # A Redis that came back without its data (no AOF): make the group again.
-                await streams.ensure_group(redis, bus_keys.ready())
+                regroup = True  # a Redis that came back without its data (no AOF)
             finally:
                 for _ in range(free - len(taken)):
                     slots.release()

@@ -16,6 +16,7 @@ work: the tests poll (with deadlines) for what they wait on.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -305,6 +306,37 @@ async def test_worker_finishes_a_turn_across_a_redis_restart(
         assert max(r.attempts for r in done) == 2, [r.attempts for r in done]  # the cut turn
         fleet.signal("outage-w", signal.SIGTERM)
         assert await fleet.wait("outage-w", within=15) == 0, log()
+    finally:
+        await client.aclose()
+        await fleet.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_worker_serves_a_redis_that_came_back_without_its_data(
+    tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
+) -> None:
+    scripted.model.policy = multi_step(1, 0.0)
+    home = tmp_path / "home"
+    home.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fleet = Fleet(_env(home, scripted, MEMGRID_REDIS_URL=own_redis.url), logs)
+    client = connect(own_redis.url)
+    try:
+        worker = await fleet.worker(client, "empty-w")
+        log = fleet.log("empty-w")
+        rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
+        own_redis.kill()
+        await poll(lambda: _down(client), within=10, what="the outage")
+        shutil.rmtree(own_redis.folder)  # no AOF: it comes back empty, groups and all
+        own_redis.folder.mkdir()
+        own_redis.start()
+        (agent,) = await make_agents(rt, 1, "empty")
+        sub = await RunStore(client).submit(agent.id, [InboxMessage(content="hi")], otid="e1")
+        submitted = [(agent.id, sub.run_id, "hi")]
+        done = await wait_all_finished(client, submitted, within=20, fleet=fleet)
+        await assert_exactly_once(rt, [agent], submitted, done)
+        assert worker.returncode is None, log()
     finally:
         await client.aclose()
         await fleet.aclose()
