@@ -128,9 +128,9 @@ class Outage:
 
 
 async def through_outage(
-    within_s: float, loop: str, call: Callable[..., Awaitable[T]], *args: Any
+    within_s: float, loop: str, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
 ) -> T:
-    """``call(*args)``, retried through a Redis outage for up to ``within_s`` seconds.
+    """``call(*args, **kwargs)``, retried through a Redis outage for up to ``within_s`` s.
 
     Only for calls that are safe to run twice (a reply lost with the connection may hide a
     call that ran). After ``within_s`` one last try raises whatever it raises.
@@ -139,10 +139,10 @@ async def through_outage(
     with anyio.move_on_after(within_s):
         while True:
             try:
-                result = await call(*args)
+                result = await call(*args, **kwargs)
             except TRANSIENT_ERRORS as exc:
                 await outage.wait(exc)
                 continue
             outage.ok()
             return result
-    return await call(*args)
+    return await call(*args, **kwargs)
