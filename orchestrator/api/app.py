@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -44,6 +45,7 @@ __all__ = ("create_app",)
 log = structlog.get_logger("memgrid.api")
 
 WORKER_DRAIN_S = 10.0
+WORKER_READY_WAIT_S = 2.0
 
 
 _ASSETS = "/schema/assets"
@@ -79,6 +81,16 @@ async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
+class _Ready:
+    """The ``task_status`` of the embedded worker: what the lifespan waits on, a while."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def started(self, value: None = None) -> None:
+        self.event.set()
+
+
 @asynccontextmanager
 async def _embedded_worker(api: ApiState) -> AsyncIterator[None]:
     from agents.worker import Worker, WorkerSettings
@@ -106,8 +118,13 @@ async def _embedded_worker(api: ApiState) -> AsyncIterator[None]:
             done.set()
 
     async with anyio.create_task_group() as tg:
-        await tg.start(supervise)
-        log.info("api_worker_started", worker_id=current[0].id)
+        ready = _Ready()
+        tg.start_soon(partial(supervise, task_status=ready))
+        # Ready in milliseconds when Redis answers. When it does not, the API serves (503 with
+        # Retry-After) instead of refusing connections until it does; the worker waits for it.
+        with anyio.move_on_after(WORKER_READY_WAIT_S):
+            await ready.event.wait()
+        log.info("api_worker_started", worker_id=current[0].id, ready=ready.event.is_set())
         try:
             yield
         finally:

@@ -239,6 +239,52 @@ def test_the_local_redis_restarts_on_the_same_address_and_data(
         stop_local_redis(home)
 
 
+async def _answers(http: httpx.AsyncClient, url: str) -> int:
+    try:
+        return (await http.get(f"{url}/v1/health/")).status_code
+    except httpx.TransportError:
+        return 0
+
+
+@pytest.mark.timeout(60)
+async def test_serve_with_its_worker_starts_while_redis_is_down(
+    tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
+) -> None:
+    scripted.model.policy = multi_step(1, 0.0)
+    home = tmp_path / "home"
+    home.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fleet = Fleet(_env(home, scripted, MEMGRID_REDIS_URL=own_redis.url), logs)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    own_redis.kill()
+    client = connect(own_redis.url)
+    try:
+        api = await fleet.spawn("api", "serve", "--port", str(port))  # a worker in it
+        log = fleet.log("api")
+        async with httpx.AsyncClient(timeout=10) as http:
+            # It answers (503: try again) instead of refusing connections until Redis is up.
+            status = await poll(
+                lambda: _answers(http, url), within=30, what="the API", alive=api, log=log
+            )
+            assert status == 503, status
+            own_redis.start()
+            await poll(lambda: _healthy(http, url), within=20, what="recovery", alive=api, log=log)
+            rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
+            (agent,) = await make_agents(rt, 1, "late")
+            response = await http.post(
+                f"{url}/v1/agents/{agent.id}/messages",
+                json={"messages": [{"role": "user", "content": "hello"}]},
+            )
+            assert response.status_code == 200, response.text
+            texts = [m.get("content") for m in response.json()["messages"]]
+            assert "re: hello" in texts, texts  # its embedded worker ran the turn
+    finally:
+        await client.aclose()
+        await fleet.aclose()
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
     ("lease_ms", "outage_s"),
