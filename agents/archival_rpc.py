@@ -23,12 +23,12 @@ import anyio
 import msgspec
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError
 
 from agents.archival import PassageArchival
 from agents.tools.base import ScoredText
 from bus import keys, streams
-from bus.connection import TRANSIENT_ERRORS, Outage
+from bus.connection import Outage, is_transient
 from storage.passages import PassageDimensionError, PassageNotFoundError
 from storage.records import Passage
 
@@ -249,13 +249,13 @@ class ArchivalServer:
                     batch += await streams.read_group(
                         self._redis, stream, self._consumer, count=32, block_ms=1000
                     )
-                except TRANSIENT_ERRORS as exc:
-                    await outage.wait(exc)
-                    continue
-                except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
+                except RedisError as exc:
+                    if is_transient(exc):
+                        await outage.wait(exc)
+                    elif "NOGROUP" in str(exc):
+                        grouped = False  # a Redis that came back without its data
+                    else:
                         raise
-                    grouped = False  # a Redis that came back without its data
                     continue
                 outage.ok()
                 for entry_id, fields in batch:
@@ -265,7 +265,9 @@ class ArchivalServer:
     async def _answer(self, entry_id: str, raw: bytes, limiter: anyio.Semaphore) -> None:
         try:
             await self._answer_one(entry_id, raw)
-        except TRANSIENT_ERRORS as exc:
+        except RedisError as exc:
+            if not is_transient(exc):
+                raise
             # The request stays pending and is answered again once Redis is back (the
             # operations are idempotent: inserts carry their passage ids). The caller's own
             # wait failed with the same outage, and it retries.

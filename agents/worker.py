@@ -26,7 +26,7 @@ import anyio
 import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from agents._endings import answer_for_deleted, dead_letter_run, dead_letter_unreadable
 from agents._leases import COUNTERS, Held, LeaseKeeper
@@ -35,7 +35,7 @@ from agents.loop import InputMessage, Preempted, Suspended, run_turn
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
-from bus.connection import TRANSIENT_ERRORS, Outage, through_outage
+from bus.connection import TRANSIENT_ERRORS, Outage, is_transient, through_outage
 from bus.envelopes import decode_envelope
 from bus.errors import LeaseLost
 from bus.lease import Lease, acquire, fenced
@@ -168,14 +168,15 @@ class Worker:
                         )
                         taken += [_Signal(i, f.get(b"a", b"").decode()) for i, f in fresh]
                 outage.ok()
-            except TRANSIENT_ERRORS as exc:
-                # Redis is away (restarting, loading its AOF): wait and read again. What was
-                # taken before the error stays taken; the rest is read after the outage.
-                await outage.wait(exc)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+            except RedisError as exc:
+                if is_transient(exc):
+                    # Redis is away (restarting, loading its AOF, failing over): wait and read
+                    # again. What was taken stays taken; the rest is read after the outage.
+                    await outage.wait(exc)
+                elif "NOGROUP" in str(exc):
+                    regroup = True  # a Redis that came back without its data (no AOF)
+                else:
                     raise
-                regroup = True  # a Redis that came back without its data (no AOF)
             finally:
                 for _ in range(free - len(taken)):
                     slots.release()

@@ -12,6 +12,7 @@ import anyio
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
@@ -23,16 +24,35 @@ __all__ = (
     "Outage",
     "connect",
     "describe",
+    "is_transient",
     "resolve_redis_url",
     "through_outage",
 )
 
 T = TypeVar("T")
 
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
-"""Errors of a Redis that is away for a while: refused or reset connections, timeouts, and a
-server still loading its AOF after a restart (``BusyLoadingError`` is a ``ConnectionError``).
-Long-running loops wait them out; a request answers "try again"."""
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+)
+"""Errors of a Redis that is away for a while: refused or reset connections, timeouts, a
+server still loading its AOF after a restart (``BusyLoadingError`` is a ``ConnectionError``),
+and a primary demoted to replica in a failover (``READONLY``, until clients reconnect to the
+new primary). Long-running loops wait them out (see :func:`is_transient` for the rest); a
+request answers "try again"."""
+
+# Replies of a server changing state: a blocked read cut by a demotion to replica, a replica
+# whose primary is gone, a cluster slot moving.
+_TRANSIENT_REPLIES = ("UNBLOCKED", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis is away or changing state for a while (wait, try again)."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
+
 
 _log = structlog.get_logger("memgrid.redis")
 
@@ -140,7 +160,9 @@ async def through_outage(
         while True:
             try:
                 result = await call(*args, **kwargs)
-            except TRANSIENT_ERRORS as exc:
+            except RedisError as exc:
+                if not is_transient(exc):
+                    raise
                 await outage.wait(exc)
                 continue
             outage.ok()

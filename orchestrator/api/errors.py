@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from agents.archival_rpc import ArchivalUnavailable
 from agents.tools.schema import ToolSchemaError
-from bus import TRANSIENT_ERRORS, describe
+from bus import describe, is_transient
 from storage.embeddings.minilm import EmbeddingModelMissing
 from storage.embeddings.remote import EmbeddingDimensionUnknown, EmbeddingEndpointError
 from storage.errors import Conflict, InvalidRecord, NotFound
@@ -142,7 +142,7 @@ def redis_location(request: Request[Any, Any, Any]) -> str:
 def _redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     global _outage_logged_at
     where = redis_location(request)
-    if isinstance(exc, TRANSIENT_ERRORS):
+    if is_transient(exc):
         # One log line per outage (or per half minute of one), not one per request.
         now = time.monotonic()
         if now - _outage_logged_at > _OUTAGE_LOG_EVERY_S:

@@ -586,3 +586,32 @@ async def test_memgrid_up_rides_out_a_killed_redis(
             await client.aclose()
         await fleet.aclose()
         await anyio.to_thread.run_sync(stop_local_redis, home)
+
+
+@pytest.mark.timeout(60)
+async def test_archival_server_rides_out_a_demotion_to_replica(
+    own_redis: RedisServer, archival_owner: None
+) -> None:
+    from agents.archival_rpc import RemoteArchival
+
+    # A failover demotes the primary: blocked reads end with UNBLOCKED, writes get READONLY.
+    admin = redis.Redis.from_url(own_redis.url)
+    client = connect(own_redis.url)
+    try:
+        remote = RemoteArchival(client, timeout_s=10, stats_ttl_s=0)
+        await remote.insert("agent-r", "hashing/384", "before the failover", [])
+        admin.replicaof("127.0.0.1", str(_free_port()))  # a primary that never answers
+        with pytest.raises(redis.RedisError):
+            await remote.count("agent-r")
+        admin.replicaof("NO", "ONE")
+
+        async def answered() -> int | None:
+            try:
+                return await remote.count("agent-r") + 1
+            except redis.RedisError:
+                return None
+
+        assert await poll(answered, within=20, what="the archival server") == 2
+    finally:
+        admin.close()
+        await client.aclose()
