@@ -6,11 +6,18 @@
 - ``memgrid serve`` (which owns the embedded passage engine and serves archival memory to the
   others) answers 503 with ``Retry-After`` naming the Redis URL while Redis is down, and
   recovers by itself;
-- a ``memgrid worker`` whose Redis restarts mid-turn keeps running and finishes the turn;
-- the archival RPC server answers again after a Redis restart.
+- ``memgrid serve`` with its worker, started while Redis is down, answers 503 meanwhile;
+- a ``memgrid worker`` whose Redis restarts mid-turn keeps running and finishes the turn, at
+  the cost of one attempt, also when the outage outlasts its leases; and serves a Redis that
+  came back empty;
+- the archival RPC server answers again after a Redis restart and after a failover (its
+  primary demoted to replica, then promoted back);
+- clients reconnect on their first command after a restart; the local redis-server comes
+  back on the same address and data.
 
 Real processes, a real redis-server, the scripted model over HTTP. Nothing sleeps to wait for
-work: the tests poll (with deadlines) for what they wait on.
+work: the tests poll (with deadlines) for what they wait on; the two sleeps set how long an
+outage lasts or let the event loop take in closed connections, as a live process's would.
 """
 
 from __future__ import annotations
