@@ -29,6 +29,7 @@ from collections.abc import Mapping, MutableMapping
 
 import anyio
 import redis.asyncio as aioredis
+from redis.maint_notifications import MaintNotificationsConfig
 import structlog
 
 from bus import keys as bus_keys
@@ -68,6 +69,9 @@ def private_client(redis: aioredis.Redis, *, max_connections: int = 2) -> aiored
     own = aioredis.ConnectionPool(
         connection_class=pool.connection_class,
         max_connections=max_connections,
+        # As bus.connection.connect: with maintenance notifications on, redis-py skips its
+        # dead-connection check, and the keeper would not reconnect after a Redis restart.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
         **pool.connection_kwargs,
     )
     return aioredis.Redis.from_pool(own)

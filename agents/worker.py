@@ -265,7 +265,7 @@ class Worker:
                     # worker may have reclaimed it, and acknowledges it when done. Retried
                     # through an outage (idempotent: it checks what it removes), or the agent
                     # would stand still until the lease expired after Redis came back.
-                    acked, left = await through_outage(
+                    _acked, left = await through_outage(
                         self.settings.lease_ms / 1000,
                         f"worker {self.id} release",
                         streams.release_and_ack,
