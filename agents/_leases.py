@@ -29,8 +29,8 @@ from collections.abc import Mapping, MutableMapping
 
 import anyio
 import redis.asyncio as aioredis
-from redis.maint_notifications import MaintNotificationsConfig
 import structlog
+from redis.maint_notifications import MaintNotificationsConfig
 
 from bus import keys as bus_keys
 from bus import streams

@@ -251,14 +251,20 @@ class Worker:
                         self.counters["lease_expired"] += 1
                 except Preempted:
                     self.counters["preempted"] += 1
-                except Exception:
-                    failed = True
+                except Exception as exc:
+                    # A Redis outage is not this agent's fault: release and re-signal as
+                    # usual once Redis answers. Anything else would fail again at once.
+                    failed = not is_transient(exc)
                     raise
         finally:
             self._held.pop(signal.agent_id, None)
             with anyio.CancelScope(shield=True):
                 if failed:  # the signal stays pending, reclaimed after a lease: no hot loop
-                    await lease.release()
+                    await through_outage(
+                        self.settings.lease_ms / 1000,
+                        f"worker {self.id} release",
+                        lease.release,
+                    )
                 else:
                     # The lease is released only if still ours (compare and delete), the
                     # signal acknowledged only if still ours: with the lease lost, another
