@@ -26,6 +26,7 @@ from agents.scripted.replies import (
     CutStream,
     EmbeddingsPolicy,
     Fault,
+    MalformedBody,
     Outcome,
     Policy,
     RateLimited,
@@ -64,6 +65,9 @@ class _CutFilter(logging.Filter):
 
 
 CUT_FILTER = _CutFilter()
+
+
+_OUTCOMES = (Reply, RateLimited, ServerError, ContextTooLong, Slow, CutStream, MalformedBody)
 
 
 class _Disconnected(Exception):
@@ -191,9 +195,7 @@ class ScriptedApp:
             except Exception as exc:
                 await self._policy_failed(exc, send)
                 return
-        if not isinstance(
-            outcome, (Reply, RateLimited, ServerError, ContextTooLong, Slow, CutStream)
-        ):
+        if not isinstance(outcome, _OUTCOMES):
             failure = TypeError(f"policy returned {outcome!r}; expected a Reply or a fault")
             await self._policy_failed(failure, send)
             return
@@ -236,6 +238,12 @@ class ScriptedApp:
                 chunk = {"type": "http.response.body", "body": body[: outcome.after_chunks]}
                 await send({**chunk, "more_body": True})
                 _cutting.set(True)
+        elif isinstance(outcome, MalformedBody):
+            if request.stream:
+                frames = [b"data: " + outcome.body + b"\n\n", b"data: [DONE]\n\n"]
+                await self._stream(frames, len(frames), chunk_delay, receive, send)
+            else:
+                await _respond(send, 200, outcome.body)
         else:
             await _send_fault(outcome, self.context_window(request.model), tokens, send)
 

@@ -26,6 +26,7 @@ from agents.scripted.protocol import ChatRequest
 from agents.scripted.replies import (
     ContextTooLong,
     CutStream,
+    MalformedBody,
     Outcome,
     Policy,
     RateLimited,
@@ -59,7 +60,7 @@ SEND_MESSAGE = "send_message"
 DEFAULT_MALFORMED_ARGUMENTS = '{"message": "unterminated'
 """Arguments that are not valid JSON: a string cut before its closing quote."""
 
-_OUTCOME_TYPES = (Reply, RateLimited, ServerError, ContextTooLong, Slow, CutStream)
+_OUTCOME_TYPES = (Reply, RateLimited, ServerError, ContextTooLong, Slow, CutStream, MalformedBody)
 
 
 def call(

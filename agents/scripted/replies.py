@@ -13,6 +13,8 @@ A policy is a callable from :class:`~agents.scripted.protocol.ChatRequest` to a
   stream chunks); the delay ends early when the client hangs up.
 - :class:`CutStream`: a reply whose stream (or body) stops after some chunks, the connection
   closed mid-way.
+- :class:`MalformedBody`: HTTP 200 whose body is not a chat completion (broken JSON, or JSON of
+  the wrong shape), as a misbehaving proxy or server answers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = (
     "EmbeddingsPolicy",
     "Fault",
     "FinishReason",
+    "MalformedBody",
     "Outcome",
     "Policy",
     "RateLimited",
@@ -135,6 +138,21 @@ class ContextTooLong(msgspec.Struct, frozen=True):
     message: str | None = None
 
 
+DEFAULT_MALFORMED_BODY = b'{"id": "chatcmpl-scripted", "choices": [{"message": {"content": "cut'
+"""A completion body that stops in the middle of a string: not JSON at all."""
+
+
+class MalformedBody(msgspec.Struct, frozen=True):
+    """HTTP 200 with ``body`` sent verbatim (``application/json``, or one SSE ``data:`` frame
+    when the client streams) instead of a chat completion.
+
+    Attributes:
+        body: the bytes to send; by default a completion cut inside a string.
+    """
+
+    body: bytes = DEFAULT_MALFORMED_BODY
+
+
 class Slow(msgspec.Struct, frozen=True):
     """Deliver ``then`` after ``seconds``; streams also wait ``chunk_delay`` between chunks.
 
@@ -142,7 +160,7 @@ class Slow(msgspec.Struct, frozen=True):
     """
 
     seconds: float
-    then: Reply | RateLimited | ServerError | ContextTooLong | CutStream
+    then: Reply | RateLimited | ServerError | ContextTooLong | CutStream | MalformedBody
     chunk_delay: float = 0.0
 
 
@@ -157,7 +175,7 @@ class CutStream(msgspec.Struct, frozen=True):
     reply: Reply
 
 
-Fault: TypeAlias = RateLimited | ServerError | ContextTooLong | Slow | CutStream
+Fault: TypeAlias = RateLimited | ServerError | ContextTooLong | Slow | CutStream | MalformedBody
 """Any injected failure or delay."""
 
 Outcome: TypeAlias = Reply | Fault

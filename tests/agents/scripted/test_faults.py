@@ -12,6 +12,7 @@ import pytest
 
 from agents.scripted import (
     CutStream,
+    MalformedBody,
     RateLimited,
     ScriptedModel,
     ServerError,
@@ -170,3 +171,25 @@ async def test_shutdown_cuts_pending_slow_replies_short() -> None:
     (error,) = outcome
     assert isinstance(error, openai.APIStatusError)
     assert error.status_code == 503
+
+
+async def test_malformed_body_is_sent_verbatim_with_200(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = sequence(
+        MalformedBody(), MalformedBody(b'{"choices": []}'), MalformedBody(b"<html>oops</html>")
+    )
+    url = f"{scripted_model.base_url}/chat/completions"
+    body = {"model": MODEL, "messages": HELLO}
+    async with httpx2.AsyncClient(timeout=10) as http:
+        broken = await http.post(url, json=body)
+        empty = await http.post(url, json=body)
+        streamed = await http.post(url, json={**body, "stream": True})
+    assert broken.status_code == 200
+    assert broken.headers["content-type"] == "application/json"
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(broken.content)
+    assert empty.json() == {"choices": []}
+    # A streaming client gets the same bytes as one SSE frame, then the end of the stream.
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert streamed.content == b"data: <html>oops</html>\n\ndata: [DONE]\n\n"
+    assert len(scripted_model.requests) == 3
