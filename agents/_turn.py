@@ -51,6 +51,8 @@ __all__ = (
 )
 
 log = structlog.get_logger("memgrid.loop")
+# Stop reasons of runs that failed: the model never gave a usable answer, or the turn broke.
+_FAILED = frozenset({"error", "llm_api_error", "invalid_llm_response"})
 
 
 class Preempted(Exception):
@@ -189,7 +191,7 @@ class Turn:
             # is an attempt of its own (see Worker._process), and a run may wait many times.
             run.attempts = 0
         if final:
-            run.status = "failed" if outcome.stop in ("error", "llm_api_error") else "completed"
+            run.status = "failed" if outcome.stop in _FAILED else "completed"
             run.stop_reason = outcome.stop
             run.error = outcome.detail if run.status == "failed" else None
             run.completed_at = rt.clock()

@@ -5,16 +5,18 @@ Errors (drawn as a tree)::
     LLMError
     ├── ContextWindowExceeded   the provider says the request is too long: compact and retry
     ├── LLMUnavailable          retries exhausted on 429 / 5xx / timeouts / connection errors
+    ├── LLMInvalidResponse      retries exhausted on answers that are not chat completions
     └── LLMRejected             a 4xx that retrying cannot fix (bad key, unknown model...)
 
-Retries use exponential backoff with full jitter and honour ``Retry-After``. Malformed tool-call
-JSON is not an error here: the raw arguments go back to the step loop, which answers the model
-with a tool error.
+Retries use exponential backoff with full jitter and honour ``Retry-After``; every call makes
+at most ``1 + max_retries`` requests. A 200 whose body is not a chat completion (broken JSON,
+no choices) is retried too: a proxy's hiccup looks like that. Malformed tool-call JSON is not an
+error here: the raw arguments go back to the step loop, which answers the model with a tool
+error.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -27,12 +29,13 @@ import httpx2  # the HTTP client the openai SDK is built on, for its pool limits
 import msgspec
 import openai
 
-from storage.records import ToolCall
+from agents._completion import LLMResponse, Unparsable, parse
 
 __all__ = (
     "ContextWindowExceeded",
     "LLMClient",
     "LLMError",
+    "LLMInvalidResponse",
     "LLMRejected",
     "LLMResponse",
     "LLMSettings",
@@ -60,6 +63,10 @@ class ContextWindowExceeded(LLMError):
 
 class LLMUnavailable(LLMError):
     """The endpoint kept failing (rate limits, 5xx, timeouts) after every retry."""
+
+
+class LLMInvalidResponse(LLMError):
+    """The endpoint kept answering 200 with something that is not a chat completion."""
 
 
 class LLMRejected(LLMError):
@@ -97,16 +104,6 @@ class LLMSettings(msgspec.Struct, frozen=True, kw_only=True):
             timeout_s=timeout,
             max_retries=retries,
         )
-
-
-class LLMResponse(msgspec.Struct, kw_only=True):
-    """One completion: its text (inner thoughts), tool calls and token usage."""
-
-    content: str
-    tool_calls: list[ToolCall]
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str | None = None
 
 
 def model_name(handle: str) -> str:
@@ -211,7 +208,15 @@ class LLMClient:
                         )
                 finally:
                     self._in_flight[index] -= 1
-                return _parse(body)
+                return parse(body)
+            except Unparsable as exc:
+                attempt += 1
+                if attempt > self.settings.max_retries:
+                    raise LLMInvalidResponse(
+                        f"the model endpoint answered {attempt} times with something that is "
+                        f"not a chat completion; last: {exc}"
+                    ) from exc
+                await anyio.sleep(self._delay(attempt, exc))
             except openai.BadRequestError as exc:
                 if _is_context_error(exc):
                     raise ContextWindowExceeded(_message(exc)) from exc
@@ -305,90 +310,4 @@ def _is_context_error(exc: openai.APIStatusError) -> bool:
     return bool(_CONTEXT_PATTERNS.search(_message(exc)))
 
 
-class _Function(msgspec.Struct):
-    name: Any = None
-    arguments: Any = None
-
-
-class _Call(msgspec.Struct):
-    id: Any = None
-    function: _Function | None = None
-
-
-class _Message(msgspec.Struct):
-    content: Any = None
-    tool_calls: list[_Call] | None = None
-
-
-class _Choice(msgspec.Struct):
-    message: _Message | None = None
-    finish_reason: str | None = None
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: Any = 0
-    completion_tokens: Any = 0
-
-
-class _Completion(msgspec.Struct):
-    """The fields of a chat completion we read; lenient where servers differ."""
-
-    choices: list[_Choice] | None = None
-    usage: _Usage | None = None
-
-
 _request_encoder = msgspec.json.Encoder()
-_completion_decoder = msgspec.json.Decoder(_Completion)
-
-
-def _text_of(content: Any) -> str:
-    """Message content: a string, or (some servers) a list of text parts."""
-    if content is None:
-        return ""
-    if isinstance(content, list):
-        return "".join(
-            str(part.get("text") or "") if isinstance(part, dict) else str(part) for part in content
-        )
-    return str(content)
-
-
-def _count(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _parse(body: bytes) -> LLMResponse:
-    try:
-        completion = _completion_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise LLMUnavailable(
-            f"the model endpoint answered with something that is not a chat completion: {exc}"
-        ) from exc
-    choice = completion.choices[0] if completion.choices else None
-    if choice is None or choice.message is None:
-        raise LLMUnavailable("the model endpoint answered with no choices")
-    calls: list[ToolCall] = []
-    for index, call in enumerate(choice.message.tool_calls or []):
-        function = call.function
-        if function is None:
-            continue
-        arguments = function.arguments
-        if arguments is not None and not isinstance(arguments, str):
-            arguments = json.dumps(arguments)  # some servers send an object, not a JSON string
-        calls.append(
-            ToolCall(
-                id=str(call.id or f"call_{index}"),
-                name=str(function.name or ""),
-                arguments=arguments or "",
-            )
-        )
-    usage = completion.usage or _Usage()
-    return LLMResponse(
-        content=_text_of(choice.message.content),
-        tool_calls=calls,
-        prompt_tokens=_count(usage.prompt_tokens),
-        completion_tokens=_count(usage.completion_tokens),
-        finish_reason=choice.finish_reason,
-    )

@@ -39,7 +39,7 @@ from agents.events import (
     Event,
     StopReasonName,
 )
-from agents.llm import ContextWindowExceeded, LLMError, LLMResponse
+from agents.llm import ContextWindowExceeded, LLMError, LLMInvalidResponse, LLMResponse
 from agents.messaging import Suspend
 from agents.prompts import HEARTBEAT_AFTER_ERROR, HEARTBEAT_REASON
 from agents.runtime import Runtime
@@ -189,7 +189,7 @@ async def run_turn(
             if should_stop is not None and should_stop():
                 raise Preempted(f"run {run.id} stopped after step {step} for a shutdown")
         else:
-            outcome = StepOutcome(messages=[], stop="max_steps")
+            outcome = StepOutcome(messages=[], stop="max_steps", detail=_step_limit(agent, limit))
     except (*_PROPAGATE, Preempted, Suspended):
         raise
     except Exception as exc:  # the turn must end with a stop reason, never a hang
@@ -204,6 +204,19 @@ async def run_turn(
         steps=run.usage.step_count,
         duration_ms=round((anyio.current_time() - started) * 1000, 2),
     )
+
+
+def _step_limit(agent: Agent, limit: int) -> str:
+    """Why a turn stopped at its step limit, and what the limit was."""
+    whose = "the agent's max_steps" if limit == agent.max_steps else "the request's max_steps"
+    return (
+        f"the turn reached its limit of {limit} steps ({whose}) while the model still asked "
+        "for more (request_heartbeat); send another message to go on, or raise max_steps"
+    )
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 async def _llm_for_step(turn: Turn, step: int, request: Any, tools: Any) -> LLMResponse:
@@ -283,6 +296,8 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
             if attempt == 0:
                 continue
             return StepOutcome(messages=pending, stop="context_window_overflow_in_system_prompt")
+        except LLMInvalidResponse as exc:
+            return StepOutcome(messages=pending, stop="invalid_llm_response", detail=str(exc))
         except LLMError as exc:
             return StepOutcome(messages=pending, stop="llm_api_error", detail=str(exc))
         turn.counter.observe(request, request_tools, response.prompt_tokens)
@@ -312,6 +327,7 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
 
     wants_more = ends = any_error = False
     all_invalid = True
+    last_invalid = ""
     wait: Wait | None = None
     for index, call in enumerate(calls):
         if call.name in tools and rt.gate.needs_approval(turn.agent, turn.state, call.name):
@@ -338,6 +354,8 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
             wait, all_invalid = suspend.wait, False
             continue  # its result comes when the replies do
         all_invalid &= invalid
+        if invalid:
+            last_invalid = text
         new.append(
             turn.message(
                 "tool",
@@ -358,7 +376,10 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
         return StepOutcome(
             messages=new,
             stop="invalid_tool_call",
-            detail=f"{_MAX_INVALID_IN_A_ROW} steps in a row made only invalid tool calls",
+            detail=(
+                f"{_MAX_INVALID_IN_A_ROW} steps in a row made only invalid tool calls; "
+                f"the last: {_clip(last_invalid)}"
+            ),
         )
     if (ends and not any_error) or not (wants_more or any_error):
         refusal = rt.gate.may_end(turn.agent, turn.state)
