@@ -34,6 +34,9 @@ from storage.records import Message, Role, decode, encode
 __all__ = ("MessageLog", "SearchPage")
 
 _BATCH = 500
+# More than any log holds; a larger limit (a client's "all", 10**23) would overflow the
+# 64-bit count of ZRANGE ... LIMIT and come back as a Redis error.
+_MAX_LIMIT = 2**31 - 1
 
 
 class SearchPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,6 +199,7 @@ class MessageLog:
         """
         if limit < 0:
             raise InvalidRecord(f"limit must be 0 or more, not {limit}")
+        limit = min(limit, _MAX_LIMIT)
         wanted = None if roles is None else _roles(roles)
         if limit == 0:
             return []

@@ -8,6 +8,7 @@
     storage.InvalidRecord    -> 400
     ToolSchemaError          -> 400 (``source_code``)
     ValidationException      -> 422 {"detail": [{"loc": [...], "msg": ..., "type": ...}]}
+    JSON nested too deeply   -> 400 (the decoder's RecursionError)
     other HTTPException      -> its status with {"detail": ...} (a body that is not JSON: 400
                                 saying so, with the decoder's words)
     Redis fails              -> 503 + Retry-After, naming the Redis URL (an outage: try again)
@@ -175,6 +176,17 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return _json(exc.status_code, {"detail": detail}, headers=exc.headers)
 
 
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # msgspec's decoder stops a hostile body (thousands of nested arrays) with RecursionError
+    # before Litestar validates anything: the client's mistake, not ours. Other recursion is.
+    if "deserializing" not in str(exc):
+        return _internal(request, exc)
+    return _json(
+        400,
+        {"detail": "the JSON body is nested too deeply to decode; send at most a few levels"},
+    )
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("api_internal_error", path=request.url.path, error=repr(exc), exc_info=exc)
     return _json(500, {"detail": "internal error; see the server's log"})
@@ -193,5 +205,6 @@ exception_handlers: dict[type[Exception] | int, Callable[..., Response[Any]]] = 
     ArchivalUnavailable: _unavailable,
     RedisError: _redis_down,
     HTTPException: _http,
+    RecursionError: _too_deep,
     Exception: _internal,
 }

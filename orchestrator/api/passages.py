@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ("PassagesController", "drop_passages", "shared_archival")
 
+_MAX_TOP_K = 1000  # nearest passages one search returns at most
+
 
 def _archival(api: Api) -> Archival:
     if api.rt.archival is None:
@@ -119,7 +121,8 @@ class PassagesController(Controller):
                 agent.id,
                 agent.embedding,
                 search,
-                top_k=max(size, 1),
+                # A page's limit may be "all" (10**23); a search returns at most the cap.
+                top_k=min(max(size, 1), _MAX_TOP_K),
                 offset=0,
                 tags=None,
                 match_all_tags=False,
@@ -156,8 +159,10 @@ class PassagesController(Controller):
     ) -> ArchivalSearchResponse:
         """The agent's passages nearest in meaning to ``query``."""
         agent = await api.agent(agent_id)
-        if top_k is not None and not 1 <= top_k <= 1000:
-            raise ApiError(422, "must be between 1 and 1000", field="top_k", source="query")
+        if top_k is not None and not 1 <= top_k <= _MAX_TOP_K:
+            raise ApiError(
+                422, f"must be between 1 and {_MAX_TOP_K}", field="top_k", source="query"
+            )
         hits = await _archival(api).search(
             agent.id,
             agent.embedding,

@@ -168,7 +168,8 @@ async def page(
     """
     if limit <= 0:
         return []
-    offset = max(offset, 0)
+    # Engines take 64-bit (or narrower) counts: a client's 10**23 means "all", not an error.
+    limit, offset = min(limit, _MAX_COUNT), min(max(offset, 0), _MAX_COUNT)
     merged: list[Passage] = []
     for source in sources:
         merged += await _page_one(source, where, limit, offset, anchor, ascending)
@@ -178,6 +179,7 @@ async def page(
     return merged[:limit]
 
 
+_MAX_COUNT = 2**31 - 1
 _TIE_EPSILON = 1e-6  # seconds; created_at values closer than this count as tied
 
 

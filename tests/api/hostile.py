@@ -1,0 +1,411 @@
+"""Hostile requests for every operation of an OpenAPI document, deterministic by seed.
+
+Shared by ``tests/api/test_fuzz.py`` and ``benchmarks/fuzz_api.py --engine hostile``. It lives
+under ``tests/`` (a package, importable as ``tests.api.hostile`` from the repository root)
+rather than in ``benchmarks/`` (loose scripts, loaded by path): the test suite is its main user
+and gates it with ruff; the benchmark runs from a checkout anyway. It imports nothing of
+pytest's or of the test fixtures, so the benchmark pulls in no test machinery.
+
+Each case starts from a body and parameters that follow the schema (so that it reaches the
+handler, not only the parser) and then breaks one thing: a wrong type, a null, a huge or
+strange string, deep nesting, a missing required field, an unknown field, an absurd number,
+a body that is not JSON, a bad id. The cases of one operation depend only on the seed and the
+operation, not on which other operations exist.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ("Case", "Operation", "cases", "operations")
+
+_METHODS = ("get", "post", "put", "patch", "delete")
+_MAX_DEPTH = 6  # of schema recursion when building a valid value
+
+# Strings that have broken parsers, databases, key builders and loggers before.
+NASTY_STRINGS: tuple[str, ...] = (
+    "",
+    " ",
+    "\x00",
+    "null",
+    "None",
+    "-1",
+    "0" * 40,
+    "../../../../etc/passwd",
+    "..",
+    "%2e%2e%2f",
+    "a/b",
+    "{agent}",
+    "{a}:b*c?[d]",
+    "' OR 1=1 --",
+    "<script>alert(1)</script>",
+    "${jndi:ldap://x}",
+    "\u202eevil\u202c",
+    "🙂" * 50,
+    "\ud7ff\ue000\uffff",
+    "\U0001d573\U0001d58a\U0001d591\U0001d591\U0001d594",  # "Hello" in Fraktur
+    "\r\nX-Injected: 1",
+    "\t\n\x0b\x0c\r",
+    "agent-00000000-0000-0000-0000-000000000000",
+    "block-" + "f" * 200,
+)
+_HUGE_STRING = 200_000
+_DEEP = 20_000
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One ``METHOD path`` of the document, with its schemas resolved."""
+
+    method: str
+    path: str
+    parameters: tuple[Mapping[str, Any], ...]
+    body: Mapping[str, Any] | None  # the JSON schema of an application/json body
+    multipart: bool = False
+    body_required: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.method.upper()} {self.path}"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request to send: method, path with its parameters filled in, query, body."""
+
+    operation: str
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    content: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    files: tuple[tuple[str, tuple[str, bytes, str]], ...] = ()
+    what: str = ""  # which mutation this case applies, for the failure report
+
+    def describe(self) -> str:
+        """A one-line account for a failure message (bodies clipped)."""
+        query = "&".join(f"{k}={v[:40]}" for k, v in self.query)
+        body = (self.content or b"")[:200].decode(errors="replace")
+        return f"{self.method} {self.path[:200]}?{query[:200]} [{self.what}] body={body!r}"
+
+
+def operations(document: Mapping[str, Any]) -> list[Operation]:
+    """Every operation of ``document`` (an OpenAPI 3.x document as parsed JSON)."""
+    found: list[Operation] = []
+    for path, item in document.get("paths", {}).items():
+        shared = item.get("parameters", [])
+        for method in _METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            params = tuple(_deref(document, p) for p in [*shared, *op.get("parameters", [])])
+            request = _deref(document, op.get("requestBody") or {})
+            content = request.get("content", {})
+            schema = content.get("application/json", {}).get("schema")
+            found.append(
+                Operation(
+                    method=method,
+                    path=path,
+                    parameters=params,
+                    body=schema,
+                    multipart="multipart/form-data" in content,
+                    body_required=bool(request.get("required")),
+                )
+            )
+    return found
+
+
+def cases(
+    document: Mapping[str, Any],
+    seed: int,
+    per_operation: int,
+    pins: Mapping[str, str] | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> Iterator[Case]:
+    """``per_operation`` hostile cases for each operation of ``document``, round-robin.
+
+    The n-th case of every operation comes before any (n+1)-th, so a caller that stops early
+    (a time budget) still covered every operation evenly.
+
+    Args:
+        document: the OpenAPI document.
+        seed: the same seed gives the same cases.
+        per_operation: cases per operation.
+        pins: values for path parameters (``agent_id`` -> an existing agent), used by
+            most cases so that requests reach existing resources.
+        skip: operation labels (``"DELETE /v1/agents/{agent_id}"``) whose pinned path
+            parameters must not be used (they would destroy the pinned resources).
+    """
+    ops = operations(document)
+    rngs = [random.Random(f"{seed}:{op.label}") for op in ops]
+    for index in range(per_operation):
+        for op, rng in zip(ops, rngs, strict=True):
+            use_pins = {} if op.label in skip else dict(pins or {})
+            yield _case(document, op, rng, use_pins, index)
+
+
+# --- one case -------------------------------------------------------------------------------
+
+
+def _case(
+    document: Mapping[str, Any],
+    op: Operation,
+    rng: random.Random,
+    pins: Mapping[str, str],
+    index: int,
+) -> Case:
+    gen = _Gen(document, rng)
+    path_values: dict[str, str] = {}
+    query: list[tuple[str, str]] = []
+    for param in op.parameters:
+        name, where = str(param.get("name")), param.get("in")
+        if where == "path":
+            path_values[name] = pins.get(name) or _an_id(rng, name)
+        elif where == "query" and (param.get("required") or rng.random() < 0.5):
+            query += gen.query_values(name, param.get("schema") or {})
+    body: Any = gen.valid(op.body) if op.body is not None else None
+    content: bytes | None = None if body is None else _dumps(body)
+    headers: list[tuple[str, str]] = []
+    files: list[tuple[str, tuple[str, bytes, str]]] = []
+    if op.multipart:
+        name = rng.choice(["a.txt", "../../x.txt", "\x00.pdf", "é.md", "x" * 300 + ".txt"])
+        data = rng.choice([b"hi", b"\xff\xfe", b"", b"%PDF-1.7 broken"])
+        # Letta's clients send the field "file"; the document (Litestar's rendering of a
+        # dict of uploads) says "files".
+        files = [(field, (name, data, "text/plain")) for field in ("file", "files")]
+    # The first case of each operation is the well-formed one: the baseline must not 5xx either.
+    what = "well-formed" if index == 0 else rng.choice(_MUTATIONS)
+    applied = True
+    if what == "path-param" and path_values:
+        name = rng.choice(sorted(path_values))
+        path_values[name] = rng.choice([*NASTY_STRINGS, "x" * 5000])
+    elif what == "query-param":
+        query = gen.hostile_query(op.parameters)
+    elif what == "body-field" and isinstance(body, dict) and body:
+        key = rng.choice(sorted(body))
+        body[key] = gen.hostile_value()
+        content = _dumps(body)
+    elif what == "body-unknown-field" and isinstance(body, dict):
+        body[rng.choice(NASTY_STRINGS) or "x"] = gen.hostile_value()
+        content = _dumps(body)
+    elif what == "body-missing-required" and isinstance(body, dict) and body:
+        del body[rng.choice(sorted(body))]
+        content = _dumps(body)
+    elif what == "body-nested-field" and isinstance(body, dict) and body:
+        content = _nest_into(body, rng)
+    elif what == "body-raw":
+        content = rng.choice(_RAW_BODIES)()
+        headers.append(("content-type", "application/json"))
+        files = []
+    elif what == "body-type":
+        content = _dumps(gen.hostile_value())
+        files = []
+    elif what == "content-type":
+        headers.append(("content-type", rng.choice(_CONTENT_TYPES)))
+        content = content or b"x=1"
+        files = []
+    else:
+        applied = False
+    if not applied:
+        what = "well-formed"
+    if content is not None and not files and not any(h[0] == "content-type" for h in headers):
+        headers.append(("content-type", "application/json"))
+    path = op.path
+    for name, value in path_values.items():
+        # Dots encoded too: clients resolve a literal ".." segment before sending (the request
+        # would go to the parent route, e.g. delete the pinned agent), "%2E%2E" reaches the app.
+        path = path.replace("{" + name + "}", quote(value, safe="").replace(".", "%2E"))
+    return Case(
+        operation=op.label,
+        method=op.method.upper(),
+        path=path,
+        query=tuple(query),
+        content=None if files else content,
+        headers=tuple(headers),
+        files=tuple(files),
+        what=what,
+    )
+
+
+_MUTATIONS = (
+    "path-param",
+    "query-param",
+    "body-field",
+    "body-field",
+    "body-unknown-field",
+    "body-missing-required",
+    "body-nested-field",
+    "body-raw",
+    "body-type",
+    "content-type",
+)
+_CONTENT_TYPES = (
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "application/json; charset=utf-16",
+    "application/xml",
+    "",
+)
+_RAW_BODIES = (
+    lambda: b"",
+    lambda: b"{",
+    lambda: b'{"a": }',
+    lambda: b"\xff\xfe\x00\x01",
+    lambda: b"[" * _DEEP + b"]" * _DEEP,
+    lambda: b'{"a":' * _DEEP + b"1" + b"}" * _DEEP,
+    lambda: b"NaN",
+    lambda: b'{"x": NaN, "y": Infinity}',
+    lambda: b'"just a string"',
+    lambda: b"1e999999",
+    lambda: b'{"a": "\\ud800"}',
+    lambda: b'{"a": 1, "a": 2}',
+    lambda: b"null",
+    lambda: b" " * 10_000,
+)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
+
+
+def _nest_into(body: dict[str, Any], rng: random.Random) -> bytes:
+    """``body`` with one field replaced by arrays nested ``_DEEP`` deep (json would recurse)."""
+    key = rng.choice(sorted(body))
+    marker = "\x01DEEP\x01"
+    encoded = _dumps({**body, key: marker}).decode()
+    deep = "[" * _DEEP + "]" * _DEEP
+    return encoded.replace(json.dumps(marker, ensure_ascii=False), deep, 1).encode()
+
+
+def _an_id(rng: random.Random, name: str) -> str:
+    prefix = name.removesuffix("_id").replace("_", "-")
+    return f"{prefix}-{rng.getrandbits(64):016x}"
+
+
+class _Gen:
+    """Values for one case: valid ones from a schema, and hostile ones."""
+
+    def __init__(self, document: Mapping[str, Any], rng: random.Random) -> None:
+        self.document = document
+        self.rng = rng
+
+    def valid(self, schema: Mapping[str, Any] | None, depth: int = 0) -> Any:
+        rng = self.rng
+        schema = _deref(self.document, schema or {})
+        if schema.get("enum"):
+            return rng.choice(schema["enum"])
+        if "const" in schema:
+            return schema["const"]
+        for key in ("oneOf", "anyOf"):
+            if schema.get(key):
+                options = [o for o in schema[key] if _deref(self.document, o).get("type") != "null"]
+                return self.valid(rng.choice(options or schema[key]), depth + 1)
+        if schema.get("allOf"):
+            return self.valid(schema["allOf"][0], depth + 1)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            kind = rng.choice([k for k in kind if k != "null"] or kind)
+        if kind == "object" or "properties" in schema:
+            if depth > _MAX_DEPTH:
+                return {}
+            required = set(schema.get("required", ()))
+            return {
+                name: self.valid(sub, depth + 1)
+                for name, sub in schema.get("properties", {}).items()
+                if name in required or rng.random() < 0.5
+            }
+        if kind == "array":
+            if depth > _MAX_DEPTH:
+                return []
+            return [self.valid(schema.get("items"), depth + 1) for _ in range(rng.randint(1, 2))]
+        if kind == "integer":
+            return rng.randint(1, 10)
+        if kind == "number":
+            return rng.choice([0.5, 1.0, 3])
+        if kind == "boolean":
+            return rng.random() < 0.5
+        if kind == "null":
+            return None
+        if kind == "string":
+            return _plain_string(rng)
+        return _plain_string(rng)
+
+    def hostile_value(self) -> Any:
+        rng = self.rng
+        return rng.choice(
+            [
+                lambda: None,
+                lambda: rng.choice(NASTY_STRINGS),
+                lambda: "x" * _HUGE_STRING,
+                lambda: "\U0001f600" * (_HUGE_STRING // 4),
+                lambda: -1,
+                lambda: 0,
+                lambda: 2**70,
+                lambda: -(2**63) - 1,
+                lambda: 1e308,
+                lambda: True,
+                list,
+                lambda: [None] * 1000,
+                dict,
+                lambda: {"": None},
+                lambda: ["x" * 100] * 2000,
+                lambda: {str(i): i for i in range(2000)},
+            ]
+        )()
+
+    def query_values(self, name: str, schema: Mapping[str, Any]) -> list[tuple[str, str]]:
+        value = self.valid(schema)
+        if isinstance(value, list):
+            return [(name, _query_text(v)) for v in value]
+        if value is None:
+            return []
+        return [(name, _query_text(value))]
+
+    def hostile_query(self, parameters: tuple[Mapping[str, Any], ...]) -> list[tuple[str, str]]:
+        rng = self.rng
+        names = [str(p["name"]) for p in parameters if p.get("in") == "query"] or ["limit"]
+        name = rng.choice(names)
+        value = rng.choice(
+            [
+                *NASTY_STRINGS,
+                "-1",
+                "0",
+                "99999999999999999999999",
+                "1e400",
+                "nan",
+                "true",
+                "[]",
+                "x" * 20_000,
+            ]
+        )
+        # Clients refuse URLs over 64 KiB: long values go once.
+        repeated = [(name, value)] * (1 if len(value) > 100 else rng.choice([1, 1, 2, 50]))
+        return [*repeated, (rng.choice(NASTY_STRINGS) or "q", "1")]
+
+
+def _query_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _plain_string(rng: random.Random) -> str:
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(1, 12)))
+
+
+def _deref(document: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``node`` with a local ``$ref`` followed (recursively)."""
+    seen = 0
+    while isinstance(node, Mapping) and "$ref" in node and seen < 32:
+        target: Any = document
+        for part in str(node["$ref"]).lstrip("#/").split("/"):
+            target = target.get(part, {}) if isinstance(target, Mapping) else {}
+        node, seen = target, seen + 1
+    return node
