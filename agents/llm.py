@@ -17,6 +17,7 @@ error.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -273,22 +274,22 @@ class LLMClient:
 
 
 def _retry_after(exc: BaseException) -> float | None:
+    """The server's ``retry-after-ms`` or ``Retry-After`` in seconds; ``None`` when absent or
+    nonsensical (negative, NaN, infinite, unparsable), so that the backoff applies instead."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is None:
         return None
-    value = headers.get("retry-after-ms")
-    if value:
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if not value:
+            continue
         try:
-            return float(value) / 1000
+            seconds = float(value) / scale
         except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            return None
+            continue  # Retry-After may be an HTTP date: the backoff is as good
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
     return None
 
 

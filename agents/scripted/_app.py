@@ -351,15 +351,27 @@ async def _send_fault(
 ) -> None:
     if isinstance(fault, RateLimited):
         body = _wire.error(fault.message, "requests", "rate_limit_exceeded")
-        await _respond(send, 429, body, _retry_headers(fault.retry_after))
+        headers = _retry_headers(fault.retry_after)
+        await _respond(send, 429, body, _with(headers, fault.headers))
     elif isinstance(fault, ServerError):
         body = _wire.error(fault.message, fault.type, fault.code)
-        headers = None if fault.retry_after is None else _retry_headers(fault.retry_after)
-        await _respond(send, fault.status, body, headers)
+        headers = _JSON if fault.retry_after is None else _retry_headers(fault.retry_after)
+        await _respond(send, fault.status, body, _with(headers, fault.headers))
     else:
         message = fault.message or _wire.context_length_message(window, tokens)
         body = _wire.error(message, "invalid_request_error", "context_length_exceeded", "messages")
         await _respond(send, 400, body)
+
+
+def _with(
+    headers: list[tuple[bytes, bytes]], extra: tuple[tuple[str, str], ...]
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``extra`` added, replacing those of the same name."""
+    if not extra:
+        return headers
+    names = {name.lower().encode() for name, _ in extra}
+    kept = [(name, value) for name, value in headers if name not in names]
+    return kept + [(name.lower().encode(), value.encode()) for name, value in extra]
 
 
 def _retry_headers(seconds: float) -> list[tuple[bytes, bytes]]:

@@ -103,10 +103,16 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RateLimited(msgspec.Struct, frozen=True):
-    """HTTP 429 with ``Retry-After`` (whole seconds, rounded up) and ``retry-after-ms``."""
+    """HTTP 429 with ``Retry-After`` (whole seconds, rounded up) and ``retry-after-ms``.
+
+    ``headers`` are sent verbatim and replace those of the same name: a server's odd
+    ``Retry-After`` (``"-1"``, ``"nan"``, an HTTP date) is ``headers=(("retry-after-ms",
+    "nan"),)``.
+    """
 
     retry_after: float = 1.0
     message: str = "Rate limit reached for requests (scripted). Please try again later."
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ServerError(msgspec.Struct, frozen=True):
@@ -118,6 +124,7 @@ class ServerError(msgspec.Struct, frozen=True):
         type: ``error.type`` of the body.
         code: ``error.code`` of the body.
         retry_after: seconds for a ``Retry-After`` header (e.g. a 503 while overloaded).
+        headers: more response headers, sent verbatim (replacing those of the same name).
     """
 
     status: int = 500
@@ -125,6 +132,7 @@ class ServerError(msgspec.Struct, frozen=True):
     type: str = "server_error"
     code: str | None = None
     retry_after: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ContextTooLong(msgspec.Struct, frozen=True):

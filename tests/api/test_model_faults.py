@@ -93,6 +93,25 @@ async def test_retry_after_is_honoured_then_the_turn_succeeds(
 
 
 @pytest.mark.parametrize(
+    "value", ["-1", "nan", "inf", "1e999", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"]
+)
+async def test_a_nonsensical_retry_after_falls_back_to_backoff(
+    served: Served, client: httpx.AsyncClient, value: str
+) -> None:
+    agent = await make_agent(client)
+    odd = (("retry-after", value), ("retry-after-ms", value))
+    served.model.policy = faults_then(
+        RateLimited(headers=odd), ServerError(503, headers=odd), then=say("made it")
+    )
+    started = time.monotonic()
+    body = await _turn(client, agent["id"], "hi")
+    assert _stop(body)[0] == "end_turn", body["stop_reason"]
+    assert len(served.model.requests) == 3
+    # The jittered backoff: at most 0.5 s, then 1 s.
+    assert time.monotonic() - started < 10.0
+
+
+@pytest.mark.parametrize(
     ("fault", "named"),
     [
         (RateLimited(retry_after=0.01, message="Slow down (scripted)."), "Slow down"),
