@@ -1,4 +1,9 @@
-"""Fuzz the live REST API with schemathesis: any 5xx is a failure.
+"""Fuzz the live REST API (schemathesis, or memgrid's own hostile cases): any 5xx is a failure.
+
+``--engine hostile`` needs nothing installed: it sends the cases of ``tests/api/hostile.py``
+(the generator ``tests/api/test_fuzz.py`` runs in the test suite) to the same real processes,
+``--cases`` per operation from ``--seed``, and reports the statuses and every 5xx. The default
+engine is schemathesis, described below.
 
 Starts what ``benchmarks/api.py`` starts (a private ``redis-server``, the scripted model with
 the echo policy, ``memgrid serve`` with its embedded worker), creates one agent and one block
@@ -27,10 +32,13 @@ import os
 import sys
 
 # ``python benchmarks/fuzz_api.py`` puts benchmarks/ first on sys.path, where bus.py would
-# stand in for the ``bus`` package.
+# stand in for the ``bus`` package; the repository root holds tests/api/hostile.py.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE in sys.path:
     sys.path.remove(_HERE)
+_ROOT = os.path.dirname(_HERE)
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 import argparse
 import base64
@@ -163,6 +171,51 @@ def _request_line(request: dict[str, Any]) -> str:
     return text
 
 
+def run_hostile(url: str, seed: int, per_operation: int, serve_log: Any) -> int:
+    """Send the hostile cases to ``url``; 0 when no 5xx came back, 1 otherwise."""
+    # The repository root is on sys.path (above).
+    from tests.api.hostile import DESTRUCTIVE, cases, make_pins
+
+    with httpx.Client(base_url=url, timeout=60) as http:
+        document = http.get("/openapi.json").json()
+        pins = make_pins(http)
+        statuses: Counter[int] = Counter()
+        server_errors: list[tuple[int, str, str]] = []
+        sent = 0
+        started = time.perf_counter()
+        for case in cases(document, seed, per_operation, pins, skip=DESTRUCTIVE):
+            files: Any = list(case.files) or None
+            try:
+                response = http.request(
+                    case.method,
+                    case.path,
+                    params=list(case.query),
+                    content=case.content,
+                    headers=dict(case.headers),
+                    files=files,
+                )
+            except httpx.TransportError as exc:
+                server_errors.append((0, f"{type(exc).__name__}: {exc}", case.describe()))
+                continue
+            sent += 1
+            statuses[response.status_code] += 1
+            if response.status_code >= 500:
+                server_errors.append((response.status_code, response.text[:300], case.describe()))
+        elapsed = time.perf_counter() - started
+        alive = http.get("/v1/health/").status_code == 200
+    shown = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+    print("\n## summary (engine: hostile)\n")
+    print(f"- seed {seed}, {per_operation} cases per operation, {sent} requests in {elapsed:.0f} s")
+    print(f"- statuses: {shown}")
+    print(f"- 5xx or dropped connections: {len(server_errors)}; server alive after: {alive}")
+    for status, text, described in server_errors[:50]:
+        print(f"\n### {status}: {described}\n  answer: {text}")
+    tail = serve_log()
+    if server_errors and tail:
+        print("\nserver log (tail):\n" + tail[-6000:])
+    return 1 if server_errors or not alive else 0
+
+
 def main() -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -178,7 +231,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="st run --seed")
     parser.add_argument("--workers", default="1", help="st run --workers (1)")
     parser.add_argument("--keep", type=Path, default=None, help="keep logs and reports here")
+    parser.add_argument(
+        "--engine", choices=("schemathesis", "hostile"), default="schemathesis", help="generator"
+    )
+    parser.add_argument("--cases", type=int, default=40, help="hostile: cases per operation")
     args = parser.parse_args()
+    if args.engine == "hostile":
+        return _main_hostile(args)
     try:
         st = ensure_schemathesis(args.venv)
     except (OSError, subprocess.CalledProcessError) as exc:
@@ -239,6 +298,17 @@ def main() -> int:
             print("server log:\n" + (_server_log(serve_log, path) or "(no record)"))
     failed = bool(found["server_errors"]) or done.returncode == 1
     return 1 if failed else 0
+
+
+def _main_hostile(args: argparse.Namespace) -> int:
+    api = _bench_api()
+    with tempfile.TemporaryDirectory(prefix="memgrid-fuzz-") as name:
+        folder = args.keep or Path(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {"MEMGRID_API_RUN_TIMEOUT_S": "20"}
+        with api.serve_stack(folder, extra_env=env) as (stack, url):
+            seed = 11 if args.seed is None else args.seed
+            return run_hostile(url, seed, args.cases, lambda: stack.log_tail("serve", 200_000))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ("Case", "Operation", "cases", "operations")
+import httpx
+
+__all__ = ("DESTRUCTIVE", "Case", "Operation", "cases", "make_pins", "operations")
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 _MAX_DEPTH = 6  # of schema recursion when building a valid value
@@ -55,6 +57,17 @@ NASTY_STRINGS: tuple[str, ...] = (
     "agent-00000000-0000-0000-0000-000000000000",
     "block-" + "f" * 200,
 )
+DESTRUCTIVE = frozenset(
+    {
+        "DELETE /v1/agents/{agent_id}",
+        "DELETE /v1/blocks/{block_id}",
+        "DELETE /v1/sources/{source_id}",
+        "DELETE /v1/folders/{source_id}",
+        "DELETE /v1/tools/{tool_id}",
+    }
+)
+"""Operations that would delete the pinned resources (every later case would be a 404)."""
+
 _HUGE_STRING = 200_000
 _DEEP = 20_000
 
@@ -148,6 +161,44 @@ def cases(
         for op, rng in zip(ops, rngs, strict=True):
             use_pins = {} if op.label in skip else dict(pins or {})
             yield _case(document, op, rng, use_pins, index)
+
+
+def make_pins(http: httpx.Client) -> dict[str, str]:
+    """Real resources for the path parameters, made through the API at ``http``: an agent
+    (with a turn, so a run), a block, a source with a file, a passage, a tool."""
+
+    def ok(response: httpx.Response) -> Any:
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text}")
+        return response.json()
+
+    agent = ok(
+        http.post(
+            "/v1/agents/",
+            json={"name": "fuzz", "memory_blocks": [{"label": "human", "value": "Name: Bob"}]},
+        )
+    )
+    ok(http.post(f"/v1/agents/{agent['id']}/messages", json={"input": "hello"}))
+    runs = ok(http.get("/v1/runs/", params={"agent_ids": [agent["id"]]}))
+    block = ok(http.post("/v1/blocks/", json={"label": "notes", "value": "fuzz"}))
+    source = ok(http.post("/v1/sources/", json={"name": "fuzz-source"}))
+    upload = ok(
+        http.post(f"/v1/sources/{source['id']}/upload", files={"file": ("a.txt", b"some text")})
+    )
+    passage = ok(http.post(f"/v1/agents/{agent['id']}/archival-memory", json={"text": "a passage"}))
+    tools = ok(http.get("/v1/tools/"))
+    return {
+        "agent_id": agent["id"],
+        "block_id": block["id"],
+        "block_label": "human",
+        "source_id": source["id"],
+        "source_name": "fuzz-source",
+        "file_id": upload["id"],
+        "memory_id": passage[0]["id"],
+        "tool_id": tools[0]["id"],
+        "run_id": runs[0]["id"],
+        "job_id": runs[0]["id"],
+    }
 
 
 # --- one case -------------------------------------------------------------------------------
