@@ -235,7 +235,9 @@ def _case(
     applied = True
     if what == "path-param" and path_values:
         name = rng.choice(sorted(path_values))
-        path_values[name] = rng.choice([*NASTY_STRINGS, "x" * 5000])
+        # Not "": an empty last segment is another route (DELETE .../{source_id}/ deletes the
+        # source, not one of its files).
+        path_values[name] = rng.choice([*(v for v in NASTY_STRINGS if v), "x" * 5000])
     elif what == "query-param":
         query = gen.hostile_query(op.parameters)
     elif what == "body-field" and isinstance(body, dict) and body:

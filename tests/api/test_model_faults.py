@@ -30,7 +30,7 @@ from agents.scripted import (
     text,
     tool_call,
 )
-from tests.api.conftest import Served, make_agent
+from tests.api.conftest import Served, make_agent, sse_frames
 
 RETRIES = 2  # MEMGRID_LLM_RETRIES for these tests: each model call is tried at most 3 times
 LLM_TIMEOUT_S = 1.0
@@ -255,3 +255,18 @@ async def test_a_2mb_answer_ends_the_turn_and_the_agent_still_serves(
     # evicted to recall memory rather than bricking the agent.
     await _still_serves(served, client, agent["id"])
     assert len(served.model.requests[-1].raw_json) < HUGE // 2
+
+
+async def test_a_streamed_turn_of_a_failing_model_ends_with_the_stop_reason_then_done(
+    served: Served, client: httpx.AsyncClient
+) -> None:
+    agent = await make_agent(client)
+    served.model.policy = always(ServerError(502, "Bad gateway (scripted)."))
+    body = {"messages": [{"role": "user", "content": "hi"}], "stream_tokens": True}
+    frames = await sse_frames(client, f"/v1/agents/{agent['id']}/messages/stream", body)
+    assert frames[-1] == "[DONE]"
+    [stop] = [f for f in frames if isinstance(f, dict) and f["message_type"] == "stop_reason"]
+    assert stop["stop_reason"] == "llm_api_error"
+    assert "Bad gateway" in stop["detail"]
+    assert len(served.model.requests) == RETRIES + 1
+    await _still_serves(served, client, agent["id"])
