@@ -23,12 +23,14 @@ from agents.scripted import (
     ServerError,
     Slow,
     always,
+    call,
     echo,
     faults_then,
     malformed_tool_call,
     say,
     text,
     tool_call,
+    tool_calls,
 )
 from tests.api.conftest import Served, make_agent, sse_frames
 
@@ -213,6 +215,8 @@ async def test_only_invalid_tool_calls_end_with_invalid_tool_call(
     assert errors and all(m["status"] == "error" for m in errors)
     assert all(named in m["tool_return"] for m in errors)
     assert len(served.model.requests) == len(errors) <= 10
+    # The model answered, badly: the run completed, and says why it stopped.
+    assert (body["run"]["status"], body["run"]["stop_reason"]) == ("completed", stop)
     await _still_serves(served, client, agent["id"])
 
 
@@ -269,4 +273,24 @@ async def test_a_streamed_turn_of_a_failing_model_ends_with_the_stop_reason_then
     assert stop["stop_reason"] == "llm_api_error"
     assert "Bad gateway" in stop["detail"]
     assert len(served.model.requests) == RETRIES + 1
+    await _still_serves(served, client, agent["id"])
+
+
+async def test_a_flood_of_parallel_tool_calls_ends_named_and_the_agent_recovers(
+    served: Served, client: httpx.AsyncClient
+) -> None:
+    agent = await make_agent(client)
+    flood = [
+        call("conversation_search", query=f"q{i}", request_heartbeat=True) for i in range(2000)
+    ]
+    served.model.policy = always(tool_calls(*flood))
+    started = time.monotonic()
+    body = await _turn(client, agent["id"], "search everything")
+    stop, detail = _stop(body)
+    # 2000 results do not fit the next step's window, even with every older message evicted.
+    assert stop == "context_window_overflow_in_system_prompt", (stop, detail)
+    assert "context window" in detail
+    assert len(served.model.requests) == 1
+    assert time.monotonic() - started < 30.0
+    assert body["run"]["stop_reason"] == stop
     await _still_serves(served, client, agent["id"])
