@@ -292,10 +292,15 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
         request, request_tools = build(turn.agent, [*committed, *pending])
         try:
             response = await _llm_for_step(turn, step, request, request_tools)
-        except ContextWindowExceeded:
+        except ContextWindowExceeded as exc:
             if attempt == 0:
                 continue
-            return StepOutcome(messages=pending, stop="context_window_overflow_in_system_prompt")
+            return StepOutcome(
+                messages=pending,
+                stop="context_window_overflow_in_system_prompt",
+                detail=f"the model refused the context as too long, even after evicting old "
+                f"messages: {exc}",
+            )
         except LLMInvalidResponse as exc:
             return StepOutcome(messages=pending, stop="invalid_llm_response", detail=str(exc))
         except LLMError as exc:

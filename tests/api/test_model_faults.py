@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from agents.scripted import (
+    ContextTooLong,
     CutStream,
     MalformedBody,
     RateLimited,
@@ -293,4 +294,18 @@ async def test_a_flood_of_parallel_tool_calls_ends_named_and_the_agent_recovers(
     assert len(served.model.requests) == 1
     assert time.monotonic() - started < 30.0
     assert body["run"]["stop_reason"] == stop
+    await _still_serves(served, client, agent["id"])
+
+
+async def test_a_model_that_always_says_too_long_ends_named_with_its_message(
+    served: Served, client: httpx.AsyncClient
+) -> None:
+    agent = await make_agent(client)
+    served.model.policy = always(ContextTooLong("This model's maximum context length is 10."))
+    body = await _turn(client, agent["id"], "hi")
+    stop, detail = _stop(body)
+    assert stop == "context_window_overflow_in_system_prompt"
+    assert "maximum context length is 10" in detail, detail
+    # Once as is, once after evicting what it could: never a loop.
+    assert len(served.model.requests) == 2
     await _still_serves(served, client, agent["id"])
