@@ -309,3 +309,26 @@ async def test_a_model_that_always_says_too_long_ends_named_with_its_message(
     # Once as is, once after evicting what it could: never a loop.
     assert len(served.model.requests) == 2
     await _still_serves(served, client, agent["id"])
+
+
+@pytest.mark.parametrize(
+    ("fault", "named"),
+    [
+        (ServerError(401, "Incorrect API key (scripted).", "invalid_request_error"), "API_KEY"),
+        (ServerError(404, "No such model (scripted).", "invalid_request_error"), "model"),
+        (ServerError(400, "Invalid 'tools' (scripted).", "invalid_request_error"), "tools"),
+    ],
+    ids=["401", "404", "400"],
+)
+async def test_a_refusal_is_not_retried_and_says_what_to_fix(
+    served: Served, client: httpx.AsyncClient, fault: ServerError, named: str
+) -> None:
+    agent = await make_agent(client)
+    served.model.policy = always(fault)
+    body = await _turn(client, agent["id"], "hi")
+    stop, detail = _stop(body)
+    assert stop == "llm_api_error"
+    assert named in detail, detail
+    assert len(served.model.requests) == 1
+    assert body["run"]["status"] == "failed"
+    await _still_serves(served, client, agent["id"])
