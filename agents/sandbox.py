@@ -22,148 +22,54 @@ a dedicated user or in a container for stronger isolation.
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import anyio.abc
 import msgspec
+import structlog
 
-__all__ = ("SandboxLimits", "SandboxResult", "run_tool_source")
+from agents._sandbox_config import NetworkPolicy, SandboxLimits, SandboxSettings
+from agents._sandbox_host import CallGroup, Isolation, count_processes, exposed_paths, probe
+from agents._sandbox_io import (
+    Capture,
+    child_env,
+    drain,
+    drain_fd,
+    feed,
+    kill_group,
+    serve_api_relay,
+)
+from agents._sandbox_runner import RUNNER
+
+__all__ = (
+    "Isolation",
+    "SandboxLimits",
+    "SandboxResult",
+    "SandboxSettings",
+    "default_isolation",
+    "limit_violations",
+    "run_tool_source",
+)
 
 _MB = 1024 * 1024
-_TOOL_FILE = "<tool>"
+_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+_RELAY_SOCKET = ".memgrid-api.sock"
+_TRIAL = "def trial():\n    import inspect, json, socket\n    return 'ok'\n"
 
-_RUNNER = r"""
-import os, resource, sys
-_fd, _cpu, _mem, _fsize, _nofile, _cap = (int(a) for a in sys.argv[1:7])
-FILE = %(file)r
-
-def _limit(kind, soft, hard):
-    cur = resource.getrlimit(kind)[1]
-    if cur != resource.RLIM_INFINITY:
-        soft, hard = min(soft, cur), min(hard, cur)
-    resource.setrlimit(kind, (soft, hard))
-
-_limit(resource.RLIMIT_CPU, _cpu, _cpu + 1)
-_limit(resource.RLIMIT_AS, _mem, _mem)
-_limit(resource.RLIMIT_FSIZE, _fsize, _fsize)
-_limit(resource.RLIMIT_NOFILE, _nofile, _nofile)
-_limit(resource.RLIMIT_CORE, 0, 0)
-os.set_inheritable(_fd, False)
-
-import inspect, json, linecache, types
-
-def _ns(value):
-    if isinstance(value, dict):
-        return types.SimpleNamespace(**{str(k): _ns(v) for k, v in value.items()})
-    return value
-
-def _text(value):
-    if value is None:
-        return "None"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (dict, list, tuple)):
-        try:
-            return json.dumps(value, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            pass
-    return str(value)
-
-def _cut(text):
-    data = text.encode("utf-8", "replace")
-    if len(data) <= _cap:
-        return text
-    kept = data[:_cap].decode("utf-8", "ignore")
-    return kept + "\n[truncated %d bytes]" % (len(data) - _cap)
-
-def _describe(exc):
-    if isinstance(exc, MemoryError):
-        head = "exceeded memory limit of %d MB (MemoryError)" % (_mem // 1048576)
-    elif isinstance(exc, SyntaxError) and exc.filename == FILE:
-        line = (exc.text or "").strip()
-        return "SyntaxError: %s (line %s: %s)" % (exc.msg, exc.lineno, line)
-    elif isinstance(exc, SystemExit):
-        return "the tool called exit(%r)" % (exc.code,)
-    else:
-        head = type(exc).__name__ + (": %s" % exc if str(exc) else "")
-    import traceback
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == FILE]
-    if frames:
-        f = frames[-1]
-        head += " (line %s in %s: %s)" % (f.lineno, f.name, (f.line or "").strip())
-    return head
-
-async def _wait(awaitable):
-    return await awaitable
-
-def _call(req):
-    source, name = req["source"], req["function"]
-    linecache.cache[FILE] = (len(source), None, source.splitlines(True), FILE)
-    module = types.ModuleType("memgrid_tool")
-    module.__file__ = FILE
-    sys.modules["memgrid_tool"] = module
-    exec(compile(source, FILE, "exec"), module.__dict__)
-    func = module.__dict__.get(name)
-    if not callable(func):
-        return {"status": "error", "error": "function %r is not defined in the tool source" % name}
-    kwargs = dict(req["arguments"])
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "agent_state" in params and "agent_state" not in kwargs:
-        kwargs["agent_state"] = _ns(req["agent_state"])
-    value = func(**kwargs)
-    if inspect.isawaitable(value):
-        import asyncio  # only for async tools: importing it costs ~30 ms
-        value = asyncio.run(_wait(value))
-    return {"status": "success", "return_value": _cut(_text(value))}
-
-try:
-    _reply = _call(json.loads(sys.stdin.buffer.read()))
-except BaseException as exc:
-    _reply = {"status": "error", "error": _cut(_describe(exc))}
-for _stream in (sys.stdout, sys.stderr):
-    try:
-        _stream.flush()
-    except Exception:
-        pass
-_data = json.dumps(_reply, ensure_ascii=False).encode("utf-8", "replace")
-while _data:
-    _data = _data[os.write(_fd, _data):]
-os._exit(0)
-""".replace("%(file)r", repr(_TOOL_FILE))
-
-
-class SandboxLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """Resource limits for one tool run.
-
-    Attributes:
-        timeout_s: Wall-clock limit; the process group is killed when it passes.
-        cpu_s: CPU seconds (``RLIMIT_CPU``); the child gets SIGXCPU, then SIGKILL a second later.
-        memory_mb: Address space (``RLIMIT_AS``). A child that imports only the stdlib fits in
-            32 MB; ``numpy`` needs about 256 MB and ``onnxruntime`` about 192 MB here, so the
-            default leaves room for common packages.
-        max_output_bytes: Cap on each of stdout, stderr and the return value; the rest is
-            dropped and a ``[truncated N bytes]`` line says so.
-        max_file_mb: Largest file the tool may write (``RLIMIT_FSIZE``).
-        max_open_files: Open file descriptors (``RLIMIT_NOFILE``).
-    """
-
-    timeout_s: float = 30.0
-    cpu_s: int = 30
-    memory_mb: int = 1024
-    max_output_bytes: int = _MB
-    max_file_mb: int = 64
-    max_open_files: int = 256
+log = structlog.get_logger("memgrid.sandbox")
+_violations: collections.Counter[str] = collections.Counter()
+_default: Isolation | None = None
 
 
 class SandboxResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -178,6 +84,8 @@ class SandboxResult(msgspec.Struct, frozen=True, kw_only=True):
         error: A short message on failure: the exception type and message with the last line
             of the tool source in its traceback, or ``timed out after Ns``, ``exceeded memory
             limit ...``, ``exceeded CPU limit ...``, ``killed by signal N (NAME)``.
+        limit: The name of the :class:`SandboxLimits` field the call ran into, if any (the
+            error names it too); counted in :func:`limit_violations`.
         duration_s: Wall time of the run, start of the child to cleanup.
         exit_code: The child's exit status (negative: killed by that signal); None if unknown.
     """
@@ -187,6 +95,7 @@ class SandboxResult(msgspec.Struct, frozen=True, kw_only=True):
     stdout: str = ""
     stderr: str = ""
     error: str | None = None
+    limit: str | None = None
     duration_s: float = 0.0
     exit_code: int | None = None
 
@@ -195,95 +104,73 @@ class _Reply(msgspec.Struct, frozen=True):
     status: Literal["success", "error"]
     return_value: str | None = None
     error: str | None = None
+    limit: str | None = None
 
 
 _reply_decoder = msgspec.json.Decoder(_Reply)
 
 
-class _Capture:
-    """Keeps the first ``cap`` bytes of a stream and counts the rest."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.data = bytearray()
-        self.dropped = 0
-
-    def add(self, chunk: bytes) -> None:
-        room = max(self.cap - len(self.data), 0)
-        self.data += chunk[:room]
-        self.dropped += max(len(chunk) - room, 0)
-
-    def text(self) -> str:
-        text = self.data.decode("utf-8", "replace")
-        if self.dropped:
-            text += f"\n[truncated {self.dropped} bytes]"
-        return text
-
-
-def _child_env(home: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-    # One BLAS/OpenMP thread each: thread stacks count against RLIMIT_AS and tools are small.
-    env = {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": home,
-        "TMPDIR": home,
-        "LANG": "C.UTF-8",
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    env.update(extra or {})
-    return env
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-async def _feed(stream: anyio.abc.ByteSendStream | None, data: bytes) -> None:
-    if stream is None:
-        return
-    try:
-        await stream.send(data)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-        pass  # the child died before reading its request; its exit status tells why
-    finally:
-        await stream.aclose()
-
-
-async def _drain(stream: anyio.abc.ByteReceiveStream | None, capture: _Capture) -> None:
-    if stream is None:
-        return
-    async for chunk in stream:
-        capture.add(chunk)
-
-
-async def _drain_fd(fd: int, capture: _Capture) -> None:
-    while True:
-        await anyio.wait_readable(fd)
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            continue
-        if not chunk:
-            return
-        capture.add(chunk)
-
-
-def _failure(exit_code: int | None, limits: SandboxLimits) -> str:
+def _failure(exit_code: int | None) -> tuple[str, str | None]:
     if exit_code is None:
-        return "the tool did not report a result"
+        return "the tool did not report a result", None
     if exit_code < 0:
         number = -exit_code
         if number == signal.SIGXCPU:
-            return f"exceeded CPU limit of {limits.cpu_s}s"
+            return "exceeded its CPU time", "cpu_s"
         try:
             name = signal.Signals(number).name
         except ValueError:
             name = "unknown"
-        return f"killed by signal {number} ({name})"
-    return f"exited with code {exit_code} without a result"
+        return f"killed by signal {number} ({name})", None
+    return f"exited with code {exit_code} without a result", None
+
+
+def _named(error: str, limit: str, limits: SandboxLimits) -> str:
+    return f"{error} (sandbox limit {limit}={getattr(limits, limit):g})"
+
+
+def limit_violations() -> dict[str, int]:
+    """How many calls in this process ran into each limit (for worker health counters)."""
+    return dict(_violations)
+
+
+async def default_isolation() -> Isolation:
+    """The isolation this host offers, probed on first use from :class:`SandboxSettings`.
+
+    The probe ends with a trial run: if the tool user cannot run the interpreter (say it lives
+    under ``/root`` and there is no mount namespace to expose it), tools run as the server's
+    user instead, and the log says so.
+    """
+    global _default  # one probe per process: the host does not change
+    if _default is None:
+        settings = SandboxSettings.from_env()
+        found = await anyio.to_thread.run_sync(probe, settings)
+        if found.uid is not None:
+            trial = await run_tool_source(_TRIAL, "trial", {}, isolation=found)
+            if trial.return_value != "ok":
+                note = (
+                    f"the tool user (uid {found.uid}) cannot run {sys.executable}: tools run "
+                    f"as the server's user ({trial.error}: {trial.stderr[-300:]})"
+                )
+                log.warning("sandbox_weaker_isolation", missing=[note])
+                found = msgspec.structs.replace(
+                    found, uid=None, gid=None, notes=(*found.notes, note)
+                )
+        _default = found
+    return _default
+
+
+def _api_target(env: Mapping[str, str]) -> tuple[str, int, str] | None:
+    """The API's host and port, and its URL as a tool inside a network namespace sees it."""
+    url = env.get("MEMGRID_API_URL")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    inside = urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
+    return parts.hostname, port, inside
 
 
 async def run_tool_source(
@@ -295,6 +182,9 @@ async def run_tool_source(
     limits: SandboxLimits = SandboxLimits(),  # noqa: B008 (frozen, so sharing it is safe)
     env: Mapping[str, str] | None = None,
     python: str = sys.executable,
+    network: NetworkPolicy = "all",
+    hide: Sequence[str] = (),
+    isolation: Isolation | None = None,
 ) -> SandboxResult:
     """Runs ``function_name`` from untrusted ``source`` in a limited child process.
 
@@ -304,10 +194,15 @@ async def run_tool_source(
         arguments: Keyword arguments for the call; must be JSON-encodable.
         agent_state: Passed as ``agent_state`` (nested mappings become ``SimpleNamespace``
             objects, so ``agent_state.id`` works) when the function has that parameter.
-        limits: CPU, memory, output, file and wall-clock limits.
+        limits: The call's limits (see :class:`SandboxLimits`).
         env: Extra environment variables for the child, e.g. ``MEMGRID_API_URL``. Nothing
             else of the server's environment is passed on.
         python: The interpreter to run; its installed packages are importable by the tool.
+        network: ``all``, ``api`` (only ``MEMGRID_API_URL`` of ``env``) or ``none``; enforced
+            where ``isolation`` has a network namespace.
+        hide: Folders the tool must not see (``MEMGRID_HOME``), covered by an empty read-only
+            tmpfs where ``isolation`` has a mount namespace.
+        isolation: What the host offers; default: probed once from the environment.
 
     Returns:
         The outcome; failures of the tool, its limits and crashes of the child are reported
@@ -317,6 +212,7 @@ async def run_tool_source(
         OSError: The interpreter could not be started.
         TypeError: ``arguments`` or ``agent_state`` cannot be encoded as JSON.
     """
+    iso = isolation if isolation is not None else await default_isolation()
     request = msgspec.json.encode(
         {
             "source": source,
@@ -326,73 +222,149 @@ async def run_tool_source(
         }
     )
     cap = limits.max_output_bytes
-    out, err = _Capture(cap), _Capture(cap)
+    out, err = Capture(cap), Capture(cap)
     # The reply holds a capped return value; JSON escaping can grow it a few times over.
-    reply = _Capture(8 * cap + 65536)
+    reply = Capture(8 * cap + 65536)
     started = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix="memgrid-tool-")
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(read_fd, False)
-    argv = [
-        python,
-        "-I",
-        "-B",
-        "-c",
-        _RUNNER,
-        str(write_fd),
-        str(limits.cpu_s),
-        str(limits.memory_mb * _MB),
-        str(limits.max_file_mb * _MB),
-        str(limits.max_open_files),
-        str(cap),
-    ]
+    owner = (iso.uid, iso.gid or 0) if iso.uid is not None else None
+    group: CallGroup | None = None
+    read_fd = -1
     process: anyio.abc.Process | None = None
+    deadline = anyio.CancelScope()
     try:
-        try:
-            process = await anyio.open_process(
-                argv,
-                cwd=workdir,
-                env=_child_env(workdir, env),
-                start_new_session=True,
-                pass_fds=(write_fd,),
+        if owner is not None:
+            os.chown(workdir, *owner)
+        if iso.cgroup is not None:
+            group = await anyio.to_thread.run_sync(
+                CallGroup.create, iso.cgroup, limits.max_processes
             )
-        finally:
-            os.close(write_fd)
-        with anyio.move_on_after(limits.timeout_s) as deadline:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_feed, process.stdin, request)
-                tg.start_soon(_drain, process.stdout, out)
-                tg.start_soon(_drain, process.stderr, err)
-                tg.start_soon(_drain_fd, read_fd, reply)
-                await process.wait()
-                # Subprocesses the tool left behind would hold the pipes open.
-                _kill_group(process.pid)
+        nproc = 0
+        if group is None and (owner is not None or os.geteuid() != 0):
+            uid = owner[0] if owner is not None else os.geteuid()
+            nproc = await anyio.to_thread.run_sync(count_processes, uid)
+            nproc += limits.max_processes
+        netns = iso.netns and network != "all"
+        extra = dict(env or {})
+        api = _api_target(extra) if netns and network == "api" else None
+        inside = "/tmp" if iso.mountns else workdir
+        if api is not None:
+            extra["MEMGRID_API_URL"] = api[2]
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        setup = {
+            "fd": write_fd,
+            "cap": cap,
+            "memory": limits.memory_mb * _MB,
+            "cpu": limits.cpu_s,
+            "fsize": limits.max_file_mb * _MB,
+            "nofile": limits.max_open_files,
+            "nproc": nproc,
+            "cgroup": group.procs if group is not None else "",
+            "netns": netns,
+            "mountns": iso.mountns,
+            "workdir": workdir,
+            "private_dirs": list(_PRIVATE_DIRS),
+            "hidden_dirs": list(hide),
+            "expose": exposed_paths(python) if owner is not None and iso.mountns else (),
+            "cwd": inside,
+            "uid": owner[0] if owner is not None else -1,
+            "gid": owner[1] if owner is not None else -1,
+            "relay_port": api[1] if api is not None else 0,
+            "relay_socket": os.path.join(inside, _RELAY_SOCKET),
+        }
+        async with anyio.create_task_group() as relay:
+            if api is not None:
+                path = os.path.join(workdir, _RELAY_SOCKET)
+                await relay.start(serve_api_relay, path, api[0], api[1], owner)
+            try:
+                process = await anyio.open_process(
+                    [python, "-I", "-B", "-c", RUNNER, json.dumps(setup)],
+                    cwd=workdir,
+                    env=child_env(inside, extra),
+                    start_new_session=True,
+                    pass_fds=(write_fd,),
+                )
+            finally:
+                os.close(write_fd)
+            with anyio.move_on_after(limits.timeout_s) as deadline:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(feed, process.stdin, request)
+                    tg.start_soon(drain, process.stdout, out)
+                    tg.start_soon(drain, process.stderr, err)
+                    tg.start_soon(drain_fd, read_fd, reply)
+                    await process.wait()
+                    # Subprocesses the tool left behind would hold the pipes open.
+                    await _end_call(process.pid, group)
+            relay.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             if process is not None:
-                if process.returncode is None:
-                    _kill_group(process.pid)
+                await _end_call(process.pid, group)
                 await process.aclose()
-            os.close(read_fd)
+            elif group is not None:
+                await anyio.to_thread.run_sync(group.kill_all)
+            if read_fd >= 0:
+                os.close(read_fd)
             await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
-    duration = time.perf_counter() - started
-    exit_code = process.returncode
-    parsed = _Reply(status="error", error=_failure(exit_code, limits))
+    return _result(process, deadline, reply, out, err, group, limits, started, function_name)
+
+
+async def _end_call(pid: int, group: CallGroup | None) -> None:
+    """Kills the call's process group, then (with a cgroup) every process that left it."""
+    kill_group(pid)
+    if group is not None:
+        await anyio.to_thread.run_sync(group.kill_all)
+
+
+def _result(
+    process: anyio.abc.Process | None,
+    deadline: anyio.CancelScope,
+    reply: Capture,
+    out: Capture,
+    err: Capture,
+    group: CallGroup | None,
+    limits: SandboxLimits,
+    started: float,
+    tool: str,
+) -> SandboxResult:
+    exit_code = process.returncode if process is not None else None
+    error, limit = _failure(exit_code)
+    parsed = _Reply(status="error", error=error, limit=limit)
     if deadline.cancelled_caught:
-        parsed = _Reply(status="error", error=f"timed out after {limits.timeout_s:g}s")
+        parsed = _Reply(
+            status="error", error=f"timed out after {limits.timeout_s:g}s", limit="timeout_s"
+        )
     elif reply.dropped:
-        parsed = _Reply(status="error", error="the tool's result was too large")
+        parsed = _Reply(
+            status="error", error="the tool's result was too large", limit="max_output_bytes"
+        )
     elif reply.data:
         try:
             parsed = _reply_decoder.decode(reply.data)
         except msgspec.DecodeError:
             parsed = _Reply(status="error", error="the tool's result was malformed")
+    if group is not None and group.hit_limit():
+        # A fork or thread start failed at the cap: that is the violation, whatever the tool
+        # made of the error (a bomb that catches it would otherwise report success).
+        what = parsed.error if parsed.status == "error" else "it returned anyway"
+        parsed = _Reply(
+            status="error",
+            error=f"the tool tried to run more processes or threads than allowed; {what}",
+            limit="max_processes",
+        )
+    message = parsed.error
+    if parsed.limit is not None and message is not None:
+        message = _named(message, parsed.limit, limits)
+        _violations[parsed.limit] += 1
+        log.warning("tool_limit_exceeded", tool=tool, limit=parsed.limit, error=message)
     return SandboxResult(
         status=parsed.status,
         return_value=parsed.return_value if parsed.status == "success" else None,
         stdout=out.text(),
         stderr=err.text(),
-        error=parsed.error,
-        duration_s=duration,
+        error=message,
+        limit=parsed.limit,
+        duration_s=time.perf_counter() - started,
         exit_code=exit_code,
     )

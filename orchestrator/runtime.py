@@ -16,6 +16,7 @@ from anyio.abc import TaskGroup
 
 from agents.llm import LLMSettings
 from agents.runtime import LLMPool, Runtime
+from agents.sandbox import SandboxSettings
 from agents.tools.base import Archival, ScoredText
 from agents.tools.registry import ImportPathRunner, SandboxRunner
 from bus import BusSettings, connect, resolve_redis_url
@@ -259,6 +260,7 @@ async def open_runtime(
         redis_url = await anyio.to_thread.run_sync(resolve_redis_url, BusSettings.from_env())
     redis = connect(redis_url)
     storage = StorageSettings.from_env()
+    sandbox_settings = SandboxSettings.from_env()
     sandbox_env = {}
     api_url = os.environ.get("MEMGRID_API_URL")
     if api_url:
@@ -274,7 +276,9 @@ async def open_runtime(
                 archival=archival,
                 gate=RuleGate(),
                 router=WorkflowRouter(redis),
-                custom_tools=ImportPathRunner(sandbox=SandboxRunner(env=sandbox_env)),
+                custom_tools=ImportPathRunner(
+                    sandbox=SandboxRunner(sandbox_settings, env=sandbox_env)
+                ),
             )
             try:
                 yield rt

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import anyio
 import msgspec
 
-from agents.sandbox import SandboxLimits, run_tool_source
+from agents.sandbox import SandboxSettings, run_tool_source
 from agents.tools.base import BaseToolFunction, base_tool_functions
 from agents.tools.schema import ToolSchema, schema_from_function
 from storage.records import Agent, Tool, new_id
@@ -247,13 +247,17 @@ class ImportPathRunner:
 
 
 class SandboxRunner:
-    """Runs tools whose source arrived over the API in :mod:`agents.sandbox`."""
+    """Runs tools whose source arrived over the API in :mod:`agents.sandbox`, with the
+    deployment's limits (a tool's own where the operator set some), network policy, and
+    ``MEMGRID_HOME`` hidden from the tool."""
 
     def __init__(
-        self, limits: SandboxLimits | None = None, env: Mapping[str, str] | None = None
+        self, settings: SandboxSettings | None = None, env: Mapping[str, str] | None = None
     ) -> None:
-        self._limits = limits or SandboxLimits()
+        self._settings = settings or SandboxSettings()
         self._env = dict(env or {})
+        home = self._settings.home
+        self._hide = (str(home),) if home is not None else ()
 
     async def __call__(
         self, tool: Tool, arguments: dict[str, Any], agent: Agent
@@ -265,8 +269,10 @@ class SandboxRunner:
             tool.name,
             arguments,
             agent_state={"id": agent.id, "name": agent.name, "tags": list(agent.tags)},
-            limits=self._limits,
+            limits=self._settings.limits_for(tool.name),
             env=self._env,
+            network=self._settings.network,
+            hide=self._hide,
         )
         if result.status == "success":
             return result.return_value if result.return_value is not None else "None", True

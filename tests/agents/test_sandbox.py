@@ -166,7 +166,8 @@ async def test_timeout_kills_the_process_group() -> None:
         textwrap.dedent(source), "tool", {}, limits=SandboxLimits(timeout_s=1)
     )
     assert result.status == "error"
-    assert result.error == "timed out after 1s"
+    assert result.error == "timed out after 1s (sandbox limit timeout_s=1)"
+    assert result.limit == "timeout_s"
     assert 1 <= result.duration_s < 5
     await _wait_gone(int(result.stdout))
 
@@ -180,7 +181,8 @@ async def test_cpu_limit() -> None:
     )
     assert result.status == "error"
     assert result.error is not None
-    assert "CPU limit" in result.error or "SIGKILL" in result.error
+    assert result.error == "exceeded its CPU time (sandbox limit cpu_s=1)"
+    assert result.limit == "cpu_s"
     assert result.duration_s < 10
 
 
@@ -193,7 +195,9 @@ async def test_memory_limit() -> None:
     )
     assert result.status == "error"
     assert result.error is not None
-    assert "exceeded memory limit" in result.error
+    assert result.error.startswith("exceeded memory limit of 256 MB (MemoryError)")
+    assert result.error.endswith("(sandbox limit memory_mb=256)")
+    assert result.limit == "memory_mb"
 
 
 async def test_environment_is_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,6 +213,7 @@ async def test_environment_is_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
             "api": os.environ.get("MEMGRID_API_URL"),
             "home": os.environ.get("HOME"),
             "cwd": os.getcwd(),
+            "left": open(os.path.join(os.environ["HOME"], "left-behind"), "w").name,
         }
     """
     result = await run_tool_source(
@@ -221,7 +226,7 @@ async def test_environment_is_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen["api"] == "http://127.0.0.1:8283"
     assert seen["home"] == seen["cwd"]
     assert seen["cwd"] != os.getcwd()
-    assert not await anyio.Path(seen["cwd"]).exists()  # removed afterwards
+    assert not await anyio.Path(seen["left"]).exists()  # removed afterwards
 
 
 async def test_cancelling_the_caller_kills_the_child() -> None:
