@@ -71,19 +71,22 @@ def _setup():
                 os.close(fd)
             os.close(work)
     os.chdir(_cfg["cwd"])
+    server = None
+    if _cfg["relay_port"]:  # bound while privileged: the API may listen on a port below 1024
+        import socket
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", _cfg["relay_port"]))
+        server.listen(64)
     if _cfg["uid"] >= 0:
         os.setgroups([])
         os.setgid(_cfg["gid"])
         os.setuid(_cfg["uid"])
-    if _cfg["relay_port"]:
-        _relay(_cfg["relay_port"], _cfg["relay_socket"])
+    if server is not None:
+        _relay(server, _cfg["relay_socket"])
 
-def _relay(port, path):
+def _relay(server, path):
     import socket, threading
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("127.0.0.1", port))
-    server.listen(64)
     def pump(src, dst):
         try:
             while True:

@@ -33,6 +33,7 @@ from agents._leases import COUNTERS, Held, LeaseKeeper
 from agents._waits import fire_timers, relay_replies, wait_over, wake_if_due
 from agents.loop import InputMessage, Preempted, Suspended, run_turn
 from agents.runtime import Runtime
+from agents.sandbox import limit_violations
 from bus import keys as bus_keys
 from bus import streams
 from bus.connection import TRANSIENT_ERRORS, Outage, is_transient, through_outage
@@ -465,6 +466,7 @@ class Worker:
                 "busy": self.busy,
                 "stopping": self.stopping,
                 **self.counters,
+                "sandbox_limits": limit_violations(),  # tool calls stopped by each limit
             }
             try:
                 await redis.set(

@@ -23,6 +23,7 @@ import anyio.abc
 import pytest
 
 from agents._sandbox_host import count_processes, probe
+from agents.runtime import Runtime
 from agents.sandbox import (
     Isolation,
     SandboxLimits,
@@ -32,6 +33,8 @@ from agents.sandbox import (
     limit_violations,
     run_tool_source,
 )
+from agents.worker import Worker, WorkerSettings
+from bus import keys as bus_keys
 
 
 async def _run(source: str, *, limits: SandboxLimits | None = None, **kw: Any) -> SandboxResult:
@@ -350,3 +353,19 @@ async def test_the_tool_user_is_created_on_first_use() -> None:
         assert any("pids cgroup" in note for note in isolation.notes)
     finally:
         await anyio.run_process(["userdel", name], check=False)
+
+
+async def test_the_worker_health_record_counts_limit_violations(runtime: Runtime) -> None:
+    await _run("def tool():\n    while True:\n        pass\n", limits=SandboxLimits(timeout_s=0.5))
+    worker = Worker(runtime, WorkerSettings(block_ms=50))
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        key = bus_keys.worker_health(worker.id)
+        with anyio.fail_after(10):
+            while not (raw := await runtime.redis.get(key)):  # noqa: ASYNC110 (no event)
+                await anyio.sleep(0.02)
+        worker.stop()
+        worker.cancel()
+    health = json.loads(raw)
+    assert health["sandbox_limits"] == limit_violations()
+    assert health["sandbox_limits"]["timeout_s"] >= 1
