@@ -1,23 +1,23 @@
-"""Runs untrusted tool source out of process, with CPU, memory, file and time limits.
+"""Runs untrusted tool source out of process, with limits, as an unprivileged user, contained.
 
 Tool source that arrives over the API (Letta's ``upsert_from_function``) never runs in the
-server. :func:`run_tool_source` starts ``python -I -B -c <runner>`` in a new session, in a fresh
-temporary working directory, with a minimal environment (``PATH``, ``HOME``, ``TMPDIR``,
-``LANG`` and what the caller passes: never the server's keys). The runner is a short stdlib-only
-script: it lowers its own resource limits first (``RLIMIT_AS``, ``RLIMIT_CPU``,
-``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, no core files), reads one JSON request from stdin, executes
-the source as a fresh module, calls the function (awaiting it if it is a coroutine) and writes
-one JSON reply to a private pipe (passed with ``pass_fds``), so whatever the tool prints to
-stdout or stderr, even from its own subprocesses, cannot corrupt the protocol.
+server. :func:`run_tool_source` starts ``python -I -B -c <runner>`` (one launch path, which
+takes the interpreter: per-tool environments plug in there) in a new session with a minimal
+environment (``PATH``, ``HOME``, ``TMPDIR``, ``LANG`` and what the caller passes: never the
+server's keys). The runner (:mod:`agents._sandbox_runner`) joins the call's pids cgroup,
+enters new mount and network namespaces, drops to the tool user, lowers its resource limits,
+then reads one JSON request from stdin, runs the function and writes one JSON reply to a
+private pipe, so whatever the tool prints cannot corrupt the protocol.
 
-The wall-clock timeout, and cancellation of the caller, kill the whole process group; the
-working directory is removed afterwards. Every outcome, including a crash of the child, comes
-back as a :class:`SandboxResult`; only a failure to start the interpreter raises ``OSError``.
-
-Limits of the isolation: the child runs as the server's user, may use the network (tools call
-the memgrid REST API) and reads whatever that user can read. ``RLIMIT_NPROC`` is not set because
-it counts every process of the user (and root ignores it). A root server should run tools under
-a dedicated user or in a container for stronger isolation.
+What the host allows is probed once (:func:`default_isolation`, see
+:mod:`agents._sandbox_host`); what is missing is logged once as ``sandbox_weaker_isolation``.
+When the call ends (returned, timed out, or its caller cancelled) every process of it is
+killed: its process group, and with a cgroup every member, even one that left the group. The
+work folder is removed. Every outcome comes back as a :class:`SandboxResult`; a limit the call
+ran into is named in its error (``(sandbox limit max_processes=64)``) and in ``limit``, counted
+(:func:`limit_violations`, reported in the worker's health record) and logged as
+``tool_limit_exceeded``. Only a failure to start the interpreter raises ``OSError``.
+``docs/security.md`` has the threat model.
 """
 
 from __future__ import annotations

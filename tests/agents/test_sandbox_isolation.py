@@ -369,3 +369,17 @@ async def test_the_worker_health_record_counts_limit_violations(runtime: Runtime
     health = json.loads(raw)
     assert health["sandbox_limits"] == limit_violations()
     assert health["sandbox_limits"]["timeout_s"] >= 1
+
+
+async def test_a_file_larger_than_the_limit_is_refused() -> None:
+    source = """
+    def tool():
+        with open("big", "wb") as f:
+            f.write(b"x" * (3 * 1024 * 1024))
+    """
+    result = await _run(source, limits=SandboxLimits(max_file_mb=1))
+    assert result.status == "error"
+    assert result.limit == "max_file_mb"
+    assert result.error is not None
+    assert result.error.startswith("OSError: [Errno 27] File too large")
+    assert result.error.endswith("(sandbox limit max_file_mb=1)")
