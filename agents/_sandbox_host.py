@@ -198,11 +198,12 @@ def exposed_paths(python: str) -> tuple[tuple[str, str], ...]:
 def count_processes(uid: int) -> int:
     """How many processes ``uid`` runs now (the base that ``RLIMIT_NPROC`` adds a cap to)."""
     count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if entry.stat().st_uid == uid:
-                    count += 1
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == uid:
+                        count += 1
     return count
 
 

@@ -11,14 +11,23 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Mapping
 from functools import partial
 
 import anyio
 import anyio.abc
-from anyio.abc import TaskStatus
 
-__all__ = ("Capture", "child_env", "drain", "drain_fd", "feed", "kill_group", "serve_api_relay")
+__all__ = (
+    "Capture",
+    "child_env",
+    "drain",
+    "drain_fd",
+    "feed",
+    "kill_group",
+    "open_api_relay",
+    "serve_api_relay",
+)
 
 _STREAM_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
@@ -57,11 +66,33 @@ def child_env(home: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
-def kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def kill_group(pgid: int, timeout_s: float = 0.0) -> None:
+    """SIGKILLs process group ``pgid``; with a timeout, again while it has live members
+    (blocking). Repeating catches children forked while the first signal was on its way; the
+    kernel keeps a group's id from being reused while any member exists, so it is safe."""
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        if time.monotonic() >= end or not _live_members(pgid):
+            return  # zombies left are init's to reap; they hold no resources
+        time.sleep(0.002)
+
+
+def _live_members(pgid: int) -> bool:
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                try:
+                    with open(f"/proc/{entry.name}/stat", "rb") as f:
+                        fields = f.read().rsplit(b")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                    return True
+    return False
 
 
 async def feed(stream: anyio.abc.ByteSendStream | None, data: bytes) -> None:
@@ -112,25 +143,14 @@ async def _relay_one(host: str, port: int, client: anyio.abc.ByteStream) -> None
             await _pump(upstream, client)
 
 
-async def serve_api_relay(
-    path: str,
-    host: str,
-    port: int,
-    owner: tuple[int, int] | None,
-    *,
-    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Accepts the tool's connections on the Unix socket ``path`` and joins each to the API.
-
-    Args:
-        path: Where to listen (inside the call's work folder).
-        host: The API's host.
-        port: The API's port.
-        owner: uid and gid to give the socket, so a tool user may connect.
-    """
+async def open_api_relay(path: str, owner: tuple[int, int] | None) -> anyio.abc.SocketListener:
+    """Listens on the Unix socket ``path`` (given to ``owner``, so a tool user may connect)."""
     listener = await anyio.create_unix_listener(path)
-    async with listener:
-        if owner is not None:
-            os.chown(path, *owner)
-        task_status.started()
-        await listener.serve(partial(_relay_one, host, port))
+    if owner is not None:
+        os.chown(path, *owner)
+    return listener
+
+
+async def serve_api_relay(listener: anyio.abc.SocketListener, host: str, port: int) -> None:
+    """Joins each connection the tool makes to ``listener`` to the API at ``host:port``."""
+    await listener.serve(partial(_relay_one, host, port))

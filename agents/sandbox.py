@@ -48,6 +48,7 @@ from agents._sandbox_io import (
     drain_fd,
     feed,
     kill_group,
+    open_api_relay,
     serve_api_relay,
 )
 from agents._sandbox_runner import RUNNER
@@ -231,6 +232,7 @@ async def run_tool_source(
     group: CallGroup | None = None
     read_fd = -1
     process: anyio.abc.Process | None = None
+    relay_listener: anyio.abc.SocketListener | None = None
     deadline = anyio.CancelScope()
     try:
         if owner is not None:
@@ -273,20 +275,21 @@ async def run_tool_source(
             "relay_port": api[1] if api is not None else 0,
             "relay_socket": os.path.join(inside, _RELAY_SOCKET),
         }
+        if api is not None:  # listening before the tool starts, so its first connect works
+            relay_listener = await open_api_relay(os.path.join(workdir, _RELAY_SOCKET), owner)
+        try:
+            process = await anyio.open_process(
+                [python, "-I", "-B", "-c", RUNNER, json.dumps(setup)],
+                cwd=workdir,
+                env=child_env(inside, extra),
+                start_new_session=True,
+                pass_fds=(write_fd,),
+            )
+        finally:
+            os.close(write_fd)
         async with anyio.create_task_group() as relay:
-            if api is not None:
-                path = os.path.join(workdir, _RELAY_SOCKET)
-                await relay.start(serve_api_relay, path, api[0], api[1], owner)
-            try:
-                process = await anyio.open_process(
-                    [python, "-I", "-B", "-c", RUNNER, json.dumps(setup)],
-                    cwd=workdir,
-                    env=child_env(inside, extra),
-                    start_new_session=True,
-                    pass_fds=(write_fd,),
-                )
-            finally:
-                os.close(write_fd)
+            if api is not None and relay_listener is not None:
+                relay.start_soon(serve_api_relay, relay_listener, api[0], api[1])
             with anyio.move_on_after(limits.timeout_s) as deadline:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(feed, process.stdin, request)
@@ -295,12 +298,14 @@ async def run_tool_source(
                     tg.start_soon(drain_fd, read_fd, reply)
                     await process.wait()
                     # Subprocesses the tool left behind would hold the pipes open.
-                    await _end_call(process.pid, group)
+                    await _end_call(process, group)
             relay.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
+            if relay_listener is not None:
+                await relay_listener.aclose()
             if process is not None:
-                await _end_call(process.pid, group)
+                await _end_call(process, group)
                 await process.aclose()
             elif group is not None:
                 await anyio.to_thread.run_sync(group.kill_all)
@@ -310,11 +315,15 @@ async def run_tool_source(
     return _result(process, deadline, reply, out, err, group, limits, started, function_name)
 
 
-async def _end_call(pid: int, group: CallGroup | None) -> None:
-    """Kills the call's process group, then (with a cgroup) every process that left it."""
-    kill_group(pid)
+async def _end_call(process: anyio.abc.Process, group: CallGroup | None) -> None:
+    """Kills every process of the call: its process group, then with a cgroup every member
+    (those that left the group too), else the group again until no live member is left."""
+    kill_group(process.pid)
     if group is not None:
         await anyio.to_thread.run_sync(group.kill_all)
+    else:
+        await process.wait()
+        await anyio.to_thread.run_sync(kill_group, process.pid, 2.0)
 
 
 def _result(

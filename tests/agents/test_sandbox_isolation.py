@@ -61,11 +61,12 @@ async def _back_to(uid: int, baseline: int) -> None:
 
 def _kill_uid(uid: int) -> None:
     """Last-resort cleanup of a failed test: kills whatever the tool user still runs."""
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if entry.stat().st_uid == uid:
-                    os.kill(int(entry.name), signal.SIGKILL)
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == uid:
+                        os.kill(int(entry.name), signal.SIGKILL)
 
 
 async def _gone(pid: int) -> bool:
@@ -383,3 +384,14 @@ async def test_a_file_larger_than_the_limit_is_refused() -> None:
     assert result.error is not None
     assert result.error.startswith("OSError: [Errno 27] File too large")
     assert result.error.endswith("(sandbox limit max_file_mb=1)")
+
+
+@pytest.mark.parametrize("network", ["all", "api"])
+async def test_an_interpreter_that_cannot_start_raises_oserror(network: Any) -> None:
+    with pytest.raises(FileNotFoundError):
+        await _run(
+            "def tool():\n    return 1\n",
+            python="/nonexistent/python",
+            network=network,
+            env={"MEMGRID_API_URL": "http://127.0.0.1:9"},
+        )
