@@ -1,7 +1,8 @@
 """Tool calls per second through the sandbox, by isolation level (issue #17's cost).
 
 Each row runs the same trivial tool (``def tool(n): return n + 1``) ``--calls`` times one at
-a time, then the same number 8 at a time, and reports calls/s and the median latency. Rows:
+a time, the rows taking turns call by call (so a noisy neighbour slows them alike), then the
+same number 8 at a time, row after row, and reports calls/s and the median latency. Rows:
 the bare child process (what the sandbox did before #17: rlimits, a new session, no cgroup,
 no user, no namespaces), then what this host offers (pids cgroup, tool user, mount namespace),
 then with the network policies ``none`` and ``api`` (a network namespace, plus the relay).
@@ -60,11 +61,16 @@ async def main(calls: int) -> None:
         ("host isolation, network api", host, "api"),
     ]
     print(f"host: {host}")
+    sequential: list[list[float]] = [[] for _ in rows]
+    for _, isolation, network in rows:
+        await _one(isolation, network, [])  # warm the page cache
+    for _ in range(calls):
+        for (_, isolation, network), latencies in zip(rows, sequential, strict=True):
+            await _one(isolation, network, latencies)
     print("| isolation | calls/s (1 at a time) | p50 ms | calls/s (8 at a time) | p50 ms |")
     print("|---|---:|---:|---:|---:|")
-    for name, isolation, network in rows:
-        await _one(isolation, network, [])  # warm the page cache
-        seq, seq_ms = await _row(isolation, network, calls, 1)
+    for (name, isolation, network), latencies in zip(rows, sequential, strict=True):
+        seq, seq_ms = len(latencies) / sum(latencies), statistics.median(latencies) * 1000
         par, par_ms = await _row(isolation, network, calls, 8)
         print(f"| {name} | {seq:.1f} | {seq_ms:.0f} | {par:.1f} | {par_ms:.0f} |")
 
