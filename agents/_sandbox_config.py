@@ -42,7 +42,8 @@ class SandboxLimits(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         timeout_s: Wall-clock limit; every process of the call is killed when it passes.
         cpu_s: CPU seconds (``RLIMIT_CPU``); the child gets SIGXCPU, then SIGKILL a second later.
-        memory_mb: Address space (``RLIMIT_AS``). A child that imports only the stdlib fits in
+        memory_mb: Address space of each process (``RLIMIT_AS``) and, with a memory cgroup,
+            the memory of all the call's processes together. A child with only the stdlib fits in
             32 MB; ``numpy`` needs about 256 MB and ``onnxruntime`` about 192 MB here, so the
             default leaves room for common packages.
         max_processes: Processes and threads the call may run at once (a pids cgroup, else

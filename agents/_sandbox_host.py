@@ -6,6 +6,8 @@
   delegated): each call gets a child group whose ``pids.max`` caps its processes and threads,
   root's included, and whose member list finds every process of the call when it ends, even
   one that called ``setsid`` and forked twice;
+- a **memory cgroup** the same way, so that all of a call's processes together stay within
+  ``memory_mb`` (``RLIMIT_AS`` alone bounds each process, not their sum);
 - when the server is **root**: a tool user (``MEMGRID_SANDBOX_USER``, created with ``useradd``
   on first use, else ``nobody``) so tools cannot read the server's files, and network and mount
   namespaces (a private ``/tmp``, ``MEMGRID_HOME`` hidden, the network policy enforced).
@@ -38,6 +40,7 @@ __all__ = ("CallGroup", "Isolation", "count_processes", "exposed_paths", "probe"
 log = structlog.get_logger("memgrid.sandbox")
 
 _GROUP_DIR = "memgrid-sandbox"
+_PROBE_LIMITS = {"pids": 8, "memory": 64 * 1024 * 1024}  # pids.max cannot be that large
 _UNSHARE_PROBE = "import ctypes, sys; sys.exit(ctypes.CDLL(None, use_errno=True).unshare(%d) != 0)"
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
@@ -50,6 +53,8 @@ class Isolation(msgspec.Struct, frozen=True, kw_only=True):
         uid: Run tools as this user (None: as the server's user).
         gid: That user's group.
         cgroup: The folder to create each call's pids group in (None: no cgroup).
+        memory_cgroup: The folder to create each call's memory group in, which holds all the
+            call's processes together to ``memory_mb`` (None: only ``RLIMIT_AS`` per process).
         netns: Enter a new network namespace (loopback only, plus the API relay for ``api``).
         mountns: Enter a new mount namespace (private ``/tmp``, hidden folders).
         notes: What is weaker than the full isolation, for the log and for tests.
@@ -58,6 +63,7 @@ class Isolation(msgspec.Struct, frozen=True, kw_only=True):
     uid: int | None = None
     gid: int | None = None
     cgroup: str | None = None
+    memory_cgroup: str | None = None
     netns: bool = False
     mountns: bool = False
     notes: tuple[str, ...] = ()
@@ -80,30 +86,31 @@ def _tool_user(name: str) -> tuple[int, int] | None:
     return None
 
 
-def _cgroup_candidates(setting: str) -> list[Path]:
+def _cgroup_candidates(setting: str, controller: str) -> list[Path]:
     if setting != "auto":
         return [Path(setting)]
     found: list[Path] = []
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/cgroup").read_text().splitlines():
             _, controllers, path = line.split(":", 2)
-            if "pids" in controllers.split(","):
-                found.append(Path("/sys/fs/cgroup/pids") / path.lstrip("/"))
+            if controller in controllers.split(","):
+                found.append(Path("/sys/fs/cgroup") / controller / path.lstrip("/"))
             elif controllers == "":
                 for mount in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
                     folder = mount / path.lstrip("/")
                     with contextlib.suppress(OSError):
-                        if "pids" in (folder / "cgroup.subtree_control").read_text().split():
+                        delegated = (folder / "cgroup.subtree_control").read_text().split()
+                        if controller in delegated:
                             found.append(folder)
     return found
 
 
-def _usable_cgroup(setting: str) -> str | None:
-    for folder in _cgroup_candidates(setting):
+def _usable_cgroup(setting: str, controller: str) -> str | None:
+    for folder in _cgroup_candidates(setting, controller):
         base = folder / _GROUP_DIR
         try:
             base.mkdir(exist_ok=True)
-            group = CallGroup.create(str(base), 8)
+            group = CallGroup.create(str(base), controller, _PROBE_LIMITS[controller])
         except OSError:
             continue
         group.remove()
@@ -140,7 +147,15 @@ def probe(settings: SandboxSettings) -> Isolation:
             )
         else:
             uid, gid = user
-    cgroup = None if settings.cgroup == "off" else _usable_cgroup(settings.cgroup)
+    cgroup = memory = None
+    if settings.cgroup != "off":
+        cgroup = _usable_cgroup(settings.cgroup, "pids")
+        memory = _usable_cgroup("auto", "memory")
+    if memory is None:
+        notes.append(
+            "no writable memory cgroup: memory_mb limits each process's address space, so a "
+            "call's processes together may use max_processes times as much"
+        )
     if cgroup is None:
         notes.append(
             "no writable pids cgroup: processes are capped by RLIMIT_NPROC of the tool's user "
@@ -162,6 +177,7 @@ def probe(settings: SandboxSettings) -> Isolation:
         uid=uid,
         gid=gid,
         cgroup=cgroup,
+        memory_cgroup=memory,
         netns=netns,
         mountns=mountns,
         notes=tuple(notes),
@@ -207,33 +223,52 @@ def count_processes(uid: int) -> int:
     return count
 
 
-class CallGroup:
-    """One call's pids cgroup: its cap, whether the cap was hit, and killing what is in it."""
+# Per controller: the files that set its limit, and (file, key) pairs that count refusals;
+# cgroup v1 names first, then v2.
+_CONTROLLERS = {
+    "pids": (("pids.max",), (("pids.events", "max"),)),
+    "memory": (
+        ("memory.limit_in_bytes", "memory.max"),
+        (("memory.oom_control", "oom_kill"), ("memory.events", "oom_kill")),
+    ),
+}
 
-    def __init__(self, path: Path) -> None:
+
+class CallGroup:
+    """One call's group of one controller (pids or memory): its limit, whether the limit
+    refused something, and killing what is in it."""
+
+    def __init__(self, path: Path, controller: str) -> None:
         self.path = path
+        self.controller = controller
         self.procs = str(path / "cgroup.procs")
-        self.limited = False  # the cap refused a fork or thread (kept when the group goes)
+        self.limited = False  # the limit refused a fork or killed for memory (kept at removal)
 
     @classmethod
-    def create(cls, base: str, max_pids: int) -> CallGroup:
-        """A new group under ``base`` that allows ``max_pids`` processes and threads."""
+    def create(cls, base: str, controller: str, limit: int) -> CallGroup:
+        """A new group under ``base`` that allows ``limit`` (processes and threads, or bytes)."""
         path = Path(base) / f"call-{os.getpid()}-{os.urandom(6).hex()}"
         path.mkdir()
         try:
-            (path / "pids.max").write_text(str(max_pids))
+            for name in _CONTROLLERS[controller][0]:
+                if (path / name).exists():
+                    (path / name).write_text(str(limit))
+                    break
+            else:
+                raise OSError(f"{path} has no {controller} limit file")
         except OSError:
             path.rmdir()
             raise
-        return cls(path)
+        return cls(path, controller)
 
     def hit_limit(self) -> bool:
-        """Whether a fork or thread start failed because the group was full."""
-        with contextlib.suppress(OSError, ValueError):
-            for line in (self.path / "pids.events").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "max":
-                    self.limited = self.limited or int(value) > 0
+        """Whether the limit refused a fork or thread, or killed a process for memory."""
+        for name, wanted in _CONTROLLERS[self.controller][1]:
+            with contextlib.suppress(OSError, ValueError):
+                for line in (self.path / name).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == wanted:
+                        self.limited = self.limited or int(value) > 0
         return self.limited
 
     def kill_all(self, timeout_s: float = 10.0) -> bool:

@@ -29,8 +29,8 @@ def _reply_and_exit(reply):
     os._exit(0)
 
 def _setup():
-    if _cfg["cgroup"]:
-        with open(_cfg["cgroup"], "w") as f:
+    for procs in _cfg["cgroups"]:
+        with open(procs, "w") as f:
             f.write(str(os.getpid()))
     flags = (0x40000000 if _cfg["netns"] else 0) | (0x00020000 if _cfg["mountns"] else 0)
     if flags:

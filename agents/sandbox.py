@@ -229,7 +229,7 @@ async def run_tool_source(
     started = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix="memgrid-tool-")
     owner = (iso.uid, iso.gid or 0) if iso.uid is not None else None
-    group: CallGroup | None = None
+    groups: list[CallGroup] = []
     read_fd = -1
     process: anyio.abc.Process | None = None
     relay_listener: anyio.abc.SocketListener | None = None
@@ -237,12 +237,9 @@ async def run_tool_source(
     try:
         if owner is not None:
             os.chown(workdir, *owner)
-        if iso.cgroup is not None:
-            group = await anyio.to_thread.run_sync(
-                CallGroup.create, iso.cgroup, limits.max_processes
-            )
+        groups = await anyio.to_thread.run_sync(_call_groups, iso, limits)
         nproc = 0
-        if group is None and (owner is not None or os.geteuid() != 0):
+        if iso.cgroup is None and (owner is not None or os.geteuid() != 0):
             uid = owner[0] if owner is not None else os.geteuid()
             nproc = await anyio.to_thread.run_sync(count_processes, uid)
             nproc += limits.max_processes
@@ -262,7 +259,7 @@ async def run_tool_source(
             "fsize": limits.max_file_mb * _MB,
             "nofile": limits.max_open_files,
             "nproc": nproc,
-            "cgroup": group.procs if group is not None else "",
+            "cgroups": [group.procs for group in groups],
             "netns": netns,
             "mountns": iso.mountns,
             "workdir": workdir,
@@ -298,30 +295,45 @@ async def run_tool_source(
                     tg.start_soon(drain_fd, read_fd, reply)
                     await process.wait()
                     # Subprocesses the tool left behind would hold the pipes open.
-                    await _end_call(process, group)
+                    await _end_call(process, groups)
             relay.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             if relay_listener is not None:
                 await relay_listener.aclose()
             if process is not None:
-                await _end_call(process, group)
+                await _end_call(process, groups)
                 await process.aclose()
-            elif group is not None:
-                await anyio.to_thread.run_sync(group.kill_all)
+            else:
+                for group in groups:
+                    await anyio.to_thread.run_sync(group.kill_all)
             if read_fd >= 0:
                 os.close(read_fd)
             await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
-    return _result(process, deadline, reply, out, err, group, limits, started, function_name)
+    return _result(process, deadline, reply, out, err, groups, limits, started, function_name)
 
 
-async def _end_call(process: anyio.abc.Process, group: CallGroup | None) -> None:
-    """Kills every process of the call: its process group, then with a cgroup every member
+def _call_groups(iso: Isolation, limits: SandboxLimits) -> list[CallGroup]:
+    groups: list[CallGroup] = []
+    try:
+        if iso.cgroup is not None:
+            groups.append(CallGroup.create(iso.cgroup, "pids", limits.max_processes))
+        if iso.memory_cgroup is not None:
+            groups.append(CallGroup.create(iso.memory_cgroup, "memory", limits.memory_mb * _MB))
+    except OSError:
+        for group in groups:
+            group.remove()
+        raise
+    return groups
+
+
+async def _end_call(process: anyio.abc.Process, groups: list[CallGroup]) -> None:
+    """Kills every process of the call: its process group, then with cgroups every member
     (those that left the group too), else the group again until no live member is left."""
     kill_group(process.pid)
-    if group is not None:
+    for group in groups:
         await anyio.to_thread.run_sync(group.kill_all)
-    else:
+    if not groups:
         await process.wait()
         await anyio.to_thread.run_sync(kill_group, process.pid, 2.0)
 
@@ -332,7 +344,7 @@ def _result(
     reply: Capture,
     out: Capture,
     err: Capture,
-    group: CallGroup | None,
+    groups: list[CallGroup],
     limits: SandboxLimits,
     started: float,
     tool: str,
@@ -353,15 +365,19 @@ def _result(
             parsed = _reply_decoder.decode(reply.data)
         except msgspec.DecodeError:
             parsed = _Reply(status="error", error="the tool's result was malformed")
-    if group is not None and group.hit_limit():
-        # A fork or thread start failed at the cap: that is the violation, whatever the tool
-        # made of the error (a bomb that catches it would otherwise report success).
+    for group in groups:
+        if not group.hit_limit():
+            continue
+        # The cgroup refused a fork or OOM-killed a process: that is the violation, whatever
+        # the tool made of it (a bomb that catches the error would otherwise report success).
         what = parsed.error if parsed.status == "error" else "it returned anyway"
-        parsed = _Reply(
-            status="error",
-            error=f"the tool tried to run more processes or threads than allowed; {what}",
-            limit="max_processes",
-        )
+        if group.controller == "pids":
+            error = f"the tool tried to run more processes or threads than allowed; {what}"
+            parsed = _Reply(status="error", error=error, limit="max_processes")
+        else:
+            error = f"the tool's processes together ran out of memory; {what}"
+            parsed = _Reply(status="error", error=error, limit="memory_mb")
+        break
     message = parsed.error
     if parsed.limit is not None and message is not None:
         message = _named(message, parsed.limit, limits)

@@ -395,3 +395,31 @@ async def test_an_interpreter_that_cannot_start_raises_oserror(network: Any) -> 
             network=network,
             env={"MEMGRID_API_URL": "http://127.0.0.1:9"},
         )
+
+
+SPREAD_MEMORY = """
+import os
+
+def tool():
+    children = []
+    for _ in range(8):
+        pid = os.fork()
+        if pid == 0:
+            block = b"x" * (150 * 1024 * 1024)  # touched, so it is resident
+            os._exit(0 if block else 1)
+        children.append(pid)
+    return [os.waitpid(pid, 0)[1] for pid in children]
+"""
+
+
+async def test_memory_holds_for_the_call_not_per_process() -> None:
+    isolation = await default_isolation()
+    assert isolation.memory_cgroup is not None, "the CI host offers a memory cgroup"
+    memory = _mem_available_mb()
+    result = await _run(SPREAD_MEMORY, limits=SandboxLimits(memory_mb=256, timeout_s=20))
+    assert result.status == "error", f"8 x 150 MB fit in 256 MB: {result.return_value}"
+    assert result.limit == "memory_mb"
+    assert result.error is not None
+    assert result.error.startswith("the tool's processes together ran out of memory")
+    assert result.error.endswith("(sandbox limit memory_mb=256)")
+    assert _mem_available_mb() > memory - 512

@@ -1,9 +1,10 @@
 """Hostile tools registered over the REST API, called by an agent, run by the server's worker.
 
-The server runs as root (as in CI) with ``MEMGRID_SANDBOX_NETWORK=api``, a 3 s wall clock and
-32 processes per call. Each hostile tool must come back to the model as a tool error naming the
-limit (or be contained silently), leave the host as it was (the tool user's process count and
-free memory back to baseline), and the same agent must answer the next message.
+The server runs as root (as in CI) with ``MEMGRID_SANDBOX_NETWORK=api``, a 3 s wall clock,
+32 processes per call, and 256 MB for the two memory bombs (per-tool limits). Each hostile
+tool must come back to the model as a tool error naming the limit (or be contained silently),
+leave the host as it was (the tool user's process count and free memory back to baseline),
+and the same agent must answer the next message.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tests.agents.test_sandbox_isolation import (
     DETACHED,
     ESCAPE,
     SNOOP,
+    SPREAD_MEMORY,
     _back_to,
     _gone,
     _greeter,
@@ -46,6 +48,7 @@ TOOLS = {
     "endless_loop": "def endless_loop():\n    while True:\n        pass\n",
     "memory_bomb": "def memory_bomb():\n    return len(bytearray(4 * 1024**3))\n",
     "fork_bomb": BOMB.replace("def tool(", "def fork_bomb("),
+    "spread_memory": SPREAD_MEMORY.replace("def tool(", "def spread_memory("),
     "detached": DETACHED.replace("def tool(", "def detached("),
     "snoop": SNOOP.replace("def tool(", "def snoop("),
     "escape": ESCAPE.replace("def tool(", "def escape("),
@@ -112,7 +115,9 @@ async def client(
             "MEMGRID_SANDBOX_NETWORK": "api",
             "MEMGRID_SANDBOX_TIMEOUT_S": "3",
             "MEMGRID_SANDBOX_MAX_PROCESSES": "32",
-            "MEMGRID_SANDBOX_TOOL_LIMITS": '{"memory_bomb": {"memory_mb": 256}}',
+            "MEMGRID_SANDBOX_TOOL_LIMITS": (
+                '{"memory_bomb": {"memory_mb": 256}, "spread_memory": {"memory_mb": 256}}'
+            ),
         }.items():
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
@@ -182,6 +187,10 @@ async def _contained(client: httpx.AsyncClient, agent_id: str, home: Path) -> No
     bomb = await _call(client, agent_id, "memory_bomb")
     assert bomb["status"] == "error"
     assert "(sandbox limit memory_mb=256)" in _message(bomb)  # the tool's own limit
+
+    spread = await _call(client, agent_id, "spread_memory")  # 8 x 150 MB over 8 processes
+    assert spread["status"] == "error"
+    assert _message(spread).startswith("the tool's processes together ran out of memory")
 
     forks = await _call(client, agent_id, "fork_bomb")
     assert forks["status"] == "error"
