@@ -135,8 +135,9 @@ def limit_violations() -> dict[str, int]:
     return dict(_violations)
 
 
-async def default_isolation() -> Isolation:
-    """The isolation this host offers, probed on first use from :class:`SandboxSettings`.
+async def default_isolation(settings: SandboxSettings | None = None) -> Isolation:
+    """The isolation this host offers, probed on first use (with ``settings``' user and
+    cgroup, else the environment's); later calls get the same answer.
 
     The probe ends with a trial run: if the tool user cannot run the interpreter (say it lives
     under ``/root`` and there is no mount namespace to expose it), tools run as the server's
@@ -144,8 +145,7 @@ async def default_isolation() -> Isolation:
     """
     global _default  # one probe per process: the host does not change
     if _default is None:
-        settings = SandboxSettings.from_env()
-        found = await anyio.to_thread.run_sync(probe, settings)
+        found = await anyio.to_thread.run_sync(probe, settings or SandboxSettings.from_env())
         if found.uid is not None:
             trial = await run_tool_source(_TRIAL, "trial", {}, isolation=found)
             if trial.return_value != "ok":

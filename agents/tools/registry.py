@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import anyio
 import msgspec
 
-from agents.sandbox import SandboxSettings, run_tool_source
+from agents.sandbox import SandboxSettings, default_isolation, run_tool_source
 from agents.tools.base import BaseToolFunction, base_tool_functions
 from agents.tools.schema import ToolSchema, schema_from_function
 from storage.records import Agent, Tool, new_id
@@ -273,6 +273,7 @@ class SandboxRunner:
             env=self._env,
             network=self._settings.network,
             hide=self._hide,
+            isolation=await default_isolation(self._settings),
         )
         if result.status == "success":
             return result.return_value if result.return_value is not None else "None", True
