@@ -53,6 +53,7 @@ class Capture:
 
 
 def child_env(home: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    """The tool's whole environment: a few neutral variables, ``HOME`` and ``extra``."""
     # One BLAS/OpenMP thread each: thread stacks count against RLIMIT_AS and tools are small.
     env = {
         "PATH": os.environ.get("PATH", os.defpath),
@@ -96,6 +97,7 @@ def _live_members(pgid: int) -> bool:
 
 
 async def feed(stream: anyio.abc.ByteSendStream | None, data: bytes) -> None:
+    """Writes the request to the child's stdin and closes it."""
     if stream is None:
         return
     try:
@@ -107,6 +109,7 @@ async def feed(stream: anyio.abc.ByteSendStream | None, data: bytes) -> None:
 
 
 async def drain(stream: anyio.abc.ByteReceiveStream | None, capture: Capture) -> None:
+    """Reads the child's stdout or stderr into ``capture`` until it closes."""
     if stream is None:
         return
     async for chunk in stream:
@@ -114,6 +117,7 @@ async def drain(stream: anyio.abc.ByteReceiveStream | None, capture: Capture) ->
 
 
 async def drain_fd(fd: int, capture: Capture) -> None:
+    """Reads the result pipe (non-blocking ``fd``) into ``capture`` until every writer is gone."""
     while True:
         await anyio.wait_readable(fd)
         try:

@@ -249,6 +249,8 @@ async def run_tool_source(
         inside = "/tmp" if iso.mountns else workdir
         if api is not None:
             extra["MEMGRID_API_URL"] = api[2]
+            # Listening before the tool starts, so that its first connection finds the relay.
+            relay_listener = await open_api_relay(os.path.join(workdir, _RELAY_SOCKET), owner)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         setup = {
@@ -272,8 +274,6 @@ async def run_tool_source(
             "relay_port": api[1] if api is not None else 0,
             "relay_socket": os.path.join(inside, _RELAY_SOCKET),
         }
-        if api is not None:  # listening before the tool starts, so its first connect works
-            relay_listener = await open_api_relay(os.path.join(workdir, _RELAY_SOCKET), owner)
         try:
             process = await anyio.open_process(
                 [python, "-I", "-B", "-c", RUNNER, json.dumps(setup)],
@@ -285,7 +285,7 @@ async def run_tool_source(
         finally:
             os.close(write_fd)
         async with anyio.create_task_group() as relay:
-            if api is not None and relay_listener is not None:
+            if api is not None and relay_listener is not None:  # the tool's way to the API
                 relay.start_soon(serve_api_relay, relay_listener, api[0], api[1])
             with anyio.move_on_after(limits.timeout_s) as deadline:
                 async with anyio.create_task_group() as tg:
