@@ -190,9 +190,16 @@ def probe(settings: SandboxSettings) -> Isolation:
 
 
 @functools.lru_cache(maxsize=16)
-def exposed_paths(python: str) -> tuple[tuple[str, str], ...]:
-    """Folders of ``python`` behind one an unprivileged user cannot enter, as pairs of (that
-    folder, the folder to bind back): e.g. ``/root`` and ``/root/.pyenv/versions/3.11.7``."""
+def exposed_paths(
+    python: str, private: tuple[str, ...], untraversable: bool
+) -> tuple[tuple[str, str], ...]:
+    """Folders of ``python`` (its prefix, its venv) to bind back into the mount namespace, as
+    pairs (folder to cover with an empty tmpfs first, or "", folder to bind).
+
+    A folder under one of the ``private`` ones (a checkout in ``/tmp``) would vanish under the
+    call's private ``/tmp``; with ``untraversable``, one behind a folder an unprivileged user
+    cannot enter (pyenv under ``/root``) is bound under an empty tmpfs over that folder.
+    """
     wanted = {
         os.path.dirname(os.path.dirname(p))
         for p in (os.path.abspath(python), os.path.realpath(python))
@@ -201,6 +208,11 @@ def exposed_paths(python: str) -> tuple[tuple[str, str], ...]:
         wanted |= {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
     pairs: list[tuple[str, str]] = []
     for path in sorted(wanted):
+        if any(path == d or path.startswith(d.rstrip("/") + "/") for d in private):
+            pairs.append(("", path))
+            continue
+        if not untraversable:
+            continue
         parts = Path(path).parts
         for depth in range(2, len(parts)):
             folder = str(Path(*parts[:depth]))

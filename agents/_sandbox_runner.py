@@ -60,10 +60,11 @@ def _setup():
                 if os.path.isdir(dst):
                     _mount(b"tmpfs", dst, b"tmpfs", 0x1 | 0x2 | 0x8)  # RDONLY|NOSUID|NOEXEC
             # The interpreter under a folder the tool user may not enter (/root/.pyenv):
-            # an empty tmpfs over that folder, with just the interpreter bound back in.
+            # an empty tmpfs over that folder, with just the interpreter bound back in; or
+            # under /tmp, now the call's own: bound back at its path.
             covered = set()
             for hide, path, fd in exposed:
-                if hide not in covered:
+                if hide and hide not in covered:
                     _mount(b"tmpfs", hide, b"tmpfs", 0x2, b"mode=755")  # NOSUID
                     covered.add(hide)
                 os.makedirs(path, exist_ok=True)

@@ -267,7 +267,9 @@ async def run_tool_source(
             "workdir": workdir,
             "private_dirs": list(_PRIVATE_DIRS),
             "hidden_dirs": list(hide),
-            "expose": exposed_paths(python) if owner is not None and iso.mountns else (),
+            "expose": (
+                exposed_paths(python, _PRIVATE_DIRS, owner is not None) if iso.mountns else ()
+            ),
             "cwd": inside,
             "uid": owner[0] if owner is not None else -1,
             "gid": owner[1] if owner is not None else -1,

@@ -31,6 +31,7 @@ from agents.sandbox import limit_violations
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
 from orchestrator.api import ApiSettings, create_app
 from tests.agents.test_sandbox_isolation import (
+    _MEMORY_SLACK_MB,
     BOMB,
     DETACHED,
     ESCAPE,
@@ -167,7 +168,7 @@ async def test_hostile_tools_are_contained_through_the_api(
     try:
         await _contained(client, agent["id"], secret_home)
         await _back_to(tool_uid, baseline)
-        assert _mem_available_mb() > memory - 512
+        assert _mem_available_mb() > memory - _MEMORY_SLACK_MB
     finally:
         _kill_uid(tool_uid)
     now = limit_violations()  # what the worker's health record reports
