@@ -14,7 +14,7 @@ CLIENT_STAMP := .memgrid-client-installed
 
 export MEMGRID_HOME ?= $(CURDIR)/.memgrid
 
-.PHONY: all install clients demo test lint typecheck unit bench doctor clean
+.PHONY: all install clients demo test lint typecheck unit bench doctor clean chaos
 
 all: test
 
@@ -59,6 +59,12 @@ unit: $(STAMP) clients
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck unit
+
+# The chaos suite's long form: 30 minutes of load and faults (workers SIGKILLed and paused
+# past their lease, API and redis-server restarts), then the invariants and a table of figures.
+# MEMGRID_CHAOS_SECONDS, _SEED, _RATE (messages/s) and _KINDS (comma-separated) tune it.
+chaos: $(STAMP)
+	MEMGRID_CHAOS_SECONDS=$${MEMGRID_CHAOS_SECONDS:-1800} $(BIN)/python -m tests.chaos._harness
 
 doctor: $(STAMP)
 	$(BIN)/memgrid doctor

@@ -137,7 +137,7 @@ class Driver:
 
 @dataclass
 class Injector:
-    """Injects one fault of a random kind (of ``kinds``) every ``gap`` seconds or so."""
+    """Injects a fault every ``gap`` seconds or so, the kinds in rounds of random order."""
 
     procs: Procs
     redis: aioredis.Redis
@@ -148,12 +148,15 @@ class Injector:
 
     async def run(self, stop: anyio.Event) -> None:
         rng = random.Random(f"{self.seed}:faults")
+        order: list[str] = []
         while self.kinds and not stop.is_set():
             with anyio.move_on_after(rng.uniform(*self.gap)):
                 await stop.wait()
             if stop.is_set():
                 return
-            kind = rng.choice(self.kinds)
+            if not order:  # rounds of every kind in a random order: each kind comes up early
+                order = rng.sample(self.kinds, len(self.kinds))
+            kind = order.pop()
             self.injected[kind] += 1
             await getattr(self, f"_{kind}")(rng)
 

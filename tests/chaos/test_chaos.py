@@ -27,6 +27,6 @@ async def test_nothing_lost_or_duplicated_under_chaos(case: str, tmp_path: Path)
     config = ChaosConfig(seconds=75, kinds=CASES[case], seed=11, rate=1.0, drain_s=120)
     report = await run_chaos(config, tmp_path)
     print(report.table())
-    assert report.messages > 0, report.details()
-    assert sum(report.faults.values()) >= 5, report.table()
     assert report.ok, f"\n{report.table()}\n\n{report.details()}\nlogs: {tmp_path / 'logs'}"
+    assert report.messages >= 30, report.table()  # a steady load, not a trickle
+    assert sum(report.faults.values()) >= 5, report.table()
