@@ -106,7 +106,9 @@ async def check(
 async def _runs(
     redis: aioredis.Redis, jobs: list[Job], helpers: dict[str, str], found: Findings
 ) -> None:
-    """Each job's run completed with one reply; no agent has a run that did not finish."""
+    """Each job's run completed with one reply, after the agent's previous one; no agent has
+    a run that did not finish."""
+    last_done: dict[str, tuple[str, float]] = {}
     for job in jobs:
         raw = await redis.get(keys.run(job.agent_id, job.run_id))
         if raw is None:
@@ -123,6 +125,11 @@ async def _runs(
         elif len(run.replies) != 1:
             found.duplicated += max(0, len(run.replies) - 1)
             found.problems.append(f"{job.job}: run {run.id} replied {run.replies}")
+        done = run.completed_at or 0.0
+        before = last_done.get(job.agent_id)
+        if before is not None and done < before[1]:
+            found.problems.append(f"{job.job}: finished before {before[0]}, sent earlier")
+        last_done[job.agent_id] = (job.job, done)
     agents = {j.agent_id for j in jobs} | set(helpers.values())
     accepted = Counter(j.agent_id for j in jobs)
     for agent_id in sorted(agents):
