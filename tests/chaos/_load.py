@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 import redis.asyncio as aioredis
+from anyio.abc import TaskGroup
 from redis.exceptions import RedisError
 
 from storage import keys
@@ -145,32 +146,47 @@ class Injector:
     seed: int
     gap: tuple[float, float] = (3.0, 7.0)
     injected: Counter[str] = field(default_factory=Counter)
+    _paused: set[str] = field(default_factory=set)
+    _pauses: TaskGroup = field(init=False)
 
     async def run(self, stop: anyio.Event) -> None:
         rng = random.Random(f"{self.seed}:faults")
         order: list[str] = []
-        while self.kinds and not stop.is_set():
-            with anyio.move_on_after(rng.uniform(*self.gap)):
-                await stop.wait()
-            if stop.is_set():
-                return
-            if not order:  # rounds of every kind in a random order: each kind comes up early
-                order = rng.sample(self.kinds, len(self.kinds))
-            kind = order.pop()
-            self.injected[kind] += 1
-            await getattr(self, f"_{kind}")(rng)
+        async with anyio.create_task_group() as self._pauses:  # pauses overlap other faults
+            while self.kinds and not stop.is_set():
+                with anyio.move_on_after(rng.uniform(*self.gap)):
+                    await stop.wait()
+                if stop.is_set():
+                    return
+                if not order:  # rounds of every kind in a random order: each comes up early
+                    order = rng.sample(self.kinds, len(self.kinds))
+                kind = order.pop()
+                self.injected[kind] += 1
+                await getattr(self, f"_{kind}")(rng)
 
     async def _worker_sigkill(self, rng: random.Random) -> None:
-        await self.procs.kill_worker(rng.choice(self.procs.workers))
+        await self.procs.kill_worker(rng.choice(self.procs.workers))  # paused ones too
         await self.procs.start_worker(self.redis)
 
     async def _worker_sigstop(self, rng: random.Random) -> None:
-        name = rng.choice(self.procs.workers)
+        running = [w for w in self.procs.workers if w not in self._paused]
+        name = rng.choice(running or self.procs.workers)
+        # Past its lease (another worker takes its agents over meanwhile), and maybe across
+        # the next fault: a Redis restart or an API restart while it sleeps.
+        seconds = self.procs.lease_ms / 1000 * 1.5 + rng.uniform(0.0, 1.0)
+        if name in self._paused:  # every worker is paused already: nothing injected
+            self.injected["worker_sigstop"] -= 1
+            return
+        self._paused.add(name)
         self.procs.pause(name)
-        try:  # past its lease: another worker takes its agents over meanwhile
-            await anyio.sleep(self.procs.lease_ms / 1000 * 1.5 + rng.uniform(0.0, 1.0))
+        self._pauses.start_soon(self._resume_after, name, seconds)
+
+    async def _resume_after(self, name: str, seconds: float) -> None:
+        try:
+            await anyio.sleep(seconds)
         finally:
-            self.procs.resume(name)
+            self._paused.discard(name)
+            self.procs.resume(name)  # a no-op if it was SIGKILLed meanwhile
 
     async def _api_restart(self, rng: random.Random) -> None:
         await self.procs.kill_api()

@@ -6,6 +6,7 @@ whatever is left, whatever happened before.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -215,7 +216,8 @@ class Procs:
         os.killpg(self.procs[name].pid, signal.SIGSTOP)
 
     def resume(self, name: str) -> None:
-        os.killpg(self.procs[name].pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # killed while paused
+            os.killpg(self.procs[name].pid, signal.SIGCONT)
 
     def exited(self) -> dict[str, int]:
         """Processes that should be running but are not, with their exit codes."""
