@@ -43,6 +43,7 @@ class Findings:
     lost: int = 0
     duplicated: int = 0
     runs: int = 0
+    rerun: int = 0  # runs attempted more than once: a fault cut them short
     problems: list[str] = field(default_factory=list)
 
     def tally(self, what: str, found: Counter[str], expected: Iterable[str]) -> None:
@@ -141,6 +142,7 @@ async def _runs(
         for run_id in ids:
             raw = await redis.get(keys.run(agent_id, run_id))
             run = None if raw is None else decode(Run, raw)
+            found.rerun += run is not None and run.attempts > 1
             if run is None or run.status != "completed":
                 found.problems.append(
                     f"{agent_id}: run {run_id} {'gone' if run is None else run.status}"

@@ -90,6 +90,7 @@ class Report:
             ("accepted sends resent", str(self.resends)),
             ("sends never accepted", str(len(self.refused))),
             ("runs (all agents)", str(f.runs)),
+            ("runs attempted again after a fault", str(f.rerun)),
             ("lost", str(f.lost)),
             ("duplicated", str(f.duplicated)),
             ("other problems", str(len(self.problems) + len(f.problems))),
@@ -216,7 +217,14 @@ async def run_chaos(config: ChaosConfig, folder: Path) -> Report:
             rate=config.rate,
             seed=config.seed,
         )
-        injector = Injector(procs, redis, config.kinds, config.seed, gap=config.fault_gap)
+        injector = Injector(
+            procs,
+            redis,
+            config.kinds,
+            config.seed,
+            gap=config.fault_gap,
+            agents=[a for a, _ in coordinators] + list(helpers.values()),
+        )
         stop = anyio.Event()
         crashed = False
         started = time.monotonic()

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from anyio.abc import TaskGroup
 from redis.exceptions import RedisError
 
+from bus import keys as bus_keys
 from storage import keys
 from tests.chaos._policy import KINDS, job_text
 from tests.chaos._procs import Procs
@@ -145,6 +146,7 @@ class Injector:
     kinds: tuple[str, ...]
     seed: int
     gap: tuple[float, float] = (3.0, 7.0)
+    agents: list[str] = field(default_factory=list)  # whose leases tell which workers are busy
     injected: Counter[str] = field(default_factory=Counter)
     _paused: set[str] = field(default_factory=set)
     _pauses: TaskGroup = field(init=False)
@@ -164,13 +166,29 @@ class Injector:
                 self.injected[kind] += 1
                 await getattr(self, f"_{kind}")(rng)
 
+    async def _victim(self, rng: random.Random, among: list[str]) -> str:
+        """A worker of ``among`` that holds an agent's lease (one in the middle of a run),
+        waiting up to 2 s for one; else any: a fault that hits an idle worker tests little."""
+        deadline = time.monotonic() + 2.0
+        while self.agents and time.monotonic() < deadline:
+            try:
+                leases = await self.redis.mget([bus_keys.lease(a) for a in self.agents])
+            except (RedisError, OSError):
+                break
+            busy = {raw.decode().rsplit(":", 1)[0] for raw in leases if raw is not None}
+            if found := sorted(busy & set(among)):
+                return rng.choice(found)
+            await anyio.sleep(0.05)
+        return rng.choice(among)
+
     async def _worker_sigkill(self, rng: random.Random) -> None:
-        await self.procs.kill_worker(rng.choice(self.procs.workers))  # paused ones too
+        victim = await self._victim(rng, self.procs.workers)  # paused ones too
+        await self.procs.kill_worker(victim)
         await self.procs.start_worker(self.redis)
 
     async def _worker_sigstop(self, rng: random.Random) -> None:
         running = [w for w in self.procs.workers if w not in self._paused]
-        name = rng.choice(running or self.procs.workers)
+        name = await self._victim(rng, running or self.procs.workers)
         # Past its lease (another worker takes its agents over meanwhile), and maybe across
         # the next fault: a Redis restart or an API restart while it sleeps.
         seconds = self.procs.lease_ms / 1000 * 1.5 + rng.uniform(0.0, 1.0)

@@ -44,7 +44,7 @@ def reply_for(job: str, kind: str, helpers: int) -> str:
 
 def _slow(job: str, step: int, reply: Reply) -> Outcome:
     # A short, deterministic delay per step: kills and pauses land in the middle of steps.
-    delay = 0.05 * (zlib.crc32(f"{job}:{step}".encode()) % 6)
+    delay = 0.1 * (zlib.crc32(f"{job}:{step}".encode()) % 5)
     return Slow(delay, reply) if delay else reply
 
 
