@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from bus import connect
 from storage import keys
+from storage.records import Run, decode
 from tests.chaos._check import Findings, check
 from tests.chaos._load import FAULT_KINDS, Driver, Injector
 from tests.chaos._policy import HELPER_TAG, SHARED_LABEL
@@ -37,7 +38,7 @@ from tests.chaos._procs import ChaosFailure, Procs
 __all__ = ("ChaosConfig", "Report", "main", "run_chaos")
 
 _BIG = 1_000_000  # block limits: markers pile up for the whole run
-_FINISHED = (b'"completed"', b'"failed"', b'"cancelled"')
+_FINISHED = ("completed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ async def _unfinished(redis: aioredis.Redis, agent_ids: list[str]) -> list[str]:
         left += [
             f"{agent_id}/{i}"
             for i, raw in zip(ids, raws, strict=True)
-            if raw is None or not any(s in raw for s in _FINISHED)
+            if raw is None or decode(Run, raw).status not in _FINISHED
         ]
     return left
 

@@ -4,7 +4,9 @@ The driver sends coordinators their jobs through the REST API at a steady rate, 
 coordinator so that each agent's order is the order of acceptance. A send that fails (the API
 restarting, Redis down) is retried with the same ``otid`` until it is accepted or gives up; a
 share of accepted sends are sent again, as a client that lost the answer would, and must get
-the same run back. The injector picks a fault kind at random (seeded) every few seconds.
+the same run back. The injector injects a fault every few seconds, the kinds in rounds of
+random (seeded) order; worker faults strike a worker in the middle of a run, and a paused
+worker stays paused while the next faults land.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from redis.exceptions import RedisError
 
 from bus import keys as bus_keys
 from storage import keys
+from storage.records import Run, decode
 from tests.chaos._policy import KINDS, job_text
 from tests.chaos._procs import Procs
 
 __all__ = ("FAULT_KINDS", "Driver", "Injector", "Job")
 
 FAULT_KINDS = ("worker_sigkill", "worker_sigstop", "api_restart", "redis_restart")
-_FINISHED = (b'"completed"', b'"failed"', b'"cancelled"')
+_FINISHED = ("completed", "failed", "cancelled")
 _SEND_GIVE_UP_S = 60.0
 
 
@@ -108,7 +111,7 @@ class Driver:
             raws = await self.redis.mget([keys.run(agent_id, j.run_id) for j in recent])
         except (RedisError, OSError):
             return len(recent)
-        return sum(raw is None or not any(s in raw for s in _FINISHED) for raw in raws)
+        return sum(raw is None or decode(Run, raw).status not in _FINISHED for raw in raws)
 
     async def _send(
         self, client: httpx.AsyncClient, agent_id: str, job: str, kind: str, target: str
