@@ -148,3 +148,24 @@ async def test_two_concurrent_edits_both_land(
     assert response.status_code == 200, response.text
     stored = await _record(hook, agent["id"])
     assert {"alpha", "beta"} <= set(stored.tools)
+
+
+async def test_reapplying_a_workflow_keeps_a_step_committed_meanwhile(
+    client: httpx.AsyncClient, hook: StepAfterRead, tmp_path: Any
+) -> None:
+    from orchestrator.apply import apply_workflow
+    from orchestrator.workflow import load_workflow
+
+    model = (await make_agent(client))["llm_config"]["handle"]  # the served scripted model
+    file = tmp_path / "team.yaml"
+    file.write_text(f"name: team\nagents:\n  - name: lead\n    persona: one\n    model: {model}\n")
+    applied = await apply_workflow(hook.rt, load_workflow(file))
+    agent_id = applied.agents["lead"].id
+    hook.arm(agent_id, 0)
+    await hook.step()  # the agent has a conversation in context
+    file.write_text(f"name: team\nagents:\n  - name: lead\n    persona: two\n    model: {model}\n")
+    hook.arm(agent_id, 3)  # a step commits right after each read the re-apply makes
+    await apply_workflow(hook.rt, load_workflow(file))
+    stored = await _record(hook, agent_id)
+    assert stored.model == model
+    await _assert_steps_kept(hook, stored)
