@@ -41,10 +41,12 @@ from storage.records import Agent, Block, Message, Run, ToolCall, Wait, decode, 
 from storage.step_reads import StepReads
 
 __all__ = (
+    "CANCELLED",
     "Preempted",
     "StepOutcome",
     "Suspended",
     "Turn",
+    "cancel_requested",
     "heartbeat",
     "resume",
     "tool_result",
@@ -53,6 +55,12 @@ __all__ = (
 log = structlog.get_logger("memgrid.loop")
 # Stop reasons of runs that failed: the model never gave a usable answer, or the turn broke.
 _FAILED = frozenset({"error", "llm_api_error", "invalid_llm_response"})
+CANCELLED = "a client cancelled the run (POST /v1/agents/{agent_id}/messages/cancel)"
+
+
+async def cancel_requested(turn: Turn) -> bool:
+    """Whether a client asked to cancel the turn's run (checked before each step)."""
+    return bool(await turn.rt.redis.exists(bus_keys.run_cancel(turn.agent.id, turn.run.id)))
 
 
 class Preempted(Exception):
@@ -192,6 +200,8 @@ class Turn:
             run.attempts = 0
         if final:
             run.status = "failed" if outcome.stop in _FAILED else "completed"
+            if outcome.stop == "cancelled":
+                run.status = "cancelled"
             run.stop_reason = outcome.stop
             run.error = outcome.detail if run.status == "failed" else None
             run.completed_at = rt.clock()
@@ -243,6 +253,7 @@ class Turn:
                     )
                     if final:  # the reply to a waiting agent travels in the commit
                         stage_reply(pipe, run, rt.clock())
+                        pipe.delete(bus_keys.run_cancel(self.agent.id, run.id))
                     if final and self.on_final is not None:
                         self.on_final(pipe)
                     if final and self.lease is not None and run.steps:

@@ -27,18 +27,17 @@ import structlog
 from agents._approval import answer_pending
 from agents._calls import run_call
 from agents._turn import (
+    CANCELLED,
     Preempted,
     StepOutcome,
     Suspended,
     Turn,
+    cancel_requested,
     heartbeat,
     resume,
     tool_result,
 )
-from agents.events import (
-    Event,
-    StopReasonName,
-)
+from agents.events import Event, StopReasonName
 from agents.llm import ContextWindowExceeded, LLMError, LLMInvalidResponse, LLMResponse
 from agents.messaging import Suspend
 from agents.prompts import HEARTBEAT_AFTER_ERROR, HEARTBEAT_REASON
@@ -112,7 +111,8 @@ async def run_turn(
             steps is resumed after them (its inputs are already stored).
         lease: the agent's lease when a worker runs the turn; commits are fenced by it.
         should_stop: checked after each committed step; when true the turn stops with
-            :class:`Preempted`, leaving the run to be resumed.
+            :class:`Preempted`, leaving the run to be resumed. A cancelled run (a key set by
+            :meth:`agents.runs.RunStore.cancel`) ends before its next step as ``cancelled``.
         agent_record: the agent's record as just read by the caller (saves a read).
         on_final: stages more writes (on the pipeline it is given) into the run's last commit,
             such as acknowledging the inbox entry the run came from.
@@ -174,6 +174,9 @@ async def run_turn(
     try:
         limit = agent.max_steps if max_steps is None else min(agent.max_steps, max_steps)
         for step in range(first, limit):
+            if await cancel_requested(turn):  # a queued run ends here before any model call
+                outcome = StepOutcome(messages=pending, stop="cancelled", detail=CANCELLED)
+                break
             turn.state.step = step
             turn.state.step_calls = []
             outcome = await _step(turn, pending, step)

@@ -20,7 +20,7 @@ from agents.events import Event, StopReason, UsageStatistics, event_decoder
 from bus import keys as bus_keys
 from bus import streams
 from bus.envelopes import InboxMessage, RunRequest, encode_envelope
-from bus.events import follow, read_all
+from bus.events import OPEN_TTL_S, follow, read_all
 from storage import keys
 from storage.errors import Conflict, NotFound
 from storage.records import ReplyTo, Run, decode, encode, new_id
@@ -149,6 +149,34 @@ class RunStore:
             return []
         raws = await self._redis.mget([keys.run(agent_id, _text(i)) for i in ids])
         return [decode(Run, raw) for raw in raws if raw is not None]
+
+    async def cancel(self, agent_id: str, run_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Ask to cancel the agent's unfinished runs (``run_ids``, else all of them).
+
+        Nothing is written to the runs themselves here: their worker holds the agent's lease.
+        It reads the request before each step, so a queued run ends ``cancelled`` without
+        calling the model, and a running one after its current step (that step's effects are
+        committed as usual; a run waiting on another agent ends when it resumes). Returns each
+        run's id with ``cancelled`` when asked, else its final status (left as it is).
+
+        Raises:
+            NotFound: a run in ``run_ids`` is not one of the agent's.
+        """
+        if run_ids is None:
+            runs = await self.recent(agent_id, limit=1000)
+        else:
+            runs = [await self.get(agent_id, run_id) for run_id in run_ids]
+        answer: dict[str, str] = {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for run in runs:
+                if run.status in ("completed", "failed", "cancelled"):
+                    if run_ids is not None:
+                        answer[run.id] = run.status
+                    continue
+                pipe.set(bus_keys.run_cancel(agent_id, run.id), "1", ex=OPEN_TTL_S)
+                answer[run.id] = "cancelled"
+            await pipe.execute()
+        return answer
 
     async def follow(
         self, agent_id: str, run_id: str, *, timeout_s: float | None = None

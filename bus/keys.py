@@ -17,6 +17,7 @@ __all__ = (
     "otid",
     "outbox",
     "ready",
+    "run_cancel",
     "run_events",
     "step_journal",
     "timers",
@@ -55,6 +56,11 @@ def ready() -> str:
 def step_journal(agent_id: str, run_id: str, step: int) -> str:
     """The model's answer for a step, written before its tools run (replayed on redelivery)."""
     return f"{PREFIX}:{{{agent_id}}}:journal:{run_id}:{step}"
+
+
+def run_cancel(agent_id: str, run_id: str) -> str:
+    """Set when a client asked to cancel the run; read before each of its steps."""
+    return f"{PREFIX}:{{{agent_id}}}:cancel:{run_id}"
 
 
 def run_events(agent_id: str, run_id: str) -> str:

@@ -29,7 +29,13 @@ from orchestrator.api.blocks import BlocksController
 from orchestrator.api.errors import exception_handlers
 from orchestrator.api.messages import MessagesController
 from orchestrator.api.passages import PassagesController
-from orchestrator.api.runs import JobsController, RunsController, health, version
+from orchestrator.api.runs import (
+    CancelController,
+    JobsController,
+    RunsController,
+    health,
+    version,
+)
 from orchestrator.api.settings import ApiSettings
 from orchestrator.api.sources import (
     AgentFoldersController,
@@ -180,6 +186,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             FoldersController,
             AgentSourcesController,
             AgentFoldersController,
+            CancelController,
         ],
         dependencies={"api": Provide(api_state, sync_to_thread=False)},
         guards=[require_api_key],

@@ -5,20 +5,22 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Literal
 
+import msgspec
 from litestar import Controller, Response, get, post
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
 from agents.events import LettaMessage, StopReason, UsageStatistics
-from orchestrator.api.errors import RETRY_AFTER_S
+from orchestrator.api.errors import RETRY_AFTER_S, ApiError
 from orchestrator.api.ingestion import JobView, file_job_view
 from orchestrator.api.messages import sse
 from orchestrator.api.state import Api, page
 from orchestrator.api.views import Health, RunView, run_view
+from storage.errors import NotFound
 from storage.records import Run
 from storage.sources import SourceStore
 
-__all__ = ("JobsController", "RunsController", "health", "version")
+__all__ = ("CancelController", "JobsController", "RunsController", "health", "version")
 
 
 def version() -> str:
@@ -123,6 +125,40 @@ class RunsController(Controller):
         """Follow the run's events from its first as Server-Sent Events."""
         run = await api.runs.find(run_id)
         return sse(api, run.agent_id, run.id)
+
+
+class CancelIn(msgspec.Struct, kw_only=True):
+    """Letta's ``CancelAgentRunRequest``."""
+
+    run_ids: list[str] | None = None
+
+
+class CancelController(Controller):
+    """``POST /v1/agents/{agent_id}/messages/cancel``: stop an agent's unfinished runs."""
+
+    path = "/v1/agents/{agent_id:str}/messages/cancel"
+    tags = ["agents"]
+
+    @post("/", status_code=200)
+    async def cancel(
+        self, agent_id: FromPath[str], api: Api, data: JSONBody[CancelIn | None] = None
+    ) -> dict[str, str]:
+        """Cancel ``run_ids`` (default: every unfinished run of the agent).
+
+        A queued run ends ``cancelled`` without calling the model; a running one after its
+        current step (committed as usual); a run waiting on another agent when it resumes.
+        Answers each run id with ``cancelled``, or the final status of one already finished.
+        """
+        await api.agent(agent_id)
+        run_ids = data.run_ids if data is not None else None
+        for run_id in run_ids or []:
+            try:
+                owner: str | None = (await api.runs.find(run_id)).agent_id
+            except NotFound:
+                owner = None
+            if owner != agent_id:
+                raise ApiError(404, f"no run {run_id!r} of agent {agent_id!r}", field="run_ids")
+        return await api.runs.cancel(agent_id, run_ids)
 
 
 class JobsController(Controller):

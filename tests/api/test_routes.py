@@ -1,0 +1,94 @@
+"""Cancelling an agent's runs (httpx; the official clients in
+:mod:`tests.api.test_letta_clients`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from agents.scripted import ChatRequest, Outcome, Policy, echo, tool_call
+from bus import keys as bus_keys
+from tests.api.conftest import Served, make_agent, say_to, sse_frames
+
+
+class Hold:
+    """While ``active``, the model stops in each call until ``release`` and then asks for
+    another step: a run that would go on to its step limit unless cancelled."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+
+@pytest.fixture
+def hold() -> Hold:
+    return Hold()
+
+
+@pytest.fixture
+def policy(hold: Hold) -> Policy:
+    async def held(request: ChatRequest) -> Outcome:
+        if not hold.active:
+            return echo(request)
+        hold.entered.set()
+        await hold.release.wait()
+        return tool_call("conversation_search", query="nothing", request_heartbeat=True)
+
+    return held
+
+
+async def _run_end(client: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:
+    """The run's frames, once it has ended (its SSE stream closes at its end)."""
+    with anyio.fail_after(20):
+        frames = await sse_frames(client, f"/v1/runs/{run_id}/stream")
+    assert frames[-1] == "[DONE]"
+    return [f for f in frames[:-1] if isinstance(f, dict)]
+
+
+async def test_cancel_stops_the_running_run_and_the_queued_one(
+    client: httpx.AsyncClient, served: Served, hold: Hold, redis_client: aioredis.Redis
+) -> None:
+    agent = await make_agent(client)
+    hold.active = True
+    path = f"/v1/agents/{agent['id']}/messages"
+    running = (await client.post(f"{path}/async", json={"input": "spin"})).json()["id"]
+    queued = (await client.post(f"{path}/async", json={"input": "queued"})).json()["id"]
+    with anyio.fail_after(20):
+        await hold.entered.wait()  # the first run is in its first model call
+    answer = await client.post(f"{path}/cancel", json={})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {running: "cancelled", queued: "cancelled"}
+    hold.active = False
+    hold.release.set()
+
+    first = await _run_end(client, running)
+    assert first[-2:-1] == [
+        {"message_type": "stop_reason", "stop_reason": "cancelled", "detail": first[-2]["detail"]}
+    ]
+    assert "cancelled" in first[-2]["detail"]
+    assert first[-1]["step_count"] == 1  # the step in flight finished, and no other began
+    assert [f["message_type"] for f in first[:-2]] == ["tool_call_message", "tool_return_message"]
+    second = await _run_end(client, queued)
+    assert [f["message_type"] for f in second] == ["stop_reason", "usage_statistics"]
+    assert second[0]["stop_reason"] == "cancelled" and second[1]["step_count"] == 0
+    assert len(served.model.requests) == 1  # the queued run never called the model
+
+    for run_id in (running, queued):
+        run = (await client.get(f"/v1/runs/{run_id}")).json()
+        assert (run["status"], run["stop_reason"]) == ("cancelled", "cancelled")
+        assert not await redis_client.exists(bus_keys.run_cancel(agent["id"], run_id))
+
+    after = await say_to(client, agent["id"], "still here")  # the agent goes on as before
+    assert after["messages"][0]["content"] == "still here"
+    done = after["messages"][0]["run_id"]
+    again = await client.post(f"{path}/cancel", json={"run_ids": [done]})
+    assert again.json() == {done: "completed"}  # finished runs are left as they are
+    assert (await client.post(f"{path}/cancel")).json() == {}  # nothing unfinished
+    other = await client.post(f"{path}/cancel", json={"run_ids": ["run-nope"]})
+    assert other.status_code == 404 and "run-nope" in other.json()["detail"]
+    assert (await client.post("/v1/agents/agent-nope/messages/cancel")).status_code == 404
