@@ -15,9 +15,10 @@ from orchestrator.api.errors import RETRY_AFTER_S, ApiError
 from orchestrator.api.ingestion import JobView, file_job_view
 from orchestrator.api.messages import sse
 from orchestrator.api.state import Api, page
+from orchestrator.api.steps import StepView, steps_of
 from orchestrator.api.views import Health, RunView, run_view
 from storage.errors import NotFound
-from storage.records import Run
+from storage.records import Agent, Run
 from storage.sources import SourceStore
 
 __all__ = ("CancelController", "JobsController", "RunsController", "health", "version")
@@ -119,6 +120,28 @@ class RunsController(Controller):
             total_tokens=usage.total_tokens,
             step_count=usage.step_count,
         )
+
+    @get("/{run_id:str}/steps")
+    async def steps(
+        self,
+        run_id: FromPath[str],
+        api: Api,
+        after: FromQuery[str | None] = None,
+        before: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = None,
+        order: FromQuery[Literal["asc", "desc"] | None] = None,
+    ) -> list[StepView]:
+        """The run's committed steps, oldest first unless ``order=desc``."""
+        run = await api.runs.find(run_id)
+        events, ended = await api.runs.events(run.agent_id, run.id)
+        try:
+            agent: Agent | None = await api.agent(run.agent_id)
+        except NotFound:  # the agent was deleted; its run is kept a while
+            agent = None
+        found = steps_of(run, events, agent, ended=ended)
+        if order == "desc":
+            found.reverse()
+        return page(found, lambda s: s.id, after=after, before=before, limit=limit)
 
     @post("/{run_id:str}/stream", status_code=200)
     async def stream(self, run_id: FromPath[str], api: Api) -> Stream:

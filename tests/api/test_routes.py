@@ -1,4 +1,4 @@
-"""Cancelling an agent's runs (httpx; the official clients in
+"""A run's steps and cancelling an agent's runs (httpx; the official clients in
 :mod:`tests.api.test_letta_clients`)."""
 
 from __future__ import annotations
@@ -50,6 +50,19 @@ async def _run_end(client: httpx.AsyncClient, run_id: str) -> list[dict[str, Any
     return [f for f in frames[:-1] if isinstance(f, dict)]
 
 
+async def test_a_runs_steps(client: httpx.AsyncClient) -> None:
+    agent = await make_agent(client)
+    reply = await say_to(client, agent["id"], "one step")
+    run_id, step_id = reply["messages"][0]["run_id"], reply["messages"][0]["step_id"]
+    steps = (await client.get(f"/v1/runs/{run_id}/steps")).json()
+    assert [s["id"] for s in steps] == [step_id]
+    step = steps[0]
+    assert step["run_id"] == run_id and step["agent_id"] == agent["id"]
+    assert step["model_handle"] == agent["model"] and step["stop_reason"] == "end_turn"
+    assert step["total_tokens"] == reply["usage"]["total_tokens"] > 0
+    assert (await client.get("/v1/runs/run-nope/steps")).status_code == 404
+
+
 async def test_cancel_stops_the_running_run_and_the_queued_one(
     client: httpx.AsyncClient, served: Served, hold: Hold, redis_client: aioredis.Redis
 ) -> None:
@@ -82,6 +95,7 @@ async def test_cancel_stops_the_running_run_and_the_queued_one(
         run = (await client.get(f"/v1/runs/{run_id}")).json()
         assert (run["status"], run["stop_reason"]) == ("cancelled", "cancelled")
         assert not await redis_client.exists(bus_keys.run_cancel(agent["id"], run_id))
+    assert (await client.get(f"/v1/runs/{running}/steps")).json()[0]["stop_reason"] == "cancelled"
 
     after = await say_to(client, agent["id"], "still here")  # the agent goes on as before
     assert after["messages"][0]["content"] == "still here"
