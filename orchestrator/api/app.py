@@ -28,6 +28,8 @@ from orchestrator.api.auth import require_api_key
 from orchestrator.api.blocks import BlocksController
 from orchestrator.api.errors import exception_handlers
 from orchestrator.api.messages import MessagesController
+from orchestrator.api.models import ModelsController
+from orchestrator.api.overview import AgentContextController, TagsController
 from orchestrator.api.passages import PassagesController
 from orchestrator.api.runs import (
     CancelController,
@@ -186,7 +188,10 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             FoldersController,
             AgentSourcesController,
             AgentFoldersController,
+            AgentContextController,
             CancelController,
+            ModelsController,
+            TagsController,
         ],
         dependencies={"api": Provide(api_state, sync_to_thread=False)},
         guards=[require_api_key],

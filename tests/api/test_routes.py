@@ -1,8 +1,11 @@
-"""A run's steps and cancelling an agent's runs (httpx; the official clients in
+"""The routes Letta's clients and tools call besides messages: models, an agent's context
+window, a run's steps, cancelling an agent's runs, and tags (httpx; the official clients in
 :mod:`tests.api.test_letta_clients`)."""
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,7 +15,8 @@ import redis.asyncio as aioredis
 
 from agents.scripted import ChatRequest, Outcome, Policy, echo, tool_call
 from bus import keys as bus_keys
-from tests.api.conftest import Served, make_agent, say_to, sse_frames
+from orchestrator.api.settings import ApiSettings
+from tests.api.conftest import Served, make_agent, say_to, serve_api, sse_frames
 
 
 class Hold:
@@ -48,6 +52,91 @@ async def _run_end(client: httpx.AsyncClient, run_id: str) -> list[dict[str, Any
         frames = await sse_frames(client, f"/v1/runs/{run_id}/stream")
     assert frames[-1] == "[DONE]"
     return [f for f in frames[:-1] if isinstance(f, dict)]
+
+
+async def test_models_list_the_endpoint_and_the_embedders(client: httpx.AsyncClient) -> None:
+    models = (await client.get("/v1/models/")).json()
+    handles = [m["handle"] for m in models]
+    assert "openai/gpt-4o-mini" in handles and "openai/scripted" in handles
+    assert "openai/text-embedding-3-small" not in handles
+    mini = models[handles.index("openai/gpt-4o-mini")]
+    assert mini["model"] == mini["name"] == "gpt-4o-mini"
+    assert mini["context_window"] == mini["max_context_window"] == 128_000
+    assert mini["model_endpoint_type"] == "openai" and mini["model_endpoint"].endswith("/v1")
+    embedders = {e["handle"]: e for e in (await client.get("/v1/models/embedding")).json()}
+    assert set(embedders) >= {
+        "openai/text-embedding-3-small",
+        "hashing/384",
+        "local/all-MiniLM-L6-v2",
+    }
+    local = embedders["local/all-MiniLM-L6-v2"]
+    assert local["embedding_dim"] == 384 and local["embedding_endpoint_type"] == "hugging-face"
+    assert embedders["hashing/384"]["embedding_dim"] == 384
+
+
+async def test_models_without_a_reachable_endpoint_are_the_configured_ones(
+    redis_client: aioredis.Redis,
+    redis_url: str,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    monkeypatch.setenv("MEMGRID_MODEL", "openai/my-model")
+    monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/256")
+    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+    async with (
+        serve_api(ApiSettings(redis_url=redis_url, run_timeout_s=30)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        models = (await http.get("/v1/models/")).json()
+        assert [m["handle"] for m in models] == ["openai/my-model"]
+        embedders = (await http.get("/v1/models/embedding")).json()
+        assert [(e["handle"], e["embedding_dim"]) for e in embedders] == [
+            ("hashing/256", 256),
+            ("local/all-MiniLM-L6-v2", 384),
+            ("hashing/384", 384),
+        ]
+
+
+async def test_context_window_overview(client: httpx.AsyncClient) -> None:
+    agent = await make_agent(client, context_window_limit=20_000)
+    await say_to(client, agent["id"], "remember the teapot")
+    overview = (await client.get(f"/v1/agents/{agent['id']}/context")).json()
+    assert overview["context_window_size_max"] == 20_000
+    assert "Name: Bob" in overview["core_memory"] and overview["num_tokens_core_memory"] > 0
+    assert overview["num_messages"] == len(overview["messages"]) + 1
+    assert any("remember the teapot" in str(m.get("content")) for m in overview["messages"])
+    sections = [
+        "num_tokens_system",
+        "num_tokens_core_memory",
+        "num_tokens_external_memory_summary",
+        "num_tokens_summary_memory",
+        "num_tokens_functions_definitions",
+        "num_tokens_messages",
+    ]
+    assert overview["num_tokens_functions_definitions"] > 0
+    assert 0 < overview["context_window_size_current"] <= sum(overview[s] for s in sections) + 64
+    missing = await client.get("/v1/agents/agent-nope/context")
+    assert missing.status_code == 404 and "agent-nope" in missing.json()["detail"]
+
+
+async def test_tags_of_all_agents(client: httpx.AsyncClient) -> None:
+    await make_agent(client, tags=["sales", "eu"])
+    await make_agent(client, name="other", tags=["eu", "support"])
+    assert (await client.get("/v1/tags/")).json() == ["eu", "sales", "support"]
+    assert (await client.get("/v1/tags/", params={"query_text": "S"})).json() == [
+        "sales",
+        "support",
+    ]
+    assert (await client.get("/v1/tags/", params={"order": "desc", "limit": 2})).json() == [
+        "support",
+        "sales",
+    ]
+    assert (await client.get("/v1/tags/", params={"after": "eu"})).json() == ["sales", "support"]
 
 
 async def test_a_runs_steps(client: httpx.AsyncClient) -> None:
