@@ -26,6 +26,7 @@ from litestar.static_files import create_static_files_router
 from orchestrator.api.agents import AgentsController
 from orchestrator.api.auth import require_api_key
 from orchestrator.api.blocks import BlocksController
+from orchestrator.api.compat import served_routes, unimplemented_handlers
 from orchestrator.api.errors import exception_handlers
 from orchestrator.api.messages import MessagesController
 from orchestrator.api.models import ModelsController
@@ -209,5 +210,8 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             render_plugins=[_swagger()],
         ),
     )
+    # The rest of Letta's public surface answers 501 naming what to use instead, not 404.
+    for handler in unimplemented_handlers(served_routes(app)):
+        app.register(handler)
     app.state.api_key = settings.api_key
     return app
