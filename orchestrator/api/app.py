@@ -47,6 +47,7 @@ from orchestrator.api.sources import (
     SourcesController,
 )
 from orchestrator.api.state import ApiState, api_state
+from orchestrator.api.steps import StepsController
 from orchestrator.api.tools import ToolsController
 
 __all__ = ("create_app",)
@@ -192,6 +193,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             AgentContextController,
             CancelController,
             ModelsController,
+            StepsController,
             TagsController,
         ],
         dependencies={"api": Provide(api_state, sync_to_thread=False)},

@@ -68,7 +68,8 @@ _INSTEAD = {
     "YAML workflows (`memgrid run`)",
     "health": "GET /v1/health/",
     "identities": "tag agents (tags, metadata) and find them with GET /v1/agents/?tags=...",
-    "jobs": "GET /v1/jobs/{job_id} (runs and uploads) and GET /v1/runs/",
+    "jobs": "GET /v1/jobs/{job_id} (runs and uploads), PATCH /v1/jobs/{job_id}/cancel and "
+    "GET /v1/runs/",
     "mcp-servers": "custom tools are Python functions: PUT /v1/tools/ with source_code "
     "(pip_requirements for dependencies)",
     "messages": "an agent's messages: GET/POST /v1/agents/{agent_id}/messages",
@@ -83,7 +84,8 @@ _INSTEAD = {
     "MEMGRID_SANDBOX_* environment (docs/security.md)",
     "sources": "sources: GET/POST /v1/sources/, upload to /v1/sources/{source_id}/upload, "
     "attach with PATCH /v1/agents/{agent_id}/sources/attach/{source_id}",
-    "steps": "a run's steps: GET /v1/runs/{run_id}/steps",
+    "steps": "a run's steps: GET /v1/runs/{run_id}/steps; one step and its messages: GET "
+    "/v1/steps/{step_id} and /v1/steps/{step_id}/messages",
     "tags": "GET /v1/tags/",
     "telemetry": "memgrid logs each run with structlog on the server's output",
     "tools": "tools: GET/POST/PUT /v1/tools/, GET/PATCH/DELETE /v1/tools/{tool_id}, attached "

@@ -6,7 +6,7 @@ from importlib import metadata
 from typing import Literal
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
@@ -15,10 +15,10 @@ from orchestrator.api.errors import RETRY_AFTER_S, ApiError
 from orchestrator.api.ingestion import JobView, file_job_view
 from orchestrator.api.messages import sse
 from orchestrator.api.state import Api, page
-from orchestrator.api.steps import StepView, steps_of
+from orchestrator.api.steps import StepView, run_steps
 from orchestrator.api.views import Health, RunView, run_view
 from storage.errors import NotFound
-from storage.records import Agent, Run
+from storage.records import Run
 from storage.sources import SourceStore
 
 __all__ = ("CancelController", "JobsController", "RunsController", "health", "version")
@@ -132,13 +132,7 @@ class RunsController(Controller):
         order: FromQuery[Literal["asc", "desc"] | None] = None,
     ) -> list[StepView]:
         """The run's committed steps, oldest first unless ``order=desc``."""
-        run = await api.runs.find(run_id)
-        events, ended = await api.runs.events(run.agent_id, run.id)
-        try:
-            agent: Agent | None = await api.agent(run.agent_id)
-        except NotFound:  # the agent was deleted; its run is kept a while
-            agent = None
-        found = steps_of(run, events, agent, ended=ended)
+        found, _events = await run_steps(api, await api.runs.find(run_id))
         if order == "desc":
             found.reverse()
         return page(found, lambda s: s.id, after=after, before=before, limit=limit)
@@ -196,3 +190,13 @@ class JobsController(Controller):
         if job_id.startswith("file-"):
             return file_job_view(await SourceStore(api.rt.redis).get_file(job_id))
         return run_view(await api.runs.find(job_id))
+
+    @patch("/{job_id:str}/cancel")
+    async def cancel(self, job_id: FromPath[str], api: Api) -> RunView:
+        """Cancel a run, as ``POST /v1/agents/{agent_id}/messages/cancel`` does for its agent:
+        it ends ``cancelled`` before its next step (answered as it is now)."""
+        if job_id.startswith("file-"):
+            raise ApiError(409, "a document upload cannot be cancelled; delete the file instead")
+        run = await api.runs.find(job_id)
+        await api.runs.cancel(run.agent_id, [run.id])
+        return run_view(run)

@@ -1,4 +1,5 @@
-"""A run's steps in Letta's ``Step`` shape, rebuilt from the run's event stream.
+"""A run's steps in Letta's ``Step`` shape, rebuilt from the run's event stream, and
+``/v1/steps/{step_id}`` (a step's id, ``step-<run id>-<n>``, names its run).
 
 Every committed step writes its messages' events with the step's id, so the steps of a run
 are its events grouped by ``step_id`` in order. memgrid counts tokens per run, not per step:
@@ -11,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
+from litestar import Controller, get
+from litestar.params import FromPath
 
 from agents.events import Event, LettaMessage, StopReason, UsageStatistics
 from agents.llm import model_name
+from orchestrator.api.state import Api
+from storage.errors import NotFound
 from storage.records import Agent, Run
 
-__all__ = ("StepView", "steps_of")
+__all__ = ("StepView", "StepsController", "run_steps", "steps_of")
 
 
 class StepView(msgspec.Struct, kw_only=True):
@@ -79,3 +84,46 @@ def steps_of(
 
 def _step_id(event: LettaMessage) -> str | None:
     return event.step_id
+
+
+async def run_steps(api: Api, run: Run) -> tuple[list[StepView], list[Event]]:
+    """The steps of ``run`` and its events."""
+    events, ended = await api.runs.events(run.agent_id, run.id)
+    try:
+        agent: Agent | None = await api.agent(run.agent_id)
+    except NotFound:  # the agent was deleted; its run is kept a while
+        agent = None
+    return steps_of(run, events, agent, ended=ended), events
+
+
+class StepsController(Controller):
+    """One step by its id, and its messages."""
+
+    path = "/v1/steps"
+    tags = ["steps"]
+
+    async def _find(self, api: Api, step_id: str) -> tuple[StepView, list[Event]]:
+        run_id = step_id.removeprefix("step-").rpartition("-")[0]
+        try:
+            steps, events = await run_steps(api, await api.runs.find(run_id))
+        except NotFound:
+            steps, events = [], []
+        for step in steps:
+            if step.id == step_id:
+                return step, events
+        raise NotFound(f"no step with id {step_id!r}")
+
+    @get("/{step_id:str}")
+    async def retrieve(self, step_id: FromPath[str], api: Api) -> StepView:
+        """A committed step of a run kept by memgrid."""
+        return (await self._find(api, step_id))[0]
+
+    @get("/{step_id:str}/messages")
+    async def messages(self, step_id: FromPath[str], api: Api) -> list[LettaMessage]:
+        """The messages the step produced, in order."""
+        _step, events = await self._find(api, step_id)
+        return [
+            e
+            for e in events
+            if not isinstance(e, StopReason | UsageStatistics) and e.step_id == step_id
+        ]

@@ -150,6 +150,12 @@ async def test_a_runs_steps(client: httpx.AsyncClient) -> None:
     assert step["model_handle"] == agent["model"] and step["stop_reason"] == "end_turn"
     assert step["total_tokens"] == reply["usage"]["total_tokens"] > 0
     assert (await client.get("/v1/runs/run-nope/steps")).status_code == 404
+    assert (await client.get(f"/v1/steps/{step_id}")).json() == step
+    messages = (await client.get(f"/v1/steps/{step_id}/messages")).json()
+    assert messages == reply["messages"]  # all of the step's, in order
+    for unknown in (f"step-{run_id}-7", "step-run-nope-0", "nonsense"):
+        missing = await client.get(f"/v1/steps/{unknown}")
+        assert missing.status_code == 404 and unknown in missing.json()["detail"], unknown
 
 
 async def test_cancel_stops_the_running_run_and_the_queued_one(
@@ -195,3 +201,21 @@ async def test_cancel_stops_the_running_run_and_the_queued_one(
     other = await client.post(f"{path}/cancel", json={"run_ids": ["run-nope"]})
     assert other.status_code == 404 and "run-nope" in other.json()["detail"]
     assert (await client.post("/v1/agents/agent-nope/messages/cancel")).status_code == 404
+
+
+async def test_cancel_a_job(client: httpx.AsyncClient, hold: Hold) -> None:
+    agent = await make_agent(client)
+    hold.active = True
+    path = f"/v1/agents/{agent['id']}/messages/async"
+    running = (await client.post(path, json={"input": "spin"})).json()["id"]
+    with anyio.fail_after(20):
+        await hold.entered.wait()
+    job = await client.patch(f"/v1/jobs/{running}/cancel")
+    assert job.status_code == 200, job.text
+    assert job.json()["id"] == running
+    hold.active = False
+    hold.release.set()
+    frames = await _run_end(client, running)
+    assert frames[-2]["stop_reason"] == "cancelled"
+    assert (await client.get(f"/v1/jobs/{running}")).json()["status"] == "cancelled"
+    assert (await client.patch("/v1/jobs/run-nope/cancel")).status_code == 404
