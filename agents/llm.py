@@ -31,9 +31,11 @@ import msgspec
 import openai
 
 from agents._completion import LLMResponse, Unparsable, parse
+from agents._streaming import DeltaSink, stream_completion
 
 __all__ = (
     "ContextWindowExceeded",
+    "DeltaSink",
     "LLMClient",
     "LLMError",
     "LLMInvalidResponse",
@@ -182,20 +184,33 @@ class LLMClient:
         *,
         tool_choice: str | None = None,
         max_tokens: int | None = None,
+        sink: DeltaSink | None = None,
     ) -> LLMResponse:
-        """One completion, retried on transient failures."""
+        """One completion, retried on transient failures.
+
+        With a ``sink`` the completion streams (``stream=True``) and each chunk goes to the
+        sink as it arrives; a stream that breaks is retried as a whole, the sink told first.
+        """
         kwargs: dict[str, Any] = {"model": model_name(model), "messages": list(messages)}
         if tools:
             kwargs["tools"] = list(tools)
             kwargs["tool_choice"] = tool_choice or "auto"
         if max_tokens:
             kwargs["max_tokens"] = max_tokens
+        if sink is not None:
+            kwargs["stream"] = True
+            kwargs["stream_options"] = {"include_usage": True}
         attempt = 0
         while True:
             try:
                 index = self._take()
                 try:
                     with anyio.fail_after(self.settings.timeout_s + 5):
+                        if sink is not None:
+                            sink.restart()
+                            return await stream_completion(
+                                self._sdk(index), _request_encoder.encode(kwargs), sink
+                            )
                         # The SDK's typed request transform walks every message and schema
                         # through type hints (~3 ms a call), and its typed response costs
                         # ~0.5 ms more; our request is plain JSON, so it goes through the same

@@ -1,0 +1,109 @@
+"""Streamed completions (a delta sink given): the same answer as a plain call, handed on chunk
+by chunk, through the same retries and error classification."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from agents._streaming import CallDelta
+from agents.llm import LLMClient, LLMInvalidResponse, LLMSettings, LLMUnavailable
+from agents.scripted import (
+    CutStream,
+    MalformedBody,
+    ScriptedModel,
+    ServerError,
+    always,
+    call,
+    faults_then,
+    tool_calls,
+)
+
+HELLO = [{"role": "user", "content": "hello"}]
+ANSWER = tool_calls(
+    call("send_message", message="Hi Bob, nice to meet you", id="call_a"),
+    call("core_memory_append", label="human", content="Name: Bob", id="call_b"),
+    thought="The user said their name.",
+)
+
+
+class Sink:
+    """Records what a streamed call hands on, attempt by attempt."""
+
+    def __init__(self) -> None:
+        self.attempts: list[list[tuple[str, list[CallDelta]]]] = []
+
+    def restart(self) -> None:
+        self.attempts.append([])
+
+    async def chunk(self, content: str, calls: Sequence[CallDelta]) -> None:
+        self.attempts[-1].append((content, list(calls)))
+
+
+def _client(model: ScriptedModel) -> LLMClient:
+    settings = LLMSettings(
+        base_url=model.base_url,
+        api_key="test",
+        timeout_s=10.0,
+        max_retries=2,
+        backoff_base_s=0.01,
+        backoff_cap_s=0.05,
+    )
+    return LLMClient(settings)
+
+
+async def test_a_streamed_answer_equals_the_plain_one(model: ScriptedModel) -> None:
+    model.policy = always(ANSWER)
+    client, sink = _client(model), Sink()
+    try:
+        plain = await client.chat("scripted", HELLO)
+        streamed = await client.chat("scripted", HELLO, sink=sink)
+    finally:
+        await client.aclose()
+    assert streamed == plain
+    assert [r.stream for r in model.requests] == [False, True]
+    assert model.requests[1].include_usage
+    (chunks,) = sink.attempts
+    assert len(chunks) > 4
+    assert "".join(text for text, _ in chunks) == plain.content
+    pieces = [piece for _, calls in chunks for piece in calls]
+    assert {name for _, name, _ in pieces} == {"send_message", "core_memory_append"}
+    for index, tool_call in enumerate(plain.tool_calls):
+        assert "".join(arg for i, _, arg in pieces if i == index) == tool_call.arguments
+
+
+async def test_a_broken_stream_is_retried_whole(model: ScriptedModel) -> None:
+    model.policy = faults_then(CutStream(after_chunks=6, reply=ANSWER), ServerError(), then=ANSWER)
+    client, sink = _client(model), Sink()
+    try:
+        response = await client.chat("scripted", HELLO, sink=sink)
+    finally:
+        await client.aclose()
+    assert response.tool_calls[0].arguments == '{"message":"Hi Bob, nice to meet you"}'
+    assert len(model.requests) == 3
+    assert [len(a) > 0 for a in sink.attempts] == [True, False, True]
+
+
+@pytest.mark.parametrize("fault", [MalformedBody(b"not json"), MalformedBody(b"{}")])
+async def test_a_stream_that_is_not_a_completion_is_invalid(
+    model: ScriptedModel, fault: MalformedBody
+) -> None:
+    model.policy = always(fault)
+    client = _client(model)
+    try:
+        with pytest.raises(LLMInvalidResponse, match="stream"):
+            await client.chat("scripted", HELLO, sink=Sink())
+    finally:
+        await client.aclose()
+    assert len(model.requests) == 3
+
+
+async def test_a_stream_that_keeps_breaking_is_unavailable(model: ScriptedModel) -> None:
+    model.policy = always(CutStream(after_chunks=3, reply=ANSWER))
+    client = _client(model)
+    try:
+        with pytest.raises(LLMUnavailable):
+            await client.chat("scripted", HELLO, sink=Sink())
+    finally:
+        await client.aclose()
