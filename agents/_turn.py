@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from agents._deltas import TokenStream
 from agents._waits import end_wait, stage_reply
 from agents.context import MemoryStats, compile_system, to_openai_messages
 from agents.events import (
@@ -139,10 +140,12 @@ class Turn:
             **changes,
         )
 
-    def message(self, role: Any, step_id: str, **fields: Any) -> Message:
+    def message(
+        self, role: Any, step_id: str, message_id: str | None = None, **fields: Any
+    ) -> Message:
         self.seq += 1
         return Message(
-            id=new_id("message"),
+            id=message_id or new_id("message"),
             agent_id=self.agent.id,
             role=role,
             seq=self.seq,
@@ -151,6 +154,14 @@ class Turn:
             created_at=self.rt.clock(),
             **fields,
         )
+
+    def token_stream(self, step_id: str) -> TokenStream | None:
+        """Where a step's model call shows its tokens, when a client follows the run live."""
+        if not self.run.stream_tokens:
+            return None
+        rt = self.rt
+        ttl = rt.settings.open_events_ttl_s
+        return TokenStream(rt.redis, self.agent.id, self.run.id, step_id, ttl_s=ttl, clock=rt.clock)
 
     async def stats(self, recall_count: int) -> MemoryStats:
         tags: tuple[str, ...] = ()

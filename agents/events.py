@@ -18,6 +18,7 @@ from storage.records import Message
 
 __all__ = (
     "FAILED_STOPS",
+    "REASONING_PART",
     "ApprovalRequestMessage",
     "AssistantMessage",
     "Event",
@@ -36,6 +37,7 @@ __all__ = (
     "expand",
     "inner_thoughts",
     "iso",
+    "reply_part",
 )
 
 StopReasonName = Literal[
@@ -53,6 +55,15 @@ StopReasonName = Literal[
 ]
 
 REPLY_TOOL = "send_message"
+
+#: The part of a message that token deltas of its reasoning extend (see agents._deltas).
+REASONING_PART = "r"
+
+
+def reply_part(ordinal: int) -> str:
+    """The part of a message that token deltas of its ``ordinal``-th reply extend."""
+    return f"a{ordinal}"
+
 
 #: Stop reasons that mean the turn did not do what was asked (a CLI exits non-zero on them).
 FAILED_STOPS: frozenset[str] = frozenset(

@@ -26,6 +26,7 @@ import structlog
 
 from agents._approval import answer_pending
 from agents._calls import run_call
+from agents._model_call import llm_for_step
 from agents._turn import (
     CANCELLED,
     Preempted,
@@ -44,9 +45,8 @@ from agents.prompts import HEARTBEAT_AFTER_ERROR, HEARTBEAT_REASON
 from agents.runtime import Runtime
 from agents.summarizer import ContextOverflow, compact
 from agents.tools.registry import agent_tools
-from bus import keys as bus_keys
 from bus.errors import LeaseLost
-from bus.lease import Lease, journal
+from bus.lease import Lease
 from storage.records import Agent, Message, Run, Wait, decode, new_id
 from storage.step_reads import read_step
 
@@ -54,12 +54,8 @@ __all__ = ("InputMessage", "Preempted", "Suspended", "TurnResult", "run_turn")
 
 log = structlog.get_logger("memgrid.loop")
 _MAX_INVALID_IN_A_ROW = 4
-JOURNAL_TTL_S = 24 * 3600
 # Failures that must not be turned into a stop reason: the run is retried or resumed.
 _PROPAGATE = (LeaseLost, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-_llm_decoder = msgspec.json.Decoder(LLMResponse)
-# Tools whose effects are all inside the step's commit (a reply, reads): no journal needed.
-_COMMIT_ONLY_TOOLS = frozenset({"send_message", "conversation_search", "archival_memory_search"})
 _WAITING_TOOLS = frozenset(
     {"send_message_to_agent_and_wait_for_reply", "send_message_to_agents_matching_tags"}
 )
@@ -222,31 +218,6 @@ def _clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-async def _llm_for_step(turn: Turn, step: int, request: Any, tools: Any) -> LLMResponse:
-    """The model's answer for ``step``: journaled under a lease, so a re-run replays it.
-
-    A re-run must see the same answer when the first run's tools had effects outside the step's
-    commit (block edits, archival inserts, sends: keyed by step and call id). Calls to tools
-    whose effects are all in the commit need no journal, and a run on its first attempt that
-    did not resume a wait has no journal to read: no one ran its steps before.
-    """
-    if turn.lease is None:
-        return await turn.llm.chat(turn.agent.model, request, tools)
-    key = bus_keys.step_journal(turn.agent.id, turn.run.id, step)
-    if not turn.first_attempt:
-        journaled = await turn.rt.redis.get(key)
-        if journaled is not None:
-            return _llm_decoder.decode(journaled)
-    response = await turn.llm.chat(turn.agent.model, request, tools)
-    if all(call.name in _COMMIT_ONLY_TOOLS for call in response.tool_calls):
-        return response
-    # First writer wins, and only while the lease is ours: a stale worker racing us can neither
-    # make the two disagree nor leave a journal behind a finished run.
-    ours = msgspec.json.encode(response)
-    kept = await journal(turn.rt.redis, turn.lease, key, ours, JOURNAL_TTL_S)
-    return response if kept == ours else _llm_decoder.decode(kept)
-
-
 async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
     rt, step_id = turn.rt, f"step-{turn.run.id}-{step}"
     # Others (the API, a workflow re-apply) may have changed the agent's settings; the fields
@@ -264,6 +235,7 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
     committed = reads.messages
 
     response: LLMResponse | None = None
+    sink = turn.token_stream(step_id)
     for attempt in range(2):
         # This turn's own messages stay: the model must see the results it asked for.
         split = next(
@@ -294,7 +266,7 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
             turn.run.usage.add(compaction.prompt_tokens, compaction.completion_tokens)
         request, request_tools = build(turn.agent, [*committed, *pending])
         try:
-            response = await _llm_for_step(turn, step, request, request_tools)
+            response = await llm_for_step(turn, step, request, request_tools, sink)
         except ContextWindowExceeded as exc:
             if attempt == 0:
                 continue
@@ -320,7 +292,13 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
         c if c.id else msgspec.structs.replace(c, id=f"call-{step_id}-{i}")
         for i, c in enumerate(response.tool_calls)
     ]
-    assistant = turn.message("assistant", step_id, content=response.content, tool_calls=calls)
+    assistant = turn.message(
+        "assistant",
+        step_id,
+        sink.message_id if sink is not None else None,
+        content=response.content,
+        tool_calls=calls,
+    )
     new.append(assistant)
 
     if not calls:

@@ -87,11 +87,13 @@ class RunStore:
         hops: int = 0,
         wait_chain: Sequence[str] = (),
         max_steps: int | None = None,
+        stream_tokens: bool = False,
     ) -> Submitted:
         """Queue a run; returns at once. A repeated ``otid`` returns the original run.
 
         ``reply_to``, ``hops`` and ``wait_chain`` are set for messages between agents;
-        ``max_steps`` caps this run's steps below the agent's own limit.
+        ``max_steps`` caps this run's steps below the agent's own limit; ``stream_tokens``
+        makes its model calls stream, their tokens published as deltas to its event stream.
         """
         otid = otid or next((m.otid for m in messages if m.otid), None)
         run = Run(
@@ -101,6 +103,7 @@ class RunStore:
             reply_to=reply_to,
             hops=hops,
             wait_chain=list(wait_chain),
+            stream_tokens=stream_tokens,
         )
         envelope = RunRequest(
             run_id=run.id, agent_id=agent_id, messages=tuple(messages), max_steps=max_steps

@@ -345,6 +345,7 @@ class Run(_Record, kw_only=True):
     created_at: float = msgspec.field(default_factory=now)
     started_at: float | None = None
     completed_at: float | None = None
+    stream_tokens: bool = False  # a client follows it live: the model streams, deltas shown
 
 
 _T = TypeVar("_T")
