@@ -4,8 +4,9 @@ Every send goes through the bus: :meth:`agents.runs.RunStore.submit` queues a ru
 agent's inbox (a retried request with the same first ``otid`` gets the original run back),
 and the answer is read from the run's event stream, which any worker writes. The stream is
 ``data: <json>`` frames, one per Letta message, then ``stop_reason`` and ``usage_statistics``
-frames and ``data: [DONE]``. With ``stream_tokens`` the frames are the same: the step loop
-does not stream tokens from the model yet, so each message arrives as one chunk.
+frames and ``data: [DONE]``. With ``stream_tokens`` the model's tokens stream: reasoning and
+reply arrive in pieces that share their message's ``id`` (:mod:`orchestrator.api._live`);
+``include_pings`` adds a ``ping`` frame whenever the stream was silent for a while.
 
 A run stopped with ``requires_approval`` ends with an ``approval_request_message`` per held
 call; the next send answers it with Letta's approval message (0.11: ``{"type": "approval",
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
+from functools import partial
 from typing import Any, Literal, cast, get_args
 
 import msgspec
@@ -39,6 +41,7 @@ from agents.events import (
 from agents.limits import MessageTooLarge, MessageTooLong, check_message
 from bus.envelopes import InboxMessage
 from bus.events import follow
+from orchestrator.api._live import Ping, live_events
 from orchestrator.api.errors import ApiError
 from orchestrator.api.schemas import ContentPart, MessageIn, MessagesIn
 from orchestrator.api.state import Api
@@ -211,13 +214,26 @@ class EventStream(Stream):
         return super().to_asgi_response(*args, **kwargs)
 
 
-def sse(api: Api, agent_id: str, run_id: str, types: Sequence[str] | None = None) -> Stream:
-    """The run's events as a Server-Sent Events response ending with ``data: [DONE]``."""
+def sse(
+    api: Api,
+    agent_id: str,
+    run_id: str,
+    types: Sequence[str] | None = None,
+    *,
+    live: bool = False,
+    pings: bool = False,
+) -> Stream:
+    """The run's events as a Server-Sent Events response ending with ``data: [DONE]``;
+    ``live`` folds in token deltas, ``pings`` keeps a silent stream alive."""
 
     async def frames() -> AsyncIterator[bytes]:
+        events: AsyncIterator[Event | Ping] = follow_events(api, agent_id, run_id)
+        if live or pings:
+            stored = partial(follow_events, api, agent_id, run_id)
+            events = live_events(api, agent_id, run_id, pings=pings, stored=stored)
         try:
-            async for event in follow_events(api, agent_id, run_id):
-                if isinstance(event, StopReason | UsageStatistics) or _wanted(event, types):
+            async for event in events:
+                if isinstance(event, Ping | StopReason | UsageStatistics) or _wanted(event, types):
                     yield b"data: " + event_encoder.encode(event) + b"\n\n"
         except TimeoutError as exc:
             error = {"message_type": "error_message", "run_id": run_id, "message": str(exc)}
@@ -226,6 +242,11 @@ def sse(api: Api, agent_id: str, run_id: str, types: Sequence[str] | None = None
         yield b"data: [DONE]\n\n"
 
     return EventStream(frames(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+def _sse(api: Api, agent_id: str, run_id: str, data: MessagesIn) -> Stream:
+    types = data.include_return_message_types
+    return sse(api, agent_id, run_id, types, live=data.stream_tokens, pings=data.include_pings)
 
 
 async def _respond(
@@ -257,14 +278,20 @@ class MessagesController(Controller):
     path = "/v1/agents/{agent_id:str}/messages"
     tags = ["messages"]
 
-    async def _submit(self, api: Api, agent_id: str, data: MessagesIn) -> str:
+    async def _submit(
+        self, api: Api, agent_id: str, data: MessagesIn, *, streamed: bool = False
+    ) -> str:
         if data.max_steps is not None and data.max_steps < 1:
             raise ApiError(422, "max_steps must be at least 1", field="max_steps")
         agent = await api.agent(agent_id)
         inbox = _inbox(data, {call.id for call in agent.pending_approval})
         _check_sizes(api, agent, data, inbox)
         submitted = await api.runs.submit(
-            agent.id, inbox, otid=inbox[0].otid, max_steps=data.max_steps
+            agent.id,
+            inbox,
+            otid=inbox[0].otid,
+            max_steps=data.max_steps,
+            stream_tokens=streamed and data.stream_tokens,
         )
         return submitted.run_id
 
@@ -273,16 +300,16 @@ class MessagesController(Controller):
         self, agent_id: FromPath[str], data: JSONBody[MessagesIn], api: Api
     ) -> LettaResponse | Stream:
         """Send messages and wait for the agent's turn (``streaming=true``: stream it)."""
-        run_id = await self._submit(api, agent_id, data)
+        run_id = await self._submit(api, agent_id, data, streamed=data.streaming)
         if data.streaming:
-            return sse(api, agent_id, run_id, data.include_return_message_types)
+            return _sse(api, agent_id, run_id, data)
         return await _respond(api, agent_id, run_id, data.include_return_message_types)
 
     @post("/stream", status_code=200)
     async def stream(self, agent_id: FromPath[str], data: JSONBody[MessagesIn], api: Api) -> Stream:
         """Send messages and stream the agent's turn as Server-Sent Events."""
-        run_id = await self._submit(api, agent_id, data)
-        return sse(api, agent_id, run_id, data.include_return_message_types)
+        run_id = await self._submit(api, agent_id, data, streamed=True)
+        return _sse(api, agent_id, run_id, data)
 
     @post("/async", status_code=200)
     async def create_async(

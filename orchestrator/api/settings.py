@@ -1,17 +1,19 @@
 """Settings of the REST API, read from the environment in one place.
 
-==============================  ==================================================  =========
-variable                        meaning                                             default
-==============================  ==================================================  =========
-``MEMGRID_API_HOST``            address to bind                                     127.0.0.1
-``MEMGRID_API_PORT``            port to bind (Letta's)                              8283
-``MEMGRID_API_KEY``             when set, every path but health needs
-                                ``Authorization: Bearer <key>``                     unset
-``MEMGRID_API_CORS_ORIGINS``    comma-separated origins allowed by CORS             off
-``MEMGRID_API_MAX_BODY_BYTES``  largest request body accepted (413 above)           4 MiB
-``MEMGRID_API_RUN_TIMEOUT_S``   how long a waiting request follows a run            600
-``MEMGRID_SERVE_WORKER``        ``0`` turns the embedded worker off                 1
-==============================  ==================================================  =========
+================================  ==================================================  =========
+variable                          meaning                                             default
+================================  ==================================================  =========
+``MEMGRID_API_HOST``              address to bind                                     127.0.0.1
+``MEMGRID_API_PORT``              port to bind (Letta's)                              8283
+``MEMGRID_API_KEY``               when set, every path but health needs
+                                  ``Authorization: Bearer <key>``                     unset
+``MEMGRID_API_CORS_ORIGINS``      comma-separated origins allowed by CORS             off
+``MEMGRID_API_MAX_BODY_BYTES``    largest request body accepted (413 above)           4 MiB
+``MEMGRID_API_RUN_TIMEOUT_S``     how long a waiting request follows a run            600
+``MEMGRID_API_PING_INTERVAL_S``   a stream with ``include_pings`` sends a ping frame
+                                  after this many seconds without a frame             10
+``MEMGRID_SERVE_WORKER``          ``0`` turns the embedded worker off                 1
+================================  ==================================================  =========
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
         cors_origins: origins allowed by CORS; empty turns CORS off.
         max_body_bytes: the largest request body accepted.
         run_timeout_s: how long ``messages.create`` waits for a run before giving up.
+        ping_interval_s: how long a stream with ``include_pings`` stays silent before a ping.
         worker: run a worker inside the API process, so that it answers messages alone.
         worker_concurrency: agents the embedded worker runs at once.
         redis_url: use this Redis instead of the configured (or local) one.
@@ -51,6 +54,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
     run_timeout_s: float = 600.0
+    ping_interval_s: float = 10.0
     worker: bool = True
     worker_concurrency: int = 64
     redis_url: str | None = None
@@ -73,6 +77,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
             cors_origins=origins,
             max_body_bytes=int(_number(env, "MEMGRID_API_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024)),
             run_timeout_s=_number(env, "MEMGRID_API_RUN_TIMEOUT_S", 600.0, 1.0),
+            ping_interval_s=_number(env, "MEMGRID_API_PING_INTERVAL_S", 10.0, 0.05),
             worker=(env.get("MEMGRID_SERVE_WORKER") or "1").strip().lower()
             not in {"0", "false", "no", "off"},
         )

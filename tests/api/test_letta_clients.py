@@ -35,11 +35,16 @@ hi = MessageCreate(role="user", content="hi there")
 reply = client.agents.messages.create(agent_id=agent.id, messages=[hi])
 assert reply.messages[0].content == "hi there", reply
 assert reply.stop_reason.stop_reason == "end_turn"
-chunks = client.agents.messages.create_stream(
-    agent_id=agent.id, messages=[hi], stream_tokens=True
+long = MessageCreate(role="user", content="a reply long enough to come in several pieces")
+chunks = list(
+    client.agents.messages.create_stream(agent_id=agent.id, messages=[long], stream_tokens=True)
 )
 kinds = [chunk.message_type for chunk in chunks]
 assert kinds[-2:] == ["stop_reason", "usage_statistics"], kinds
+said = [c for c in chunks if c.message_type == "assistant_message"]
+assert len(said) > 1 and len({c.id for c in said}) == 1, said
+stored = [m for m in client.agents.messages.list(agent_id=agent.id) if m.id == said[0].id]
+assert "".join(c.content for c in said) == stored[0].content == long.content, (said, stored)
 assert [a.id for a in client.agents.list()] == [agent.id]
 assert client.agents.modify(agent_id=agent.id, name="renamed").name == "renamed"
 human = client.agents.blocks.modify(agent_id=agent.id, block_label="human", value="Alice")
@@ -98,6 +103,18 @@ assert reply.stop_reason.stop_reason == "end_turn"
 assert client.agents.messages.create(agent_id=agent.id, input="via input").messages
 kinds = [c.message_type for c in client.agents.messages.stream(agent_id=agent.id, messages=hi)]
 assert kinds[-2:] == ["stop_reason", "usage_statistics"], kinds
+long = [{"role": "user", "content": "a reply long enough to come in several pieces"}]
+chunks = list(
+    client.agents.messages.stream(agent_id=agent.id, messages=long, stream_tokens=True)
+)
+assert [c.message_type for c in chunks][-2:] == ["stop_reason", "usage_statistics"], chunks
+said = [c for c in chunks if c.message_type == "assistant_message"]
+assert len(said) > 1 and len({c.id for c in said}) == 1, said
+stored = [
+    m for m in client.agents.messages.list(agent_id=agent.id, order="desc", limit=10)
+    if m.id == said[0].id
+]
+assert "".join(c.content for c in said) == stored[0].content == long[0]["content"], stored
 assert [a.id for a in client.agents.list()] == [agent.id]
 assert client.agents.update(agent_id=agent.id, name="renamed").name == "renamed"
 assert [b.label for b in client.agents.blocks.list(agent_id=agent.id)] == ["human"]

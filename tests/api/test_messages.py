@@ -57,14 +57,16 @@ async def test_stream_sends_frames_then_done(client: httpx.AsyncClient) -> None:
     body = {"messages": [{"role": "user", "content": "stream me"}], "stream_tokens": True}
     frames = await sse_frames(client, f"/v1/agents/{agent['id']}/messages/stream", body)
     kinds = [f if f == "[DONE]" else f["message_type"] for f in frames]
-    assert kinds == [
+    # the reply streams in pieces of one message (see test_token_streaming)
+    assert list(dict.fromkeys(kinds)) == [
         "assistant_message",
         "tool_return_message",
         "stop_reason",
         "usage_statistics",
         "[DONE]",
     ]
-    assert frames[0]["content"] == "stream me"
+    said = [f["content"] for f in frames if f != "[DONE]" and "content" in f]
+    assert "".join(said) == "stream me"
     # 0.16 clients stream from POST /messages with streaming=true
     body = {"messages": [{"role": "user", "content": "again"}], "streaming": True}
     frames = await sse_frames(client, f"/v1/agents/{agent['id']}/messages", body)
