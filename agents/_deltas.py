@@ -2,8 +2,9 @@
 
 A :class:`TokenStream` is the :class:`~agents._streaming.DeltaSink` of one step's model call.
 It turns the model's chunks into pieces of Letta messages, all carrying the id the step's
-assistant message will be committed under: the text (``content``) becomes
-``reasoning_message`` pieces (part ``r``), and the ``message`` argument of each
+assistant message will be committed under: the text (``content``), or when there is none the
+first tool call's ``inner_thoughts`` argument, becomes ``reasoning_message`` pieces (part
+``r``), and the ``message`` argument of each
 ``send_message`` call, read out of the streamed argument JSON as it arrives
 (:class:`JsonStringField`), ``assistant_message`` pieces (parts ``a0``, ``a1``…). Pieces go to
 the run's event stream as deltas (:func:`bus.events.publish_deltas`), outside the step's
@@ -42,6 +43,7 @@ from storage.records import new_id
 __all__ = ("JsonStringField", "TokenStream")
 
 _REPLY_TOOL = "send_message"
+_THOUGHTS_ARG = "inner_thoughts"
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -166,13 +168,17 @@ class TokenStream:
         self._current: dict[str, str] = {}
         self._fields: dict[int, JsonStringField] = {}
         self._parts: dict[int, str] = {}
+        self._first_call: int | None = None
+        self._thoughts = JsonStringField(_THOUGHTS_ARG)
+        self._thought = ""
 
     async def chunk(self, content: str, calls: Sequence[CallDelta]) -> None:
-        if content:
-            self._content += content
-            # Committed reasoning is the text stripped: leading blanks are never shown.
-            self._current[REASONING_PART] = self._content.lstrip()
+        self._content += content
         for index, name, piece in calls:
+            if self._first_call is None:
+                self._first_call = index
+            if index == self._first_call:
+                self._thought += self._thoughts.feed(piece)
             field = self._fields.get(index)
             if field is None:
                 if name != _REPLY_TOOL:
@@ -183,6 +189,12 @@ class TokenStream:
             if text:
                 part = self._parts[index]
                 self._current[part] = self._current.get(part, "") + text
+        # The committed reasoning is the text, stripped, or else the first call's
+        # inner_thoughts argument as it is (see agents.events.expand).
+        if self._content.strip():
+            self._current[REASONING_PART] = self._content.lstrip()
+        elif self._thought.strip():
+            self._current[REASONING_PART] = self._thought
         await self._publish()
 
     def finish(self) -> None:

@@ -91,3 +91,19 @@ async def test_a_retry_that_says_otherwise_takes_a_new_id(redis_client: aioredis
     await stream.chunk("Second", [])
     stream.finish()
     assert stream.message_id not in (first, second)
+
+
+async def test_inner_thoughts_stream_as_reasoning_when_there_is_no_text(
+    redis_client: aioredis.Redis,
+) -> None:
+    stream = _stream(redis_client)
+    stream.restart()
+    arguments = json.dumps({"inner_thoughts": "Bob is back.", "message": "Hi Bob"})
+    for start in range(0, len(arguments), 10):
+        name = "send_message" if start == 0 else None
+        await stream.chunk("", [(0, name, arguments[start : start + 10])])
+    stream.finish()
+    shown = await _deltas(redis_client)
+    assert "".join(text for _id, part, text in shown if part == "r") == "Bob is back."
+    assert "".join(text for _id, part, text in shown if part == "a0") == "Hi Bob"
+    assert {message_id for message_id, _part, _text in shown} == {stream.message_id}

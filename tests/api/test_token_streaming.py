@@ -108,6 +108,20 @@ async def test_a_retry_that_says_something_else_streams_under_a_new_id(
     assert abandoned and "Another thought.".startswith(abandoned)
 
 
+async def test_inner_thoughts_stream_as_reasoning(
+    client: httpx.AsyncClient, served: Served
+) -> None:
+    # Real models often leave the text empty and think in the tool's inner_thoughts argument.
+    served.model.policy = lambda request: say(REPLY, inner_thoughts=THOUGHT)
+    agent = await make_agent(client)
+    frames = await _stream(client, agent["id"])
+    said, thought = _pieces(frames, "assistant_message"), _pieces(frames, "reasoning_message")
+    assert len(said) > 2 and len(thought) > 2, frames
+    assert len({f["id"] for f in said + thought}) == 1
+    assert "".join(f["reasoning"] for f in thought) == THOUGHT
+    assert "".join(f["content"] for f in said) == REPLY
+
+
 @pytest.fixture
 async def pinging(
     redis_client: aioredis.Redis,
