@@ -61,6 +61,15 @@ async def test_reply_and_reasoning_stream_in_pieces_of_one_message(
     replies = _pieces(stored, "assistant_message")
     assert [(m["id"], m["content"]) for m in replies] == [(said[0]["id"], REPLY)]
     assert served.model.requests[-1].stream
+    # 0.16 clients stream from POST /messages with streaming=true
+    body = {"messages": [{"role": "user", "content": "again"}], "streaming": True}
+    frames = await sse_frames(client, f"/v1/agents/{agent['id']}/messages", body)
+    assert len(_pieces(frames, "assistant_message")) == 1
+    frames = await sse_frames(
+        client, f"/v1/agents/{agent['id']}/messages", {**body, "stream_tokens": True}
+    )
+    said = _pieces(frames, "assistant_message")
+    assert len(said) > 2 and "".join(f["content"] for f in said) == REPLY
 
 
 async def test_a_request_without_stream_tokens_does_not_stream_the_model(
