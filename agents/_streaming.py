@@ -76,57 +76,81 @@ async def stream_completion(sdk: openai.AsyncOpenAI, body: bytes, sink: DeltaSin
         stream_cls=openai.AsyncStream[object],
         options={"headers": {"Content-Type": "application/json"}},
     )
-    content: list[str] = []
-    calls: dict[int, _Call] = {}
-    usage: Mapping[str, Any] = {}
-    finish: str | None = None
+    answer = _Answer()
     try:
         async for chunk in stream:
-            if not isinstance(chunk, dict):
-                raise Unparsable(f"a stream chunk that is not an object: {str(chunk)[:120]!r}")
-            if isinstance(chunk.get("usage"), dict):
-                usage = chunk["usage"]
-            choices = chunk.get("choices") or []
-            choice = choices[0] if choices and isinstance(choices[0], dict) else None
-            if choice is None:
-                continue
-            delta = choice.get("delta") or {}
-            text = _text(delta.get("content"))
-            pieces: list[CallDelta] = []
-            for part in delta.get("tool_calls") or ():
-                index = int(part.get("index") or 0)
-                call = calls.setdefault(index, _Call())
-                function = part.get("function") or {}
-                call.id = call.id or part.get("id")
-                # Some servers repeat the name in every delta: it is set once, not glued.
-                call.name = call.name or function.get("name")
-                piece = function.get("arguments") or ""
-                if not isinstance(piece, str):
-                    piece = json.dumps(piece)
-                call.arguments.append(piece)
-                pieces.append((index, call.name, piece))
-            content.append(text)
-            if choice.get("finish_reason"):
-                finish = str(choice["finish_reason"])
+            try:
+                text, pieces = answer.add(chunk)
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise Unparsable(f"a stream chunk that is not a completion chunk: {exc}") from exc
             if text or pieces:
                 await sink.chunk(text, pieces)
-    except ValueError as exc:  # a data line that is not JSON
+    except ValueError as exc:  # a data line that is not JSON (the SDK decodes it)
         raise Unparsable(f"a stream chunk that is not JSON: {exc}") from exc
     finally:
         await stream.close()
-    if finish is None:
-        raise Unparsable("the stream ended before the model finished (no finish_reason)")
-    return LLMResponse(
-        content="".join(content),
-        tool_calls=[
-            ToolCall(
-                id=str(call.id or f"call_{index}"),
-                name=str(call.name or ""),
-                arguments="".join(call.arguments),
-            )
-            for index, call in sorted(calls.items())
-        ],
-        prompt_tokens=_count(usage, "prompt_tokens"),
-        completion_tokens=_count(usage, "completion_tokens"),
-        finish_reason=finish,
-    )
+    return answer.response()
+
+
+class _Answer:
+    """The answer so far, chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.calls: dict[int, _Call] = {}
+        self.usage: Mapping[str, Any] = {}
+        self.finish: str | None = None
+
+    def add(self, chunk: Any) -> tuple[str, list[CallDelta]]:
+        """Take in one chunk; its text and tool-call pieces."""
+        if not isinstance(chunk, dict):
+            raise TypeError(f"not an object: {str(chunk)[:120]!r}")
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        choices = chunk.get("choices") or []
+        choice = choices[0] if choices and isinstance(choices[0], dict) else None
+        if choice is None:
+            return "", []
+        delta = choice.get("delta") or {}
+        text = _text(delta.get("content"))
+        pieces: list[CallDelta] = []
+        for part in delta.get("tool_calls") or ():
+            index = int(part.get("index") or 0)
+            call = self.calls.setdefault(index, _Call())
+            function = part.get("function") or {}
+            call.id = call.id or part.get("id")
+            # Some servers repeat the name in every delta: it is set once, not glued.
+            call.name = call.name or function.get("name")
+            piece = function.get("arguments") or ""
+            if not isinstance(piece, str):
+                piece = json.dumps(piece)
+            call.arguments.append(piece)
+            pieces.append((index, call.name, piece))
+        self.content.append(text)
+        if choice.get("finish_reason"):
+            self.finish = str(choice["finish_reason"])
+        return text, pieces
+
+    def response(self) -> LLMResponse:
+        """The whole answer.
+
+        Raises:
+            Unparsable: the stream ended before the model finished.
+        """
+        finish, calls, usage = self.finish, self.calls, self.usage
+        if finish is None:
+            raise Unparsable("the stream ended before the model finished (no finish_reason)")
+        return LLMResponse(
+            content="".join(self.content),
+            tool_calls=[
+                ToolCall(
+                    id=str(call.id or f"call_{index}"),
+                    name=str(call.name or ""),
+                    arguments="".join(call.arguments),
+                )
+                for index, call in sorted(calls.items())
+            ],
+            prompt_tokens=_count(usage, "prompt_tokens"),
+            completion_tokens=_count(usage, "completion_tokens"),
+            finish_reason=finish,
+        )

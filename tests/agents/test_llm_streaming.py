@@ -85,7 +85,15 @@ async def test_a_broken_stream_is_retried_whole(model: ScriptedModel) -> None:
     assert [len(a) > 0 for a in sink.attempts] == [True, False, True]
 
 
-@pytest.mark.parametrize("fault", [MalformedBody(b"not json"), MalformedBody(b"{}")])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        MalformedBody(b"not json"),
+        MalformedBody(b"{}"),
+        MalformedBody(b'{"choices": [{"delta": {"tool_calls": ["not a call"]}}]}'),
+        MalformedBody(b'{"choices": [{"delta": "no"}]}'),
+    ],
+)
 async def test_a_stream_that_is_not_a_completion_is_invalid(
     model: ScriptedModel, fault: MalformedBody
 ) -> None:
