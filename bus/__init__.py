@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from bus.local_redis import (
         ensure_local_redis,
         find_redis_server,
+        leave_local_redis,
         restart_local_redis_if_down,
+        running_local_redis,
         stop_local_redis,
     )
 
@@ -42,8 +44,10 @@ __all__ = (
     "ensure_local_redis",
     "find_redis_server",
     "is_transient",
+    "leave_local_redis",
     "resolve_redis_url",
     "restart_local_redis_if_down",
+    "running_local_redis",
     "stop_local_redis",
     "through_outage",
 )
@@ -65,7 +69,9 @@ _LAZY = {
         (
             "ensure_local_redis",
             "find_redis_server",
+            "leave_local_redis",
             "restart_local_redis_if_down",
+            "running_local_redis",
             "stop_local_redis",
         ),
         "bus.local_redis",

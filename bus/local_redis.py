@@ -1,12 +1,19 @@
 """A local redis-server shared by every memgrid process of one ``MEMGRID_HOME``.
 
 With ``MEMGRID_REDIS_URL`` unset, the first memgrid command starts redis-server detached from
-its own process group (so it outlives that command, and a crash of it), with AOF on and its data
-under ``$MEMGRID_HOME/redis``. Later commands find it through ``redis.url`` in that folder and
-reuse it; if it died, the next command (or ``memgrid up``, which watches it) starts it again on
-the same data and the same address, so that clients connected before reconnect to it. A file
-lock keeps two commands from starting two servers, and a server that is alive but not answering
-yet (loading its AOF, or busy) is waited for, never doubled.
+its own process group (a crash of that command does not take the data down with it), with AOF
+on and its data under ``$MEMGRID_HOME/redis``. Later commands find it through ``redis.url`` in
+that folder and reuse it; if it died, the next command (or ``memgrid up``, which watches it)
+starts it again on the same data and the same address, so that clients connected before
+reconnect to it. A file lock keeps two commands from starting two servers, and a server that
+is alive but not answering yet (loading its AOF, or busy) is waited for, never doubled.
+
+Lifecycle: every process that uses the server holds a shared lock on ``users.lock`` until it
+calls :func:`leave_local_redis` (or dies: the kernel drops the lock). The last user to leave
+shuts the server down (AOF flushed; the next command starts it again on the same data), unless
+the server is *kept*: ``memgrid redis start``, ``--keep-redis`` or ``MEMGRID_KEEP_REDIS=1``
+write the ``kept`` marker, and only :func:`stop_local_redis` (``memgrid redis stop``) ends a
+kept server. So a command stops what it started unless told to keep it.
 """
 
 from __future__ import annotations
@@ -21,16 +28,20 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Literal
 
 import redis
 
 from bus.errors import RedisUnavailable
 
 __all__ = (
+    "Left",
     "ensure_local_redis",
     "find_redis_server",
+    "leave_local_redis",
     "local_redis_dir",
     "restart_local_redis_if_down",
+    "running_local_redis",
     "stop_local_redis",
 )
 
@@ -211,6 +222,7 @@ def _running(folder: Path) -> str | None:
 def _ensure(home: Path, redis_server: str | None) -> tuple[str, bool]:
     folder = local_redis_dir(home).absolute()
     folder.mkdir(parents=True, exist_ok=True)
+    _join(folder)
     url_file = folder / "redis.url"
     if url_file.exists() and _answers(url := url_file.read_text().strip()):
         return url, False
@@ -261,9 +273,19 @@ def _ensure(home: Path, redis_server: str | None) -> tuple[str, bool]:
         )
 
 
+def running_local_redis(home: Path) -> str | None:
+    """The URL of this home's local server if it runs now; starts nothing."""
+    url = _known_url(local_redis_dir(home).absolute())
+    return url if url is not None and _answers(url) else None
+
+
 def stop_local_redis(home: Path) -> bool:
-    """Shut the local server down cleanly (AOF flushed). Returns whether one was running."""
-    url_file = local_redis_dir(home) / "redis.url"
+    """Shut the local server down cleanly (AOF flushed), kept or not, and wait until its process
+    has exited. Returns whether one was running."""
+    folder = local_redis_dir(home).absolute()
+    with contextlib.suppress(FileNotFoundError):
+        (folder / "kept").unlink()
+    url_file = folder / "redis.url"
     if not url_file.exists():
         return False
     url = url_file.read_text().strip()
@@ -276,4 +298,72 @@ def stop_local_redis(home: Path) -> bool:
         pass  # the server closes the connection while shutting down
     finally:
         client.close()
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while _server_alive(folder) and time.monotonic() < deadline:
+        time.sleep(0.01)  # gone means gone: no process left behind when this returns
     return True
+
+
+# This process's shared lock on each local server it uses (see the module docstring).
+_users: dict[Path, IO[str]] = {}
+
+Left = Literal["stopped", "kept", "kept now", "in use"]
+"""What :func:`leave_local_redis` did: shut the server down (this process was its last user),
+left it running because it is kept (``kept now``: this call marked it so), or because other
+processes still use it."""
+
+
+def _join(folder: Path) -> None:
+    """Hold a shared lock on ``users.lock`` while this process uses the server.
+
+    Waits while a last user holds it exclusively to shut the server down, so that this process
+    starts it again afterwards instead of connecting to a server about to go.
+    """
+    if folder in _users:
+        return
+    handle = (folder / "users.lock").open("a+")
+    deadline = time.monotonic() + _START_TIMEOUT_S * 2
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                handle.close()
+                raise RedisUnavailable(
+                    f"another process holds {folder / 'users.lock'} for too long; "
+                    "is a memgrid command stuck stopping Redis?"
+                ) from None
+            time.sleep(0.02)
+    _users[folder] = handle
+
+
+def leave_local_redis(*, keep: bool = False) -> list[tuple[str, Left]]:
+    """This process is done with the local servers it used: each one whose last user this is
+    shuts down, unless it is kept (``keep`` marks it kept). Returns (URL, what happened) per
+    server; empty when this process used none."""
+    left: list[tuple[str, Left]] = []
+    for folder in list(_users):
+        handle = _users.pop(folder)
+        url = _known_url(folder) or str(folder)
+        with handle:
+            outcome: Left = "in use"
+            with _start_lock(folder):  # no server starts while we decide, and one leaves at a time
+                kept_now = False
+                if keep and not (folder / "kept").exists():
+                    (folder / "kept").touch()
+                    kept_now = True
+                try:  # exclusive: no other process uses it
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass
+                else:
+                    if (folder / "kept").exists():
+                        outcome = "kept"
+                    else:
+                        stop_local_redis(folder.parent)
+                        outcome = "stopped"
+                if kept_now and _answers(url):
+                    outcome = "kept now"
+        left.append((url, outcome))
+    return left

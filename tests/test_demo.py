@@ -68,6 +68,8 @@ def test_make_demo_offline_runs_the_pipeline_in_under_two_minutes(tmp_path: Path
     home = tmp_path / "home"
     try:
         done, took = _demo(_env(home))
+        # `make demo` stops the Redis it started (issue #13): nothing left with parent PID 1.
+        assert not stop_local_redis(home), "the demo left its redis-server running"
     finally:
         stop_local_redis(home)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
