@@ -23,15 +23,17 @@ import random
 import re
 import ssl
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx2  # the HTTP client the openai SDK is built on, for its pool limits
 import msgspec
-import openai
 
 from agents._completion import LLMResponse, Unparsable, parse
 from agents._streaming import DeltaSink, stream_completion
+
+if TYPE_CHECKING:
+    # Loaded on the first model call (~0.65 s): commands that never call a model stay fast.
+    import openai
 
 __all__ = (
     "ContextWindowExceeded",
@@ -133,6 +135,9 @@ class LLMClient:
         self._tls: ssl.SSLContext | None = None  # one for all clients: each costs ~10 ms
 
     def _sdk_client(self, connections: int) -> openai.AsyncOpenAI:
+        import httpx2  # the HTTP client the openai SDK is built on, for its pool limits
+        import openai
+
         settings = self.settings
         if self._tls is None:
             self._tls = httpx2.create_ssl_context()  # what each client would make: certifi, env
@@ -191,6 +196,8 @@ class LLMClient:
         With a ``sink`` the completion streams (``stream=True``) and each chunk goes to the
         sink as it arrives; a stream that breaks is retried as a whole, the sink told first.
         """
+        import openai  # loaded by the first call (see the imports above)
+
         kwargs: dict[str, Any] = {"model": model_name(model), "messages": list(messages)}
         if tools:
             kwargs["tools"] = list(tools)
