@@ -33,6 +33,7 @@ import structlog
 from bus import BusSettings, RedisUnavailable, describe, restart_local_redis_if_down
 from orchestrator.api.settings import DEFAULT_PORT
 from orchestrator.runtime import open_runtime
+from storage.settings import StorageSettings
 
 __all__ = (
     "ApiOptions",
@@ -190,7 +191,12 @@ async def supervise(*, workers: int, concurrency: int, api: ApiOptions | None = 
         worker_env = {**os.environ, "MEMGRID_API_URL": api.url}
     bus_settings = BusSettings.from_env()
     async with open_runtime(own_archival=True) as rt:
-        print(f"memgrid up: Redis at {describe(rt.redis)}; starting {workers} workers", flush=True)
+        passages = StorageSettings.from_env().describe_passages()
+        print(
+            f"memgrid up: Redis at {describe(rt.redis)}; passages in {passages}; "
+            f"starting {workers} workers",
+            flush=True,
+        )
         async with anyio.create_task_group() as tg:
             if not bus_settings.redis_url:  # the local Redis is ours to keep running
                 tg.start_soon(keep_local_redis, bus_settings, stopping)
@@ -199,7 +205,10 @@ async def supervise(*, workers: int, concurrency: int, api: ApiOptions | None = 
                     partial(run_worker_process, index, concurrency, stopping, env=worker_env)
                 )
             if api is not None:
-                print(f"memgrid up: serving the API at {api.url}", flush=True)
+                print(
+                    f"memgrid up: serving the API at {api.url} (docs: {api.url}/schema)",
+                    flush=True,
+                )
                 tg.start_soon(run_api_process, api, stopping)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:

@@ -57,6 +57,12 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
     events_ttl_s: int = _EVENTS_TTL_S
     open_events_ttl_s: int = _OPEN_EVENTS_TTL_S
 
+    def describe_passages(self) -> str:
+        """Where archival passages live, for start-up banners and messages."""
+        if self.qdrant_url:
+            return f"the Qdrant server at {self.qdrant_url}"
+        return f"the embedded Qdrant engine under {self.home / 'qdrant'}"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StorageSettings:
         """Settings from the environment.

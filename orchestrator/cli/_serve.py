@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli._common import UsageError, uvloop_wanted
+
+if TYPE_CHECKING:
+    from orchestrator.api import ApiSettings
 
 __all__ = ("register",)
 
@@ -80,8 +83,41 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=15,
     )
+    app = config.app
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                print(_banner(app, settings, self.servers), flush=True)
+
     try:
-        uvicorn.Server(config).run()
+        _Server(config).run()
     except (StorageError, RedisUnavailable) as exc:
         raise UsageError(str(exc)) from exc
     return 0
+
+
+def _banner(app: Any, settings: ApiSettings, servers: list[Any]) -> str:
+    """What `memgrid serve` says once it listens: where, the docs, the Redis and passages."""
+    from bus import describe
+    from storage.settings import StorageSettings
+
+    port = settings.port
+    for server in servers:
+        for sock in server.sockets or ():
+            port = sock.getsockname()[1]  # the real one, also when asked for port 0
+    url = f"http://{settings.host}:{port}"
+    worker = (
+        f"a worker runs in this process ({settings.worker_concurrency} agents at once)"
+        if settings.worker
+        else "no worker in this process: run `memgrid worker` processes (or `memgrid up`)"
+    )
+    return "\n".join(
+        (
+            f"memgrid serve: the Letta-compatible API at {url} (docs: {url}/schema)",
+            f"memgrid serve: Redis at {describe(app.state.api.rt.redis)}; passages in "
+            f"{StorageSettings.from_env().describe_passages()}",
+            f"memgrid serve: {worker}; Ctrl-C to stop",
+        )
+    )
