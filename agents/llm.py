@@ -6,13 +6,16 @@ Errors (drawn as a tree)::
     ├── ContextWindowExceeded   the provider says the request is too long: compact and retry
     ├── LLMUnavailable          retries exhausted on 429 / 5xx / timeouts / connection errors
     ├── LLMInvalidResponse      retries exhausted on answers that are not chat completions
-    └── LLMRejected             a 4xx that retrying cannot fix (bad key, unknown model...)
+    └── LLMRejected             a 4xx that retrying cannot fix (bad key, unknown model...),
+                                or no endpoint configured at all
 
 Retries use exponential backoff with full jitter and honour ``Retry-After``; every call makes
-at most ``1 + max_retries`` requests. A 200 whose body is not a chat completion (broken JSON,
-no choices) is retried too: a proxy's hiccup looks like that. Malformed tool-call JSON is not an
-error here: the raw arguments go back to the step loop, which answers the model with a tool
-error.
+at most ``1 + max_retries`` requests. An endpoint that cannot be reached at all (connection
+refused, a host name that does not resolve) gets one quick retry, not the backoff: nobody
+listens there, and the error names the URL and what to set. A 200 whose body is not a chat
+completion (broken JSON, no choices) is retried too: a proxy's hiccup looks like that.
+Malformed tool-call JSON is not an error here: the raw arguments go back to the step loop,
+which answers the model with a tool error.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import os
 import random
 import re
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,6 +52,9 @@ __all__ = (
     "model_name",
 )
 
+_OPENAI_URL = "https://api.openai.com/v1"
+_UNREACHABLE_RETRIES = 1
+_UNREACHABLE_DELAY_S = 0.2
 # Prefixes stripped from handles; anything else is passed through (vLLM models contain '/').
 _CONNECTIONS_PER_CLIENT = 16
 _PROVIDER_PREFIXES = ("openai/", "ollama/", "vllm/", "lmstudio/", "llamacpp/", "litellm/")
@@ -198,6 +205,12 @@ class LLMClient:
         """
         import openai  # loaded by the first call (see the imports above)
 
+        if not self.settings.base_url and not self.settings.api_key:
+            raise LLMRejected(
+                "no model endpoint is configured: set OPENAI_API_KEY (OpenAI) or "
+                "OPENAI_BASE_URL (vLLM, Ollama, LiteLLM, `memgrid scripted-model`...); "
+                "`memgrid doctor` checks it"
+            )
         kwargs: dict[str, Any] = {"model": model_name(model), "messages": list(messages)}
         if tools:
             kwargs["tools"] = list(tools)
@@ -266,9 +279,15 @@ class LLMClient:
                 if isinstance(exc, openai.APIStatusError) and _is_context_error(exc):
                     raise ContextWindowExceeded(_message(exc)) from exc
                 attempt += 1
+                unreachable = _unreachable(exc)
+                if unreachable is not None:  # nobody listens: one quick retry, no backoff
+                    if attempt > min(_UNREACHABLE_RETRIES, self.settings.max_retries):
+                        raise LLMUnavailable(self._unreachable_message(unreachable)) from exc
+                    await anyio.sleep(_UNREACHABLE_DELAY_S)
+                    continue
                 if attempt > self.settings.max_retries:
                     raise LLMUnavailable(
-                        f"the model endpoint failed {attempt} times; last error: "
+                        f"the model endpoint {self.url} failed {attempt} times; last error: "
                         f"{type(exc).__name__}: {_message(exc)}"
                     ) from exc
                 await anyio.sleep(self._delay(attempt, exc))
@@ -284,6 +303,22 @@ class LLMClient:
                 raise LLMRejected(
                     f"the model endpoint refused the request: {_message(exc)}"
                 ) from exc
+
+    @property
+    def url(self) -> str:
+        """The endpoint this client calls."""
+        return self.settings.base_url or _OPENAI_URL
+
+    def _unreachable_message(self, reason: str) -> str:
+        where = (
+            "is a server listening there? check OPENAI_BASE_URL"
+            if self.settings.base_url
+            else "check the network, or set OPENAI_BASE_URL to an OpenAI-compatible server"
+        )
+        return (
+            f"cannot reach the model endpoint {self.url} ({reason}); {where} "
+            "(`memgrid doctor` checks it)"
+        )
 
     def _delay(self, attempt: int, exc: BaseException) -> float:
         retry_after = _retry_after(exc)
@@ -312,6 +347,31 @@ def _retry_after(exc: BaseException) -> float | None:
             continue  # Retry-After may be an HTTP date: the backoff is as good
         if math.isfinite(seconds) and seconds >= 0:
             return seconds
+    return None
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why no connection could be made (refused, unknown host), if that is what ``exc`` says;
+    ``None`` for anything else (a timeout or a connection cut mid-answer is worth retrying)."""
+    import httpx2
+
+    cause: BaseException | None = exc
+    for _depth in range(8):
+        if cause is None or isinstance(cause, httpx2.TimeoutException | TimeoutError):
+            return None
+        if isinstance(cause, httpx2.ConnectError | ConnectionRefusedError | socket.gaierror):
+            reason = str(cause) or type(cause).__name__
+            inner: BaseException | None = cause
+            for _inner_depth in range(8):  # the deepest OS error says most: refused, no host
+                if isinstance(inner, BaseExceptionGroup) and inner.exceptions:
+                    inner = inner.exceptions[0]
+                if inner is None:
+                    break
+                if isinstance(inner, OSError) and str(inner):
+                    reason = str(inner)
+                inner = inner.__cause__ or inner.__context__
+            return reason
+        cause = cause.__cause__ or cause.__context__
     return None
 
 

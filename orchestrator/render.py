@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 from agents.events import (
@@ -17,7 +19,7 @@ from agents.events import (
     UsageStatistics,
 )
 
-__all__ = ("print_event", "short")
+__all__ = ("note_workers_model", "print_event", "short")
 
 
 def short(text: str, limit: int = 160) -> str:
@@ -71,3 +73,20 @@ def print_event(event: Event, *, who: str = "", agent: str = "", out: TextIO | N
     else:
         return
     print(line, file=stream, flush=True)
+
+
+def note_workers_model(workers: Sequence[dict[str, object]], file: TextIO | None = None) -> None:
+    """Say on stderr when running workers will answer with another model endpoint than this
+    shell's ``OPENAI_BASE_URL``: a message submitted through them uses theirs (agents that name
+    their own endpoint keep it either way)."""
+    mine = os.environ.get("OPENAI_BASE_URL") or None
+    if mine is None:
+        return
+    theirs = sorted({str(w.get("model_endpoint") or "unset") for w in workers} - {mine})
+    if theirs:
+        print(
+            f"memgrid: running workers answer with their own model settings "
+            f"(OPENAI_BASE_URL={', '.join(theirs)}), not this shell's OPENAI_BASE_URL={mine}; "
+            "restart them with yours (or stop them) to use it",
+            file=file or sys.stderr,
+        )

@@ -19,7 +19,7 @@ from agents.runtime import Runtime
 from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
 from orchestrator.apply import Applied
-from orchestrator.render import print_event
+from orchestrator.render import note_workers_model, print_event
 from storage import keys
 from storage.records import Run
 
@@ -75,10 +75,12 @@ async def run_inputs(
     finished: set[str] = set()
     with anyio.fail_after(timeout_s):
         async with anyio.create_task_group() as tg:
-            if not await live_workers(rt.redis):
-                worker = Worker(rt, WorkerSettings(concurrency=16))
-                tg.start_soon(worker.run)
+            workers = await live_workers(rt.redis)
+            if not workers:
+                worker: Worker | None = (local := Worker(rt, WorkerSettings(concurrency=16)))
+                tg.start_soon(local.run)
             else:
+                note_workers_model(workers)
                 worker = None
             quiet_since: float | None = None
             while True:

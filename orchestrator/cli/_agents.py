@@ -12,7 +12,7 @@ import msgspec
 
 from agents.events import FAILED_STOPS, Event, StopReason, UsageStatistics, event_encoder, iso
 from orchestrator.cli._common import with_runtime
-from orchestrator.render import print_event
+from orchestrator.render import note_workers_model, print_event
 
 if TYPE_CHECKING:  # the runtime pulls in the model client: imported when a command runs
     from agents.runtime import Runtime
@@ -186,8 +186,11 @@ async def _turn(
     submitted = await runs.submit(agent.id, [InboxMessage(content=text, role=role)])
     events: list[Event] = []
     async with anyio.create_task_group() as tg:
-        if not await live_workers(rt.redis):
+        workers = await live_workers(rt.redis)
+        if not workers:
             tg.start_soon(Worker(rt, WorkerSettings(burst=True, concurrency=4)).run)
+        else:
+            note_workers_model(workers)
         async for event in runs.follow(agent.id, submitted.run_id):
             events.append(event)
             if live:
