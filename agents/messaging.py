@@ -129,6 +129,7 @@ class Messaging:
             reply_to=reply_to,
             hops=self.run.hops + 1,
             wait_chain=[*self.run.wait_chain, self.agent.id] if reply_to else [],
+            root_run_id=self.run.root_run_id or self.run.id,
         )
         return submitted.run_id
 

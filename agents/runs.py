@@ -88,12 +88,14 @@ class RunStore:
         wait_chain: Sequence[str] = (),
         max_steps: int | None = None,
         stream_tokens: bool = False,
+        root_run_id: str | None = None,
     ) -> Submitted:
         """Queue a run; returns at once. A repeated ``otid`` returns the original run.
 
-        ``reply_to``, ``hops`` and ``wait_chain`` are set for messages between agents;
-        ``max_steps`` caps this run's steps below the agent's own limit; ``stream_tokens``
-        makes its model calls stream, their tokens published as deltas to its event stream.
+        ``reply_to``, ``hops``, ``wait_chain`` and ``root_run_id`` (the outside input's run
+        that the chain started from) are set for messages between agents; ``max_steps`` caps
+        this run's steps below the agent's own limit; ``stream_tokens`` makes its model calls
+        stream, their tokens published as deltas to its event stream.
         """
         otid = otid or next((m.otid for m in messages if m.otid), None)
         run = Run(
@@ -104,6 +106,7 @@ class RunStore:
             hops=hops,
             wait_chain=list(wait_chain),
             stream_tokens=stream_tokens,
+            root_run_id=root_run_id,
         )
         envelope = RunRequest(
             run_id=run.id, agent_id=agent_id, messages=tuple(messages), max_steps=max_steps

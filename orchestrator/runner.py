@@ -27,7 +27,7 @@ __all__ = ("RunReport", "replies_of", "run_inputs", "stop_of")
 
 
 class RunReport(msgspec.Struct, kw_only=True):
-    """One input's outcome, and every run of the workflow's agents it caused."""
+    """One input's outcome, and every run of the workflow's agents its messages caused."""
 
     input_name: str
     entry_run: Run
@@ -102,15 +102,17 @@ async def run_inputs(
                 await anyio.sleep(0.1)
             if worker is not None:
                 worker.stop()
+    # Each input's table row counts the runs its own chain of messages caused (they carry its
+    # run as their root), not those of the other inputs that ran meanwhile.
+    caused: dict[str, list[Run]] = {sub.run_id: [] for _label, sub in submitted}
+    for agent_id in names:
+        for run in await runs.recent(agent_id, limit=200):
+            if run.root_run_id in caused and run.id not in earlier:
+                caused[run.root_run_id].append(run)
     reports = []
     for label, sub in submitted:
         entry_run = await runs.get(entry_agent.id, sub.run_id)
-        caused = []
-        for agent_id in names:
-            for run in await runs.recent(agent_id, limit=200):
-                if run.created_at >= started and run.id != sub.run_id and run.id not in earlier:
-                    caused.append(run)
-        reports.append(RunReport(input_name=label, entry_run=entry_run, runs=caused))
+        reports.append(RunReport(input_name=label, entry_run=entry_run, runs=caused[sub.run_id]))
     return reports
 
 

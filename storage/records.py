@@ -342,6 +342,9 @@ class Run(_Record, kw_only=True):
     hops: int = 0
     wait_chain: list[str] = msgspec.field(default_factory=list)
     wait: Wait | None = None
+    # The run of the outside input whose chain of agent-to-agent messages caused this run;
+    # None: this run is such a root itself (records written before the field read as roots).
+    root_run_id: str | None = None
     created_at: float = msgspec.field(default_factory=now)
     started_at: float | None = None
     completed_at: float | None = None

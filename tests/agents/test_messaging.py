@@ -231,3 +231,40 @@ async def test_exit_loop_on_a_waiting_tool_ends_the_turn_at_the_reply(
     assert len(asker_requests) == 1  # no step after the reply: the rule ended the turn
     [tool_result] = [m for m in await runtime.messages.list(asker.id) if m.role == "tool"]
     assert "pong" in tool_result.content
+
+
+async def test_runs_caused_carry_the_root_run_through_every_hop(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    """alice waits on bob, who tells carol: both runs name alice's run (the outside input) as
+    their root, so that what one input caused can be told from what others did."""
+
+    def policy(request: ChatRequest) -> Outcome:
+        role = _role(request)
+        if role == "carol":
+            return say("noted")
+        if _after_tool(request):
+            return say("done")
+        if role == "bob":
+            return tool_call("send_message_to_agent_async", message="fyi", other_agent_id="carol")
+        return tool_call(
+            "send_message_to_agent_and_wait_for_reply", message="ask", other_agent_id="bob"
+        )
+
+    model.policy = policy
+    alice = await _agent(runtime, "alice", "alice")
+    bob = await _agent(runtime, "bob", "bob")
+    carol = await _agent(runtime, "carol", "carol")
+    runs = RunStore(runtime.redis)
+    submitted = await runs.submit(alice.id, [InboxMessage(content="go")])
+    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=8, lease_ms=5000))
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            _ = [e async for e in runs.follow(alice.id, submitted.run_id)]
+    root = await runs.get(alice.id, submitted.run_id)
+    assert root.root_run_id is None  # an outside input is its own root
+    [bobs] = await runs.recent(bob.id)
+    [carols] = await runs.recent(carol.id)
+    assert (bobs.hops, carols.hops) == (1, 2)
+    assert bobs.root_run_id == carols.root_run_id == root.id

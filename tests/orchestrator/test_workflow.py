@@ -161,8 +161,11 @@ def test_run_applies_idempotently_and_routes_are_checked(
     assert "[writer] -> draft_candidate_email(" in out  # every agent's steps stream live
     assert "outcome: drafted" in out
     assert "no route from 'screener' to 'bystander'" in out
-    table = out.split("input", 1)[1]
-    assert "1-strong.txt" in table and "2-weak.txt" in table and "3-stray.txt" in table
+    table = out.split("runs caused", 1)[1]
+    # Runs caused counts each input's own chain only: the strong one's message to the writer;
+    # the weak one rejects and the stray one's route is refused, so they caused none.
+    caused = {row.split()[0]: int(row.split()[3]) for row in table.splitlines() if ".txt" in row}
+    assert caused == {"1-strong.txt": 1, "2-weak.txt": 0, "3-stray.txt": 0}, table
     # Re-running updates in place: same agents, agents' own memory edits survive.
     client = redis.Redis.from_url(redis_url)
     agents_before = client.smembers("mg:agents")
