@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
-
-import openai
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agents._completion import LLMResponse, Unparsable
 from storage.records import ToolCall
+
+if TYPE_CHECKING:  # loaded with the first model call (agents.llm), not on import
+    import openai
 
 __all__ = ("CallDelta", "DeltaSink", "stream_completion")
 
@@ -67,6 +68,8 @@ async def stream_completion(sdk: openai.AsyncOpenAI, body: bytes, sink: DeltaSin
         Unparsable: a chunk is not a completion chunk, or the stream ended unfinished.
         openai.APIError: what the SDK raises for HTTP errors and dropped connections.
     """
+    import openai  # already loaded by the caller's client; a name lookup here
+
     # Chunks come back as plain dicts: the typed chunk models would cost more than they give.
     stream = await sdk.post(
         "/chat/completions",
