@@ -9,6 +9,8 @@ makes ``dimension`` readable). Errors::
     ├── EmbeddingModelMissing        the MiniLM wheel is not installed (message: how to)
     ├── EmbeddingEndpointError       a remote endpoint failed or answered nonsense
     └── EmbeddingDimensionUnknown    a remote model's length was read before probe()
+
+A remote model's vector length is learnt from its endpoint, never assumed from its name.
 """
 
 import importlib
@@ -33,6 +35,7 @@ _LAZY = {
     "EmbeddingDimensionUnknown": "storage.embeddings.remote",
     "EmbeddingEndpointError": "storage.embeddings.remote",
     "OpenAIEmbedder": "storage.embeddings.remote",
+    "learned_dimension": "storage.embeddings.remote",
 }
 
 
@@ -57,6 +60,7 @@ __all__ = (
     "embedder_from_handle",
     "find_model_dir",
     "hash_embed",
+    "learned_dimension",
     "open_embedder",
     "prepare_model",
 )

@@ -1,10 +1,13 @@
 """Embeddings from any OpenAI-compatible ``/v1/embeddings`` endpoint, through the openai SDK.
 
 Handles look like ``openai/text-embedding-3-small``: the part after ``openai/`` is the model
-name sent to ``OPENAI_BASE_URL`` (OpenAI itself when unset). The vector length of the known
-OpenAI models is in a table; for any other model (a local server's) it is learnt from the
-first response: call :meth:`OpenAIEmbedder.probe` (or
-:func:`storage.embeddings.open_embedder`, which does) before reading ``dimension``.
+name sent to ``OPENAI_BASE_URL`` (OpenAI itself when unset). The vector length is learnt from
+the endpoint's first response, never assumed from the model's name: LiteLLM or Ollama aliases,
+vLLM and the scripted model serve ``text-embedding-3-small`` at other sizes than OpenAI's
+1536. Call :meth:`OpenAIEmbedder.probe` (or :func:`storage.embeddings.open_embedder`, which
+does) before reading ``dimension``. A length learnt once is remembered for the process, per
+endpoint and model (:func:`learned_dimension`). An explicit ``dimension`` is asked of the
+endpoint (the ``dimensions`` parameter) and checked on every response.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ __all__ = (
     "EmbeddingDimensionUnknown",
     "EmbeddingEndpointError",
     "OpenAIEmbedder",
+    "learned_dimension",
 )
 
 KNOWN_DIMENSIONS: dict[str, int] = {
@@ -26,6 +30,19 @@ KNOWN_DIMENSIONS: dict[str, int] = {
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
 }
+"""What OpenAI itself serves: a hint for views before anything was learnt, never enforced."""
+
+OPENAI_URL = "https://api.openai.com/v1"
+# (endpoint, model) -> vector length, as seen in this process; read by views.
+_LEARNED: dict[tuple[str, str], int] = {}
+
+
+def learned_dimension(model: str, base_url: str | None) -> int | None:
+    """The vector length that ``base_url`` (OpenAI when ``None``) was seen to serve for
+    ``model`` in this process, or ``None`` if no response was seen yet."""
+    return _LEARNED.get(((base_url or OPENAI_URL).rstrip("/"), model))
+
+
 # A local server (vLLM, Ollama, llama.cpp) usually wants no key, but the SDK insists on one.
 _PLACEHOLDER_KEY = "not-needed"
 
@@ -47,7 +64,8 @@ class OpenAIEmbedder:
         model: the model name sent to the endpoint, e.g. ``text-embedding-3-small``.
         base_url: ``OPENAI_BASE_URL``; ``None`` means OpenAI.
         api_key: ``OPENAI_API_KEY``; may be ``None`` when ``base_url`` is a local server.
-        dimension: the expected vector length, when known beforehand.
+        dimension: the vector length to ask for (``embedding_config.embedding_dim``): sent as
+            ``dimensions`` and checked on every response; ``None`` takes the endpoint's.
         batch_size: texts per request.
         timeout: seconds per request.
         max_retries: retries of the SDK on connection errors, 429 and 5xx.
@@ -72,8 +90,9 @@ class OpenAIEmbedder:
                 f"openai/{model} needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local server"
             )
         self._model = model
-        self._base_url = base_url or "https://api.openai.com/v1"
-        self._dimension = dimension or KNOWN_DIMENSIONS.get(model)
+        self._base_url = base_url or OPENAI_URL
+        self._requested = dimension
+        self._dimension = dimension or _LEARNED.get((self._base_url.rstrip("/"), model))
         self._batch_size = batch_size
         self._client = openai.AsyncOpenAI(
             base_url=self._base_url,
@@ -91,8 +110,8 @@ class OpenAIEmbedder:
         """The vector length.
 
         Raises:
-            EmbeddingDimensionUnknown: the model is not in :data:`KNOWN_DIMENSIONS` and no
-                response has been seen yet; ``await probe()`` first.
+            EmbeddingDimensionUnknown: no response has been seen yet (and no ``dimension``
+                was given); ``await probe()`` first.
         """
         if self._dimension is None:
             raise EmbeddingDimensionUnknown(
@@ -117,13 +136,27 @@ class OpenAIEmbedder:
         # OpenAI refuses an empty string as input; one space embeds as "nothing" too.
         inputs = [text or " " for text in texts]
         try:
-            response = await self._client.embeddings.create(
-                model=self._model, input=inputs, encoding_format="float"
-            )
+            if self._requested is None:
+                response = await self._client.embeddings.create(
+                    model=self._model, input=inputs, encoding_format="float"
+                )
+            else:
+                response = await self._client.embeddings.create(
+                    model=self._model,
+                    input=inputs,
+                    encoding_format="float",
+                    dimensions=self._requested,
+                )
         except openai.APIStatusError as exc:
+            asked = (
+                f"; it may not serve {self._requested}-d vectors: leave "
+                "embedding_config.embedding_dim out to use the size it serves"
+                if self._requested is not None and exc.status_code in (400, 422)
+                else ""
+            )
             raise EmbeddingEndpointError(
                 f"{self._base_url} answered {exc.status_code} for {self.handle}: {exc.message}"
-                " (check OPENAI_BASE_URL, OPENAI_API_KEY and the model name)"
+                f" (check OPENAI_BASE_URL, OPENAI_API_KEY and the model name{asked})"
             ) from exc
         except openai.APIConnectionError as exc:
             raise EmbeddingEndpointError(
@@ -140,11 +173,23 @@ class OpenAIEmbedder:
                 f"{self._base_url} returned vectors of lengths {sorted(lengths)} for {self.handle}"
             )
         matrix = np.asarray([item.embedding for item in data], dtype=np.float64)
-        if self._dimension is None:
-            self._dimension = int(matrix.shape[1])
-        elif matrix.shape[1] != self._dimension:
+        got = int(matrix.shape[1])
+        if self._requested is not None and got != self._requested:
             raise EmbeddingEndpointError(
-                f"{self.handle} returned {matrix.shape[1]}-d vectors, expected {self._dimension}"
+                f"{self._base_url} returned {got}-d vectors for {self.handle} but "
+                f"embedding_config.embedding_dim asks for {self._requested}: set it to {got} or "
+                "leave it out to use the size the endpoint serves"
+            )
+        if self._dimension is None:
+            self._dimension = got
+            _LEARNED[(self._base_url.rstrip("/"), self._model)] = got
+        elif got != self._dimension:
+            # The endpoint now serves another size (its model was swapped): vectors of two
+            # sizes cannot share an agent's archival memory.
+            raise EmbeddingEndpointError(
+                f"{self._base_url} returned {got}-d vectors for {self.handle}, earlier "
+                f"{self._dimension}-d: the model behind it changed; restart memgrid to learn "
+                "the new size (passages embedded before must be re-inserted)"
             )
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         result: list[list[float]] = (matrix / np.maximum(norms, 1e-12)).tolist()

@@ -30,6 +30,7 @@ from storage.embeddings import (
     UnknownEmbeddingHandle,
     embedder_from_handle,
     hash_embed,
+    learned_dimension,
     minilm,
     open_embedder,
     prepare_model,
@@ -206,7 +207,9 @@ async def test_handles_select_embedders(tmp_path: Path) -> None:
         await embedder.aclose()
     remote = embedder_from_handle("openai/text-embedding-3-small", settings)
     assert isinstance(remote, OpenAIEmbedder)
-    assert (remote.handle, remote.dimension) == ("openai/text-embedding-3-small", 1536)
+    assert remote.handle == "openai/text-embedding-3-small"
+    with pytest.raises(EmbeddingDimensionUnknown):  # the endpoint decides, not the name
+        _ = remote.dimension
     await remote.aclose()
     hashing = embedder_from_handle("hashing/128", settings)
     assert (hashing.handle, hashing.dimension) == ("hashing/128", 128)
@@ -232,7 +235,9 @@ def test_remote_without_key_or_url_says_what_to_set(tmp_path: Path) -> None:
 
 class _EmbeddingsHandler(BaseHTTPRequestHandler):
     """``POST /v1/embeddings``: hash vectors scaled by 3 (so the client must normalise), listed
-    in reverse order (so the client must sort by index). ``missing`` models answer 404."""
+    in reverse order (so the client must sort by index). ``missing`` models answer 404. Every
+    model is 48-d (OpenAI's names too, as behind LiteLLM or Ollama) unless the request asks
+    for ``dimensions``, which ``fixed`` ignores."""
 
     server: _EmbeddingsServer
 
@@ -242,7 +247,8 @@ class _EmbeddingsHandler(BaseHTTPRequestHandler):
         if self.path != "/v1/embeddings" or body["model"] == "missing":
             self._answer(404, {"error": {"message": "no such model", "type": "not_found"}})
             return
-        dimension = 1536 if body["model"] == "text-embedding-3-small" else 48
+        asked = body.get("dimensions")
+        dimension = asked if asked and body["model"] != "fixed" else 48
         data = [
             {
                 "object": "embedding",
@@ -323,12 +329,41 @@ async def test_open_embedder_probes_unknown_dimensions(
     try:
         assert (embedder.handle, embedder.dimension) == ("openai/nomic-embed-text", 48)
         assert embeddings_server.requests[0]["auth"] == "Bearer sk-test"
-        known = await open_embedder("openai/text-embedding-3-small", settings)
-        assert known.dimension == 1536
-        await known.aclose()
-        assert len(embeddings_server.requests) == 1  # a known model needs no probe
+        # OpenAI's name, another size: what the endpoint serves wins over the name's 1536.
+        aliased = await open_embedder("openai/text-embedding-3-small", settings)
+        assert aliased.dimension == 48
+        await aliased.aclose()
+        assert len(embeddings_server.requests) == 2
+        again = await open_embedder("openai/text-embedding-3-small", settings)
+        assert again.dimension == 48
+        await again.aclose()
+        assert len(embeddings_server.requests) == 2  # learnt once per endpoint and model
+        assert learned_dimension("text-embedding-3-small", settings.openai_base_url) == 48
+        assert learned_dimension("text-embedding-3-small", "http://elsewhere/v1") is None
     finally:
         await embedder.aclose()
+
+
+async def test_an_explicit_dimension_is_asked_for_and_checked(
+    embeddings_server: _EmbeddingsServer,
+) -> None:
+    url = _base_url(embeddings_server)
+    asked = OpenAIEmbedder("text-embedding-3-small", base_url=url, dimension=64)
+    try:
+        assert asked.dimension == 64
+        [vector] = await asked.embed(["hello"])
+        assert len(vector) == 64
+        assert embeddings_server.requests[-1]["dimensions"] == 64
+    finally:
+        await asked.aclose()
+    fixed = OpenAIEmbedder("fixed", base_url=url, dimension=64, max_retries=0)
+    try:
+        with pytest.raises(EmbeddingEndpointError) as caught:
+            await fixed.embed(["hello"])
+    finally:
+        await fixed.aclose()
+    message = str(caught.value)
+    assert url in message and "48-d" in message and "embedding_dim" in message
 
 
 async def test_remote_errors_name_the_endpoint(embeddings_server: _EmbeddingsServer) -> None:
