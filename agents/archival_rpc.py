@@ -10,7 +10,9 @@ reply on a list (BLPOP). Redis carries it, so it works across machines too. With
 Besides the protocol, :class:`RemoteArchival` lists, deletes and bulk-inserts passages (what
 the REST API and document ingestion need). The passage store's own errors
 (:class:`~storage.passages.PassageNotFoundError`, :class:`~storage.passages.PassageDimensionError`)
-come back as themselves; any other failure of the owner arrives as ``RuntimeError``.
+and the embedders' (:class:`~storage.embeddings.EmbeddingEndpointError`,
+:class:`~storage.embeddings.UnknownEmbeddingHandle`) come back as themselves; any other failure
+of the owner arrives as ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from agents.archival import PassageArchival
 from agents.tools.base import ScoredText
 from bus import keys, streams
 from bus.connection import Outage, is_transient
+from storage.embeddings import EmbeddingEndpointError, UnknownEmbeddingHandle
 from storage.passages import PassageDimensionError, PassageNotFoundError
 from storage.records import Passage
 
@@ -60,6 +63,10 @@ class _Reply(msgspec.Struct, kw_only=True):
 _KNOWN_ERRORS: dict[str, type[Exception]] = {
     "PassageNotFoundError": PassageNotFoundError,
     "PassageDimensionError": PassageDimensionError,
+    # An embedding endpoint's failure names the endpoint and what to set: the API answers
+    # it as a 502, never as the 500 of an unknown RuntimeError.
+    "EmbeddingEndpointError": EmbeddingEndpointError,
+    "UnknownEmbeddingHandle": UnknownEmbeddingHandle,
 }
 
 

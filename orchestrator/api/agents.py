@@ -19,6 +19,7 @@ from agents.tools.multi_agent import MULTI_AGENT_TOOL_NAMES
 from orchestrator.api.blocks import DEFAULT_LIMIT, block_changes
 from orchestrator.api.errors import ApiError
 from orchestrator.api.ingestion import attach
+from orchestrator.api.passages import check_embedding_change
 from orchestrator.api.schemas import (
     BlockUpdateIn,
     CreateAgentIn,
@@ -237,9 +238,9 @@ class AgentsController(Controller):
         window = data.context_window_limit or (data.llm_config and data.llm_config.context_window)
         if window:
             fields["context_window"] = window
-        embedding = _embedding(data.embedding, data.embedding_config)
-        if embedding:
+        if embedding := _embedding(data.embedding, data.embedding_config):
             await check_embedding(embedding)
+            await check_embedding_change(api, agent, embedding)
             fields["embedding"] = embedding
         tools = agent.tools
         if data.tool_ids is not None:

@@ -36,6 +36,7 @@ from bus import describe, is_transient
 from storage.embeddings.minilm import EmbeddingModelMissing
 from storage.embeddings.remote import EmbeddingDimensionUnknown, EmbeddingEndpointError
 from storage.errors import Conflict, InvalidRecord, NotFound
+from storage.passages import PassageDimensionError
 
 __all__ = ("RETRY_AFTER_S", "ApiError", "exception_handlers", "redis_location")
 
@@ -123,6 +124,11 @@ def _upstream(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _json(502, {"detail": f"{type(exc).__name__}: {exc}"})
 
 
+def _dimension(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # An owner's passages of one size met a vector of another: a state the client can fix.
+    return _json(409, {"detail": str(exc)})
+
+
 def _unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _json(503, {"detail": str(exc)})
 
@@ -200,6 +206,7 @@ exception_handlers: dict[type[Exception] | int, Callable[..., Response[Any]]] = 
     ToolSchemaError: _bad_tool,
     ValidationException: _validation,
     EmbeddingEndpointError: _upstream,
+    PassageDimensionError: _dimension,
     EmbeddingDimensionUnknown: _upstream,
     EmbeddingModelMissing: _unavailable,
     ArchivalUnavailable: _unavailable,

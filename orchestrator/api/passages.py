@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from agents.tools.base import Archival
     from orchestrator.runtime import SharedArchival
 
-__all__ = ("PassagesController", "drop_passages", "shared_archival")
+__all__ = ("PassagesController", "check_embedding_change", "drop_passages", "shared_archival")
 
 _MAX_TOP_K = 1000  # nearest passages one search returns at most
 
@@ -57,6 +57,25 @@ def shared_archival(api: Api) -> SharedArchival:
     if not isinstance(archival, SharedArchival):
         raise ApiError(503, "listing and deleting passages is not available in this process")
     return archival
+
+
+async def check_embedding_change(api: Api, agent: Agent, embedding: str) -> None:
+    """Refuse (409) to change the embedder of an agent that has passages.
+
+    Its passages' vectors came from the old embedder: another model's vectors (of another
+    size, or the same size in another space) would make every search meaningless.
+    """
+    if embedding == agent.embedding or api.rt.archival is None:
+        return
+    count = await api.rt.archival.count(agent.id)
+    if count:
+        raise ApiError(
+            409,
+            f"the agent has {count} archival passage(s) embedded with {agent.embedding}; "
+            f"they cannot be searched with {embedding}. Keep {agent.embedding}, or delete its "
+            "archival memory (DELETE .../archival-memory/{id}) or create a new agent first",
+            field="embedding",
+        )
 
 
 async def drop_passages(api: Api, agent_id: str) -> None:

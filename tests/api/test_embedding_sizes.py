@@ -1,0 +1,222 @@
+"""Embedding sizes come from the endpoint, not from the model's name (issue #12, item 1).
+
+The scripted model stands in for an OpenAI-compatible endpoint (LiteLLM, Ollama, vLLM) that
+serves ``text-embedding-3-small`` as 256-d vectors: neither OpenAI's 1536 nor MiniLM's 384.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from agents.archival import PassageArchival
+from agents.archival_rpc import ArchivalServer
+from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
+from orchestrator.api import ApiSettings
+from storage.embeddings import embedder_from_handle
+from storage.passages import EdgePassageStore
+from storage.settings import StorageSettings
+from tests.api.conftest import make_agent, say_to, serve_api
+
+DIM = 256
+SMALL = "openai/text-embedding-3-small"
+HANDBOOK = b"Vacation policy\n\nEvery employee gets 25 days of paid vacation.\n"
+
+
+def _archival_policy(request: ChatRequest) -> Outcome:
+    """``remember: X`` inserts X, ``recall: X`` searches X; a tool's result is sent back."""
+    if request.last_role == "tool":
+        return say(request.messages[-1].text())
+    said = request.last_user_text or ""
+    if said.startswith("remember: "):
+        return tool_call("archival_memory_insert", content=said.removeprefix("remember: "))
+    if said.startswith("recall: "):
+        return tool_call("archival_memory_search", query=said.removeprefix("recall: "))
+    return say(said)
+
+
+@pytest.fixture
+async def client(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with ScriptedModel.serve(_archival_policy, embedding_dimension=DIM) as model:
+        monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        monkeypatch.setenv("MEMGRID_EMBEDDING", SMALL)
+        monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+        settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
+        async with (
+            serve_api(settings) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+        ):
+            yield http
+
+
+async def _finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    with anyio.fail_after(20):
+        while True:
+            job: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
+            if job["status"] in ("completed", "failed"):
+                return job
+            await anyio.sleep(0.05)
+
+
+def _tool_return(result: dict[str, Any]) -> str:
+    """What the turn's first tool (the archival one; send_message follows) returned."""
+    returns = [m for m in result["messages"] if m["message_type"] == "tool_return_message"]
+    assert returns, result
+    assert returns[0]["status"] == "success", returns[0]
+    text: str = returns[0]["tool_return"]
+    return text
+
+
+async def test_archival_memory_of_a_256d_endpoint_through_api_and_tools(
+    client: httpx.AsyncClient,
+) -> None:
+    agent = await make_agent(client, embedding=SMALL)
+    path = f"/v1/agents/{agent['id']}/archival-memory"
+    created = await client.post(path, json={"text": "the sky is blue"})
+    assert created.status_code == 200, created.text
+    assert created.json()[0]["embedding_config"]["embedding_dim"] == DIM
+    search = await client.get(f"{path}/search", params={"query": "sky blue"})
+    assert search.status_code == 200, search.text
+    assert search.json()["results"][0]["content"] == "the sky is blue"
+
+    inserted = await say_to(client, agent["id"], "remember: grass is green")
+    _tool_return(inserted)
+    found = await say_to(client, agent["id"], "recall: green grass")
+    assert "grass is green" in _tool_return(found)
+    shown = (await client.get(f"/v1/agents/{agent['id']}")).json()
+    assert shown["embedding_config"]["embedding_dim"] == DIM
+
+
+async def test_an_upload_embedded_by_a_256d_endpoint_completes(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"name": "handbook", "embedding": SMALL}
+    source = (await client.post("/v1/sources/", json=body)).json()
+    agent = await make_agent(client, embedding=SMALL, source_ids=[source["id"]])
+    uploaded = await client.post(
+        f"/v1/sources/{source['id']}/upload", files={"file": ("policy.md", HANDBOOK)}
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    assert (await _finished(client, uploaded.json()["id"]))["status"] == "completed"
+    found = await say_to(client, agent["id"], "recall: vacation days")
+    assert "25 days" in _tool_return(found)
+
+
+async def test_agents_of_different_sizes_coexist(client: httpx.AsyncClient) -> None:
+    wide = await make_agent(client, name="wide", embedding=SMALL)
+    narrow = await make_agent(client, name="narrow", embedding="hashing/64")
+    for agent, fact in ((wide, "tea is warm"), (narrow, "ice is cold")):
+        path = f"/v1/agents/{agent['id']}/archival-memory"
+        assert (await client.post(path, json={"text": fact})).status_code == 200
+    for agent, fact in ((wide, "tea is warm"), (narrow, "ice is cold")):
+        path = f"/v1/agents/{agent['id']}/archival-memory/search"
+        hits = (await client.get(path, params={"query": fact})).json()["results"]
+        assert [hit["content"] for hit in hits] == [fact]
+
+
+async def test_changing_the_embedding_of_an_agent_with_passages_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    agent = await make_agent(client, embedding=SMALL)
+    empty = await make_agent(client, name="empty", embedding=SMALL)
+    path = f"/v1/agents/{agent['id']}/archival-memory"
+    assert (await client.post(path, json={"text": "the sky is blue"})).status_code == 200
+
+    refused = await client.patch(f"/v1/agents/{agent['id']}", json={"embedding": "hashing/64"})
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["detail"]
+    assert detail.startswith("embedding:") and "archival" in detail
+    same = await client.patch(f"/v1/agents/{agent['id']}", json={"embedding": SMALL})
+    assert same.status_code == 200, same.text
+    search = await client.get(f"{path}/search", params={"query": "sky"})
+    assert search.json()["results"][0]["content"] == "the sky is blue"
+
+    changed = await client.patch(f"/v1/agents/{empty['id']}", json={"embedding": "hashing/64"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["embedding_config"]["embedding_dim"] == 64
+    moved = f"/v1/agents/{empty['id']}/archival-memory"
+    assert (await client.post(moved, json={"text": "ice is cold"})).status_code == 200
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_an_unreachable_embedding_endpoint_is_a_502_naming_it(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dead = f"http://127.0.0.1:{_dead_port()}/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", dead)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
+    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+    settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
+    async with (
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        agent = await make_agent(client, embedding=SMALL)
+        path = f"/v1/agents/{agent['id']}/archival-memory"
+        failed = await client.post(path, json={"text": "the sky is blue"})
+        assert failed.status_code == 502, failed.text
+        detail = json.dumps(failed.json())
+        assert dead in detail and "OPENAI_BASE_URL" in detail
+        searched = await client.get(f"{path}/search", params={"query": "sky"})
+        assert searched.status_code == 502, searched.text
+        assert dead in searched.json()["detail"]
+
+
+async def test_an_endpoint_failure_in_the_engine_owning_process_is_a_502_too(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process owns the embedded engine (a worker): its error crosses the RPC."""
+    dead = f"http://127.0.0.1:{_dead_port()}/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", dead)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
+    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+    storage = StorageSettings.from_env()
+    owner = PassageArchival(
+        EdgePassageStore(memgrid_home / "qdrant"),
+        lambda handle: embedder_from_handle(handle, storage),
+    )
+    settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ArchivalServer(owner, redis_client, "owner").serve)
+            async with (
+                serve_api(settings) as url,
+                httpx.AsyncClient(base_url=url, timeout=60) as client,
+            ):
+                agent = await make_agent(client, embedding=SMALL)
+                path = f"/v1/agents/{agent['id']}/archival-memory"
+                failed = await client.post(path, json={"text": "the sky is blue"})
+                assert failed.status_code == 502, failed.text
+                assert dead in failed.json()["detail"]
+                assert "OPENAI_BASE_URL" in failed.json()["detail"]
+            tg.cancel_scope.cancel()
+    finally:
+        await owner.aclose()
