@@ -55,6 +55,14 @@ def register(subparsers: Any) -> None:
         metavar="TOKENS",
         help=f"context window of every model (default {DEFAULT_CONTEXT_WINDOW})",
     )
+    parser.add_argument(
+        "--embedding-dim",
+        type=int,
+        default=384,
+        metavar="SIZE",
+        help="length of the vectors /v1/embeddings serves when a request names no dimensions "
+        "(default 384)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -106,6 +114,8 @@ def _run(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     if args.port < 0 or args.port > 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.embedding_dim < 1:
+        raise UsageError(f"--embedding-dim must be a positive size, got {args.embedding_dim}")
     models = dict.fromkeys(args.model, args.context_window) if args.model else None
     from agents.scripted import ScriptedModel
 
@@ -115,6 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         port=args.port,
         models=models,
         default_context_window=args.context_window,
+        embedding_dimension=args.embedding_dim,
     )
     run(lambda: _serve(model))
     return 0

@@ -70,6 +70,8 @@ def test_cli_serves_until_sigterm() -> None:
             "0",
             "--model",
             "demo-model",
+            "--embedding-dim",
+            "256",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -86,6 +88,9 @@ def test_cli_serves_until_sigterm() -> None:
                 )
                 assert done.choices[0].message.content == "ping"
                 assert [m.id for m in client.models.list().data] == ["demo-model"]
+                # Any size, e.g. to stand in for an alias that is neither 1536- nor 384-d.
+                vectors = client.embeddings.create(model="text-embedding-3-small", input="x")
+                assert len(vectors.data[0].embedding) == 256
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=10)
         finally:
@@ -109,6 +114,13 @@ def test_cli_names_a_bad_policy(
 ) -> None:
     assert main(["scripted-model", "--policy", spec]) == 2
     assert complaint in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_cli_names_a_bad_embedding_dim(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scripted-model", "--embedding-dim", value]) == 2
+    err = capsys.readouterr().err
+    assert "--embedding-dim must be a positive" in err and "Traceback" not in err
 
 
 def test_cli_takes_a_policy_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
