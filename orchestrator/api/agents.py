@@ -16,6 +16,7 @@ from agents.manage import (
     detach_block,
 )
 from agents.tools.multi_agent import MULTI_AGENT_TOOL_NAMES
+from orchestrator.api._embedding import embedding_handle
 from orchestrator.api.blocks import DEFAULT_LIMIT, block_changes
 from orchestrator.api.errors import ApiError
 from orchestrator.api.ingestion import attach
@@ -23,7 +24,6 @@ from orchestrator.api.passages import check_embedding_change
 from orchestrator.api.schemas import (
     BlockUpdateIn,
     CreateAgentIn,
-    EmbeddingConfigIn,
     LLMConfigIn,
     UpdateAgentIn,
 )
@@ -71,18 +71,6 @@ def _model(model: str | None, config: LLMConfigIn | None) -> str | None:
     if config.handle:
         return config.handle
     return config.model if "/" in config.model else f"openai/{config.model}"
-
-
-def _embedding(handle: str | None, config: EmbeddingConfigIn | None) -> str | None:
-    if handle:
-        return handle
-    if config is None:
-        return None
-    if config.handle:
-        return config.handle
-    if config.embedding_endpoint_type == "openai" and "/" not in config.embedding_model:
-        return f"openai/{config.embedding_model}"
-    return config.embedding_model
 
 
 async def check_embedding(handle: str) -> None:
@@ -136,7 +124,7 @@ class AgentsController(Controller):
                 tools.append(name)
         if data.include_multi_agent_tools:
             tools += [t for t in MULTI_AGENT_TOOL_NAMES if t not in tools]
-        embedding = _embedding(data.embedding, data.embedding_config)
+        embedding = embedding_handle(data.embedding, data.embedding_config, api.openai_base_url)
         if embedding:
             await check_embedding(embedding)
         blocks = None
@@ -238,7 +226,9 @@ class AgentsController(Controller):
         window = data.context_window_limit or (data.llm_config and data.llm_config.context_window)
         if window:
             fields["context_window"] = window
-        if embedding := _embedding(data.embedding, data.embedding_config):
+        if embedding := embedding_handle(
+            data.embedding, data.embedding_config, api.openai_base_url
+        ):
             await check_embedding(embedding)
             await check_embedding_change(api, agent, embedding)
             fields["embedding"] = embedding

@@ -7,7 +7,7 @@ would change the meaning of a request (``source_ids``, image content) are refuse
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -48,6 +48,8 @@ class EmbeddingConfigIn(msgspec.Struct, kw_only=True):
     embedding_model: str
     handle: str | None = None
     embedding_endpoint_type: str | None = None
+    # Qdrant's largest vector; a size nobody serves is a 400 here, not an endpoint error.
+    embedding_dim: Annotated[int, msgspec.Meta(ge=1, le=65536)] | None = None
 
 
 class MemoryBlockIn(msgspec.Struct, kw_only=True):

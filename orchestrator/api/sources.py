@@ -16,6 +16,7 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody
 
 from agents.ingest import file_type
+from orchestrator.api._embedding import embedding_handle
 from orchestrator.api.errors import ApiError
 from orchestrator.api.ingestion import (
     FileMetadataView,
@@ -47,17 +48,9 @@ __all__ = (
 Duplicates = Literal["skip", "error", "suffix", "replace"]
 
 
-def _embedding(data: SourceCreateIn) -> str:
-    if data.embedding:
-        return data.embedding
-    config = data.embedding_config
-    if config is not None:
-        if config.handle:
-            return config.handle
-        if config.embedding_endpoint_type == "openai" and "/" not in config.embedding_model:
-            return f"openai/{config.embedding_model}"
-        return config.embedding_model
-    return StorageSettings.from_env().embedding
+def _embedding(data: SourceCreateIn, openai_base_url: str | None) -> str:
+    named = embedding_handle(data.embedding, data.embedding_config, openai_base_url)
+    return named or StorageSettings.from_env().embedding
 
 
 def _suffixed(name: str, taken: set[str]) -> str:
@@ -78,7 +71,7 @@ class _Sources(Controller):
         """Create a source (a name and the embedding its chunks use)."""
         from orchestrator.api.agents import check_embedding
 
-        embedding = _embedding(data)
+        embedding = _embedding(data, api.openai_base_url)
         await check_embedding(embedding)
         source = new_source(data.name, embedding, description=data.description or "")
         return source_view(await SourceStore(api.rt.redis).create(source), api)

@@ -241,19 +241,22 @@ class Health(msgspec.Struct, kw_only=True):
 def embedding_config(handle: str, openai_base_url: str | None) -> EmbeddingConfig:
     """Letta's view of an embedding handle (``openai/...``, ``hashing/N`` or local MiniLM).
 
-    An endpoint's vector length is the one this process saw it serve; before any was seen,
-    what OpenAI serves under that name (1536 for names it does not know).
+    An endpoint's vector length is the one asked for (``openai/<model>@<size>``), else the
+    one this process saw it serve; before any was seen, what OpenAI serves under that name
+    (1536 for names it does not know).
     """
+    from storage.embeddings.factory import split_size
     from storage.embeddings.remote import KNOWN_DIMENSIONS, learned_dimension
 
     provider, _, rest = handle.partition("/")
     if provider == "openai" and rest:
-        learned = learned_dimension(rest, openai_base_url)
+        model, size = split_size(rest)
+        dimension = size or learned_dimension(model, openai_base_url)
         return EmbeddingConfig(
             embedding_endpoint_type="openai",
             embedding_endpoint=openai_base_url or _OPENAI_URL,
-            embedding_model=rest,
-            embedding_dim=learned or KNOWN_DIMENSIONS.get(rest, 1536),
+            embedding_model=model,
+            embedding_dim=dimension or KNOWN_DIMENSIONS.get(model, 1536),
             handle=handle,
         )
     if provider == "hashing" and rest.isdigit():

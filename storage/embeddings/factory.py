@@ -5,7 +5,8 @@ Valid handles:
 - ``local/all-MiniLM-L6-v2`` (also ``all-MiniLM-L6-v2`` and
   ``sentence-transformers/all-MiniLM-L6-v2``): the local ONNX model, 384-d;
 - ``openai/<model>``, e.g. ``openai/text-embedding-3-small``: an OpenAI-compatible endpoint at
-  ``OPENAI_BASE_URL``;
+  ``OPENAI_BASE_URL``, vectors of the size it serves; ``openai/<model>@<size>`` asks it for
+  vectors of that size (``embedding_config.embedding_dim``, the ``dimensions`` parameter);
 - ``hashing/<dimension>``, e.g. ``hashing/384``: the feature-hashing embedder, for tests only.
 """
 
@@ -20,7 +21,7 @@ from storage.settings import DEFAULT_EMBEDDING, StorageSettings
 # The ONNX and openai stacks load only when an embedder of theirs is made (~150 MiB RSS).
 MINILM_HANDLE = DEFAULT_EMBEDDING
 
-__all__ = ("UnknownEmbeddingHandle", "embedder_from_handle", "open_embedder")
+__all__ = ("UnknownEmbeddingHandle", "embedder_from_handle", "open_embedder", "split_size")
 
 _MINILM_ALIASES = frozenset(
     {MINILM_HANDLE, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
@@ -33,6 +34,14 @@ _VALID_FORMS = (
 
 class UnknownEmbeddingHandle(ValueError):
     """The embedding handle names no embedder; the message lists the valid forms."""
+
+
+def split_size(rest: str) -> tuple[str, int | None]:
+    """``text-embedding-3-small@256`` -> ``("text-embedding-3-small", 256)``; no size: ``None``."""
+    model, at, size = rest.rpartition("@")
+    if at and model and size.isdigit() and int(size) > 0:
+        return model, int(size)
+    return rest, None
 
 
 def embedder_from_handle(handle: str, settings: StorageSettings) -> Embedder:
@@ -57,8 +66,12 @@ def embedder_from_handle(handle: str, settings: StorageSettings) -> Embedder:
     if provider == "openai" and rest:
         from storage.embeddings.remote import OpenAIEmbedder
 
+        model, size = split_size(rest)
         return OpenAIEmbedder(
-            rest, base_url=settings.openai_base_url, api_key=settings.openai_api_key
+            model,
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key,
+            dimension=size,
         )
     if provider == "hashing" and rest.isdigit() and int(rest) > 0:
         return HashingEmbedder(int(rest))

@@ -103,7 +103,8 @@ class OpenAIEmbedder:
 
     @property
     def handle(self) -> str:
-        return f"openai/{self._model}"
+        size = "" if self._requested is None else f"@{self._requested}"
+        return f"openai/{self._model}{size}"
 
     @property
     def dimension(self) -> int:

@@ -44,23 +44,29 @@ def _archival_policy(request: ChatRequest) -> Outcome:
 
 
 @pytest.fixture
+async def model() -> AsyncIterator[ScriptedModel]:
+    async with ScriptedModel.serve(_archival_policy, embedding_dimension=DIM) as served:
+        yield served
+
+
+@pytest.fixture
 async def client(
     redis_url: str,
     redis_client: aioredis.Redis,
     memgrid_home: Path,
     monkeypatch: pytest.MonkeyPatch,
+    model: ScriptedModel,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with ScriptedModel.serve(_archival_policy, embedding_dimension=DIM) as model:
-        monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        monkeypatch.setenv("MEMGRID_EMBEDDING", SMALL)
-        monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
-        settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
-        async with (
-            serve_api(settings) as url,
-            httpx.AsyncClient(base_url=url, timeout=30) as http,
-        ):
-            yield http
+    monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    monkeypatch.setenv("MEMGRID_EMBEDDING", SMALL)
+    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+    settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
+    async with (
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        yield http
 
 
 async def _finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
@@ -150,6 +156,49 @@ async def test_changing_the_embedding_of_an_agent_with_passages_is_refused(
     assert changed.json()["embedding_config"]["embedding_dim"] == 64
     moved = f"/v1/agents/{empty['id']}/archival-memory"
     assert (await client.post(moved, json={"text": "ice is cold"})).status_code == 200
+
+
+async def test_embedding_dim_given_is_asked_of_the_endpoint(
+    client: httpx.AsyncClient, model: ScriptedModel
+) -> None:
+    config = {
+        "embedding_endpoint_type": "openai",
+        "embedding_model": "text-embedding-3-small",
+        "embedding_dim": 128,
+    }
+    agent = await make_agent(client, embedding_config=config)
+    assert agent["embedding_config"]["embedding_dim"] == 128
+    path = f"/v1/agents/{agent['id']}/archival-memory"
+    created = await client.post(path, json={"text": "the sky is blue"})
+    assert created.status_code == 200, created.text
+    assert model.embedding_requests[-1].dimensions == 128
+    search = await client.get(f"{path}/search", params={"query": "sky"})
+    assert search.json()["results"][0]["content"] == "the sky is blue"
+    # What the API shows can be sent back unchanged: it is the same embedder.
+    again = await client.patch(
+        f"/v1/agents/{agent['id']}", json={"embedding_config": agent["embedding_config"]}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["embedding_config"]["embedding_dim"] == 128
+
+    plain = await make_agent(client, name="plain", embedding=SMALL)
+    plain_path = f"/v1/agents/{plain['id']}/archival-memory"
+    assert (await client.post(plain_path, json={"text": "ice is cold"})).status_code == 200
+    assert model.embedding_requests[-1].dimensions is None
+    shown = (await client.get(f"/v1/agents/{plain['id']}")).json()["embedding_config"]
+    assert shown["embedding_dim"] == DIM  # what this endpoint was seen to serve
+    same = await client.patch(f"/v1/agents/{plain['id']}", json={"embedding_config": shown})
+    assert same.json()["embedding_config"]["handle"] == SMALL  # its own size: not pinned
+
+    fixed = {"embedding_model": "hashing/64", "embedding_dim": 32}
+    refused = await client.post("/v1/agents/", json={"embedding_config": fixed})
+    assert refused.status_code == 400, refused.text
+    detail = refused.json()["detail"]
+    assert detail.startswith("embedding_config.embedding_dim:") and "64" in detail
+    zero = {**config, "embedding_dim": 0}
+    invalid = await client.post("/v1/agents/", json={"embedding_config": zero})
+    assert invalid.status_code == 422, invalid.text
+    assert "embedding_dim" in invalid.text
 
 
 def _dead_port() -> int:

@@ -211,6 +211,9 @@ async def test_handles_select_embedders(tmp_path: Path) -> None:
     with pytest.raises(EmbeddingDimensionUnknown):  # the endpoint decides, not the name
         _ = remote.dimension
     await remote.aclose()
+    sized = embedder_from_handle("openai/text-embedding-3-small@64", settings)
+    assert (sized.handle, sized.dimension) == ("openai/text-embedding-3-small@64", 64)
+    await sized.aclose()
     hashing = embedder_from_handle("hashing/128", settings)
     assert (hashing.handle, hashing.dimension) == ("hashing/128", 128)
 
