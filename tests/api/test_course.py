@@ -172,8 +172,10 @@ async def test_course_client_code_runs_against_memgrid_up(
     files = _course_files(tmp_path / "course")
     home = tmp_path / "home"
     home.mkdir()
-    # OpenAI's text-embedding-3-small and ada-002 answer 1536-d vectors; so does the stand-in.
-    async with ScriptedModel.serve(course_policy, embedding_dimension=1536) as model:
+    # The course names OpenAI's text-embedding-3-small and ada-002 (1536-d at OpenAI); the
+    # stand-in serves 256-d vectors under those names, as LiteLLM/Ollama aliases serve other
+    # sizes: memgrid must learn the size from the endpoint (issue #12).
+    async with ScriptedModel.serve(course_policy, embedding_dimension=256) as model:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGRID_", "OPENAI_"))}
         site = sysconfig.get_paths()
         env.update(
