@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from agents.tools.base import ScoredText
 from storage.embeddings import Embedder
@@ -15,7 +15,10 @@ __all__ = ("PassageArchival",)
 class PassageArchival:
     """:class:`agents.tools.base.Archival` over a :class:`storage.passages.PassageStore`.
 
-    Embedders are created on first use per handle and shared by every agent using it.
+    Embedders are created on first use per handle and shared by every agent using it, so a
+    remote endpoint's vector size is learnt once per handle (and endpoint: the process has
+    one). ``on_dimension(handle, size)`` hears each handle's size once, after its first
+    embedding, for views in other processes.
     """
 
     def __init__(
@@ -24,10 +27,13 @@ class PassageArchival:
         embedder_for: Callable[[str], Embedder],
         *,
         clock: Callable[[], float] = now,
+        on_dimension: Callable[[str, int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self._embedder_for = embedder_for
         self._embedders: dict[str, Embedder] = {}
+        self._on_dimension = on_dimension
+        self._reported: set[str] = set()
         self._clock = clock
         # count and tags are shown every step; cached per owner, dropped on every write.
         # Exact while this process owns the store (the embedded engine opens in one process).
@@ -38,6 +44,13 @@ class PassageArchival:
         if embedder is None:
             embedder = self._embedders[handle] = self._embedder_for(handle)
         return embedder
+
+    async def _embed(self, handle: str, texts: list[str]) -> list[list[float]]:
+        vectors = await self.embedder(handle).embed(texts)
+        if vectors and handle not in self._reported and self._on_dimension is not None:
+            await self._on_dimension(handle, len(vectors[0]))
+            self._reported.add(handle)
+        return vectors
 
     async def insert(
         self,
@@ -62,7 +75,7 @@ class PassageArchival:
         file_id: str | None = None,
         ids: list[str] | None = None,
     ) -> list[Passage]:
-        vectors = await self.embedder(embedding).embed(texts)
+        vectors = await self._embed(embedding, texts)
         passages = [
             Passage(
                 id=ids[index] if ids else new_id("passage"),
@@ -108,7 +121,7 @@ class PassageArchival:
         start: float | None,
         end: float | None,
     ) -> list[ScoredText]:
-        [vector] = await self.embedder(embedding).embed([query])
+        [vector] = await self._embed(embedding, [query])
         found = await self.store.search(
             owner_id,
             vector,

@@ -13,6 +13,7 @@ import anyio
 import redis.asyncio as aioredis
 import structlog
 from anyio.abc import TaskGroup
+from redis.exceptions import RedisError
 
 from agents.llm import LLMSettings
 from agents.runtime import LLMPool, Runtime
@@ -73,7 +74,9 @@ class SharedArchival:
                 self._inner = RemoteArchival(self._redis)
                 return self._inner
             local = PassageArchival(
-                store, lambda handle: embedder_from_handle(handle, self._settings)
+                store,
+                lambda handle: embedder_from_handle(handle, self._settings),
+                on_dimension=self._share_size,
             )
             self._inner = self._local = local
             if not self._settings.qdrant_url and self._tg is not None:
@@ -81,6 +84,17 @@ class SharedArchival:
                 self._tg.start_soon(ArchivalServer(local, self._redis, consumer).serve)
                 log.info("archival_owner", path=str(self._settings.home / "qdrant"))
             return local
+
+    async def _share_size(self, handle: str, dimension: int) -> None:
+        """Record a remote model's size for the views of every API process."""
+        from storage.embeddings import record_size
+
+        provider, _, model = handle.partition("/")
+        if provider == "openai" and "@" not in model:  # a pinned size is in the handle
+            try:
+                await record_size(self._redis, model, self._settings.openai_base_url, dimension)
+            except RedisError as exc:  # a view's hint: a later learner records it again
+                log.info("embedding_size_not_shared", handle=handle, error=repr(exc))
 
     async def _use(self) -> Archival:
         return await self.inner()

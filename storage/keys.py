@@ -21,6 +21,7 @@ __all__ = (
     "block_agents",
     "block_history",
     "blocks_all",
+    "embedding_sizes",
     "file",
     "message",
     "run",
@@ -128,6 +129,12 @@ def source(source_id: str) -> str:
 
 def sources_all() -> str:
     return f"{PREFIX}:sources"
+
+
+def embedding_sizes() -> str:
+    """Hash ``"<endpoint> <model>"`` -> the vector size it was seen to serve (one field per
+    model configured, overwritten when learnt again)."""
+    return f"{PREFIX}:embedding-sizes"
 
 
 def file(file_id: str) -> str:

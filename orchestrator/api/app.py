@@ -196,7 +196,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             StepsController,
             TagsController,
         ],
-        dependencies={"api": Provide(api_state, sync_to_thread=False)},
+        dependencies={"api": Provide(api_state)},
         guards=[require_api_key],
         exception_handlers=exception_handlers,
         lifespan=[lifespan],

@@ -117,6 +117,7 @@ class PassagesController(Controller):
             )
         except PassageDimensionError as exc:
             raise ApiError(409, str(exc), field="text") from None
+        await api.refresh_embedding_sizes(force=True)  # the size the owner just learnt
         return _views(api, agent, [passage])
 
     @get("/")

@@ -6,26 +6,33 @@ the passage store) on each request, so several API processes can serve at once.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import anyio
+import structlog
 from anyio.abc import TaskGroup
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from redis.exceptions import RedisError
 
 from agents.runs import RunStore
 from agents.runtime import Runtime
 from orchestrator.api.errors import ApiError
 from orchestrator.api.settings import ApiSettings
 from orchestrator.api.views import AgentState, agent_view, base_tools
+from storage.embeddings.sizes import load_sizes
 from storage.errors import NotFound
 from storage.records import Agent, Tool
 
 __all__ = ("Api", "ApiState", "api_state", "page")
 
 T = TypeVar("T")
+log = structlog.get_logger("memgrid.api")
+_SIZES_EVERY_S = 1.0
 
 
 @dataclass
@@ -39,8 +46,22 @@ class ApiState:
     runs: RunStore = field(init=False)
     openai_base_url: str | None = field(default_factory=lambda: os.environ.get("OPENAI_BASE_URL"))
 
+    _sizes_at: float = field(default=-math.inf, init=False)
+
     def __post_init__(self) -> None:
         self.runs = RunStore(self.rt.redis)
+
+    async def refresh_embedding_sizes(self, *, force: bool = False) -> None:
+        """Load the embedding sizes that the embedding processes recorded (at most once a
+        second unless ``force``), so that ``embedding_config.embedding_dim`` shows them."""
+        at = anyio.current_time()
+        if not force and at - self._sizes_at < _SIZES_EVERY_S:
+            return
+        self._sizes_at = at
+        try:
+            await load_sizes(self.rt.redis)
+        except RedisError as exc:  # only a view's hint: the request itself says what failed
+            log.debug("embedding_sizes_not_loaded", error=repr(exc))
 
     async def agent(self, agent_id: str) -> Agent:
         return await self.rt.agents.get(agent_id)
@@ -78,9 +99,10 @@ class ApiState:
         return agent_view(agent, blocks, tools, self.openai_base_url)
 
 
-def api_state(state: State) -> ApiState:
+async def api_state(state: State) -> ApiState:
     """Litestar dependency: the :class:`ApiState` set up by the app's lifespan."""
     api: ApiState = state.api
+    await api.refresh_embedding_sizes()
     return api
 
 

@@ -242,11 +242,11 @@ def embedding_config(handle: str, openai_base_url: str | None) -> EmbeddingConfi
     """Letta's view of an embedding handle (``openai/...``, ``hashing/N`` or local MiniLM).
 
     An endpoint's vector length is the one asked for (``openai/<model>@<size>``), else the
-    one this process saw it serve; before any was seen, what OpenAI serves under that name
-    (1536 for names it does not know).
+    one it was seen to serve (:mod:`storage.embeddings.sizes`); before any was seen, what
+    OpenAI serves under that name (1536 for names it does not know).
     """
     from storage.embeddings.factory import split_size
-    from storage.embeddings.remote import KNOWN_DIMENSIONS, learned_dimension
+    from storage.embeddings.sizes import KNOWN_DIMENSIONS, learned_dimension
 
     provider, _, rest = handle.partition("/")
     if provider == "openai" and rest:

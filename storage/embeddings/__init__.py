@@ -24,6 +24,7 @@ from storage.embeddings.factory import (
 )
 from storage.embeddings.hashing import HashingEmbedder, hash_embed
 from storage.embeddings.protocol import Embedder
+from storage.embeddings.sizes import learned_dimension, load_sizes, record_size
 
 # The ONNX runtime and the openai SDK load on first use of these names, not at import.
 _LAZY = {
@@ -35,7 +36,6 @@ _LAZY = {
     "EmbeddingDimensionUnknown": "storage.embeddings.remote",
     "EmbeddingEndpointError": "storage.embeddings.remote",
     "OpenAIEmbedder": "storage.embeddings.remote",
-    "learned_dimension": "storage.embeddings.remote",
 }
 
 
@@ -61,6 +61,8 @@ __all__ = (
     "find_model_dir",
     "hash_embed",
     "learned_dimension",
+    "load_sizes",
     "open_embedder",
     "prepare_model",
+    "record_size",
 )

@@ -5,9 +5,9 @@ name sent to ``OPENAI_BASE_URL`` (OpenAI itself when unset). The vector length i
 the endpoint's first response, never assumed from the model's name: LiteLLM or Ollama aliases,
 vLLM and the scripted model serve ``text-embedding-3-small`` at other sizes than OpenAI's
 1536. Call :meth:`OpenAIEmbedder.probe` (or :func:`storage.embeddings.open_embedder`, which
-does) before reading ``dimension``. A length learnt once is remembered for the process, per
-endpoint and model (:func:`learned_dimension`). An explicit ``dimension`` is asked of the
-endpoint (the ``dimensions`` parameter) and checked on every response.
+does) before reading ``dimension``; it is remembered for views (:mod:`storage.embeddings.sizes`).
+An explicit ``dimension`` is asked of the endpoint (the ``dimensions`` parameter) and checked on
+every response.
 """
 
 from __future__ import annotations
@@ -17,31 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 import openai
 
+from storage.embeddings.sizes import KNOWN_DIMENSIONS, OPENAI_URL, remember_dimension
+
 __all__ = (
     "KNOWN_DIMENSIONS",
     "EmbeddingDimensionUnknown",
     "EmbeddingEndpointError",
     "OpenAIEmbedder",
-    "learned_dimension",
 )
-
-KNOWN_DIMENSIONS: dict[str, int] = {
-    "text-embedding-3-small": 1536,
-    "text-embedding-3-large": 3072,
-    "text-embedding-ada-002": 1536,
-}
-"""What OpenAI itself serves: a hint for views before anything was learnt, never enforced."""
-
-OPENAI_URL = "https://api.openai.com/v1"
-# (endpoint, model) -> vector length, as seen in this process; read by views.
-_LEARNED: dict[tuple[str, str], int] = {}
-
-
-def learned_dimension(model: str, base_url: str | None) -> int | None:
-    """The vector length that ``base_url`` (OpenAI when ``None``) was seen to serve for
-    ``model`` in this process, or ``None`` if no response was seen yet."""
-    return _LEARNED.get(((base_url or OPENAI_URL).rstrip("/"), model))
-
 
 # A local server (vLLM, Ollama, llama.cpp) usually wants no key, but the SDK insists on one.
 _PLACEHOLDER_KEY = "not-needed"
@@ -92,7 +75,7 @@ class OpenAIEmbedder:
         self._model = model
         self._base_url = base_url or OPENAI_URL
         self._requested = dimension
-        self._dimension = dimension or _LEARNED.get((self._base_url.rstrip("/"), model))
+        self._dimension = dimension
         self._batch_size = batch_size
         self._client = openai.AsyncOpenAI(
             base_url=self._base_url,
@@ -183,7 +166,7 @@ class OpenAIEmbedder:
             )
         if self._dimension is None:
             self._dimension = got
-            _LEARNED[(self._base_url.rstrip("/"), self._model)] = got
+            remember_dimension(self._model, self._base_url, got)
         elif got != self._dimension:
             # The endpoint now serves another size (its model was swapped): vectors of two
             # sizes cannot share an agent's archival memory.

@@ -6,6 +6,7 @@ serves ``text-embedding-3-small`` as 256-d vectors: neither OpenAI's 1536 nor Mi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -17,12 +18,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from agents.archival import PassageArchival
-from agents.archival_rpc import ArchivalServer
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
 from orchestrator.api import ApiSettings
-from storage.embeddings import embedder_from_handle
-from storage.passages import EdgePassageStore
+from orchestrator.runtime import SharedArchival
+from storage import keys
 from storage.settings import StorageSettings
 from tests.api.conftest import make_agent, say_to, serve_api
 
@@ -235,37 +234,91 @@ async def test_an_unreachable_embedding_endpoint_is_a_502_naming_it(
         assert dead in searched.json()["detail"]
 
 
+@contextlib.asynccontextmanager
+async def _engine_owned_elsewhere(redis_client: aioredis.Redis) -> AsyncIterator[None]:
+    """Another process (a worker, say) owns the embedded engine and serves it over Redis; the
+    API started in the block gets the remote handle, as under ``memgrid up``."""
+    async with anyio.create_task_group() as tg:
+        owner = SharedArchival(StorageSettings.from_env(), redis_client, tg)
+        try:
+            await owner.inner()
+            assert owner.owner
+            yield
+        finally:
+            tg.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await owner.aclose()
+
+
 async def test_an_endpoint_failure_in_the_engine_owning_process_is_a_502_too(
     redis_url: str,
     redis_client: aioredis.Redis,
     memgrid_home: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Another process owns the embedded engine (a worker): its error crosses the RPC."""
     dead = f"http://127.0.0.1:{_dead_port()}/v1"
     monkeypatch.setenv("OPENAI_BASE_URL", dead)
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
     monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
-    storage = StorageSettings.from_env()
-    owner = PassageArchival(
-        EdgePassageStore(memgrid_home / "qdrant"),
-        lambda handle: embedder_from_handle(handle, storage),
-    )
     settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ArchivalServer(owner, redis_client, "owner").serve)
-            async with (
-                serve_api(settings) as url,
-                httpx.AsyncClient(base_url=url, timeout=60) as client,
-            ):
-                agent = await make_agent(client, embedding=SMALL)
-                path = f"/v1/agents/{agent['id']}/archival-memory"
-                failed = await client.post(path, json={"text": "the sky is blue"})
-                assert failed.status_code == 502, failed.text
-                assert dead in failed.json()["detail"]
-                assert "OPENAI_BASE_URL" in failed.json()["detail"]
-            tg.cancel_scope.cancel()
-    finally:
-        await owner.aclose()
+    async with (
+        _engine_owned_elsewhere(redis_client),
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        agent = await make_agent(client, embedding=SMALL)
+        path = f"/v1/agents/{agent['id']}/archival-memory"
+        failed = await client.post(path, json={"text": "the sky is blue"})
+        assert failed.status_code == 502, failed.text
+        assert dead in failed.json()["detail"]
+        assert "OPENAI_BASE_URL" in failed.json()["detail"]
+
+
+async def test_the_size_learnt_by_the_engine_owner_is_shared_through_redis(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = 96
+    async with ScriptedModel.serve(_archival_policy, embedding_dimension=other) as model:
+        monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+        settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
+        async with (
+            _engine_owned_elsewhere(redis_client),
+            serve_api(settings) as url,
+            httpx.AsyncClient(base_url=url, timeout=60) as client,
+        ):
+            agent = await make_agent(client, embedding="openai/served-elsewhere")
+            path = f"/v1/agents/{agent['id']}/archival-memory"
+            created = await client.post(path, json={"text": "the sky is blue"})
+            assert created.status_code == 200, created.text
+            assert created.json()[0]["embedding_config"]["embedding_dim"] == other
+            shared = await redis_client.hgetall(keys.embedding_sizes())
+            assert shared[f"{model.base_url} served-elsewhere".encode()] == str(other).encode()
+
+
+async def test_the_api_shows_sizes_that_other_processes_learnt(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under ``memgrid up`` a worker embeds; the API process never sees the endpoint."""
+    endpoint = f"http://127.0.0.1:{_dead_port()}/v1"  # never contacted by this test
+    monkeypatch.setenv("OPENAI_BASE_URL", endpoint)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+    await redis_client.hset(keys.embedding_sizes(), f"{endpoint} embedded-by-a-worker", "72")
+    settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
+    async with (
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        agent = await make_agent(client, embedding="openai/embedded-by-a-worker")
+        assert agent["embedding_config"]["embedding_dim"] == 72
+        unseen = await make_agent(client, name="unseen", embedding="openai/never-seen")
+        assert unseen["embedding_config"]["embedding_dim"] == 1536  # OpenAI's default
