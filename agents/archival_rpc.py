@@ -11,6 +11,7 @@ Besides the protocol, :class:`RemoteArchival` lists, deletes and bulk-inserts pa
 the REST API and document ingestion need). The passage store's own errors
 (:class:`~storage.passages.PassageNotFoundError`, :class:`~storage.passages.PassageDimensionError`)
 and the embedders' (:class:`~storage.embeddings.EmbeddingEndpointError`,
+:class:`~storage.embeddings.EmbeddingNotConfigured`,
 :class:`~storage.embeddings.UnknownEmbeddingHandle`) come back as themselves; any other failure
 of the owner arrives as ``RuntimeError``.
 """
@@ -31,7 +32,11 @@ from agents.archival import PassageArchival
 from agents.tools.base import ScoredText
 from bus import keys, streams
 from bus.connection import Outage, is_transient
-from storage.embeddings import EmbeddingEndpointError, UnknownEmbeddingHandle
+from storage.embeddings import (
+    EmbeddingEndpointError,
+    EmbeddingNotConfigured,
+    UnknownEmbeddingHandle,
+)
 from storage.passages import PassageDimensionError, PassageNotFoundError
 from storage.records import Passage
 
@@ -66,6 +71,7 @@ _KNOWN_ERRORS: dict[str, type[Exception]] = {
     # An embedding endpoint's failure names the endpoint and what to set: the API answers
     # it as a 502, never as the 500 of an unknown RuntimeError.
     "EmbeddingEndpointError": EmbeddingEndpointError,
+    "EmbeddingNotConfigured": EmbeddingNotConfigured,
     "UnknownEmbeddingHandle": UnknownEmbeddingHandle,
 }
 

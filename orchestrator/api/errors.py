@@ -34,7 +34,11 @@ from agents.archival_rpc import ArchivalUnavailable
 from agents.tools.schema import ToolSchemaError
 from bus import describe, is_transient
 from storage.embeddings.minilm import EmbeddingModelMissing
-from storage.embeddings.remote import EmbeddingDimensionUnknown, EmbeddingEndpointError
+from storage.embeddings.remote import (
+    EmbeddingDimensionUnknown,
+    EmbeddingEndpointError,
+    EmbeddingNotConfigured,
+)
 from storage.errors import Conflict, InvalidRecord, NotFound
 from storage.passages import PassageDimensionError
 
@@ -209,6 +213,7 @@ exception_handlers: dict[type[Exception] | int, Callable[..., Response[Any]]] = 
     PassageDimensionError: _dimension,
     EmbeddingDimensionUnknown: _upstream,
     EmbeddingModelMissing: _unavailable,
+    EmbeddingNotConfigured: _unavailable,
     ArchivalUnavailable: _unavailable,
     RedisError: _redis_down,
     HTTPException: _http,

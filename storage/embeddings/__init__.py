@@ -4,7 +4,8 @@ Pick one by handle with :func:`embedder_from_handle` (or :func:`open_embedder`, 
 makes ``dimension`` readable). Errors::
 
     ValueError
-    └── UnknownEmbeddingHandle       the handle names no embedder
+    ├── UnknownEmbeddingHandle       the handle names no embedder
+    └── EmbeddingNotConfigured       an openai/ handle without OPENAI_API_KEY or _BASE_URL
     RuntimeError
     ├── EmbeddingModelMissing        the MiniLM wheel is not installed (message: how to)
     ├── EmbeddingEndpointError       a remote endpoint failed or answered nonsense
@@ -35,6 +36,7 @@ _LAZY = {
     "prepare_model": "storage.embeddings.minilm",
     "EmbeddingDimensionUnknown": "storage.embeddings.remote",
     "EmbeddingEndpointError": "storage.embeddings.remote",
+    "EmbeddingNotConfigured": "storage.embeddings.remote",
     "OpenAIEmbedder": "storage.embeddings.remote",
 }
 
@@ -53,6 +55,7 @@ __all__ = (
     "EmbeddingDimensionUnknown",
     "EmbeddingEndpointError",
     "EmbeddingModelMissing",
+    "EmbeddingNotConfigured",
     "HashingEmbedder",
     "MiniLMEmbedder",
     "OpenAIEmbedder",

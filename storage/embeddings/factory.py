@@ -55,7 +55,8 @@ def embedder_from_handle(handle: str, settings: StorageSettings) -> Embedder:
     Raises:
         UnknownEmbeddingHandle: ``handle`` has none of the valid forms.
         EmbeddingModelMissing: the local model's weights are not installed.
-        ValueError: a remote handle without ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL``.
+        EmbeddingNotConfigured: a remote handle without ``OPENAI_API_KEY`` or
+            ``OPENAI_BASE_URL`` (a ``ValueError``).
     """
     name = handle.strip()
     if name.lower() in {alias.lower() for alias in _MINILM_ALIASES}:

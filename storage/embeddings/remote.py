@@ -23,6 +23,7 @@ __all__ = (
     "KNOWN_DIMENSIONS",
     "EmbeddingDimensionUnknown",
     "EmbeddingEndpointError",
+    "EmbeddingNotConfigured",
     "OpenAIEmbedder",
 )
 
@@ -32,6 +33,10 @@ _PLACEHOLDER_KEY = "not-needed"
 
 class EmbeddingEndpointError(RuntimeError):
     """The endpoint failed or answered something that is not one vector per text."""
+
+
+class EmbeddingNotConfigured(ValueError):
+    """Neither ``OPENAI_API_KEY`` nor ``OPENAI_BASE_URL`` is set for an ``openai/`` handle."""
 
 
 class EmbeddingDimensionUnknown(RuntimeError):
@@ -54,7 +59,7 @@ class OpenAIEmbedder:
         max_retries: retries of the SDK on connection errors, 429 and 5xx.
 
     Raises:
-        ValueError: neither ``api_key`` nor ``base_url`` is given.
+        EmbeddingNotConfigured: neither ``api_key`` nor ``base_url`` is given.
     """
 
     def __init__(
@@ -69,8 +74,9 @@ class OpenAIEmbedder:
         max_retries: int = 2,
     ) -> None:
         if api_key is None and base_url is None:
-            raise ValueError(
-                f"openai/{model} needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local server"
+            raise EmbeddingNotConfigured(
+                f"openai/{model} needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local server: "
+                "set them where memgrid embeds (the workers), or use another embedding"
             )
         self._model = model
         self._base_url = base_url or OPENAI_URL

@@ -322,3 +322,24 @@ async def test_the_api_shows_sizes_that_other_processes_learnt(
         assert agent["embedding_config"]["embedding_dim"] == 72
         unseen = await make_agent(client, name="unseen", embedding="openai/never-seen")
         assert unseen["embedding_config"]["embedding_dim"] == 1536  # OpenAI's default
+
+
+async def test_an_unconfigured_embedding_endpoint_is_a_503_saying_what_to_set(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "MEMGRID_QDRANT_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
+    settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
+    async with (
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        agent = await make_agent(client, embedding=SMALL)
+        path = f"/v1/agents/{agent['id']}/archival-memory"
+        failed = await client.post(path, json={"text": "the sky is blue"})
+        assert failed.status_code == 503, failed.text
+        assert "OPENAI_API_KEY" in failed.json()["detail"]
