@@ -28,7 +28,8 @@ _MINILM_ALIASES = frozenset(
 )
 _VALID_FORMS = (
     f"{MINILM_HANDLE} (the local default), openai/<model> such as "
-    "openai/text-embedding-3-small, or hashing/<dimension> (tests only)"
+    "openai/text-embedding-3-small (openai/<model>@<size> asks for vectors of that size), "
+    "or hashing/<dimension> (tests only)"
 )
 
 
