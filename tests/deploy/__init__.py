@@ -1,0 +1,1 @@
+"""Tests of the deploy recipes (deploy/, docs/deploy.md)."""
