@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from agents import metrics
 from agents._completion import LLMResponse, Unparsable, parse
 from agents._streaming import DeltaSink, stream_completion
 
@@ -225,7 +226,7 @@ class LLMClient:
             try:
                 index = self._take()
                 try:
-                    with anyio.fail_after(self.settings.timeout_s + 5):
+                    with metrics.model_call(), anyio.fail_after(self.settings.timeout_s + 5):
                         if sink is not None:
                             sink.restart()
                             return await stream_completion(

@@ -175,7 +175,7 @@ async def run_turn(
                 break
             turn.state.step = step
             turn.state.step_calls = []
-            outcome = await _step(turn, pending, step)
+            outcome = await rt.metrics.timed_step(_step(turn, pending, step))
             pending = []
             run.steps = step + 1
             if outcome.stop is not None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import msgspec
 import redis.asyncio as aioredis
 
+from agents import metrics
 from agents.gate import OpenGate, ToolGate
 from agents.llm import LLMClient, LLMSettings
 from agents.messaging import OpenRouter, Router
@@ -66,6 +68,8 @@ class Runtime:
     tool_timeout_s: float = 120.0
     counters: dict[str, TokenCounter] = field(default_factory=dict)
     settings: StorageSettings = field(default_factory=StorageSettings.from_env)
+    # The process's metrics (a no-op until enabled), reached from here by the step loop.
+    metrics: ClassVar[metrics.Observer] = metrics.Observer()
 
     def __post_init__(self) -> None:
         self.agents = AgentStore(self.redis)

@@ -28,6 +28,7 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
+from agents import metrics
 from agents._endings import answer_for_deleted, dead_letter_run, dead_letter_unreadable
 from agents._leases import COUNTERS, Held, LeaseKeeper
 from agents._waits import fire_timers, relay_replies, wait_over, wake_if_due
@@ -114,6 +115,7 @@ class Worker:
                 await outage.wait(exc)
         outage.ok()
         log.info("worker_start", worker_id=self.id, concurrency=self.settings.concurrency)
+        metrics.track_worker(self)
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
@@ -478,6 +480,8 @@ class Worker:
                     ex=self.settings.health_ttl_s,
                 )
                 await redis.sadd(bus_keys.workers(), self.id)
+                if metrics.enabled():  # inbox lag, sampled at each beat
+                    await metrics.sample_ready(redis)
             except TRANSIENT_ERRORS as exc:  # beat again as soon as Redis is back
                 await outage.wait(exc)
                 continue

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import anyio
 import msgspec
 
+from agents import metrics
 from agents.sandbox import SandboxSettings, default_isolation, run_tool_source
 from agents.tools.base import BaseToolFunction, base_tool_functions
 from agents.tools.schema import ToolSchema, schema_from_function
@@ -275,6 +276,7 @@ class SandboxRunner:
             hide=self._hide,
             isolation=await default_isolation(self._settings),
         )
+        metrics.sandbox_run(result.status, result.duration_s)
         if result.status == "success":
             return result.return_value if result.return_value is not None else "None", True
         return result.error or "the tool failed", False
