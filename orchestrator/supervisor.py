@@ -116,8 +116,12 @@ async def run_worker_process(
     stopping: anyio.Event,
     *,
     env: Mapping[str, str] | None = None,
+    metrics_port: int | None = None,
 ) -> None:
-    """Run one `memgrid worker` subprocess until ``stopping``, restarting it if it dies."""
+    """Run one `memgrid worker` subprocess until ``stopping``, restarting it if it dies.
+
+    ``metrics_port``: where it serves its Prometheus metrics (0: any free port); none if None.
+    """
     command = [
         sys.executable,
         "-m",
@@ -128,6 +132,8 @@ async def run_worker_process(
         "--concurrency",
         str(concurrency),
     ]
+    if metrics_port is not None:  # the worker prints where it serves them
+        command += ["--metrics-port", str(metrics_port), "--metrics-fallback"]
     await run_supervised(f"worker {index}", command, stopping, env=env)
 
 
@@ -177,13 +183,21 @@ async def keep_local_redis(
             log.warning("redis_restarted", home=str(settings.home))
 
 
-async def supervise(*, workers: int, concurrency: int, api: ApiOptions | None = None) -> int:
+async def supervise(
+    *,
+    workers: int,
+    concurrency: int,
+    api: ApiOptions | None = None,
+    metrics_port: int | None = None,
+) -> int:
     """Run until Ctrl-C / SIGTERM.
 
     Args:
         workers: how many worker processes.
         concurrency: agents each worker runs at once.
         api: where to serve the REST API; ``None`` serves none.
+        metrics_port: the first worker's metrics port (the next ones count up; 0: any free
+            port each); ``None``: no metrics.
     """
     stopping = anyio.Event()
     worker_env: dict[str, str] | None = None
@@ -201,8 +215,16 @@ async def supervise(*, workers: int, concurrency: int, api: ApiOptions | None = 
             if not bus_settings.redis_url:  # the local Redis is ours to keep running
                 tg.start_soon(keep_local_redis, bus_settings, stopping)
             for index in range(workers):
+                port = metrics_port + index if metrics_port else metrics_port
                 tg.start_soon(
-                    partial(run_worker_process, index, concurrency, stopping, env=worker_env)
+                    partial(
+                        run_worker_process,
+                        index,
+                        concurrency,
+                        stopping,
+                        env=worker_env,
+                        metrics_port=port,
+                    )
                 )
             if api is not None:
                 print(

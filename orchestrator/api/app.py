@@ -23,12 +23,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
+from agents import metrics
 from orchestrator.api.agents import AgentsController
 from orchestrator.api.auth import require_api_key
 from orchestrator.api.blocks import BlocksController
 from orchestrator.api.compat import served_routes, unimplemented_handlers
 from orchestrator.api.errors import exception_handlers
 from orchestrator.api.messages import MessagesController
+from orchestrator.api.metrics import prometheus_metrics
 from orchestrator.api.models import ModelsController
 from orchestrator.api.overview import AgentContextController, TagsController
 from orchestrator.api.passages import PassagesController
@@ -158,6 +160,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         from orchestrator.runtime import open_runtime
 
+        metrics.enable()  # from the start, so the embedded worker's first turns count
         async with (
             open_runtime(redis_url=settings.redis_url, own_archival=True) as rt,
             anyio.create_task_group() as background,
@@ -177,6 +180,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             health,
+            prometheus_metrics,
             openapi_json,
             _docs_assets(),
             AgentsController,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import sys
@@ -15,7 +16,9 @@ from bus import RedisUnavailable
 from orchestrator.cli._common import UsageError, run
 from storage.errors import StorageError
 
-__all__ = ("register",)
+__all__ = ("DEFAULT_METRICS_PORT", "register")
+
+DEFAULT_METRICS_PORT = 9464  # `memgrid up`'s first worker; the next ones count up from it
 
 
 def register(subparsers: Any) -> None:
@@ -35,6 +38,22 @@ def register(subparsers: Any) -> None:
     worker.add_argument(
         "--drain-seconds", type=float, default=30.0, help="grace period on SIGTERM (30 s)"
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port, 0 for any free one (MEMGRID_METRICS_PORT)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default=None,
+        help="address for the metrics (MEMGRID_METRICS_HOST, 127.0.0.1)",
+    )
+    worker.add_argument(
+        "--metrics-fallback",
+        action="store_true",
+        help="if --metrics-port is taken, serve on a free port instead of failing (memgrid up)",
+    )
     worker.set_defaults(handler=_worker)
 
     up = subparsers.add_parser(
@@ -45,6 +64,15 @@ def register(subparsers: Any) -> None:
     up.add_argument("--no-api", dest="api", action="store_false", help="do not serve the REST API")
     up.add_argument("--host", default=None, help="API address to bind (MEMGRID_API_HOST)")
     up.add_argument("--port", type=int, default=None, help="API port (MEMGRID_API_PORT, 8283)")
+    up.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="first worker's metrics port, the next ones follow (MEMGRID_METRICS_PORT, 9464)",
+    )
+    up.add_argument(
+        "--no-metrics", dest="metrics", action="store_false", help="workers serve no metrics"
+    )
     up.set_defaults(handler=_up)
 
     dlq = subparsers.add_parser("dlq", help="messages that kept failing")
@@ -55,6 +83,23 @@ def register(subparsers: Any) -> None:
     retry = sub.add_parser("retry", help="put a dead letter back in its agent's inbox")
     retry.add_argument("id")
     retry.set_defaults(handler=_dlq_retry)
+
+
+def _env_port() -> int | None:
+    raw = os.environ.get("MEMGRID_METRICS_PORT")
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(
+            f"MEMGRID_METRICS_PORT={raw!r} is not a port: set it to a number (9464) or unset it"
+        ) from None
+
+
+def _check_port(port: int, flag: str = "--metrics-port") -> None:
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{flag} must be between 0 (any free port) and 65535")
 
 
 def _guard(main: Any) -> Any:
@@ -71,6 +116,10 @@ def _worker(args: argparse.Namespace) -> int:
         raise UsageError("--concurrency must be at least 1")
     if args.dead_letter_cap < 1:
         raise UsageError("--dead-letter-cap must be at least 1 (dead letters to keep)")
+    metrics_port = _env_port() if args.metrics_port is None else args.metrics_port
+    if metrics_port is not None:
+        _check_port(metrics_port)
+    metrics_host = args.metrics_host or os.environ.get("MEMGRID_METRICS_HOST") or "127.0.0.1"
 
     async def main() -> int:
         from agents.worker import Worker, WorkerSettings
@@ -84,6 +133,10 @@ def _worker(args: argparse.Namespace) -> int:
             dead_letter_cap=args.dead_letter_cap,
             **({"worker_id": args.worker_id} if args.worker_id else {}),
         )
+        if metrics_port is not None:
+            _serve_metrics(
+                settings.worker_id, metrics_host, metrics_port, fallback=args.metrics_fallback
+            )
         async with open_runtime(own_archival=True) as rt:
             worker = Worker(rt, settings)
             async with anyio.create_task_group() as tg:
@@ -93,6 +146,30 @@ def _worker(args: argparse.Namespace) -> int:
         return 0
 
     return int(_guard(main))
+
+
+def _serve_metrics(worker_id: str, host: str, port: int, *, fallback: bool) -> None:
+    from agents import metrics
+
+    try:
+        try:
+            bound_host, bound_port = metrics.serve(port, host)
+        except OSError:
+            if not fallback or port == 0:
+                raise
+            # Under `memgrid up` a taken port (another memgrid on this host) must not stop
+            # the worker: any free port does, and the line below says which.
+            bound_host, bound_port = metrics.serve(0, host)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); "
+            "pick another --metrics-port (or MEMGRID_METRICS_PORT), 0 for any free one"
+        ) from exc
+    print(
+        f"memgrid worker {worker_id}: metrics at http://{bound_host}:{bound_port}/metrics",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def _on_signals(worker: Any, drain_s: float) -> None:
@@ -148,8 +225,22 @@ def _up(args: argparse.Namespace) -> int:
         if not 0 < port <= 65535:
             raise UsageError("--port must be between 1 and 65535")
         api = ApiOptions(host=args.host or settings.host, port=port)
+    metrics_base: int | None = None
+    if args.metrics:
+        metrics_base = args.metrics_port if args.metrics_port is not None else _env_port()
+        metrics_base = DEFAULT_METRICS_PORT if metrics_base is None else metrics_base
+        _check_port(metrics_base)
+        if metrics_base and metrics_base + args.workers - 1 > 65535:
+            raise UsageError(f"--metrics-port leaves no room for {args.workers} workers' ports")
     return int(
-        _guard(lambda: supervise(workers=args.workers, concurrency=args.concurrency, api=api))
+        _guard(
+            lambda: supervise(
+                workers=args.workers,
+                concurrency=args.concurrency,
+                api=api,
+                metrics_port=metrics_base,
+            )
+        )
     )
 
 
