@@ -77,6 +77,21 @@ def names(samples: Samples) -> set[str]:
     return {name for name, _labels in samples}
 
 
+def documented() -> set[str]:
+    """The names in the first column of docs/metrics.md's tables."""
+    text = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    return set(re.findall(r"^\| `(memgrid_\w+)` \|", text, re.MULTILINE))
+
+
+def family_names(samples: Samples) -> set[str]:
+    """Sample names as documented: histograms by their base name, no _created series."""
+    out = set()
+    for name in names(samples):
+        if not name.endswith("_created"):
+            out.add(re.sub(r"_(bucket|sum|count)$", "", name))
+    return out
+
+
 async def test_api_metrics_count_turns_steps_model_calls_and_errors(
     client: httpx.AsyncClient,
 ) -> None:
@@ -87,6 +102,9 @@ async def test_api_metrics_count_turns_steps_model_calls_and_errors(
     after = await scrape(client, "/metrics")
 
     assert names(after) >= NAMES, sorted(NAMES - names(after))
+    no_tool_ran = {"memgrid_sandbox_run_duration_seconds", "memgrid_sandbox_limit_hits_total"}
+    exposed = family_names(after) | no_tool_ran
+    assert exposed == documented(), exposed ^ documented()
     delta = {name: value(after, name) - value(before, name) for name in NAMES}
     assert delta["memgrid_runs_total"] == 2
     assert delta["memgrid_step_duration_seconds_count"] >= 2
