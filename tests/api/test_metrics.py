@@ -19,7 +19,17 @@ import redis.asyncio as aioredis
 from anyio.abc import Process
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.scripted import Policy, ScriptedModel, ServerError, echo, faults_then
+from agents.scripted import (
+    ChatRequest,
+    Outcome,
+    Policy,
+    ScriptedModel,
+    ServerError,
+    echo,
+    faults_then,
+    say,
+    tool_call,
+)
 from orchestrator.api import ApiSettings
 from tests.api.conftest import make_agent, say_to, serve_api
 
@@ -48,14 +58,22 @@ NAMES = {
 }
 
 
-def policy_one_500_then_echo() -> Policy:
-    return faults_then(ServerError(), then=echo)
+ROLL_DICE = "def roll_dice(sides: int):\n    return f'rolled {sides}'\n"
+
+
+def dice_or_echo(request: ChatRequest) -> Outcome:
+    """ "roll" calls the custom tool roll_dice (run in the sandbox); anything else is echoed."""
+    if request.last_role == "user" and request.last_user_text == "roll":
+        return tool_call("roll_dice", {"sides": 6}, request_heartbeat=True)
+    if request.last_tool_result is not None:
+        return say(request.last_tool_result.content)
+    return echo(request)
 
 
 @pytest.fixture
 def policy() -> Policy:
-    """The first model request fails with a 500 (retried), the rest echo."""
-    return policy_one_500_then_echo()
+    """The first model request fails with a 500 (retried), the rest as dice_or_echo."""
+    return faults_then(ServerError(), then=dice_or_echo)
 
 
 async def scrape(http: httpx.AsyncClient, url: str) -> Samples:
@@ -96,20 +114,24 @@ async def test_api_metrics_count_turns_steps_model_calls_and_errors(
     client: httpx.AsyncClient,
 ) -> None:
     before = await scrape(client, "/metrics")  # counters are per process: compare deltas
-    agent = await make_agent(client)
-    for text in ("one", "two"):
+    created = await client.put("/v1/tools/", json={"source_code": ROLL_DICE})
+    assert created.status_code == 200, created.text
+    agent = await make_agent(client, tools=["roll_dice"])
+    for text in ("one", "roll"):
         await say_to(client, agent["id"], text)
     after = await scrape(client, "/metrics")
 
     assert names(after) >= NAMES, sorted(NAMES - names(after))
-    no_tool_ran = {"memgrid_sandbox_run_duration_seconds", "memgrid_sandbox_limit_hits_total"}
-    exposed = family_names(after) | no_tool_ran
+    exposed = family_names(after) | {"memgrid_sandbox_limit_hits_total"}  # no limit was hit
     assert exposed == documented(), exposed ^ documented()
     delta = {name: value(after, name) - value(before, name) for name in NAMES}
     assert delta["memgrid_runs_total"] == 2
-    assert delta["memgrid_step_duration_seconds_count"] >= 2
-    # Two turns' model calls plus the one answered with a 500 (and retried).
-    assert delta["memgrid_model_call_duration_seconds_count"] >= 3
+    assert delta["memgrid_step_duration_seconds_count"] == 3  # "roll" took two steps
+    # Three steps' model calls plus the one answered with a 500 (and retried).
+    assert delta["memgrid_model_call_duration_seconds_count"] == 4
+    runs = "memgrid_sandbox_run_duration_seconds_count"
+    ok = {"status": "success"}
+    assert value(after, runs, **ok) - value(before, runs, **ok) == 1
     errors = "memgrid_model_errors_total"
     kind = {"kind": "server_error"}
     assert value(after, errors, **kind) - value(before, errors, **kind) == 1
@@ -171,33 +193,50 @@ async def test_a_worker_serves_its_metrics_on_the_port_asked(
     }
     argv = [sys.executable, "-m", "orchestrator.cli", "worker", "--metrics-port", "0"]
     seen = bytearray()
-    async with (
-        await anyio.open_process(
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        agent = await make_agent(http)
+        queued = await http.post(
+            f"/v1/agents/{agent['id']}/messages/async",
+            json={"messages": [{"role": "user", "content": "first"}]},
+        )
+        assert queued.status_code == 200, queued.text
+        lagging = await scrape(http, "/metrics")  # no worker yet: the agent waits for one
+        async with await anyio.open_process(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-        ) as worker,
-        httpx.AsyncClient(base_url=api_url, timeout=30) as http,
-    ):
-        try:
-            metrics_url = await _metrics_url(worker, seen)
-            before = await scrape(http, metrics_url)
-            agent = await make_agent(http)
-            await say_to(http, agent["id"], "hello")  # run by the worker subprocess
-            after = await scrape(http, metrics_url)
-            api_side = await scrape(http, "/metrics")
-        finally:
-            worker.terminate()
-            with anyio.fail_after(30):
-                await worker.wait()
-                assert worker.stderr is not None
-                async for chunk in worker.stderr:
-                    seen += chunk
+        ) as worker:
+            try:
+                metrics_url = await _metrics_url(worker, seen)
+                await say_to(http, agent["id"], "second")  # runs after "first", in the worker
+                after = await _scrape_until(http, metrics_url, "memgrid_runs_total", 2)
+                api_side = await scrape(http, "/metrics")
+            finally:
+                worker.terminate()
+                with anyio.fail_after(30):
+                    await worker.wait()
+                    assert worker.stderr is not None
+                    async for chunk in worker.stderr:
+                        seen += chunk
+    assert value(lagging, "memgrid_ready_signals") == 1
+    assert 0 <= value(lagging, "memgrid_ready_oldest_unread_age_seconds") < 60
     assert names(after) >= NAMES, sorted(NAMES - names(after))
-    assert value(after, "memgrid_runs_total") - value(before, "memgrid_runs_total") == 1
-    assert value(after, "memgrid_step_duration_seconds_count") >= 1
-    assert value(after, "memgrid_model_call_duration_seconds_count") >= 1
+    assert value(after, "memgrid_runs_total") == 2  # a new process: its counters start at 0
+    assert value(after, "memgrid_step_duration_seconds_count") == 2
+    assert value(after, "memgrid_model_call_duration_seconds_count") == 2
     assert value(after, "memgrid_workers") == 1
+    assert value(after, "memgrid_dead_letters") == 0
     assert value(api_side, "memgrid_workers") == 0  # this API runs no worker
     assert b"Traceback" not in seen, seen.decode(errors="replace")
+
+
+async def _scrape_until(http: httpx.AsyncClient, url: str, name: str, wanted: float) -> Samples:
+    """Scrape until ``name`` reaches ``wanted``: the worker counts a run just after its final
+    commit, which the API may report to us first (another process)."""
+    with anyio.fail_after(10):
+        while True:
+            samples = await scrape(http, url)
+            if value(samples, name) >= wanted:
+                return samples
+            await anyio.sleep(0.02)
 
 
 def _env() -> dict[str, str]:
