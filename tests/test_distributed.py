@@ -685,6 +685,8 @@ async def test_memgrid_up_runs_archival_agents_in_every_worker(
 
         counts = await poll(counted, within=15, what="the workers' run counters", interval=0.5)
         assert all(counts), counts
+        # Each worker serves Prometheus metrics (9464 on, or a free port if taken), and says where.
+        assert log().count(": metrics at http://127.0.0.1:") == 3, log()
 
         # Ctrl-C, as a terminal sends it: SIGINT to the whole process group.
         os.killpg(up.pid, signal.SIGINT)
