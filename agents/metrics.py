@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import time
 import weakref
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
@@ -232,8 +233,8 @@ class _Collector:
         workers = list(_workers)
         for worker in workers:
             busy += worker.busy
-            for name, value in dict(worker.counters).items():
-                totals[name] = totals.get(name, 0) + value
+            for name, count in _copy(partial(dict, worker.counters)).items():
+                totals[name] = totals.get(name, 0) + count
         yield GaugeMetricFamily("memgrid_workers", "Workers running in this process.", len(workers))
         yield GaugeMetricFamily("memgrid_worker_busy_slots", "Agents being run now.", busy)
         for name, help_text in _WORKER_COUNTERS.items():
@@ -244,13 +245,24 @@ class _Collector:
         limits = CounterMetricFamily(
             "memgrid_sandbox_limit_hits", "Tool runs stopped by a sandbox limit.", labels=["limit"]
         )
-        for limit, count in limit_violations().items():
+        for limit, count in _copy(limit_violations).items():
             limits.add_metric([limit], count)
         yield limits
         for name, help_text in _READY.items():
             value = self.state.ready.get(name)
             if value is not None:
                 yield GaugeMetricFamily(f"memgrid_{name}", help_text, value)
+
+
+def _copy(read: Callable[[], dict[str, int]]) -> dict[str, int]:
+    """A copy of a dict the worker's loop writes while a worker's scrape thread reads it: a
+    key added meanwhile (a sandbox limit hit for the first time) fails the copy; try again."""
+    for _ in range(3):
+        try:
+            return read()
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
+    return {}
 
 
 _WORKER_COUNTERS = {

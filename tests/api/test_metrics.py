@@ -284,3 +284,24 @@ async def test_under_up_a_taken_metrics_port_falls_back_to_a_free_one(redis_url:
                     await worker.wait()
     assert f":{port}/" not in metrics_url
     assert "memgrid_runs_total" in names(samples)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (["--metrics-port", "70000"], {}, b"--metrics-port must be between 0"),
+        ([], {"MEMGRID_METRICS_PORT": "lots"}, b"MEMGRID_METRICS_PORT='lots' is not a port"),
+    ],
+)
+async def test_a_bad_metrics_port_is_refused_by_name(
+    args: list[str], env: dict[str, str], said: bytes
+) -> None:
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "orchestrator.cli", "worker", *args],
+            env=_env() | env,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert said in done.stderr, done.stderr
+    assert b"Traceback" not in done.stderr
