@@ -24,6 +24,8 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
 
 from bus import keys as bus_keys
 
@@ -40,8 +42,10 @@ __all__ = (
     "serve",
     "timed_step",
     "track_worker",
+    "try_sample_ready",
 )
 
+log = structlog.get_logger("memgrid.metrics")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _T = TypeVar("_T")
 # Seconds; steps span a fast scripted model (ms) to slow remote models with tools (minutes).
@@ -215,6 +219,17 @@ async def sample_ready(redis: aioredis.Redis) -> Mapping[str, float]:
     if _state is not None:
         _state.ready = values
     return values
+
+
+async def try_sample_ready(redis: aioredis.Redis) -> bool:
+    """:func:`sample_ready`, never raising: metrics must not stop a worker or fail a scrape.
+    A failure (Redis away) is logged and the last sample stays; whether it worked."""
+    try:
+        await sample_ready(redis)
+    except RedisError as exc:
+        log.warning("metrics_sample_failed", error=repr(exc))
+        return False
+    return True
 
 
 class _Collector:

@@ -481,7 +481,7 @@ class Worker:
                 )
                 await redis.sadd(bus_keys.workers(), self.id)
                 if metrics.enabled():  # inbox lag, sampled at each beat
-                    await metrics.sample_ready(redis)
+                    await metrics.try_sample_ready(redis)
             except TRANSIENT_ERRORS as exc:  # beat again as soon as Redis is back
                 await outage.wait(exc)
                 continue

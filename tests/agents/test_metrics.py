@@ -30,3 +30,14 @@ async def test_inbox_lag_counts_only_unread_signals(redis_client: aioredis.Redis
     waiting = await metrics.sample_ready(redis_client)
     assert waiting["ready_signals"] == 2
     assert 0 <= waiting["ready_oldest_unread_age_seconds"] < 5
+
+
+async def test_a_failed_sample_keeps_the_last_and_raises_nothing(
+    redis_client: aioredis.Redis,
+) -> None:
+    metrics.enable()
+    assert await metrics.try_sample_ready(redis_client)
+    await redis_client.set(bus_keys.ready(), b"not a stream")  # WRONGTYPE for stream commands
+    assert not await metrics.try_sample_ready(redis_client)  # logged, not raised
+    text = metrics.render().decode()
+    assert "memgrid_ready_signals 0.0" in text
