@@ -9,7 +9,7 @@ STAMP := $(VENV)/.memgrid-installed
 LETTA01_VENV := .venv-letta01
 LETTA1X_VENV := .venv-letta1x
 LETTA01_PIN := letta-client==0.1.324
-LETTA1X_PIN := letta-client==1.12.1
+LETTA1X_PIN := $(shell grep -v "^#" agents/tool_env_requirements.txt)
 CLIENT_STAMP := .memgrid-client-installed
 
 export MEMGRID_HOME ?= $(CURDIR)/.memgrid
@@ -36,7 +36,7 @@ $(LETTA01_VENV)/$(CLIENT_STAMP): requirements.lock Makefile
 	$(LETTA01_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock "$(LETTA01_PIN)"
 	@touch $@
 
-$(LETTA1X_VENV)/$(CLIENT_STAMP): requirements.lock Makefile
+$(LETTA1X_VENV)/$(CLIENT_STAMP): requirements.lock Makefile agents/tool_env_requirements.txt
 	@test -x $(LETTA1X_VENV)/bin/python || $(PYTHON) -m venv $(LETTA1X_VENV)
 	$(LETTA1X_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock "$(LETTA1X_PIN)"
 	@touch $@

@@ -17,6 +17,8 @@ variable                        default    meaning
 ``MEMGRID_SANDBOX_USER``        memgrid-tool  the user tools run as when the server is root
 ``MEMGRID_SANDBOX_CGROUP``      auto       a pids cgroup folder to create call groups in,
                                            or ``off``
+``MEMGRID_SANDBOX_ENVS``        ``$MEMGRID_HOME/sandbox-envs``  where tools' environments
+                                           (one per ``pip_requirements`` set) are built
 ==============================  =========  ===============================================
 """
 
@@ -78,6 +80,7 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):
         cgroup: ``auto``, ``off`` or the pids cgroup folder to create call groups in.
         api_url: memgrid's API as tools see it (``MEMGRID_API_URL``).
         home: ``MEMGRID_HOME``, hidden from tools.
+        envs: Where tools' environments are built (:mod:`agents.tool_envs`).
     """
 
     limits: SandboxLimits = SandboxLimits()
@@ -87,6 +90,7 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):
     cgroup: str = "auto"
     api_url: str | None = None
     home: Path | None = None
+    envs: Path | None = None
 
     def limits_for(self, tool: str) -> SandboxLimits:
         """The limits of ``tool``: its own where the operator set some, else the deployment's."""
@@ -132,6 +136,9 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):
             cgroup=env.get("MEMGRID_SANDBOX_CGROUP") or "auto",
             api_url=env.get("MEMGRID_API_URL") or None,
             home=Path(home).expanduser().absolute(),
+            envs=Path(env.get("MEMGRID_SANDBOX_ENVS") or Path(home) / "sandbox-envs")
+            .expanduser()
+            .absolute(),
         )
 
 

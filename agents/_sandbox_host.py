@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -191,14 +192,16 @@ def probe(settings: SandboxSettings) -> Isolation:
 
 @functools.lru_cache(maxsize=16)
 def exposed_paths(
-    python: str, private: tuple[str, ...], untraversable: bool
+    python: str, private: tuple[str, ...], untraversable: bool, hidden: Sequence[str] = ()
 ) -> tuple[tuple[str, str], ...]:
     """Folders of ``python`` (its prefix, its venv) to bind back into the mount namespace, as
     pairs (folder to cover with an empty tmpfs first, or "", folder to bind).
 
     A folder under one of the ``private`` ones (a checkout in ``/tmp``) would vanish under the
     call's private ``/tmp``; with ``untraversable``, one behind a folder an unprivileged user
-    cannot enter (pyenv under ``/root``) is bound under an empty tmpfs over that folder.
+    cannot enter (pyenv under ``/root``) is bound under an empty tmpfs over that folder; one
+    under a ``hidden`` folder (a tool environment in ``MEMGRID_HOME``) is bound back alone
+    into the empty tmpfs that hides that folder.
     """
     wanted = {
         os.path.dirname(os.path.dirname(p))
@@ -211,8 +214,11 @@ def exposed_paths(
         if any(path == d or path.startswith(d.rstrip("/") + "/") for d in private):
             pairs.append(("", path))
             continue
+        covering = [d for d in hidden if path.startswith(d.rstrip("/") + "/")]
         if not untraversable:
+            pairs += [(d, path) for d in covering[:1]]
             continue
+        before = len(pairs)
         parts = Path(path).parts
         for depth in range(2, len(parts)):
             folder = str(Path(*parts[:depth]))
@@ -220,6 +226,8 @@ def exposed_paths(
                 if not os.stat(folder).st_mode & 0o001:
                     pairs.append((folder, path))
                     break
+        if len(pairs) == before:
+            pairs += [(d, path) for d in covering[:1]]
     return tuple(pairs)
 
 

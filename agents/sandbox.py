@@ -248,7 +248,7 @@ async def run_tool_source(
         api = _api_target(extra) if netns and network == "api" else None
         inside = "/tmp" if iso.mountns else workdir
         if api is not None:
-            extra["MEMGRID_API_URL"] = api[2]
+            extra.update(MEMGRID_API_URL=api[2], LETTA_BASE_URL=api[2])
             # Listening before the tool starts, so that its first connection finds the relay.
             relay_listener = await open_api_relay(os.path.join(workdir, _RELAY_SOCKET), owner)
         read_fd, write_fd = os.pipe()
@@ -268,7 +268,7 @@ async def run_tool_source(
             "private_dirs": list(_PRIVATE_DIRS),
             "hidden_dirs": list(hide),
             "expose": (
-                exposed_paths(python, _PRIVATE_DIRS, owner is not None) if iso.mountns else ()
+                exposed_paths(python, _PRIVATE_DIRS, owner is not None, hide) if iso.mountns else ()
             ),
             "cwd": inside,
             "uid": owner[0] if owner is not None else -1,

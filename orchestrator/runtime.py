@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from agents.llm import LLMSettings
 from agents.runtime import LLMPool, Runtime
 from agents.sandbox import SandboxSettings
+from agents.tool_envs import ToolEnvs
 from agents.tools.base import Archival, ScoredText
 from agents.tools.registry import ImportPathRunner, SandboxRunner
 from bus import BusSettings, connect, resolve_redis_url
@@ -275,10 +276,14 @@ async def open_runtime(
     redis = connect(redis_url)
     storage = StorageSettings.from_env()
     sandbox_settings = SandboxSettings.from_env()
-    sandbox_env = {}
+    sandbox_env: dict[str, str] = {}
     api_url = os.environ.get("MEMGRID_API_URL")
-    if api_url:
-        sandbox_env["MEMGRID_API_URL"] = api_url
+    if api_url:  # so that tools call back: memgrid's name and the one letta-client reads
+        sandbox_env.update(MEMGRID_API_URL=api_url, LETTA_BASE_URL=api_url)
+        api_key = os.environ.get("MEMGRID_API_KEY")
+        if api_key:  # whoever registered a tool holds the key already (docs/security.md)
+            sandbox_env.update(MEMGRID_API_KEY=api_key, LETTA_API_KEY=api_key)
+    envs = ToolEnvs(sandbox_settings.envs) if sandbox_settings.envs is not None else None
     try:
         async with anyio.create_task_group() as tg:
             archival = SharedArchival(storage, redis, tg)
@@ -291,7 +296,7 @@ async def open_runtime(
                 gate=RuleGate(),
                 router=WorkflowRouter(redis),
                 custom_tools=ImportPathRunner(
-                    sandbox=SandboxRunner(sandbox_settings, env=sandbox_env)
+                    sandbox=SandboxRunner(sandbox_settings, env=sandbox_env, envs=envs)
                 ),
             )
             try:

@@ -32,6 +32,7 @@ __all__ = (
     "Message",
     "ParentLastTool",
     "Passage",
+    "PipRequirement",
     "ReplyTo",
     "RequiredBeforeExit",
     "RequiresApproval",
@@ -243,8 +244,18 @@ class Passage(_Record, kw_only=True):
 # --- tools ---------------------------------------------------------------------------------
 
 
+class PipRequirement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A package a custom tool needs (Letta's shape); ``version`` is pinned with ``==``."""
+
+    name: str
+    version: str | None = None
+
+
 class Tool(_Record, kw_only=True):
-    """A tool an agent can call. Base tools ship with memgrid; custom ones carry their source."""
+    """A tool an agent can call. Base tools ship with memgrid; custom ones carry their source.
+
+    ``pip_requirements`` are installed in the tool's sandbox environment (built once per set).
+    """
 
     id: str
     name: str
@@ -255,6 +266,7 @@ class Tool(_Record, kw_only=True):
     tool_type: Literal["base", "custom"] = "custom"
     tags: list[str] = msgspec.field(default_factory=list)
     return_char_limit: int = 6000
+    pip_requirements: list[PipRequirement] = msgspec.field(default_factory=list)
     created_at: float = msgspec.field(default_factory=now)
 
 

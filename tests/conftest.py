@@ -9,10 +9,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 import redis
 import redis.asyncio as aioredis
 
+from agents.tool_envs import ToolEnvs
 from bus import connect, find_redis_server
 
 
@@ -73,6 +75,24 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tool_envs_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where tools' sandbox environments are built in this session (``MEMGRID_SANDBOX_ENVS``,
+    inherited by the servers and workers tests start): one build per requirement set per
+    session, not one per test's ``MEMGRID_HOME``."""
+    folder = tmp_path_factory.mktemp("sandbox-envs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMGRID_SANDBOX_ENVS", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def default_tool_env(tool_envs_root: Path) -> str:
+    """The interpreter of the default tool environment (letta-client), built before the
+    tests that run tools so that no tool call waits for pip."""
+    return anyio.run(ToolEnvs(tool_envs_root).python_for)
 
 
 @pytest.fixture

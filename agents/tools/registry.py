@@ -25,6 +25,7 @@ import msgspec
 
 from agents import metrics
 from agents.sandbox import SandboxSettings, default_isolation, run_tool_source
+from agents.tool_envs import ToolEnvError, ToolEnvs, requirement_specs
 from agents.tools.base import BaseToolFunction, base_tool_functions
 from agents.tools.schema import ToolSchema, schema_from_function
 from storage.records import Agent, Tool, new_id
@@ -250,13 +251,18 @@ class ImportPathRunner:
 class SandboxRunner:
     """Runs tools whose source arrived over the API in :mod:`agents.sandbox`, with the
     deployment's limits (a tool's own where the operator set some), network policy, and
-    ``MEMGRID_HOME`` hidden from the tool."""
+    ``MEMGRID_HOME`` hidden from the tool; with ``envs``, on the interpreter of the tool's
+    environment (its ``pip_requirements`` and the default packages, built on first use)."""
 
     def __init__(
-        self, settings: SandboxSettings | None = None, env: Mapping[str, str] | None = None
+        self,
+        settings: SandboxSettings | None = None,
+        env: Mapping[str, str] | None = None,
+        envs: ToolEnvs | None = None,
     ) -> None:
         self._settings = settings or SandboxSettings()
         self._env = dict(env or {})
+        self._envs = envs
         home = self._settings.home
         self._hide = (str(home),) if home is not None else ()
 
@@ -265,6 +271,12 @@ class SandboxRunner:
     ) -> tuple[str, bool]:
         if not tool.source_code:
             return f"tool {tool.name!r} has no source code to run", False
+        python = sys.executable
+        if self._envs is not None:  # else the server's interpreter (embedded uses, tests)
+            try:
+                python = await self._envs.python_for(requirement_specs(tool.pip_requirements))
+            except ToolEnvError as exc:
+                return str(exc), False
         result = await run_tool_source(
             tool.source_code,
             tool.name,
@@ -272,6 +284,7 @@ class SandboxRunner:
             agent_state={"id": agent.id, "name": agent.name, "tags": list(agent.tags)},
             limits=self._settings.limits_for(tool.name),
             env=self._env,
+            python=python,
             network=self._settings.network,
             hide=self._hide,
             isolation=await default_isolation(self._settings),

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from storage.records import ToolRule
+from storage.records import PipRequirement, ToolRule
 
 __all__ = (
     "ApprovalIn",
@@ -196,6 +196,7 @@ class ToolCreateIn(msgspec.Struct, kw_only=True):
     tags: list[str] | None = None
     source_type: str = "python"
     return_char_limit: int | None = None
+    pip_requirements: list[PipRequirement] | None = None
 
 
 class ToolUpdateIn(msgspec.Struct, kw_only=True):
@@ -205,6 +206,7 @@ class ToolUpdateIn(msgspec.Struct, kw_only=True):
     description: str | None = None
     tags: list[str] | None = None
     return_char_limit: int | None = None
+    pip_requirements: list[PipRequirement] | None = None
 
 
 class CreatePassageIn(msgspec.Struct, kw_only=True):

@@ -7,6 +7,7 @@ run it in the sandbox when an agent calls it.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
@@ -18,11 +19,37 @@ from orchestrator.api.errors import ApiError
 from orchestrator.api.schemas import ToolCreateIn, ToolUpdateIn
 from orchestrator.api.state import Api, page
 from orchestrator.api.views import Deleted, ToolView, base_tools, tool_view
-from storage.records import Tool, new_id
+from storage.records import PipRequirement, Tool, new_id
 
 __all__ = ("ToolsController",)
 
 MAX_SOURCE_CHARS = 200_000
+MAX_REQUIREMENTS = 32
+# A package name as PEP 508 spells it (extras allowed), and a version or version specifier:
+# nothing that pip would read as an option, a URL or a path.
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,-]+\])?")
+_VERSION = re.compile(r"(==|>=|<=|~=|!=|>|<)? *[A-Za-z0-9*][A-Za-z0-9.*+!_-]*")
+
+
+def _requirements(given: list[PipRequirement] | None) -> list[PipRequirement]:
+    if not given:
+        return []
+    if len(given) > MAX_REQUIREMENTS:
+        raise ApiError(422, f"at most {MAX_REQUIREMENTS} packages", field="pip_requirements")
+    for i, req in enumerate(given):
+        if not _NAME.fullmatch(req.name):
+            raise ApiError(
+                422,
+                f"{req.name!r} is not a package name (letters, digits, '.', '_', '-')",
+                field=f"pip_requirements[{i}].name",
+            )
+        if req.version is not None and not _VERSION.fullmatch(req.version.strip()):
+            raise ApiError(
+                422,
+                f"{req.version!r} is not a version; give one like '1.16.0' or '>=1.16'",
+                field=f"pip_requirements[{i}].version",
+            )
+    return list(given)
 
 
 def _from_source(data: ToolCreateIn) -> Tool:
@@ -47,6 +74,7 @@ def _from_source(data: ToolCreateIn) -> Tool:
         source_code=data.source_code,
         tags=list(data.tags or []),
         return_char_limit=data.return_char_limit or 6000,
+        pip_requirements=_requirements(data.pip_requirements),
     )
 
 
@@ -104,7 +132,7 @@ class ToolsController(Controller):
     async def modify(
         self, tool_id: FromPath[str], data: JSONBody[ToolUpdateIn], api: Api
     ) -> ToolView:
-        """Change a custom tool's source, description, tags or return limit."""
+        """Change a custom tool's source, description, tags, return limit or requirements."""
         tool = await self._custom(tool_id, api)
         if data.source_code is not None:
             fresh = _from_source(
@@ -127,6 +155,10 @@ class ToolsController(Controller):
             tool = msgspec.structs.replace(tool, description=data.description)
         if data.tags is not None:
             tool = msgspec.structs.replace(tool, tags=list(data.tags))
+        if data.pip_requirements is not None:
+            tool = msgspec.structs.replace(
+                tool, pip_requirements=_requirements(data.pip_requirements)
+            )
         if data.return_char_limit is not None:
             if data.return_char_limit < 1:
                 raise ApiError(422, "must be at least 1", field="return_char_limit")

@@ -16,7 +16,7 @@ import msgspec
 from agents.events import LettaMessage, StopReason, UsageStatistics, iso
 from agents.llm import model_name
 from agents.tools.registry import base_tool_records
-from storage.records import Agent, Block, Passage, Run, Tool, ToolRule
+from storage.records import Agent, Block, Passage, PipRequirement, Run, Tool, ToolRule
 
 __all__ = (
     "AgentState",
@@ -117,7 +117,7 @@ class ToolView(msgspec.Struct, kw_only=True):
     args_json_schema: dict[str, object] | None = None
     tags: list[str] = msgspec.field(default_factory=list)
     return_char_limit: int = 6000
-    pip_requirements: list[str] | None = None
+    pip_requirements: list[PipRequirement] | None = None
     npm_requirements: list[str] | None = None
     default_requires_approval: bool | None = None
     created_by_id: str | None = None
@@ -329,6 +329,7 @@ def tool_view(tool: Tool) -> ToolView:
         json_schema=dict(tool.json_schema),
         tags=list(tool.tags),
         return_char_limit=tool.return_char_limit,
+        pip_requirements=list(tool.pip_requirements) or None,
     )
 
 

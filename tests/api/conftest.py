@@ -99,6 +99,7 @@ async def served(
     monkeypatch: pytest.MonkeyPatch,
     policy: Policy,
     api_key: str | None,
+    default_tool_env: str,
 ) -> AsyncIterator[Served]:
     async with ScriptedModel.serve(policy) as model:
         monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)

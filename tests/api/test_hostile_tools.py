@@ -101,6 +101,7 @@ async def client(
     redis_url: str,
     secret_home: Path,
     monkeypatch: pytest.MonkeyPatch,
+    default_tool_env: str,
 ) -> AsyncIterator[httpx.AsyncClient]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,0 +1,181 @@
+"""Tools bring their dependencies: Letta's ``pip_requirements``, installed in a sandbox
+environment built once per requirement set, through the real API, worker and sandbox.
+
+The environments of this module live under its own ``MEMGRID_HOME`` outside ``/tmp`` (so the
+sandbox must bind them back into the home it hides from tools); building one runs pip against
+the package index, once per set for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from agents._sandbox_host import exposed_paths
+from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
+from agents.tool_envs import READY, ToolEnvs
+from tests.api.conftest import make_agent, say_to
+
+SIX = [{"name": "six", "version": "1.16.0"}]
+BAD = [{"name": "memgrid-no-such-package-4f1c", "version": "1.0"}]
+SIX_TOOL = (
+    "def six_version() -> str:\n"
+    '    """The versions of six and letta_client this tool imports."""\n'
+    "    import six, letta_client\n"
+    "    return f'six {six.__version__}, letta-client {letta_client.__version__}'\n"
+)
+BAD_TOOL = (
+    "def needs_missing() -> str:\n"
+    '    """Imports a package that does not exist."""\n'
+    "    return 'unreachable'\n"
+)
+
+
+def _policy(request: ChatRequest) -> Outcome:
+    """The user message names a tool: call it, then say what it returned."""
+    text = request.last_user_text or ""
+    if request.last_role == "user" and text.isidentifier():  # not the heartbeat after it
+        return tool_call(text, {}, request_heartbeat=True)
+    result = request.last_tool_result
+    return say(f"{result.name}: {result.content}" if result else "nothing")
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return _policy
+
+
+@pytest.fixture(scope="module")
+def shared_home() -> Iterator[Path]:
+    """One ``MEMGRID_HOME`` for the module, outside /tmp, holding the environments."""
+    folder = Path(tempfile.mkdtemp(prefix=".memgrid-home-envs-", dir=Path.cwd()))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def memgrid_home(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MEMGRID_HOME", str(shared_home))
+    monkeypatch.delenv("MEMGRID_SANDBOX_ENVS")  # the default: MEMGRID_HOME/sandbox-envs
+    monkeypatch.delenv("MEMGRID_REDIS_URL", raising=False)
+    return shared_home
+
+
+async def _tool(client: httpx.AsyncClient, source: str, reqs: list[Any]) -> dict[str, Any]:
+    response = await client.put(
+        "/v1/tools/", json={"source_code": source, "pip_requirements": reqs}
+    )
+    assert response.status_code == 200, response.text
+    tool: dict[str, Any] = response.json()
+    return tool
+
+
+def _tool_return(result: dict[str, Any]) -> dict[str, Any]:
+    returns = [m for m in result["messages"] if m["message_type"] == "tool_return_message"]
+    assert len(returns) == 2, result  # the tool's, then send_message's
+    return returns[0]
+
+
+@pytest.mark.timeout(300)
+async def test_a_tools_requirements_are_installed_once_and_reused(
+    client: httpx.AsyncClient, shared_home: Path
+) -> None:
+    tool = await _tool(client, SIX_TOOL, SIX)
+    assert tool["pip_requirements"] == SIX
+    fetched = (await client.get(f"/v1/tools/{tool['id']}")).json()
+    assert fetched["pip_requirements"] == SIX
+    agent = await make_agent(client, tool_ids=[tool["id"]])
+
+    first = _tool_return(await say_to(client, agent["id"], "six_version"))
+    assert first["status"] == "success", first
+    assert json.loads(first["tool_return"])["message"] == "six 1.16.0, letta-client 1.12.1"
+    envs = [p for p in (shared_home / "sandbox-envs").iterdir() if p.is_dir()]
+    assert len(envs) == 1, envs
+    marker = envs[0] / READY
+    built_at = marker.stat().st_mtime_ns
+    assert json.loads(marker.read_text()) == ["letta-client==1.12.1", "six==1.16.0"]
+
+    # A second call, and another worker's builder on the same folder, reuse the environment.
+    second = _tool_return(await say_to(client, agent["id"], "six_version"))
+    assert json.loads(second["tool_return"])["message"] == "six 1.16.0, letta-client 1.12.1"
+    started = time.perf_counter()
+    other = ToolEnvs(shared_home / "sandbox-envs")
+    assert await other.python_for(["six==1.16.0"]) == str(envs[0] / "bin" / "python")
+    assert time.perf_counter() - started < 1
+    assert other.builds == 0
+    assert marker.stat().st_mtime_ns == built_at
+    assert [p for p in (shared_home / "sandbox-envs").iterdir() if p.is_dir()] == envs
+
+
+@pytest.mark.timeout(180)
+async def test_a_package_pip_cannot_install_is_a_tool_error_naming_it(
+    client: httpx.AsyncClient,
+) -> None:
+    tool = await _tool(client, BAD_TOOL, BAD)
+    agent = await make_agent(client, tool_ids=[tool["id"]])
+    result = await say_to(client, agent["id"], "needs_missing")
+    returned = _tool_return(result)
+    assert returned["status"] == "error"
+    assert "memgrid-no-such-package-4f1c==1.0" in returned["tool_return"]
+    assert "No matching distribution" in returned["tool_return"], returned
+    # The agent carries on and said what happened.
+    said = [m for m in result["messages"] if m["message_type"] == "assistant_message"]
+    assert "No matching distribution" in said[-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("reqs", "field"),
+    [
+        ([{"name": "--index-url=http://evil"}], ["body", "pip_requirements[0]", "name"]),
+        ([{"name": "six", "version": "1.0 --pre"}], ["body", "pip_requirements[0]", "version"]),
+        ([{"name": "six"}, {"name": "git+https://x/y"}], ["body", "pip_requirements[1]", "name"]),
+    ],
+)
+async def test_requirements_pip_would_misread_are_refused(
+    client: httpx.AsyncClient, reqs: list[Any], field: list[str]
+) -> None:
+    response = await client.put(
+        "/v1/tools/", json={"source_code": SIX_TOOL, "pip_requirements": reqs}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == field
+
+
+@pytest.mark.timeout(120)
+async def test_two_builders_of_one_set_build_it_once(tmp_path: Path) -> None:
+    first, second = ToolEnvs(tmp_path, base=()), ToolEnvs(tmp_path, base=())
+    found: list[str] = []
+    async with anyio.create_task_group() as tg:
+        for envs in (first, second):  # two workers' builders, each with its own locks
+            tg.start_soon(_append, found, envs)
+    assert len(found) == 2 and found[0] == found[1]
+    assert first.builds + second.builds == 1
+    check = await anyio.run_process([found[0], "-c", "import six; print(six.__version__)"])
+    assert check.stdout.decode().strip() == "1.16.0"
+
+
+async def _append(found: list[str], envs: ToolEnvs) -> None:
+    found.append(await envs.python_for(["six==1.16.0"]))
+
+
+def test_an_environment_under_a_hidden_home_is_bound_back_alone(tmp_path: Path) -> None:
+    home = Path.cwd() / ".memgrid-home-x"
+    python = str(home / "sandbox-envs" / "abc" / "bin" / "python")
+    pairs = exposed_paths(python, ("/tmp",), False, (str(home),))
+    assert (str(home), str(home / "sandbox-envs" / "abc")) in pairs
+    in_tmp = str(tmp_path / "sandbox-envs" / "abc" / "bin" / "python")
+    assert ("", str(tmp_path / "sandbox-envs" / "abc")) in exposed_paths(
+        in_tmp, ("/tmp",), False, (str(tmp_path),)
+    )
