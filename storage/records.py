@@ -267,6 +267,8 @@ class Tool(_Record, kw_only=True):
     tags: list[str] = msgspec.field(default_factory=list)
     return_char_limit: int = 6000
     pip_requirements: list[PipRequirement] = msgspec.field(default_factory=list)
+    # The 0.x letta-client that registered it: its callbacks are written against that API.
+    letta_client: str | None = None
     created_at: float = msgspec.field(default_factory=now)
 
 

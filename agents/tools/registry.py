@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -248,6 +249,15 @@ class ImportPathRunner:
         return _render(result), True
 
 
+def _specs(tool: Tool) -> list[str]:
+    specs = requirement_specs(tool.pip_requirements)
+    names = {re.sub(r"[-_.]+", "-", r.name).lower() for r in tool.pip_requirements}
+    named = "letta-client" in names
+    if tool.letta_client and not named:  # registered by a 0.x client: its API in the sandbox
+        specs.append(f"letta-client=={tool.letta_client}")
+    return specs
+
+
 class SandboxRunner:
     """Runs tools whose source arrived over the API in :mod:`agents.sandbox`, with the
     deployment's limits (a tool's own where the operator set some), network policy, and
@@ -274,7 +284,7 @@ class SandboxRunner:
         python = sys.executable
         if self._envs is not None:  # else the server's interpreter (embedded uses, tests)
             try:
-                python = await self._envs.python_for(requirement_specs(tool.pip_requirements))
+                python = await self._envs.python_for(_specs(tool))
             except ToolEnvError as exc:
                 return str(exc), False
         result = await run_tool_source(

@@ -8,10 +8,10 @@ run it in the sandbox when an agent calls it.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
-from litestar import Controller, delete, get, patch, post, put
+from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from agents.tools.schema import schema_from_source
@@ -52,7 +52,19 @@ def _requirements(given: list[PipRequirement] | None) -> list[PipRequirement]:
     return list(given)
 
 
-def _from_source(data: ToolCreateIn) -> Tool:
+# letta-client 0.1.x (Fern) names itself so; 1.x tools get the default environment's pin.
+_OLD_CLIENT = re.compile(r"letta-client/(0\.\d+\.\d+)")
+
+
+def _author_client(request: Request[Any, Any, Any]) -> str | None:
+    """The 0.x letta-client version the request came from: the letta-client of the tool's
+    sandbox then matches the client its code was written for, as on the Letta server of
+    that era (0.1.x clients, 1.x API methods renamed)."""
+    found = _OLD_CLIENT.fullmatch(request.headers.get("user-agent", ""))
+    return found.group(1) if found else None
+
+
+def _from_source(data: ToolCreateIn, client: str | None = None) -> Tool:
     if data.source_type != "python":
         raise ApiError(
             422, f"only python tools are supported, not {data.source_type!r}", field="source_type"
@@ -75,6 +87,7 @@ def _from_source(data: ToolCreateIn) -> Tool:
         tags=list(data.tags or []),
         return_char_limit=data.return_char_limit or 6000,
         pip_requirements=_requirements(data.pip_requirements),
+        letta_client=client,
     )
 
 
@@ -85,9 +98,11 @@ class ToolsController(Controller):
     tags = ["tools"]
 
     @post("/", status_code=200)
-    async def create(self, data: JSONBody[ToolCreateIn], api: Api) -> ToolView:
+    async def create(
+        self, data: JSONBody[ToolCreateIn], api: Api, request: Request[Any, Any, Any]
+    ) -> ToolView:
         """Create a tool from its source; a tool of that name already existing is a 409."""
-        tool = _from_source(data)
+        tool = _from_source(data, _author_client(request))
         if await api.rt.tools.get_by_name(tool.name) is not None:
             raise ApiError(
                 409, f"a tool named {tool.name!r} exists; PUT /v1/tools/ replaces it", field="name"
@@ -95,9 +110,12 @@ class ToolsController(Controller):
         return tool_view(await api.rt.tools.upsert(tool))
 
     @put("/")
-    async def upsert(self, data: JSONBody[ToolCreateIn], api: Api) -> ToolView:
+    async def upsert(
+        self, data: JSONBody[ToolCreateIn], api: Api, request: Request[Any, Any, Any]
+    ) -> ToolView:
         """Create or replace a tool by the name of the function in ``source_code``."""
-        return tool_view(await api.rt.tools.upsert(_from_source(data)))
+        tool = _from_source(data, _author_client(request))
+        return tool_view(await api.rt.tools.upsert(tool))
 
     @get("/")
     async def list_tools(

@@ -6,11 +6,11 @@ process, following :mod:`tests.api.course.policy`). The course's scripts
 (``tests/api/course/course_letta*.py``) run under the interpreters of the throwaway client
 virtualenvs that ``make test`` creates (see :mod:`tests.api._letta`).
 
-``memgrid up`` itself runs under the client's interpreter, with memgrid's own packages put
-first on ``PYTHONPATH``: the course's task-queue tools ``import letta_client`` inside the tool
-sandbox, which runs tools with the server's interpreter in isolated mode (``python -I``,
-ignoring ``PYTHONPATH``), so the tools see letta-client as they would in a Letta server's
-sandbox, while memgrid runs on its own pinned dependencies.
+``memgrid up`` runs on memgrid's own interpreter, as a user installs it (no letta-client
+beside memgrid; the test checks). The course's task-queue tools ``import letta_client``
+inside the tool sandbox: they get it from the sandbox's tool environment (built once per
+session, see ``default_tool_env``), with the letta-client generation of the script that
+registered them (0.1.x tools call ``blocks.modify``, which 1.x renamed).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO
@@ -160,14 +159,13 @@ async def test_course_client_code_runs_against_memgrid_up(
     tmp_path: Path,
     up_log: IO[bytes],
     client_log: IO[bytes],
+    tool_envs_root: Path,
+    default_tool_env: str,
 ) -> None:
     interpreter = client_python(variable)
-    version = await anyio.run_process(
-        [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
-    )
-    ours = "{}.{}".format(*sys.version_info[:2])
-    assert version.stdout.decode().strip() == ours, (
-        f"{variable} must be a Python {ours} (memgrid runs on it beside letta-client)"
+    assert importlib.util.find_spec("letta_client") is None, (
+        "memgrid's interpreter must not hold letta-client: the course's tools would find it "
+        "there instead of in their sandbox environment"
     )
     files = _course_files(tmp_path / "course")
     home = tmp_path / "home"
@@ -177,19 +175,17 @@ async def test_course_client_code_runs_against_memgrid_up(
     # sizes: memgrid must learn the size from the endpoint (issue #12).
     async with ScriptedModel.serve(course_policy, embedding_dimension=256) as model:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGRID_", "OPENAI_"))}
-        site = sysconfig.get_paths()
         env.update(
-            PYTHONPATH=os.pathsep.join(
-                dict.fromkeys([str(REPO), site["purelib"], site["platlib"]])
-            ),
+            PYTHONPATH=str(REPO),  # this checkout, on the interpreter memgrid is installed in
             MEMGRID_HOME=str(home),
+            MEMGRID_SANDBOX_ENVS=str(tool_envs_root),
             MEMGRID_REDIS_URL=redis_url,
             MEMGRID_LOG_LEVEL="WARNING",
             OPENAI_BASE_URL=model.base_url,
             OPENAI_API_KEY="test",
         )
         env.pop("PYTHONHOME", None)
-        async with memgrid_up(interpreter, env, up_log, tmp_path) as url:
+        async with memgrid_up(sys.executable, env, up_log, tmp_path) as url:
             client_env = {
                 "PATH": os.environ.get("PATH", os.defpath),
                 "HOME": str(tmp_path),
