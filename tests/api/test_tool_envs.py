@@ -8,8 +8,10 @@ the package index, once per set for the module.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,11 +21,14 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import redis.asyncio as aioredis
+import uvicorn
 
 from agents._sandbox_host import exposed_paths
-from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
+from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, tool_call
 from agents.tool_envs import READY, ToolEnvs
-from tests.api.conftest import make_agent, say_to
+from orchestrator.api import ApiSettings, create_app
+from tests.api.conftest import _Server, make_agent, say_to
 
 SIX = [{"name": "six", "version": "1.16.0"}]
 BAD = [{"name": "memgrid-no-such-package-4f1c", "version": "1.0"}]
@@ -47,6 +52,14 @@ def _policy(request: ChatRequest) -> Outcome:
         return tool_call(text, {}, request_heartbeat=True)
     result = request.last_tool_result
     return say(f"{result.name}: {result.content}" if result else "nothing")
+
+
+CALLBACK_TOOL = (
+    "def my_name(agent_state) -> str:\n"
+    '    """The name of this agent, asked of the API with letta-client."""\n'
+    "    from letta_client import Letta\n"
+    "    return Letta().agents.retrieve(agent_state.id).name\n"
+)
 
 
 @pytest.fixture
@@ -179,3 +192,44 @@ def test_an_environment_under_a_hidden_home_is_bound_back_alone(tmp_path: Path) 
     assert ("", str(tmp_path / "sandbox-envs" / "abc")) in exposed_paths(
         in_tmp, ("/tmp",), False, (str(tmp_path),)
     )
+
+
+@pytest.mark.timeout(120)
+async def test_a_tool_calls_back_with_letta_client_and_no_arguments(
+    redis_client: aioredis.Redis,
+    redis_url: str,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    default_tool_env: str,
+) -> None:
+    """Under ``MEMGRID_API_KEY``, ``Letta()`` inside a tool finds the API and its key."""
+    monkeypatch.setenv("MEMGRID_SANDBOX_ENVS", str(Path(default_tool_env).parents[2]))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    async with ScriptedModel.serve(_policy) as model:
+        for name, value in {
+            "OPENAI_BASE_URL": model.base_url,
+            "OPENAI_API_KEY": "test",
+            "MEMGRID_EMBEDDING": "hashing/384",
+            "MEMGRID_API_URL": url,
+            "MEMGRID_API_KEY": "key-7d2e",
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+        settings = ApiSettings(redis_url=redis_url, api_key="key-7d2e", run_timeout_s=60)
+        server = _Server(uvicorn.Config(create_app(settings), lifespan="on", log_config=None))
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        try:
+            await asyncio.wait_for(server.ready.wait(), 30)
+            headers = {"Authorization": "Bearer key-7d2e"}
+            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+                tool = await _tool(client, CALLBACK_TOOL, [])
+                agent = await make_agent(client, name="quinn", tool_ids=[tool["id"]])
+                returned = _tool_return(await say_to(client, agent["id"], "my_name"))
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+    assert returned["status"] == "success", returned
+    assert json.loads(returned["tool_return"])["message"] == "quinn"
