@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli._common import UsageError, uvloop_wanted
@@ -72,6 +73,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     settings = msgspec.structs.replace(settings, **changes)
+    if settings.worker and settings.port and not os.environ.get("MEMGRID_API_URL"):
+        # The embedded worker's tools call back here (letta-client inside a tool).
+        host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        os.environ["MEMGRID_API_URL"] = f"http://{host}:{settings.port}"
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

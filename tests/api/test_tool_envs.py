@@ -9,9 +9,12 @@ the package index, once per set for the module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ from agents.tool_envs import READY, ToolEnvs
 from orchestrator.api import ApiSettings, create_app
 from tests.api.conftest import _Server, make_agent, say_to
 
+REPO = Path(__file__).resolve().parents[2]
 SIX = [{"name": "six", "version": "1.16.0"}]
 BAD = [{"name": "memgrid-no-such-package-4f1c", "version": "1.0"}]
 SIX_TOOL = (
@@ -233,3 +237,47 @@ async def test_a_tool_calls_back_with_letta_client_and_no_arguments(
             sock.close()
     assert returned["status"] == "success", returned
     assert json.loads(returned["tool_return"])["message"] == "quinn"
+
+
+@pytest.mark.timeout(120)
+async def test_memgrid_serve_tells_its_embedded_workers_tools_where_it_is(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path, default_tool_env: str
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    url = f"http://127.0.0.1:{port}"
+    async with ScriptedModel.serve(_policy) as model:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGRID_", "OPENAI_"))}
+        env.update(
+            PYTHONPATH=str(REPO),
+            MEMGRID_HOME=str(tmp_path / "home"),
+            MEMGRID_REDIS_URL=redis_url,
+            MEMGRID_SANDBOX_ENVS=str(Path(default_tool_env).parents[2]),
+            MEMGRID_EMBEDDING="hashing/384",
+            OPENAI_BASE_URL=model.base_url,
+            OPENAI_API_KEY="test",
+        )
+        command = [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port)]
+        with (tmp_path / "serve.log").open("w+b") as log:
+            async with await anyio.open_process(command, env=env, stdout=log, stderr=log) as proc:
+                try:
+                    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                        with anyio.fail_after(60):
+                            while True:
+                                with contextlib.suppress(httpx.TransportError):
+                                    if (await client.get("/v1/health/")).status_code == 200:
+                                        break
+                                assert proc.returncode is None, log.read()
+                                await anyio.sleep(0.2)
+                        tool = await _tool(client, CALLBACK_TOOL, [])
+                        agent = await make_agent(client, name="remy", tool_ids=[tool["id"]])
+                        returned = _tool_return(await say_to(client, agent["id"], "my_name"))
+                finally:
+                    proc.terminate()
+                    with anyio.move_on_after(30):
+                        await proc.wait()
+                    if proc.returncode is None:
+                        proc.kill()
+    assert returned["status"] == "success", returned
+    assert json.loads(returned["tool_return"])["message"] == "remy"
