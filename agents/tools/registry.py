@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import anyio
 import msgspec
+import structlog
 
 from agents import metrics
 from agents.sandbox import SandboxSettings, default_isolation, run_tool_source
@@ -30,6 +31,8 @@ from agents.tool_envs import ToolEnvError, ToolEnvs, requirement_specs
 from agents.tools.base import BaseToolFunction, base_tool_functions
 from agents.tools.schema import ToolSchema, schema_from_function
 from storage.records import Agent, Tool, new_id
+
+_log = structlog.get_logger("memgrid.sandbox")
 
 __all__ = (
     "HEARTBEAT_ARG",
@@ -273,6 +276,7 @@ class SandboxRunner:
         self._settings = settings or SandboxSettings()
         self._env = dict(env or {})
         self._envs = envs
+        self._default_env_failed = False  # logged once: tools then run on our interpreter
         home = self._settings.home
         self._hide = (str(home),) if home is not None else ()
 
@@ -283,10 +287,17 @@ class SandboxRunner:
             return f"tool {tool.name!r} has no source code to run", False
         python = sys.executable
         if self._envs is not None:  # else the server's interpreter (embedded uses, tests)
+            own = _specs(tool)
             try:
-                python = await self._envs.python_for(_specs(tool))
+                python = await self._envs.python_for(own)
             except ToolEnvError as exc:
-                return str(exc), False
+                if own:  # the tool asked for packages: say it could not have them
+                    return str(exc), False
+                # Only the default environment (letta-client) failed, e.g. on a machine with
+                # no package index: the tool still runs, on memgrid's own interpreter.
+                if not self._default_env_failed:
+                    self._default_env_failed = True
+                    _log.warning("sandbox_default_env_unavailable", error=str(exc))
         result = await run_tool_source(
             tool.source_code,
             tool.name,

@@ -281,3 +281,42 @@ async def test_memgrid_serve_tells_its_embedded_workers_tools_where_it_is(
                         proc.kill()
     assert returned["status"] == "success", returned
     assert json.loads(returned["tool_return"])["message"] == "remy"
+
+
+async def test_without_the_default_environment_tools_still_run_on_memgrids_interpreter(
+    tmp_path: Path,
+) -> None:
+    """A machine with no package index cannot build the default environment (letta-client):
+    a tool that asks for nothing still runs, on memgrid's own interpreter; one that asks for
+    packages is told it cannot have them."""
+    from agents.sandbox import SandboxSettings
+    from agents.tools.registry import SandboxRunner
+    from storage.records import Agent, Tool
+
+    envs = ToolEnvs(tmp_path / "envs", base=["memgrid-no-such-package-anywhere==0.0.1"])
+    runner = SandboxRunner(SandboxSettings(), envs=envs)
+    agent = Agent(id="agent-1", name="a", system="s", model="m", embedding="hashing/8")
+    plain = Tool(
+        id="tool-1",
+        name="double",
+        source_code=(
+            "def double(x: int) -> int:\n"
+            '    """Twice.\n\n    Args:\n        x: n\n    """\n'
+            "    return 2 * x\n"
+        ),
+    )
+    with anyio.fail_after(120):
+        text, ok = await runner(plain, {"x": 21}, agent)
+        assert ok and "42" in text, text
+        needy = msgspec_replace(plain, pip_requirements=[{"name": "six", "version": "1.16.0"}])
+        text, ok = await runner(needy, {"x": 1}, agent)
+    assert not ok and "memgrid-no-such-package-anywhere" in text
+
+
+def msgspec_replace(tool: Any, **fields: Any) -> Any:
+    import msgspec
+
+    from storage.records import Tool
+
+    data = {**msgspec.to_builtins(tool), **fields}
+    return msgspec.convert(data, Tool)
