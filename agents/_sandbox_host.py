@@ -209,6 +209,13 @@ def exposed_paths(
     }
     if python == sys.executable:
         wanted |= {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    # A venv whose site-packages is a link (to a shared or system one) needs its target too.
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for prefix in list(wanted):
+        site = os.path.join(prefix, "lib", version, "site-packages")
+        target = os.path.realpath(site)
+        if target != site and not target.startswith(prefix.rstrip("/") + "/"):
+            wanted.add(target)
     pairs: list[tuple[str, str]] = []
     for path in sorted(wanted):
         if any(path == d or path.startswith(d.rstrip("/") + "/") for d in private):

@@ -188,7 +188,7 @@ async def _append(found: list[str], envs: ToolEnvs) -> None:
 
 
 def test_an_environment_under_a_hidden_home_is_bound_back_alone(tmp_path: Path) -> None:
-    home = Path.cwd() / ".memgrid-home-x"
+    home = Path("/srv/memgrid-home-x")  # not under /tmp: that one is private as a whole
     python = str(home / "sandbox-envs" / "abc" / "bin" / "python")
     pairs = exposed_paths(python, ("/tmp",), False, (str(home),))
     assert (str(home), str(home / "sandbox-envs" / "abc")) in pairs
