@@ -55,15 +55,16 @@ def served() -> Iterator[ThreadedScriptedModel]:
 
 
 def memgrid(
-    env: dict[str, str], *args: str, stdin: str | None = None
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
+    """``memgrid ARGS`` as a user runs it: a subprocess with ``env`` and no terminal."""
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", *args],
         env=env,
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 

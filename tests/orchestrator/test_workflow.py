@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from agents.scripted import (
 )
 from orchestrator.rules import validate_rules
 from orchestrator.workflow import WorkflowError, load_workflow
+from tests.orchestrator._cli import memgrid
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "workflow"
 
@@ -107,14 +107,7 @@ def served() -> Iterator[ThreadedScriptedModel]:
 
 
 def _memgrid(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return memgrid(env, *args, timeout=120)
 
 
 @pytest.fixture
