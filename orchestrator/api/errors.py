@@ -13,6 +13,7 @@
                                 saying so, with the decoder's words)
     Redis fails              -> 503 + Retry-After, naming the Redis URL (an outage: try again)
     embedding endpoint fails -> 502; archival owner or local model missing -> 503
+    Qdrant server fails      -> 502, naming the server's URL (MEMGRID_QDRANT_URL)
     anything else            -> 500 {"detail": "internal error"} (logged with its traceback)
 
 422 bodies use the shape of FastAPI's ``HTTPValidationError``, as Letta's server answers.
@@ -40,7 +41,7 @@ from storage.embeddings.remote import (
     EmbeddingNotConfigured,
 )
 from storage.errors import Conflict, InvalidRecord, NotFound
-from storage.passages import PassageDimensionError
+from storage.passages import PassageDimensionError, PassageServerError
 
 __all__ = ("RETRY_AFTER_S", "ApiError", "exception_handlers", "redis_location")
 
@@ -211,6 +212,7 @@ exception_handlers: dict[type[Exception] | int, Callable[..., Response[Any]]] = 
     ValidationException: _validation,
     EmbeddingEndpointError: _upstream,
     PassageDimensionError: _dimension,
+    PassageServerError: _upstream,
     EmbeddingDimensionUnknown: _upstream,
     EmbeddingModelMissing: _unavailable,
     EmbeddingNotConfigured: _unavailable,

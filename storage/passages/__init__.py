@@ -13,6 +13,7 @@ from storage.passages.edge import EdgePassageStore
 from storage.passages.protocol import (
     PassageDimensionError,
     PassageNotFoundError,
+    PassageServerError,
     PassageStore,
     PassageStoreClosedError,
     PassageStoreError,
@@ -29,6 +30,7 @@ __all__ = (
     "EdgePassageStore",
     "PassageDimensionError",
     "PassageNotFoundError",
+    "PassageServerError",
     "PassageStore",
     "PassageStoreClosedError",
     "PassageStoreError",

@@ -10,7 +10,8 @@ Errors::
     ├── PassageDimensionError   (also ValueError) a vector's dimension does not fit
     ├── PassageNotFoundError    (also LookupError) a paging cursor names no passage
     ├── PassageStoreLockedError the embedded engine's folder is held by another process
-    └── PassageStoreClosedError the store was used after ``aclose()``
+    ├── PassageStoreClosedError the store was used after ``aclose()``
+    └── PassageServerError      a Qdrant server failed or could not be reached (names its URL)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from storage.records import Passage
 __all__ = (
     "PassageDimensionError",
     "PassageNotFoundError",
+    "PassageServerError",
     "PassageStore",
     "PassageStoreClosedError",
     "PassageStoreError",
@@ -57,6 +59,13 @@ class PassageStoreLockedError(PassageStoreError):
 
 class PassageStoreClosedError(PassageStoreError):
     """The store was used after :meth:`PassageStore.aclose`."""
+
+
+class PassageServerError(PassageStoreError):
+    """The Qdrant server (``MEMGRID_QDRANT_URL``) failed, refused or could not be reached.
+
+    The message names the server's URL and what to check; the API answers it with a 502.
+    """
 
 
 class ScoredPassage(msgspec.Struct, frozen=True, kw_only=True):

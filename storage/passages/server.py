@@ -4,19 +4,25 @@
 (``path=`` or ``location=":memory:"``), which answers the server's API in pure Python.
 
 One collection per vector dimension (``passages_384``...), created on first insert with
-payload indexes on ``owner_id`` (keyword, tenant), ``tags`` (keyword) and ``created_at``
-(float: range filters and ordering). Local mode ignores payload indexes (and warns about
+payload indexes on ``owner_id``, ``tags`` (keyword) and ``created_at`` (float: range filters
+and ordering). ``owner_id`` is declared a tenant index (``is_tenant=True``, Qdrant 1.11+), as
+Qdrant's multitenancy guide advises: the server keeps each owner's points together, and every
+query filters on it. Agents and sources are both owners (a source's passages are owned by its
+id), so that one index serves both; ``source_id`` and ``file_id`` are only filtered within
+one owner's passages, and are not indexed. Local mode ignores payload indexes (and warns about
 them), so they are created only against a server. Many processes share a server, so the
 list of collections is read from it on every call that spans collections (one cheap round
-trip) rather than cached.
+trip) rather than cached. A server's failures become :class:`PassageServerError` naming its
+URL (``_server_errors``); the API answers them with a 502.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar
 
 from qdrant_client import AsyncQdrantClient, models
 
@@ -35,6 +41,7 @@ from storage.passages._common import (
     point_id,
     to_payload,
 )
+from storage.passages._server_errors import server_errors
 from storage.passages.protocol import (
     PassageNotFoundError,
     PassageStoreClosedError,
@@ -49,6 +56,23 @@ INSERT_CHUNK = 256
 """Points per upsert request."""
 
 _MAX_TAGS = 100_000
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _reported(
+    method: Callable[Concatenate[ServerPassageStore, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[ServerPassageStore, _P], Coroutine[Any, Any, _T]]:
+    """Run a public method inside :func:`server_errors`: a server's failure names the server."""
+
+    async def reported(self: ServerPassageStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with server_errors(self.url):
+            return await method(self, *args, **kwargs)
+
+    functools.update_wrapper(reported, method)  # its name and docstring
+    return reported
 
 
 def _filter(where: Conditions) -> models.Filter:
@@ -150,6 +174,8 @@ class ServerPassageStore:
             self._client = AsyncQdrantClient(path=str(path))
         else:
             self._client = AsyncQdrantClient(location=":memory:")
+        self.url = url
+        """The server's URL (``None`` in local mode); errors name it."""
         self._indexes = url is not None  # local mode ignores payload indexes, and warns
         self._closed = False
         self._known: set[int] = set()
@@ -207,6 +233,7 @@ class ServerPassageStore:
                 if await other.count_where(Conditions(owner_id=owner_id)):
                     raise dimension_error(owner_id, other.dimension, dimension)
 
+    @_reported
     async def insert(self, passages: Sequence[Passage], vectors: Sequence[Sequence[float]]) -> None:
         """See :meth:`storage.passages.PassageStore.insert`."""
         self._check_open()
@@ -228,6 +255,7 @@ class ServerPassageStore:
             ]
             await self._client.upsert(collection.name, points=points, wait=True)
 
+    @_reported
     async def search(
         self,
         owner_id: str,
@@ -264,6 +292,7 @@ class ServerPassageStore:
             await self._check_owners({owner_id}, len(vector))
         return hits
 
+    @_reported
     async def list(
         self,
         owner_id: str,
@@ -291,6 +320,7 @@ class ServerPassageStore:
             ascending=ascending,
         )
 
+    @_reported
     async def get(self, owner_id: str, passage_id: str) -> Passage | None:
         """See :meth:`storage.passages.PassageStore.get`."""
         for collection in await self._all():
@@ -299,6 +329,7 @@ class ServerPassageStore:
                 return found[0]
         return None
 
+    @_reported
     async def delete(self, owner_id: str, passage_ids: Sequence[str]) -> int:
         """See :meth:`storage.passages.PassageStore.delete`."""
         deleted = 0
@@ -312,6 +343,7 @@ class ServerPassageStore:
                 deleted += len(found)
         return deleted
 
+    @_reported
     async def delete_owner(self, owner_id: str) -> int:
         """See :meth:`storage.passages.PassageStore.delete_owner`."""
         deleted = 0
@@ -324,11 +356,13 @@ class ServerPassageStore:
                 deleted += present
         return deleted
 
+    @_reported
     async def count(self, owner_id: str) -> int:
         """See :meth:`storage.passages.PassageStore.count`."""
         where = Conditions(owner_id=owner_id)
         return sum([await collection.count_where(where) for collection in await self._all()])
 
+    @_reported
     async def tags(self, owner_id: str) -> builtins.list[str]:
         """See :meth:`storage.passages.PassageStore.tags`."""
         found: set[str] = set()
