@@ -466,6 +466,7 @@ class Worker:
                 "host": socket.gethostname(),
                 "started_at": self.started_at,
                 "busy": self.busy,
+                "slots": self.settings.concurrency,  # the dashboard shows busy of slots
                 "stopping": self.stopping,
                 **self.counters,
                 "sandbox_limits": limit_violations(),  # tool calls stopped by each limit

@@ -51,6 +51,7 @@ from orchestrator.api.sources import (
 from orchestrator.api.state import ApiState, api_state
 from orchestrator.api.steps import StepsController
 from orchestrator.api.tools import ToolsController
+from orchestrator.dashboard import dashboard_handlers
 
 __all__ = ("create_app",)
 
@@ -199,6 +200,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             ModelsController,
             StepsController,
             TagsController,
+            *dashboard_handlers(),  # the page at / and its read routes
         ],
         dependencies={"api": Provide(api_state)},
         guards=[require_api_key],

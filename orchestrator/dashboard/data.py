@@ -1,0 +1,240 @@
+"""``/dashboard/api/...``: the few facts the page needs that the REST API has no route for.
+
+Everything else the page shows comes from the Letta-compatible routes themselves. These read
+the same stores (:class:`orchestrator.api.state.ApiState`), under the same API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.params import FromPath, FromQuery
+
+from agents.events import iso
+from agents.metrics import sample_ready
+from agents.runs import live_workers, retry_dead_letter
+from bus import keys as bus_keys
+from bus.streams import list_dead_letters
+from orchestrator.api.errors import ApiError
+from orchestrator.api.state import Api
+from storage import keys
+from storage.records import Agent, Run, decode
+
+__all__ = (
+    "AgentStats",
+    "BlockHistory",
+    "DashboardDataController",
+    "DeadLetterView",
+    "Operations",
+    "WorkerView",
+)
+
+MAX_IDS = 200
+RECENT_RUNS = 20
+IN_FLIGHT = ("created", "running", "waiting")
+DEAD_LETTERS_SHOWN = 100
+
+
+class AgentStats(msgspec.Struct, kw_only=True):
+    """What the agents list adds to ``GET /v1/agents``: activity and queued work."""
+
+    id: str
+    inbox_depth: int
+    runs_in_flight: int
+    last_activity: str | None
+
+
+class AgentRef(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+
+
+class BlockEditView(msgspec.Struct, kw_only=True):
+    version: int
+    value: str
+    editor: str
+    at: str
+
+
+class BlockHistory(msgspec.Struct, kw_only=True):
+    """A block's versions (newest first) and the agents that share it."""
+
+    block_id: str
+    edits: list[BlockEditView]
+    agents: list[AgentRef]
+
+
+class WorkerView(msgspec.Struct, kw_only=True):
+    worker_id: str
+    host: str
+    pid: int
+    started_at: str | None
+    slots: int | None
+    slots_in_use: int
+    leases_held: int
+    runs: int
+    failed: int
+    dead_lettered: int
+
+
+class DeadLetterView(msgspec.Struct, kw_only=True):
+    id: str
+    agent_id: str
+    run_id: str
+    error: str
+    attempts: int
+    at: str | None
+
+
+class Operations(msgspec.Struct, kw_only=True):
+    """The state of the workers and of the work waiting for them."""
+
+    workers: list[WorkerView]
+    ready_signals: int
+    inbox_lag_seconds: float
+    dead_letters: list[DeadLetterView]
+    dead_letter_count: int
+    recent_errors: list[DeadLetterView]
+
+
+class Retried(msgspec.Struct, kw_only=True):
+    run_id: str
+    agent_id: str
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _worker(state: dict[str, Any]) -> WorkerView:
+    started = state.get("started_at")
+    slots = state.get("slots")
+    return WorkerView(
+        worker_id=str(state.get("worker_id", "")),
+        host=str(state.get("host", "")),
+        pid=_int(state.get("pid")),
+        started_at=iso(float(started)) if isinstance(started, int | float) else None,
+        slots=slots if isinstance(slots, int) else None,
+        slots_in_use=_int(state.get("busy")),
+        # A worker holds one agent's lease for each slot in use, and no other.
+        leases_held=_int(state.get("busy")),
+        runs=_int(state.get("runs")),
+        failed=_int(state.get("failed")),
+        dead_lettered=_int(state.get("dead_lettered")),
+    )
+
+
+def _dead_letter(row: dict[str, Any]) -> DeadLetterView:
+    at = row.get("at")
+    try:
+        when = iso(float(at)) if at is not None else None
+    except ValueError:
+        when = None
+    return DeadLetterView(
+        id=str(row["id"]),
+        agent_id=str(row.get("agent_id", "")),
+        run_id=str(row.get("run_id", "")),
+        error=str(row.get("error", "")),
+        attempts=_int(row.get("attempts")),
+        at=when,
+    )
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+class DashboardDataController(Controller):
+    """Read routes of the dashboard (and the retry of a dead letter)."""
+
+    path = "/dashboard/api"
+    include_in_schema = False
+
+    @get("/agents/stats")
+    async def agent_stats(self, api: Api, ids: FromQuery[list[str]]) -> list[AgentStats]:
+        """Inbox depth, runs in flight and last activity of each agent in ``ids``."""
+        if len(ids) > MAX_IDS:
+            raise ApiError(
+                422, f"at most {MAX_IDS} ids at once; ask in pages", field="ids", source="query"
+            )
+        redis = api.rt.redis
+        async with redis.pipeline(transaction=False) as pipe:
+            for agent_id in ids:
+                pipe.xlen(bus_keys.inbox(agent_id))
+                pipe.zrevrange(keys.agent_runs(agent_id), 0, RECENT_RUNS - 1, withscores=True)
+            replies = await pipe.execute()
+        run_keys = [
+            keys.run(agent_id, _text(run_id))
+            for n, agent_id in enumerate(ids)
+            for run_id, _score in replies[2 * n + 1]
+        ]
+        in_flight: dict[str, int] = {}
+        for raw in await redis.mget(run_keys) if run_keys else []:
+            if raw is not None:
+                run = decode(Run, raw)
+                in_flight[run.agent_id] = in_flight.get(run.agent_id, 0) + (run.status in IN_FLIGHT)
+        stats: list[AgentStats] = []
+        for n, agent_id in enumerate(ids):
+            depth, runs = replies[2 * n], replies[2 * n + 1]
+            last = max((float(score) for _id, score in runs), default=None)
+            stats.append(
+                AgentStats(
+                    id=agent_id,
+                    inbox_depth=int(depth),
+                    runs_in_flight=in_flight.get(agent_id, 0),
+                    last_activity=iso(last) if last is not None else None,
+                )
+            )
+        return stats
+
+    @get("/blocks/{block_id:str}/history")
+    async def block_history(self, block_id: FromPath[str], api: Api) -> BlockHistory:
+        """Every kept version of a block, newest first, and the agents it is attached to."""
+        block = await api.rt.blocks.get(block_id)
+        edits = await api.rt.blocks.history(block.id)
+        agent_ids = await api.rt.blocks.attached_agents(block.id)
+        raws = await api.rt.redis.mget([keys.agent(i) for i in agent_ids]) if agent_ids else []
+        agents = [
+            AgentRef(id=agent.id, name=agent.name)
+            for agent in (decode(Agent, raw) for raw in raws if raw is not None)
+        ]
+        return BlockHistory(
+            block_id=block.id,
+            edits=[
+                BlockEditView(version=e.version, value=e.value, editor=e.editor, at=iso(e.at))
+                for e in sorted(edits, key=lambda e: e.version, reverse=True)
+            ],
+            agents=sorted(agents, key=lambda a: a.name),
+        )
+
+    @get("/operations")
+    async def operations(self, api: Api) -> Operations:
+        """Workers alive, inbox lag, dead letters and recent errors."""
+        redis = api.rt.redis
+        workers = [_worker(w) for w in await live_workers(redis) if isinstance(w, dict)]
+        lag = await sample_ready(redis)
+        letters = [_dead_letter(row) for row in await list_dead_letters(redis, count=10_000)]
+        return Operations(
+            workers=sorted(workers, key=lambda w: w.worker_id),
+            ready_signals=int(lag.get("ready_signals", 0)),
+            inbox_lag_seconds=round(lag.get("ready_oldest_unread_age_seconds", 0.0), 3),
+            dead_letters=letters[:DEAD_LETTERS_SHOWN],
+            dead_letter_count=int(await redis.xlen(bus_keys.dead_letters())),
+            recent_errors=letters[::-1][:20],
+        )
+
+    @post("/dead-letters/{entry_id:str}/retry", status_code=200)
+    async def retry(self, entry_id: FromPath[str], api: Api) -> Retried:
+        """Put a dead-lettered run back into its agent's inbox (as ``memgrid dlq retry``)."""
+        try:
+            submitted = await retry_dead_letter(api.rt.redis, entry_id)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ApiError(
+                422, f"dead letter {entry_id} cannot be retried: {exc}", field="entry_id"
+            ) from None
+        return Retried(run_id=submitted.run_id, agent_id=submitted.agent_id)

@@ -1,0 +1,106 @@
+// Live chat: the agent's steps and tokens as they stream (POST .../messages/stream with
+// stream_tokens), and approval requests answered from the page.
+import { api, stream } from "./api.js";
+import { clear, h, runLink } from "./dom.js";
+import { guard } from "./guard.js";
+import { messageItem } from "./message.js";
+
+const PIECE_FIELD = {
+  assistant_message: (f) => f.content,
+  reasoning_message: (f) => f.reasoning,
+  tool_call_message: (f) => f.tool_call?.arguments,
+};
+
+export async function chatView(body, signal, agent) {
+  const log = h("ol", { class: "timeline chat", id: "chat-log", "aria-live": "polite" });
+  const input = h("textarea", { rows: 2, id: "chat-input", placeholder: `Message ${agent.name}`, "aria-label": "Message" });
+  const send = h("button", { type: "submit", id: "chat-send" }, "Send");
+  const state = h("span", { class: "muted", id: "chat-state", role: "status" });
+  const form = h("form", { class: "chat-form" }, input, h("div", { class: "toolbar" }, send, state));
+  clear(body, log, form);
+  const path = `/v1/agents/${encodeURIComponent(agent.id)}/messages/stream`;
+
+  async function run(messages) {
+    send.disabled = true;
+    state.textContent = "running…";
+    const items = new Map();
+    try {
+      await stream(path, { messages, stream_tokens: true }, (frame) => {
+        if (frame === "[DONE]") return;
+        show(frame, items);
+      }, { signal });
+      state.textContent = "";
+    } finally {
+      send.disabled = false;
+      if (state.textContent === "running…") state.textContent = "stopped";
+    }
+  }
+
+  function show(frame, items) {
+    const type = frame.message_type;
+    if (type === "usage_statistics") return;
+    if (type === "stop_reason") {
+      log.append(h("li", { class: "stop", dataset: { stopReason: frame.stop_reason } }, `stop: ${frame.stop_reason}`, frame.detail ? ` (${frame.detail})` : ""));
+      return;
+    }
+    const key = `${frame.id}/${type}`;
+    const known = items.get(key);
+    if (known && PIECE_FIELD[type]) {
+      known.querySelector(".text").append(piece(PIECE_FIELD[type](frame)));
+      return;
+    }
+    const item = messageItem(frame);
+    if (PIECE_FIELD[type] && type !== "tool_call_message") {
+      clear(item.querySelector(".text"), piece(PIECE_FIELD[type](frame)));
+    }
+    if (type === "approval_request_message") item.append(approvalButtons(frame));
+    items.set(key, item);
+    log.append(item);
+    item.scrollIntoView({ block: "nearest" });
+  }
+
+  function approvalButtons(request) {
+    const reason = h("input", { placeholder: "reason (optional)", "aria-label": "Reason" });
+    const answer = (approve) => async () => {
+      for (const b of box.querySelectorAll("button")) b.disabled = true;
+      const body = { type: "approval", approve, approval_request_id: request.id, reason: reason.value || null };
+      await guard(run([body]), box);
+    };
+    const box = h(
+      "div",
+      { class: "approval toolbar" },
+      h("button", { type: "button", class: "approve", onclick: answer(true) }, "Approve"),
+      h("button", { type: "button", class: "danger deny", onclick: answer(false) }, "Deny"),
+      reason,
+    );
+    return box;
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = input.value;
+    if (!text.trim()) return;
+    input.value = "";
+    await guard(run([{ role: "user", content: text }]), body);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  // The latest few messages, so that the chat continues where it was (and a pending
+  // approval can still be answered).
+  const recent = await api(`/v1/agents/${encodeURIComponent(agent.id)}/messages?limit=10`, { signal });
+  for (const m of recent) {
+    const item = messageItem(m);
+    if (m.message_type === "approval_request_message" && m === recent[recent.length - 1]) item.append(approvalButtons(m));
+    log.append(item);
+  }
+  if (recent.length && recent[recent.length - 1].run_id) log.append(h("li", { class: "muted" }, "last run: ", runLink(recent[recent.length - 1].run_id)));
+}
+
+function piece(text) {
+  return h("span", { class: "piece" }, text ?? "");
+}
