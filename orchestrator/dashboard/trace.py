@@ -34,6 +34,7 @@ from storage.records import Agent, Run, decode
 __all__ = ("RunTrace", "RunTraceController")
 
 MAX_RUNS_PER_AGENT = 50
+RECENT_MESSAGES = 200  # where a run's input is looked for (run events hold no inputs)
 _SEP = " -> "  # as orchestrator.apply stores a workflow's routes
 _SEND = re.compile(r"^send_message_to_agent")
 
@@ -157,7 +158,7 @@ class RunTraceController(Controller):
             agent = agents.get(agent_id)
             return agent.name if agent else agent_id
 
-        items: list[TraceItem] = []
+        items = await self._inputs(api, runs, agents)
         calls: dict[str, tuple[str, str]] = {}  # tool call id -> (agent id, run id)
         for run in runs:
             agent = agents.get(run.agent_id)
@@ -206,6 +207,27 @@ class RunTraceController(Controller):
             agents=[AgentRef(id=i, name=name(i)) for i in involved],
             edges=list(unique.values()),
         )
+
+    async def _inputs(self, api: Api, runs: list[Run], agents: dict[str, Agent]) -> list[TraceItem]:
+        """The user (or other agent's) messages that started the runs, from recall."""
+        wanted = {r.id: r for r in runs}
+        found: list[TraceItem] = []
+        for agent in agents.values():
+            recent = await api.rt.messages.list(agent.id, limit=RECENT_MESSAGES, ascending=False)
+            for message in recent:
+                run = wanted.get(message.run_id or "")
+                if run is not None and message.role == "user":
+                    found.append(
+                        TraceItem(
+                            at=iso(message.created_at),
+                            agent_id=agent.id,
+                            agent_name=agent.name,
+                            run_id=run.id,
+                            kind="input",
+                            text=message.content,
+                        )
+                    )
+        return found
 
     async def _block_edits(
         self, api: Api, runs: list[Run], agents: dict[str, Agent]

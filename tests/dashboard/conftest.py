@@ -53,7 +53,9 @@ async def page(browser: Browser, served: Served) -> AsyncIterator[Page]:
             elsewhere.append(request.url)
 
     def on_console(message: Any) -> None:
-        if message.type == "error" and "401" not in message.text:
+        # A 4xx the page shows (a refused retry, a 401 before the key) is the browser's note
+        # of a response, not a script error.
+        if message.type == "error" and "with a status of 4" not in message.text:
             problems.append(message.text)
 
     opened.on("request", on_request)

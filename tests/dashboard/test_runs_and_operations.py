@@ -1,0 +1,92 @@
+"""The run view follows one message across agents (the send, the wait, the other agent's reply
+and its block edit, in time order, drawn as a graph); the operations view shows the live
+worker and a dead letter that it re-queues."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from playwright.async_api import Page, expect
+
+from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
+from bus.streams import dead_letter
+from tests.api.conftest import make_agent, say_to
+
+
+def relay_policy(request: ChatRequest) -> Outcome:
+    last = request.last_message
+    said = last.text if last is not None else ""
+    result = request.last_tool_result
+    if result is not None and '"type": "heartbeat"' in said:
+        return say(f"bob answered: {json.loads(result.content)['message']}")
+    if result is not None:
+        return say(f"bob answered: {result.content}")
+    if said.startswith("[message from agent"):
+        if "noted" not in said:
+            return tool_call("core_memory_append", label="human", content="asked by alice")
+        return say("hello from bob")
+    asked = re.search(r"ask (agent-[\w-]+)", said)
+    if asked:
+        return tool_call(
+            "send_message_to_agent_and_wait_for_reply", message="hi bob", other_agent_id=asked[1]
+        )
+    return say("ok")
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return relay_policy
+
+
+async def test_the_run_view_follows_a_message_across_agents(
+    page: Page, client: httpx.AsyncClient
+) -> None:
+    bob = await make_agent(client, name="bob")
+    alice = await make_agent(client, name="alice", include_multi_agent_tools=True)
+    result = await say_to(client, alice["id"], f"ask {bob['id']}")
+    replies = [m["content"] for m in result["messages"] if m["message_type"] == "assistant_message"]
+    assert replies and replies[-1].startswith("bob answered"), result
+    run_id = result["messages"][0]["run_id"]
+
+    await page.goto(f"/#/runs/{run_id}")
+    trace = page.locator("#trace")
+    kinds = trace.locator("li")
+    await expect(kinds.first).to_be_visible()
+    order = [await k.get_attribute("data-kind") for k in await kinds.all()]
+    assert order[0] == "input"
+    assert "wait" in order and "block_edit" in order and "reply" in order
+    assert order.index("wait") < order.index("block_edit") < len(order) - 1
+    await expect(trace.locator('[data-kind="block_edit"]')).to_contain_text("asked by alice")
+    await expect(trace.locator('[data-kind="reply"]').last).to_contain_text("bob answered")
+    await expect(page.locator("svg.graph circle")).to_have_count(2)
+    await expect(page.locator("svg.graph line.edge.sent")).to_have_count(1)
+
+
+async def test_operations_show_the_worker_and_retry_a_dead_letter(
+    page: Page, client: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    agent = await make_agent(client)
+    await say_to(client, agent["id"], "hello")
+    await dead_letter(
+        redis_client,
+        agent_id=agent["id"],
+        run_id="run-gone",
+        envelope=b"not an envelope",
+        error="ValueError('<b>broken</b>')",
+        attempts=3,
+    )
+    await page.goto("/#/operations")
+    workers = page.locator("#workers tbody tr")
+    await expect(workers).to_have_count(1)
+    await expect(workers.first).to_contain_text(" / ")  # slots in use of slots
+    letters = page.locator("#dead-letters tbody tr")
+    await expect(letters).to_have_count(1)
+    await expect(letters.first).to_contain_text("ValueError('<b>broken</b>')")  # as text
+    await letters.first.get_by_role("button", name="Retry").click()
+    # Not an envelope: the retry is refused with a 4xx saying why, and the letter stays.
+    await expect(letters.first.locator(".error")).to_contain_text("cannot be retried")
+    assert await redis_client.xlen("mg:dlq") == 1
