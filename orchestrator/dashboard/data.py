@@ -18,12 +18,14 @@ from agents.runs import live_workers, retry_dead_letter
 from bus import keys as bus_keys
 from bus.streams import list_dead_letters
 from orchestrator.api.errors import ApiError
-from orchestrator.api.state import Api
+from orchestrator.api.state import Api, page
 from storage import keys
 from storage.records import Agent, Run, decode
 
 __all__ = (
+    "AgentPage",
     "AgentStats",
+    "AgentSummary",
     "BlockHistory",
     "DashboardDataController",
     "DeadLetterView",
@@ -31,10 +33,13 @@ __all__ = (
     "WorkerView",
 )
 
+PAGE = 50
 MAX_IDS = 200
+AGENT_TYPE = "memgpt_agent"  # what GET /v1/agents says of every agent
 RECENT_RUNS = 20
 IN_FLIGHT = ("created", "running", "waiting")
 DEAD_LETTERS_SHOWN = 100
+SHARERS_SHOWN = 100
 
 
 class AgentStats(msgspec.Struct, kw_only=True):
@@ -44,6 +49,42 @@ class AgentStats(msgspec.Struct, kw_only=True):
     inbox_depth: int
     runs_in_flight: int
     last_activity: str | None
+
+
+class AgentSummary(msgspec.Struct, kw_only=True):
+    """One row of the agents list."""
+
+    id: str
+    name: str
+    agent_type: str
+    model: str
+    tags: list[str]
+    created_at: str
+    updated_at: str
+    last_activity: str | None
+    inbox_depth: int
+    runs_in_flight: int
+
+
+class AgentPage(msgspec.Struct, kw_only=True):
+    agents: list[AgentSummary]
+    total: int
+    matching: int
+
+
+def _summary(agent: Agent, stats: AgentStats) -> AgentSummary:
+    return AgentSummary(
+        id=agent.id,
+        name=agent.name,
+        agent_type=AGENT_TYPE,
+        model=agent.model,
+        tags=agent.tags,
+        created_at=iso(agent.created_at),
+        updated_at=iso(agent.updated_at),
+        last_activity=stats.last_activity or iso(agent.updated_at),
+        inbox_depth=stats.inbox_depth,
+        runs_in_flight=stats.runs_in_flight,
+    )
 
 
 class AgentRef(msgspec.Struct, kw_only=True):
@@ -64,6 +105,8 @@ class BlockHistory(msgspec.Struct, kw_only=True):
     block_id: str
     edits: list[BlockEditView]
     agents: list[AgentRef]
+    """The first agents sharing it by id, at most :data:`SHARERS_SHOWN` of them."""
+    agent_count: int
 
 
 class WorkerView(msgspec.Struct, kw_only=True):
@@ -155,14 +198,44 @@ class DashboardDataController(Controller):
     path = "/dashboard/api"
     include_in_schema = False
 
-    @get("/agents/stats")
-    async def agent_stats(self, api: Api, ids: FromQuery[list[str]]) -> list[AgentStats]:
-        """Inbox depth, runs in flight and last activity of each agent in ``ids``."""
-        if len(ids) > MAX_IDS:
-            raise ApiError(
-                422, f"at most {MAX_IDS} ids at once; ask in pages", field="ids", source="query"
-            )
+    @get("/agents")
+    async def agents(
+        self,
+        api: Api,
+        query_text: FromQuery[str | None] = None,
+        after: FromQuery[str | None] = None,
+        limit: FromQuery[int] = PAGE,
+    ) -> AgentPage:
+        """A page of agents by name (``query_text``: a substring of it, any case), with their
+        activity and queued work. Only the page's agents are read: the name index orders and
+        filters, so 10,000 agents cost what 50 do."""
+        if not 1 <= limit <= MAX_IDS:
+            raise ApiError(422, f"must be between 1 and {MAX_IDS}", field="limit", source="query")
         redis = api.rt.redis
+        names = sorted(
+            (_text(name), _text(agent_id))
+            for name, agent_id in (await redis.hgetall(keys.agent_names())).items()
+        )
+        matching = names
+        if query_text:
+            needle = query_text.lower()
+            matching = [pair for pair in names if needle in pair[0].lower()]
+        chosen = page(matching, lambda pair: pair[1], after=after, before=None, limit=limit)
+        ids = [agent_id for _name, agent_id in chosen]
+        raws = await redis.mget([keys.agent(i) for i in ids]) if ids else []
+        found = [decode(Agent, raw) for raw in raws if raw is not None]
+        stats = {s.id: s for s in await self._stats(api, [a.id for a in found])}
+        return AgentPage(
+            agents=[_summary(agent, stats[agent.id]) for agent in found],
+            total=len(names),
+            matching=len(matching),
+        )
+
+    async def _stats(self, api: Api, ids: list[str]) -> list[AgentStats]:
+        """Inbox depth, runs in flight and last activity of each agent in ``ids``."""
+        redis = api.rt.redis
+        if not ids:
+            return []
         async with redis.pipeline(transaction=False) as pipe:
             for agent_id in ids:
                 pipe.xlen(bus_keys.inbox(agent_id))
@@ -197,7 +270,8 @@ class DashboardDataController(Controller):
         """Every kept version of a block, newest first, and the agents it is attached to."""
         block = await api.rt.blocks.get(block_id)
         edits = await api.rt.blocks.history(block.id)
-        agent_ids = await api.rt.blocks.attached_agents(block.id)
+        every = await api.rt.blocks.attached_agents(block.id)
+        agent_ids = sorted(every)[:SHARERS_SHOWN]
         raws = await api.rt.redis.mget([keys.agent(i) for i in agent_ids]) if agent_ids else []
         agents = [
             AgentRef(id=agent.id, name=agent.name)
@@ -210,6 +284,7 @@ class DashboardDataController(Controller):
                 for e in sorted(edits, key=lambda e: e.version, reverse=True)
             ],
             agents=sorted(agents, key=lambda a: a.name),
+            agent_count=len(every),
         )
 
     @get("/operations")

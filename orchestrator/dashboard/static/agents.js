@@ -17,7 +17,8 @@ export async function agentsView(view, signal) {
 
   async function load(append = false) {
     const q = search.value.trim();
-    const agents = await api(`/v1/agents/${query({ limit: PAGE, query_text: q, after: append ? last : null })}`, { signal });
+    const found = await api(`/dashboard/api/agents${query({ limit: PAGE, query_text: q, after: append ? last : null })}`, { signal });
+    const agents = found.agents;
     if (!append) {
       rows = h("tbody");
       clear(list, agents.length ? table(["Name", "Type", "Model", "Tags", "Last activity", "Runs in flight", "Inbox", ""], [], { class: "agents" }) : h("p", { class: "muted" }, q ? "No agent matches." : "No agents yet: create one below."));
@@ -25,13 +26,9 @@ export async function agentsView(view, signal) {
       if (t) t.replaceChild(rows, t.tBodies[0]);
     }
     last = agents.length ? agents[agents.length - 1].id : last;
-    more.hidden = agents.length < PAGE;
-    const stats = agents.length ? await api(`/dashboard/api/agents/stats${query({ ids: agents.map((a) => a.id) })}`, { signal }) : [];
-    const byId = Object.fromEntries(stats.map((s) => [s.id, s]));
-    for (const agent of agents) rows.append(row(agent, byId[agent.id], () => load()));
-    api("/v1/agents/count", { signal }).then((n) => {
-      document.getElementById("agent-count").textContent = `${n} agents`;
-    }, () => {});
+    more.hidden = rows.children.length + agents.length >= found.matching;
+    for (const agent of agents) rows.append(row(agent, () => load()));
+    document.getElementById("agent-count").textContent = q ? `${found.matching} of ${found.total} agents` : `${found.total} agents`;
   }
 
   let timer = null;
@@ -44,7 +41,7 @@ export async function agentsView(view, signal) {
 }
 agentsView.nav = "agents";
 
-function row(agent, stats, reload) {
+function row(agent, reload) {
   const remove = h("button", { type: "button", class: "danger", "aria-label": `Delete ${agent.name}` }, "Delete");
   remove.addEventListener("click", async () => {
     if (!confirm(`Delete agent ${agent.name}? Its messages and memory go with it.`)) return;
@@ -57,9 +54,9 @@ function row(agent, stats, reload) {
     h("td", {}, agent.agent_type),
     h("td", { class: "mono" }, agent.model),
     h("td", {}, (agent.tags || []).map((t) => h("span", { class: "tag" }, t))),
-    h("td", {}, when(stats?.last_activity || agent.updated_at)),
-    h("td", { class: "num" }, stats ? stats.runs_in_flight : "—"),
-    h("td", { class: "num" }, stats ? stats.inbox_depth : "—"),
+    h("td", {}, when(agent.last_activity)),
+    h("td", { class: "num" }, agent.runs_in_flight),
+    h("td", { class: "num" }, agent.inbox_depth),
     h("td", {}, remove),
   );
 }

@@ -53,7 +53,13 @@ async function loadHistory(block, into) {
   const found = await api(`/dashboard/api/blocks/${encodeURIComponent(block.id)}/history`);
   clear(
     into,
-    h("p", {}, "Shared by: ", found.agents.map((a, i) => [i ? ", " : "", agentLink(a.id, a.name)])),
+    h(
+      "p",
+      {},
+      `Attached to ${found.agent_count} agent${found.agent_count === 1 ? "" : "s"}: `,
+      found.agents.map((a, i) => [i ? ", " : "", agentLink(a.id, a.name)]),
+      found.agent_count > found.agents.length ? ` and ${found.agent_count - found.agents.length} more` : "",
+    ),
     h(
       "ol",
       { class: "versions" },
