@@ -105,7 +105,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _banner(app: Any, settings: ApiSettings, servers: list[Any]) -> str:
-    """What `memgrid serve` says once it listens: where, the docs, the Redis and passages."""
+    """What `memgrid serve` says once it listens: where (the dashboard, the API, its docs),
+    the Redis and passages."""
     from bus import describe
     from storage.settings import StorageSettings
 
@@ -121,7 +122,8 @@ def _banner(app: Any, settings: ApiSettings, servers: list[Any]) -> str:
     )
     return "\n".join(
         (
-            f"memgrid serve: the Letta-compatible API at {url} (docs: {url}/schema)",
+            f"memgrid serve: the dashboard at {url}/ and the Letta-compatible API at {url} "
+            f"(docs: {url}/schema)",
             f"memgrid serve: Redis at {describe(app.state.api.rt.redis)}; passages in "
             f"{StorageSettings.from_env().describe_passages()}",
             f"memgrid serve: {worker}; Ctrl-C to stop",

@@ -30,6 +30,7 @@ __all__ = (
     "DashboardDataController",
     "DeadLetterView",
     "Operations",
+    "PendingCall",
     "WorkerView",
 )
 
@@ -87,6 +88,14 @@ def _summary(agent: Agent, stats: AgentStats) -> AgentSummary:
     )
 
 
+class PendingCall(msgspec.Struct, kw_only=True):
+    """A tool call held for approval (``requires_approval``)."""
+
+    tool_call_id: str
+    name: str
+    arguments: str
+
+
 class AgentRef(msgspec.Struct, kw_only=True):
     id: str
     name: str
@@ -125,6 +134,7 @@ class WorkerView(msgspec.Struct, kw_only=True):
 class DeadLetterView(msgspec.Struct, kw_only=True):
     id: str
     agent_id: str
+    agent_name: str | None = None
     run_id: str
     error: str
     attempts: int
@@ -186,6 +196,12 @@ def _dead_letter(row: dict[str, Any]) -> DeadLetterView:
         attempts=_int(row.get("attempts")),
         at=when,
     )
+
+
+async def _names(api: Api, agent_ids: list[str]) -> dict[str, str]:
+    """Agent id -> name, for the agents that still exist."""
+    raws = await api.rt.redis.mget([keys.agent(i) for i in agent_ids]) if agent_ids else []
+    return {a.id: a.name for a in (decode(Agent, raw) for raw in raws if raw is not None)}
 
 
 def _text(raw: Any) -> str:
@@ -265,6 +281,16 @@ class DashboardDataController(Controller):
             )
         return stats
 
+    @get("/agents/{agent_id:str}/pending-approvals")
+    async def pending_approvals(self, agent_id: FromPath[str], api: Api) -> list[PendingCall]:
+        """The tool calls the agent holds until someone approves or denies them (a message
+        list shows them as tool calls; the chat offers to answer them)."""
+        agent = await api.agent(agent_id)
+        return [
+            PendingCall(tool_call_id=c.id, name=c.name, arguments=c.arguments)
+            for c in agent.pending_approval
+        ]
+
     @get("/blocks/{block_id:str}/history")
     async def block_history(self, block_id: FromPath[str], api: Api) -> BlockHistory:
         """Every kept version of a block, newest first, and the agents it is attached to."""
@@ -294,6 +320,10 @@ class DashboardDataController(Controller):
         workers = [_worker(w) for w in await live_workers(redis) if isinstance(w, dict)]
         lag = await sample_ready(redis)
         letters = [_dead_letter(row) for row in await list_dead_letters(redis, count=10_000)]
+        shown = {d.agent_id for d in letters[:DEAD_LETTERS_SHOWN] + letters[-20:]}
+        names = await _names(api, sorted(shown))
+        for letter in letters:
+            letter.agent_name = names.get(letter.agent_id)
         return Operations(
             workers=sorted(workers, key=lambda w: w.worker_id),
             ready_signals=int(lag.get("ready_signals", 0)),

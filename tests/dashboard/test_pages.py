@@ -158,3 +158,24 @@ async def test_an_approval_is_answered_from_the_page(page: Page, client: httpx.A
         )
     ).to_be_visible()
     assert (await client.get(human)).json()["value"] == "Name: Bob\nlikes tea"
+
+
+async def test_a_held_call_is_offered_for_approval_when_the_chat_opens(
+    page: Page, client: httpx.AsyncClient
+) -> None:
+    rules = [{"type": "requires_approval", "tool_name": "core_memory_append"}]
+    agent = await make_agent(client, tool_rules=rules)
+    held = await say_to(client, agent["id"], "remember that I like tea")
+    assert held["stop_reason"]["stop_reason"] == "requires_approval"
+    await page.goto(f"/#/agents/{agent['id']}/chat")
+    request = page.locator('#chat-log [data-type="approval_request_message"]')
+    await expect(request).to_contain_text("core_memory_append")
+    await request.get_by_label("Reason").fill("not now")
+    await request.get_by_role("button", name="Deny").click()
+    await expect(
+        page.locator('#chat-log [data-type="assistant_message"]').filter(
+            has_text="denied the call to core_memory_append: not now"
+        )
+    ).to_be_visible()
+    human = f"/v1/agents/{agent['id']}/core-memory/blocks/human"
+    assert (await client.get(human)).json()["value"] == "Name: Bob"

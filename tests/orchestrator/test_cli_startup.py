@@ -78,6 +78,7 @@ def test_serve_says_where_it_listens_and_what_it_uses(env: dict[str, str]) -> No
             api = re.search(r"API at (http://127\.0\.0\.1:\d+) \(docs: (\S+)/schema\)", banner)
             assert api is not None, banner
             assert api.group(2) == api.group(1)
+            assert f"the dashboard at {api.group(1)}/ and" in banner
             assert f"Redis at {env['MEMGRID_REDIS_URL']}" in banner
             assert f"passages in the embedded Qdrant engine under {env['MEMGRID_HOME']}" in banner
             assert "no worker in this process" in banner and "Ctrl-C" in banner

@@ -63,8 +63,8 @@ export async function chatView(body, signal, agent) {
     const reason = h("input", { placeholder: "reason (optional)", "aria-label": "Reason" });
     const answer = (approve) => async () => {
       for (const b of box.querySelectorAll("button")) b.disabled = true;
-      const body = { type: "approval", approve, approval_request_id: request.id, reason: reason.value || null };
-      await guard(run([body]), box);
+      const one = { type: "approval", tool_call_id: request.tool_call.tool_call_id, approve, reason: reason.value || null };
+      await guard(run([{ type: "approval", approvals: [one] }]), box);
     };
     const box = h(
       "div",
@@ -93,9 +93,13 @@ export async function chatView(body, signal, agent) {
   // The latest few messages, so that the chat continues where it was (and a pending
   // approval can still be answered).
   const recent = await api(`/v1/agents/${encodeURIComponent(agent.id)}/messages?limit=10`, { signal });
-  for (const m of recent) {
-    const item = messageItem(m);
-    if (m.message_type === "approval_request_message" && m === recent[recent.length - 1]) item.append(approvalButtons(m));
+  for (const m of recent) log.append(messageItem(m));
+  // Calls held for approval, answered here as when they arrive live.
+  const held = await api(`/dashboard/api/agents/${encodeURIComponent(agent.id)}/pending-approvals`, { signal });
+  for (const call of held) {
+    const request = { message_type: "approval_request_message", id: `pending-${call.tool_call_id}`, tool_call: call };
+    const item = messageItem(request);
+    item.append(approvalButtons(request));
     log.append(item);
   }
   if (recent.length && recent[recent.length - 1].run_id) log.append(h("li", { class: "muted" }, "last run: ", runLink(recent[recent.length - 1].run_id)));

@@ -8,7 +8,8 @@ export async function operationsView(view, signal) {
   const refresh = h("button", { type: "button", onclick: () => dispatchEvent(new HashChangeEvent("hashchange")) }, "Refresh");
   clear(
     view,
-    h("h1", {}, "Operations ", refresh),
+    h("h1", {}, "Operations"),
+    refresh,
     h("p", {}, `Ready signals waiting: ${ops.ready_signals} · inbox lag (oldest unread): ${ops.inbox_lag_seconds} s · dead letters: ${ops.dead_letter_count}`),
     h("h2", {}, "Workers"),
     ops.workers.length
@@ -38,7 +39,7 @@ export async function operationsView(view, signal) {
       : h("p", { class: "muted" }, "No dead letters."),
     h("h2", {}, "Recent errors"),
     ops.recent_errors.length
-      ? h("ul", { class: "errors" }, ops.recent_errors.map((d) => h("li", {}, when(d.at), " · ", agentLink(d.agent_id), ": ", h("span", { class: "mono" }, d.error))))
+      ? h("ul", { class: "errors" }, ops.recent_errors.map((d) => h("li", {}, when(d.at), " · ", agentLink(d.agent_id, d.agent_name), ": ", h("span", { class: "mono" }, d.error))))
       : h("p", { class: "muted" }, "None."),
   );
 }
@@ -57,7 +58,7 @@ function deadLetter(d) {
     { dataset: { id: d.id } },
     h("td", { class: "mono" }, d.id),
     h("td", {}, when(d.at)),
-    h("td", {}, agentLink(d.agent_id)),
+    h("td", {}, agentLink(d.agent_id, d.agent_name)),
     h("td", {}, runLink(d.run_id)),
     h("td", { class: "num" }, d.attempts),
     h("td", { class: "mono" }, d.error),
