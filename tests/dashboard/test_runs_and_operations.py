@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from playwright.async_api import Page, expect
 
 from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
+from bus import keys as bus_keys
 from bus.streams import dead_letter
 from tests.api.conftest import make_agent, say_to
 
@@ -89,4 +90,4 @@ async def test_operations_show_the_worker_and_retry_a_dead_letter(
     await letters.first.get_by_role("button", name="Retry").click()
     # Not an envelope: the retry is refused with a 4xx saying why, and the letter stays.
     await expect(letters.first.locator(".error")).to_contain_text("cannot be retried")
-    assert await redis_client.xlen("mg:dlq") == 1
+    assert await redis_client.xlen(bus_keys.dead_letters()) == 1
