@@ -66,7 +66,7 @@ def policy(request: ChatRequest) -> Outcome:
     if "remember" in said:
         return tool_call("core_memory_append", label="human", content="Likes green tea.")
     if "tell me" in said:
-        return Slow(seconds=0.0, then=say(STORY, thought="Summing up the notes."), chunk_delay=0.02)
+        return Slow(seconds=0.0, then=say(STORY, thought="Summing up the notes."), chunk_delay=0.2)
     return say(f"Noted: {said[:60]}", thought="A short answer will do.")
 
 
@@ -210,8 +210,11 @@ async def _views(client: httpx.AsyncClient, base: str, chromium: str, redis_url:
         await page.get_by_label("Message").fill("tell me what you know")
         await page.get_by_role("button", name="Send").click()
         started = time.monotonic()
-        await page.locator("#chat-log [data-type=assistant_message] .piece").nth(3).wait_for()
-        await page.screenshot(path=OUT / "chat-streaming.png", full_page=True)
+        # Mid-reply: some of its pieces drawn, not all.
+        await page.locator("#chat-log [data-type=assistant_message] .piece").nth(5).wait_for()
+        # The viewport, where the chat follows the reply (a full-page capture re-lays the
+        # page out and shows it as it was before the stream).
+        await page.screenshot(path=OUT / "chat-streaming.png")
         await page.locator('#chat-log [data-stop-reason="end_turn"]').wait_for()
         print(f"docs/dashboard/chat-streaming.png ({time.monotonic() - started:.1f} s)")
         await _shot(page, f"/#/agents/{carol['id']}/chat", "approval", "button.approve")

@@ -26,8 +26,7 @@ export async function chatView(body, signal, agent) {
     const items = new Map();
     try {
       await stream(path, { messages, stream_tokens: true }, (frame) => {
-        if (frame === "[DONE]") return;
-        show(frame, items);
+        if (frame !== "[DONE]") follow(() => show(frame, items));
       }, { signal });
       state.textContent = "";
     } finally {
@@ -46,17 +45,25 @@ export async function chatView(body, signal, agent) {
     const key = `${frame.id}/${type}`;
     const known = items.get(key);
     if (known && PIECE_FIELD[type]) {
-      known.querySelector(".text").append(piece(PIECE_FIELD[type](frame)));
+      const text = PIECE_FIELD[type](frame);
+      if (text) known.querySelector(".text").append(piece(text));
       return;
     }
     const item = messageItem(frame);
     if (PIECE_FIELD[type] && type !== "tool_call_message") {
-      clear(item.querySelector(".text"), piece(PIECE_FIELD[type](frame)));
+      const text = PIECE_FIELD[type](frame);
+      clear(item.querySelector(".text"), text ? piece(text) : null);
     }
     if (type === "approval_request_message") item.append(approvalButtons(frame));
     items.set(key, item);
     log.append(item);
-    item.scrollIntoView({ block: "nearest" });
+  }
+
+  // Keep the newest step in view while it streams, unless the reader scrolled up.
+  function follow(update) {
+    const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    update();
+    if (atEnd) log.scrollTop = log.scrollHeight;
   }
 
   function approvalButtons(request) {
@@ -81,6 +88,7 @@ export async function chatView(body, signal, agent) {
     const text = input.value;
     if (!text.trim()) return;
     input.value = "";
+    follow(() => log.append(messageItem({ message_type: "user_message", id: "", date: new Date().toISOString(), content: text })));
     await guard(run([{ role: "user", content: text }]), body);
   });
   input.addEventListener("keydown", (event) => {
@@ -103,6 +111,7 @@ export async function chatView(body, signal, agent) {
     log.append(item);
   }
   if (recent.length && recent[recent.length - 1].run_id) log.append(h("li", { class: "muted" }, "last run: ", runLink(recent[recent.length - 1].run_id)));
+  log.scrollTop = log.scrollHeight;
 }
 
 function piece(text) {
