@@ -3,8 +3,9 @@
 Loads the data straight through the stores (``AgentStore``, ``BlockStore``, ``MessageLog``),
 not through model turns, into a private ``redis-server``; starts ``memgrid serve`` on it; then
 times, over keep-alive HTTP, every request the page makes for its views: the page and a module,
-the agents list (first page, a later page, a search) with its stats, one agent, its context
-window, its latest messages and a page far back in recall, and the operations view. With
+the agents list (first page, a later page, a search), a block shared by every agent, one
+agent, its context window, its latest messages and a page far back in recall, the operations
+view and a run's view (``memgrid serve --no-worker``: the run stays queued). With
 ``--browser`` it also times Chromium (Debian's ``chromium``) from navigation to the rows drawn:
 the agents list, the messages tab, and one click on "Older messages".
 
@@ -39,7 +40,9 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
+from agents.runs import RunStore
 from bus import connect, find_redis_server
+from bus.envelopes import InboxMessage
 from storage import keys
 from storage.agents import AgentStore
 from storage.blocks import BlockStore, new_block
@@ -148,6 +151,9 @@ async def _load(redis: aioredis.Redis) -> tuple[list[Agent], Agent, float]:
     # In context: the latest 30 messages, starting at a user message.
     in_context = [m.id for m in messages[-30:]]
     big = await AgentStore(redis).update(big.id, message_ids=in_context)
+    # A queued run (served with --no-worker, it stays queued): the run view looks for the
+    # runs it caused in every agent's run index.
+    await RunStore(redis).submit(big.id, [InboxMessage(content="hello")])
     return agents, big, time.perf_counter() - started
 
 
@@ -223,7 +229,10 @@ async def main(repeat: int, browser: bool) -> None:
             env.pop("MEMGRID_API_KEY", None)
             serve = await asyncio.to_thread(
                 subprocess.Popen,
-                [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(api_port)],
+                [
+                    *(sys.executable, "-m", "orchestrator.cli", "serve"),
+                    *("--port", str(api_port), "--no-worker"),
+                ],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -236,6 +245,7 @@ async def main(repeat: int, browser: bool) -> None:
 
                 await _wait(health, "memgrid serve", 60)
                 shared = big.block_ids[0]
+                [run] = await RunStore(redis).recent(big.id)
                 middle = f"message-{MESSAGES // 2:08d}"
                 paths = [
                     ("page /", "/"),
@@ -253,6 +263,7 @@ async def main(repeat: int, browser: bool) -> None:
                         f"/v1/agents/{big.id}/messages?limit=50&before={middle}",
                     ),
                     ("operations", "/dashboard/api/operations"),
+                    ("run view (scans 10k run indexes)", f"/dashboard/api/runs/{run.id}/trace"),
                 ]
                 print(f"{'request':34} {'median ms':>10} {'p95 ms':>8} {'bytes':>9}")
                 for label, path in paths:
