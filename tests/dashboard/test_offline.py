@@ -54,6 +54,10 @@ async def test_with_an_api_key_the_page_asks_for_it_and_sends_it(
     await make_agent(client, name="guarded")
     async with httpx.AsyncClient(base_url=client.base_url) as anonymous:
         assert (await anonymous.get("/v1/agents/")).status_code == 401
+        for path in ("/dashboard/api/agents", "/dashboard/api/operations"):
+            assert (await anonymous.get(path)).status_code == 401, path
+        assert (await anonymous.get("/")).status_code == 200  # the page holds no data
+        assert (await anonymous.get("/dashboard/static/app.js")).status_code == 200
     await page.goto("/")
     await expect(page.get_by_label("API key")).to_be_visible()
     await page.get_by_label("API key").fill("wrong")
