@@ -15,6 +15,7 @@ from playwright.async_api import Page, expect
 from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
 from bus import keys as bus_keys
 from bus.streams import dead_letter
+from storage import keys
 from tests.api.conftest import make_agent, say_to
 
 
@@ -44,10 +45,17 @@ def policy() -> Policy:
 
 
 async def test_the_run_view_follows_a_message_across_agents(
-    page: Page, client: httpx.AsyncClient
+    page: Page, client: httpx.AsyncClient, redis_client: aioredis.Redis
 ) -> None:
-    bob = await make_agent(client, name="bob")
-    alice = await make_agent(client, name="alice", include_multi_agent_tools=True)
+    workflow = {"workflow": "desk"}
+    bob = await make_agent(client, name="bob", metadata=workflow)
+    alice = await make_agent(
+        client, name="alice", include_multi_agent_tools=True, metadata=workflow
+    )
+    # The routes as `memgrid apply` records them: alice may message bob, bob may not reply
+    # by message (his reply returns through the wait).
+    await redis_client.sadd(keys.workflow_routes("desk"), "alice -> bob")
+    await redis_client.hset(keys.workflow("desk"), "routes_declared", "1")
     result = await say_to(client, alice["id"], f"ask {bob['id']}")
     replies = [m["content"] for m in result["messages"] if m["message_type"] == "assistant_message"]
     assert replies and replies[-1].startswith("bob answered"), result
@@ -65,6 +73,7 @@ async def test_the_run_view_follows_a_message_across_agents(
     await expect(trace.locator('[data-kind="reply"]').last).to_contain_text("bob answered")
     await expect(page.locator("svg.graph circle")).to_have_count(2)
     await expect(page.locator("svg.graph line.edge.sent")).to_have_count(1)
+    await expect(page.locator("svg.graph line.edge.route")).to_have_count(1)
 
 
 async def test_operations_show_the_worker_and_retry_a_dead_letter(
