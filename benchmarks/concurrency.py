@@ -29,26 +29,14 @@ Run: ``.venv/bin/python benchmarks/concurrency.py`` (about 3 minutes on 2 cores)
 --lease-ms 10000 --profile 0``.
 """
 
-# ruff: noqa: E402  (benchmarks/ leaves sys.path before the imports below)
-
 from __future__ import annotations
-
-import os
-import sys
-
-# ``python benchmarks/concurrency.py`` puts benchmarks/ first on sys.path, where bus.py would
-# stand in for the ``bus`` package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE in sys.path:
-    sys.path.remove(_HERE)
 
 import argparse
 import json
-import logging
+import os
 import signal
-import statistics
 import subprocess
-import tempfile
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -56,15 +44,27 @@ from typing import Any
 
 import anyio
 import msgspec
-import redis
 import redis.asyncio as aioredis
-import structlog
+from _harness import (  # benchmarks/ is first on sys.path
+    PACKAGES,
+    cpu_seconds,
+    create_agents,
+    memgrid_env,
+    memory,
+    percentile,
+    py_spy,
+    py_spy_stop,
+    quiet_logs,
+    scratch,
+    start_model,
+    stop,
+    wait_workers,
+)
 
 from agents.llm import LLMSettings
-from agents.manage import AgentSpec, create_agent
-from agents.runs import RunStore, live_workers
+from agents.runs import RunStore
 from agents.runtime import LLMPool, Runtime
-from bus import connect, find_redis_server
+from bus import connect
 from bus import keys as keys_bus
 from bus.envelopes import InboxMessage
 from orchestrator.cli._common import run
@@ -73,119 +73,6 @@ from storage.records import Run
 
 __all__ = ("main",)
 
-_ME = [sys.executable, os.path.abspath(__file__)]
-_PACKAGES = ("agents", "bus", "storage", "orchestrator")
-
-
-# --- processes -----------------------------------------------------------------------------
-
-
-def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    sock = folder / "redis.sock"
-    proc = subprocess.Popen(
-        [
-            find_redis_server(),
-            *("--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"),
-            *("--dir", str(folder), "--save", "", "--appendonly", "no", "--daemonize", "no"),
-            *("--maxclients", "15000"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"unix://{sock}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with redis.Redis.from_url(url) as probe:
-                probe.ping()
-            return proc, url
-        except (redis.ConnectionError, FileNotFoundError):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.02)
-
-
-def _stop(proc: subprocess.Popen[Any], *, grace_s: float = 15.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-def _start_model(folder: Path, index: int, latency: float) -> tuple[subprocess.Popen[str], str]:
-    arrivals = folder / f"model-{index}.arrivals"
-    with (folder / f"model-{index}.log").open("w") as err:
-        proc = subprocess.Popen(
-            [*_ME, "--role", "model", str(latency), str(arrivals)],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url:
-        _stop(proc)
-        raise RuntimeError(f"the scripted model did not start; see {folder}/model-{index}.log")
-    return proc, url
-
-
-def _status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of a process, in MiB."""
-    out: dict[str, int] = {}
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            out[name] = int(value.split()[0]) // 1024
-    return out
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds so far; NaN once the process is gone (or a zombie)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return float("nan")
-    if fields[0] == "Z":
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# --- roles: the model and the workers, in their own processes ------------------------------
-
-
-def _serve_model(latency: float, arrivals_file: str) -> int:
-    """A scripted model answering ``Slow(latency, say("ok"))``; logs arrival times."""
-    from agents.scripted import ChatRequest, Outcome, ScriptedModel, Slow, say
-
-    arrivals: list[float] = []
-
-    def policy(request: ChatRequest) -> Outcome:
-        arrivals.append(time.time())
-        return Slow(seconds=latency, then=say("ok"))
-
-    async def serve() -> None:
-        model = ScriptedModel(policy)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            await model.start()
-            try:
-                print(model.base_url, flush=True)
-                async for _ in signals:
-                    break
-            finally:
-                await model.aclose()
-                await anyio.Path(arrivals_file).write_bytes(msgspec.json.encode(arrivals))
-
-    run(serve)
-    return 0
-
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("w") as err:
@@ -193,21 +80,6 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 
 
 # --- the run -------------------------------------------------------------------------------
-
-
-async def _create_agents(rt: Runtime, count: int) -> list[str]:
-    ids = [""] * count
-    limiter = anyio.Semaphore(48)
-
-    async def one(index: int) -> None:
-        async with limiter:
-            agent = await create_agent(rt, AgentSpec(name=f"a{index}", model="openai/scripted"))
-            ids[index] = agent.id
-
-    async with anyio.create_task_group() as tg:
-        for index in range(count):
-            tg.start_soon(one, index)
-    return ids
 
 
 async def _submit_all(runs: RunStore, agents: list[str], turns: int) -> list[tuple[str, str]]:
@@ -288,56 +160,11 @@ def _lease_events(logs: list[Path]) -> Counter[str]:
 
 
 async def _py_spy(pid: int, seconds: float, folder: Path) -> str:
-    exe = Path(sys.executable).with_name("py-spy")
-    if not exe.exists():
-        return "py-spy is not installed in this venv (pip install py-spy)"
-    out = folder / "worker.speedscope.json"
-    cmd = [str(exe), "record", "--pid", str(pid), "--duration", str(int(seconds))]
-    cmd += ["--format", "raw", "--output", str(out), "--nonblocking"]
-    done = await anyio.run_process(cmd, check=False)
-    if done.returncode != 0 or not out.exists():
-        return f"py-spy failed: {done.stderr.decode(errors='replace')[-500:]}"
-    return _top_functions(out)
-
-
-def _top_functions(raw: Path, top: int = 25) -> str:
-    """Self and total sample shares per function from py-spy's collapsed stacks."""
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    callers: dict[str, Counter[str]] = {}
-    samples = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
-        samples += count
-        frames = stack.split(";")
-        own[frames[-1]] += count
-        # Who in memgrid (or which library) asked for this leaf: its nearest such frame.
-        mine = [f for f in frames if any(f"{p}/" in f for p in _PACKAGES)]
-        lib = [f for f in frames[:-1] if "site-packages" not in f and "/" in f]
-        caller = mine[-1] if mine else (lib[-1] if lib else "?")
-        callers.setdefault(frames[-1], Counter())[caller] += count
-        for frame in set(frames):
-            total[frame] += count
-    lines = [f"py-spy: {samples} samples of worker 1 (idle frames included)", ""]
-    lines.append("| self % | total % | function |")
-    lines.append("|---:|---:|---|")
-    for frame, count in own.most_common(top):
-        lines.append(
-            f"| {100 * count / samples:.1f} | {100 * total[frame] / samples:.1f} | {frame} |"
-        )
-    for frame, count in own.most_common(3):
-        lines += ["", f"nearest memgrid frame under {frame} ({100 * count / samples:.1f}%):"]
-        lines += [
-            f"- {100 * c / samples:.1f}% {caller}" for caller, c in callers[frame].most_common(6)
-        ]
-    ours = [(f, c) for f, c in total.most_common() if any(f"{p}/" in f for p in _PACKAGES)]
-    lines += ["", "memgrid's own functions by total share:", "", "| total % | function |"]
-    lines.append("|---:|---|")
-    lines += [f"| {100 * c / samples:.1f} | {f} |" for f, c in ours[:top]]
-    return "\n".join(lines)
+    out = folder / "worker.pyspy.txt"
+    failed = py_spy(pid, out, rate=100, seconds=seconds)
+    if failed:
+        return failed
+    return await anyio.to_thread.run_sync(lambda: py_spy_stop(out, "worker 1", callers=6))
 
 
 class Level(msgspec.Struct, kw_only=True):
@@ -370,7 +197,7 @@ async def _level(
     profile_s: float,
 ) -> Level:
     """Start models and workers, give every agent ``--turns`` messages, wait, stop them."""
-    models: list[subprocess.Popen[str]] = []
+    models: list[subprocess.Popen[bytes]] = []
     workers: list[subprocess.Popen[bytes]] = []
     sub = folder / f"c{concurrency}"
     sub.mkdir()
@@ -379,32 +206,26 @@ async def _level(
     try:
         urls = []
         for index in range(args.models):
-            proc, model_url = _start_model(sub, index, args.latency)
+            settings = {
+                "MEMGRID_BENCH_LATENCY": str(args.latency),
+                "MEMGRID_BENCH_ARRIVALS": str(sub / f"model-{index}.arrivals"),
+            }
+            log = sub / f"model-{index}.log"
+            proc, model_url = start_model(log, "_harness.policies:slow_ok", settings)
             models.append(proc)
             urls.append(model_url)
             pids[f"model {index + 1}"] = proc.pid
         for index in range(args.workers):
-            env = {
-                **os.environ,
-                "MEMGRID_REDIS_URL": url,
-                "MEMGRID_HOME": str(folder / "home"),
-                "OPENAI_BASE_URL": urls[index % len(urls)],
-                "OPENAI_API_KEY": "x",
-                "MEMGRID_EMBEDDING": "hashing/384",
-                "MEMGRID_LOG_LEVEL": "WARNING",
-            }
+            model_url = urls[index % len(urls)]
+            env = memgrid_env(url, folder / "home", model_url, log_level="WARNING")
             cmd = [sys.executable, "-m", "orchestrator.cli", "worker"]
             cmd += ["--concurrency", str(concurrency), "--drain-seconds", "5"]
             cmd += ["--lease-ms", str(args.lease_ms)]
             workers.append(_spawn(cmd, env, sub / f"worker-{index}.log"))
-        with anyio.fail_after(120):
-            while len(await live_workers(client)) < args.workers:
-                if any(w.poll() is not None for w in workers):
-                    raise RuntimeError(f"a worker exited at start; see {sub}/worker-*.log")
-                await anyio.sleep(0.1)
+        await wait_workers(client, args.workers, workers, sub)
         for index, proc in enumerate(workers):
             pids[f"worker {index + 1}"] = proc.pid
-        cpu_before = {name: _cpu_s(pid) for name, pid in pids.items()}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         runs = RunStore(client)
         t0 = time.time()
         async with anyio.create_task_group() as tg:
@@ -422,15 +243,15 @@ async def _level(
             exited = sum(w.poll() is not None for w in workers)
         if profile_s:
             profile = spied["text"]
-        cpu_s = {n: _cpu_s(p) - cpu_before[n] for n, p in pids.items()}
-        rss = {n: _status(p) for n, p in pids.items() if n.startswith("worker")}
+        cpu_s = {n: cpu_seconds(p) - cpu_before[n] for n, p in pids.items()}
+        rss = {n: memory(p) for n, p in pids.items() if n.startswith("worker")}
     finally:
         for proc in workers:
             proc.send_signal(signal.SIGTERM)
         for proc in workers:
-            _stop(proc)
+            stop(proc)
         for proc in models:
-            _stop(proc)
+            stop(proc)
     arrivals: list[float] = []
     for index in range(args.models):
         path = sub / f"model-{index}.arrivals"
@@ -463,7 +284,7 @@ async def _sweep(url: str, folder: Path, redis_pid: int, args: argparse.Namespac
     levels: list[Level] = []
     try:
         started = time.perf_counter()
-        agents = await _create_agents(rt, args.agents)
+        agents = await create_agents(rt, args.agents, "a", parallel=48)
         print(f"created {args.agents:,} agents in {time.perf_counter() - started:.1f} s")
         for index, concurrency in enumerate(args.concurrency):
             last = index == len(args.concurrency) - 1
@@ -500,7 +321,6 @@ def _row(level: Level, args: argparse.Namespace) -> dict[str, Any]:
     slots = min(args.agents, args.workers * level.concurrency)
     ideal = slots / args.latency
     laps = sorted(((r.completed_at or 0) - r.created_at) for r in level.runs)
-    p = statistics.quantiles(laps, n=100, method="inclusive") if len(laps) > 1 else [0.0] * 99
     workers = [n for n in level.cpu_s if n.startswith("worker")]
     worker_cpu = sum(level.cpu_s[n] for n in workers)
     models = [n for n in level.cpu_s if n.startswith("model")]
@@ -510,15 +330,15 @@ def _row(level: Level, args: argparse.Namespace) -> dict[str, Any]:
         "rate": rate,
         "ideal": ideal,
         "ratio": rate / ideal if ideal else 0.0,
-        "p50": p[49],
-        "p99": p[98],
+        "p50": percentile(laps, 50),
+        "p99": percentile(laps, 99),
         "peak": _peak_in_flight(level.arrivals, args.latency),
         # Worker CPU per turn that a worker ran: all workers' CPU over all turns.
         "worker_ms": 1000 * worker_cpu / max(1, level.total),
         "redis_ms": 1000 * level.cpu_s["redis"] / max(1, level.total),
         "model_ms": 1000 * sum(level.cpu_s[n] for n in models) / max(1, level.total),
         "client_ms": 1000 * level.cpu_s["client"] / max(1, level.total),
-        "rss": max((st.get("VmHWM", 0) for st in level.rss.values()), default=0),
+        "rss": max((st.get("VmHWM", 0) for st in level.rss.values()), default=0) // 2**20,
         "stops": Counter(f"{r.status}/{r.stop_reason}" for r in level.runs),
         # Leases lost (None: a worker's health record was missing) and the worst renewal.
         # Expiries from the health counters when every worker's record was read, else from
@@ -589,7 +409,7 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
             if not problems:
                 continue
             # Our frames of the tracebacks, then the last lines: where it failed, with what.
-            ours = [ln for ln in problems if any(f"/{pkg}/" in ln for pkg in _PACKAGES)]
+            ours = [ln for ln in problems if any(f"/{pkg}/" in ln for pkg in PACKAGES)]
             shown = list(dict.fromkeys(ours))[-8:] + problems[-3:]
             print(f"\n{name} at --concurrency {level.concurrency} log:\n" + "\n".join(shown))
     if levels and levels[-1].profile:
@@ -598,8 +418,6 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
 
 def main() -> None:
     """Start Redis, sweep the concurrency levels, print the table, stop everything."""
-    if sys.argv[1:3] == ["--role", "model"]:
-        sys.exit(_serve_model(float(sys.argv[3]), sys.argv[4]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=5000)
     parser.add_argument("--turns", type=int, default=1, help="messages per agent per level")
@@ -616,15 +434,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for runs")
     parser.add_argument("--profile", type=float, default=0.0, help="py-spy seconds, last level")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    with tempfile.TemporaryDirectory(prefix="memgrid-conc-") as name:
-        folder = Path(name)
-        redis_proc, url = _start_redis(folder)
-        try:
-            levels = run(lambda: _sweep(url, folder, redis_proc.pid, args))
-            _print(levels, args)
-        finally:
-            _stop(redis_proc)
+    quiet_logs()
+    with scratch("memgrid-conc-", unix_socket=True, maxclients=15_000) as (folder, proc, url):
+        levels = run(lambda: _sweep(url, folder, proc.pid, args))
+        _print(levels, args)
 
 
 if __name__ == "__main__":

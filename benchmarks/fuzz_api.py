@@ -5,8 +5,8 @@
 ``--cases`` per operation from ``--seed``, and reports the statuses and every 5xx. The default
 engine is schemathesis, described below.
 
-Starts what ``benchmarks/api.py`` starts (a private ``redis-server``, the scripted model with
-the echo policy, ``memgrid serve`` with its embedded worker), creates one agent and one block
+Starts (``_harness.serve_stack``) a private ``redis-server``, the scripted model with
+the echo policy and ``memgrid serve`` with its embedded worker, creates one agent and one block
 so that generated requests also reach existing resources (``path.agent_id`` and
 ``path.block_id`` are pinned to them), then runs the schemathesis CLI against
 ``/openapi.json`` with the ``not_a_server_error`` check and stops everything.
@@ -24,25 +24,21 @@ Run: ``.venv/bin/python benchmarks/fuzz_api.py`` (about 2 minutes on 2 cores wit
 examples,coverage,fuzzing,stateful --keep /tmp/fuzz``.
 """
 
-# ruff: noqa: E402  (benchmarks/ leaves sys.path before the imports below)
+# ruff: noqa: E402  (the repository root goes on sys.path before the imports below)
 
 from __future__ import annotations
 
 import os
 import sys
 
-# ``python benchmarks/fuzz_api.py`` puts benchmarks/ first on sys.path, where bus.py would
-# stand in for the ``bus`` package; the repository root holds tests/api/hostile.py.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE in sys.path:
-    sys.path.remove(_HERE)
-_ROOT = os.path.dirname(_HERE)
+# The repository root holds tests/api/hostile.py (``python benchmarks/fuzz_api.py`` puts only
+# benchmarks/ on sys.path).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
 import argparse
 import base64
-import importlib.util
 import json
 import re
 import subprocess
@@ -50,25 +46,15 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
+from _harness import serve_stack  # benchmarks/ is first on sys.path
 
 __all__ = ("main",)
 
 SCHEMATHESIS = "schemathesis==4.32.5"
-
-
-def _bench_api() -> ModuleType:
-    """benchmarks/api.py, for its process helpers (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("memgrid_bench_api", Path(_HERE) / "api.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def ensure_schemathesis(venv: Path) -> Path:
@@ -243,13 +229,12 @@ def main() -> int:
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"cannot install schemathesis into {args.venv}: {exc}", file=sys.stderr)
         return 2
-    api = _bench_api()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memgrid-fuzz-") as name:
         folder = args.keep or Path(name)
         folder.mkdir(parents=True, exist_ok=True)
         env = {"MEMGRID_API_RUN_TIMEOUT_S": "20"}
-        with api.serve_stack(folder, extra_env=env) as (stack, url):
+        with serve_stack(folder, extra_env=env) as (stack, url):
             _config(folder / "schemathesis.toml", _seed(url))
             ndjson = folder / "events.ndjson"
             cmd = [str(st), "--config-file", str(folder / "schemathesis.toml"), "run"]
@@ -301,12 +286,11 @@ def main() -> int:
 
 
 def _main_hostile(args: argparse.Namespace) -> int:
-    api = _bench_api()
     with tempfile.TemporaryDirectory(prefix="memgrid-fuzz-") as name:
         folder = args.keep or Path(name)
         folder.mkdir(parents=True, exist_ok=True)
         env = {"MEMGRID_API_RUN_TIMEOUT_S": "20"}
-        with api.serve_stack(folder, extra_env=env) as (stack, url):
+        with serve_stack(folder, extra_env=env) as (stack, url):
             seed = 11 if args.seed is None else args.seed
             return run_hostile(url, seed, args.cases, lambda: stack.log_tail("serve", 200_000))
 

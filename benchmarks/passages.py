@@ -44,6 +44,7 @@ from pathlib import Path
 import anyio
 import numpy as np
 import numpy.typing as npt
+from _harness import percentile  # benchmarks/ is first on sys.path
 
 from storage.passages import EdgePassageStore, PassageStore, ServerPassageStore
 from storage.records import Passage
@@ -191,11 +192,6 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:8.2f}"
 
 
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def print_table(rows: Sequence[Row], baselines: dict[int, float]) -> None:
     header = (
         f"{'engine':<24}{'size':>8}{'insert/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
@@ -210,7 +206,7 @@ def print_table(rows: Sequence[Row], baselines: dict[int, float]) -> None:
         recall = f"{row.recall:11.3f}" if row.recall is not None else f"{'':>11}"
         print(
             f"{row.engine:<24}{row.size:>8}{rate}{_ms(p50):>9}"
-            f"{_ms(_percentile(row.latencies, 0.99)):>9}{ratio}{recall}  {row.note}",
+            f"{_ms(percentile(row.latencies, 99)):>9}{ratio}{recall}  {row.note}",
             flush=True,
         )
 

@@ -4,30 +4,27 @@ Loads one agent per size with generated messages (a vocabulary of 4,000 made-up 
 Zipf-Mandelbrot frequencies, sprinkled with English stop words; user text, assistant thoughts
 with ``send_message`` replies, JSON tool returns), then times ``MessageLog.search`` end to end
 (script call + MGET + decode) for several kinds of query, and a naive scan-every-message search
-at 10k as the baseline that the index has to beat.
+at 10k (the middle size) as the baseline that the index has to beat.
 
-Run: ``.venv/bin/python benchmarks/recall.py`` (about a minute on 2 cores).
+Run: ``.venv/bin/python benchmarks/recall.py`` (about a minute on 2 cores); ``--sizes
+1000,10000,100000``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import json
 import random
-import socket
-import statistics
-import subprocess
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import numpy as np
 import redis.asyncio as aioredis
-import redis.exceptions
+from _harness import percentile, scratch, timed  # benchmarks/ is first on sys.path
 
-from bus import connect, find_redis_server
+from bus import connect
 from storage._recall_index import searchable_text, tokenize
 from storage.messages import MessageLog
 from storage.records import Message, Role, ToolCall, decode
@@ -116,36 +113,6 @@ class Corpus:
         return out
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            find_redis_server(),
-            *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)),
-            *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
-async def _wait_ready(client: aioredis.Redis) -> None:
-    for _ in range(500):
-        try:
-            await client.ping()
-            return
-        except redis.exceptions.ConnectionError:
-            await asyncio.sleep(0.02)
-    raise RuntimeError("redis-server did not start")
-
-
 async def _load(log: MessageLog, client: aioredis.Redis, messages: list[Message]) -> float:
     started = time.perf_counter()
     for i in range(0, len(messages), 500):
@@ -158,13 +125,9 @@ async def _load(log: MessageLog, client: aioredis.Redis, messages: list[Message]
 async def _timed(
     run: Callable[[str], Awaitable[object]], queries: list[str]
 ) -> tuple[float, float]:
-    laps = []
-    for query in queries:
-        started = time.perf_counter()
-        await run(query)
-        laps.append((time.perf_counter() - started) * 1000)
-    cuts = statistics.quantiles(laps, n=100, method="inclusive")
-    return statistics.median(laps), cuts[98]
+    pending = iter(queries)
+    laps = await timed(len(queries), lambda: run(next(pending)))
+    return percentile(laps, 50), percentile(laps, 99)
 
 
 def _queries(corpus: Corpus, stored: list[Message]) -> dict[str, list[str]]:
@@ -209,9 +172,8 @@ async def _naive_search(client: aioredis.Redis, agent_id: str, query: str) -> li
     return hits[:10]
 
 
-async def _run(url: str) -> None:
+async def _run(url: str, sizes: list[int]) -> None:
     client = connect(url)
-    await _wait_ready(client)
     log = MessageLog(client)
     corpus = Corpus()
     rows: dict[int, dict[str, tuple[float, float]]] = {}
@@ -219,7 +181,8 @@ async def _run(url: str) -> None:
     memory: dict[int, float] = {}
     baseline: tuple[float, float] | None = None
     try:
-        for size in SIZES:
+        middle = sizes[len(sizes) // 2]
+        for size in sizes:
             agent_id = f"agent-bench-{size}"
             messages = corpus.messages(agent_id, size)
             before = int((await client.info("memory"))["used_memory"])
@@ -229,48 +192,51 @@ async def _run(url: str) -> None:
             rows[size] = {}
             for kind, queries in _queries(corpus, messages).items():
                 rows[size][kind] = await _timed(functools.partial(log.search, agent_id), queries)
-            if size == 10_000:
+            if size == middle:
                 naive = _queries(corpus, messages)["1-term"][:10]
                 baseline = await _timed(functools.partial(_naive_search, client, agent_id), naive)
     finally:
         await client.aclose()
-    kinds = list(rows[SIZES[0]])
+    kinds = list(rows[sizes[0]])
     print("recall search, end to end (script + MGET + decode), ms p50 / p99")
     print()
     header = ["messages", "insert msg/s", "bytes/msg", *kinds]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for size in SIZES:
+    for size in sizes:
         cells = [f"{rows[size][k][0]:.2f} / {rows[size][k][1]:.2f}" for k in kinds]
         print(
             f"| {size:,} | {rates[size]:,.0f} | {memory[size]:,.0f} | " + " | ".join(cells) + " |"
         )
     ratio = [
-        f"{rows[SIZES[-1]][k][0] / rows[SIZES[0]][k][0]:.1f}x / "
-        f"{rows[SIZES[-1]][k][1] / rows[SIZES[0]][k][1]:.1f}x"
+        f"{rows[sizes[-1]][k][0] / rows[sizes[0]][k][0]:.1f}x / "
+        f"{rows[sizes[-1]][k][1] / rows[sizes[0]][k][1]:.1f}x"
         for k in kinds
     ]
-    spread = f"{rates[SIZES[-1]] / rates[SIZES[0]]:.2f}x"
-    mem = f"{memory[SIZES[-1]] / memory[SIZES[0]]:.2f}x"
-    print(f"| 100k / 1k | {spread} | {mem} | " + " | ".join(ratio) + " |")
+    spread = f"{rates[sizes[-1]] / rates[sizes[0]]:.2f}x"
+    mem = f"{memory[sizes[-1]] / memory[sizes[0]]:.2f}x"
+    print(f"| {sizes[-1]:,} / {sizes[0]:,} | {spread} | {mem} | " + " | ".join(ratio) + " |")
     if baseline is not None:
         print()
         print(
-            f"baseline, naive scan of every message at 10k (1-term): p50 {baseline[0]:.1f} ms, "
-            f"p99 {baseline[1]:.1f} ms; indexed 1-term at 10k: p50 "
-            f"{rows[10_000]['1-term'][0]:.2f} ms ({baseline[0] / rows[10_000]['1-term'][0]:,.0f}x)"
+            f"baseline, naive scan of every message at {middle:,} (1-term): p50 "
+            f"{baseline[0]:.1f} ms, p99 {baseline[1]:.1f} ms; indexed 1-term at {middle:,}: p50 "
+            f"{rows[middle]['1-term'][0]:.2f} ms ({baseline[0] / rows[middle]['1-term'][0]:,.0f}x)"
         )
 
 
 def main() -> None:
     """Start a private redis-server, run the benchmark, print the table, stop the server."""
-    with tempfile.TemporaryDirectory(prefix="memgrid-bench-") as folder:
-        proc, url = _start_redis(Path(folder))
-        try:
-            asyncio.run(_run(url))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=list(SIZES),
+        help="messages per agent, comma-separated; the middle one gets the naive baseline",
+    )
+    args = parser.parse_args()
+    with scratch("memgrid-bench-") as (_, _, url):
+        asyncio.run(_run(url, args.sizes))
 
 
 if __name__ == "__main__":

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import anyio
 import httpx2
 import openai
+from _harness import CLI, percentile, start_printing_url, stop, table  # benchmarks/ first
 
 from agents.scripted import ScriptedModel
 
-_CLI = [sys.executable, "-c", "import sys; from orchestrator.cli import main; sys.exit(main())"]
 _MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant with memory. " * 20},
     {"role": "user", "content": "hello there"},
@@ -63,8 +62,8 @@ async def _measure(
         for index in range(concurrency):
             tg.start_soon(worker, total // concurrency + (index < total % concurrency))
     elapsed = time.perf_counter() - started
-    p50 = statistics.median(latencies) * 1000
-    p99 = statistics.quantiles(latencies, n=100)[98] * 1000
+    p50 = percentile(latencies, 50) * 1000
+    p99 = percentile(latencies, 99) * 1000
     return name, concurrency, total, total / elapsed, p50, p99
 
 
@@ -113,15 +112,10 @@ async def _run(base_url: str, total: int) -> list[tuple[str, int, int, float, fl
 
 def _print(rows: list[tuple[str, int, int, float, float, float]], where: str) -> None:
     print(f"scripted model ({where}), zero-latency echo policy")
-    print(
-        f"| {'case':<32} | {'concurrency':>11} | {'requests':>8} | {'req/s':>7} | p50 ms | p99 ms |"
+    table(
+        ["case", "concurrency", "requests", "req/s", "p50 ms", "p99 ms"],
+        ([n, c, t, f"{rate:.0f}", f"{p50:.2f}", f"{p99:.2f}"] for n, c, t, rate, p50, p99 in rows),
     )
-    print(f"|{'-' * 34}|{'-' * 13}|{'-' * 10}|{'-' * 9}|--------|--------|")
-    for name, concurrency, total, rate, p50, p99 in rows:
-        print(
-            f"| {name:<32} | {concurrency:>11} | {total:>8} | {rate:>7.0f} | {p50:>6.2f} |"
-            f" {p99:>6.2f} |"
-        )
 
 
 async def _in_process(total: int) -> None:
@@ -137,18 +131,13 @@ def main() -> None:
     if args.in_process:
         anyio.run(_in_process, args.requests)
         return
-    with subprocess.Popen(
-        [*_CLI, "scripted-model", "--port", "0"], stdout=subprocess.PIPE, text=True
-    ) as server:
+    with tempfile.TemporaryDirectory(prefix="memgrid-model-") as folder:
+        cmd = [*CLI, "scripted-model", "--port", "0"]
+        server, base_url = start_printing_url(cmd, Path(folder) / "model.log")
         try:
-            assert server.stdout is not None
-            base_url = server.stdout.readline().strip()
-            if not base_url:
-                raise SystemExit("memgrid scripted-model did not start")
             rows = anyio.run(_run, base_url, args.requests)
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            stop(server)
     _print(rows, "subprocess via `memgrid scripted-model`")
 
 

@@ -14,22 +14,23 @@ Run: ``.venv/bin/python benchmarks/token_streaming.py`` (a few seconds);
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
-import subprocess
-import tempfile
 import time
 
 import anyio
-import redis.exceptions
-import structlog
+from _harness import (  # benchmarks/ is first on sys.path
+    one_step_turn,
+    percentile,
+    quiet_logs,
+    scratch,
+    table,
+)
 
 from agents.llm import LLMSettings
-from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent
 from agents.runtime import LLMPool, Runtime
 from agents.scripted import ScriptedModel, say
-from bus import connect, find_redis_server
+from bus import connect
 from bus import keys as bus_keys
 from storage.records import Run, new_id
 
@@ -40,13 +41,9 @@ async def _turn(rt: Runtime, agent_id: str, stream: bool) -> tuple[float, int]:
     """One timed turn; the delta entries it published."""
     await rt.agents.update(agent_id, message_ids=[])
     run = Run(id=new_id("run"), agent_id=agent_id, stream_tokens=stream)
-    result = TurnResult()
     started = time.perf_counter()
-    async for _ in run_turn(rt, agent_id, [InputMessage(content="go")], run=run, result=result):
-        pass
+    await one_step_turn(rt, agent_id, "go", run=run, steps=None)
     lap = (time.perf_counter() - started) * 1000
-    if result.stop_reason != "end_turn":
-        raise RuntimeError(f"expected the turn to end, got {result!r}")
     entries = await rt.redis.xlen(bus_keys.run_events(agent_id, run.id))
     committed = 3  # the reasoning, the reply and the tool return, then stop and usage
     return lap, max(0, entries - committed - 2)
@@ -54,12 +51,6 @@ async def _turn(rt: Runtime, agent_id: str, stream: bool) -> tuple[float, int]:
 
 async def _run(url: str, args: argparse.Namespace) -> None:
     client = connect(url)
-    for _ in range(500):
-        try:
-            await client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            await anyio.sleep(0.02)
     reply = ("streamed words " * (args.reply_chars // 15 + 1))[: args.reply_chars]
     answer = say(reply, thought=THOUGHT)
     async with ScriptedModel.serve(lambda request: answer, chunk_chars=args.chunk_chars) as model:
@@ -84,14 +75,17 @@ async def _run(url: str, args: argparse.Namespace) -> None:
         f"\none-step turns, reply {args.reply_chars} chars + thought {len(THOUGHT)} chars, "
         f"{args.chunk_chars} chars per model chunk, {args.turns} turns per row\n"
     )
-    print("| row | median ms | p95 ms | delta entries per turn |")
-    print("|---|---:|---:|---:|")
-    for stream in (False, True):
-        values = sorted(laps[stream])
-        p95 = values[int(len(values) * 0.95) - 1]
-        name = "stream_tokens" if stream else "plain"
-        entries = f"{statistics.median(deltas):.0f}" if stream else "0"
-        print(f"| {name} | {statistics.median(values):.2f} | {p95:.2f} | {entries} |")
+    table(
+        ["row", "median ms", "p95 ms", "delta entries per turn"],
+        (
+            [
+                "stream_tokens" if stream else "plain",
+                *(f"{percentile(laps[stream], pct):.2f}" for pct in (50, 95)),
+                f"{statistics.median(deltas):.0f}" if stream else "0",
+            ]
+            for stream in (False, True)
+        ),
+    )
 
 
 def main() -> None:
@@ -101,31 +95,9 @@ def main() -> None:
     parser.add_argument("--chunk-chars", type=int, default=16, help="characters per chunk")
     parser.add_argument("--reply-chars", type=int, default=400, help="characters of the reply")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    with tempfile.TemporaryDirectory(prefix="memgrid-tokens-") as folder:
-        port = _free_port()
-        proc = subprocess.Popen(
-            [
-                find_redis_server(),
-                *("--port", str(port), "--bind", "127.0.0.1", "--dir", folder),
-                *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            anyio.run(_run, f"redis://127.0.0.1:{port}/0", args)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    quiet_logs()
+    with scratch("memgrid-tokens-") as (_, _, url):
+        anyio.run(_run, url, args)
 
 
 if __name__ == "__main__":

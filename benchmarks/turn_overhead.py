@@ -10,8 +10,9 @@ step: compile context, one chat completion, run ``send_message``, commit. Redis 
 
 Rows (timed round-robin, one turn of each row in turn, so drift hits them all alike):
 
-* ``sdk baseline``: a raw ``openai`` SDK ``chat.completions.create`` of the same request to
-  the same scripted model, i.e. the HTTP round trip the loop cannot avoid;
+* ``sdk baseline``: the same request to the same scripted model through the ``openai`` SDK's
+  client the way ``LLMClient.chat`` sends it (``client.post`` of JSON bytes, bytes back), i.e.
+  the HTTP round trip the loop cannot avoid;
 * one row per ``--sizes`` entry with ``archival=None``;
 * one row at ``--archival-size`` history with a real embedded passage store (Qdrant Edge,
   ``--passages`` passages over 8 tags, hashing embedder), which adds the archival count and
@@ -33,15 +34,11 @@ import cProfile
 import functools
 import inspect
 import io
+import itertools
 import json
-import logging
 import pstats
-import socket
-import statistics
-import subprocess
-import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,27 +48,29 @@ from typing import Any
 import anyio
 import msgspec
 import openai
-import redis.asyncio as aioredis
-import redis.exceptions
-import structlog
-from openai.types.chat import ChatCompletion
+from _harness import (  # benchmarks/ is first on sys.path
+    CapturedRequest,
+    RedisCounter,
+    one_step_turn,
+    percentile,
+    quiet_logs,
+    round_robin,
+    scratch,
+    table,
+)
 
 import agents._turn
 import agents.loop
-import agents.summarizer
 from agents.archival import PassageArchival
 from agents.llm import LLMClient, LLMSettings
-from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent
 from agents.runtime import LLMPool, Runtime
 from agents.scripted import ScriptedModel, say
 from agents.tokens import TokenCounter
-from agents.tools.registry import agent_tools
-from bus import connect, find_redis_server
-from storage import keys as storage_keys
+from bus import connect
 from storage.embeddings import HashingEmbedder
 from storage.passages import EdgePassageStore
-from storage.records import Agent, Block, Message, Role, ToolCall, decode
+from storage.records import Message, Role, ToolCall
 
 __all__ = ("main",)
 
@@ -84,37 +83,7 @@ WORDS = [
 ]
 
 
-# --- set-up --------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            find_redis_server(),
-            *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)),
-            *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
-async def _wait_ready(client: aioredis.Redis) -> None:
-    for _ in range(500):
-        try:
-            await client.ping()
-            return
-        except redis.exceptions.ConnectionError:
-            await anyio.sleep(0.02)
-    raise RuntimeError("redis-server did not start")
+# --- set-up ------------------------------------------------------------------------------
 
 
 def _sentence(i: int, n: int) -> str:
@@ -200,66 +169,40 @@ async def _turn(rt: Runtime, row: Row, text: str, phases: _Phases | None = None)
     """Reset the in-context tail (untimed), then time one turn end to end, in ms."""
     await rt.agents.update(row.agent_id, message_ids=row.tail)
     rt.archival = row.archival
-    result = TurnResult()
     if phases is not None:
-        phases.active = True
+        phases.active = phases.redis.active = True
     started = time.perf_counter()
-    async for _ in run_turn(rt, row.agent_id, [InputMessage(content=text)], result=result):
-        pass
+    await one_step_turn(rt, row.agent_id, text)
     lap = (time.perf_counter() - started) * 1000
     if phases is not None:
-        phases.active = False
-    if result.stop_reason != "end_turn" or result.usage.step_count != 1:
-        raise RuntimeError(f"expected one step ending the turn, got {result!r}")
+        phases.active = phases.redis.active = False
     return lap
 
 
-class _Capture:
-    """Records the last request the loop sent, to replay it through the raw SDK."""
-
-    def __init__(self) -> None:
-        self.kwargs: dict[str, Any] = {}
-
-    @contextmanager
-    def on(self) -> Iterator[None]:
-        original = LLMClient.chat
-
-        async def chat(
-            client: LLMClient, model: str, messages: Any, tools: Any = (), **kw: Any
-        ) -> Any:
-            self.kwargs = {
-                "model": model.split("/", 1)[-1],
-                "messages": list(messages),
-                "tools": list(tools),
-                "tool_choice": "auto",
-            }
-            return await original(client, model, messages, tools, **kw)
-
-        setattr(LLMClient, "chat", chat)  # noqa: B010
-        try:
-            yield
-        finally:
-            setattr(LLMClient, "chat", original)  # noqa: B010
-
-
 def _stats(laps: list[float]) -> tuple[float, float]:
-    return statistics.median(laps), statistics.quantiles(laps, n=100, method="inclusive")[94]
+    return percentile(laps, 50), percentile(laps, 95)
 
 
 async def _timed_rows(
     rt: Runtime, rows: list[Row], sdk: openai.AsyncOpenAI, request: dict[str, Any], turns: int
 ) -> None:
-    async def baseline() -> float:
-        started = time.perf_counter()
-        await sdk.chat.completions.create(**request)
-        return (time.perf_counter() - started) * 1000
+    body = msgspec.json.encode(request)
+    headers = {"Content-Type": "application/json"}
 
-    for i in range(turns):
-        for row in rows:
-            if row.agent_id:
-                row.laps.append(await _turn(rt, row, f"hello {i}"))
-            else:
-                row.laps.append(await baseline())
+    async def baseline() -> None:
+        await sdk.post(
+            "/chat/completions", content=body, cast_to=bytes, options={"headers": headers}
+        )
+
+    sent = itertools.count()
+
+    def turn(row: Row) -> Callable[[], Any]:
+        return lambda: _turn(rt, row, f"hello {next(sent)}")
+
+    calls = {row.name: turn(row) if row.agent_id else baseline for row in rows}
+    laps = await round_robin(calls, turns)
+    for row in rows:
+        row.laps = laps[row.name]
 
 
 # --- profile -------------------------------------------------------------------------------
@@ -274,9 +217,8 @@ class _Phases:
     def __init__(self) -> None:
         self.active = False
         self.ms: dict[str, list[float]] = defaultdict(list)
-        self.redis_calls: Counter[str] = Counter()
-        self.redis_trips = 0
-        self.redis_commands = 0
+        self.redis = RedisCounter()
+        self.redis.active = False
         self._undo: list[Callable[[], None]] = []
 
     def _wrap(self, owner: Any, attr: str, label: str) -> None:
@@ -313,32 +255,6 @@ class _Phases:
             setattr(owner, attr, timed)
         self._undo.append(lambda: setattr(owner, attr, original))
 
-    def _count_redis(self) -> None:
-        single: Callable[..., Any] = aioredis.Redis.execute_command
-        piped = aioredis.client.Pipeline.execute
-
-        async def execute_command(client: Any, *args: Any, **options: Any) -> Any:
-            if self.active:
-                self.redis_trips += 1
-                self.redis_commands += 1
-                self.redis_calls[str(args[0]).upper()] += 1
-            return await single(client, *args, **options)
-
-        async def execute(pipe: Any, raise_on_error: bool = True) -> Any:
-            if self.active:
-                self.redis_trips += 1
-                names = [str(c[0][0]).upper() for c in pipe.command_stack]
-                self.redis_commands += len(names)
-                kinds = ",".join(f"{n}x{k}" if n > 1 else k for k, n in Counter(names).items())
-                label = "MULTI/EXEC" if pipe.is_transaction else "PIPELINE"
-                self.redis_calls[f"{label}[{kinds}]"] += 1
-            return await piped(pipe, raise_on_error)
-
-        setattr(aioredis.Redis, "execute_command", execute_command)  # noqa: B010
-        setattr(aioredis.client.Pipeline, "execute", execute)  # noqa: B010
-        self._undo.append(lambda: setattr(aioredis.Redis, "execute_command", single))
-        self._undo.append(lambda: setattr(aioredis.client.Pipeline, "execute", piped))
-
     @contextmanager
     def on(self, rt: Runtime, archival: PassageArchival | None) -> Iterator[None]:
         self._wrap(agents.loop, "_step", "_step (whole step)")
@@ -351,7 +267,7 @@ class _Phases:
         if archival is not None:
             self._wrap(archival, "count", "  archival.count")
             self._wrap(archival, "tags", "  archival.tags")
-        self._wrap(agents._turn.Turn, "commit", "commit (MULTI/EXEC)")
+        self._wrap(agents._turn.Turn, "commit", "commit (fenced script)")
         self._wrap(rt.messages, "stage", "  MessageLog.stage")
         self._wrap(agents.loop, "run_call", "run_call (send_message)")
         self._wrap(agents.loop, "read_step", "read_step (one pipeline)")
@@ -361,9 +277,9 @@ class _Phases:
         self._wrap(rt.messages, "get", "messages.get (in-context)")
         self._wrap(rt.messages, "next_seq", "messages.next_seq")
         self._wrap(rt.messages, "count", "messages.count")
-        self._count_redis()
         try:
-            yield
+            with self.redis.on():
+                yield
         finally:
             for undo in reversed(self._undo):
                 undo()
@@ -376,35 +292,33 @@ async def _phases(rt: Runtime, row: Row, turns: int) -> None:
         laps = [await _turn(rt, row, f"phase {i}", phases) for i in range(turns)]
     print(
         f"\nper-phase wall time, {row.name} ({turns} turns, instrumented: turn median "
-        f"{statistics.median(laps):.2f} ms)\n"
+        f"{percentile(laps, 50):.2f} ms)\n"
     )
-    print(f"| {'phase':<34} | calls/turn | median ms | ms/turn |")
-    print(f"|{'-' * 36}|-----------:|----------:|--------:|")
-    for label, ms in phases.ms.items():
-        if ms:
-            print(
-                f"| {label:<34} | {len(ms) / turns:>10.1f} | {statistics.median(ms):>9.3f} |"
-                f" {sum(ms) / turns:>7.3f} |"
-            )
+    table(
+        ["phase", "calls/turn", "median ms", "ms/turn"],
+        (
+            [label, f"{len(ms) / turns:.1f}", f"{percentile(ms, 50):.3f}", f"{sum(ms) / turns:.3f}"]
+            for label, ms in phases.ms.items()
+            if ms
+        ),
+    )
     print(
-        f"\nredis round trips per turn: {phases.redis_trips / turns:.1f} "
-        f"({phases.redis_commands / turns:.1f} commands)"
+        f"\nredis round trips per turn: {phases.redis.trips / turns:.1f} "
+        f"({phases.redis.commands / turns:.1f} commands)"
     )
-    for name, count in phases.redis_calls.most_common():
+    for name, count in phases.redis.calls.most_common():
         print(f"  {count / turns:>4.1f} x {name}")
 
 
 _HOT = (
     ("run_turn (async gen, whole turn)", "agents/loop.py", "run_turn"),
     ("LLMClient.chat", "agents/llm.py", "chat"),
-    ("  openai request transform", "openai/_utils/_transform.py", "async_maybe_transform"),
-    ("  openai JSON dumps of the body", "openai/_utils/_json.py", "openapi_dumps"),
     ("  openai response parse", "openai/_response.py", "parse"),
     ("compact", "agents/summarizer.py", "compact"),
     ("compile_system", "agents/context.py", "compile_system"),
     ("TokenCounter.count", "agents/tokens.py", "count"),
     ("TokenCounter.observe", "agents/tokens.py", "observe"),
-    ("AgentTool.openai (deepcopy schema)", "agents/tools/registry.py", "openai"),
+    ("AgentTool.openai", "agents/tools/registry.py", "openai"),
     ("MessageLog.stage", "storage/messages.py", "stage"),
     ("records decode", "storage/records.py", "decode"),
     ("records encode", "storage/records.py", "encode"),
@@ -421,14 +335,14 @@ async def _cprofile(rt: Runtime, row: Row, turns: int) -> None:
         await _turn(rt, row, f"profile {i}")
     profiler.disable()
     stats = pstats.Stats(profiler)
-    table: dict[tuple[str, int, str], Any] = stats.stats  # type: ignore[attr-defined]
-    total = sum(v[2] for v in table.values())
+    entries: dict[tuple[str, int, str], Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in entries.values())
     print(f"\ncProfile, {row.name}, {turns} turns (CPU under the profiler, ~2x real)")
     print(f"total own time {total * 1000 / turns:.2f} ms/turn\n")
     print("| function | cumulative ms/turn |")
     print("|---|---:|")
     for label, path, name in _HOT:
-        cum = sum(v[3] for (f, _, n), v in table.items() if f.endswith(path) and n == name)
+        cum = sum(v[3] for (f, _, n), v in entries.items() if f.endswith(path) and n == name)
         print(f"| {label} | {cum * 1000 / turns:.3f} |")
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
@@ -436,119 +350,6 @@ async def _cprofile(rt: Runtime, row: Row, turns: int) -> None:
     lines = out.getvalue().splitlines()
     begin = next(i for i, line in enumerate(lines) if "ncalls" in line)
     print("\n".join(line.replace(str(Path.cwd()) + "/", "") for line in lines[begin : begin + 16]))
-
-
-async def _sdk_variants(sdk: openai.AsyncOpenAI, request: dict[str, Any], turns: int) -> None:
-    """The same request through the SDK three ways: what its request transform costs."""
-
-    async def create() -> object:
-        return await sdk.chat.completions.create(**request)
-
-    async def post_dict() -> object:
-        return await sdk.post("/chat/completions", body=request, cast_to=ChatCompletion)
-
-    async def post_bytes() -> object:
-        body = msgspec.json.encode(request)
-        return await sdk.post("/chat/completions", content=body, cast_to=ChatCompletion)
-
-    variants = {
-        "chat.completions.create (today)": create,
-        "client.post(body=dict) (no transform)": post_dict,
-        "client.post(content=msgspec bytes)": post_bytes,
-    }
-    laps: dict[str, list[float]] = defaultdict(list)
-    for i in range(turns + 20):
-        for name, once in variants.items():
-            started = time.perf_counter()
-            await once()
-            if i >= 20:
-                laps[name].append((time.perf_counter() - started) * 1000)
-    print("\nexperiment: the same request through the SDK, round-robin\n")
-    print("| call | median ms | p95 ms |")
-    print("|---|---:|---:|")
-    for name, values in laps.items():
-        median, p95 = _stats(values)
-        print(f"| {name} | {median:.2f} | {p95:.2f} |")
-
-
-@contextmanager
-def _llm_via_post(rt: Runtime, agent_id: str) -> Iterator[None]:
-    """Patch this runtime's SDK client so ``chat.completions.create`` skips the transform."""
-    client = rt.llm._clients[rt.llm.settings.base_url]._client
-    completions = client.chat.completions
-
-    async def create(**kwargs: Any) -> Any:
-        body = msgspec.json.encode(kwargs)
-        return await client.post("/chat/completions", content=body, cast_to=ChatCompletion)
-
-    completions.create = create  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del completions.create
-
-
-async def _patched_turns(rt: Runtime, row: Row, turns: int) -> None:
-    """Turn medians with and without the SDK bypass, round-robin."""
-    today: list[float] = []
-    patched: list[float] = []
-    for i in range(turns + 10):
-        lap = await _turn(rt, row, f"today {i}")
-        with _llm_via_post(rt, row.agent_id):
-            lap2 = await _turn(rt, row, f"patched {i}")
-        if i >= 10:
-            today.append(lap)
-            patched.append(lap2)
-    print(f"\nexperiment: {row.name} turns, LLMClient via client.post(content=msgspec bytes)\n")
-    print("| loop | median ms | p95 ms |")
-    print("|---|---:|---:|")
-    for name, values in (("today", today), ("SDK transform bypassed", patched)):
-        median, p95 = _stats(values)
-        print(f"| {name} | {median:.2f} | {p95:.2f} |")
-
-
-async def _reads(rt: Runtime, row: Row, turns: int) -> None:
-    """The step's reads as today (7 round trips) against the same keys in 2 pipelines."""
-    agent = await rt.agents.get(row.agent_id)
-    redis_ = rt.redis
-
-    async def today() -> None:
-        await rt.agents.get(agent.id)  # run_turn
-        await rt.messages.next_seq(agent.id)
-        await rt.agents.get(agent.id)  # _step, step 0 again
-        await rt.blocks.get_many(agent.block_ids)
-        await rt.tools.get_many_by_name(agent.tools)
-        await rt.messages.count(agent.id)
-        await rt.messages.get(agent.id, agent.message_ids)
-
-    async def merged() -> None:
-        async with redis_.pipeline(transaction=False) as pipe:
-            pipe.get(storage_keys.agent(agent.id))
-            pipe.zrevrange(storage_keys.agent_messages(agent.id), 0, 0, withscores=True)
-            pipe.zcard(storage_keys.agent_messages(agent.id))
-            raw, _, _ = await pipe.execute()
-        current = decode(Agent, raw)
-        async with redis_.pipeline(transaction=False) as pipe:
-            pipe.mget([storage_keys.block(b) for b in current.block_ids])
-            pipe.hmget(storage_keys.tool_names(), current.tools)
-            pipe.mget([storage_keys.message(agent.id, m) for m in current.message_ids])
-            blocks, _, messages = await pipe.execute()
-        [decode(Block, b) for b in blocks if b is not None]
-        [decode(Message, m) for m in messages if m is not None]
-
-    laps: dict[str, list[float]] = defaultdict(list)
-    for i in range(turns + 20):
-        for name, once in (("7 round trips (today)", today), ("2 pipelines", merged)):
-            started = time.perf_counter()
-            await once()
-            if i >= 20:
-                laps[name].append((time.perf_counter() - started) * 1000)
-    print("\nexperiment: the step's reads before the model call, same keys, round-robin\n")
-    print("| reads | median ms | p95 ms |")
-    print("|---|---:|---:|")
-    for name, values in laps.items():
-        median, p95 = _stats(values)
-        print(f"| {name} | {median:.3f} | {p95:.3f} |")
 
 
 async def _profile(
@@ -566,108 +367,6 @@ async def _profile(
         if extra.archival is not None:
             await _phases(rt, extra, turns)
     await _cprofile(rt, row, turns)
-    await _sdk_variants(sdk, request, turns)
-    await _patched_turns(rt, row, turns)
-    await _reads(rt, row, turns)
-    await _commit(rt, row, turns)
-    await _schemas(rt, row, turns)
-
-
-# KEYS: sorted sets. ARGV: per key a count n, then n score/member pairs.
-_ZADD_MANY = """
-local a = 1
-for _, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[a])
-  redis.call('ZADD', key, unpack(ARGV, a + 1, a + 2 * n))
-  a = a + 1 + 2 * n
-end
-return #KEYS
-"""
-
-
-class _Recorder:
-    """Stands in for a pipeline to see what :meth:`MessageLog.stage` would send."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        def record(*args: Any, **kwargs: Any) -> None:
-            self.calls.append((name, args, kwargs))
-
-        return record
-
-
-async def _commit(rt: Runtime, row: Row, turns: int) -> None:
-    """The step's commit as today against its sorted-set writes folded into one script."""
-    agent = await rt.agents.get(row.agent_id)
-    zadd_many = rt.redis.register_script(_ZADD_MANY)
-    seq = await rt.messages.next_seq(agent.id)
-
-    def step_messages() -> list[Message]:
-        nonlocal seq
-        batch = _history(agent.id, seq, 3, -seq % 3)
-        seq += 3
-        return [msgspec.structs.replace(m, seq=seq - 3 + k) for k, m in enumerate(batch)]
-
-    async def today() -> None:
-        batch = step_messages()
-        async with rt.redis.pipeline(transaction=True) as pipe:
-            rt.messages.stage(pipe, batch)
-            rt.agents.stage_save(pipe, agent)
-            await pipe.execute()
-
-    async def folded() -> None:
-        batch = step_messages()
-        recorder = _Recorder()
-        rt.messages.stage(recorder, batch)  # type: ignore[arg-type]
-        zkeys: list[str] = []
-        zargs: list[Any] = []
-        async with rt.redis.pipeline(transaction=True) as pipe:
-            for name, args, kwargs in recorder.calls:
-                if name == "zadd":
-                    key, members = args
-                    zkeys.append(key)
-                    zargs.append(len(members))
-                    for member, score in members.items():
-                        zargs += [score, member]
-                else:
-                    getattr(pipe, name)(*args, **kwargs)
-            await zadd_many(keys=zkeys, args=zargs, client=pipe)
-            rt.agents.stage_save(pipe, agent)
-            await pipe.execute()
-
-    laps: dict[str, list[float]] = defaultdict(list)
-    for i in range(turns + 20):
-        for name, once in (("today (24 commands)", today), ("ZADDs in one EVALSHA", folded)):
-            started = time.perf_counter()
-            await once()
-            if i >= 20:
-                laps[name].append((time.perf_counter() - started) * 1000)
-    print("\nexperiment: commit of one step's 3 messages + agent record, MULTI/EXEC\n")
-    print("| commit | median ms | p95 ms |")
-    print("|---|---:|---:|")
-    for name, values in laps.items():
-        median, p95 = _stats(values)
-        print(f"| {name} | {median:.3f} | {p95:.3f} |")
-
-
-async def _schemas(rt: Runtime, row: Row, turns: int) -> None:
-    """What rebuilding the tool schemas costs every step (deep copies), against a cache."""
-    tools = list(agent_tools(await rt.agents.get(row.agent_id), {}).values())
-    started = time.perf_counter()
-    for _ in range(turns):
-        [tool.openai() for tool in tools]
-    rebuilt = (time.perf_counter() - started) * 1000 / turns
-    cached = [tool.openai() for tool in tools]
-    started = time.perf_counter()
-    for _ in range(turns):
-        list(cached)
-    reused = (time.perf_counter() - started) * 1000 / turns
-    print(
-        f"\ntool schemas ({len(tools)} base tools): AgentTool.openai() every step "
-        f"{rebuilt:.3f} ms; a cached list {reused:.4f} ms"
-    )
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -675,7 +374,6 @@ async def _schemas(rt: Runtime, row: Row, turns: int) -> None:
 
 async def _run(url: str, folder: Path, args: argparse.Namespace) -> None:
     client = connect(url)
-    await _wait_ready(client)
 
     def policy(request: Any) -> Any:
         return say("ok")
@@ -703,12 +401,12 @@ async def _run(url: str, folder: Path, args: argparse.Namespace) -> None:
             rows.append(arch)
             agent_rows = rows[1:]
 
-            capture = _Capture()
+            capture = CapturedRequest()
             with capture.on():
                 for i in range(args.warmup):
                     for row in agent_rows:
                         await _turn(rt, row, f"warm-up {i}")
-            request = capture.kwargs
+            request = capture.sdk_kwargs()
             for _ in range(args.warmup):
                 await sdk.chat.completions.create(**request)
             model.requests.clear()
@@ -737,21 +435,23 @@ def _table(rows: list[Row], request: dict[str, Any], args: argparse.Namespace) -
         f"request {len(request['messages'])} messages + {len(request['tools'])} tools "
         f"({size:,} JSON chars)\n"
     )
-    print("| row | history (start → end) | archival | median ms | p95 ms | vs 10-row | loop adds |")
-    print("|---|---|---|---:|---:|---:|---:|")
     base = _stats(rows[0].laps)[0]
     reference = next((r for r in rows[1:] if r.archival is None), rows[1])
     ref = _stats(reference.laps)[0]
+    cells = []
     for row in rows:
         median, p95 = _stats(row.laps)
+        times = [f"{median:.2f}", f"{p95:.2f}"]
         if not row.agent_id:
-            print(f"| {row.name} | - | - | {median:.2f} | {p95:.2f} | - | - |")
+            cells.append([row.name, "-", "-", *times, "-", "-"])
             continue
-        print(
-            f"| {row.name} | {row.size:,} → {row.end_size:,} | "
-            f"{'yes' if row.archival else 'no'} | {median:.2f} | {p95:.2f} | "
-            f"{median / ref:.2f}x | {median - base:+.2f} |"
+        history = f"{row.size:,} → {row.end_size:,}"
+        cells.append(
+            [row.name, history, "yes" if row.archival else "no", *times, f"{median / ref:.2f}x"]
         )
+        cells[-1].append(f"{median - base:+.2f}")
+    header = ["row", "history (start → end)", "archival", "median ms", "p95 ms", "vs 10-row"]
+    table([*header, "loop adds"], cells, text=3)
     largest = max((r for r in rows[1:] if r.archival is None), key=lambda r: r.size)
     worst = max(_stats(r.laps)[0] for r in rows[1:])
     ratio = _stats(largest.laps)[0] / ref
@@ -778,15 +478,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="phases, round trips, cProfile")
     parser.add_argument("--profile-size", type=int, default=1000)
     args = parser.parse_args()
-    # The loop logs a start and a finish event per turn; a worker at WARNING drops them.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    with tempfile.TemporaryDirectory(prefix="memgrid-turn-") as folder:
-        proc, url = _start_redis(Path(folder))
-        try:
-            anyio.run(_run, url, Path(folder), args)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    quiet_logs()
+    with scratch("memgrid-turn-") as (folder, _, url):
+        anyio.run(_run, url, folder, args)
 
 
 if __name__ == "__main__":
