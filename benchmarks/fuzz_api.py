@@ -170,16 +170,8 @@ def run_hostile(url: str, seed: int, per_operation: int, serve_log: Any) -> int:
         sent = 0
         started = time.perf_counter()
         for case in cases(document, seed, per_operation, pins, skip=DESTRUCTIVE):
-            files: Any = list(case.files) or None
             try:
-                response = http.request(
-                    case.method,
-                    case.path,
-                    params=list(case.query),
-                    content=case.content,
-                    headers=dict(case.headers),
-                    files=files,
-                )
+                response = http.request(**case.request())
             except httpx.TransportError as exc:
                 server_errors.append((0, f"{type(exc).__name__}: {exc}", case.describe()))
                 continue

@@ -21,25 +21,14 @@ import openai
 from _harness import CLI, percentile, start_printing_url, stop, table  # benchmarks/ first
 
 from agents.scripted import ScriptedModel
+from agents.tools.registry import AgentTool, base_schemas
 
 _MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant with memory. " * 20},
     {"role": "user", "content": "hello there"},
 ]
-_TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "send_message",
-            "description": "Send a message to the user.",
-            "parameters": {
-                "type": "object",
-                "properties": {"message": {"type": "string"}},
-                "required": ["message"],
-            },
-        },
-    }
-]
+# The send_message entry the step loop sends (with inner thoughts).
+_TOOLS = [AgentTool(name="send_message", schema=base_schemas()["send_message"]).openai()]
 _CHAT_BODY = json.dumps({"model": "scripted", "messages": _MESSAGES, "tools": _TOOLS}).encode()
 _JSON = {"content-type": "application/json"}
 

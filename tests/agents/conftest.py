@@ -1,4 +1,5 @@
-"""Fixtures for agent tests: a scripted model over real HTTP and a runtime on real Redis."""
+"""Fixtures for agent tests: a runtime on real Redis whose model is the scripted model over
+real HTTP (``model``, from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from agents.llm import LLMSettings
-from agents.runtime import LLMPool, Runtime
-from agents.scripted import ScriptedModel, echo
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[ScriptedModel]:
-    async with ScriptedModel.serve(echo) as served:
-        yield served
+from agents.runtime import Runtime
+from agents.scripted import ScriptedModel
+from tests._util import scripted_runtime
 
 
 @pytest.fixture
 async def runtime(redis_client: aioredis.Redis, model: ScriptedModel) -> AsyncIterator[Runtime]:
-    settings = LLMSettings(
-        base_url=model.base_url, api_key="test", timeout_s=10, max_retries=2, backoff_base_s=0.01
-    )
-    rt = Runtime(redis=redis_client, llm=LLMPool(settings))
-    try:
+    async with scripted_runtime(redis_client, model) as rt:
         yield rt
-    finally:
-        await rt.aclose()

@@ -39,20 +39,9 @@ from agents.scripted import (
     tool_calls,
 )
 from agents.scripted.policies import DEFAULT_MALFORMED_ARGUMENTS
+from tests._util import SEND_MESSAGE_TOOL
 
 HELLO = [{"role": "user", "content": "hello"}]
-ECHO_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "send_message",
-        "description": "Send a message to the user.",
-        "parameters": {
-            "type": "object",
-            "properties": {"message": {"type": "string"}},
-            "required": ["message"],
-        },
-    },
-}
 
 
 @contextlib.asynccontextmanager
@@ -109,7 +98,9 @@ async def test_tool_calls_thoughts_and_usage_are_parsed(model: ScriptedModel) ->
         )
     )
     async with _client(model) as client:
-        response = await client.chat("openai/gpt-4o-mini", HELLO, [ECHO_TOOL], max_tokens=64)
+        response = await client.chat(
+            "openai/gpt-4o-mini", HELLO, [SEND_MESSAGE_TOOL], max_tokens=64
+        )
     assert response.content == "The user said their name."
     assert [(c.id, c.name) for c in response.tool_calls] == [
         ("call_a", "send_message"),
@@ -147,7 +138,7 @@ async def test_malformed_tool_call_json_comes_back_verbatim(model: ScriptedModel
     # The step loop (not the client) answers the model with a tool error; see test_loop.py.
     model.policy = always(malformed_tool_call("send_message"))
     async with _client(model) as client:
-        response = await client.chat("scripted", HELLO, [ECHO_TOOL])
+        response = await client.chat("scripted", HELLO, [SEND_MESSAGE_TOOL])
     [only] = response.tool_calls
     assert only.name == "send_message"
     assert only.arguments == DEFAULT_MALFORMED_ARGUMENTS

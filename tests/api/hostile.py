@@ -85,6 +85,17 @@ class Case:
         body = (self.content or b"")[:200].decode(errors="replace")
         return f"{self.method} {self.path[:200]}?{query[:200]} [{self.what}] body={body!r}"
 
+    def request(self) -> dict[str, Any]:
+        """Keyword arguments of ``httpx.Client.request`` (or the async client's) for this case."""
+        return {
+            "method": self.method,
+            "url": self.path,
+            "params": list(self.query),
+            "content": self.content,
+            "headers": dict(self.headers),
+            "files": list(self.files) or None,
+        }
+
 
 def operations(document: Mapping[str, Any]) -> list[Operation]:
     """Every operation of ``document`` (an OpenAPI 3.x document as parsed JSON)."""

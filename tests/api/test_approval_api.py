@@ -9,19 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
+from agents.scripted import Policy
+from tests._util import approval_policy
 from tests.api.conftest import make_agent, say_to, sse_frames
-
-
-def approval_policy(request: ChatRequest) -> Outcome:
-    last = request.last_message
-    said = last.text if last is not None else ""
-    result = request.last_tool_result
-    if '"type": "heartbeat"' in said and result is not None:
-        return say(f"after approval: {json.loads(result.content)['message']}")
-    if last is not None and last.role == "user" and "remember" in said:
-        return tool_call("core_memory_append", label="human", content="likes tea")
-    return say("ok")
 
 
 @pytest.fixture

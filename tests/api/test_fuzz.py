@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 
 from tests.api.conftest import Served, make_agent, say_to
-from tests.api.hostile import DESTRUCTIVE, Case, cases, make_pins, operations
+from tests.api.hostile import DESTRUCTIVE, cases, make_pins, operations
 
 SEED = int(os.environ.get("MEMGRID_FUZZ_SEED") or 11)
 PER_OPERATION = int(os.environ.get("MEMGRID_FUZZ_CASES") or 40)
@@ -33,18 +32,6 @@ async def _pins(served: Served) -> dict[str, str]:
             return make_pins(http)
 
     return await anyio.to_thread.run_sync(make)
-
-
-async def _send(client: httpx.AsyncClient, case: Case) -> httpx.Response:
-    files: Any = [(name, value) for name, value in case.files] or None
-    return await client.request(
-        case.method,
-        case.path,
-        params=list(case.query),
-        content=case.content,
-        headers=dict(case.headers),
-        files=files,
-    )
 
 
 @pytest.mark.timeout(120)
@@ -63,7 +50,7 @@ async def test_hostile_requests_never_get_a_server_error(
             break
         try:
             with anyio.fail_after(30):
-                response = await _send(client, case)
+                response = await client.request(**case.request())
         except (httpx.TransportError, TimeoutError) as exc:
             failures.append(f"{type(exc).__name__} {exc}: {case.describe()}")
             continue

@@ -9,42 +9,23 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.events import ApprovalRequestMessage, Event, StopReason
-from agents.llm import LLMSettings
 from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent
-from agents.runtime import LLMPool, Runtime
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, echo, say, tool_call
+from agents.runtime import Runtime
+from agents.scripted import ChatRequest, Outcome, ScriptedModel
 from orchestrator.rules import RuleGate
 from storage.records import Agent, RequiresApproval
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[ScriptedModel]:
-    async with ScriptedModel.serve(echo) as served:
-        yield served
+from tests._util import approval_policy, scripted_runtime
 
 
 @pytest.fixture
 async def rt(redis_client: aioredis.Redis, model: ScriptedModel) -> AsyncIterator[Runtime]:
-    settings = LLMSettings(base_url=model.base_url, api_key="x", timeout_s=10, max_retries=1)
-    runtime = Runtime(redis=redis_client, llm=LLMPool(settings), gate=RuleGate())
-    try:
+    async with scripted_runtime(redis_client, model, gate=RuleGate()) as runtime:
         yield runtime
-    finally:
-        await runtime.aclose()
 
 
 def policy(request: ChatRequest) -> Outcome:
-    last = request.last_message
-    said = last.text if last is not None else ""
-    result = request.last_tool_result
-    if '"type": "heartbeat"' in said and result is not None:
-        return say(f"after approval: {json.loads(result.content)['message']}")
-    if last is not None and last.role == "user" and "remember" in said:
-        return tool_call("core_memory_append", label="human", content="likes tea")
-    if result is not None and last is not None and last.role == "user":
-        return say(f"moved on; the edit said: {json.loads(result.content)['message']}")
-    return say("ok")
+    return approval_policy(request, moved_on=True)
 
 
 async def _turn(

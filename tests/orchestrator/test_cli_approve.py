@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, ThreadedScriptedModel, say
-from agents.scripted import tool_call as call_tool
+from agents.scripted import ScriptedModel, ThreadedScriptedModel
+from tests._util import approval_policy
 
 _MAKE_AGENT = """
 import anyio
@@ -33,20 +33,9 @@ anyio.run(main)
 """
 
 
-def policy(request: ChatRequest) -> Outcome:
-    last = request.last_message
-    said = last.text if last is not None else ""
-    result = request.last_tool_result
-    if '"type": "heartbeat"' in said and result is not None:
-        return say(f"after approval: {json.loads(result.content)['message']}")
-    if last is not None and last.role == "user" and "remember" in said:
-        return call_tool("core_memory_append", label="human", content="likes tea")
-    return say("ok")
-
-
 @pytest.fixture
 def served() -> Iterator[ThreadedScriptedModel]:
-    with ScriptedModel.start_in_thread(policy) as model:
+    with ScriptedModel.start_in_thread(approval_policy) as model:
         yield model
 
 

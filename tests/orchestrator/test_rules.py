@@ -11,15 +11,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.gate import TurnState
-from agents.llm import LLMSettings
 from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent
-from agents.runtime import LLMPool, Runtime
+from agents.runtime import Runtime
 from agents.scripted import (
     ChatRequest,
     ScriptedModel,
     call,
-    echo,
     say,
     sequence,
     text,
@@ -42,6 +40,7 @@ from storage.records import (
     ToolRule,
     new_id,
 )
+from tests._util import scripted_runtime
 
 SEARCH, APPEND, REPLACE, SEND = (
     "conversation_search",
@@ -383,37 +382,25 @@ def test_letta_rule_json_edge_cases_decode(letta: dict[str, object]) -> None:
 
 
 @pytest.fixture
-async def model() -> AsyncIterator[ScriptedModel]:
-    async with ScriptedModel.serve(echo) as served:
-        yield served
-
-
-@pytest.fixture
 async def rt(redis_client: aioredis.Redis, model: ScriptedModel) -> AsyncIterator[Runtime]:
-    settings = LLMSettings(
-        base_url=model.base_url, api_key="test", timeout_s=10, max_retries=2, backoff_base_s=0.01
-    )
-    runtime = Runtime(redis=redis_client, llm=LLMPool(settings), gate=RuleGate())
-    await runtime.tools.upsert(
-        Tool(
-            id=new_id("tool"),
-            name="flip",
-            json_schema={
-                "name": "flip",
-                "description": "Return side.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"side": {"type": "string"}},
-                    "required": ["side"],
+    async with scripted_runtime(redis_client, model, gate=RuleGate()) as runtime:
+        await runtime.tools.upsert(
+            Tool(
+                id=new_id("tool"),
+                name="flip",
+                json_schema={
+                    "name": "flip",
+                    "description": "Return side.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"side": {"type": "string"}},
+                        "required": ["side"],
+                    },
                 },
-            },
-            import_path=f"{__name__}:flip",
+                import_path=f"{__name__}:flip",
+            )
         )
-    )
-    try:
         yield runtime
-    finally:
-        await runtime.aclose()
 
 
 async def _make(rt: Runtime, *rules: ToolRule) -> Agent:

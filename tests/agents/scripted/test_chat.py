@@ -25,19 +25,8 @@ from agents.scripted import (
     tool_call,
     tool_calls,
 )
+from tests._util import SEND_MESSAGE_TOOL
 
-SEND_MESSAGE_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "send_message",
-        "description": "Send a message to the user.",
-        "parameters": {
-            "type": "object",
-            "properties": {"message": {"type": "string"}},
-            "required": ["message"],
-        },
-    },
-}
 SEARCH_TOOL = {
     "type": "function",
     "function": {
