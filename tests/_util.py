@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio
 import redis.asyncio as aioredis
 
+from agents.events import Event, ToolReturnMessage
 from agents.gate import ToolGate
 from agents.llm import LLMSettings
+from agents.loop import InputMessage, TurnResult, run_turn
+from agents.manage import AgentSpec, create_agent
+from agents.runs import RunStore, Submitted
 from agents.runtime import LLMPool, Runtime
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
+from agents.worker import Worker, WorkerSettings
+from bus.envelopes import InboxMessage
+from storage.records import Agent
 
-__all__ = ("SEND_MESSAGE_TOOL", "approval_policy", "scripted_runtime")
+__all__ = (
+    "SEND_MESSAGE_TOOL",
+    "agent_with_message",
+    "approval_policy",
+    "burst",
+    "clean_env",
+    "memgrid",
+    "scripted_runtime",
+    "tool_returns",
+    "turn",
+    "turn_result",
+)
 
 # The send_message tool as a client would declare it to a chat completions endpoint.
 SEND_MESSAGE_TOOL: dict[str, Any] = {
@@ -49,6 +72,53 @@ async def scripted_runtime(
         await rt.aclose()
 
 
+async def turn(
+    rt: Runtime, agent: Agent | str, content: str, *, role: str = "user"
+) -> tuple[list[Event], TurnResult]:
+    """One turn of ``agent`` in this process (``run_turn``): its events and its result."""
+    agent_id = agent if isinstance(agent, str) else agent.id
+    result = TurnResult()
+    inputs = [InputMessage(content=content, role=role)]
+    events = [e async for e in run_turn(rt, agent_id, inputs, result=result)]
+    return events, result
+
+
+async def turn_result(rt: Runtime, agent: Agent | str, content: str = "hi") -> TurnResult:
+    """:func:`turn`, for its result alone."""
+    return (await turn(rt, agent, content))[1]
+
+
+def tool_returns(events: list[Event]) -> list[ToolReturnMessage]:
+    """The tool returns among ``events``."""
+    return [e for e in events if isinstance(e, ToolReturnMessage)]
+
+
+async def agent_with_message(
+    rt: Runtime, name: str, text: str
+) -> tuple[Agent, RunStore, Submitted]:
+    """A new agent named ``name`` with ``text`` submitted to its inbox (not run yet)."""
+    agent = await create_agent(rt, AgentSpec(name=name))
+    runs = RunStore(rt.redis)
+    return agent, runs, await runs.submit(agent.id, [InboxMessage(content=text)])
+
+
+async def burst(
+    rt: Runtime,
+    *,
+    concurrency: int = 2,
+    lease_ms: int = 2000,
+    timeout_s: float = 30,
+    **settings: Any,
+) -> Worker:
+    """Run a burst worker (it stops once no work is left) within ``timeout_s``; returns it."""
+    worker = Worker(
+        rt, WorkerSettings(burst=True, concurrency=concurrency, lease_ms=lease_ms, **settings)
+    )
+    with anyio.fail_after(timeout_s):
+        await worker.run()
+    return worker
+
+
 def approval_policy(request: ChatRequest, *, moved_on: bool = False) -> Outcome:
     """A model for tools that need approval: "remember..." calls ``core_memory_append``; after
     an approved call's heartbeat it says "after approval: <the tool's message>". With
@@ -64,3 +134,41 @@ def approval_policy(request: ChatRequest, *, moved_on: bool = False) -> Outcome:
     if moved_on and result is not None and last is not None and last.role == "user":
         return say(f"moved on; the edit said: {json.loads(result.content)['message']}")
     return say("ok")
+
+
+def memgrid(
+    env: dict[str, str],
+    *args: str,
+    stdin: str | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``memgrid ARGS`` as a user runs it: a subprocess with ``env`` and no terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# What a user's shell would not have set before configuring memgrid.
+_CONFIGURED = (
+    "MEMGRID_REDIS_URL",
+    "MEMGRID_QDRANT_URL",
+    "MEMGRID_MODEL",
+    "MEMGRID_EMBEDDING",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+)
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """This environment without memgrid's Redis, Qdrant, model and embedding settings (the
+    embedded defaults apply), with ``MEMGRID_HOME=home`` and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in _CONFIGURED}
+    return {**env, "MEMGRID_HOME": str(home), **extra}

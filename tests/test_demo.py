@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,39 +11,15 @@ import pytest
 from agents.scripted import ScriptedModel
 from agents.tools.registry import load_import_path
 from bus import stop_local_redis
+from tests._util import clean_env, memgrid
 
 ROOT = Path(__file__).resolve().parent.parent
 RECRUITING = ROOT / "examples" / "recruiting"
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {
-            "OPENAI_API_KEY",
-            "OPENAI_BASE_URL",
-            "MEMGRID_REDIS_URL",
-            "MEMGRID_MODEL",
-            "MEMGRID_QDRANT_URL",
-            "MEMGRID_EMBEDDING",
-        }
-    }
-    return {**env, "MEMGRID_HOME": str(home), **extra}
-
-
 def _demo(env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "demo"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = memgrid(env, "demo", timeout=180, cwd=ROOT)
     return done, time.monotonic() - started
 
 
@@ -67,7 +41,7 @@ def _check_pipeline(out: str) -> None:
 def test_make_demo_offline_runs_the_pipeline_in_under_two_minutes(tmp_path: Path) -> None:
     home = tmp_path / "home"
     try:
-        done, took = _demo(_env(home))
+        done, took = _demo(clean_env(home))
         # `make demo` stops the Redis it started (issue #13): nothing left with parent PID 1.
         assert not stop_local_redis(home), "the demo left its redis-server running"
     finally:
@@ -86,7 +60,7 @@ def test_demo_uses_any_openai_compatible_server(tmp_path: Path) -> None:
     try:
         with ScriptedModel.start_in_thread(policy) as server:
             done, _took = _demo(
-                _env(home, OPENAI_BASE_URL=server.base_url, MEMGRID_MODEL="openai/any-model")
+                clean_env(home, OPENAI_BASE_URL=server.base_url, MEMGRID_MODEL="openai/any-model")
             )
             served = len(server.requests)
     finally:

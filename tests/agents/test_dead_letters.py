@@ -16,7 +16,6 @@ from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore, retry_dead_letter
 from agents.runtime import Runtime
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
-from agents.worker import Worker, WorkerSettings
 from bus import keys as bus_keys
 from bus import streams
 from bus.envelopes import InboxMessage, RunRequest, encode_envelope
@@ -25,13 +24,7 @@ from bus.lease import acquire
 from storage import keys
 from storage.errors import NotFound
 from storage.records import Run
-
-
-async def _burst(rt: Runtime, **settings: object) -> Worker:
-    worker = Worker(rt, WorkerSettings(burst=True, concurrency=2, lease_ms=2000, **settings))  # type: ignore[arg-type]
-    with anyio.fail_after(30):
-        await worker.run()
-    return worker
+from tests._util import agent_with_message, burst
 
 
 async def test_a_retried_run_keeps_its_steps_and_replays_its_half_done_step(
@@ -63,7 +56,7 @@ async def test_a_retried_run_keeps_its_steps_and_replays_its_half_done_step(
     runs = RunStore(runtime.redis)
     try:
         sub = await runs.submit(agent.id, [InboxMessage(content="tea, then coffee")])
-        await _burst(runtime, max_attempts=2)
+        await burst(runtime, max_attempts=2)
         run = await runs.get(agent.id, sub.run_id)
         assert run.status == "failed" and run.steps == 1
         (dead,) = await streams.list_dead_letters(runtime.redis)
@@ -75,7 +68,7 @@ async def test_a_retried_run_keeps_its_steps_and_replays_its_half_done_step(
         # Until a worker runs it, the run reads as queued again, its committed step kept.
         queued = await runs.get(agent.id, sub.run_id)
         assert (queued.status, queued.steps, queued.error) == ("created", 1, None)
-        await _burst(runtime, max_attempts=2)
+        await burst(runtime, max_attempts=2)
     finally:
         sync.close()
 
@@ -100,9 +93,7 @@ async def test_a_retried_run_keeps_its_steps_and_replays_its_half_done_step(
 async def test_a_dead_letter_is_written_only_with_the_runs_failed_status(
     runtime: Runtime, model: ScriptedModel
 ) -> None:
-    agent = await create_agent(runtime, AgentSpec(name="fenced-dl"))
-    runs = RunStore(runtime.redis)
-    sub = await runs.submit(agent.id, [InboxMessage(content="x")])
+    agent, runs, sub = await agent_with_message(runtime, "fenced-dl", "x")
     stale = await acquire(runtime.redis, agent.id, "paused-worker", 2000)
     assert stale is not None
     # The paused worker's lease expired and another worker took the agent.
@@ -127,7 +118,7 @@ async def test_trimming_old_dead_letters_is_counted_and_logged(
         await runs.submit(agent.id, [InboxMessage(content="boom")])
         await runtime.redis.set(keys.agent(agent.id), b"not json")
     with structlog.testing.capture_logs() as logs:
-        worker = await _burst(runtime, max_attempts=1, dead_letter_cap=2)
+        worker = await burst(runtime, max_attempts=1, dead_letter_cap=2)
     assert worker.counters["dead_lettered"] == 3
     assert worker.counters["dead_letters_trimmed"] == 1
     assert len(await streams.list_dead_letters(runtime.redis)) == 2
@@ -160,7 +151,7 @@ async def test_two_retries_of_one_dead_letter_queue_it_once(
     runs = RunStore(runtime.redis)
     sub = await runs.submit(agent.id, [InboxMessage(content="boom")])
     await runtime.redis.set(keys.agent(agent.id), b"not json")
-    await _burst(runtime, max_attempts=1)
+    await burst(runtime, max_attempts=1)
     (dead,) = await streams.list_dead_letters(runtime.redis)
     await runtime.redis.set(keys.agent(agent.id), good or b"")
     outcomes: list[str] = []

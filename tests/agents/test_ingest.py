@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import AsyncIterator
@@ -202,7 +203,8 @@ async def test_ingest_stores_chunks_in_batches_and_is_idempotent(
     archival: PassageArchival,
 ) -> None:
     calls: list[tuple[int, int]] = []
-    count = await ingest(
+    handbook = functools.partial(
+        ingest,
         archival,
         "source-1",
         "hashing/64",
@@ -210,11 +212,11 @@ async def test_ingest_stores_chunks_in_batches_and_is_idempotent(
         HANDBOOK.encode(),
         source_id="source-1",
         file_id="file-1",
-        progress=lambda d, t: calls.append((d, t)),
         max_chars=80,
         overlap=0,
-        batch_size=2,
-        tags=["handbook"],
+    )
+    count = await handbook(
+        progress=lambda d, t: calls.append((d, t)), batch_size=2, tags=["handbook"]
     )
     assert count == 3
     assert calls == [(0, 3), (2, 3), (3, 3)]
@@ -225,17 +227,7 @@ async def test_ingest_stores_chunks_in_batches_and_is_idempotent(
     assert {(p.source_id, p.file_id, tuple(p.tags)) for p in stored} == {
         ("source-1", "file-1", ("handbook",))
     }
-    again = await ingest(
-        archival,
-        "source-1",
-        "hashing/64",
-        "handbook.md",
-        HANDBOOK.encode(),
-        source_id="source-1",
-        file_id="file-1",
-        max_chars=80,
-        overlap=0,
-    )
+    again = await handbook()
     assert again == 3
     assert await archival.store.count("source-1") == 3
 

@@ -6,7 +6,7 @@ import json
 
 import redis.asyncio as aioredis
 
-from agents.events import AssistantMessage, Event, StopReason, ToolReturnMessage, UsageStatistics
+from agents.events import AssistantMessage, StopReason, UsageStatistics
 from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
@@ -20,19 +20,7 @@ from agents.scripted import (
     text,
     tool_call,
 )
-from storage.records import Agent
-
-
-async def _turn(rt: Runtime, agent: Agent, content: str) -> tuple[list[Event], TurnResult]:
-    result = TurnResult()
-    events = [
-        e async for e in run_turn(rt, agent.id, [InputMessage(content=content)], result=result)
-    ]
-    return events, result
-
-
-def _returns(events: list[Event]) -> list[ToolReturnMessage]:
-    return [e for e in events if isinstance(e, ToolReturnMessage)]
+from tests._util import tool_returns, turn
 
 
 async def test_learns_and_corrects_a_name(
@@ -57,7 +45,7 @@ async def test_learns_and_corrects_a_name(
         ),
         say("Sorry, Charles! Noted."),
     )
-    events, result = await _turn(runtime, agent, "My name is Bob")
+    events, result = await turn(runtime, agent, "My name is Bob")
     assert result.stop_reason == "end_turn"
     assert result.replies == ["Nice to meet you, Bob!"]
     assert [e.content for e in events if isinstance(e, AssistantMessage)] == [
@@ -68,7 +56,7 @@ async def test_learns_and_corrects_a_name(
     # The second step's request showed the edited block to the model.
     assert "Name: Bob" in model.requests[1].system_prompt
 
-    await _turn(runtime, agent, "my name is actually Charles")
+    await turn(runtime, agent, "my name is actually Charles")
     # A fresh connection (as a new process would open) sees the same memory.
     fresh = aioredis.Redis.from_url(redis_url)
     try:
@@ -104,8 +92,8 @@ async def test_memory_errors_reach_the_model_and_the_turn_recovers(
         tool_call("core_memory_append", label="human", content="short", request_heartbeat=True),
         say("All set."),
     )
-    events, result = await _turn(runtime, agent, "remember a lot")
-    returns = _returns(events)
+    events, result = await turn(runtime, agent, "remember a lot")
+    returns = tool_returns(events)
     assert [r.status for r in returns] == ["error", "error", "error", "error", "success", "success"]
     assert "over its limit of 20" in returns[0].tool_return
     assert "read-only" in returns[1].tool_return
@@ -128,8 +116,8 @@ async def test_malformed_arguments_and_unknown_tools_are_tool_errors(
         tool_call("core_memory_append", label="human"),  # content missing
         say("Recovered."),
     )
-    events, result = await _turn(runtime, agent, "hi")
-    returns = _returns(events)
+    events, result = await turn(runtime, agent, "hi")
+    returns = tool_returns(events)
     assert "not valid JSON" in returns[0].tool_return
     assert "no tool named 'launch_rockets'" in returns[1].tool_return
     assert "send_message" in returns[1].tool_return
@@ -142,12 +130,12 @@ async def test_malformed_arguments_and_unknown_tools_are_tool_errors(
     assert json.loads(tool_msgs[0].text)["status"] == "Failed"
 
 
-async def test_step_limit_ends_the_turn(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_step_limit_ends_theturn(runtime: Runtime, model: ScriptedModel) -> None:
     agent = await create_agent(runtime, AgentSpec(name="loopy", max_steps=3))
     model.policy = lambda request: tool_call(
         "conversation_search", query="anything", request_heartbeat=True
     )
-    _events, result = await _turn(runtime, agent, "go")
+    _events, result = await turn(runtime, agent, "go")
     assert result.stop_reason == "max_steps"
     assert result.usage.step_count == 3
     assert len(model.requests) == 3
@@ -158,7 +146,7 @@ async def test_plain_text_is_delivered_when_nothing_was_sent(
 ) -> None:
     agent = await create_agent(runtime, AgentSpec(name="plain"))
     model.policy = sequence(text("Hello there, I ignore tools."))
-    events, result = await _turn(runtime, agent, "hi")
+    events, result = await turn(runtime, agent, "hi")
     assert result.stop_reason == "end_turn"
     assert [e.content for e in events if isinstance(e, AssistantMessage)] == [
         "Hello there, I ignore tools."
@@ -204,7 +192,7 @@ async def test_llm_outage_stops_with_llm_api_error_and_keeps_the_input(
 
     agent = await create_agent(runtime, AgentSpec(name="down"))
     model.policy = lambda request: ServerError(status=503)
-    _events, result = await _turn(runtime, agent, "are you there?")
+    _events, result = await turn(runtime, agent, "are you there?")
     assert result.stop_reason == "llm_api_error"
     stored = await runtime.messages.list(agent.id)
     assert [m.content for m in stored] == ["are you there?"]
@@ -225,7 +213,7 @@ async def test_settings_changed_during_a_step_survive_its_commit(
         return say("hi")
 
     model.policy = policy
-    _events, result = await _turn(runtime, agent, "hello")
+    _events, result = await turn(runtime, agent, "hello")
     assert result.stop_reason == "end_turn"
     stored = await runtime.agents.get(agent.id)
     assert stored.description == "edited mid-step" and stored.tags == ["new"]

@@ -12,9 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.archival import PassageArchival
-from agents.events import Event, ToolReturnMessage
+from agents.events import ToolReturnMessage
 from agents.llm import LLMSettings
-from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent
 from agents.runtime import LLMPool, Runtime
 from agents.scripted import ScriptedModel, echo, say, sequence, tool_call
@@ -22,6 +21,7 @@ from storage.embeddings import HashingEmbedder, embedder_from_handle
 from storage.passages import EdgePassageStore
 from storage.records import Agent
 from storage.settings import StorageSettings
+from tests._util import tool_returns, turn
 
 
 def _runtime(
@@ -53,18 +53,6 @@ async def rt(
         yield runtime
     finally:
         await runtime.aclose()
-
-
-async def _turn(rt: Runtime, agent: Agent, content: str) -> tuple[list[Event], TurnResult]:
-    result = TurnResult()
-    events = [
-        e async for e in run_turn(rt, agent.id, [InputMessage(content=content)], result=result)
-    ]
-    return events, result
-
-
-def _returns(events: list[Event]) -> list[ToolReturnMessage]:
-    return [e for e in events if isinstance(e, ToolReturnMessage)]
 
 
 def _output(event: ToolReturnMessage) -> str:
@@ -104,8 +92,8 @@ async def test_insert_with_tags_then_search_finds_the_passage(
         tool_call("archival_memory_search", query="what is the cat called", request_heartbeat=True),
         say("Your cat is Miso."),
     )
-    events, result = await _turn(rt, agent, "Remember my cat Miso. What is my cat called?")
-    inserted, found, _sent = _returns(events)
+    events, result = await turn(rt, agent, "Remember my cat Miso. What is my cat called?")
+    inserted, found, _sent = tool_returns(events)
     assert inserted.status == "success"
     assert _output(inserted).startswith("Saved to archival memory as passage")
     [row] = _rows(found)
@@ -138,7 +126,7 @@ async def test_memory_metadata_shows_the_archival_count_and_tags(
         ),
         say("Saved both."),
     )
-    await _turn(rt, agent, "remember my plans")
+    await turn(rt, agent, "remember my plans")
     assert "- 0 passages are stored in archival memory" in model.requests[0].system_prompt
     assert "Archival memory tags" not in model.requests[0].system_prompt
     prompt = model.requests[-1].system_prompt
@@ -158,33 +146,21 @@ async def test_tag_filters_match_any_or_all(
         ("a run before work", ["morning", "sport"]),
         ("an untagged note about tea", []),
     )
+    searches = [
+        {"tags": ["food"]},
+        {"tags": ["food", "sport"], "tag_match_mode": "any"},
+        {"tags": ["food", "morning"], "tag_match_mode": "all"},
+        {"tags": ["sport", "food"], "tag_match_mode": "all"},
+    ]
     model.policy = sequence(
-        tool_call("archival_memory_search", query="tea", tags=["food"], request_heartbeat=True),
-        tool_call(
-            "archival_memory_search",
-            query="tea",
-            tags=["food", "sport"],
-            tag_match_mode="any",
-            request_heartbeat=True,
-        ),
-        tool_call(
-            "archival_memory_search",
-            query="tea",
-            tags=["food", "morning"],
-            tag_match_mode="all",
-            request_heartbeat=True,
-        ),
-        tool_call(
-            "archival_memory_search",
-            query="tea",
-            tags=["sport", "food"],
-            tag_match_mode="all",
-            request_heartbeat=True,
+        *(
+            tool_call("archival_memory_search", query="tea", request_heartbeat=True, **search)
+            for search in searches
         ),
         say("done"),
     )
-    events, _ = await _turn(rt, agent, "search by tags")
-    food, any_of, all_of, none_of, _sent = _returns(events)
+    events, _ = await turn(rt, agent, "search by tags")
+    food, any_of, all_of, none_of, _sent = tool_returns(events)
     assert {r["content"] for r in _rows(food)} == {"green tea at breakfast", "coffee at the office"}
     assert {r["content"] for r in _rows(any_of)} == {
         "green tea at breakfast",
@@ -226,8 +202,8 @@ async def test_search_pages_follow_the_ranking(
     ]
     await _seed(archival, agent, *((text, ["garden"]) for text in reversed(ranked)))
     model.policy = _page_policy("watering the roses in the garden", pages=4, top_k=2)
-    events, _ = await _turn(rt, agent, "list my garden notes")
-    *pages, past_end, _sent = _returns(events)
+    events, _ = await turn(rt, agent, "list my garden notes")
+    *pages, past_end, _sent = tool_returns(events)
     assert [[r["content"] for r in _rows(page)] for page in pages] == [
         ranked[0:2],
         ranked[2:4],
@@ -245,8 +221,8 @@ async def test_search_pages_show_equally_scored_passages_once_each(
     notes = [f"note {n}: the garden needs water" for n in range(5)]
     await _seed(archival, agent, *((note, ["garden"]) for note in notes))
     model.policy = _page_policy("garden water", pages=4, top_k=2)
-    events, _ = await _turn(rt, agent, "list my garden notes")
-    *pages, past_end, _sent = _returns(events)
+    events, _ = await turn(rt, agent, "list my garden notes")
+    *pages, past_end, _sent = tool_returns(events)
     shown = [r["content"] for page in pages for r in _rows(page)]
     assert [len(_rows(page)) for page in pages] == [2, 2, 1]
     assert sorted(shown) == notes  # none twice, none missing
@@ -289,8 +265,8 @@ async def test_search_by_date_range(
         ),
         say("done"),
     )
-    events, _ = await _turn(rt, agent, "when was the boiler serviced?")
-    future, around_now, long_ago, today, _sent = _returns(events)
+    events, _ = await turn(rt, agent, "when was the boiler serviced?")
+    future, around_now, long_ago, today, _sent = tool_returns(events)
     assert _output(future) == "No results found."
     assert [r["content"] for r in _rows(around_now)] == ["the boiler was serviced"]
     assert _output(long_ago) == "No results found."
@@ -316,8 +292,8 @@ async def test_bad_search_arguments_are_tool_errors(
         tool_call("archival_memory_search", query="passage", request_heartbeat=True),
         say("recovered"),
     )
-    events, result = await _turn(rt, agent, "search badly")
-    returns = _returns(events)
+    events, result = await turn(rt, agent, "search badly")
+    returns = tool_returns(events)
     assert [r.status for r in returns] == ["error"] * 5 + ["success", "success"]
     assert "top_k must be between 1 and 50, got 0" in _output(returns[0])
     assert "top_k must be between 1 and 50, got 51" in _output(returns[1])
@@ -344,16 +320,18 @@ async def test_archival_memories_of_two_agents_are_isolated(
         ),
         say("Kept it."),
     )
-    await _turn(rt, alice, "remember the safe's code 4711")
+    await turn(rt, alice, "remember the safe's code 4711")
     search = tool_call("archival_memory_search", query="safe code", request_heartbeat=True)
     model.policy = sequence(search, say("searched"))
-    bob_events, _ = await _turn(rt, bob, "what is the safe's code?")
-    assert _output(_returns(bob_events)[0]) == "No results found."
+    bob_events, _ = await turn(rt, bob, "what is the safe's code?")
+    assert _output(tool_returns(bob_events)[0]) == "No results found."
     assert "- 0 passages are stored in archival memory" in model.requests[-1].system_prompt
     assert "secret" not in model.requests[-1].system_prompt
     model.policy = sequence(search, say("searched"))
-    alice_events, _ = await _turn(rt, alice, "what is the safe's code?")
-    assert [r["content"] for r in _rows(_returns(alice_events)[0])] == ["The safe's code is 4711"]
+    alice_events, _ = await turn(rt, alice, "what is the safe's code?")
+    assert [r["content"] for r in _rows(tool_returns(alice_events)[0])] == [
+        "The safe's code is 4711"
+    ]
     assert (await archival.count(alice.id), await archival.count(bob.id)) == (1, 0)
     assert (await archival.tags(alice.id), await archival.tags(bob.id)) == (["secret"], [])
 
@@ -368,8 +346,8 @@ async def test_an_agent_without_archival_gets_a_clear_tool_error(
         tool_call("archival_memory_search", query="this", request_heartbeat=True),
         say("I could not use my archive."),
     )
-    events, result = await _turn(runtime, agent, "remember this")
-    inserted, searched, _sent = _returns(events)
+    events, result = await turn(runtime, agent, "remember this")
+    inserted, searched, _sent = tool_returns(events)
     for event in (inserted, searched):
         assert event.status == "error"
         assert "archival memory is not available" in _output(event)
@@ -410,8 +388,8 @@ async def test_semantic_search_with_the_local_minilm_model(
             ),
             say("You love Hersheys."),
         )
-        events, result = await _turn(runtime, agent, "what chocolates do I like?")
-        returns = _returns(events)
+        events, result = await turn(runtime, agent, "what chocolates do I like?")
+        returns = tool_returns(events)
         assert [r.status for r in returns] == ["success"] * 7
         # The query shares no word with the passage: only its meaning can find it.
         assert [r["content"] for r in _rows(returns[5])] == ["Shilpa loves Hersheys"]
@@ -435,7 +413,7 @@ async def _seeded_conversation(rt: Runtime, model: ScriptedModel) -> Agent:
         "The cat next door is black and white",
         "I drink green tea every morning",
     ):
-        _events, result = await _turn(rt, agent, said)
+        _events, result = await turn(rt, agent, said)
         assert result.replies == [said]
     return agent
 
@@ -460,8 +438,8 @@ async def test_conversation_search_filters_roles_and_pages(
         tool_call("conversation_search", query="tea", roles=["assistant"], request_heartbeat=True),
         say("done"),
     )
-    events, _ = await _turn(rt, agent, "look it up")
-    everything, page0, page1, page2, assistant, _sent = _returns(events)
+    events, _ = await turn(rt, agent, "look it up")
+    everything, page0, page1, page2, assistant, _sent = tool_returns(events)
 
     found = _rows(everything)
     assert found["total"] == 2
@@ -492,8 +470,8 @@ async def test_conversation_search_matches_a_quoted_phrase(
         tool_call("conversation_search", query="black cat", roles=["user"], request_heartbeat=True),
         say("done"),
     )
-    events, _ = await _turn(rt, agent, "look it up")
-    phrase, words, _sent = _returns(events)
+    events, _ = await turn(rt, agent, "look it up")
+    phrase, words, _sent = tool_returns(events)
     found = _rows(phrase)
     # The user's message and the agent's echo of it; "black and white" ... "cat" is not a match.
     assert sorted(r["role"] for r in found["results"]) == ["assistant", "user"]
@@ -528,8 +506,8 @@ async def test_conversation_search_dates_and_limits(rt: Runtime, model: Scripted
         tool_call("conversation_search", query="Miso", page=-2, request_heartbeat=True),
         say("done"),
     )
-    events, result = await _turn(rt, agent, "look it up")
-    future, today, bad_date, bad_limit, bad_page, _sent = _returns(events)
+    events, result = await turn(rt, agent, "look it up")
+    future, today, bad_date, bad_limit, bad_page, _sent = tool_returns(events)
     assert future.status == "success" and _output(future) == "No results found."
     assert _rows(today)["total"] == 2
     assert bad_date.status == "error"
@@ -548,7 +526,7 @@ async def test_recall_count_in_the_metadata_grows_with_the_log(
     stored = await rt.messages.count(agent.id)
     assert stored == 12  # four turns of user message, send_message call, tool result
     model.policy = sequence(say("hi"))
-    await _turn(rt, agent, "hello again")
+    await turn(rt, agent, "hello again")
     assert f"- {stored} previous messages are stored in recall memory" in (
         model.requests[-1].system_prompt
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import pytest
@@ -14,7 +15,7 @@ from agents.runtime import Runtime
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, Slow, say, tool_call
 from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
-from storage.records import Agent
+from storage.records import Agent, Run
 
 MULTI = [
     "send_message",
@@ -43,6 +44,16 @@ def _tool_message(request: ChatRequest) -> dict[str, object]:
     return json.loads(result.content)
 
 
+def _gather_team(request: ChatRequest) -> Outcome:
+    """A boss: asks every agent tagged "team" for a report, then says their sorted replies."""
+    if _after_tool(request):
+        rows = json.loads(str(_tool_message(request)["message"]))
+        return say(json.dumps(sorted(str(r["reply"]) for r in rows)))
+    return tool_call(
+        "send_message_to_agents_matching_tags", message="report", match_all=["team"], match_some=[]
+    )
+
+
 async def _agent(rt: Runtime, name: str, role: str, tags: list[str] | None = None) -> Agent:
     return await create_agent(
         rt,
@@ -56,16 +67,24 @@ async def _agent(rt: Runtime, name: str, role: str, tags: list[str] | None = Non
     )
 
 
-async def _run(rt: Runtime, agent: Agent, text: str, *, limit_s: float = 20) -> list[str]:
-    runs = RunStore(rt.redis)
-    submitted = await runs.submit(agent.id, [InboxMessage(content=text)])
-    worker = Worker(rt, WorkerSettings(burst=True, concurrency=8, lease_ms=5000))
+async def _burst_until_done(
+    rt: Runtime, runs: list[tuple[str, str]], *, limit_s: float = 20, **settings: Any
+) -> list[Run]:
+    """Run a burst worker (kept alive by the runs' events) until every run has finished."""
+    store = RunStore(rt.redis)
+    options: dict[str, Any] = {"burst": True, "concurrency": 8, "lease_ms": 5000, **settings}
+    worker = Worker(rt, WorkerSettings(**options))
     with anyio.fail_after(limit_s):
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
-            events = [e async for e in runs.follow(agent.id, submitted.run_id)]
-    assert events
-    run = await runs.get(agent.id, submitted.run_id)
+            for agent_id, run_id in runs:
+                assert [e async for e in store.follow(agent_id, run_id)]
+    return [await store.get(agent_id, run_id) for agent_id, run_id in runs]
+
+
+async def _run(rt: Runtime, agent: Agent, text: str, *, limit_s: float = 20) -> list[str]:
+    submitted = await RunStore(rt.redis).submit(agent.id, [InboxMessage(content=text)])
+    [run] = await _burst_until_done(rt, [(agent.id, submitted.run_id)], limit_s=limit_s)
     assert run.status == "completed", run
     return run.replies
 
@@ -165,15 +184,7 @@ async def test_tag_fan_out_gathers_ten_replies(runtime: Runtime, model: Scripted
         role = _role(request)
         if role.startswith("worker"):
             return say(f"{role} done")
-        if _after_tool(request):
-            rows = json.loads(str(_tool_message(request)["message"]))
-            return say(json.dumps(sorted(r["reply"] for r in rows)))
-        return tool_call(
-            "send_message_to_agents_matching_tags",
-            message="report",
-            match_all=["team"],
-            match_some=[],
-        )
+        return _gather_team(request)
 
     model.policy = policy
     boss = await _agent(runtime, "boss", "boss")
@@ -257,12 +268,7 @@ async def test_runs_caused_carry_the_root_run_through_every_hop(
     carol = await _agent(runtime, "carol", "carol")
     runs = RunStore(runtime.redis)
     submitted = await runs.submit(alice.id, [InboxMessage(content="go")])
-    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=8, lease_ms=5000))
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(worker.run)
-            _ = [e async for e in runs.follow(alice.id, submitted.run_id)]
-    root = await runs.get(alice.id, submitted.run_id)
+    [root] = await _burst_until_done(runtime, [(alice.id, submitted.run_id)], limit_s=30)
     assert root.root_run_id is None  # an outside input is its own root
     [bobs] = await runs.recent(bob.id)
     [carols] = await runs.recent(carol.id)

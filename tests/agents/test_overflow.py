@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from agents.events import AssistantMessage
-from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import (
@@ -18,6 +17,8 @@ from agents.scripted import (
     tool_call,
 )
 from agents.tokens import estimate_tokens
+from storage.records import Agent
+from tests._util import turn_result
 
 SECRET = "PURPLE-ELEPHANT-42"
 
@@ -40,13 +41,6 @@ def recall_policy(request: ChatRequest) -> Outcome:
     return say(f"Noted: {said[:40]}")
 
 
-async def _send(rt: Runtime, agent_id: str, content: str) -> TurnResult:
-    result = TurnResult()
-    async for _ in run_turn(rt, agent_id, [InputMessage(content=content)], result=result):
-        pass
-    return result
-
-
 async def test_300_turns_in_a_2k_window(runtime: Runtime, model: ScriptedModel) -> None:
     window = 2048
     agent = await create_agent(
@@ -61,12 +55,14 @@ async def test_300_turns_in_a_2k_window(runtime: Runtime, model: ScriptedModel) 
         ),
     )
     model.policy = recall_policy
-    first = await _send(runtime, agent.id, f"My secret code is {SECRET}, keep it safe.")
+    first = await turn_result(runtime, agent.id, f"My secret code is {SECRET}, keep it safe.")
     assert first.stop_reason == "end_turn"
     for turn in range(298):
-        result = await _send(runtime, agent.id, f"Filler message number {turn}: " + "blah " * 20)
+        result = await turn_result(
+            runtime, agent.id, f"Filler message number {turn}: " + "blah " * 20
+        )
         assert result.stop_reason == "end_turn", (turn, result.stop_reason)
-    final = await _send(runtime, agent.id, "what was my secret code?")
+    final = await turn_result(runtime, agent.id, "what was my secret code?")
     assert final.stop_reason == "end_turn"
     assert SECRET in final.replies[0]
 
@@ -95,7 +91,7 @@ async def test_provider_context_error_compacts_and_retries(
     agent = await create_agent(runtime, AgentSpec(name="retry", context_window=100_000))
     for i in range(6):
         model.policy = lambda request, i=i: say(f"reply {i}")
-        await _send(runtime, agent.id, f"message {i}")
+        await turn_result(runtime, agent.id, f"message {i}")
     refused = {"done": False}
 
     def policy(request: ChatRequest) -> Outcome:
@@ -107,10 +103,24 @@ async def test_provider_context_error_compacts_and_retries(
         return say("still here")
 
     model.policy = policy
-    result = await _send(runtime, agent.id, "are you still there?")
+    result = await turn_result(runtime, agent.id, "are you still there?")
     assert result.stop_reason == "end_turn" and result.replies == ["still here"]
     stored = await runtime.agents.get(agent.id)
     assert stored.evicted_count > 0 and stored.summary == "Summary of the early chat."
+
+
+async def _tiny_agent(runtime: Runtime, name: str) -> Agent:
+    """An agent with a 1,024-token window, a one-line system prompt, no blocks and only
+    send_message: a few turns fill its window."""
+    spec = AgentSpec(
+        name=name,
+        system="Short.",
+        memory_blocks=[],
+        include_base_tools=False,
+        tools=["send_message"],
+        context_window=1024,
+    )
+    return await create_agent(runtime, spec)
 
 
 async def test_failed_summary_still_completes_the_turn(
@@ -118,17 +128,7 @@ async def test_failed_summary_still_completes_the_turn(
 ) -> None:
     from agents.scripted import ServerError
 
-    agent = await create_agent(
-        runtime,
-        AgentSpec(
-            name="nosum",
-            system="Short.",
-            memory_blocks=[],
-            include_base_tools=False,
-            tools=["send_message"],
-            context_window=1024,
-        ),
-    )
+    agent = await _tiny_agent(runtime, "nosum")
 
     def policy(request: ChatRequest) -> Outcome:
         if not request.tools:
@@ -137,7 +137,7 @@ async def test_failed_summary_still_completes_the_turn(
 
     model.policy = policy
     for i in range(15):
-        result = await _send(runtime, agent.id, f"turn {i} " + "words " * 40)
+        result = await turn_result(runtime, agent.id, f"turn {i} " + "words " * 40)
         assert result.stop_reason == "end_turn"
     stored = await runtime.agents.get(agent.id)
     assert "without a summary" in stored.summary
@@ -154,17 +154,7 @@ async def test_failed_summary_still_completes_the_turn(
 async def test_a_runaway_summary_cannot_overflow_the_window(
     runtime: Runtime, model: ScriptedModel
 ) -> None:
-    agent = await create_agent(
-        runtime,
-        AgentSpec(
-            name="longsum",
-            system="Short.",
-            memory_blocks=[],
-            include_base_tools=False,
-            tools=["send_message"],
-            context_window=1024,
-        ),
-    )
+    agent = await _tiny_agent(runtime, "longsum")
 
     def policy(request: ChatRequest) -> Outcome:
         if not request.tools:  # the summarizer: echoes far more than fits
@@ -173,7 +163,7 @@ async def test_a_runaway_summary_cannot_overflow_the_window(
 
     model.policy = policy
     for i in range(20):
-        result = await _send(runtime, agent.id, f"turn {i} " + "words " * 40)
+        result = await turn_result(runtime, agent.id, f"turn {i} " + "words " * 40)
         assert result.stop_reason == "end_turn", (i, result.stop_reason)
     stored = await runtime.agents.get(agent.id)
     assert stored.evicted_count > 0 and len(stored.summary) <= 1024 * 0.1 * 3

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from agents import _turn
 from agents._waits import claim_wait, end_wait
-from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
+from agents.manage import delete_agent
 from agents.runs import RunStore, signal_ready
 from agents.runtime import Runtime
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
@@ -27,23 +27,34 @@ from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
 from bus.streams import list_dead_letters
 from storage import keys
-from storage.records import Agent, Run, decode
-from tests.agents.test_messaging import MULTI, _after_tool, _role, _tool_message
+from storage.records import Run, decode
+from tests._util import burst
+from tests.agents.test_messaging import (
+    _after_tool,
+    _agent,
+    _burst_until_done,
+    _gather_team,
+    _role,
+    _tool_message,
+)
 
 WAIT = "send_message_to_agent_and_wait_for_reply"
 
 
-async def _agent(rt: Runtime, name: str, role: str, tags: list[str] | None = None) -> Agent:
-    return await create_agent(
-        rt,
-        AgentSpec(
-            name=name,
-            include_base_tools=False,
-            tools=MULTI,
-            memory_blocks=[BlockSpec(label="persona", value=f"ROLE:{role}")],
-            tags=tags or [],
-        ),
-    )
+def _asks(
+    target: str, role: str, answer: Callable[[ChatRequest], Outcome | Awaitable[Outcome]]
+) -> Callable[[ChatRequest], Outcome | Awaitable[Outcome]]:
+    """Agents playing ``role`` answer with ``answer``; any other asks the agent named
+    ``target`` "hi", waits for the reply, then says "result: <the reply>"."""
+
+    def policy(request: ChatRequest) -> Outcome | Awaitable[Outcome]:
+        if _role(request) == role:
+            return answer(request)
+        if _after_tool(request):
+            return say(f"result: {_tool_message(request)['message']}")
+        return tool_call(WAIT, message="hi", other_agent_id=target)
+
+    return policy
 
 
 async def _until(check: Callable[[], Awaitable[Any]], what: str, within: float = 10) -> Any:
@@ -59,21 +70,6 @@ async def _run(rt: Runtime, run: tuple[str, str]) -> Run:
     raw = await rt.redis.get(keys.run(*run))
     assert raw is not None
     return decode(Run, raw)
-
-
-async def _burst_until_done(
-    rt: Runtime, runs: list[tuple[str, str]], *, limit_s: float = 20, **settings: Any
-) -> list[Run]:
-    """Run a burst worker (kept alive by the runs' events) until every run has finished."""
-    store = RunStore(rt.redis)
-    options: dict[str, Any] = {"burst": True, "concurrency": 8, "lease_ms": 5000, **settings}
-    worker = Worker(rt, WorkerSettings(**options))
-    with anyio.fail_after(limit_s):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(worker.run)
-            for agent_id, run_id in runs:
-                [e async for e in store.follow(agent_id, run_id)]
-    return [await _run(rt, run) for run in runs]
 
 
 def _ready_only(worker: Worker, agent_id: str) -> Callable[[], Awaitable[bool]]:
@@ -139,15 +135,7 @@ async def test_the_last_fan_out_reply_during_an_earlier_wake_is_not_dropped(
             return say("early done")
         if _role(request) == "late":
             return late(request)
-        if _after_tool(request):
-            rows = json.loads(str(_tool_message(request)["message"]))
-            return say(json.dumps(sorted(str(r["reply"]) for r in rows)))
-        return tool_call(
-            "send_message_to_agents_matching_tags",
-            message="report",
-            match_all=["team"],
-            match_some=[],
-        )
+        return _gather_team(request)
 
     model.policy = policy
     boss = await _agent(runtime, "boss", "boss")
@@ -198,13 +186,7 @@ async def test_a_resuming_worker_whose_clock_is_behind_still_times_out(
         await caller_done.wait()
         return say("too late")
 
-    model.policy = lambda r: (
-        sloth(r)
-        if _role(r) == "slow"
-        else say(f"result: {_tool_message(r)['message']}")
-        if _after_tool(r)
-        else tool_call(WAIT, message="hi", other_agent_id="sloth")
-    )
+    model.policy = _asks("sloth", "slow", sloth)
     caller = await _agent(runtime, "caller", "caller")
     await _agent(runtime, "sloth", "slow")
     store = RunStore(runtime.redis)
@@ -304,13 +286,7 @@ async def test_a_dead_lettered_run_answers_its_waiter(
         await runtime.redis.set(keys.agent(broken.id), b"not json")
         return say("never committed")
 
-    model.policy = lambda r: (
-        break_myself(r)
-        if _role(r) == "fragile"
-        else say(f"result: {_tool_message(r)['message']}")
-        if _after_tool(r)
-        else tool_call(WAIT, message="hi", other_agent_id="fragile")
-    )
+    model.policy = _asks("fragile", "fragile", break_myself)
     asker = await _agent(runtime, "asker", "asker")
     await _agent(runtime, "fragile", "fragile")
     sub = await RunStore(runtime.redis).submit(asker.id, [InboxMessage(content="go")])
@@ -330,13 +306,7 @@ async def test_a_deleted_agents_run_answers_its_waiter(
         await delete_agent(runtime, doomed.id)
         return say("gone")
 
-    model.policy = lambda r: (
-        delete_myself(r)
-        if _role(r) == "doomed"
-        else say(f"result: {_tool_message(r)['message']}")
-        if _after_tool(r)
-        else tool_call(WAIT, message="hi", other_agent_id="doomed")
-    )
+    model.policy = _asks("doomed", "doomed", delete_myself)
     asker = await _agent(runtime, "asker", "asker")
     doomed = await _agent(runtime, "doomed", "doomed")
     store = RunStore(runtime.redis)
@@ -353,9 +323,8 @@ async def test_a_run_record_that_cannot_be_read_is_dead_lettered_not_spun_on(
     agent = await _agent(runtime, "spinner", "x")
     sub = await RunStore(runtime.redis).submit(agent.id, [InboxMessage(content="hi")])
     await runtime.redis.set(keys.run(agent.id, sub.run_id), b"{broken")
-    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=4, lease_ms=2000))
-    with anyio.fail_after(15):
-        await worker.run()  # a burst worker ends once the bad entry is out of the way
+    # A burst worker ends once the bad entry is out of the way.
+    worker = await burst(runtime, concurrency=4, timeout_s=15)
     dead = await list_dead_letters(runtime.redis)
     assert [d["run_id"] for d in dead] == [sub.run_id]
     assert "run record" in dead[0]["error"]

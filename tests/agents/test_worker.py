@@ -13,13 +13,7 @@ from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, sequence, 
 from agents.worker import Worker, WorkerSettings
 from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
-
-
-async def _burst(rt: Runtime, **settings: object) -> Worker:
-    worker = Worker(rt, WorkerSettings(burst=True, concurrency=4, lease_ms=2000, **settings))  # type: ignore[arg-type]
-    with anyio.fail_after(30):
-        await worker.run()
-    return worker
+from tests._util import agent_with_message, burst
 
 
 async def test_submit_run_and_follow_events(runtime: Runtime, model: ScriptedModel) -> None:
@@ -32,7 +26,7 @@ async def test_submit_run_and_follow_events(runtime: Runtime, model: ScriptedMod
     assert sub.created
     again = await runs.submit(agent.id, [InboxMessage(content="hello")], otid="otid-1")
     assert again.run_id == sub.run_id and not again.created  # a retry gets the original run
-    worker = await _burst(runtime)
+    worker = await burst(runtime, concurrency=4)
     assert worker.counters["runs"] == 1
     run = await runs.get(agent.id, sub.run_id)
     assert run.status == "completed" and run.stop_reason == "end_turn"
@@ -54,7 +48,7 @@ async def test_per_agent_order_over_many_messages(runtime: Runtime, model: Scrip
     for n in range(6):
         for agent in agents:
             await runs.submit(agent.id, [InboxMessage(content=f"m{n}")])
-    await _burst(runtime)
+    await burst(runtime, concurrency=4)
     for agent in agents:
         inputs = [
             m.content for m in await runtime.messages.list(agent.id, roles=["user"], limit=100)
@@ -65,9 +59,7 @@ async def test_per_agent_order_over_many_messages(runtime: Runtime, model: Scrip
 async def test_a_half_done_run_resumes_after_its_last_committed_step(
     runtime: Runtime, model: ScriptedModel
 ) -> None:
-    agent = await create_agent(runtime, AgentSpec(name="resume"))
-    runs = RunStore(runtime.redis)
-    sub = await runs.submit(agent.id, [InboxMessage(content="remember tea")])
+    agent, runs, sub = await agent_with_message(runtime, "resume", "remember tea")
     model.policy = sequence(
         tool_call("core_memory_append", label="human", content="likes tea", request_heartbeat=True),
         say("Noted."),
@@ -86,7 +78,7 @@ async def test_a_half_done_run_resumes_after_its_last_committed_step(
     run = await runs.get(agent.id, sub.run_id)
     assert run.status == "running" and run.steps == 1
     # Another worker finishes it: the memory edit is not applied twice, one reply.
-    await _burst(runtime)
+    await burst(runtime, concurrency=4)
     run = await runs.get(agent.id, sub.run_id)
     assert run.status == "completed" and run.replies == ["Noted."]
     blocks = {b.label: b.value for b in await runtime.blocks.get_many(agent.block_ids)}
@@ -99,12 +91,10 @@ async def test_poison_messages_go_to_the_dead_letter_stream(
 ) -> None:
     from bus.streams import list_dead_letters
 
-    agent = await create_agent(runtime, AgentSpec(name="poison"))
-    runs = RunStore(runtime.redis)
-    sub = await runs.submit(agent.id, [InboxMessage(content="boom")])
+    agent, runs, sub = await agent_with_message(runtime, "poison", "boom")
     # Every attempt fails on the transport (the agent record vanished under the worker).
     await runtime.redis.set(f"mg:{{{agent.id}}}:agent", b"not json")
-    await _burst(runtime, max_attempts=2)
+    await burst(runtime, concurrency=4, max_attempts=2)
     run = await runs.get(agent.id, sub.run_id)
     assert run.status == "failed"
     dead = await list_dead_letters(runtime.redis)
@@ -158,13 +148,9 @@ async def test_leases_are_renewed_through_turns_longer_than_the_lease(
     from agents.scripted import Slow
 
     model.policy = lambda request: Slow(seconds=1.0, then=say("slow but sure"))
-    agent = await create_agent(runtime, AgentSpec(name="long-turn"))
-    runs = RunStore(runtime.redis)
-    sub = await runs.submit(agent.id, [InboxMessage(content="take your time")])
+    agent, runs, sub = await agent_with_message(runtime, "long-turn", "take your time")
     # A 0.45 s lease, renewed every 0.15 s by the worker's lease keeper, through a 1 s turn.
-    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=450))
-    with anyio.fail_after(30):
-        await worker.run()
+    await burst(runtime, lease_ms=450)
     run = await runs.get(agent.id, sub.run_id)
     assert run.status == "completed" and run.replies == ["slow but sure"]
     assert run.attempts == 1 and len(model.requests) == 1  # never lost, never re-run
@@ -189,9 +175,7 @@ async def test_a_turn_whose_lease_is_gone_stops_and_is_run_again(
     model.policy = policy
     runs = RunStore(runtime.redis)
     sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
-    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=450))
-    with anyio.fail_after(30):
-        await worker.run()
+    await burst(runtime, lease_ms=450)
     run = await runs.get(agent.id, sub.run_id)
     assert run.status == "completed" and run.replies == ["second try"]
     assert calls == 2 and run.attempts == 2
@@ -213,7 +197,7 @@ async def test_an_inbox_made_without_the_group_still_runs(
     )
     await runtime.redis.xadd(bus_keys.inbox(agent.id), {"e": encode_envelope(envelope)})
     await signal_ready(runtime.redis, agent.id)
-    await _burst(runtime)
+    await burst(runtime, concurrency=4)
     run = await RunStore(runtime.redis).get(agent.id, "run-manual")
     assert run.status == "completed" and run.replies == ["found it"]
     assert await runtime.redis.xlen(bus_keys.inbox(agent.id)) == 0
@@ -239,12 +223,8 @@ async def test_a_failed_lease_renewal_is_retried_not_fatal(
 
     monkeypatch.setattr(agents._leases, "renew_all", flaky)
     model.policy = lambda request: Slow(seconds=1.0, then=say("made it"))
-    agent = await create_agent(runtime, AgentSpec(name="flaky-renewal"))
-    runs = RunStore(runtime.redis)
-    sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
-    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=900))
-    with anyio.fail_after(30):
-        await worker.run()
+    agent, runs, sub = await agent_with_message(runtime, "flaky-renewal", "hi")
+    await burst(runtime, lease_ms=900)
     run = await runs.get(agent.id, sub.run_id)
     assert failures == 1 and run.status == "completed" and run.replies == ["made it"]
     assert run.attempts == 1

@@ -19,6 +19,7 @@ from bus import connect, streams
 from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
 from bus.lease import acquire
+from tests._util import agent_with_message, burst
 
 
 async def _finished(runs: RunStore, agent_id: str, run_id: str, timeout_s: float) -> None:
@@ -50,9 +51,7 @@ async def test_a_worker_whose_pool_is_saturated_still_renews_its_leases(
         agent = await create_agent(rt, AgentSpec(name="saturated"))
         runs = RunStore(redis_client)
         sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
-        worker = Worker(rt, WorkerSettings(burst=True, concurrency=2, lease_ms=450))
-        with anyio.fail_after(30):
-            await worker.run()
+        worker = await burst(rt, lease_ms=450)
         run = await runs.get(agent.id, sub.run_id)
     finally:
         await rt.aclose()
@@ -94,12 +93,8 @@ async def test_a_worker_whose_event_loop_lags_still_renews_its_leases(
         return say("kept")
 
     model.policy = policy
-    agent = await create_agent(runtime, AgentSpec(name="lagging"))
-    runs = RunStore(runtime.redis)
-    sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
-    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=900))
-    with anyio.fail_after(30):
-        await worker.run()
+    agent, runs, sub = await agent_with_message(runtime, "lagging", "hi")
+    worker = await burst(runtime, lease_ms=900)
     run = await runs.get(agent.id, sub.run_id)
     assert run.status == "completed" and run.replies == ["kept"]
     assert held_after_lag is not None and held_after_lag.startswith(worker.id.encode())
@@ -126,12 +121,8 @@ async def test_a_worker_whose_event_loop_hangs_lets_its_leases_go(
         return say("again")
 
     model.policy = policy
-    agent = await create_agent(runtime, AgentSpec(name="hung"))
-    runs = RunStore(runtime.redis)
-    sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
-    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=300))
-    with anyio.fail_after(30):
-        await worker.run()
+    agent, runs, sub = await agent_with_message(runtime, "hung", "hi")
+    await burst(runtime, lease_ms=300)
     assert held_after_hang is None  # free for another worker to take
     run = await runs.get(agent.id, sub.run_id)
     assert run.status == "completed" and run.replies == ["again"]
@@ -198,9 +189,7 @@ async def test_a_worker_that_lost_its_lease_leaves_the_new_holders_signal(
     model.policy = policy
     runs = RunStore(redis)
     await runs.submit(agent.id, [InboxMessage(content="hi")])
-    worker = Worker(runtime, WorkerSettings(burst=True, concurrency=2, lease_ms=450))
-    with anyio.fail_after(30):
-        await worker.run()
+    worker = await burst(runtime, lease_ms=450)
     assert calls == 1
     # B's signal is still pending on B (were it acked, no one would reclaim the agent if B
     # died), and B's lease is untouched.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -75,6 +76,42 @@ async def serve_api(settings: ApiSettings) -> AsyncIterator[str]:
         sock.close()
 
 
+async def job_finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """The job, once completed or failed (within 20 s)."""
+    with anyio.fail_after(20):
+        while True:
+            job: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
+            if job["status"] in ("completed", "failed"):
+                return job
+            await anyio.sleep(0.05)
+
+
+def model_env(
+    monkeypatch: pytest.MonkeyPatch, base_url: str, *, embedding: str | None = "hashing/384"
+) -> None:
+    """What a served API reads from the environment: the model endpoint at ``base_url``,
+    ``embedding`` (left alone when None) and no Qdrant server (the embedded engine)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    if embedding is not None:
+        monkeypatch.setenv("MEMGRID_EMBEDDING", embedding)
+    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+
+
+@contextlib.asynccontextmanager
+async def api_client(
+    redis_url: str, *, client_timeout_s: float = 60, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """:func:`serve_api` with ``ApiSettings(redis_url=..., run_timeout_s=30, **settings)``,
+    and a client of it."""
+    options: dict[str, Any] = {"run_timeout_s": 30, **settings}
+    async with (
+        serve_api(ApiSettings(redis_url=redis_url, **options)) as url,
+        httpx.AsyncClient(base_url=url, timeout=client_timeout_s) as http,
+    ):
+        yield http
+
+
 def policy_echo(request: ChatRequest) -> Outcome:
     return echo(request)
 
@@ -102,10 +139,7 @@ async def served(
     default_tool_env: str,
 ) -> AsyncIterator[Served]:
     async with ScriptedModel.serve(policy) as model:
-        monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
-        monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+        model_env(monkeypatch, model.base_url)
         settings = ApiSettings(redis_url=redis_url, api_key=api_key, run_timeout_s=30)
         async with serve_api(settings) as url:
             yield Served(url=url, model=model, settings=settings)

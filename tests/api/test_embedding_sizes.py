@@ -7,7 +7,6 @@ serves ``text-embedding-3-small`` as 256-d vectors: neither OpenAI's 1536 nor Mi
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from orchestrator.api import ApiSettings
 from orchestrator.runtime import SharedArchival
 from storage import keys
 from storage.settings import StorageSettings
-from tests.api.conftest import make_agent, say_to, serve_api
+from tests.api.conftest import api_client, job_finished, make_agent, model_env, say_to, serve_api
 
 DIM = 256
 SMALL = "openai/text-embedding-3-small"
@@ -56,25 +55,9 @@ async def client(
     monkeypatch: pytest.MonkeyPatch,
     model: ScriptedModel,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
-    monkeypatch.setenv("MEMGRID_EMBEDDING", SMALL)
-    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
-    settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
-    async with (
-        serve_api(settings) as url,
-        httpx.AsyncClient(base_url=url, timeout=30) as http,
-    ):
+    model_env(monkeypatch, model.base_url, embedding=SMALL)
+    async with api_client(redis_url, client_timeout_s=30) as http:
         yield http
-
-
-async def _finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    with anyio.fail_after(20):
-        while True:
-            job: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
-            if job["status"] in ("completed", "failed"):
-                return job
-            await anyio.sleep(0.05)
 
 
 def _tool_return(result: dict[str, Any]) -> str:
@@ -116,7 +99,7 @@ async def test_an_upload_embedded_by_a_256d_endpoint_completes(
         f"/v1/sources/{source['id']}/upload", files={"file": ("policy.md", HANDBOOK)}
     )
     assert uploaded.status_code == 200, uploaded.text
-    assert (await _finished(client, uploaded.json()["id"]))["status"] == "completed"
+    assert (await job_finished(client, uploaded.json()["id"]))["status"] == "completed"
     found = await say_to(client, agent["id"], "recall: vacation days")
     assert "25 days" in _tool_return(found)
 
@@ -207,28 +190,33 @@ def _dead_port() -> int:
     return port
 
 
+@pytest.fixture
+def dead(memgrid_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The model and embedding endpoint configured for the API: a port nobody listens on."""
+    url = f"http://127.0.0.1:{_dead_port()}/v1"
+    model_env(monkeypatch, url)
+    return url
+
+
+async def _insert_fails_naming(client: httpx.AsyncClient, dead: str) -> str:
+    """An archival insert that needs the dead endpoint: a 502 naming it and the variable that
+    sets it. Returns the agent's archival path."""
+    agent = await make_agent(client, embedding=SMALL)
+    path = f"/v1/agents/{agent['id']}/archival-memory"
+    failed = await client.post(path, json={"text": "the sky is blue"})
+    assert failed.status_code == 502, failed.text
+    detail = failed.json()["detail"]
+    assert dead in detail and "OPENAI_BASE_URL" in detail
+    return path
+
+
 async def test_an_unreachable_embedding_endpoint_is_a_502_naming_it(
     redis_url: str,
     redis_client: aioredis.Redis,
-    memgrid_home: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    dead: str,
 ) -> None:
-    dead = f"http://127.0.0.1:{_dead_port()}/v1"
-    monkeypatch.setenv("OPENAI_BASE_URL", dead)
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
-    monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
-    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
-    settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
-    async with (
-        serve_api(settings) as url,
-        httpx.AsyncClient(base_url=url, timeout=60) as client,
-    ):
-        agent = await make_agent(client, embedding=SMALL)
-        path = f"/v1/agents/{agent['id']}/archival-memory"
-        failed = await client.post(path, json={"text": "the sky is blue"})
-        assert failed.status_code == 502, failed.text
-        detail = json.dumps(failed.json())
-        assert dead in detail and "OPENAI_BASE_URL" in detail
+    async with api_client(redis_url) as client:
+        path = await _insert_fails_naming(client, dead)
         searched = await client.get(f"{path}/search", params={"query": "sky"})
         assert searched.status_code == 502, searched.text
         assert dead in searched.json()["detail"]
@@ -253,26 +241,10 @@ async def _engine_owned_elsewhere(redis_client: aioredis.Redis) -> AsyncIterator
 async def test_an_endpoint_failure_in_the_engine_owning_process_is_a_502_too(
     redis_url: str,
     redis_client: aioredis.Redis,
-    memgrid_home: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    dead: str,
 ) -> None:
-    dead = f"http://127.0.0.1:{_dead_port()}/v1"
-    monkeypatch.setenv("OPENAI_BASE_URL", dead)
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
-    monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
-    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
-    settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
-    async with (
-        _engine_owned_elsewhere(redis_client),
-        serve_api(settings) as url,
-        httpx.AsyncClient(base_url=url, timeout=60) as client,
-    ):
-        agent = await make_agent(client, embedding=SMALL)
-        path = f"/v1/agents/{agent['id']}/archival-memory"
-        failed = await client.post(path, json={"text": "the sky is blue"})
-        assert failed.status_code == 502, failed.text
-        assert dead in failed.json()["detail"]
-        assert "OPENAI_BASE_URL" in failed.json()["detail"]
+    async with _engine_owned_elsewhere(redis_client), api_client(redis_url) as client:
+        await _insert_fails_naming(client, dead)
 
 
 async def test_the_size_learnt_by_the_engine_owner_is_shared_through_redis(
@@ -283,15 +255,8 @@ async def test_the_size_learnt_by_the_engine_owner_is_shared_through_redis(
 ) -> None:
     other = 96
     async with ScriptedModel.serve(_archival_policy, embedding_dimension=other) as model:
-        monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
-        settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
-        async with (
-            _engine_owned_elsewhere(redis_client),
-            serve_api(settings) as url,
-            httpx.AsyncClient(base_url=url, timeout=60) as client,
-        ):
+        model_env(monkeypatch, model.base_url, embedding=None)
+        async with _engine_owned_elsewhere(redis_client), api_client(redis_url) as client:
             agent = await make_agent(client, embedding="openai/served-elsewhere")
             path = f"/v1/agents/{agent['id']}/archival-memory"
             created = await client.post(path, json={"text": "the sky is blue"})
@@ -309,15 +274,9 @@ async def test_the_api_shows_sizes_that_other_processes_learnt(
 ) -> None:
     """Under ``memgrid up`` a worker embeds; the API process never sees the endpoint."""
     endpoint = f"http://127.0.0.1:{_dead_port()}/v1"  # never contacted by this test
-    monkeypatch.setenv("OPENAI_BASE_URL", endpoint)
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
-    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+    model_env(monkeypatch, endpoint, embedding=None)
     await redis_client.hset(keys.embedding_sizes(), f"{endpoint} embedded-by-a-worker", "72")
-    settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
-    async with (
-        serve_api(settings) as url,
-        httpx.AsyncClient(base_url=url, timeout=60) as client,
-    ):
+    async with api_client(redis_url) as client:
         agent = await make_agent(client, embedding="openai/embedded-by-a-worker")
         assert agent["embedding_config"]["embedding_dim"] == 72
         unseen = await make_agent(client, name="unseen", embedding="openai/never-seen")

@@ -31,7 +31,7 @@ from agents.scripted import (
     tool_call,
 )
 from orchestrator.api import ApiSettings
-from tests.api.conftest import make_agent, say_to, serve_api
+from tests.api.conftest import make_agent, model_env, say_to, serve_api
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -160,10 +160,7 @@ async def api_without_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[tuple[str, ScriptedModel]]:
     async with ScriptedModel.serve(echo) as model:
-        monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
-        monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+        model_env(monkeypatch, model.base_url)
         settings = ApiSettings(redis_url=redis_url, worker=False, run_timeout_s=30)
         async with serve_api(settings) as url:
             yield url, model

@@ -20,6 +20,7 @@ from agents.scripted import (
     ContextTooLong,
     CutStream,
     MalformedBody,
+    Policy,
     RateLimited,
     ServerError,
     Slow,
@@ -70,6 +71,15 @@ async def _still_serves(served: Served, client: httpx.AsyncClient, agent_id: str
     replies = [m["content"] for m in body["messages"] if m["message_type"] == "assistant_message"]
     assert replies == ["still there?"]
     assert body["run"]["status"] == "completed"
+
+
+async def _scripted_turn(
+    served: Served, client: httpx.AsyncClient, policy: Policy, content: str = "hi"
+) -> tuple[str, dict[str, Any]]:
+    """A new agent's turn with the model playing ``policy``: the agent's id and the response."""
+    agent = await make_agent(client)
+    served.model.policy = policy
+    return agent["id"], await _turn(client, agent["id"], content)
 
 
 def _stop(body: dict[str, Any]) -> tuple[str, str]:
@@ -170,22 +180,20 @@ async def test_a_timeout_is_retried_then_the_turn_succeeds(
 async def test_a_body_that_is_not_a_completion_ends_with_invalid_llm_response(
     served: Served, client: httpx.AsyncClient, body: MalformedBody
 ) -> None:
-    agent = await make_agent(client)
-    served.model.policy = always(body)
-    answer = await _turn(client, agent["id"], "hi")
+    agent_id, answer = await _scripted_turn(served, client, always(body))
     stop, detail = _stop(answer)
     assert stop == "invalid_llm_response"
     assert "chat completion" in detail or "no choices" in detail, detail
     # A garbled answer may be a proxy's hiccup: retried like a 5xx, and as boundedly.
     assert len(served.model.requests) == RETRIES + 1
     assert answer["run"]["status"] == "failed"
-    await _still_serves(served, client, agent["id"])
+    await _still_serves(served, client, agent_id)
 
 
 async def test_one_garbled_body_is_retried(served: Served, client: httpx.AsyncClient) -> None:
-    agent = await make_agent(client)
-    served.model.policy = faults_then(MalformedBody(), then=say("fine now"))
-    body = await _turn(client, agent["id"], "hi")
+    _, body = await _scripted_turn(
+        served, client, faults_then(MalformedBody(), then=say("fine now"))
+    )
     assert _stop(body)[0] == "end_turn"
     assert len(served.model.requests) == 2
 
@@ -205,9 +213,7 @@ async def test_one_garbled_body_is_retried(served: Served, client: httpx.AsyncCl
 async def test_only_invalid_tool_calls_end_with_invalid_tool_call(
     served: Served, client: httpx.AsyncClient, reply: Any, named: str
 ) -> None:
-    agent = await make_agent(client)
-    served.model.policy = always(reply)
-    body = await _turn(client, agent["id"], "hi")
+    agent_id, body = await _scripted_turn(served, client, always(reply))
     stop, detail = _stop(body)
     assert stop == "invalid_tool_call"
     assert named in detail, detail
@@ -218,7 +224,7 @@ async def test_only_invalid_tool_calls_end_with_invalid_tool_call(
     assert len(served.model.requests) == len(errors) <= 10
     # The model answered, badly: the run completed, and says why it stopped.
     assert (body["run"]["status"], body["run"]["stop_reason"]) == ("completed", stop)
-    await _still_serves(served, client, agent["id"])
+    await _still_serves(served, client, agent_id)
 
 
 async def test_heartbeats_forever_end_at_the_step_limit(
@@ -249,16 +255,14 @@ HUGE = 2_000_000
 async def test_a_2mb_answer_ends_the_turn_and_the_agent_still_serves(
     served: Served, client: httpx.AsyncClient, reply: Any
 ) -> None:
-    agent = await make_agent(client)
-    served.model.policy = always(reply)
-    body = await _turn(client, agent["id"], "write a novel")
+    agent_id, body = await _scripted_turn(served, client, always(reply), "write a novel")
     assert _stop(body) == ("end_turn", "")
     replies = [m["content"] for m in body["messages"] if m["message_type"] == "assistant_message"]
     assert [len(r) for r in replies] == [HUGE]
     assert len(served.model.requests) == 1
     # The next turn's context cannot hold 2 MB (~500k tokens in a 128k window): the answer was
     # evicted to recall memory rather than bricking the agent.
-    await _still_serves(served, client, agent["id"])
+    await _still_serves(served, client, agent_id)
     assert len(served.model.requests[-1].raw_json) < HUGE // 2
 
 
@@ -300,15 +304,15 @@ async def test_a_flood_of_parallel_tool_calls_ends_named_and_the_agent_recovers(
 async def test_a_model_that_always_says_too_long_ends_named_with_its_message(
     served: Served, client: httpx.AsyncClient
 ) -> None:
-    agent = await make_agent(client)
-    served.model.policy = always(ContextTooLong("This model's maximum context length is 10."))
-    body = await _turn(client, agent["id"], "hi")
+    agent_id, body = await _scripted_turn(
+        served, client, always(ContextTooLong("This model's maximum context length is 10."))
+    )
     stop, detail = _stop(body)
     assert stop == "context_window_overflow_in_system_prompt"
     assert "maximum context length is 10" in detail, detail
     # Once as is, once after evicting what it could: never a loop.
     assert len(served.model.requests) == 2
-    await _still_serves(served, client, agent["id"])
+    await _still_serves(served, client, agent_id)
 
 
 @pytest.mark.parametrize(
@@ -323,12 +327,10 @@ async def test_a_model_that_always_says_too_long_ends_named_with_its_message(
 async def test_a_refusal_is_not_retried_and_says_what_to_fix(
     served: Served, client: httpx.AsyncClient, fault: ServerError, named: str
 ) -> None:
-    agent = await make_agent(client)
-    served.model.policy = always(fault)
-    body = await _turn(client, agent["id"], "hi")
+    agent_id, body = await _scripted_turn(served, client, always(fault))
     stop, detail = _stop(body)
     assert stop == "llm_api_error"
     assert named in detail, detail
     assert len(served.model.requests) == 1
     assert body["run"]["status"] == "failed"
-    await _still_serves(served, client, agent["id"])
+    await _still_serves(served, client, agent_id)

@@ -15,8 +15,14 @@ import redis.asyncio as aioredis
 
 from agents.scripted import ChatRequest, Outcome, Policy, echo, tool_call
 from bus import keys as bus_keys
-from orchestrator.api.settings import ApiSettings
-from tests.api.conftest import Served, make_agent, say_to, serve_api, sse_frames
+from tests.api.conftest import (
+    Served,
+    api_client,
+    make_agent,
+    model_env,
+    say_to,
+    sse_frames,
+)
 
 
 class Hold:
@@ -83,15 +89,9 @@ async def test_models_without_a_reachable_endpoint_are_the_configured_ones(
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    model_env(monkeypatch, f"http://127.0.0.1:{port}/v1", embedding="hashing/256")
     monkeypatch.setenv("MEMGRID_MODEL", "openai/my-model")
-    monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/256")
-    monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
-    async with (
-        serve_api(ApiSettings(redis_url=redis_url, run_timeout_s=30)) as url,
-        httpx.AsyncClient(base_url=url, timeout=30) as http,
-    ):
+    async with api_client(redis_url, client_timeout_s=30) as http:
         models = (await http.get("/v1/models/")).json()
         assert [m["handle"] for m in models] == ["openai/my-model"]
         embedders = (await http.get("/v1/models/embedding")).json()

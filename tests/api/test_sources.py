@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import anyio
 import httpx
 
-from tests.api.conftest import make_agent
+from tests.api.conftest import job_finished, make_agent
 
 HANDBOOK = b"Vacation policy\n\nEvery employee gets 25 days of paid vacation.\n"
 
@@ -18,15 +15,6 @@ async def _upload(
     return await client.post(
         f"{base}/{source_id}/upload", files={"file": (name, data)}, params=query
     )
-
-
-async def _finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    with anyio.fail_after(20):
-        while True:
-            job: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
-            if job["status"] in ("completed", "failed"):
-                return job
-            await anyio.sleep(0.05)
 
 
 async def _texts(client: httpx.AsyncClient, agent_id: str) -> list[str]:
@@ -50,7 +38,7 @@ async def test_upload_ingests_in_the_background_and_attach_copies_passages(
     assert uploaded.status_code == 200, uploaded.text
     meta = uploaded.json()
     assert meta["source_id"] == source["id"] and meta["file_type"] == "text/markdown"
-    assert (await _finished(client, meta["id"]))["status"] == "completed"
+    assert (await job_finished(client, meta["id"]))["status"] == "completed"
 
     done = (await client.get(f"/v1/sources/{source['id']}/files/{meta['id']}")).json()
     assert done["processing_status"] == "completed" and done["total_chunks"] == 1
@@ -79,10 +67,10 @@ async def test_folders_duplicates_and_refusals(client: httpx.AsyncClient) -> Non
     assert (await client.get("/v1/sources/count")).json() == 1
 
     first = (await _upload(client, "/v1/folders", folder["id"], "a.txt", b"alpha")).json()
-    await _finished(client, first["id"])
+    await job_finished(client, first["id"])
     again = await _upload(client, "/v1/folders", folder["id"], "a.txt", b"beta")
     assert again.json()["file_name"] == "a_(1).txt"
-    await _finished(client, again.json()["id"])
+    await job_finished(client, again.json()["id"])
     refused = await _upload(
         client, "/v1/folders", folder["id"], "a.txt", b"x", duplicate_handling="error"
     )
@@ -95,7 +83,7 @@ async def test_folders_duplicates_and_refusals(client: httpx.AsyncClient) -> Non
     wrong = await _upload(client, "/v1/folders", folder["id"], "a.exe", b"MZ")
     assert wrong.status_code == 400 and "unsupported file type" in wrong.text
     broken = (await _upload(client, "/v1/folders", folder["id"], "b.pdf", b"not a pdf")).json()
-    failed = await _finished(client, broken["id"])
+    failed = await job_finished(client, broken["id"])
     assert failed["status"] == "failed"
     meta = (await client.get(f"/v1/folders/{folder['id']}/files/{broken['id']}")).json()
     assert meta["processing_status"] == "error" and "not a readable PDF" in meta["error_message"]

@@ -13,8 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.scripted import CutStream, Policy, ScriptedModel, Slow, faults_then, say
-from orchestrator.api import ApiSettings
-from tests.api.conftest import Served, make_agent, serve_api, sse_frames
+from tests.api.conftest import Served, api_client, make_agent, model_env, sse_frames
 
 THOUGHT = "The user wants a long answer; I will give one in a single message."
 REPLY = 'Here is a reply long enough to arrive in many pieces, commas, quotes "and" all.'
@@ -140,14 +139,8 @@ async def pinging(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An API that pings every 0.2 s, before a model that takes 1.5 s to start answering."""
     async with ScriptedModel.serve(lambda request: Slow(1.5, ANSWER)) as model:
-        monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
-        settings = ApiSettings(redis_url=redis_url, run_timeout_s=30, ping_interval_s=0.2)
-        async with (
-            serve_api(settings) as url,
-            httpx.AsyncClient(base_url=url, timeout=30) as http,
-        ):
+        model_env(monkeypatch, model.base_url)
+        async with api_client(redis_url, client_timeout_s=30, ping_interval_s=0.2) as http:
             yield http
 
 

@@ -1,23 +1,28 @@
-"""The CLI as a user runs it: real subprocesses, real Redis, the scripted model over HTTP."""
+"""The CLI as a user runs it: real subprocesses, real Redis, the scripted model over HTTP.
+
+``memgrid`` (from :mod:`tests._util`) runs the command; ``env`` is the shell it runs in."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from agents.scripted import (
     ChatRequest,
     Outcome,
+    Policy,
     ScriptedModel,
     ThreadedScriptedModel,
     say,
     tool_call,
 )
+from tests._util import memgrid
+
+__all__ = ("cli_env", "env", "memgrid", "name_policy", "served", "served_by")
 
 
 def name_policy(request: ChatRequest) -> Outcome:
@@ -48,39 +53,38 @@ def name_policy(request: ChatRequest) -> Outcome:
     return say(f"You said: {said}")
 
 
-@pytest.fixture
-def served() -> Iterator[ThreadedScriptedModel]:
-    with ScriptedModel.start_in_thread(name_policy) as model:
-        yield model
+def served_by(policy: Policy) -> Callable[[], Iterator[ThreadedScriptedModel]]:
+    """A ``served`` fixture: the scripted model on a thread of its own, answering ``policy``
+    (a test module overrides the default with ``served = served_by(its_policy)``)."""
+
+    @pytest.fixture
+    def served() -> Iterator[ThreadedScriptedModel]:
+        with ScriptedModel.start_in_thread(policy) as model:
+            yield model
+
+    return served
 
 
-def memgrid(
-    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """``memgrid ARGS`` as a user runs it: a subprocess with ``env`` and no terminal."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+served = served_by(name_policy)
 
 
 @pytest.fixture
 def env(redis_url: str, served: ThreadedScriptedModel, tmp_path: Path) -> dict[str, str]:
-    import redis
+    return cli_env(redis_url, served.base_url, tmp_path / "home")
 
+
+def cli_env(redis_url: str, model_url: str, home: Path, **extra: str) -> dict[str, str]:
+    """This environment pointed at ``redis_url`` (flushed now) and the model at ``model_url``,
+    hashing embeddings, ``MEMGRID_HOME=home``, and ``extra``."""
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     client.close()
     return {
         **os.environ,
         "MEMGRID_REDIS_URL": redis_url,
-        "MEMGRID_HOME": str(tmp_path / "home"),
-        "OPENAI_BASE_URL": served.base_url,
+        "MEMGRID_HOME": str(home),
+        "OPENAI_BASE_URL": model_url,
         "OPENAI_API_KEY": "test-key",
         "MEMGRID_EMBEDDING": "hashing/384",
+        **extra,
     }

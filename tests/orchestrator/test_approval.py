@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from agents.events import ApprovalRequestMessage, Event, StopReason
-from agents.loop import InputMessage, TurnResult, run_turn
+from agents.events import ApprovalRequestMessage, StopReason
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import ChatRequest, Outcome, ScriptedModel
 from orchestrator.rules import RuleGate
 from storage.records import Agent, RequiresApproval
-from tests._util import approval_policy, scripted_runtime
+from tests._util import approval_policy, scripted_runtime, turn
 
 
 @pytest.fixture
@@ -26,19 +25,6 @@ async def rt(redis_client: aioredis.Redis, model: ScriptedModel) -> AsyncIterato
 
 def policy(request: ChatRequest) -> Outcome:
     return approval_policy(request, moved_on=True)
-
-
-async def _turn(
-    rt: Runtime, agent: Agent, content: str, role: str = "user"
-) -> tuple[list[Event], TurnResult]:
-    result = TurnResult()
-    events = [
-        e
-        async for e in run_turn(
-            rt, agent.id, [InputMessage(content=content, role=role)], result=result
-        )
-    ]
-    return events, result
 
 
 async def _agent(rt: Runtime) -> Agent:
@@ -60,12 +46,12 @@ async def _human(rt: Runtime, agent: Agent) -> str:
 async def test_approve_runs_the_held_call(rt: Runtime, model: ScriptedModel) -> None:
     model.policy = policy
     agent = await _agent(rt)
-    events, result = await _turn(rt, agent, "remember that I like tea")
+    events, result = await turn(rt, agent, "remember that I like tea")
     assert result.stop_reason == "requires_approval"
     [request] = [e for e in events if isinstance(e, ApprovalRequestMessage)]
     assert request.tool_call.name == "core_memory_append"
     assert await _human(rt, agent) == ""  # nothing ran yet
-    events, result = await _turn(rt, agent, json.dumps({"approve": True}), role="approval")
+    events, result = await turn(rt, agent, json.dumps({"approve": True}), role="approval")
     assert result.stop_reason == "end_turn"
     assert await _human(rt, agent) == "likes tea"
     assert result.replies[0].startswith("after approval: Appended to block 'human'")
@@ -75,8 +61,8 @@ async def test_approve_runs_the_held_call(rt: Runtime, model: ScriptedModel) -> 
 async def test_deny_answers_the_call_with_the_reason(rt: Runtime, model: ScriptedModel) -> None:
     model.policy = policy
     agent = await _agent(rt)
-    await _turn(rt, agent, "remember that I like tea")
-    _events, result = await _turn(
+    await turn(rt, agent, "remember that I like tea")
+    _events, result = await turn(
         rt, agent, json.dumps({"approve": False, "reason": "not now"}), role="approval"
     )
     assert result.replies == [
@@ -90,8 +76,8 @@ async def test_a_new_message_answers_a_pending_call_as_not_approved(
 ) -> None:
     model.policy = policy
     agent = await _agent(rt)
-    await _turn(rt, agent, "remember that I like tea")
-    events, result = await _turn(rt, agent, "never mind, how are you?")
+    await turn(rt, agent, "remember that I like tea")
+    events, result = await turn(rt, agent, "never mind, how are you?")
     assert result.stop_reason == "end_turn"
     assert "was not approved: a new message came first" in result.replies[0]
     assert await _human(rt, agent) == ""

@@ -3,48 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from agents.scripted import ScriptedModel, echo
 from bus import stop_local_redis
+from tests._util import clean_env, memgrid
 
 
 def _doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "doctor", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _clean_env(home: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {
-            "MEMGRID_REDIS_URL",
-            "MEMGRID_QDRANT_URL",
-            "OPENAI_API_KEY",
-            "OPENAI_BASE_URL",
-            "MEMGRID_EMBEDDING",
-        }
-    }
-    env["MEMGRID_HOME"] = str(home)
-    return env
+    return memgrid(env, "doctor", "--json", timeout=120)
 
 
 def test_embedded_defaults_are_green(tmp_path: Path) -> None:
     home = tmp_path / "home"
     try:
         with ScriptedModel.start_in_thread(echo) as model:
-            env = _clean_env(home) | {"OPENAI_BASE_URL": model.base_url}
+            env = clean_env(home) | {"OPENAI_BASE_URL": model.base_url}
             done = _doctor(env)
         assert done.returncode == 0, done.stdout + done.stderr
         checks = {c["part"]: c for c in json.loads(done.stdout)}
@@ -63,7 +38,7 @@ def test_embedded_defaults_are_green(tmp_path: Path) -> None:
 
 
 def test_broken_settings_fail_with_a_fix(tmp_path: Path) -> None:
-    env = _clean_env(tmp_path / "home") | {
+    env = clean_env(tmp_path / "home") | {
         "MEMGRID_REDIS_URL": "redis://127.0.0.1:1/0",
         "OPENAI_BASE_URL": "http://127.0.0.1:1/v1",
         "MEMGRID_EMBEDDING": "nonsense/model",

@@ -11,7 +11,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.gate import TurnState
-from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import (
@@ -40,7 +39,7 @@ from storage.records import (
     ToolRule,
     new_id,
 )
-from tests._util import scripted_runtime
+from tests._util import scripted_runtime, turn_result
 
 SEARCH, APPEND, REPLACE, SEND = (
     "conversation_search",
@@ -409,13 +408,6 @@ async def _make(rt: Runtime, *rules: ToolRule) -> Agent:
     )
 
 
-async def _turn(rt: Runtime, agent: Agent, content: str = "hi") -> TurnResult:
-    result = TurnResult()
-    async for _ in run_turn(rt, agent.id, [InputMessage(content=content)], result=result):
-        pass
-    return result
-
-
 def _results(request: ChatRequest) -> list[tuple[str, str]]:
     """(status, message) of the tool results the model got for its last tool calls."""
     found: list[tuple[str, str]] = []
@@ -448,7 +440,7 @@ async def test_loop_run_first(rt: Runtime, model: ScriptedModel) -> None:
     model.policy = sequence(
         say("hello"), tool_call(SEARCH, query="tea", request_heartbeat=True), say("done")
     )
-    result = await _turn(rt, agent)
+    result = await turn_result(rt, agent)
     assert result.stop_reason == "end_turn" and result.replies == ["done"]
     first, second, third = model.requests
     assert first.tool_names == {SEARCH}
@@ -467,7 +459,7 @@ async def test_loop_run_first(rt: Runtime, model: ScriptedModel) -> None:
 async def test_loop_exit_loop(rt: Runtime, model: ScriptedModel) -> None:
     agent = await _make(rt, ExitLoop(tool_name=SEARCH))
     model.policy = sequence(tool_call(SEARCH, query="tea", request_heartbeat=True))
-    result = await _turn(rt, agent)
+    result = await turn_result(rt, agent)
     # The heartbeat asked for more, but the rule ended the turn after one step.
     assert result.stop_reason == "end_turn" and len(model.requests) == 1
     assert model.requests[0].tool_names == ALL
@@ -477,7 +469,7 @@ async def test_loop_exit_loop(rt: Runtime, model: ScriptedModel) -> None:
 async def test_loop_continue_loop(rt: Runtime, model: ScriptedModel) -> None:
     agent = await _make(rt, ContinueLoop(tool_name=SEND))
     model.policy = sequence(say("one"), text("nothing more to do"))
-    result = await _turn(rt, agent)
+    result = await turn_result(rt, agent)
     # send_message ends a turn by itself; the rule asked for another step.
     assert len(model.requests) == 2 and result.replies == ["one"]
     assert model.requests[1].tool_names == ALL
@@ -491,7 +483,7 @@ async def test_loop_constrain_child_tools(rt: Runtime, model: ScriptedModel) -> 
         tool_call(APPEND, label="human", content="likes tea", request_heartbeat=True),
         say("ok"),
     )
-    result = await _turn(rt, agent)
+    result = await turn_result(rt, agent)
     assert result.replies == ["ok"]
     first, second, third = model.requests
     assert first.tool_names == ALL
@@ -516,7 +508,7 @@ async def test_loop_parent_last_tool(rt: Runtime, model: ScriptedModel) -> None:
         tool_call(APPEND, label="human", content="likes tea", request_heartbeat=True),
         say("ok"),
     )
-    result = await _turn(rt, agent)
+    result = await turn_result(rt, agent)
     assert result.replies == ["ok"]
     first, second, third, fourth = model.requests
     assert first.tool_names == ALL - {APPEND}
@@ -549,7 +541,7 @@ async def test_loop_conditional(rt: Runtime, model: ScriptedModel) -> None:
         tool_call(APPEND, label="human", content="won a toss", request_heartbeat=True),
         say("heads it was"),
     )
-    result = await _turn(rt, agent)
+    result = await turn_result(rt, agent)
     assert result.replies == ["heads it was"]
     assert [r.tool_names for r in model.requests[1:3]] == [{APPEND}, {APPEND}]
     assert _results(model.requests[2]) == [
@@ -565,7 +557,7 @@ async def test_loop_conditional(rt: Runtime, model: ScriptedModel) -> None:
     model.policy = sequence(
         tool_call("flip", side="edge"), tool_call(SEARCH, query="tea"), say("odd toss")
     )
-    result = await _turn(rt, agent)
+    result = await turn_result(rt, agent)
     assert result.replies == ["odd toss"]
     assert [r.tool_names for r in model.requests[1:3]] == [{SEND}, {SEND}]
     assert _results(model.requests[2]) == [
@@ -587,7 +579,7 @@ async def test_loop_max_count_per_step(rt: Runtime, model: ScriptedModel) -> Non
         ),
         say("searched once"),
     )
-    result = await _turn(rt, agent)
+    result = await turn_result(rt, agent)
     assert result.replies == ["searched once"]
     first, second = model.requests
     assert first.tool_names == ALL
@@ -605,7 +597,7 @@ async def test_loop_max_count_per_step(rt: Runtime, model: ScriptedModel) -> Non
     # The count starts over with the next turn.
     model.requests.clear()
     model.policy = sequence(say("fresh turn"))
-    await _turn(rt, agent)
+    await turn_result(rt, agent)
     assert model.requests[0].tool_names == ALL
 
 
@@ -615,7 +607,7 @@ async def test_loop_required_before_exit(rt: Runtime, model: ScriptedModel) -> N
         say("bye"),
         tool_call(APPEND, label="human", content="said bye", request_heartbeat=False),
     )
-    result = await _turn(rt, agent)
+    result = await turn_result(rt, agent)
     assert result.stop_reason == "end_turn" and result.replies == ["bye"]
     first, second = model.requests
     assert first.tool_names == second.tool_names == ALL
@@ -628,7 +620,7 @@ async def test_loop_requires_approval_is_in_the_prompt(rt: Runtime, model: Scrip
     # then the gate only says so (test_requires_approval_is_signalled_not_refused).
     agent = await _make(rt, RequiresApproval(tool_name=REPLACE))
     model.policy = sequence(say("hi"))
-    await _turn(rt, agent)
+    await turn_result(rt, agent)
     assert model.requests[0].tool_names == ALL
     assert (
         "core_memory_replace needs a person's approval: the run pauses until they decide."

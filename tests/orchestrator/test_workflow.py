@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +13,13 @@ import redis
 from agents.scripted import (
     ChatRequest,
     Outcome,
-    ScriptedModel,
     ThreadedScriptedModel,
     say,
     tool_call,
 )
 from orchestrator.rules import validate_rules
 from orchestrator.workflow import WorkflowError, load_workflow
-from tests.orchestrator._cli import memgrid
+from tests.orchestrator._cli import cli_env, memgrid, served_by
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "workflow"
 
@@ -100,10 +97,7 @@ def policy(request: ChatRequest) -> Outcome:
     return say("?")
 
 
-@pytest.fixture
-def served() -> Iterator[ThreadedScriptedModel]:
-    with ScriptedModel.start_in_thread(policy) as model:
-        yield model
+served = served_by(policy)
 
 
 def _memgrid(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -112,18 +106,7 @@ def _memgrid(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 @pytest.fixture
 def env(redis_url: str, served: ThreadedScriptedModel, tmp_path: Path) -> dict[str, str]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushall()
-    client.close()
-    return {
-        **os.environ,
-        "MEMGRID_REDIS_URL": redis_url,
-        "MEMGRID_HOME": str(tmp_path / "home"),
-        "OPENAI_BASE_URL": served.base_url,
-        "OPENAI_API_KEY": "x",
-        "MEMGRID_EMBEDDING": "hashing/384",
-        "MEMGRID_MODEL": "openai/scripted",
-    }
+    return cli_env(redis_url, served.base_url, tmp_path / "home", MEMGRID_MODEL="openai/scripted")
 
 
 def test_bad_workflow_exits_2_and_applies_nothing(env: dict[str, str], redis_url: str) -> None:

@@ -46,6 +46,11 @@ def reply(seq: int, text: str, *, thoughts: str = "") -> Message:
     return msg(seq, thoughts, role="assistant", tool_calls=[call])
 
 
+async def append_texts(log: MessageLog, *texts: str) -> None:
+    """User messages of :data:`AGENT` with these texts, seq 1, 2, 3..."""
+    await log.append([msg(seq, text) for seq, text in enumerate(texts, start=1)])
+
+
 def ids(messages: list[Message]) -> list[int]:
     return [m.seq for m in messages]
 
@@ -222,14 +227,13 @@ async def test_list_and_count_filter_by_role(log: MessageLog) -> None:
 
 
 async def test_search_and_then_any_fallback(log: MessageLog) -> None:
-    await log.append(
-        [
-            msg(1, "I love pizza with mushrooms"),
-            msg(2, "Pizza tonight? The place on Main street"),
-            msg(3, "mushrooms are fungi"),
-            msg(4, "pizza pizza pizza"),
-            msg(5, "completely unrelated words"),
-        ]
+    await append_texts(
+        log,
+        "I love pizza with mushrooms",
+        "Pizza tonight? The place on Main street",
+        "mushrooms are fungi",
+        "pizza pizza pizza",
+        "completely unrelated words",
     )
     page = await log.search(AGENT, "pizza")
     assert (ids(page.messages), page.total, page.mode) == ([4, 2, 1], 3, "all")
@@ -247,14 +251,13 @@ async def test_search_and_then_any_fallback(log: MessageLog) -> None:
 
 
 async def test_search_phrase_must_appear_verbatim(log: MessageLog) -> None:
-    await log.append(
-        [
-            msg(1, "We moved to New York last year"),
-            msg(2, "York is new to me"),
-            msg(3, "new\n  YORK pizza is the best"),
-            msg(4, "to be or not to be"),
-            msg(5, "Chicago pizza"),
-        ]
+    await append_texts(
+        log,
+        "We moved to New York last year",
+        "York is new to me",
+        "new\n  YORK pizza is the best",
+        "to be or not to be",
+        "Chicago pizza",
     )
     page = await log.search(AGENT, '"new york"')
     assert (ids(page.messages), page.total) == ([3, 1], 2)
@@ -269,13 +272,12 @@ async def test_search_phrase_must_appear_verbatim(log: MessageLog) -> None:
 
 
 async def test_search_unicode(log: MessageLog) -> None:
-    await log.append(
-        [
-            msg(1, "Ich wohne in der STRASSE am Café Müller"),
-            msg(2, "東京タワーに行きました"),
-            msg(3, "京都と東の話"),
-            msg(4, "Привет, мир! Как дела?"),
-        ]
+    await append_texts(
+        log,
+        "Ich wohne in der STRASSE am Café Müller",
+        "東京タワーに行きました",
+        "京都と東の話",
+        "Привет, мир! Как дела?",
     )
     assert ids((await log.search(AGENT, "straße café")).messages) == [1]
     assert ids((await log.search(AGENT, "müller")).messages) == [1]
