@@ -1,0 +1,491 @@
+"""How turns/s grows with worker processes: 1, 2, 4, ... N workers against one Redis.
+
+A private ``redis-server`` (unix socket, no persistence), ``--models`` scripted-model
+processes per ``--workers-per-model`` workers (one-step turns: ``say("ok")``, after
+``Slow(--latency)`` when it is not 0) and, per level of the sweep, N ``memgrid worker
+--concurrency --slots`` processes. Each level: start the workers, wait until all are live,
+pause them (SIGSTOP), submit one message to each of enough fresh agents for about
+``--duration`` seconds of work (sized from the baseline level's rate, at least 2 x the slots),
+resume them (SIGCONT) and wait for every run. The submitter's CPU is therefore outside the
+timed window, and every turn is a whole one (lease, one step, release), as for a message
+arriving at an idle agent.
+
+Measured per level: turns/s (turns / first resume -> last run completed, from the runs' own
+``completed_at``); CPU milliseconds per turn of the workers (all workers' CPU over all turns),
+of the busiest worker, of the scripted model(s) and of redis-server, each from
+``/proc/<pid>/stat`` over the timed window; lease expiries and lost leases (the workers'
+``lease_expired`` / ``lease_lost`` log events); scaling efficiency: turns/s over N x the
+baseline level's turns/s per worker (the first level of the same run); and, with a model
+latency, the ratio to the ideal N x slots / latency.
+
+Targets (issue #14): worker CPU <= 2.0 ms a turn (>= 500 turns/s per worker core); >= 0.85 of
+linear at 12 workers on 16 cores; >= 0.9 of ideal at 1 s latency with 0 lease expiries.
+
+``--profile`` runs worker 1 of the last level under cProfile for the timed window only and
+prints its top functions (cProfile slows that worker down: read its level's rate with that in
+mind). Harness pieces (Redis, model, /proc readers) are written here, not shared with
+concurrency.py / turn_overhead.py.
+
+Run: ``.venv/bin/python benchmarks/scale.py`` (about 40 s on 2 cores); all options:
+``--workers 1,2 --slots 64 --latency 0 --duration 5 --workers-per-model 4 --lease-ms 10000
+--profile``. On a 16-core machine: ``--workers 1,2,4,8,12``; see docs/performance.md.
+"""
+
+# ruff: noqa: E402  (benchmarks/ leaves sys.path before the imports below)
+
+from __future__ import annotations
+
+import os
+import sys
+
+# ``python benchmarks/scale.py`` puts benchmarks/ first on sys.path, where bus.py would stand
+# in for the ``bus`` package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE in sys.path:
+    sys.path.remove(_HERE)
+
+import argparse
+import logging
+import math
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import redis
+import redis.asyncio as aioredis
+import structlog
+
+from agents.llm import LLMSettings
+from agents.manage import AgentSpec, create_agent
+from agents.runs import RunStore, live_workers
+from agents.runtime import LLMPool, Runtime
+from bus import connect, find_redis_server
+from bus.envelopes import InboxMessage
+from orchestrator.cli._common import run
+from storage import keys
+from storage.records import Run
+
+__all__ = ("main",)
+
+_ME = [sys.executable, os.path.abspath(__file__)]
+_TICK = os.sysconf("SC_CLK_TCK")
+_LEASE_EVENTS = ("lease_expired", "lease_lost")
+
+
+# --- processes and /proc -------------------------------------------------------------------
+
+
+def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    sock = folder / "redis.sock"
+    proc = subprocess.Popen(
+        [
+            find_redis_server(),
+            *("--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"),
+            *("--dir", str(folder), "--save", "", "--appendonly", "no", "--daemonize", "no"),
+            *("--maxclients", "15000"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"unix://{sock}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with redis.Redis.from_url(url) as probe:
+                probe.ping()
+            return proc, url
+        except (redis.ConnectionError, FileNotFoundError):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.02)
+
+
+def _stop(proc: subprocess.Popen[Any], *, grace_s: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads); NaN once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return float("nan")
+    return float("nan") if fields[0] == "Z" else (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _start_model(folder: Path, index: int, latency: float) -> tuple[subprocess.Popen[str], str]:
+    with (folder / f"model-{index}.log").open("w") as err:
+        proc = subprocess.Popen(
+            [*_ME, "--role", "model", str(latency)], stdout=subprocess.PIPE, stderr=err, text=True
+        )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url:
+        _stop(proc)
+        raise RuntimeError(f"the scripted model did not start; see {folder}/model-{index}.log")
+    return proc, url
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as err:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def _serve_model(latency: float) -> int:
+    """A scripted model answering ``say("ok")`` (after ``latency`` seconds when not 0)."""
+    from agents.scripted import ChatRequest, Outcome, ScriptedModel, Slow, say
+
+    def policy(request: ChatRequest) -> Outcome:
+        return Slow(seconds=latency, then=say("ok")) if latency else say("ok")
+
+    async def serve() -> None:
+        model = ScriptedModel(policy)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            await model.start()
+            try:
+                print(model.base_url, flush=True)
+                async for _ in signals:
+                    break
+            finally:
+                await model.aclose()
+
+    run(serve)
+    return 0
+
+
+def _profiled_worker(out: str, argv: list[str]) -> int:
+    """``memgrid worker`` with cProfile on between SIGUSR1 and SIGUSR2 (stats to ``out``).
+
+    cProfile counts each resumption of a coroutine as a call: read ncalls with that in mind.
+    """
+    import cProfile
+
+    from orchestrator.cli import main as cli_main
+
+    # The main thread's CPU time, not the wall clock: on shared cores a wall-clock profile
+    # charges other processes' time slices to whatever was running (syscalls mostly).
+    profiler = cProfile.Profile(time.thread_time)
+    signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+    signal.signal(signal.SIGUSR2, lambda *_: (profiler.disable(), profiler.dump_stats(out)))
+    sys.argv = ["memgrid", *argv]
+    return int(cli_main() or 0)
+
+
+# --- one level -----------------------------------------------------------------------------
+
+
+class Level(msgspec.Struct, kw_only=True):
+    workers: int
+    turns: int
+    ok: int
+    elapsed: float
+    cpu: dict[str, float]
+    lease_events: int
+    exited: int
+    profile: str = ""
+
+
+async def _agents(rt: Runtime, have: list[str], count: int) -> None:
+    """Create agents until ``have`` holds ``count`` (fresh ones per level: one turn each)."""
+    limiter = anyio.Semaphore(32)
+
+    async def one(index: int) -> None:
+        async with limiter:
+            agent = await create_agent(rt, AgentSpec(name=f"s{index}", model="openai/scripted"))
+            have.append(agent.id)
+
+    async with anyio.create_task_group() as tg:
+        for index in range(len(have), count):
+            tg.start_soon(one, index)
+
+
+async def _submit(runs: RunStore, agents: list[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    limiter = anyio.Semaphore(64)
+
+    async def one(agent_id: str) -> None:
+        async with limiter:
+            sub = await runs.submit(agent_id, [InboxMessage(content="hello")])
+            out.append((agent_id, sub.run_id))
+
+    async with anyio.create_task_group() as tg:
+        for agent_id in agents:
+            tg.start_soon(one, agent_id)
+    return out
+
+
+_DONE = ("completed", "failed", "cancelled")
+
+
+async def _wait(client: aioredis.Redis, runs: list[tuple[str, str]], limit_s: float) -> int:
+    """Wait for every run to finish, looking only at the oldest 200 not yet seen finished
+    (they finish about in order), so polling costs Redis little. Returns how many did not."""
+    pending = list(runs)
+    decoder = msgspec.json.Decoder(Run)
+    deadline = time.monotonic() + limit_s
+    while pending and time.monotonic() < deadline:
+        head = pending[:200]
+        raws = await client.mget([keys.run(a, r) for a, r in head])
+        done = {i for i, raw in enumerate(raws) if raw and decoder.decode(raw).status in _DONE}
+        pending = [item for i, item in enumerate(head) if i not in done] + pending[200:]
+        if len(done) < len(head):
+            await anyio.sleep(0.1)
+    return len(pending)
+
+
+async def _finished(client: aioredis.Redis, runs: list[tuple[str, str]]) -> list[Run]:
+    decoder = msgspec.json.Decoder(Run)
+    out: list[Run] = []
+    for start in range(0, len(runs), 1000):
+        chunk = runs[start : start + 1000]
+        raws = await client.mget([keys.run(a, r) for a, r in chunk])
+        out += [decoder.decode(raw) for raw in raws if raw]
+    return out
+
+
+def _top(path: Path, keep: Path, count: int = 30) -> str:
+    """The top functions by own and by cumulative time; the stats are kept at ``keep``."""
+    import io
+    import pstats
+    import shutil
+
+    if not path.exists():
+        return "(worker 1 wrote no profile)"
+    shutil.copyfile(path, keep)
+    text = io.StringIO(f"(pstats file: {keep})\n")
+    text.seek(0, io.SEEK_END)
+    stats = pstats.Stats(str(path), stream=text)
+    stats.sort_stats("tottime").print_stats(count)
+    stats.sort_stats("cumulative").print_stats(count)
+    return text.getvalue()
+
+
+async def _level(
+    client: aioredis.Redis,
+    url: str,
+    agents: list[str],
+    n: int,
+    folder: Path,
+    redis_pid: int,
+    args: argparse.Namespace,
+    profile: bool,
+) -> Level:
+    sub = folder / f"w{n}"
+    sub.mkdir()
+    models: list[subprocess.Popen[str]] = []
+    workers: list[subprocess.Popen[bytes]] = []
+    pids = {"redis": redis_pid}
+    prof = sub / "worker-1.prof"
+    try:
+        urls = []
+        for index in range(max(1, math.ceil(n / args.workers_per_model))):
+            proc, model_url = _start_model(sub, index, args.latency)
+            models.append(proc)
+            urls.append(model_url)
+            pids[f"model {index + 1}"] = proc.pid
+        for index in range(n):
+            env = {
+                **os.environ,
+                "MEMGRID_REDIS_URL": url,
+                "MEMGRID_HOME": str(folder / "home"),
+                "OPENAI_BASE_URL": urls[index % len(urls)],
+                "OPENAI_API_KEY": "x",
+                "MEMGRID_EMBEDDING": "hashing/384",
+                "MEMGRID_LOG_LEVEL": "WARNING",
+            }
+            argv = ["worker", "--concurrency", str(args.slots), "--drain-seconds", "5"]
+            argv += ["--lease-ms", str(args.lease_ms)]
+            if profile and index == 0:
+                cmd = [*_ME, "--role", "profiled-worker", str(prof), *argv]
+            else:
+                cmd = [sys.executable, "-m", "orchestrator.cli", *argv]
+            workers.append(_spawn(cmd, env, sub / f"worker-{index}.log"))
+            pids[f"worker {index + 1}"] = workers[-1].pid
+        with anyio.fail_after(120):
+            while len(await live_workers(client)) < n:
+                if any(w.poll() is not None for w in workers):
+                    raise RuntimeError(f"a worker exited at start; see {sub}/worker-*.log")
+                await anyio.sleep(0.1)
+        for proc in workers:
+            proc.send_signal(signal.SIGSTOP)
+        submitted = await _submit(RunStore(client), agents)
+        before = {name: _cpu_s(pid) for name, pid in pids.items()}
+        t0 = time.time()
+        for proc in workers:
+            proc.send_signal(signal.SIGCONT)
+        if profile:
+            workers[0].send_signal(signal.SIGUSR1)
+        missing = await _wait(client, submitted, args.timeout)
+        cpu = {name: _cpu_s(pid) - before[name] for name, pid in pids.items()}
+        if profile:
+            workers[0].send_signal(signal.SIGUSR2)
+        runs = await _finished(client, submitted)
+        exited = sum(w.poll() is not None for w in workers)
+    finally:
+        for proc in workers + models:
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+        for proc in workers + models:
+            _stop(proc)
+    ok = [r for r in runs if r.status == "completed" and r.stop_reason == "end_turn"]
+    ends = [r.completed_at for r in runs if r.completed_at]
+    events = 0
+    for index in range(n):
+        text = (sub / f"worker-{index}.log").read_text()
+        events += sum(text.count(f'"event": "{name}"') for name in _LEASE_EVENTS)
+    if missing:
+        print(f"  {missing} runs did not finish in {args.timeout:g} s; logs in {sub}")
+    return Level(
+        workers=n,
+        turns=len(submitted),
+        ok=len(ok),
+        elapsed=(max(ends) - t0) if ends else float("nan"),
+        cpu=cpu,
+        lease_events=events,
+        exited=exited,
+        profile=_top(prof, keep=Path(tempfile.gettempdir()) / "memgrid-scale-worker.prof")
+        if profile
+        else "",
+    )
+
+
+# --- the sweep and the table ---------------------------------------------------------------
+
+
+def _share(level: Level, prefix: str) -> float:
+    return 1000 * sum(v for k, v in level.cpu.items() if k.startswith(prefix)) / level.turns
+
+
+async def _sweep(url: str, folder: Path, redis_pid: int, args: argparse.Namespace) -> list[Level]:
+    client = connect(url, max_connections=128)
+    rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url="http://127.0.0.1:9/v1")))
+    agents: list[str] = []
+    levels: list[Level] = []
+    per_worker = 0.0  # the baseline level's turns/s per worker, once measured
+    try:
+        for index, n in enumerate(args.workers):
+            guess = args.slots / args.latency if args.latency else 300.0
+            rate = n * (per_worker or guess)
+            count = max(2 * n * args.slots, math.ceil(rate * args.duration))
+            used = len(agents)
+            started = time.perf_counter()
+            await _agents(rt, agents, used + count)
+            print(
+                f"{n} worker(s): {count:,} turns ({count:,} agents made in "
+                f"{time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
+            last = index == len(args.workers) - 1
+            level = await _level(
+                client, url, agents[used:], n, folder, redis_pid, args, args.profile and last
+            )
+            levels.append(level)
+            if not per_worker:
+                per_worker = level.ok / level.elapsed / n
+            print(
+                f"  {level.ok / level.elapsed:,.0f} turns/s, worker CPU "
+                f"{_share(level, 'worker'):.2f} ms/turn",
+                flush=True,
+            )
+    finally:
+        await rt.aclose()
+        await client.aclose()
+    return levels
+
+
+def _print(levels: list[Level], args: argparse.Namespace) -> None:
+    latency = f"Slow({args.latency:g} s)" if args.latency else "no latency"
+    print(
+        f"\none-step turns, {args.slots} slots per worker, scripted model {latency}, one model "
+        f"process per {args.workers_per_model} workers, --lease-ms {args.lease_ms}; "
+        f"{os.cpu_count()} cores; load average now {os.getloadavg()[0]:.2f}\n"
+    )
+    ideal_col = " ideal turns/s | ratio to ideal |" if args.latency else ""
+    print(
+        "| workers | turns | **turns/s** | **scaling efficiency** |" + ideal_col + " CPU ms/turn:"
+        " workers / busiest worker / model / redis | worker turns/s per core | lease expiries "
+        "| finished |"
+    )
+    print("|---:" * (8 + (2 if args.latency else 0)) + "|")
+    base = levels[0].ok / levels[0].elapsed / levels[0].workers
+    for level in levels:
+        rate = level.ok / level.elapsed
+        worker_ms = _share(level, "worker")
+        busiest = max(v for k, v in level.cpu.items() if k.startswith("worker"))
+        per_worker_turns = level.turns / level.workers
+        extra = ""
+        if args.latency:
+            ideal = level.workers * args.slots / args.latency
+            extra = f" {ideal:,.0f} | {rate / ideal:.3f} |"
+        print(
+            f"| {level.workers} | {level.turns:,} | **{rate:,.0f}** | "
+            f"**{rate / (base * level.workers):.3f}** |{extra} {worker_ms:.2f} / "
+            f"{1000 * busiest / per_worker_turns:.2f} / {_share(level, 'model'):.2f} / "
+            f"{_share(level, 'redis'):.2f} | {1000 / max(worker_ms, 1e-9):,.0f} | "
+            f"{level.lease_events} | {level.ok:,} / {level.turns:,}"
+            + (f" ({level.exited} workers exited)" if level.exited else "")
+            + " |"
+        )
+    print(
+        "\nscaling efficiency: turns/s over workers x the first level's turns/s per worker; "
+        "busiest worker: its CPU over the turns one worker would have run (turns / workers)"
+    )
+    if levels[-1].profile:
+        print(f"\ncProfile of worker 1 at {levels[-1].workers} workers:\n{levels[-1].profile}")
+
+
+def _default_workers() -> list[int]:
+    top = max(2, (os.cpu_count() or 2) * 3 // 4)
+    counts = [1]
+    while counts[-1] * 2 < top:
+        counts.append(counts[-1] * 2)
+    return [*counts, top]
+
+
+def main() -> None:
+    """Start Redis, sweep the worker counts, print the table, stop everything."""
+    if sys.argv[1:3] == ["--role", "model"]:
+        sys.exit(_serve_model(float(sys.argv[3])))
+    if sys.argv[1:3] == ["--role", "profiled-worker"]:
+        sys.exit(_profiled_worker(sys.argv[3], sys.argv[4:]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=_default_workers(),
+        help="worker processes per level, a comma-separated sweep (1,2,4,... 3/4 of the cores)",
+    )
+    parser.add_argument("--slots", type=int, default=64, help="worker --concurrency (64)")
+    parser.add_argument("--latency", type=float, default=0.0, help="model seconds a call (0)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of work a level")
+    parser.add_argument("--workers-per-model", type=int, default=4, help="one model per these")
+    parser.add_argument("--lease-ms", type=int, default=10_000, help="worker --lease-ms")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait a level")
+    parser.add_argument("--profile", action="store_true", help="cProfile worker 1, last level")
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    with tempfile.TemporaryDirectory(prefix="memgrid-scale-") as name:
+        folder = Path(name)
+        redis_proc, url = _start_redis(folder)
+        try:
+            levels = run(lambda: _sweep(url, folder, redis_proc.pid, args))
+            _print(levels, args)
+        finally:
+            _stop(redis_proc)
+
+
+if __name__ == "__main__":
+    main()
