@@ -51,6 +51,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,7 @@ class Level(msgspec.Struct, kw_only=True):
     cpu: dict[str, float]
     lease_events: int
     exited: int
+    commands: dict[str, int]  # Redis commands run in the window, by name (polls included)
     profile: str = ""
 
 
@@ -244,6 +246,12 @@ async def _wait(client: aioredis.Redis, runs: list[tuple[str, str]], limit_s: fl
         if len(done) < len(head):
             await anyio.sleep(0.1)
     return len(pending)
+
+
+async def _commands(client: aioredis.Redis) -> Counter[str]:
+    """Commands run so far by name (Lua scripts' own commands included), from INFO."""
+    info = await client.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()})
 
 
 async def _finished(client: aioredis.Redis, runs: list[tuple[str, str]]) -> list[Run]:
@@ -322,6 +330,7 @@ async def _level(
         for proc in workers:
             proc.send_signal(signal.SIGSTOP)
         submitted = await _submit(RunStore(client), agents)
+        calls_before = await _commands(client)
         before = {name: _cpu_s(pid) for name, pid in pids.items()}
         t0 = time.time()
         for proc in workers:
@@ -330,6 +339,8 @@ async def _level(
             workers[0].send_signal(signal.SIGUSR1)
         missing = await _wait(client, submitted, args.timeout)
         cpu = {name: _cpu_s(pid) - before[name] for name, pid in pids.items()}
+        calls = await _commands(client)
+        calls.subtract(calls_before)
         if profile:
             workers[0].send_signal(signal.SIGUSR2)
         runs = await _finished(client, submitted)
@@ -356,6 +367,7 @@ async def _level(
         cpu=cpu,
         lease_events=events,
         exited=exited,
+        commands=dict(calls),
         profile=_top(prof, keep=Path(tempfile.gettempdir()) / "memgrid-scale-worker.prof")
         if profile
         else "",
@@ -416,10 +428,10 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
     ideal_col = " ideal turns/s | ratio to ideal |" if args.latency else ""
     print(
         "| workers | turns | **turns/s** | **scaling efficiency** |" + ideal_col + " CPU ms/turn:"
-        " workers / busiest worker / model / redis | worker turns/s per core | lease expiries "
-        "| finished |"
+        " workers / busiest worker / model / redis | worker turns/s per core | Redis commands"
+        "/turn | lease expiries | finished |"
     )
-    print("|---:" * (8 + (2 if args.latency else 0)) + "|")
+    print("|---:" * (9 + (2 if args.latency else 0)) + "|")
     base = levels[0].ok / levels[0].elapsed / levels[0].workers
     for level in levels:
         rate = level.ok / level.elapsed
@@ -435,6 +447,7 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
             f"**{rate / (base * level.workers):.3f}** |{extra} {worker_ms:.2f} / "
             f"{1000 * busiest / per_worker_turns:.2f} / {_share(level, 'model'):.2f} / "
             f"{_share(level, 'redis'):.2f} | {1000 / max(worker_ms, 1e-9):,.0f} | "
+            f"{sum(level.commands.values()) / level.turns:.1f} | "
             f"{level.lease_events} | {level.ok:,} / {level.turns:,}"
             + (f" ({level.exited} workers exited)" if level.exited else "")
             + " |"
@@ -442,6 +455,12 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
     print(
         "\nscaling efficiency: turns/s over workers x the first level's turns/s per worker; "
         "busiest worker: its CPU over the turns one worker would have run (turns / workers)"
+    )
+    top = Counter(levels[0].commands).most_common(12)
+    print(
+        f"\nRedis commands per turn at {levels[0].workers} worker(s), by name (scripts' own "
+        "commands counted too; the poll for finished runs is the mget share): "
+        + ", ".join(f"{name} {count / levels[0].turns:.2f}" for name, count in top)
     )
     if levels[-1].profile:
         print(f"\ncProfile of worker 1 at {levels[-1].workers} workers:\n{levels[-1].profile}")
