@@ -75,6 +75,7 @@ class _Signal(msgspec.Struct, frozen=True):
 
 
 _RECLAIM_SCAN = 2000  # pending signals one reclaim round may look at
+_TIMER_EVERY_S = 0.05  # how often the reader looks for waits that reached their deadline
 
 
 class Worker:
@@ -142,7 +143,7 @@ class Worker:
         another worker (or a slot freed a moment later here) could have run."""
         redis, s = self.rt.redis, self.settings
         slots = anyio.Semaphore(s.concurrency)
-        next_reclaim = 0.0
+        next_reclaim = next_timers = 0.0
         outage = Outage(f"worker {self.id} reader")
         regroup = False
         while not self.stopping:
@@ -156,7 +157,11 @@ class Worker:
                 if regroup:
                     await streams.ensure_group(redis, bus_keys.ready())
                     regroup = False
-                await self._fire_timers()
+                if time.monotonic() >= next_timers:
+                    # A round trip per look: under load the loop comes round for every few
+                    # freed slots, and a timer fired 50 ms late is as good (deadlines are s).
+                    next_timers = time.monotonic() + _TIMER_EVERY_S
+                    await self._fire_timers()
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + s.lease_ms / 2000
                     taken += await self._reclaim(free)
