@@ -107,8 +107,10 @@ def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.02)
 
 
-def _stop(proc: subprocess.Popen[Any], *, grace_s: float = 15.0) -> None:
-    if proc.poll() is None:
+def _stop(proc: subprocess.Popen[Any], *, grace_s: float = 15.0, signalled: bool = False) -> None:
+    """SIGTERM (unless ``signalled`` already: a worker's second one cancels its turns), then
+    wait ``grace_s`` before SIGKILL."""
+    if proc.poll() is None and not signalled:
         proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
         proc.send_signal(signal.SIGTERM)
     try:
@@ -347,10 +349,11 @@ async def _level(
         exited = sum(w.poll() is not None for w in workers)
     finally:
         for proc in workers + models:
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
         for proc in workers + models:
-            _stop(proc)
+            _stop(proc, signalled=True)
     ok = [r for r in runs if r.status == "completed" and r.stop_reason == "end_turn"]
     ends = [r.completed_at for r in runs if r.completed_at]
     events = 0
