@@ -8,8 +8,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from agents.scripted import ChatRequest, Outcome, Policy, say
-from tests.api.conftest import make_agent, say_to
-from tests.api.test_sources import _finished
+from tests.api.conftest import job_finished, make_agent, say_to
 
 HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
 
@@ -75,7 +74,7 @@ async def test_sources_show_their_files_status(page: Page, client: httpx.AsyncCl
     assert uploaded.status_code == 200, uploaded.text
     attached = await client.patch(f"/v1/agents/{agent['id']}/sources/attach/{source_id}")
     assert attached.status_code == 200, attached.text
-    assert (await _finished(client, uploaded.json()["id"]))["status"] == "completed"
+    assert (await job_finished(client, uploaded.json()["id"]))["status"] == "completed"
     await page.goto(f"/#/agents/{agent['id']}")
     sources = page.locator("#sources")
     await expect(sources.locator("tbody tr")).to_have_count(1)
