@@ -144,10 +144,18 @@ async def run_recruiting_demo(*, workers: int = 2) -> int:
                     tg.start_soon(run_worker_process, index, 16, stopping)
                 await _wait_for_workers(rt, workers)
                 try:
-                    await _pipeline(rt, applied, folder)
+                    missed = await _pipeline(rt, applied, folder)
                 finally:
                     stopping.set()
-        print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
+        took = time.monotonic() - started
+        if missed:
+            # A model that does not follow the workflow is not a crash: say what did not
+            # happen, and exit non-zero so a script running the demo sees it.
+            print(f"\ndemo finished in {took:.1f}s, but not everything happened:")
+            for line in missed:
+                print(f"  - {line}")
+            return 1
+        print(f"\ndemo finished in {took:.1f}s")
     finally:
         if scripted is not None:
             with anyio.CancelScope(shield=True):
@@ -165,7 +173,8 @@ async def _wait_for_workers(rt: Runtime, count: int) -> None:
             await anyio.sleep(0.1)
 
 
-async def _pipeline(rt: Runtime, applied: Applied, folder: Path) -> None:
+async def _pipeline(rt: Runtime, applied: Applied, folder: Path) -> list[str]:
+    """Run the pipeline and the rebrand; what the model failed to do, as sentences."""
     rows = []
     for resume in sorted((folder / "resumes").iterdir()):
         text = resume.read_bytes().decode("utf-8", errors="replace")
@@ -202,8 +211,20 @@ async def _pipeline(rt: Runtime, applied: Applied, folder: Path) -> None:
     company = [b for b in await rt.blocks.get_many(evaluator.block_ids) if b.label == "company"]
     print("\nthe evaluator's next context, its company block (compiled as the model will see it):")
     print(render_blocks(company))
+    missed: list[str] = []
+    if not any(email for _name, _decision, email in rows):
+        missed.append(
+            "no candidate was forwarded to outreach, so no email was drafted (the model never "
+            "called send_message_to_agent_async and draft_candidate_email)"
+        )
     if company and NEW_NAME not in company[0].value:
-        raise RuntimeError("the evaluator does not see the rebrand")
+        missed.append(
+            f"the outreach agent did not edit the shared 'company' block to {NEW_NAME!r} "
+            "(the model never called core_memory_replace on it), so the evaluator's company "
+            f"block still reads {short(company[0].value, 80)!r}"
+        )
+    if not company:
+        missed.append("the evaluator has no 'company' block: the workflow did not share it")
     home = BusSettings.from_env().home
     print(
         f"\nEverything is stored under {home}: Redis (AOF) in redis/, embedded Qdrant in qdrant/."
@@ -212,3 +233,4 @@ async def _pipeline(rt: Runtime, applied: Applied, folder: Path) -> None:
         f"\n  memgrid blocks history {company[0].id if company else '<block-id>'}"
         "\n  memgrid doctor"
     )
+    return missed

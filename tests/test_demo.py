@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.scripted import ScriptedModel
+from agents.scripted import ChatRequest, Outcome, ScriptedModel, say
 from agents.tools.registry import load_import_path
 from bus import stop_local_redis
 from tests._util import clean_env, memgrid
@@ -70,3 +70,31 @@ def test_demo_uses_any_openai_compatible_server(tmp_path: Path) -> None:
     assert f"Using the model at {server.base_url}" in done.stdout
     _check_pipeline(done.stdout)
     assert served >= 10  # every step went to the server we named
+
+
+def _never_edits(request: ChatRequest) -> Outcome:
+    """A model that answers everything in words and never calls a tool."""
+    return say("Noted.")
+
+
+@pytest.mark.slow
+def test_demo_says_what_did_not_happen_when_the_model_does_not_cooperate(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    try:
+        with ScriptedModel.start_in_thread(_never_edits) as server:
+            done, _took = _demo(
+                _env(home, OPENAI_BASE_URL=server.base_url, MEMGRID_MODEL="openai/any-model")
+            )
+        assert not stop_local_redis(home), "the demo left its redis-server running"
+    finally:
+        stop_local_redis(home)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert "ExceptionGroup" not in out
+    assert "the outreach agent did not edit the shared 'company' block" in done.stdout
+    assert "the evaluator's company block still reads" in done.stdout
+    assert "01-ada-lovelace.txt       replied: Noted." in done.stdout  # the table still shows
+    assert "no candidate was forwarded to outreach, so no email was drafted" in done.stdout
