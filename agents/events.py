@@ -166,14 +166,14 @@ event_encoder = msgspec.json.Encoder()
 event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 
 
-def _reply_text(arguments: str) -> str | None:
-    """The ``message`` argument of a ``send_message`` call, if it parses."""
+def _reply_text(arguments: str, kwarg: str = "message") -> str | None:
+    """The ``kwarg`` argument (``message`` of ``send_message``) of a call, if it parses."""
     try:
         parsed = json.loads(arguments)
     except ValueError:
         return None
     if isinstance(parsed, dict):
-        message = parsed.get("message")
+        message = parsed.get(kwarg)
         if isinstance(message, str):
             return message
     return None
@@ -191,8 +191,20 @@ def inner_thoughts(arguments: str) -> str | None:
     return None
 
 
-def expand(message: Message) -> list[LettaMessage]:
-    """The Letta messages a stored message stands for (heartbeats and system text included)."""
+def expand(
+    message: Message,
+    *,
+    use_assistant_message: bool = True,
+    assistant_tool: str = REPLY_TOOL,
+    assistant_kwarg: str = "message",
+) -> list[LettaMessage]:
+    """The Letta messages a stored message stands for (heartbeats and system text included).
+
+    As Letta's ``use_assistant_message``, ``assistant_message_tool_name`` and
+    ``assistant_message_tool_kwarg``: calls of ``assistant_tool`` show as an
+    ``assistant_message`` holding their ``assistant_kwarg`` argument, unless
+    ``use_assistant_message`` is false (then every call is a ``tool_call_message``).
+    """
     common: dict[str, Any] = {
         "id": message.id,
         "date": iso(message.created_at),
@@ -224,7 +236,11 @@ def expand(message: Message) -> list[LettaMessage]:
     if reasoning:
         out.append(ReasoningMessage(reasoning=reasoning, **common))
     for call in message.tool_calls:
-        reply = _reply_text(call.arguments) if call.name == REPLY_TOOL else None
+        reply = (
+            _reply_text(call.arguments, assistant_kwarg)
+            if use_assistant_message and call.name == assistant_tool
+            else None
+        )
         if reply is not None:
             out.append(AssistantMessage(content=reply, **common))
         else:

@@ -36,12 +36,12 @@ from agents.events import (
     UsageStatistics,
     event_decoder,
     event_encoder,
-    expand,
 )
 from agents.limits import MessageTooLarge, MessageTooLong, check_message
 from bus.envelopes import InboxMessage
 from bus.events import follow
 from orchestrator.api._live import Ping, live_events
+from orchestrator.api._presentation import Presentation, presented
 from orchestrator.api.errors import ApiError
 from orchestrator.api.schemas import ContentPart, MessageIn, MessagesIn
 from orchestrator.api.state import Api
@@ -222,15 +222,21 @@ def sse(
     *,
     live: bool = False,
     pings: bool = False,
+    view: Presentation | None = None,
 ) -> Stream:
     """The run's events as a Server-Sent Events response ending with ``data: [DONE]``;
-    ``live`` folds in token deltas, ``pings`` keeps a silent stream alive."""
+    ``live`` folds in token deltas, ``pings`` keeps a silent stream alive, ``view`` says how
+    model messages are shown (token deltas, which are in the default form, are then left out:
+    each message comes whole as its step commits)."""
+    view = view or Presentation()
+    live = live and view.is_default
 
     async def frames() -> AsyncIterator[bytes]:
         events: AsyncIterator[Event | Ping] = follow_events(api, agent_id, run_id)
         if live or pings:
             stored = partial(follow_events, api, agent_id, run_id)
             events = live_events(api, agent_id, run_id, pings=pings, stored=stored)
+        events = presented(api, agent_id, events, view)
         try:
             async for event in events:
                 if isinstance(event, Ping | StopReason | UsageStatistics) or _wanted(event, types):
@@ -244,17 +250,35 @@ def sse(
     return EventStream(frames(), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
+def _view(data: MessagesIn) -> Presentation:
+    return Presentation.of(
+        data.use_assistant_message,
+        data.assistant_message_tool_name,
+        data.assistant_message_tool_kwarg,
+        "body",
+    )
+
+
 def _sse(api: Api, agent_id: str, run_id: str, data: MessagesIn) -> Stream:
     types = data.include_return_message_types
-    return sse(api, agent_id, run_id, types, live=data.stream_tokens, pings=data.include_pings)
+    return sse(
+        api,
+        agent_id,
+        run_id,
+        types,
+        live=data.stream_tokens,
+        pings=data.include_pings,
+        view=_view(data),
+    )
 
 
-async def _respond(
-    api: Api, agent_id: str, run_id: str, types: Sequence[str] | None
-) -> LettaResponse:
+async def _respond(api: Api, agent_id: str, run_id: str, data: MessagesIn) -> LettaResponse:
+    types = data.include_return_message_types
     events: list[Event] = []
     try:
-        async for event in follow_events(api, agent_id, run_id):
+        async for event in presented(
+            api, agent_id, follow_events(api, agent_id, run_id), _view(data)
+        ):
             events.append(event)
     except TimeoutError:
         raise ApiError(
@@ -283,6 +307,7 @@ class MessagesController(Controller):
     ) -> str:
         if data.max_steps is not None and data.max_steps < 1:
             raise ApiError(422, "max_steps must be at least 1", field="max_steps")
+        _view(data)  # a bad option is refused before anything is queued
         agent = await api.agent(agent_id)
         inbox = _inbox(data, {call.id for call in agent.pending_approval})
         _check_sizes(api, agent, data, inbox)
@@ -303,7 +328,7 @@ class MessagesController(Controller):
         run_id = await self._submit(api, agent_id, data, streamed=data.streaming)
         if data.streaming:
             return _sse(api, agent_id, run_id, data)
-        return await _respond(api, agent_id, run_id, data.include_return_message_types)
+        return await _respond(api, agent_id, run_id, data)
 
     @post("/stream", status_code=200)
     async def stream(self, agent_id: FromPath[str], data: JSONBody[MessagesIn], api: Api) -> Stream:
@@ -329,6 +354,9 @@ class MessagesController(Controller):
         limit: FromQuery[int | None] = 100,
         order: FromQuery[Literal["asc", "desc"] | None] = None,
         include_return_message_types: FromQuery[list[str] | None] = None,
+        use_assistant_message: FromQuery[bool | None] = None,
+        assistant_message_tool_name: FromQuery[str | None] = None,
+        assistant_message_tool_kwarg: FromQuery[str | None] = None,
     ) -> list[LettaMessage]:
         """The agent's messages.
 
@@ -336,6 +364,12 @@ class MessagesController(Controller):
         after ``after``, oldest first. ``order=asc``/``desc`` (Letta 0.16): in that order, with
         ``after``/``before`` meaning after/before in that order.
         """
+        view = Presentation.of(
+            use_assistant_message,
+            assistant_message_tool_name,
+            assistant_message_tool_kwarg,
+            "query",
+        )
         agent = await api.agent(agent_id)
         size = 100 if limit is None else limit
         if size < 0:
@@ -356,4 +390,4 @@ class MessagesController(Controller):
             )
             stored.reverse()
         types = include_return_message_types
-        return [m for message in stored for m in expand(message) if _wanted(m, types)]
+        return [m for message in stored for m in view.expand(message) if _wanted(m, types)]
