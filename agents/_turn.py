@@ -21,15 +21,12 @@ from agents._deltas import TokenStream
 from agents._waits import end_wait, stage_reply
 from agents.context import MemoryStats, compile_system, to_openai_messages
 from agents.events import (
-    ApprovalRequestMessage,
     Event,
     StopReason,
     StopReasonName,
-    ToolCallBody,
     UsageStatistics,
     event_encoder,
     expand,
-    iso,
 )
 from agents.gate import TurnState
 from agents.prompts import HEARTBEAT_REASON
@@ -217,18 +214,6 @@ class Turn:
             run.error = outcome.detail if run.status == "failed" else None
             run.completed_at = rt.clock()
             usage = run.usage
-            events += [
-                ApprovalRequestMessage(
-                    id=new_id("message"),
-                    date=iso(rt.clock()),
-                    run_id=run.id,
-                    tool_call=ToolCallBody(name=c.name, arguments=c.arguments, tool_call_id=c.id),
-                    tool_calls=[
-                        ToolCallBody(name=c.name, arguments=c.arguments, tool_call_id=c.id)
-                    ],
-                )
-                for c in outcome.approvals
-            ]
             events.append(StopReason(stop_reason=outcome.stop or "end_turn", detail=outcome.detail))
             events.append(
                 UsageStatistics(

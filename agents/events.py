@@ -20,6 +20,8 @@ __all__ = (
     "FAILED_STOPS",
     "REASONING_PART",
     "ApprovalRequestMessage",
+    "ApprovalResponseMessage",
+    "ApprovalReturn",
     "AssistantMessage",
     "Event",
     "LettaMessage",
@@ -135,6 +137,25 @@ class ApprovalRequestMessage(_Base, tag="approval_request_message", kw_only=True
     tool_calls: list[ToolCallBody] | None = None
 
 
+class ApprovalReturn(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """Letta 0.16's ``ApprovalReturn``: a decision on one held call."""
+
+    type: Literal["approval"] = "approval"
+    tool_call_id: str
+    approve: bool
+    reason: str | None = None
+
+
+class ApprovalResponseMessage(_Base, tag="approval_response_message", kw_only=True):
+    """What a person answered to approval requests: 0.11's ``approve``/``approval_request_id``
+    (all approved or not) and 0.16's ``approvals``, one per decided call."""
+
+    approve: bool
+    approval_request_id: str
+    reason: str | None = None
+    approvals: list[ApprovalReturn] | None = None
+
+
 LettaMessage = (
     UserMessage
     | SystemMessage
@@ -143,6 +164,7 @@ LettaMessage = (
     | ToolReturnMessage
     | AssistantMessage
     | ApprovalRequestMessage
+    | ApprovalResponseMessage
 )
 
 
@@ -218,14 +240,18 @@ def expand(
     if message.role == "system":
         return [SystemMessage(content=message.content, **common)]
     if message.role == "tool":
+        answered: list[LettaMessage] = []
+        if message.approval is not None:
+            answered.append(_approval_response(message, common))
         return [
+            *answered,
             ToolReturnMessage(
                 tool_return=message.content,
                 status=message.status or "success",
                 tool_call_id=message.tool_call_id or "",
                 name=message.name,
                 **common,
-            )
+            ),
         ]
     if message.reply and not message.tool_calls:
         return [AssistantMessage(content=message.content, **common)]
@@ -245,5 +271,25 @@ def expand(
             out.append(AssistantMessage(content=reply, **common))
         else:
             body = ToolCallBody(name=call.name, arguments=call.arguments, tool_call_id=call.id)
-            out.append(ToolCallMessage(tool_call=body, **common))
+            if call.id in message.approval_requests:
+                out.append(ApprovalRequestMessage(tool_call=body, tool_calls=[body], **common))
+            else:
+                out.append(ToolCallMessage(tool_call=body, **common))
     return out
+
+
+def _approval_response(message: Message, common: dict[str, Any]) -> ApprovalResponseMessage:
+    answer = message.approval
+    assert answer is not None
+    decisions = answer.decisions
+    reasons = [d.reason for d in decisions if d.reason]
+    return ApprovalResponseMessage(
+        approve=all(d.approve for d in decisions),
+        approval_request_id=answer.request_id or (decisions[0].tool_call_id if decisions else ""),
+        reason="; ".join(dict.fromkeys(reasons)) or None,
+        approvals=[
+            ApprovalReturn(tool_call_id=d.tool_call_id, approve=d.approve, reason=d.reason)
+            for d in decisions
+        ],
+        **common,
+    )

@@ -24,7 +24,7 @@ import msgspec
 import redis.exceptions
 import structlog
 
-from agents._approval import answer_pending
+from agents._approval import answer_pending, mark_requests
 from agents._calls import run_call
 from agents._model_call import llm_for_step
 from agents._turn import (
@@ -319,12 +319,11 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
         if call.name in tools and rt.gate.needs_approval(turn.agent, turn.state, call.name):
             held = calls[index:]
             turn.agent = msgspec.structs.replace(turn.agent, pending_approval=held)
+            asked = [c for c in held if rt.gate.needs_approval(turn.agent, turn.state, c.name)]
             return StepOutcome(
-                messages=new,
+                messages=mark_requests(new, assistant, asked),
                 stop="requires_approval",
-                approvals=[
-                    c for c in held if rt.gate.needs_approval(turn.agent, turn.state, c.name)
-                ],
+                approvals=asked,
             )
         try:
             if wait is not None and call.name in _WAITING_TOOLS:

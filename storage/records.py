@@ -21,6 +21,8 @@ __all__ = (
     "LEGACY_VERSION",
     "SCHEMA_VERSION",
     "Agent",
+    "ApprovalAnswer",
+    "ApprovalDecision",
     "Block",
     "BlockEdit",
     "Conditional",
@@ -200,13 +202,30 @@ class Agent(_Record, kw_only=True):
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+class ApprovalDecision(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A person's decision on one tool call held for approval."""
+
+    tool_call_id: str
+    approve: bool
+    reason: str | None = None
+
+
+class ApprovalAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The approval a person sent (Letta's ``approval_response_message``), kept on the first
+    tool result that answers it: ``request_id`` is what the client named, if anything."""
+
+    decisions: list[ApprovalDecision]
+    request_id: str | None = None
+
+
 class Message(_Record, kw_only=True):
     """One message of an agent's log, in OpenAI chat shape plus bookkeeping.
 
     ``seq`` orders an agent's messages; ``run_id``/``step_id`` say which run and step wrote it.
     A tool return carries ``tool_call_id`` and ``name``; ``status`` is ``error`` for a tool error.
     ``reply`` marks assistant text with no tool call that was delivered to the user as the reply
-    (for models that ignore ``send_message``).
+    (for models that ignore ``send_message``). ``approval_requests`` names an assistant
+    message's calls that waited for a person's approval; ``approval`` is the answer they sent.
     """
 
     id: str
@@ -224,6 +243,8 @@ class Message(_Record, kw_only=True):
     sender_id: str | None = None
     reply: bool = False
     created_at: float = msgspec.field(default_factory=now)
+    approval_requests: list[str] = msgspec.field(default_factory=list)
+    approval: ApprovalAnswer | None = None
 
 
 # --- archival memory -----------------------------------------------------------------------

@@ -21,7 +21,7 @@ from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore, Submitted
 from agents.runtime import LLMPool, Runtime
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
+from agents.scripted import ChatRequest, Outcome, ScriptedModel, call, say, tool_call, tool_calls
 from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
 from storage.records import Agent
@@ -120,7 +120,8 @@ async def burst(
 
 
 def approval_policy(request: ChatRequest, *, moved_on: bool = False) -> Outcome:
-    """A model for tools that need approval: "remember..." calls ``core_memory_append``; after
+    """A model for tools that need approval: "remember..." calls ``core_memory_append`` ("two
+    things": two such calls in one step); after
     an approved call's heartbeat it says "after approval: <the tool's message>". With
     ``moved_on``, a user message that follows a tool result (a denial, say) gets "moved on;
     the edit said: <the tool's message>". Anything else: "ok"."""
@@ -129,6 +130,12 @@ def approval_policy(request: ChatRequest, *, moved_on: bool = False) -> Outcome:
     result = request.last_tool_result
     if '"type": "heartbeat"' in said and result is not None:
         return say(f"after approval: {json.loads(result.content)['message']}")
+    if last is not None and last.role == "user" and "two things" in said:
+        return tool_calls(
+            call("core_memory_append", label="human", content="likes tea"),
+            call("core_memory_append", label="human", content="hates coffee"),
+            thought="two facts to keep",
+        )
     if last is not None and last.role == "user" and "remember" in said:
         return tool_call("core_memory_append", label="human", content="likes tea")
     if moved_on and result is not None and last is not None and last.role == "user":

@@ -15,6 +15,7 @@ import msgspec
 
 from agents.events import (
     REPLY_TOOL,
+    ApprovalRequestMessage,
     AssistantMessage,
     LettaMessage,
     ReasoningMessage,
@@ -77,7 +78,7 @@ class Presentation(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _DEFAULT = Presentation()
-_FROM_CALLS = (ReasoningMessage, AssistantMessage, ToolCallMessage)
+_FROM_CALLS = (ReasoningMessage, AssistantMessage, ToolCallMessage, ApprovalRequestMessage)
 
 
 async def presented(

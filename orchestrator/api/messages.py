@@ -68,23 +68,31 @@ def _text(content: str | Sequence[ContentPart], field: str) -> str:
 
 
 def _approval(message: MessageIn, field: str, pending: Collection[str]) -> InboxMessage:
-    """An approval message in either of Letta's forms, as an inbox message."""
+    """An approval message in either of Letta's forms, as an inbox message.
+
+    0.16's ``approvals`` decide each held call on its own (approve some, deny others); a held
+    call it does not name runs unless every named one was denied.
+    """
+    decisions: list[dict[str, object]] = []
     if message.approvals:
-        decisions = {a.approve for a in message.approvals}
-        if len(decisions) > 1:
-            raise ApiError(
-                422,
-                "approve or deny all held calls together: memgrid runs or denies them as one",
-                field=f"{field}.approvals",
-            )
+        seen: set[str] = set()
         for index, item in enumerate(message.approvals):
+            where = f"{field}.approvals.{index}.tool_call_id"
             if pending and item.tool_call_id not in pending:
                 raise ApiError(
                     422,
                     f"no held tool call {item.tool_call_id!r}; held: {', '.join(sorted(pending))}",
-                    field=f"{field}.approvals.{index}.tool_call_id",
+                    field=where,
                 )
-        approve = decisions.pop()
+            if item.tool_call_id in seen:
+                raise ApiError(
+                    422, f"{item.tool_call_id!r} is decided twice; send one decision", field=where
+                )
+            seen.add(item.tool_call_id)
+            decisions.append(
+                {"tool_call_id": item.tool_call_id, "approve": item.approve, "reason": item.reason}
+            )
+        approve = any(a.approve for a in message.approvals)
         reasons = [a.reason for a in message.approvals if a.reason]
         reason = "; ".join(dict.fromkeys(reasons)) or message.reason
     elif message.approve is not None:
@@ -95,8 +103,14 @@ def _approval(message: MessageIn, field: str, pending: Collection[str]) -> Inbox
             "an approval needs `approve` (true or false) or `approvals`",
             field=f"{field}.approve",
         )
+    content = {
+        "approve": approve,
+        "reason": reason,
+        "approvals": decisions,
+        "approval_request_id": message.approval_request_id,
+    }
     return InboxMessage(
-        content=json.dumps({"approve": approve, "reason": reason}),
+        content=json.dumps(content),
         role="approval",
         otid=message.otid,
         sender_id=message.sender_id,
