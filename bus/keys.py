@@ -10,6 +10,7 @@ __all__ = (
     "PREFIX",
     "archival_reply",
     "archival_requests",
+    "callbacks",
     "dead_letters",
     "fence",
     "inbox",
@@ -17,6 +18,7 @@ __all__ = (
     "otid",
     "outbox",
     "ready",
+    "run_callback",
     "run_cancel",
     "run_events",
     "step_journal",
@@ -51,6 +53,17 @@ def otid(agent_id: str, otid: str) -> str:
 def ready() -> str:
     """Stream of "agent X has work" signals, read by every worker in one group."""
     return f"{PREFIX}:ready"
+
+
+def callbacks() -> str:
+    """Stream of "POST run X's result to its callback_url when it ends", read by every API
+    process in one group (see :mod:`orchestrator.api.callbacks`)."""
+    return f"{PREFIX}:callbacks"
+
+
+def run_callback(agent_id: str, run_id: str) -> str:
+    """A run's callback: its URL and, once done, when it was sent and how it was answered."""
+    return f"{PREFIX}:{{{agent_id}}}:callback:{run_id}"
 
 
 def step_journal(agent_id: str, run_id: str, step: int) -> str:

@@ -27,6 +27,7 @@ from agents import metrics
 from orchestrator.api.agents import AgentsController
 from orchestrator.api.auth import require_api_key
 from orchestrator.api.blocks import BlocksController
+from orchestrator.api.callbacks import CallbackSender
 from orchestrator.api.compat import served_routes, unimplemented_handlers
 from orchestrator.api.errors import exception_handlers
 from orchestrator.api.messages import MessagesController
@@ -168,6 +169,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         ):
             api = ApiState(rt=rt, settings=settings, background=background)
             app.state.api = api
+            await background.start(CallbackSender(rt.redis).run)
             try:
                 if settings.worker:
                     async with _embedded_worker(api):

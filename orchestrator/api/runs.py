@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
 from agents.events import LettaMessage, StopReason, UsageStatistics
+from orchestrator.api.callbacks import callback_state
 from orchestrator.api.errors import RETRY_AFTER_S, ApiError
 from orchestrator.api.ingestion import JobView, file_job_view
 from orchestrator.api.messages import sse
@@ -93,7 +94,8 @@ class RunsController(Controller):
     @get("/{run_id:str}")
     async def retrieve(self, run_id: FromPath[str], api: Api) -> RunView:
         """One run."""
-        return run_view(await api.runs.find(run_id))
+        run = await api.runs.find(run_id)
+        return run_view(run, await callback_state(api.rt.redis, run.agent_id, run.id))
 
     @get("/{run_id:str}/messages")
     async def messages(
@@ -189,7 +191,8 @@ class JobsController(Controller):
         """A run, or a file's ingestion, as a job."""
         if job_id.startswith("file-"):
             return file_job_view(await SourceStore(api.rt.redis).get_file(job_id))
-        return run_view(await api.runs.find(job_id))
+        run = await api.runs.find(job_id)
+        return run_view(run, await callback_state(api.rt.redis, run.agent_id, run.id))
 
     @patch("/{job_id:str}/cancel")
     async def cancel(self, job_id: FromPath[str], api: Api) -> RunView:

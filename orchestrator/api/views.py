@@ -16,6 +16,7 @@ import msgspec
 from agents.events import LettaMessage, StopReason, UsageStatistics, iso
 from agents.llm import model_name
 from agents.tools.registry import base_tool_records
+from orchestrator.api.callbacks import CallbackState
 from storage.records import Agent, Block, Passage, PipRequirement, Run, Tool, ToolRule
 
 __all__ = (
@@ -212,6 +213,9 @@ class RunView(msgspec.Struct, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     request_config: None = None
     callback_url: str | None = None
+    callback_sent_at: str | None = None
+    callback_status_code: int | None = None
+    callback_error: str | None = None
     ttft_ns: int | None = None
     total_duration_ns: int | None = None
     user_id: str | None = None
@@ -233,9 +237,6 @@ class Health(msgspec.Struct, kw_only=True):
 
     version: str
     status: str
-
-
-# --- construction ---------------------------------------------------------------------------
 
 
 def embedding_config(handle: str, openai_base_url: str | None) -> EmbeddingConfig:
@@ -371,12 +372,16 @@ def passage_view(passage: Passage, config: EmbeddingConfig | None) -> PassageVie
     )
 
 
-def run_view(run: Run) -> RunView:
+def run_view(run: Run, callback: CallbackState | None = None) -> RunView:
     status: RunStatus = "running" if run.status == "waiting" else run.status
     duration = None
     if run.completed_at is not None:
         duration = int((run.completed_at - run.created_at) * 1e9)
     return RunView(
+        callback_url=callback.url if callback else None,
+        callback_sent_at=iso(callback.sent_at) if callback and callback.sent_at else None,
+        callback_status_code=callback.status_code if callback else None,
+        callback_error=callback.error if callback else None,
         id=run.id,
         agent_id=run.agent_id,
         status=status,
