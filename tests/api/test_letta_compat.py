@@ -58,3 +58,16 @@ async def test_the_served_app_answers_as_the_table_says(client: httpx.AsyncClien
                 "detail": "Not Found"
             }
             assert not routing_miss, where
+
+
+async def test_archives_say_what_memgrid_offers_instead(client: httpx.AsyncClient) -> None:
+    for method, path in (
+        ("GET", "/v1/archives/"),
+        ("POST", "/v1/archives/x/passages"),
+        ("PATCH", "/v1/agents/x/archives/attach/y"),
+    ):
+        response = await client.request(method, path, json={} if method != "GET" else None)
+        assert response.status_code == 501, response.text
+        instead = response.json()["instead"]
+        assert "/v1/agents/{agent_id}/archival-memory" in instead, (path, instead)
+        assert "folders/attach" in instead, (path, instead)
