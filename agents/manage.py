@@ -202,6 +202,7 @@ async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
                 keys.run(agent_id, run_id),
                 keys.run_index(run_id),
                 bus_keys.run_events(agent_id, run_id),
+                bus_keys.run_callback(agent_id, run_id),
             ]
             if raw is None:
                 continue

@@ -169,7 +169,8 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         ):
             api = ApiState(rt=rt, settings=settings, background=background)
             app.state.api = api
-            await background.start(CallbackSender(rt.redis).run)
+            sender = CallbackSender(rt.redis, ttl_s=rt.settings.run_ttl_s)
+            await background.start(sender.run)
             try:
                 if settings.worker:
                     async with _embedded_worker(api):

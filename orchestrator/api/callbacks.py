@@ -104,8 +104,10 @@ class CallbackSender:
         timeout_s: float = 10.0,
         claim_idle_ms: int = 30_000,
         concurrency: int = 32,
+        ttl_s: int = 30 * 86400,
     ) -> None:
         self.redis = redis
+        self.ttl_s = ttl_s  # the record's lifetime, as the run's (MEMGRID_RUN_TTL_S)
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
@@ -190,8 +192,8 @@ class CallbackSender:
                     async for _ in follow(self.redis, agent_id, run_id, timeout_s=60):
                         pass
                 run = await runs.get(agent_id, run_id)
-        except NotFound:
-            await self._record(agent_id, run_id, error="the run is gone (deleted or expired)")
+        except NotFound:  # deleted with its agent, or expired: nothing to report to
+            log.info("callback_dropped", agent_id=agent_id, run_id=run_id, why="run is gone")
             return
         payload = _payload(run)
         error = "not sent"
@@ -228,7 +230,11 @@ class CallbackSender:
             fields["status_code"] = str(code)
         if done:
             fields["done"] = "1"
-        await self.redis.hset(keys.run_callback(agent_id, run_id), mapping=fields)  # type: ignore[arg-type]  # str values
+        key = keys.run_callback(agent_id, run_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # str values
+            pipe.expire(key, self.ttl_s)  # an agent deleted meanwhile: its record still ends
+            await pipe.execute()
         log.info("callback_sent", agent_id=agent_id, run_id=run_id, status_code=code, error=error)
 
 

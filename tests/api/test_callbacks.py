@@ -17,7 +17,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
+from bus import keys as bus_keys
 from tests.api._letta import LETTA1X, client_python
 from tests.api.conftest import Served, make_agent
 
@@ -161,6 +163,17 @@ async def test_a_retried_request_gets_one_callback(
     await receiver.wait()
     await _recorded(client, probe["id"])
     assert sorted(b["job_id"] for b in receiver.bodies) == sorted([first["id"], probe["id"]])
+
+
+async def test_deleting_the_agent_leaves_no_callback_record(
+    client: httpx.AsyncClient, receiver: Receiver, redis_client: aioredis.Redis
+) -> None:
+    agent = await make_agent(client)
+    run = await _send_async(client, agent["id"], receiver.url)
+    await _recorded(client, run["id"])
+    assert await redis_client.ttl(bus_keys.run_callback(agent["id"], run["id"])) > 0
+    assert (await client.delete(f"/v1/agents/{agent['id']}")).status_code == 200
+    assert not await redis_client.exists(bus_keys.run_callback(agent["id"], run["id"]))
 
 
 async def test_a_bad_callback_url_is_422_naming_it(client: httpx.AsyncClient) -> None:
