@@ -30,10 +30,11 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 from anyio.abc import TaskStatus
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from agents.events import iso
 from bus import keys
+from bus.connection import Outage, is_transient
 from bus.events import follow
 from storage.errors import NotFound
 from storage.records import Run
@@ -117,9 +118,9 @@ class CallbackSender:
         self.held: set[str] = set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Send callbacks until cancelled."""
-        with contextlib.suppress(ResponseError):  # the group exists already
-            await self.redis.xgroup_create(keys.callbacks(), GROUP, id="0", mkstream=True)
+        """Send callbacks until cancelled; rides out Redis outages (it never ends the API)."""
+        outage = Outage("callbacks")
+        regroup = True
         async with (
             httpx.AsyncClient(timeout=self.timeout_s) as http,
             anyio.create_task_group() as tg,
@@ -127,7 +128,22 @@ class CallbackSender:
             tg.start_soon(self._keep_claims)
             task_status.started()
             while True:
-                for entry_id, fields in await self._next():
+                found: list[tuple[str, dict[bytes, bytes]]] = []
+                try:
+                    if regroup:  # at start, and after a Redis that came back without its data
+                        await _ensure_group(self.redis)
+                        regroup = False
+                    found = await self._next()
+                    outage.ok()
+                except RedisError as exc:
+                    if "NOGROUP" in str(exc):
+                        regroup = True
+                    elif is_transient(exc):
+                        await outage.wait(exc)
+                    else:  # not Redis being away: say so, and try again later
+                        log.exception("callbacks_read_failed")
+                        await outage.wait(exc)
+                for entry_id, fields in found:
                     await self.slots.acquire()
                     self.held.add(entry_id)
                     tg.start_soon(self._work, http, entry_id, fields)
@@ -150,9 +166,12 @@ class CallbackSender:
             await anyio.sleep(self.claim_idle_ms / 3000)
             if self.held:
                 held: list[Any] = sorted(self.held)
-                await self.redis.xclaim(
-                    keys.callbacks(), GROUP, self.consumer, 0, held, justid=True
-                )
+                try:
+                    await self.redis.xclaim(
+                        keys.callbacks(), GROUP, self.consumer, 0, held, justid=True
+                    )
+                except RedisError as exc:  # the next round claims them again
+                    log.warning("callbacks_claim_failed", error=repr(exc))
 
     async def _work(
         self, http: httpx.AsyncClient, entry_id: str, fields: dict[bytes, bytes]
@@ -236,6 +255,14 @@ class CallbackSender:
             pipe.expire(key, self.ttl_s)  # an agent deleted meanwhile: its record still ends
             await pipe.execute()
         log.info("callback_sent", agent_id=agent_id, run_id=run_id, status_code=code, error=error)
+
+
+async def _ensure_group(redis: aioredis.Redis) -> None:
+    try:
+        await redis.xgroup_create(keys.callbacks(), GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
 
 
 def _payload(run: Run) -> dict[str, object]:

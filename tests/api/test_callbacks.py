@@ -176,6 +176,18 @@ async def test_deleting_the_agent_leaves_no_callback_record(
     assert not await redis_client.exists(bus_keys.run_callback(agent["id"], run["id"]))
 
 
+async def test_the_sender_outlives_a_redis_that_lost_its_data(
+    client: httpx.AsyncClient, receiver: Receiver, redis_client: aioredis.Redis
+) -> None:
+    agent = await make_agent(client)
+    await redis_client.delete(bus_keys.callbacks())  # the stream and its consumer group
+    # The sender's next read fails with NOGROUP: it makes the group again and goes on.
+    run = await _send_async(client, agent["id"], receiver.url)
+    recorded = await _recorded(client, run["id"])
+    assert recorded["callback_status_code"] == 200
+    assert (await client.get("/v1/health/")).status_code == 200
+
+
 async def test_a_bad_callback_url_is_422_naming_it(client: httpx.AsyncClient) -> None:
     agent = await make_agent(client)
     for bad in ("not a url", "ftp://example.com/x", "http://"):
