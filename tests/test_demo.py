@@ -85,7 +85,7 @@ def test_demo_says_what_did_not_happen_when_the_model_does_not_cooperate(
     try:
         with ScriptedModel.start_in_thread(_never_edits) as server:
             done, _took = _demo(
-                _env(home, OPENAI_BASE_URL=server.base_url, MEMGRID_MODEL="openai/any-model")
+                clean_env(home, OPENAI_BASE_URL=server.base_url, MEMGRID_MODEL="openai/any-model")
             )
         assert not stop_local_redis(home), "the demo left its redis-server running"
     finally:
