@@ -57,7 +57,8 @@ async def llm_for_step(
 
 
 async def _chat(turn: Turn, request: Any, tools: Any, sink: TokenStream | None) -> LLMResponse:
-    response = await turn.llm.chat(turn.agent.model, request, tools, sink=sink)
-    if sink is not None:
-        sink.finish()
+    if sink is None:
+        return await turn.llm.chat(turn.agent.model, request, tools)
+    response = await turn.llm.stream(turn.agent.model, request, tools, sink=sink)
+    sink.finish()
     return response

@@ -20,11 +20,8 @@ which answers the model with a tool error.
 
 from __future__ import annotations
 
-import math
 import os
 import random
-import re
-import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,6 +31,7 @@ import msgspec
 
 from agents import metrics
 from agents._completion import LLMResponse, Unparsable, parse
+from agents._endpoint_errors import is_context_error, message_of, retry_after, unreachable
 from agents._streaming import DeltaSink, stream_completion
 
 if TYPE_CHECKING:
@@ -59,11 +57,6 @@ _UNREACHABLE_DELAY_S = 0.2
 # Prefixes stripped from handles; anything else is passed through (vLLM models contain '/').
 _CONNECTIONS_PER_CLIENT = 16
 _PROVIDER_PREFIXES = ("openai/", "ollama/", "vllm/", "lmstudio/", "llamacpp/", "litellm/")
-_CONTEXT_PATTERNS = re.compile(
-    r"context[_ ]length|maximum context|context window|too many tokens|prompt is too long|"
-    r"reduce the length|input is too long",
-    re.IGNORECASE,
-)
 
 
 class LLMError(Exception):
@@ -128,7 +121,8 @@ def model_name(handle: str) -> str:
 
 
 class LLMClient:
-    """Chat completions with tools, with retries, timeouts and error classification."""
+    """Chat completions with tools, with retries, timeouts and error classification: the
+    :class:`agents.model.ChatModel` of an OpenAI-compatible endpoint."""
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
@@ -163,11 +157,6 @@ class LLMClient:
                 ),
             ),
         )
-
-    @property
-    def _client(self) -> openai.AsyncOpenAI:
-        """The first SDK client (made on first use)."""
-        return self._sdk(0)
 
     def _sdk(self, index: int) -> openai.AsyncOpenAI:
         client = self._clients[index]
@@ -255,19 +244,19 @@ class LLMClient:
                     ) from exc
                 await anyio.sleep(self._delay(attempt, exc))
             except openai.BadRequestError as exc:
-                if _is_context_error(exc):
-                    raise ContextWindowExceeded(_message(exc)) from exc
+                if is_context_error(exc):
+                    raise ContextWindowExceeded(message_of(exc)) from exc
                 raise LLMRejected(
-                    f"the model endpoint refused the request: {_message(exc)}"
+                    f"the model endpoint refused the request: {message_of(exc)}"
                 ) from exc
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 raise LLMRejected(
-                    f"the model endpoint refused our key ({_message(exc)}); "
+                    f"the model endpoint refused our key ({message_of(exc)}); "
                     "set OPENAI_API_KEY to a valid key"
                 ) from exc
             except openai.NotFoundError as exc:
                 raise LLMRejected(
-                    f"model {kwargs['model']!r} not found at the endpoint ({_message(exc)}); "
+                    f"model {kwargs['model']!r} not found at the endpoint ({message_of(exc)}); "
                     "check the agent's model handle and OPENAI_BASE_URL"
                 ) from exc
             except (
@@ -277,33 +266,48 @@ class LLMClient:
                 openai.APITimeoutError,
                 TimeoutError,
             ) as exc:
-                if isinstance(exc, openai.APIStatusError) and _is_context_error(exc):
-                    raise ContextWindowExceeded(_message(exc)) from exc
+                if isinstance(exc, openai.APIStatusError) and is_context_error(exc):
+                    raise ContextWindowExceeded(message_of(exc)) from exc
                 attempt += 1
-                unreachable = _unreachable(exc)
-                if unreachable is not None:  # nobody listens: one quick retry, no backoff
+                nobody = unreachable(exc)
+                if nobody is not None:  # nobody listens: one quick retry, no backoff
                     if attempt > min(_UNREACHABLE_RETRIES, self.settings.max_retries):
-                        raise LLMUnavailable(self._unreachable_message(unreachable)) from exc
+                        raise LLMUnavailable(self._unreachable_message(nobody)) from exc
                     await anyio.sleep(_UNREACHABLE_DELAY_S)
                     continue
                 if attempt > self.settings.max_retries:
                     raise LLMUnavailable(
                         f"the model endpoint {self.url} failed {attempt} times; last error: "
-                        f"{type(exc).__name__}: {_message(exc)}"
+                        f"{type(exc).__name__}: {message_of(exc)}"
                     ) from exc
                 await anyio.sleep(self._delay(attempt, exc))
             except openai.APIStatusError as exc:
                 if exc.status_code >= 500 or exc.status_code in (408, 409, 429):
                     attempt += 1
                     if attempt > self.settings.max_retries:
-                        raise LLMUnavailable(_message(exc)) from exc
+                        raise LLMUnavailable(message_of(exc)) from exc
                     await anyio.sleep(self._delay(attempt, exc))
                     continue
-                if _is_context_error(exc):
-                    raise ContextWindowExceeded(_message(exc)) from exc
+                if is_context_error(exc):
+                    raise ContextWindowExceeded(message_of(exc)) from exc
                 raise LLMRejected(
-                    f"the model endpoint refused the request: {_message(exc)}"
+                    f"the model endpoint refused the request: {message_of(exc)}"
                 ) from exc
+
+    async def stream(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] = (),
+        *,
+        sink: DeltaSink,
+        tool_choice: str | None = None,
+        max_tokens: int | None = None,
+    ) -> LLMResponse:
+        """:meth:`chat` with ``stream=True``, each chunk handed to ``sink`` as it arrives."""
+        return await self.chat(
+            model, messages, tools, tool_choice=tool_choice, max_tokens=max_tokens, sink=sink
+        )
 
     @property
     def url(self) -> str:
@@ -322,76 +326,13 @@ class LLMClient:
         )
 
     def _delay(self, attempt: int, exc: BaseException) -> float:
-        retry_after = _retry_after(exc)
-        if retry_after is not None:
-            return min(retry_after, self.settings.backoff_cap_s * 3)
+        asked = retry_after(exc)
+        if asked is not None:
+            return min(asked, self.settings.backoff_cap_s * 3)
         ceiling = min(
             self.settings.backoff_cap_s, self.settings.backoff_base_s * 2 ** (attempt - 1)
         )
         return random.uniform(0, ceiling)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """The server's ``retry-after-ms`` or ``Retry-After`` in seconds; ``None`` when absent or
-    nonsensical (negative, NaN, infinite, unparsable), so that the backoff applies instead."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if not value:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue  # Retry-After may be an HTTP date: the backoff is as good
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    return None
-
-
-def _unreachable(exc: BaseException) -> str | None:
-    """Why no connection could be made (refused, unknown host), if that is what ``exc`` says;
-    ``None`` for anything else (a timeout or a connection cut mid-answer is worth retrying)."""
-    import httpx2
-
-    cause: BaseException | None = exc
-    for _depth in range(8):
-        if cause is None or isinstance(cause, httpx2.TimeoutException | TimeoutError):
-            return None
-        if isinstance(cause, httpx2.ConnectError | ConnectionRefusedError | socket.gaierror):
-            reason = str(cause) or type(cause).__name__
-            inner: BaseException | None = cause
-            for _inner_depth in range(8):  # the deepest OS error says most: refused, no host
-                if isinstance(inner, BaseExceptionGroup) and inner.exceptions:
-                    inner = inner.exceptions[0]
-                if inner is None:
-                    break
-                if isinstance(inner, OSError) and str(inner):
-                    reason = str(inner)
-                inner = inner.__cause__ or inner.__context__
-            return reason
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
-def _message(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-    return str(exc)
-
-
-def _is_context_error(exc: openai.APIStatusError) -> bool:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and error.get("code") == "context_length_exceeded":
-            return True
-    return bool(_CONTEXT_PATTERNS.search(_message(exc)))
 
 
 _request_encoder = msgspec.json.Encoder()

@@ -14,6 +14,7 @@ from agents import metrics
 from agents.gate import OpenGate, ToolGate
 from agents.llm import LLMClient, LLMSettings
 from agents.messaging import OpenRouter, Router
+from agents.model import ModelPool
 from agents.tokens import TokenCounter
 from agents.tools.base import Archival
 from agents.tools.registry import CustomToolRunner, ImportPathRunner
@@ -28,7 +29,8 @@ __all__ = ("LLMPool", "Runtime")
 
 
 class LLMPool:
-    """One :class:`LLMClient` per endpoint; agents may name their own endpoint."""
+    """One :class:`LLMClient` per endpoint; agents may name their own endpoint. The
+    :class:`agents.model.ModelPool` of OpenAI-compatible endpoints."""
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
@@ -39,6 +41,11 @@ class LLMPool:
         applies to clients made from now on."""
         if connections > self.settings.max_connections:
             self.settings = msgspec.structs.replace(self.settings, max_connections=connections)
+
+    @property
+    def endpoint(self) -> str | None:
+        """``OPENAI_BASE_URL``, for agents that name no endpoint (``None``: OpenAI's)."""
+        return self.settings.base_url
 
     def for_agent(self, agent: Agent) -> LLMClient:
         endpoint = agent.model_endpoint or self.settings.base_url
@@ -59,7 +66,7 @@ class Runtime:
     """Everything the step loop touches. Build one per process; close it with ``aclose``."""
 
     redis: aioredis.Redis
-    llm: LLMPool
+    llm: ModelPool
     archival: Archival | None = None
     gate: ToolGate = field(default_factory=OpenGate)
     router: Router = field(default_factory=OpenRouter)

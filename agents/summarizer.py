@@ -18,7 +18,8 @@ import msgspec
 import structlog
 
 from agents.context import to_openai_messages
-from agents.llm import LLMClient, LLMError
+from agents.llm import LLMError
+from agents.model import ChatModel
 from agents.prompts import SUMMARIZER_PROMPT
 from agents.tokens import TokenCounter
 from storage.records import Agent, Message
@@ -97,7 +98,7 @@ def _transcript(messages: Sequence[Message]) -> list[str]:
 
 
 async def _summarize(
-    llm: LLMClient, model: str, previous: str, lines: list[str], window: int
+    llm: ChatModel, model: str, previous: str, lines: list[str], window: int
 ) -> tuple[str, int, int]:
     """Fold ``lines`` into ``previous`` chunk by chunk; returns (summary, prompt, completion)."""
     budget_chars = int(window * 0.5 * 3)
@@ -148,7 +149,7 @@ async def compact(
     pending: Sequence[Message],
     build: RequestBuilder,
     counter: TokenCounter,
-    llm: LLMClient,
+    llm: ChatModel,
     now: float,
     force: bool = False,
 ) -> Compaction:

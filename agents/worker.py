@@ -477,7 +477,7 @@ class Worker:
                 "sandbox_limits": limit_violations(),  # tool calls stopped by each limit
                 # The endpoint it calls for agents that name none: a client submitting through
                 # this worker can tell that its own OPENAI_BASE_URL is not the one used.
-                "model_endpoint": self.rt.llm.settings.base_url,
+                "model_endpoint": self.rt.llm.endpoint,
             }
             try:
                 await redis.set(

@@ -18,7 +18,7 @@ import msgspec
 from agents.events import Event
 from agents.loop import InputMessage, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
-from agents.runtime import Runtime
+from agents.runtime import LLMPool, Runtime
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, text, tool_call
 from orchestrator.render import print_event
 from orchestrator.runtime import open_runtime
@@ -152,9 +152,10 @@ async def run_demo(*, model_handle: str | None = None) -> int:
             if not real:
                 scripted = ScriptedModel.serve(demo_policy)
                 await scripted.start()
-                rt.llm.settings = msgspec.structs.replace(
-                    rt.llm.settings, base_url=scripted.base_url
-                )
+                pool = rt.llm
+                if not isinstance(pool, LLMPool):  # open_runtime's pool calls endpoints
+                    raise TypeError(f"the demo needs an LLMPool, not {type(pool).__name__}")
+                pool.settings = msgspec.structs.replace(pool.settings, base_url=scripted.base_url)
                 print(
                     "No OPENAI_API_KEY or OPENAI_BASE_URL is set, so this demo runs on memgrid's "
                     "SCRIPTED MODEL:\na stand-in that follows fixed rules, so that the whole "

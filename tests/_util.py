@@ -19,6 +19,7 @@ from agents.gate import ToolGate
 from agents.llm import LLMSettings
 from agents.loop import InputMessage, TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent
+from agents.model import ModelPool
 from agents.runs import RunStore, Submitted
 from agents.runtime import LLMPool, Runtime
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, call, say, tool_call, tool_calls
@@ -32,6 +33,7 @@ __all__ = (
     "approval_policy",
     "burst",
     "clean_env",
+    "http_pool",
     "memgrid",
     "scripted_runtime",
     "tool_returns",
@@ -54,16 +56,25 @@ SEND_MESSAGE_TOOL: dict[str, Any] = {
 }
 
 
-@asynccontextmanager
-async def scripted_runtime(
-    redis: aioredis.Redis, model: ScriptedModel, *, gate: ToolGate | None = None
-) -> AsyncIterator[Runtime]:
-    """A runtime on ``redis`` whose model is ``model`` over HTTP (short timeouts and backoff),
-    with ``gate`` as its tool gate when given; closed on the way out."""
+def http_pool(model: ScriptedModel) -> LLMPool:
+    """The models of a runtime that reaches ``model`` over HTTP through the ``openai`` SDK,
+    with short timeouts and backoff (two retries)."""
     settings = LLMSettings(
         base_url=model.base_url, api_key="test", timeout_s=10, max_retries=2, backoff_base_s=0.01
     )
-    rt = Runtime(redis=redis, llm=LLMPool(settings))
+    return LLMPool(settings)
+
+
+@asynccontextmanager
+async def scripted_runtime(
+    redis: aioredis.Redis, model: ScriptedModel | ModelPool, *, gate: ToolGate | None = None
+) -> AsyncIterator[Runtime]:
+    """A runtime on ``redis`` whose model is ``model``: a served
+    :class:`~agents.scripted.ScriptedModel` is reached over HTTP (:func:`http_pool`), any other
+    :class:`~agents.model.ModelPool` (the in-process ``FunctionModel``) is used as it is; with
+    ``gate`` as its tool gate when given; closed on the way out."""
+    llm = http_pool(model) if isinstance(model, ScriptedModel) else model
+    rt = Runtime(redis=redis, llm=llm)
     if gate is not None:
         rt.gate = gate
     try:

@@ -14,7 +14,6 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from agents.scripted import ScriptedModel, echo
 from agents.tool_envs import ToolEnvs
 from bus import connect, find_redis_server
 
@@ -76,13 +75,6 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[ScriptedModel]:
-    """The scripted model over real HTTP, echoing; tests set its ``policy``."""
-    async with ScriptedModel.serve(echo) as served:
-        yield served
 
 
 @pytest.fixture(scope="session", autouse=True)

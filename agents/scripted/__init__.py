@@ -1,6 +1,8 @@
 """The scripted model: an OpenAI-compatible server on loopback driven by Python policies.
 
 Tests, examples and the offline demo run agents against it through the real ``openai`` SDK.
+:class:`FunctionModel` runs the same policies in-process, behind the runtime's model seam
+(:mod:`agents.model`), for fast unit tests with no server.
 A *policy* maps each :class:`ChatRequest` to a :class:`Reply` or a fault; see
 :mod:`agents.scripted.policies` for the helpers and :mod:`agents.scripted.server` for the
 server. ``memgrid scripted-model --policy module:attr`` serves one from the command line.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from agents.scripted._app import DEFAULT_CONTEXT_WINDOW, DEFAULT_MODELS
 from agents.scripted.errors import PolicyFailed, ScriptedModelError, SequenceExhausted
+from agents.scripted.inprocess import FunctionModel
 from agents.scripted.policies import (
     SEND_MESSAGE,
     ScriptedSequence,
@@ -59,6 +62,7 @@ __all__ = (
     "EmbeddingRequest",
     "EmbeddingsPolicy",
     "Fault",
+    "FunctionModel",
     "MalformedBody",
     "Outcome",
     "Policy",

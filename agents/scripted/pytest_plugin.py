@@ -1,8 +1,11 @@
-"""pytest fixtures for the scripted model; register with ``pytest_plugins``.
+"""pytest fixtures for the scripted model, registered for every pytest run by memgrid's
+``pytest11`` entry point (``memgrid-scripted``): installing memgrid is enough.
 
 - ``scripted_model``: a :class:`~agents.scripted.server.ScriptedModel` serving in the
   test's event loop (default policy :func:`~agents.scripted.policies.echo`); set
   ``scripted_model.policy`` in the test.
+- ``function_model``: the same policies in-process, with no server
+  (:class:`~agents.scripted.inprocess.FunctionModel`): hand it to a runtime as its ``llm``.
 - ``scripted_client``: a real ``openai.AsyncOpenAI`` bound to it (``max_retries=0``).
 - ``scripted_model_thread``: a model on its own thread, for sync tests and subprocesses
   (a test that blocks its event loop cannot be answered by ``scripted_model``).
@@ -20,16 +23,38 @@ from collections.abc import AsyncIterator, Iterator
 
 import openai
 import pytest
-import pytest_asyncio
 
 from agents.scripted.errors import PolicyFailed
+from agents.scripted.inprocess import FunctionModel
 from agents.scripted.policies import echo
 from agents.scripted.server import ScriptedModel, ThreadedScriptedModel
 
-__all__ = ("scripted_client", "scripted_model", "scripted_model_env", "scripted_model_thread")
+# Every pytest run where memgrid is installed loads this plugin: one without pytest-asyncio
+# must still start (the async fixtures then need an async plugin of the user's choice).
+try:
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # pragma: no cover - memgrid's own test runs have it
+    async_fixture = pytest.fixture  # type: ignore[assignment]  # same call shape, other overloads
+
+__all__ = (
+    "function_model",
+    "scripted_client",
+    "scripted_model",
+    "scripted_model_env",
+    "scripted_model_thread",
+)
 
 
-@pytest_asyncio.fixture
+@pytest.fixture
+def function_model() -> Iterator[FunctionModel]:
+    """The scripted model in-process (``echo``); fails the test if its policy raised."""
+    model = FunctionModel(echo)
+    yield model
+    if model.policy_errors:
+        raise PolicyFailed(model.policy_errors)
+
+
+@async_fixture
 async def scripted_model() -> AsyncIterator[ScriptedModel]:
     """A scripted model on loopback in the test's event loop, answering with ``echo``."""
     model = ScriptedModel(echo)
@@ -42,7 +67,7 @@ async def scripted_model() -> AsyncIterator[ScriptedModel]:
         raise PolicyFailed(model.policy_errors)
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def scripted_client(scripted_model: ScriptedModel) -> AsyncIterator[openai.AsyncOpenAI]:
     """The real async OpenAI SDK pointed at ``scripted_model``, without retries."""
     client = openai.AsyncOpenAI(base_url=scripted_model.base_url, api_key="scripted", max_retries=0)

@@ -19,6 +19,7 @@ import structlog
 from litestar import Controller, get
 
 from agents.manage import default_model
+from agents.runtime import LLMPool
 from orchestrator.api.state import Api, ApiState
 from orchestrator.api.views import embedding_config
 
@@ -74,7 +75,10 @@ class EmbeddingModelView(msgspec.Struct, kw_only=True):
 
 async def _endpoint_models(api: ApiState) -> list[tuple[str, int]] | None:
     """``(id, context window)`` of what the endpoint lists, or None when it does not answer."""
-    settings = api.rt.llm.settings
+    pool = api.rt.llm
+    if not isinstance(pool, LLMPool):  # an in-process model has no endpoint to list
+        return None
+    settings = pool.settings
     base_url = settings.base_url
     client = openai.AsyncOpenAI(
         base_url=base_url,

@@ -15,7 +15,7 @@ from agents.events import StopReason, ToolCallMessage, UsageStatistics
 from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore, retry_dead_letter
 from agents.runtime import Runtime
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
+from agents.scripted import ChatRequest, FunctionModel, Outcome, say, tool_call
 from bus import keys as bus_keys
 from bus import streams
 from bus.envelopes import InboxMessage, RunRequest, encode_envelope
@@ -28,7 +28,7 @@ from tests._util import agent_with_message, burst
 
 
 async def test_a_retried_run_keeps_its_steps_and_replays_its_half_done_step(
-    runtime: Runtime, model: ScriptedModel, redis_url: str
+    runtime: Runtime, function_model: FunctionModel, redis_url: str
 ) -> None:
     agent = await create_agent(runtime, AgentSpec(name="dl"))
     record_key = keys.agent(agent.id)
@@ -52,7 +52,7 @@ async def test_a_retried_run_keeps_its_steps_and_replays_its_half_done_step(
             )
         return say("Noted.")
 
-    model.policy = policy
+    function_model.policy = policy
     runs = RunStore(runtime.redis)
     try:
         sub = await runs.submit(agent.id, [InboxMessage(content="tea, then coffee")])
@@ -91,7 +91,7 @@ async def test_a_retried_run_keeps_its_steps_and_replays_its_half_done_step(
 
 
 async def test_a_dead_letter_is_written_only_with_the_runs_failed_status(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent, runs, sub = await agent_with_message(runtime, "fenced-dl", "x")
     stale = await acquire(runtime.redis, agent.id, "paused-worker", 2000)
@@ -110,7 +110,7 @@ async def test_a_dead_letter_is_written_only_with_the_runs_failed_status(
 
 
 async def test_trimming_old_dead_letters_is_counted_and_logged(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agents = [await create_agent(runtime, AgentSpec(name=f"trim{i}")) for i in range(3)]
     runs = RunStore(runtime.redis)
@@ -144,7 +144,7 @@ async def test_a_bad_dead_letter_cap_is_refused_by_name() -> None:
 
 
 async def test_two_retries_of_one_dead_letter_queue_it_once(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await create_agent(runtime, AgentSpec(name="twice"))
     good = await runtime.redis.get(keys.agent(agent.id))

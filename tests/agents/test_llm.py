@@ -45,10 +45,10 @@ HELLO = [{"role": "user", "content": "hello"}]
 
 
 @contextlib.asynccontextmanager
-async def _client(model: ScriptedModel, **settings: Any) -> AsyncIterator[LLMClient]:
+async def _client(scripted_model: ScriptedModel, **settings: Any) -> AsyncIterator[LLMClient]:
     """A client on ``model`` with fast backoff; ``settings`` override the defaults."""
     options: dict[str, Any] = {
-        "base_url": model.base_url,
+        "base_url": scripted_model.base_url,
         "api_key": "test",
         "timeout_s": 10.0,
         "max_retries": 2,
@@ -81,23 +81,23 @@ def test_model_name_strips_only_known_provider_prefixes(handle: str, sent: str) 
     assert model_name(handle) == sent
 
 
-async def test_handles_reach_the_endpoint_as_model_names(model: ScriptedModel) -> None:
-    model.policy = always(text("ok"))
-    async with _client(model) as client:
+async def test_handles_reach_the_endpoint_as_model_names(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = always(text("ok"))
+    async with _client(scripted_model) as client:
         await client.chat("openai/gpt-4o-mini", HELLO)
         await client.chat("Qwen/Qwen2.5-7B-Instruct", HELLO)
-    assert [r.model for r in model.requests] == ["gpt-4o-mini", "Qwen/Qwen2.5-7B-Instruct"]
+    assert [r.model for r in scripted_model.requests] == ["gpt-4o-mini", "Qwen/Qwen2.5-7B-Instruct"]
 
 
-async def test_tool_calls_thoughts_and_usage_are_parsed(model: ScriptedModel) -> None:
-    model.policy = always(
+async def test_tool_calls_thoughts_and_usage_are_parsed(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = always(
         tool_calls(
             call("send_message", message="Hi Bob", id="call_a"),
             call("core_memory_append", label="human", content="Name: Bob", id="call_b"),
             thought="The user said their name.",
         )
     )
-    async with _client(model) as client:
+    async with _client(scripted_model) as client:
         response = await client.chat(
             "openai/gpt-4o-mini", HELLO, [SEND_MESSAGE_TOOL], max_tokens=64
         )
@@ -113,36 +113,36 @@ async def test_tool_calls_thoughts_and_usage_are_parsed(model: ScriptedModel) ->
     assert response.finish_reason == "tool_calls"
     assert response.prompt_tokens > 0 and response.completion_tokens > 0
     # The tools, an "auto" tool choice and the token cap went out on the wire.
-    sent = model.requests[0].raw
+    sent = scripted_model.requests[0].raw
     assert sent["tool_choice"] == "auto"
     assert [t["function"]["name"] for t in sent["tools"]] == ["send_message"]
     assert sent["max_tokens"] == 64
 
 
-async def test_reported_usage_is_taken_as_is(model: ScriptedModel) -> None:
-    model.policy = always(
+async def test_reported_usage_is_taken_as_is(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = always(
         Reply(content="plain words", usage=Usage(prompt_tokens=1234, completion_tokens=56))
     )
-    async with _client(model) as client:
+    async with _client(scripted_model) as client:
         response = await client.chat("scripted", HELLO)
     assert (response.prompt_tokens, response.completion_tokens) == (1234, 56)
     assert response.content == "plain words"
     assert response.tool_calls == []
     assert response.finish_reason == "stop"
     # Without tools the request carries neither tools nor a tool choice.
-    assert "tools" not in model.requests[0].raw
-    assert "tool_choice" not in model.requests[0].raw
+    assert "tools" not in scripted_model.requests[0].raw
+    assert "tool_choice" not in scripted_model.requests[0].raw
 
 
-async def test_malformed_tool_call_json_comes_back_verbatim(model: ScriptedModel) -> None:
+async def test_malformed_tool_call_json_comes_back_verbatim(scripted_model: ScriptedModel) -> None:
     # The step loop (not the client) answers the model with a tool error; see test_loop.py.
-    model.policy = always(malformed_tool_call("send_message"))
-    async with _client(model) as client:
+    scripted_model.policy = always(malformed_tool_call("send_message"))
+    async with _client(scripted_model) as client:
         response = await client.chat("scripted", HELLO, [SEND_MESSAGE_TOOL])
     [only] = response.tool_calls
     assert only.name == "send_message"
     assert only.arguments == DEFAULT_MALFORMED_ARGUMENTS
-    assert len(model.requests) == 1
+    assert len(scripted_model.requests) == 1
 
 
 # --- retries -------------------------------------------------------------------------------
@@ -152,23 +152,23 @@ async def test_malformed_tool_call_json_comes_back_verbatim(model: ScriptedModel
     "fault", [RateLimited(retry_after=0.3), ServerError(503, retry_after=0.3)], ids=["429", "503"]
 )
 async def test_retry_after_is_honoured(
-    model: ScriptedModel, fault: RateLimited | ServerError
+    scripted_model: ScriptedModel, fault: RateLimited | ServerError
 ) -> None:
-    model.policy = faults_then(fault, then=text("ok"))
-    async with _client(model, backoff_cap_s=1.0) as client:
+    scripted_model.policy = faults_then(fault, then=text("ok"))
+    async with _client(scripted_model, backoff_cap_s=1.0) as client:
         started = time.monotonic()
         response = await client.chat("scripted", HELLO)
         elapsed = time.monotonic() - started
     assert response.content == "ok"
-    assert len(model.requests) == 2
+    assert len(scripted_model.requests) == 2
     # The jittered backoff alone would wait at most backoff_base_s (0.01 s).
     assert elapsed >= 0.3
 
 
-async def test_an_absurd_retry_after_is_capped(model: ScriptedModel) -> None:
-    model.policy = faults_then(RateLimited(retry_after=30.0), then=text("ok"))
+async def test_an_absurd_retry_after_is_capped(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = faults_then(RateLimited(retry_after=30.0), then=text("ok"))
     # The cap on a server's Retry-After is three times backoff_cap_s: 0.3 s here.
-    async with _client(model, backoff_cap_s=0.1) as client:
+    async with _client(scripted_model, backoff_cap_s=0.1) as client:
         started = time.monotonic()
         with anyio.fail_after(10):
             response = await client.chat("scripted", HELLO)
@@ -177,102 +177,112 @@ async def test_an_absurd_retry_after_is_capped(model: ScriptedModel) -> None:
     assert 0.3 <= elapsed < 10
 
 
-async def test_server_errors_are_retried_until_success(model: ScriptedModel) -> None:
-    model.policy = faults_then(
+async def test_server_errors_are_retried_until_success(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = faults_then(
         ServerError(500), ServerError(502, "bad gateway"), ServerError(503), then=text("ok")
     )
-    async with _client(model, max_retries=3) as client:
+    async with _client(scripted_model, max_retries=3) as client:
         response = await client.chat("scripted", HELLO)
     assert response.content == "ok"
-    assert len(model.requests) == 4
+    assert len(scripted_model.requests) == 4
 
 
-async def test_exhausted_retries_raise_unavailable_naming_the_error(model: ScriptedModel) -> None:
-    model.policy = always(ServerError(503, "The engine is currently overloaded (scripted)."))
-    async with _client(model, max_retries=2) as client:
+async def test_exhausted_retries_raise_unavailable_naming_the_error(
+    scripted_model: ScriptedModel,
+) -> None:
+    scripted_model.policy = always(
+        ServerError(503, "The engine is currently overloaded (scripted).")
+    )
+    async with _client(scripted_model, max_retries=2) as client:
         with pytest.raises(LLMUnavailable) as raised:
             await client.chat("scripted", HELLO)
     message = str(raised.value)
     assert "3 times" in message
     assert "InternalServerError" in message
     assert "currently overloaded" in message
-    assert len(model.requests) == 3  # the first try and two retries
+    assert len(scripted_model.requests) == 3  # the first try and two retries
 
 
-async def test_exhausted_rate_limit_retries_raise_unavailable(model: ScriptedModel) -> None:
-    model.policy = always(RateLimited(retry_after=0.01, message="Slow down (scripted)."))
-    async with _client(model, max_retries=1) as client:
+async def test_exhausted_rate_limit_retries_raise_unavailable(
+    scripted_model: ScriptedModel,
+) -> None:
+    scripted_model.policy = always(RateLimited(retry_after=0.01, message="Slow down (scripted)."))
+    async with _client(scripted_model, max_retries=1) as client:
         with pytest.raises(LLMUnavailable, match=r"RateLimitError.*Slow down"):
             await client.chat("scripted", HELLO)
-    assert len(model.requests) == 2
+    assert len(scripted_model.requests) == 2
 
 
-async def test_a_cut_response_is_retried(model: ScriptedModel) -> None:
-    model.policy = faults_then(CutStream(after_chunks=20, reply=text("lost")), then=text("ok"))
-    async with _client(model) as client:
+async def test_a_cut_response_is_retried(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = faults_then(
+        CutStream(after_chunks=20, reply=text("lost")), then=text("ok")
+    )
+    async with _client(scripted_model) as client:
         response = await client.chat("scripted", HELLO)
     assert response.content == "ok"
-    assert len(model.requests) == 2
+    assert len(scripted_model.requests) == 2
 
 
-async def test_a_slow_reply_times_out_and_is_retried(model: ScriptedModel) -> None:
-    model.policy = faults_then(Slow(5.0, then=text("too late")), then=text("in time"))
-    async with _client(model, timeout_s=0.5) as client:
+async def test_a_slow_reply_times_out_and_is_retried(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = faults_then(Slow(5.0, then=text("too late")), then=text("in time"))
+    async with _client(scripted_model, timeout_s=0.5) as client:
         started = time.monotonic()
         response = await client.chat("scripted", HELLO)
         elapsed = time.monotonic() - started
     assert response.content == "in time"
-    assert len(model.requests) == 2
+    assert len(scripted_model.requests) == 2
     assert 0.5 <= elapsed < 5.0
     # The client hung up on the slow request instead of waiting for it.
     with anyio.fail_after(5):
-        await model.wait_until(lambda: model.abandoned == 1)
+        await scripted_model.wait_until(lambda: scripted_model.abandoned == 1)
 
 
-async def test_a_request_timeout_status_is_retried(model: ScriptedModel) -> None:
+async def test_a_request_timeout_status_is_retried(scripted_model: ScriptedModel) -> None:
     # 408 is a timeout reported by the server or a proxy in front of it: transient.
-    model.policy = faults_then(
+    scripted_model.policy = faults_then(
         ServerError(408, "Request timed out (scripted).", "timeout"), then=text("ok")
     )
-    async with _client(model) as client:
+    async with _client(scripted_model) as client:
         response = await client.chat("scripted", HELLO)
     assert response.content == "ok"
-    assert len(model.requests) == 2
+    assert len(scripted_model.requests) == 2
 
 
-async def test_timeouts_on_every_try_raise_unavailable(model: ScriptedModel) -> None:
-    model.policy = always(Slow(5.0, then=text("too late")))
-    async with _client(model, timeout_s=0.5, max_retries=1) as client:
+async def test_timeouts_on_every_try_raise_unavailable(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = always(Slow(5.0, then=text("too late")))
+    async with _client(scripted_model, timeout_s=0.5, max_retries=1) as client:
         started = time.monotonic()
         with pytest.raises(LLMUnavailable, match="APITimeoutError"):
             await client.chat("scripted", HELLO)
         elapsed = time.monotonic() - started
-    assert len(model.requests) == 2
+    assert len(scripted_model.requests) == 2
     assert 1.0 <= elapsed < 5.0
 
 
 # --- errors that retrying cannot fix -------------------------------------------------------
 
 
-async def test_context_length_error_is_raised_at_once(model: ScriptedModel) -> None:
-    model.policy = always(ContextTooLong())
-    async with _client(model, max_retries=3) as client:
+async def test_context_length_error_is_raised_at_once(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = always(ContextTooLong())
+    async with _client(scripted_model, max_retries=3) as client:
         with pytest.raises(ContextWindowExceeded, match="maximum context length"):
             await client.chat("scripted", HELLO)
-    assert len(model.requests) == 1
+    assert len(scripted_model.requests) == 1
 
 
-async def test_an_oversized_prompt_is_refused_by_the_window(model: ScriptedModel) -> None:
-    model.models["tiny"] = 50
-    async with _client(model, max_retries=3) as client:
+async def test_an_oversized_prompt_is_refused_by_the_window(scripted_model: ScriptedModel) -> None:
+    scripted_model.models["tiny"] = 50
+    async with _client(scripted_model, max_retries=3) as client:
         with pytest.raises(ContextWindowExceeded, match="50 tokens"):
             await client.chat("tiny", [{"role": "user", "content": "word " * 400}])
-    assert len(model.requests) == 1
+    assert len(scripted_model.requests) == 1
 
 
-async def test_context_errors_are_recognised_by_their_wording(model: ScriptedModel) -> None:
+async def test_context_errors_are_recognised_by_their_wording(
+    scripted_model: ScriptedModel,
+) -> None:
     # vLLM and others answer a plain 400 with no error code, only OpenAI's wording.
-    model.policy = always(
+    scripted_model.policy = always(
         ServerError(
             400,
             "This model's maximum context length is 4096 tokens. However, you requested "
@@ -280,10 +290,10 @@ async def test_context_errors_are_recognised_by_their_wording(model: ScriptedMod
             type="BadRequestError",
         )
     )
-    async with _client(model) as client:
+    async with _client(scripted_model) as client:
         with pytest.raises(ContextWindowExceeded):
             await client.chat("scripted", HELLO)
-    assert len(model.requests) == 1
+    assert len(scripted_model.requests) == 1
 
 
 @pytest.mark.parametrize(
@@ -312,13 +322,13 @@ async def test_context_errors_are_recognised_by_their_wording(model: ScriptedMod
     ],
 )
 async def test_rejections_are_not_retried(
-    model: ScriptedModel, fault: ServerError, expected: str
+    scripted_model: ScriptedModel, fault: ServerError, expected: str
 ) -> None:
-    model.policy = always(fault)
-    async with _client(model, max_retries=3) as client:
+    scripted_model.policy = always(fault)
+    async with _client(scripted_model, max_retries=3) as client:
         with pytest.raises(LLMRejected, match=expected):
             await client.chat("openai/gpt-4o-mini", HELLO)
-    assert len(model.requests) == 1
+    assert len(scripted_model.requests) == 1
 
 
 # --- settings and endpoints ----------------------------------------------------------------
@@ -349,8 +359,10 @@ def test_bad_settings_name_the_variables(environ: dict[str, str]) -> None:
         LLMSettings.from_env(environ)
 
 
-async def test_an_agent_may_name_its_own_endpoint(runtime: Runtime, model: ScriptedModel) -> None:
-    model.policy = always(say("from the default endpoint"))
+async def test_an_agent_may_name_its_own_endpoint(
+    runtime: Runtime, scripted_model: ScriptedModel
+) -> None:
+    scripted_model.policy = always(say("from the default endpoint"))
     async with ScriptedModel.serve(always(say("from the agent's endpoint"))) as own:
         default = await create_agent(runtime, AgentSpec(name="plain", model="openai/scripted"))
         special = await create_agent(
@@ -362,15 +374,15 @@ async def test_an_agent_may_name_its_own_endpoint(runtime: Runtime, model: Scrip
         assert runtime.llm.for_agent(special) is runtime.llm.for_agent(special)
     assert json.loads(first.tool_calls[0].arguments)["message"] == "from the default endpoint"
     assert json.loads(second.tool_calls[0].arguments)["message"] == "from the agent's endpoint"
-    assert [r.model for r in model.requests] == ["scripted"]
+    assert [r.model for r in scripted_model.requests] == ["scripted"]
     assert [r.model for r in own.requests] == ["gpt-4o-mini"]
 
 
-async def test_many_calls_in_flight_spread_over_small_pools(model: ScriptedModel) -> None:
+async def test_many_calls_in_flight_spread_over_small_pools(scripted_model: ScriptedModel) -> None:
     # One SDK client per 16 connections (httpcore scans its whole pool per request); together
     # they carry max_connections calls at once, and a quiet process uses only the first.
-    model.policy = always(Slow(seconds=0.5, then=text("ok")))
-    async with _client(model, max_connections=40) as client:
+    scripted_model.policy = always(Slow(seconds=0.5, then=text("ok")))
+    async with _client(scripted_model, max_connections=40) as client:
         await client.chat("scripted", HELLO)
         await client.chat("scripted", HELLO)
         assert sum(sdk is not None for sdk in client._clients) == 1

@@ -41,9 +41,9 @@ class Sink:
         self.attempts[-1].append((content, list(calls)))
 
 
-def _client(model: ScriptedModel) -> LLMClient:
+def _client(scripted_model: ScriptedModel) -> LLMClient:
     settings = LLMSettings(
-        base_url=model.base_url,
+        base_url=scripted_model.base_url,
         api_key="test",
         timeout_s=10.0,
         max_retries=2,
@@ -53,17 +53,17 @@ def _client(model: ScriptedModel) -> LLMClient:
     return LLMClient(settings)
 
 
-async def test_a_streamed_answer_equals_the_plain_one(model: ScriptedModel) -> None:
-    model.policy = always(ANSWER)
-    client, sink = _client(model), Sink()
+async def test_a_streamed_answer_equals_the_plain_one(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = always(ANSWER)
+    client, sink = _client(scripted_model), Sink()
     try:
         plain = await client.chat("scripted", HELLO)
         streamed = await client.chat("scripted", HELLO, sink=sink)
     finally:
         await client.aclose()
     assert streamed == plain
-    assert [r.stream for r in model.requests] == [False, True]
-    assert model.requests[1].include_usage
+    assert [r.stream for r in scripted_model.requests] == [False, True]
+    assert scripted_model.requests[1].include_usage
     (chunks,) = sink.attempts
     assert len(chunks) > 4
     assert "".join(text for text, _ in chunks) == plain.content
@@ -73,15 +73,17 @@ async def test_a_streamed_answer_equals_the_plain_one(model: ScriptedModel) -> N
         assert "".join(arg for i, _, arg in pieces if i == index) == tool_call.arguments
 
 
-async def test_a_broken_stream_is_retried_whole(model: ScriptedModel) -> None:
-    model.policy = faults_then(CutStream(after_chunks=6, reply=ANSWER), ServerError(), then=ANSWER)
-    client, sink = _client(model), Sink()
+async def test_a_broken_stream_is_retried_whole(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = faults_then(
+        CutStream(after_chunks=6, reply=ANSWER), ServerError(), then=ANSWER
+    )
+    client, sink = _client(scripted_model), Sink()
     try:
         response = await client.chat("scripted", HELLO, sink=sink)
     finally:
         await client.aclose()
     assert response.tool_calls[0].arguments == '{"message":"Hi Bob, nice to meet you"}'
-    assert len(model.requests) == 3
+    assert len(scripted_model.requests) == 3
     assert [len(a) > 0 for a in sink.attempts] == [True, False, True]
 
 
@@ -95,21 +97,21 @@ async def test_a_broken_stream_is_retried_whole(model: ScriptedModel) -> None:
     ],
 )
 async def test_a_stream_that_is_not_a_completion_is_invalid(
-    model: ScriptedModel, fault: MalformedBody
+    scripted_model: ScriptedModel, fault: MalformedBody
 ) -> None:
-    model.policy = always(fault)
-    client = _client(model)
+    scripted_model.policy = always(fault)
+    client = _client(scripted_model)
     try:
         with pytest.raises(LLMInvalidResponse, match="stream"):
             await client.chat("scripted", HELLO, sink=Sink())
     finally:
         await client.aclose()
-    assert len(model.requests) == 3
+    assert len(scripted_model.requests) == 3
 
 
-async def test_a_stream_that_keeps_breaking_is_unavailable(model: ScriptedModel) -> None:
-    model.policy = always(CutStream(after_chunks=3, reply=ANSWER))
-    client = _client(model)
+async def test_a_stream_that_keeps_breaking_is_unavailable(scripted_model: ScriptedModel) -> None:
+    scripted_model.policy = always(CutStream(after_chunks=3, reply=ANSWER))
+    client = _client(scripted_model)
     try:
         with pytest.raises(LLMUnavailable):
             await client.chat("scripted", HELLO, sink=Sink())

@@ -12,8 +12,8 @@ from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import (
     ChatRequest,
+    FunctionModel,
     Outcome,
-    ScriptedModel,
     malformed_tool_call,
     say,
     sequence,
@@ -24,10 +24,10 @@ from tests._util import tool_returns, turn
 
 
 async def test_learns_and_corrects_a_name(
-    runtime: Runtime, model: ScriptedModel, redis_url: str
+    runtime: Runtime, function_model: FunctionModel, redis_url: str
 ) -> None:
     agent = await create_agent(runtime, AgentSpec(name="mem", model="openai/scripted"))
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call(
             "core_memory_append",
             label="human",
@@ -54,7 +54,7 @@ async def test_learns_and_corrects_a_name(
     assert isinstance(events[-2], StopReason) and isinstance(events[-1], UsageStatistics)
     assert events[-1].step_count == 2
     # The second step's request showed the edited block to the model.
-    assert "Name: Bob" in model.requests[1].system_prompt
+    assert "Name: Bob" in function_model.requests[1].system_prompt
 
     await turn(runtime, agent, "my name is actually Charles")
     # A fresh connection (as a new process would open) sees the same memory.
@@ -72,7 +72,7 @@ async def test_learns_and_corrects_a_name(
 
 
 async def test_memory_errors_reach_the_model_and_the_turn_recovers(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await create_agent(
         runtime,
@@ -84,7 +84,7 @@ async def test_memory_errors_reach_the_model_and_the_turn_recovers(
             ],
         ),
     )
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call("core_memory_append", label="human", content="x" * 50, request_heartbeat=True),
         tool_call("core_memory_replace", label="persona", old_content="fixed", new_content="free"),
         tool_call("core_memory_replace", label="human", old_content="nope", new_content="y"),
@@ -107,10 +107,10 @@ async def test_memory_errors_reach_the_model_and_the_turn_recovers(
 
 
 async def test_malformed_arguments_and_unknown_tools_are_tool_errors(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await create_agent(runtime, AgentSpec(name="bad"))
-    model.policy = sequence(
+    function_model.policy = sequence(
         malformed_tool_call("send_message"),
         tool_call("launch_rockets", count=3),
         tool_call("core_memory_append", label="human"),  # content missing
@@ -124,28 +124,28 @@ async def test_malformed_arguments_and_unknown_tools_are_tool_errors(
     assert "content" in returns[2].tool_return
     assert result.replies == ["Recovered."]
     # The model saw every error as a tool result following its call.
-    last = model.requests[-1]
+    last = function_model.requests[-1]
     tool_msgs = [m for m in last.messages if m.role == "tool"]
     assert len(tool_msgs) == 3
     assert json.loads(tool_msgs[0].text)["status"] == "Failed"
 
 
-async def test_step_limit_ends_theturn(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_step_limit_ends_the_turn(runtime: Runtime, function_model: FunctionModel) -> None:
     agent = await create_agent(runtime, AgentSpec(name="loopy", max_steps=3))
-    model.policy = lambda request: tool_call(
+    function_model.policy = lambda request: tool_call(
         "conversation_search", query="anything", request_heartbeat=True
     )
     _events, result = await turn(runtime, agent, "go")
     assert result.stop_reason == "max_steps"
     assert result.usage.step_count == 3
-    assert len(model.requests) == 3
+    assert len(function_model.requests) == 3
 
 
 async def test_plain_text_is_delivered_when_nothing_was_sent(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await create_agent(runtime, AgentSpec(name="plain"))
-    model.policy = sequence(text("Hello there, I ignore tools."))
+    function_model.policy = sequence(text("Hello there, I ignore tools."))
     events, result = await turn(runtime, agent, "hi")
     assert result.stop_reason == "end_turn"
     assert [e.content for e in events if isinstance(e, AssistantMessage)] == [
@@ -153,9 +153,11 @@ async def test_plain_text_is_delivered_when_nothing_was_sent(
     ]
 
 
-async def test_every_message_is_persisted_with_ids(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_every_message_is_persisted_with_ids(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
     agent = await create_agent(runtime, AgentSpec(name="log"))
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call("conversation_search", query="hello", request_heartbeat=True), say("done")
     )
     result = TurnResult()
@@ -186,12 +188,12 @@ async def test_every_message_is_persisted_with_ids(runtime: Runtime, model: Scri
 
 
 async def test_llm_outage_stops_with_llm_api_error_and_keeps_the_input(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     from agents.scripted import ServerError
 
     agent = await create_agent(runtime, AgentSpec(name="down"))
-    model.policy = lambda request: ServerError(status=503)
+    function_model.policy = lambda request: ServerError(status=503)
     _events, result = await turn(runtime, agent, "are you there?")
     assert result.stop_reason == "llm_api_error"
     stored = await runtime.messages.list(agent.id)
@@ -203,7 +205,7 @@ def _unused(request: ChatRequest) -> None:  # keeps the import used for typing p
 
 
 async def test_settings_changed_during_a_step_survive_its_commit(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await create_agent(runtime, AgentSpec(name="racy"))
 
@@ -212,7 +214,7 @@ async def test_settings_changed_during_a_step_survive_its_commit(
         await runtime.agents.update(agent.id, description="edited mid-step", tags=["new"])
         return say("hi")
 
-    model.policy = policy
+    function_model.policy = policy
     _events, result = await turn(runtime, agent, "hello")
     assert result.stop_reason == "end_turn"
     stored = await runtime.agents.get(agent.id)

@@ -13,10 +13,9 @@ import redis.asyncio as aioredis
 
 from agents.archival import PassageArchival
 from agents.events import ToolReturnMessage
-from agents.llm import LLMSettings
 from agents.manage import AgentSpec, create_agent
-from agents.runtime import LLMPool, Runtime
-from agents.scripted import ScriptedModel, echo, say, sequence, tool_call
+from agents.runtime import Runtime
+from agents.scripted import FunctionModel, echo, say, sequence, tool_call
 from storage.embeddings import HashingEmbedder, embedder_from_handle
 from storage.passages import EdgePassageStore
 from storage.records import Agent
@@ -25,12 +24,9 @@ from tests._util import tool_returns, turn
 
 
 def _runtime(
-    redis_client: aioredis.Redis, model: ScriptedModel, archival: PassageArchival
+    redis_client: aioredis.Redis, function_model: FunctionModel, archival: PassageArchival
 ) -> Runtime:
-    settings = LLMSettings(
-        base_url=model.base_url, api_key="test", timeout_s=10, max_retries=2, backoff_base_s=0.01
-    )
-    return Runtime(redis=redis_client, llm=LLMPool(settings), archival=archival)
+    return Runtime(redis=redis_client, llm=function_model, archival=archival)
 
 
 @pytest.fixture
@@ -45,10 +41,10 @@ async def archival(tmp_path: Path) -> AsyncIterator[PassageArchival]:
 
 @pytest.fixture
 async def rt(
-    redis_client: aioredis.Redis, model: ScriptedModel, archival: PassageArchival
+    redis_client: aioredis.Redis, function_model: FunctionModel, archival: PassageArchival
 ) -> AsyncIterator[Runtime]:
     """The conftest ``runtime``, plus real archival memory."""
-    runtime = _runtime(redis_client, model, archival)
+    runtime = _runtime(redis_client, function_model, archival)
     try:
         yield runtime
     finally:
@@ -79,10 +75,10 @@ async def _seed(archival: PassageArchival, agent: Agent, *items: tuple[str, list
 
 
 async def test_insert_with_tags_then_search_finds_the_passage(
-    rt: Runtime, model: ScriptedModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
 ) -> None:
     agent = await create_agent(rt, AgentSpec(name="keeper", model="openai/scripted"))
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call(
             "archival_memory_insert",
             content="Shilpa's cat is called Miso and sleeps on the piano.",
@@ -102,16 +98,16 @@ async def test_insert_with_tags_then_search_finds_the_passage(
     assert dt.datetime.fromisoformat(row["timestamp"]).tzinfo is not None
     assert result.replies == ["Your cat is Miso."]
     # The model read the passage in the tool result that followed its call.
-    seen = model.requests[2].last_tool_result
+    seen = function_model.requests[2].last_tool_result
     assert seen is not None and "sleeps on the piano" in seen.content
     assert await archival.count(agent.id) == 1
 
 
 async def test_memory_metadata_shows_the_archival_count_and_tags(
-    rt: Runtime, model: ScriptedModel
+    rt: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await create_agent(rt, AgentSpec(name="meta", model="openai/scripted"))
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call(
             "archival_memory_insert",
             content="Flight BA117 on May 3",
@@ -127,15 +123,15 @@ async def test_memory_metadata_shows_the_archival_count_and_tags(
         say("Saved both."),
     )
     await turn(rt, agent, "remember my plans")
-    assert "- 0 passages are stored in archival memory" in model.requests[0].system_prompt
-    assert "Archival memory tags" not in model.requests[0].system_prompt
-    prompt = model.requests[-1].system_prompt
+    assert "- 0 passages are stored in archival memory" in function_model.requests[0].system_prompt
+    assert "Archival memory tags" not in function_model.requests[0].system_prompt
+    prompt = function_model.requests[-1].system_prompt
     assert "- 2 passages are stored in archival memory" in prompt
     assert "- Archival memory tags: health, travel" in prompt
 
 
 async def test_tag_filters_match_any_or_all(
-    rt: Runtime, model: ScriptedModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
 ) -> None:
     agent = await create_agent(rt, AgentSpec(name="tags", model="openai/scripted"))
     await _seed(
@@ -152,7 +148,7 @@ async def test_tag_filters_match_any_or_all(
         {"tags": ["food", "morning"], "tag_match_mode": "all"},
         {"tags": ["sport", "food"], "tag_match_mode": "all"},
     ]
-    model.policy = sequence(
+    function_model.policy = sequence(
         *(
             tool_call("archival_memory_search", query="tea", request_heartbeat=True, **search)
             for search in searches
@@ -189,7 +185,7 @@ def _page_policy(query: str, pages: int, top_k: int) -> Any:
 
 
 async def test_search_pages_follow_the_ranking(
-    rt: Runtime, model: ScriptedModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
 ) -> None:
     agent = await create_agent(rt, AgentSpec(name="pages", model="openai/scripted"))
     # Best first for the query below (the hashing embedder scores shared words).
@@ -201,7 +197,7 @@ async def test_search_pages_follow_the_ranking(
         "roses need water in summer",
     ]
     await _seed(archival, agent, *((text, ["garden"]) for text in reversed(ranked)))
-    model.policy = _page_policy("watering the roses in the garden", pages=4, top_k=2)
+    function_model.policy = _page_policy("watering the roses in the garden", pages=4, top_k=2)
     events, _ = await turn(rt, agent, "list my garden notes")
     *pages, past_end, _sent = tool_returns(events)
     assert [[r["content"] for r in _rows(page)] for page in pages] == [
@@ -213,14 +209,14 @@ async def test_search_pages_follow_the_ranking(
 
 
 async def test_search_pages_show_equally_scored_passages_once_each(
-    rt: Runtime, model: ScriptedModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
 ) -> None:
     # Passages that differ only in a number score the same: duplicates of a chunk, or notes
     # written from a template. Paging must still show each exactly once.
     agent = await create_agent(rt, AgentSpec(name="ties", model="openai/scripted"))
     notes = [f"note {n}: the garden needs water" for n in range(5)]
     await _seed(archival, agent, *((note, ["garden"]) for note in notes))
-    model.policy = _page_policy("garden water", pages=4, top_k=2)
+    function_model.policy = _page_policy("garden water", pages=4, top_k=2)
     events, _ = await turn(rt, agent, "list my garden notes")
     *pages, past_end, _sent = tool_returns(events)
     shown = [r["content"] for page in pages for r in _rows(page)]
@@ -230,12 +226,12 @@ async def test_search_pages_show_equally_scored_passages_once_each(
 
 
 async def test_search_by_date_range(
-    rt: Runtime, model: ScriptedModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
 ) -> None:
     agent = await create_agent(rt, AgentSpec(name="dates", model="openai/scripted"))
     await _seed(archival, agent, ("the boiler was serviced", ["home"]))
     now = dt.datetime.now(dt.UTC)
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call(
             "archival_memory_search",
             query="boiler",
@@ -274,11 +270,11 @@ async def test_search_by_date_range(
 
 
 async def test_bad_search_arguments_are_tool_errors(
-    rt: Runtime, model: ScriptedModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
 ) -> None:
     agent = await create_agent(rt, AgentSpec(name="bad-args", model="openai/scripted"))
     await _seed(archival, agent, ("a passage", []))
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call("archival_memory_search", query="passage", top_k=0, request_heartbeat=True),
         tool_call("archival_memory_search", query="passage", top_k=51, request_heartbeat=True),
         tool_call("archival_memory_search", query="passage", page=-1, request_heartbeat=True),
@@ -307,11 +303,11 @@ async def test_bad_search_arguments_are_tool_errors(
 
 
 async def test_archival_memories_of_two_agents_are_isolated(
-    rt: Runtime, model: ScriptedModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
 ) -> None:
     alice = await create_agent(rt, AgentSpec(name="alice", model="openai/scripted"))
     bob = await create_agent(rt, AgentSpec(name="bob", model="openai/scripted"))
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call(
             "archival_memory_insert",
             content="The safe's code is 4711",
@@ -322,12 +318,12 @@ async def test_archival_memories_of_two_agents_are_isolated(
     )
     await turn(rt, alice, "remember the safe's code 4711")
     search = tool_call("archival_memory_search", query="safe code", request_heartbeat=True)
-    model.policy = sequence(search, say("searched"))
+    function_model.policy = sequence(search, say("searched"))
     bob_events, _ = await turn(rt, bob, "what is the safe's code?")
     assert _output(tool_returns(bob_events)[0]) == "No results found."
-    assert "- 0 passages are stored in archival memory" in model.requests[-1].system_prompt
-    assert "secret" not in model.requests[-1].system_prompt
-    model.policy = sequence(search, say("searched"))
+    assert "- 0 passages are stored in archival memory" in function_model.requests[-1].system_prompt
+    assert "secret" not in function_model.requests[-1].system_prompt
+    function_model.policy = sequence(search, say("searched"))
     alice_events, _ = await turn(rt, alice, "what is the safe's code?")
     assert [r["content"] for r in _rows(tool_returns(alice_events)[0])] == [
         "The safe's code is 4711"
@@ -337,11 +333,11 @@ async def test_archival_memories_of_two_agents_are_isolated(
 
 
 async def test_an_agent_without_archival_gets_a_clear_tool_error(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     assert runtime.archival is None
     agent = await create_agent(runtime, AgentSpec(name="no-archive", model="openai/scripted"))
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call("archival_memory_insert", content="remember this", request_heartbeat=True),
         tool_call("archival_memory_search", query="this", request_heartbeat=True),
         say("I could not use my archive."),
@@ -352,11 +348,11 @@ async def test_an_agent_without_archival_gets_a_clear_tool_error(
         assert event.status == "error"
         assert "archival memory is not available" in _output(event)
     assert result.stop_reason == "end_turn"
-    assert "- 0 passages are stored in archival memory" in model.requests[-1].system_prompt
+    assert "- 0 passages are stored in archival memory" in function_model.requests[-1].system_prompt
 
 
 async def test_semantic_search_with_the_local_minilm_model(
-    redis_client: aioredis.Redis, model: ScriptedModel, memgrid_home: Path
+    redis_client: aioredis.Redis, function_model: FunctionModel, memgrid_home: Path
 ) -> None:
     settings = StorageSettings.from_env()
     assert settings.home == memgrid_home  # the model's graph is cached in the test's home
@@ -364,7 +360,7 @@ async def test_semantic_search_with_the_local_minilm_model(
         EdgePassageStore(memgrid_home / "qdrant"),
         lambda handle: embedder_from_handle(handle, settings),
     )
-    runtime = _runtime(redis_client, model, semantic)
+    runtime = _runtime(redis_client, function_model, semantic)
     try:
         agent = await create_agent(runtime, AgentSpec(name="sweet", model="openai/scripted"))
         assert agent.embedding == "local/all-MiniLM-L6-v2"
@@ -375,7 +371,7 @@ async def test_semantic_search_with_the_local_minilm_model(
             "The car needs new tyres before winter",
             "My dog is afraid of thunderstorms",
         ]
-        model.policy = sequence(
+        function_model.policy = sequence(
             *(
                 tool_call("archival_memory_insert", content=fact, request_heartbeat=True)
                 for fact in facts
@@ -403,10 +399,10 @@ async def test_semantic_search_with_the_local_minilm_model(
 # --- recall memory -------------------------------------------------------------------------
 
 
-async def _seeded_conversation(rt: Runtime, model: ScriptedModel) -> Agent:
+async def _seeded_conversation(rt: Runtime, function_model: FunctionModel) -> Agent:
     """An agent that has had four exchanges; the echo policy repeats each user message."""
     agent = await create_agent(rt, AgentSpec(name="recall", model="openai/scripted"))
-    model.policy = echo
+    function_model.policy = echo
     for said in (
         "I adopted a black cat named Miso",
         "Miso sleeps on the piano all day",
@@ -419,10 +415,10 @@ async def _seeded_conversation(rt: Runtime, model: ScriptedModel) -> Agent:
 
 
 async def test_conversation_search_filters_roles_and_pages(
-    rt: Runtime, model: ScriptedModel
+    rt: Runtime, function_model: FunctionModel
 ) -> None:
-    agent = await _seeded_conversation(rt, model)
-    model.policy = sequence(
+    agent = await _seeded_conversation(rt, function_model)
+    function_model.policy = sequence(
         tool_call("conversation_search", query="Miso", roles=["user"], request_heartbeat=True),
         *(
             tool_call(
@@ -462,10 +458,10 @@ async def test_conversation_search_filters_roles_and_pages(
 
 
 async def test_conversation_search_matches_a_quoted_phrase(
-    rt: Runtime, model: ScriptedModel
+    rt: Runtime, function_model: FunctionModel
 ) -> None:
-    agent = await _seeded_conversation(rt, model)
-    model.policy = sequence(
+    agent = await _seeded_conversation(rt, function_model)
+    function_model.policy = sequence(
         tool_call("conversation_search", query='"black cat"', request_heartbeat=True),
         tool_call("conversation_search", query="black cat", roles=["user"], request_heartbeat=True),
         say("done"),
@@ -481,10 +477,12 @@ async def test_conversation_search_matches_a_quoted_phrase(
     assert loose == {"I adopted a black cat named Miso", "The cat next door is black and white"}
 
 
-async def test_conversation_search_dates_and_limits(rt: Runtime, model: ScriptedModel) -> None:
-    agent = await _seeded_conversation(rt, model)
+async def test_conversation_search_dates_and_limits(
+    rt: Runtime, function_model: FunctionModel
+) -> None:
+    agent = await _seeded_conversation(rt, function_model)
     now = dt.datetime.now(dt.UTC)
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call(
             "conversation_search",
             query="Miso",
@@ -520,20 +518,20 @@ async def test_conversation_search_dates_and_limits(rt: Runtime, model: Scripted
 
 
 async def test_recall_count_in_the_metadata_grows_with_the_log(
-    rt: Runtime, model: ScriptedModel
+    rt: Runtime, function_model: FunctionModel
 ) -> None:
-    agent = await _seeded_conversation(rt, model)
+    agent = await _seeded_conversation(rt, function_model)
     stored = await rt.messages.count(agent.id)
     assert stored == 12  # four turns of user message, send_message call, tool result
-    model.policy = sequence(say("hi"))
+    function_model.policy = sequence(say("hi"))
     await turn(rt, agent, "hello again")
     assert f"- {stored} previous messages are stored in recall memory" in (
-        model.requests[-1].system_prompt
+        function_model.requests[-1].system_prompt
     )
 
 
 async def test_deleting_an_agent_deletes_its_archival_memory(
-    rt: Runtime, model: ScriptedModel
+    rt: Runtime, function_model: FunctionModel
 ) -> None:
     from agents.manage import delete_agent
 

@@ -12,7 +12,7 @@ from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.messaging import Router
 from agents.runs import RunStore
 from agents.runtime import Runtime
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, Slow, say, tool_call
+from agents.scripted import ChatRequest, FunctionModel, Outcome, Slow, say, tool_call
 from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
 from storage.records import Agent, Run
@@ -89,7 +89,9 @@ async def _run(rt: Runtime, agent: Agent, text: str, *, limit_s: float = 20) -> 
     return run.replies
 
 
-async def test_wait_for_reply_suspends_and_resumes(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_wait_for_reply_suspends_and_resumes(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
     def policy(request: ChatRequest) -> Outcome:
         if _role(request) == "ponger":
             return say("pong from bob")
@@ -99,7 +101,7 @@ async def test_wait_for_reply_suspends_and_resumes(runtime: Runtime, model: Scri
             "send_message_to_agent_and_wait_for_reply", message="ping", other_agent_id="bob"
         )
 
-    model.policy = policy
+    function_model.policy = policy
     alice = await _agent(runtime, "alice", "pinger")
     bob = await _agent(runtime, "bob", "ponger")
     replies = await _run(runtime, alice, "go")
@@ -109,7 +111,9 @@ async def test_wait_for_reply_suspends_and_resumes(runtime: Runtime, model: Scri
     assert incoming.sender_id == alice.id and "alice" in incoming.content
 
 
-async def test_a_wait_cycle_is_refused_at_once(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_a_wait_cycle_is_refused_at_once(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
     def policy(request: ChatRequest) -> Outcome:
         role = _role(request)
         if _after_tool(request):
@@ -122,7 +126,7 @@ async def test_a_wait_cycle_is_refused_at_once(runtime: Runtime, model: Scripted
             "send_message_to_agent_and_wait_for_reply", message="back", other_agent_id="a"
         )
 
-    model.policy = policy
+    function_model.policy = policy
     a = await _agent(runtime, "a", "a")
     await _agent(runtime, "b", "b")
     replies = await _run(runtime, a, "start")
@@ -131,7 +135,7 @@ async def test_a_wait_cycle_is_refused_at_once(runtime: Runtime, model: Scripted
 
 
 async def test_a_wait_times_out_with_a_tool_error(
-    runtime: Runtime, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, function_model: FunctionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEMGRID_AGENT_REPLY_TIMEOUT", "1")
 
@@ -144,14 +148,14 @@ async def test_a_wait_times_out_with_a_tool_error(
             "send_message_to_agent_and_wait_for_reply", message="hi", other_agent_id="sloth"
         )
 
-    model.policy = policy
+    function_model.policy = policy
     caller = await _agent(runtime, "caller", "caller")
     await _agent(runtime, "sloth", "slow")
     replies = await _run(runtime, caller, "start")
     assert "did not reply within the timeout" in replies[0]
 
 
-async def test_routes_are_checked(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_routes_are_checked(runtime: Runtime, function_model: FunctionModel) -> None:
     class NoRoute:
         async def refuse(self, sender: Agent, target: Agent) -> str | None:
             return f"the workflow has no route from {sender.name} to {target.name}"
@@ -164,13 +168,13 @@ async def test_routes_are_checked(runtime: Runtime, model: ScriptedModel) -> Non
             return say(f"result: {_tool_message(request)['message']}")
         return tool_call("send_message_to_agent_async", message="hi", other_agent_id="target")
 
-    model.policy = policy
+    function_model.policy = policy
     sender = await _agent(runtime, "sender", "x")
     await _agent(runtime, "target", "y")
     replies = await _run(runtime, sender, "go")
     assert replies == ["result: the workflow has no route from sender to target"]
     unknown = await _agent(runtime, "lonely", "x")
-    model.policy = lambda request: (
+    function_model.policy = lambda request: (
         say(f"result: {_tool_message(request)['message']}")
         if _after_tool(request)
         else tool_call("send_message_to_agent_async", message="hi", other_agent_id="nobody")
@@ -179,14 +183,16 @@ async def test_routes_are_checked(runtime: Runtime, model: ScriptedModel) -> Non
     assert "no agent named or with id 'nobody'" in replies[0]
 
 
-async def test_tag_fan_out_gathers_ten_replies(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_tag_fan_out_gathers_ten_replies(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
     def policy(request: ChatRequest) -> Outcome:
         role = _role(request)
         if role.startswith("worker"):
             return say(f"{role} done")
         return _gather_team(request)
 
-    model.policy = policy
+    function_model.policy = policy
     boss = await _agent(runtime, "boss", "boss")
     for i in range(10):
         await _agent(runtime, f"w{i}", f"worker{i}", tags=["team"])
@@ -194,7 +200,7 @@ async def test_tag_fan_out_gathers_ten_replies(runtime: Runtime, model: Scripted
     assert json.loads(replies[0]) == sorted(f"worker{i} done" for i in range(10))
 
 
-async def test_async_send_does_not_wait(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_async_send_does_not_wait(runtime: Runtime, function_model: FunctionModel) -> None:
     def policy(request: ChatRequest) -> Outcome:
         if _role(request) == "listener":
             return say("heard you")
@@ -202,7 +208,7 @@ async def test_async_send_does_not_wait(runtime: Runtime, model: ScriptedModel) 
             return say("sent")
         return tool_call("send_message_to_agent_async", message="fyi", other_agent_id="listener")
 
-    model.policy = policy
+    function_model.policy = policy
     talker = await _agent(runtime, "talker", "talker")
     listener = await _agent(runtime, "listener", "listener")
     assert await _run(runtime, talker, "tell them") == ["sent"]
@@ -211,7 +217,7 @@ async def test_async_send_does_not_wait(runtime: Runtime, model: ScriptedModel) 
 
 
 async def test_exit_loop_on_a_waiting_tool_ends_the_turn_at_the_reply(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     from orchestrator.rules import RuleGate
     from storage.records import ExitLoop
@@ -225,7 +231,7 @@ async def test_exit_loop_on_a_waiting_tool_ends_the_turn_at_the_reply(
             "send_message_to_agent_and_wait_for_reply", message="ping", other_agent_id="pong2"
         )
 
-    model.policy = policy
+    function_model.policy = policy
     asker = await create_agent(
         runtime,
         AgentSpec(
@@ -238,14 +244,14 @@ async def test_exit_loop_on_a_waiting_tool_ends_the_turn_at_the_reply(
     )
     await _agent(runtime, "pong2", "ponger")
     await _run(runtime, asker, "go")
-    asker_requests = [r for r in model.requests if "ROLE:asker" in r.system_prompt]
+    asker_requests = [r for r in function_model.requests if "ROLE:asker" in r.system_prompt]
     assert len(asker_requests) == 1  # no step after the reply: the rule ended the turn
     [tool_result] = [m for m in await runtime.messages.list(asker.id) if m.role == "tool"]
     assert "pong" in tool_result.content
 
 
 async def test_runs_caused_carry_the_root_run_through_every_hop(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     """alice waits on bob, who tells carol: both runs name alice's run (the outside input) as
     their root, so that what one input caused can be told from what others did."""
@@ -262,7 +268,7 @@ async def test_runs_caused_carry_the_root_run_through_every_hop(
             "send_message_to_agent_and_wait_for_reply", message="ask", other_agent_id="bob"
         )
 
-    model.policy = policy
+    function_model.policy = policy
     alice = await _agent(runtime, "alice", "alice")
     bob = await _agent(runtime, "bob", "bob")
     carol = await _agent(runtime, "carol", "carol")

@@ -10,8 +10,8 @@ from agents.runtime import Runtime
 from agents.scripted import (
     ChatRequest,
     ContextTooLong,
+    FunctionModel,
     Outcome,
-    ScriptedModel,
     say,
     text,
     tool_call,
@@ -41,7 +41,7 @@ def recall_policy(request: ChatRequest) -> Outcome:
     return say(f"Noted: {said[:40]}")
 
 
-async def test_300_turns_in_a_2k_window(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_300_turns_in_a_2k_window(runtime: Runtime, function_model: FunctionModel) -> None:
     window = 2048
     agent = await create_agent(
         runtime,
@@ -54,7 +54,7 @@ async def test_300_turns_in_a_2k_window(runtime: Runtime, model: ScriptedModel) 
             context_window=window,
         ),
     )
-    model.policy = recall_policy
+    function_model.policy = recall_policy
     first = await turn_result(runtime, agent.id, f"My secret code is {SECRET}, keep it safe.")
     assert first.stop_reason == "end_turn"
     for turn in range(298):
@@ -66,10 +66,10 @@ async def test_300_turns_in_a_2k_window(runtime: Runtime, model: ScriptedModel) 
     assert final.stop_reason == "end_turn"
     assert SECRET in final.replies[0]
 
-    chat_requests = [r for r in model.requests if r.tools]
-    summaries = [r for r in model.requests if not r.tools]
+    chat_requests = [r for r in function_model.requests if r.tools]
+    summaries = [r for r in function_model.requests if not r.tools]
     assert summaries, "the window should have forced at least one summary"
-    for request in model.requests:
+    for request in function_model.requests:
         raw = request.raw
         assert estimate_tokens(raw["messages"], raw.get("tools", [])) <= window
     # No request ever splits a tool call from its result.
@@ -86,11 +86,11 @@ async def test_300_turns_in_a_2k_window(runtime: Runtime, model: ScriptedModel) 
 
 
 async def test_provider_context_error_compacts_and_retries(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await create_agent(runtime, AgentSpec(name="retry", context_window=100_000))
     for i in range(6):
-        model.policy = lambda request, i=i: say(f"reply {i}")
+        function_model.policy = lambda request, i=i: say(f"reply {i}")
         await turn_result(runtime, agent.id, f"message {i}")
     refused = {"done": False}
 
@@ -102,7 +102,7 @@ async def test_provider_context_error_compacts_and_retries(
             return ContextTooLong()
         return say("still here")
 
-    model.policy = policy
+    function_model.policy = policy
     result = await turn_result(runtime, agent.id, "are you still there?")
     assert result.stop_reason == "end_turn" and result.replies == ["still here"]
     stored = await runtime.agents.get(agent.id)
@@ -124,7 +124,7 @@ async def _tiny_agent(runtime: Runtime, name: str) -> Agent:
 
 
 async def test_failed_summary_still_completes_the_turn(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     from agents.scripted import ServerError
 
@@ -135,7 +135,7 @@ async def test_failed_summary_still_completes_the_turn(
             return ServerError(status=500)
         return say("ok " + "x" * 200)
 
-    model.policy = policy
+    function_model.policy = policy
     for i in range(15):
         result = await turn_result(runtime, agent.id, f"turn {i} " + "words " * 40)
         assert result.stop_reason == "end_turn"
@@ -152,7 +152,7 @@ async def test_failed_summary_still_completes_the_turn(
 
 
 async def test_a_runaway_summary_cannot_overflow_the_window(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await _tiny_agent(runtime, "longsum")
 
@@ -161,7 +161,7 @@ async def test_a_runaway_summary_cannot_overflow_the_window(
             return text("summary " * 2000)
         return say("ok " + "y" * 200)
 
-    model.policy = policy
+    function_model.policy = policy
     for i in range(20):
         result = await turn_result(runtime, agent.id, f"turn {i} " + "words " * 40)
         assert result.stop_reason == "end_turn", (i, result.stop_reason)

@@ -21,7 +21,7 @@ from agents._waits import claim_wait, end_wait
 from agents.manage import delete_agent
 from agents.runs import RunStore, signal_ready
 from agents.runtime import Runtime
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
+from agents.scripted import ChatRequest, FunctionModel, Outcome, say, tool_call
 from agents.worker import Worker, WorkerSettings
 from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
@@ -86,9 +86,9 @@ def _ready_only(worker: Worker, agent_id: str) -> Callable[[], Awaitable[bool]]:
 
 
 async def test_a_reply_that_lands_before_the_waiting_step_commits_still_wakes_it(
-    runtime: Runtime, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, function_model: FunctionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model.policy = lambda r: (
+    function_model.policy = lambda r: (
         say("pong")
         if _role(r) == "ponger"
         else say(f"got {_tool_message(r)['message']}")
@@ -122,7 +122,7 @@ async def test_a_reply_that_lands_before_the_waiting_step_commits_still_wakes_it
 
 
 async def test_the_last_fan_out_reply_during_an_earlier_wake_is_not_dropped(
-    runtime: Runtime, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, function_model: FunctionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     second_wake = anyio.Event()
 
@@ -137,7 +137,7 @@ async def test_the_last_fan_out_reply_during_an_earlier_wake_is_not_dropped(
             return late(request)
         return _gather_team(request)
 
-    model.policy = policy
+    function_model.policy = policy
     boss = await _agent(runtime, "boss", "boss")
     await _agent(runtime, "early", "early", tags=["team"])
     await _agent(runtime, "late", "late", tags=["team"])
@@ -176,7 +176,7 @@ async def _eq(value: Awaitable[int], expected: int) -> bool:
 
 
 async def test_a_resuming_worker_whose_clock_is_behind_still_times_out(
-    runtime: Runtime, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, function_model: FunctionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEMGRID_AGENT_REPLY_TIMEOUT", "1")
     runtime.clock = lambda: time.time() - 3600  # this worker's clock is an hour behind
@@ -186,7 +186,7 @@ async def test_a_resuming_worker_whose_clock_is_behind_still_times_out(
         await caller_done.wait()
         return say("too late")
 
-    model.policy = _asks("sloth", "slow", sloth)
+    function_model.policy = _asks("sloth", "slow", sloth)
     caller = await _agent(runtime, "caller", "caller")
     await _agent(runtime, "sloth", "slow")
     store = RunStore(runtime.redis)
@@ -202,7 +202,7 @@ async def test_a_resuming_worker_whose_clock_is_behind_still_times_out(
 
 
 async def test_a_wait_cycle_across_two_runs_is_refused(
-    runtime: Runtime, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, function_model: FunctionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEMGRID_AGENT_REPLY_TIMEOUT", "120")
 
@@ -216,7 +216,7 @@ async def test_a_wait_cycle_across_two_runs_is_refused(
         other = "bee" if role == "ay" else "ay"
         return tool_call(WAIT, message="help", other_agent_id=other)
 
-    model.policy = policy
+    function_model.policy = policy
     ay = await _agent(runtime, "ay", "ay")
     bee = await _agent(runtime, "bee", "bee")
     store = RunStore(runtime.redis)
@@ -235,7 +235,7 @@ async def test_a_wait_cycle_across_two_runs_is_refused(
 
 
 async def test_a_resumed_run_that_keeps_failing_is_dead_lettered(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     release = anyio.Event()
 
@@ -243,7 +243,7 @@ async def test_a_resumed_run_that_keeps_failing_is_dead_lettered(
         await release.wait()
         return say("late")
 
-    model.policy = lambda r: (
+    function_model.policy = lambda r: (
         never(r) if _role(r) == "mute" else tool_call(WAIT, message="hi", other_agent_id="mute")
     )
     asker = await _agent(runtime, "asker", "asker")
@@ -278,7 +278,7 @@ async def _waiting(rt: Runtime, agent_id: str, run_id: str) -> Run | None:
 
 
 async def test_a_dead_lettered_run_answers_its_waiter(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     async def break_myself(request: ChatRequest) -> Outcome:
         # The agent's record turns unreadable under its run: every attempt fails.
@@ -286,7 +286,7 @@ async def test_a_dead_lettered_run_answers_its_waiter(
         await runtime.redis.set(keys.agent(broken.id), b"not json")
         return say("never committed")
 
-    model.policy = _asks("fragile", "fragile", break_myself)
+    function_model.policy = _asks("fragile", "fragile", break_myself)
     asker = await _agent(runtime, "asker", "asker")
     await _agent(runtime, "fragile", "fragile")
     sub = await RunStore(runtime.redis).submit(asker.id, [InboxMessage(content="go")])
@@ -296,7 +296,7 @@ async def test_a_dead_lettered_run_answers_its_waiter(
 
 
 async def test_a_deleted_agents_run_answers_its_waiter(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     async def delete_myself(request: ChatRequest) -> Outcome:
         doomed = await runtime.agents.resolve("doomed")
@@ -306,7 +306,7 @@ async def test_a_deleted_agents_run_answers_its_waiter(
         await delete_agent(runtime, doomed.id)
         return say("gone")
 
-    model.policy = _asks("doomed", "doomed", delete_myself)
+    function_model.policy = _asks("doomed", "doomed", delete_myself)
     asker = await _agent(runtime, "asker", "asker")
     doomed = await _agent(runtime, "doomed", "doomed")
     store = RunStore(runtime.redis)
@@ -318,7 +318,7 @@ async def test_a_deleted_agents_run_answers_its_waiter(
 
 
 async def test_a_run_record_that_cannot_be_read_is_dead_lettered_not_spun_on(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await _agent(runtime, "spinner", "x")
     sub = await RunStore(runtime.redis).submit(agent.id, [InboxMessage(content="hi")])
@@ -329,7 +329,7 @@ async def test_a_run_record_that_cannot_be_read_is_dead_lettered_not_spun_on(
     assert [d["run_id"] for d in dead] == [sub.run_id]
     assert "run record" in dead[0]["error"]
     assert worker.counters["failed"] <= 1
-    assert not model.requests
+    assert not function_model.requests
 
 
 async def test_wait_for_graph_edges_end_with_their_wait_or_deadline(

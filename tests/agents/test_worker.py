@@ -8,17 +8,27 @@ import pytest
 from agents.events import AssistantMessage, StopReason, UsageStatistics
 from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore
-from agents.runtime import Runtime
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, sequence, tool_call
+from agents.runtime import LLMPool, Runtime
+from agents.scripted import (
+    ChatRequest,
+    FunctionModel,
+    Outcome,
+    ScriptedModel,
+    say,
+    sequence,
+    tool_call,
+)
 from agents.worker import Worker, WorkerSettings
 from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
 from tests._util import agent_with_message, burst
 
 
-async def test_submit_run_and_follow_events(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_submit_run_and_follow_events(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
     agent = await create_agent(runtime, AgentSpec(name="w1"))
-    model.policy = lambda request: say(
+    function_model.policy = lambda request: say(
         f"echo: {request.last_message.text if request.last_message else ''}"
     )
     runs = RunStore(runtime.redis)
@@ -36,12 +46,14 @@ async def test_submit_run_and_follow_events(runtime: Runtime, model: ScriptedMod
     # Processed work leaves the streams: bounded memory.
     assert await runtime.redis.xlen(bus_keys.inbox(agent.id)) == 0
     assert await runtime.redis.xlen(bus_keys.ready()) == 0
-    assert len(model.requests) == 1
+    assert len(function_model.requests) == 1
 
 
-async def test_per_agent_order_over_many_messages(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_per_agent_order_over_many_messages(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
     agents = [await create_agent(runtime, AgentSpec(name=f"ord{i}")) for i in range(5)]
-    model.policy = lambda request: say(
+    function_model.policy = lambda request: say(
         f"got {request.last_message.text if request.last_message else ''}"
     )
     runs = RunStore(runtime.redis)
@@ -57,10 +69,10 @@ async def test_per_agent_order_over_many_messages(runtime: Runtime, model: Scrip
 
 
 async def test_a_half_done_run_resumes_after_its_last_committed_step(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent, runs, sub = await agent_with_message(runtime, "resume", "remember tea")
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_call("core_memory_append", label="human", content="likes tea", request_heartbeat=True),
         say("Noted."),
     )
@@ -83,11 +95,11 @@ async def test_a_half_done_run_resumes_after_its_last_committed_step(
     assert run.status == "completed" and run.replies == ["Noted."]
     blocks = {b.label: b.value for b in await runtime.blocks.get_many(agent.block_ids)}
     assert blocks["human"] == "likes tea"
-    assert len(model.requests) == 2
+    assert len(function_model.requests) == 2
 
 
 async def test_poison_messages_go_to_the_dead_letter_stream(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     from bus.streams import list_dead_letters
 
@@ -108,20 +120,23 @@ def _policy(request: ChatRequest) -> Outcome:
     return say("ok")
 
 
-async def test_a_worker_keeps_a_model_connection_alive_per_slot(runtime: Runtime) -> None:
+async def test_a_worker_keeps_a_model_connection_alive_per_slot(
+    runtime: Runtime, scripted_model: ScriptedModel
+) -> None:
     # The SDK keeps 100 connections alive: with more turns in flight, each model call past
     # them would open (and close) a connection of its own.
     Worker(runtime, WorkerSettings(concurrency=300))
     agent = await create_agent(runtime, AgentSpec(name="pooled"))
+    assert isinstance(runtime.llm, LLMPool)  # connections are the HTTP pool's
     assert runtime.llm.for_agent(agent).settings.max_connections == 300
 
 
 async def test_a_busy_worker_leaves_signals_to_workers_with_free_slots(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     from agents.scripted import Slow
 
-    model.policy = lambda request: Slow(seconds=0.6, then=say("done"))
+    function_model.policy = lambda request: Slow(seconds=0.6, then=say("done"))
     agents = [await create_agent(runtime, AgentSpec(name=f"spread{i}")) for i in range(2)]
     runs = RunStore(runtime.redis)
     subs = [await runs.submit(a.id, [InboxMessage(content="go")]) for a in agents]
@@ -143,21 +158,21 @@ async def test_a_busy_worker_leaves_signals_to_workers_with_free_slots(
 
 
 async def test_leases_are_renewed_through_turns_longer_than_the_lease(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     from agents.scripted import Slow
 
-    model.policy = lambda request: Slow(seconds=1.0, then=say("slow but sure"))
+    function_model.policy = lambda request: Slow(seconds=1.0, then=say("slow but sure"))
     agent, runs, sub = await agent_with_message(runtime, "long-turn", "take your time")
     # A 0.45 s lease, renewed every 0.15 s by the worker's lease keeper, through a 1 s turn.
     await burst(runtime, lease_ms=450)
     run = await runs.get(agent.id, sub.run_id)
     assert run.status == "completed" and run.replies == ["slow but sure"]
-    assert run.attempts == 1 and len(model.requests) == 1  # never lost, never re-run
+    assert run.attempts == 1 and len(function_model.requests) == 1  # never lost, never re-run
 
 
 async def test_a_turn_whose_lease_is_gone_stops_and_is_run_again(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     from agents.scripted import Slow
 
@@ -172,7 +187,7 @@ async def test_a_turn_whose_lease_is_gone_stops_and_is_run_again(
             return Slow(seconds=1.0, then=say("too late"))
         return say("second try")
 
-    model.policy = policy
+    function_model.policy = policy
     runs = RunStore(runtime.redis)
     sub = await runs.submit(agent.id, [InboxMessage(content="hi")])
     await burst(runtime, lease_ms=450)
@@ -184,12 +199,12 @@ async def test_a_turn_whose_lease_is_gone_stops_and_is_run_again(
 
 
 async def test_an_inbox_made_without_the_group_still_runs(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     from agents.runs import signal_ready
     from bus.envelopes import RunRequest, encode_envelope
 
-    model.policy = lambda request: say("found it")
+    function_model.policy = lambda request: say("found it")
     agent = await create_agent(runtime, AgentSpec(name="no-group"))
     # An inbox stream written by something other than RunStore.submit has no consumer group.
     envelope = RunRequest(
@@ -204,7 +219,7 @@ async def test_an_inbox_made_without_the_group_still_runs(
 
 
 async def test_a_failed_lease_renewal_is_retried_not_fatal(
-    runtime: Runtime, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, function_model: FunctionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import redis.exceptions
 
@@ -222,7 +237,7 @@ async def test_a_failed_lease_renewal_is_retried_not_fatal(
         return await real(client, leases)  # type: ignore[arg-type]
 
     monkeypatch.setattr(agents._leases, "renew_all", flaky)
-    model.policy = lambda request: Slow(seconds=1.0, then=say("made it"))
+    function_model.policy = lambda request: Slow(seconds=1.0, then=say("made it"))
     agent, runs, sub = await agent_with_message(runtime, "flaky-renewal", "hi")
     await burst(runtime, lease_ms=900)
     run = await runs.get(agent.id, sub.run_id)

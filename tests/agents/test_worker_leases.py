@@ -12,14 +12,14 @@ import redis.asyncio as aioredis
 
 from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore
-from agents.runtime import LLMPool, Runtime
+from agents.runtime import Runtime
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, Slow, say
 from agents.worker import Worker, WorkerSettings
 from bus import connect, streams
 from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
 from bus.lease import acquire
-from tests._util import agent_with_message, burst
+from tests._util import agent_with_message, burst, http_pool
 
 
 async def _finished(runs: RunStore, agent_id: str, run_id: str, timeout_s: float) -> None:
@@ -29,12 +29,12 @@ async def _finished(runs: RunStore, agent_id: str, run_id: str, timeout_s: float
 
 
 async def test_a_worker_whose_pool_is_saturated_still_renews_its_leases(
-    redis_url: str, redis_client: aioredis.Redis, runtime: Runtime, model: ScriptedModel
+    redis_url: str, redis_client: aioredis.Redis, runtime: Runtime, scripted_model: ScriptedModel
 ) -> None:
     # A worker whose 4 pooled connections are all held by slow commands (as thousands of
     # turns would hold 256) while its turn waits on the model: renewal must not queue.
     small = connect(redis_url, max_connections=4)
-    rt = Runtime(redis=small, llm=LLMPool(runtime.llm.settings))
+    rt = Runtime(redis=small, llm=http_pool(scripted_model))
     calls = 0
 
     async def policy(request: ChatRequest) -> Outcome:
@@ -46,7 +46,7 @@ async def test_a_worker_whose_pool_is_saturated_still_renews_its_leases(
                     tg.start_soon(lambda: small.blpop(["mg:test:never"], timeout=1.5))
         return say("kept")
 
-    model.policy = policy
+    scripted_model.policy = policy
     try:
         agent = await create_agent(rt, AgentSpec(name="saturated"))
         runs = RunStore(redis_client)
@@ -68,7 +68,7 @@ async def test_a_worker_whose_pool_is_saturated_still_renews_its_leases(
 
 
 async def test_a_worker_whose_event_loop_lags_still_renews_its_leases(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, scripted_model: ScriptedModel
 ) -> None:
     # Thousands of turns in flight make each pass of the event loop long (here 45 tasks x
     # 10 ms between awaits: ~0.45 s a pass, half the lease). The worker is slow, not dead:
@@ -92,7 +92,7 @@ async def test_a_worker_whose_event_loop_lags_still_renews_its_leases(
             held_after_lag = await runtime.redis.get(bus_keys.lease(agent.id))
         return say("kept")
 
-    model.policy = policy
+    scripted_model.policy = policy
     agent, runs, sub = await agent_with_message(runtime, "lagging", "hi")
     worker = await burst(runtime, lease_ms=900)
     run = await runs.get(agent.id, sub.run_id)
@@ -105,7 +105,7 @@ async def test_a_worker_whose_event_loop_lags_still_renews_its_leases(
 
 
 async def test_a_worker_whose_event_loop_hangs_lets_its_leases_go(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, scripted_model: ScriptedModel
 ) -> None:
     # A loop that stops (here blocked 1.5 s, five lease times) is not a healthy worker: the
     # keeper's thread stops renewing after two lease times, so other workers may take over.
@@ -120,7 +120,7 @@ async def test_a_worker_whose_event_loop_hangs_lets_its_leases_go(
             held_after_hang = await runtime.redis.get(bus_keys.lease(agent.id))
         return say("again")
 
-    model.policy = policy
+    scripted_model.policy = policy
     agent, runs, sub = await agent_with_message(runtime, "hung", "hi")
     await burst(runtime, lease_ms=300)
     assert held_after_hang is None  # free for another worker to take
@@ -129,10 +129,10 @@ async def test_a_worker_whose_event_loop_hangs_lets_its_leases_go(
 
 
 async def test_a_busy_worker_reaches_a_dead_workers_signal_behind_live_ones(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, scripted_model: ScriptedModel
 ) -> None:
     redis, ready = runtime.redis, bus_keys.ready()
-    model.policy = lambda request: say("rescued")
+    scripted_model.policy = lambda request: say("rescued")
     await streams.ensure_group(redis, ready)
     # A live worker holds 40 signals at the front of the pending list and keeps touching them.
     for i in range(40):
@@ -169,7 +169,7 @@ async def test_a_busy_worker_reaches_a_dead_workers_signal_behind_live_ones(
 
 
 async def test_a_worker_that_lost_its_lease_leaves_the_new_holders_signal(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, scripted_model: ScriptedModel
 ) -> None:
     redis, ready = runtime.redis, bus_keys.ready()
     agent = await create_agent(runtime, AgentSpec(name="taken-over"))
@@ -178,7 +178,7 @@ async def test_a_worker_that_lost_its_lease_leaves_the_new_holders_signal(
     async def policy(request: ChatRequest) -> Outcome:
         nonlocal calls
         calls += 1
-        # While worker A waits on the model, its lease expires and worker B takes the agent
+        # While worker A waits on the scripted_model, its lease expires and worker B takes the agent
         # over: B reclaims A's stale signal and acquires the lease.
         await redis.delete(bus_keys.lease(agent.id))
         pending = await redis.xpending_range(ready, streams.GROUP, "-", "+", 10)
@@ -186,7 +186,7 @@ async def test_a_worker_that_lost_its_lease_leaves_the_new_holders_signal(
         assert await acquire(redis, agent.id, "w-B", 60_000) is not None
         return Slow(seconds=1.0, then=say("too late"))
 
-    model.policy = policy
+    scripted_model.policy = policy
     runs = RunStore(redis)
     await runs.submit(agent.id, [InboxMessage(content="hi")])
     worker = await burst(runtime, lease_ms=450)
