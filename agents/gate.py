@@ -1,7 +1,7 @@
 """The seam for tool rules: the step loop asks a :class:`ToolGate` what it may offer and call.
 
-The runtime never imports the orchestrator; the orchestrator's tool-rule engine implements this
-protocol and is handed to the loop when a worker is built. :class:`OpenGate` allows everything.
+The tool-rule engine (:class:`agents.rules.RuleGate`) implements this protocol and is every
+runtime's default gate; :class:`OpenGate` allows everything.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ reply (or a timeout error) as the tool's result.
 
 Checks on every send: the target exists (names resolve as well as ids), it is not the sender,
 the hop limit, wait-for cycles (A waits on B waits on A is refused at once, not left to hang,
-within one conversation and across different ones), and the :class:`Router` (the
-orchestrator's workflow routes).
+within one conversation and across different ones), and the :class:`Router` (by default
+:class:`WorkflowRouter`: a workflow's declared routes).
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Protocol
 
+import redis.asyncio as aioredis
+
 from agents._waits import claim_wait, reply_text, server_time
 from agents.tools.base import ToolError
 from bus.envelopes import InboxMessage
+from storage import keys
 from storage.errors import NotFound
 from storage.records import Agent, ReplyTo, Run, Wait
 
@@ -35,11 +38,14 @@ __all__ = (
     "OpenRouter",
     "Router",
     "Suspend",
+    "WorkflowRouter",
     "reply_text",
     "reply_timeout_s",
+    "route",
 )
 
 MAX_HOPS = 8
+_ROUTE_SEP = " -> "
 
 
 def reply_timeout_s() -> float:
@@ -74,6 +80,37 @@ class OpenRouter:
 
     async def refuse(self, sender: Agent, target: Agent) -> str | None:
         return None
+
+
+def route(sender_name: str, target_name: str) -> str:
+    """A workflow route as stored in its routes set (``keys.workflow_routes``)."""
+    return f"{sender_name}{_ROUTE_SEP}{target_name}"
+
+
+class WorkflowRouter:
+    """Routes between agents: inside a workflow that declares routes, only those (the
+    runtime's default router; ``orchestrator.apply`` stores the routes)."""
+
+    def __init__(self, redis: aioredis.Redis | None = None) -> None:
+        self.redis = redis  # a Runtime binds an unbound router to its own Redis
+
+    async def refuse(self, sender: Agent, target: Agent) -> str | None:
+        workflow = sender.metadata.get("workflow")
+        if not workflow:
+            return None
+        if self.redis is None:
+            raise RuntimeError("WorkflowRouter has no Redis: hand it to a Runtime or pass one")
+        declared = await self.redis.hget(keys.workflow(workflow), "routes_declared")
+        if declared != b"1":
+            return None
+        members = await self.redis.smembers(keys.workflow_routes(workflow))
+        routes = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        if route(sender.name, target.name) in routes:
+            return None
+        return (
+            f"workflow {workflow!r} has no route from {sender.name!r} to {target.name!r}; its "
+            f"routes are: {', '.join(routes)}"
+        )
 
 
 class Messaging:

@@ -11,10 +11,11 @@ import msgspec
 import redis.asyncio as aioredis
 
 from agents import metrics
-from agents.gate import OpenGate, ToolGate
+from agents.gate import ToolGate
 from agents.llm import LLMClient, LLMSettings
-from agents.messaging import OpenRouter, Router
+from agents.messaging import Router, WorkflowRouter
 from agents.model import ModelPool
+from agents.rules import RuleGate
 from agents.tokens import TokenCounter
 from agents.tools.base import Archival
 from agents.tools.registry import CustomToolRunner, ImportPathRunner
@@ -68,8 +69,10 @@ class Runtime:
     redis: aioredis.Redis
     llm: ModelPool
     archival: Archival | None = None
-    gate: ToolGate = field(default_factory=OpenGate)
-    router: Router = field(default_factory=OpenRouter)
+    # The tool-rule engine and the workflow routes by default; OpenGate / OpenRouter (or any
+    # ToolGate / Router) to run without them.
+    gate: ToolGate = field(default_factory=RuleGate)
+    router: Router = field(default_factory=WorkflowRouter)  # bound to ``redis`` below
     custom_tools: CustomToolRunner = field(default_factory=ImportPathRunner)
     clock: Callable[[], float] = time.time
     tool_timeout_s: float = 120.0
@@ -79,6 +82,8 @@ class Runtime:
     metrics: ClassVar[metrics.Observer] = metrics.Observer()
 
     def __post_init__(self) -> None:
+        if isinstance(self.router, WorkflowRouter) and self.router.redis is None:
+            self.router = WorkflowRouter(self.redis)
         self.agents = AgentStore(self.redis)
         self.blocks = BlockStore(self.redis, history_max=self.settings.block_history_max)
         self.messages = MessageLog(self.redis)

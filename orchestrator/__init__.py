@@ -1,3 +1,3 @@
-"""Control plane: CLI, REST API, router, tool-rule engine, workflows, supervisor."""
+"""Control plane: CLI, REST API, YAML workflows, supervisor."""
 
 __all__: tuple[str, ...] = ()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 
 import msgspec
-import redis.asyncio as aioredis
 
 from agents.manage import AgentSpec, BlockSpec, create_agent
+from agents.messaging import route
 from agents.runtime import Runtime
 from agents.tools.base import BASE_TOOL_NAMES
 from agents.tools.schema import schema_from_function
@@ -22,9 +22,7 @@ from storage.blocks import new_block
 from storage.errors import NotFound
 from storage.records import Agent, Block, Tool, new_id
 
-__all__ = ("Applied", "WorkflowRouter", "apply_workflow")
-
-_SEP = " -> "
+__all__ = ("Applied", "apply_workflow")
 
 
 class Applied(msgspec.Struct, kw_only=True):
@@ -234,30 +232,7 @@ async def apply_workflow(rt: Runtime, wf: Workflow) -> Applied:
     async with rt.redis.pipeline(transaction=True) as pipe:
         pipe.delete(routes_key)
         if wf.routes:
-            pipe.sadd(routes_key, *(f"{r.from_}{_SEP}{r.to}" for r in wf.routes))
+            pipe.sadd(routes_key, *(route(r.from_, r.to) for r in wf.routes))
         pipe.hset(keys.workflow(wf.name), "routes_declared", "1" if wf.routes else "0")
         await pipe.execute()
     return applied
-
-
-class WorkflowRouter:
-    """Routes between agents: inside a workflow that declares routes, only those."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
-
-    async def refuse(self, sender: Agent, target: Agent) -> str | None:
-        workflow = sender.metadata.get("workflow")
-        if not workflow:
-            return None
-        declared = await self._redis.hget(keys.workflow(workflow), "routes_declared")
-        if declared != b"1":
-            return None
-        members = await self._redis.smembers(keys.workflow_routes(workflow))
-        routes = sorted(_text(m) for m in members)
-        if f"{sender.name}{_SEP}{target.name}" in routes:
-            return None
-        return (
-            f"workflow {workflow!r} has no route from {sender.name!r} to {target.name!r}; its "
-            f"routes are: {', '.join(routes)}"
-        )

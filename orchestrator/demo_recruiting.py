@@ -21,13 +21,13 @@ import anyio
 
 from agents.context import render_blocks
 from agents.manage import delete_agent
+from agents.rules import validate_rules
 from agents.runtime import Runtime
 from agents.scripted import ScriptedModel
 from agents.tools.registry import load_import_path
 from bus import BusSettings
 from orchestrator.apply import Applied, apply_workflow
 from orchestrator.render import print_event, short
-from orchestrator.rules import validate_rules
 from orchestrator.runner import RunReport, run_inputs
 from orchestrator.runtime import open_runtime
 from orchestrator.supervisor import run_worker_process

@@ -22,8 +22,6 @@ from agents.tool_envs import ToolEnvs
 from agents.tools.base import Archival, ScoredText
 from agents.tools.registry import ImportPathRunner, SandboxRunner
 from bus import BusSettings, connect, resolve_redis_url
-from orchestrator.apply import WorkflowRouter
-from orchestrator.rules import RuleGate
 from storage.records import Passage
 from storage.settings import StorageSettings
 
@@ -293,8 +291,6 @@ async def open_runtime(
                 redis=redis,
                 llm=LLMPool(LLMSettings.from_env()),
                 archival=archival,
-                gate=RuleGate(),
-                router=WorkflowRouter(redis),
                 custom_tools=ImportPathRunner(
                     sandbox=SandboxRunner(sandbox_settings, env=sandbox_env, envs=envs)
                 ),

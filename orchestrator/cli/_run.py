@@ -42,7 +42,7 @@ def _read_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from orchestrator.rules import validate_rules
+    from agents.rules import validate_rules
     from orchestrator.workflow import WorkflowError, load_workflow
 
     try:

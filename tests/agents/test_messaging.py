@@ -219,10 +219,7 @@ async def test_async_send_does_not_wait(runtime: Runtime, function_model: Functi
 async def test_exit_loop_on_a_waiting_tool_ends_the_turn_at_the_reply(
     runtime: Runtime, function_model: FunctionModel
 ) -> None:
-    from orchestrator.rules import RuleGate
     from storage.records import ExitLoop
-
-    runtime.gate = RuleGate()
 
     def policy(request: ChatRequest) -> Outcome:
         if _role(request) == "ponger":

@@ -11,15 +11,14 @@ import redis.asyncio as aioredis
 from agents.events import ApprovalRequestMessage, StopReason
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
-from agents.scripted import ChatRequest, Outcome, ScriptedModel
-from orchestrator.rules import RuleGate
+from agents.scripted import ChatRequest, FunctionModel, Outcome
 from storage.records import Agent, RequiresApproval
 from tests._util import approval_policy, scripted_runtime, turn
 
 
 @pytest.fixture
-async def rt(redis_client: aioredis.Redis, scripted_model: ScriptedModel) -> AsyncIterator[Runtime]:
-    async with scripted_runtime(redis_client, scripted_model, gate=RuleGate()) as runtime:
+async def rt(redis_client: aioredis.Redis, function_model: FunctionModel) -> AsyncIterator[Runtime]:
+    async with scripted_runtime(redis_client, function_model) as runtime:  # gate: RuleGate
         yield runtime
 
 
@@ -43,8 +42,8 @@ async def _human(rt: Runtime, agent: Agent) -> str:
     return block.value
 
 
-async def test_approve_runs_the_held_call(rt: Runtime, scripted_model: ScriptedModel) -> None:
-    scripted_model.policy = policy
+async def test_approve_runs_the_held_call(rt: Runtime, function_model: FunctionModel) -> None:
+    function_model.policy = policy
     agent = await _agent(rt)
     events, result = await turn(rt, agent, "remember that I like tea")
     assert result.stop_reason == "requires_approval"
@@ -59,9 +58,9 @@ async def test_approve_runs_the_held_call(rt: Runtime, scripted_model: ScriptedM
 
 
 async def test_deny_answers_the_call_with_the_reason(
-    rt: Runtime, scripted_model: ScriptedModel
+    rt: Runtime, function_model: FunctionModel
 ) -> None:
-    scripted_model.policy = policy
+    function_model.policy = policy
     agent = await _agent(rt)
     await turn(rt, agent, "remember that I like tea")
     _events, result = await turn(
@@ -74,9 +73,9 @@ async def test_deny_answers_the_call_with_the_reason(
 
 
 async def test_a_new_message_answers_a_pending_call_as_not_approved(
-    rt: Runtime, scripted_model: ScriptedModel
+    rt: Runtime, function_model: FunctionModel
 ) -> None:
-    scripted_model.policy = policy
+    function_model.policy = policy
     agent = await _agent(rt)
     await turn(rt, agent, "remember that I like tea")
     events, result = await turn(rt, agent, "never mind, how are you?")
@@ -84,7 +83,7 @@ async def test_a_new_message_answers_a_pending_call_as_not_approved(
     assert "was not approved: a new message came first" in result.replies[0]
     assert await _human(rt, agent) == ""
     # Every tool call of the assistant still has its result in the model's context.
-    last = scripted_model.requests[-1]
+    last = function_model.requests[-1]
     calls = {c.id for m in last.messages if m.tool_calls for c in m.tool_calls}
     results = {m.tool_call_id for m in last.messages if m.role == "tool"}
     assert calls <= results

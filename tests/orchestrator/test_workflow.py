@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from agents.rules import validate_rules
 from agents.scripted import (
     ChatRequest,
     Outcome,
@@ -17,7 +18,6 @@ from agents.scripted import (
     say,
     tool_call,
 )
-from orchestrator.rules import validate_rules
 from orchestrator.workflow import WorkflowError, load_workflow
 from tests.orchestrator._cli import cli_env, memgrid, served_by
 

@@ -12,10 +12,11 @@ import redis.asyncio as aioredis
 
 from agents.gate import TurnState
 from agents.manage import AgentSpec, create_agent
+from agents.rules import RuleGate, render_rules, validate_rules
 from agents.runtime import Runtime
 from agents.scripted import (
     ChatRequest,
-    ScriptedModel,
+    FunctionModel,
     call,
     say,
     sequence,
@@ -23,7 +24,6 @@ from agents.scripted import (
     tool_call,
     tool_calls,
 )
-from orchestrator.rules import RuleGate, render_rules, validate_rules
 from storage.records import (
     Agent,
     Conditional,
@@ -381,8 +381,8 @@ def test_letta_rule_json_edge_cases_decode(letta: dict[str, object]) -> None:
 
 
 @pytest.fixture
-async def rt(redis_client: aioredis.Redis, scripted_model: ScriptedModel) -> AsyncIterator[Runtime]:
-    async with scripted_runtime(redis_client, scripted_model, gate=RuleGate()) as runtime:
+async def rt(redis_client: aioredis.Redis, function_model: FunctionModel) -> AsyncIterator[Runtime]:
+    async with scripted_runtime(redis_client, function_model) as runtime:  # gate: RuleGate
         await runtime.tools.upsert(
             Tool(
                 id=new_id("tool"),
@@ -435,14 +435,14 @@ ALL = frozenset(TOOLS) | {
 }
 
 
-async def test_loop_run_first(rt: Runtime, scripted_model: ScriptedModel) -> None:
+async def test_loop_run_first(rt: Runtime, function_model: FunctionModel) -> None:
     agent = await _make(rt, RunFirst(tool_name=SEARCH))
-    scripted_model.policy = sequence(
+    function_model.policy = sequence(
         say("hello"), tool_call(SEARCH, query="tea", request_heartbeat=True), say("done")
     )
     result = await turn_result(rt, agent)
     assert result.stop_reason == "end_turn" and result.replies == ["done"]
-    first, second, third = scripted_model.requests
+    first, second, third = function_model.requests
     assert first.tool_names == {SEARCH}
     assert "<tool_rules>" in first.system_prompt
     assert _results(second) == [
@@ -456,36 +456,36 @@ async def test_loop_run_first(rt: Runtime, scripted_model: ScriptedModel) -> Non
     assert third.tool_names == ALL
 
 
-async def test_loop_exit_loop(rt: Runtime, scripted_model: ScriptedModel) -> None:
+async def test_loop_exit_loop(rt: Runtime, function_model: FunctionModel) -> None:
     agent = await _make(rt, ExitLoop(tool_name=SEARCH))
-    scripted_model.policy = sequence(tool_call(SEARCH, query="tea", request_heartbeat=True))
+    function_model.policy = sequence(tool_call(SEARCH, query="tea", request_heartbeat=True))
     result = await turn_result(rt, agent)
     # The heartbeat asked for more, but the rule ended the turn after one step.
-    assert result.stop_reason == "end_turn" and len(scripted_model.requests) == 1
-    assert scripted_model.requests[0].tool_names == ALL
-    assert "Calling conversation_search ends your turn." in scripted_model.requests[0].system_prompt
+    assert result.stop_reason == "end_turn" and len(function_model.requests) == 1
+    assert function_model.requests[0].tool_names == ALL
+    assert "Calling conversation_search ends your turn." in function_model.requests[0].system_prompt
 
 
-async def test_loop_continue_loop(rt: Runtime, scripted_model: ScriptedModel) -> None:
+async def test_loop_continue_loop(rt: Runtime, function_model: FunctionModel) -> None:
     agent = await _make(rt, ContinueLoop(tool_name=SEND))
-    scripted_model.policy = sequence(say("one"), text("nothing more to do"))
+    function_model.policy = sequence(say("one"), text("nothing more to do"))
     result = await turn_result(rt, agent)
     # send_message ends a turn by itself; the rule asked for another step.
-    assert len(scripted_model.requests) == 2 and result.replies == ["one"]
-    assert scripted_model.requests[1].tool_names == ALL
-    assert _results(scripted_model.requests[1]) == [("OK", "Sent message successfully.")]
+    assert len(function_model.requests) == 2 and result.replies == ["one"]
+    assert function_model.requests[1].tool_names == ALL
+    assert _results(function_model.requests[1]) == [("OK", "Sent message successfully.")]
 
 
-async def test_loop_constrain_child_tools(rt: Runtime, scripted_model: ScriptedModel) -> None:
+async def test_loop_constrain_child_tools(rt: Runtime, function_model: FunctionModel) -> None:
     agent = await _make(rt, ConstrainChildTools(tool_name=SEARCH, children=[SEND]))
-    scripted_model.policy = sequence(
+    function_model.policy = sequence(
         tool_call(SEARCH, query="tea", request_heartbeat=False),
         tool_call(APPEND, label="human", content="likes tea", request_heartbeat=True),
         say("ok"),
     )
     result = await turn_result(rt, agent)
     assert result.replies == ["ok"]
-    first, second, third = scripted_model.requests
+    first, second, third = function_model.requests
     assert first.tool_names == ALL
     assert second.tool_names == {SEND}  # the turn went on despite request_heartbeat=False
     assert _results(third) == [
@@ -500,9 +500,9 @@ async def test_loop_constrain_child_tools(rt: Runtime, scripted_model: ScriptedM
     assert "likes tea" not in "".join(b.value for b in blocks)  # the refused call never ran
 
 
-async def test_loop_parent_last_tool(rt: Runtime, scripted_model: ScriptedModel) -> None:
+async def test_loop_parent_last_tool(rt: Runtime, function_model: FunctionModel) -> None:
     agent = await _make(rt, ParentLastTool(tool_name=SEARCH, children=[APPEND]))
-    scripted_model.policy = sequence(
+    function_model.policy = sequence(
         tool_call(APPEND, label="human", content="x", request_heartbeat=True),
         tool_call(SEARCH, query="tea", request_heartbeat=True),
         tool_call(APPEND, label="human", content="likes tea", request_heartbeat=True),
@@ -510,7 +510,7 @@ async def test_loop_parent_last_tool(rt: Runtime, scripted_model: ScriptedModel)
     )
     result = await turn_result(rt, agent)
     assert result.replies == ["ok"]
-    first, second, third, fourth = scripted_model.requests
+    first, second, third, fourth = function_model.requests
     assert first.tool_names == ALL - {APPEND}
     assert _results(second) == [
         (
@@ -526,7 +526,7 @@ async def test_loop_parent_last_tool(rt: Runtime, scripted_model: ScriptedModel)
     assert fourth.tool_names == ALL - {APPEND}
 
 
-async def test_loop_conditional(rt: Runtime, scripted_model: ScriptedModel) -> None:
+async def test_loop_conditional(rt: Runtime, function_model: FunctionModel) -> None:
     agent = await _make(
         rt,
         Conditional(
@@ -535,7 +535,7 @@ async def test_loop_conditional(rt: Runtime, scripted_model: ScriptedModel) -> N
             require_output_mapping=True,
         ),
     )
-    scripted_model.policy = sequence(
+    function_model.policy = sequence(
         tool_call("flip", side="heads", request_heartbeat=False),
         say("too early"),
         tool_call(APPEND, label="human", content="won a toss", request_heartbeat=True),
@@ -543,8 +543,8 @@ async def test_loop_conditional(rt: Runtime, scripted_model: ScriptedModel) -> N
     )
     result = await turn_result(rt, agent)
     assert result.replies == ["heads it was"]
-    assert [r.tool_names for r in scripted_model.requests[1:3]] == [{APPEND}, {APPEND}]
-    assert _results(scripted_model.requests[2]) == [
+    assert [r.tool_names for r in function_model.requests[1:3]] == [{APPEND}, {APPEND}]
+    assert _results(function_model.requests[2]) == [
         (
             "Failed",
             "send_message may not be called now: flip returned 'heads', so core_memory_append "
@@ -553,14 +553,14 @@ async def test_loop_conditional(rt: Runtime, scripted_model: ScriptedModel) -> N
     ]
 
     # An output the mapping does not know leaves only the exit tools.
-    scripted_model.requests.clear()
-    scripted_model.policy = sequence(
+    function_model.requests.clear()
+    function_model.policy = sequence(
         tool_call("flip", side="edge"), tool_call(SEARCH, query="tea"), say("odd toss")
     )
     result = await turn_result(rt, agent)
     assert result.replies == ["odd toss"]
-    assert [r.tool_names for r in scripted_model.requests[1:3]] == [{SEND}, {SEND}]
-    assert _results(scripted_model.requests[2]) == [
+    assert [r.tool_names for r in function_model.requests[1:3]] == [{SEND}, {SEND}]
+    assert _results(function_model.requests[2]) == [
         (
             "Failed",
             "conversation_search may not be called now: flip returned 'edge', which is none of "
@@ -570,9 +570,9 @@ async def test_loop_conditional(rt: Runtime, scripted_model: ScriptedModel) -> N
     ]
 
 
-async def test_loop_max_count_per_step(rt: Runtime, scripted_model: ScriptedModel) -> None:
+async def test_loop_max_count_per_step(rt: Runtime, function_model: FunctionModel) -> None:
     agent = await _make(rt, MaxCountPerStep(tool_name=SEARCH, max_count_limit=1))
-    scripted_model.policy = sequence(
+    function_model.policy = sequence(
         tool_calls(
             call(SEARCH, query="tea", request_heartbeat=True),
             call(SEARCH, query="coffee", request_heartbeat=True),
@@ -581,7 +581,7 @@ async def test_loop_max_count_per_step(rt: Runtime, scripted_model: ScriptedMode
     )
     result = await turn_result(rt, agent)
     assert result.replies == ["searched once"]
-    first, second = scripted_model.requests
+    first, second = function_model.requests
     assert first.tool_names == ALL
     assert _results(second) == [
         ("OK", "No results found."),
@@ -595,36 +595,36 @@ async def test_loop_max_count_per_step(rt: Runtime, scripted_model: ScriptedMode
     ]
     assert second.tool_names == ALL - {SEARCH}
     # The count starts over with the next turn.
-    scripted_model.requests.clear()
-    scripted_model.policy = sequence(say("fresh turn"))
+    function_model.requests.clear()
+    function_model.policy = sequence(say("fresh turn"))
     await turn_result(rt, agent)
-    assert scripted_model.requests[0].tool_names == ALL
+    assert function_model.requests[0].tool_names == ALL
 
 
-async def test_loop_required_before_exit(rt: Runtime, scripted_model: ScriptedModel) -> None:
+async def test_loop_required_before_exit(rt: Runtime, function_model: FunctionModel) -> None:
     agent = await _make(rt, RequiredBeforeExit(tool_name=APPEND))
-    scripted_model.policy = sequence(
+    function_model.policy = sequence(
         say("bye"),
         tool_call(APPEND, label="human", content="said bye", request_heartbeat=False),
     )
     result = await turn_result(rt, agent)
     assert result.stop_reason == "end_turn" and result.replies == ["bye"]
-    first, second = scripted_model.requests
+    first, second = function_model.requests
     assert first.tool_names == second.tool_names == ALL
     # send_message would have ended the turn; the model was told what it still owes.
     assert _heartbeat(second) == "You must call core_memory_append before ending your turn."
 
 
 async def test_loop_requires_approval_is_in_the_prompt(
-    rt: Runtime, scripted_model: ScriptedModel
+    rt: Runtime, function_model: FunctionModel
 ) -> None:
     # Stopping with `requires_approval` needs the loop change described in the report; until
     # then the gate only says so (test_requires_approval_is_signalled_not_refused).
     agent = await _make(rt, RequiresApproval(tool_name=REPLACE))
-    scripted_model.policy = sequence(say("hi"))
+    function_model.policy = sequence(say("hi"))
     await turn_result(rt, agent)
-    assert scripted_model.requests[0].tool_names == ALL
+    assert function_model.requests[0].tool_names == ALL
     assert (
         "core_memory_replace needs a person's approval: the run pauses until they decide."
-        in scripted_model.requests[0].system_prompt
+        in function_model.requests[0].system_prompt
     )
