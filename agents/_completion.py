@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from storage.errors import RuntimeFailure
 from storage.records import ToolCall
 
 __all__ = ("LLMResponse", "Unparsable", "parse")
@@ -26,7 +27,7 @@ class LLMResponse(msgspec.Struct, kw_only=True):
     finish_reason: str | None = None
 
 
-class Unparsable(Exception):
+class Unparsable(RuntimeFailure):
     """A 200 answer that is not a chat completion (retried, then :class:`LLMInvalidResponse`)."""
 
 

@@ -35,6 +35,7 @@ from bus import keys as bus_keys
 from bus.events import stage_events
 from bus.lease import Lease, WatchConflict, fenced
 from storage import keys
+from storage.errors import ControlSignal
 from storage.records import Agent, Block, Message, Run, ToolCall, Wait, decode, encode, new_id
 from storage.step_reads import StepReads
 
@@ -61,11 +62,11 @@ async def cancel_requested(turn: Turn) -> bool:
     return bool(await turn.rt.redis.exists(bus_keys.run_cancel(turn.agent.id, turn.run.id)))
 
 
-class Preempted(Exception):
+class Preempted(ControlSignal):
     """The worker is stopping: the run stops after a committed step, to be resumed elsewhere."""
 
 
-class Suspended(Exception):
+class Suspended(ControlSignal):
     """The run waits for other agents' replies; it resumes when they arrive or time out."""
 
 

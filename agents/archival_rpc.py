@@ -37,6 +37,7 @@ from storage.embeddings import (
     EmbeddingNotConfigured,
     UnknownEmbeddingHandle,
 )
+from storage.errors import RuntimeFailure
 from storage.passages import PassageDimensionError, PassageNotFoundError
 from storage.records import Passage
 
@@ -47,7 +48,7 @@ _REPLY_TTL_S = 120
 _REQUESTS_MAXLEN = 100_000
 
 
-class ArchivalUnavailable(Exception):
+class ArchivalUnavailable(RuntimeFailure):
     """No process answered for the embedded passage engine in time."""
 
 

@@ -2,12 +2,15 @@
 
 Errors (drawn as a tree)::
 
-    LLMError
-    ├── ContextWindowExceeded   the provider says the request is too long: compact and retry
-    ├── LLMUnavailable          retries exhausted on 429 / 5xx / timeouts / connection errors
-    ├── LLMInvalidResponse      retries exhausted on answers that are not chat completions
-    └── LLMRejected             a 4xx that retrying cannot fix (bad key, unknown model...),
-                                or no endpoint configured at all
+    LLMError (MemgridError)
+    ├── ContextWindowExceeded   RuntimeFailure  the provider says the request is too long:
+    │                                           compact and retry
+    ├── LLMUnavailable          RuntimeFailure  retries exhausted on 429 / 5xx / timeouts /
+    │                                           connection errors
+    ├── LLMInvalidResponse      RuntimeFailure  retries exhausted on answers that are not chat
+    │                                           completions
+    └── LLMRejected             UserError       a 4xx that retrying cannot fix (bad key,
+                                                unknown model...), or no endpoint at all
 
 Retries use exponential backoff with full jitter and honour ``Retry-After``; every call makes
 at most ``1 + max_retries`` requests. An endpoint that cannot be reached at all (connection
@@ -33,6 +36,7 @@ from agents import metrics
 from agents._completion import LLMResponse, Unparsable, parse
 from agents._endpoint_errors import is_context_error, message_of, retry_after, unreachable
 from agents._streaming import DeltaSink, stream_completion
+from storage.errors import MemgridError, RuntimeFailure, UserError
 
 if TYPE_CHECKING:
     # Loaded on the first model call (~0.65 s): commands that never call a model stay fast.
@@ -59,23 +63,23 @@ _CONNECTIONS_PER_CLIENT = 16
 _PROVIDER_PREFIXES = ("openai/", "ollama/", "vllm/", "lmstudio/", "llamacpp/", "litellm/")
 
 
-class LLMError(Exception):
+class LLMError(MemgridError):
     """Base class of LLM call failures."""
 
 
-class ContextWindowExceeded(LLMError):
+class ContextWindowExceeded(LLMError, RuntimeFailure):
     """The provider refused the request as longer than the model's context window."""
 
 
-class LLMUnavailable(LLMError):
+class LLMUnavailable(LLMError, RuntimeFailure):
     """The endpoint kept failing (rate limits, 5xx, timeouts) after every retry."""
 
 
-class LLMInvalidResponse(LLMError):
+class LLMInvalidResponse(LLMError, RuntimeFailure):
     """The endpoint kept answering 200 with something that is not a chat completion."""
 
 
-class LLMRejected(LLMError):
+class LLMRejected(LLMError, UserError):
     """The endpoint refused the request for a reason retrying will not fix."""
 
 

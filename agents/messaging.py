@@ -26,7 +26,7 @@ from agents._waits import claim_wait, reply_text, server_time
 from agents.tools.base import ToolError
 from bus.envelopes import InboxMessage
 from storage import keys
-from storage.errors import NotFound
+from storage.errors import ControlSignal, NotFound
 from storage.records import Agent, ReplyTo, Run, Wait
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def reply_timeout_s() -> float:
         ) from None
 
 
-class Suspend(Exception):
+class Suspend(ControlSignal):
     """Raised by a tool: suspend the run until ``wait`` is satisfied."""
 
     def __init__(self, wait: Wait) -> None:

@@ -22,6 +22,7 @@ from agents.llm import LLMError
 from agents.model import ChatModel
 from agents.prompts import SUMMARIZER_PROMPT
 from agents.tokens import TokenCounter
+from storage.errors import UserError
 from storage.records import Agent, Message
 
 __all__ = ("HIGH_WATER", "LOW_WATER", "Compaction", "ContextOverflow", "compact")
@@ -38,7 +39,7 @@ RequestBuilder = Callable[
 ]
 
 
-class ContextOverflow(Exception):
+class ContextOverflow(UserError):
     """Even with every old message evicted the request does not fit the window."""
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import anyio
 import structlog
 
+from storage.errors import UserError
 from storage.records import PipRequirement
 
 __all__ = (
@@ -54,7 +55,7 @@ _RETRY_FAILED_S = 60.0
 log = structlog.get_logger("memgrid.sandbox")
 
 
-class ToolEnvError(Exception):
+class ToolEnvError(UserError):
     """A tool's environment could not be built; the message names the packages and pip's
     own words, and is what the model sees as the tool's error."""
 

@@ -3,6 +3,16 @@
 The names that need the Redis client (``connect``, the outage helpers, the local server
 helpers) load on first use, so that a command that only parses its arguments
 (``memgrid --help``) or names an error does not pay for importing redis.
+
+Errors, under memgrid's root (:mod:`storage.errors`, the one module of ours bus imports)::
+
+    MemgridError
+    ├── BusError
+    │   ├── RedisUnavailable   RuntimeFailure  Redis cannot be reached or started
+    │   ├── LeaseLost          ControlSignal   the agent's lease moved: stop writing
+    │   └── CommitRefused      RuntimeFailure  a fenced commit would fail: nothing written
+    └── WatchConflict          ControlSignal   a watched key moved in a fenced transaction:
+                                               re-read and retry (bus.lease)
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from bus import keys
 from bus._commit import split
 from bus.errors import CommitRefused, LeaseLost
 from bus.scripts import LuaScript
+from storage.errors import ControlSignal
 
 __all__ = ("Lease", "WatchConflict", "acquire", "fenced", "journal", "renew_all")
 
@@ -311,5 +312,5 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class WatchConflict(Exception):
+class WatchConflict(ControlSignal):
     """A watched key (not the fence) changed during a fenced transaction: re-read and retry."""

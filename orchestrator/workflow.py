@@ -41,6 +41,7 @@ import yaml
 from agents.tools.base import base_tool_functions
 from agents.tools.registry import load_import_path
 from agents.tools.schema import ToolSchemaError, schema_from_function
+from storage.errors import UserError
 from storage.records import ToolRule
 
 __all__ = (
@@ -54,7 +55,7 @@ __all__ = (
 )
 
 
-class WorkflowError(Exception):
+class WorkflowError(UserError):
     """A workflow file that cannot be applied; ``problems`` has one line per problem."""
 
     def __init__(self, path: Path, problems: list[str]) -> None:

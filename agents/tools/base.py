@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from storage.blocks import BlockStore
+from storage.errors import ControlSignal
 from storage.messages import MessageLog
 from storage.records import Agent, Block, Passage
 
@@ -43,7 +44,7 @@ __all__ = (
 )
 
 
-class ToolError(Exception):
+class ToolError(ControlSignal):
     """A refusal the model should read: say what was wrong and what to do instead."""
 
 

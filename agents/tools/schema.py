@@ -40,6 +40,7 @@ from agents.tools._docstring import parse_docstring
 from agents.tools._jsontypes import JsonSchema
 from agents.tools._py_types import PyTypeMapper
 from agents.tools._validate import check_arguments
+from storage.errors import UserError
 
 DEFAULT_INJECTED: frozenset[str] = frozenset({"agent_state", "self", "ctx"})
 """Parameter names the runtime supplies itself, never shown to the model."""
@@ -48,7 +49,7 @@ _INJECTED_TYPES = frozenset({"AgentState"})
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
-class ToolSchemaError(ValueError):
+class ToolSchemaError(UserError, ValueError):
     """A function cannot become a tool; the message says what to change."""
 
 

@@ -14,6 +14,7 @@
     Redis fails              -> 503 + Retry-After, naming the Redis URL (an outage: try again)
     embedding endpoint fails -> 502; archival owner or local model missing -> 503
     Qdrant server fails      -> 502, naming the server's URL (MEMGRID_QDRANT_URL)
+    any other UserError      -> 400; any other RuntimeFailure -> 503 (storage.errors' kinds)
     anything else            -> 500 {"detail": "internal error"} (logged with its traceback)
 
 422 bodies use the shape of FastAPI's ``HTTPValidationError``, as Letta's server answers.
@@ -34,14 +35,14 @@ from redis.exceptions import RedisError
 from agents.archival_rpc import ArchivalUnavailable
 from agents.tools.schema import ToolSchemaError
 from bus import describe, is_transient
-from storage.embeddings.minilm import EmbeddingModelMissing
-from storage.embeddings.remote import (
+from storage.embeddings.errors import (
     EmbeddingDimensionUnknown,
     EmbeddingEndpointError,
+    EmbeddingModelMissing,
     EmbeddingNotConfigured,
 )
-from storage.errors import Conflict, InvalidRecord, NotFound
-from storage.passages import PassageDimensionError, PassageServerError
+from storage.errors import Conflict, InvalidRecord, NotFound, RuntimeFailure, UserError
+from storage.passages.protocol import PassageDimensionError, PassageServerError
 
 __all__ = ("RETRY_AFTER_S", "ApiError", "exception_handlers", "redis_location")
 
@@ -51,7 +52,7 @@ _MISSING = re.compile(r"missing required field `([^`]+)`")
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
-class ApiError(Exception):
+class ApiError(UserError):
     """A client mistake: ``status`` (4xx), the offending ``field`` and what to do."""
 
     def __init__(
@@ -88,7 +89,7 @@ def _conflict(_: Request[Any, Any, Any], exc: Conflict) -> Response[Any]:
     return _json(409, {"detail": str(exc)})
 
 
-def _invalid(_: Request[Any, Any, Any], exc: InvalidRecord) -> Response[Any]:
+def _invalid(_: Request[Any, Any, Any], exc: UserError) -> Response[Any]:
     return _json(400, {"detail": str(exc)})
 
 
@@ -218,6 +219,8 @@ exception_handlers: dict[type[Exception] | int, Callable[..., Response[Any]]] = 
     EmbeddingNotConfigured: _unavailable,
     ArchivalUnavailable: _unavailable,
     RedisError: _redis_down,
+    UserError: _invalid,
+    RuntimeFailure: _unavailable,
     HTTPException: _http,
     RecursionError: _too_deep,
     Exception: _internal,

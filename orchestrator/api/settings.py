@@ -23,12 +23,14 @@ from collections.abc import Mapping
 
 import msgspec
 
+from storage.errors import UserError
+
 __all__ = ("DEFAULT_PORT", "ApiSettings", "ApiSettingsError")
 
 DEFAULT_PORT = 8283
 
 
-class ApiSettingsError(ValueError):
+class ApiSettingsError(UserError, ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 

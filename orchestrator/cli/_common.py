@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
+from storage.errors import RuntimeFailure, UserError
+
 if TYPE_CHECKING:
     from agents.runtime import Runtime
 
@@ -29,16 +31,13 @@ def uvloop_wanted() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A user mistake: printed as one line, exit code 2."""
 
 
 def with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
     """Run ``work`` with a runtime from the environment; storage and Redis errors become
     one-line usage errors."""
-
-    from bus import RedisUnavailable
-    from storage.errors import StorageError
 
     async def main() -> T:
         from orchestrator.runtime import open_runtime
@@ -48,5 +47,5 @@ def with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
 
     try:
         return run(main)
-    except (StorageError, RedisUnavailable) as exc:
+    except (UserError, RuntimeFailure) as exc:  # what a user or operator can act on
         raise UsageError(str(exc)) from exc

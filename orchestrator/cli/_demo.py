@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bus import RedisUnavailable
 from orchestrator.cli._common import UsageError, run
-from storage.errors import StorageError
+from storage.errors import RuntimeFailure, UserError
 
 __all__ = ("register",)
 
@@ -39,5 +38,5 @@ def _run(args: argparse.Namespace) -> int:
 
             os.environ["MEMGRID_MODEL"] = args.model
         return run(lambda: run_recruiting_demo(workers=args.workers))
-    except (StorageError, RedisUnavailable) as exc:
+    except (UserError, RuntimeFailure) as exc:  # what a user or operator can act on
         raise UsageError(str(exc)) from exc

@@ -92,10 +92,9 @@ def _run(args: argparse.Namespace) -> int:
         ]
         return 1 if failed else 0
 
-    from bus import RedisUnavailable
-    from storage.errors import StorageError
+    from storage.errors import RuntimeFailure, UserError
 
     try:
         return int(run(main))
-    except (StorageError, RedisUnavailable) as exc:
+    except (UserError, RuntimeFailure) as exc:  # what a user or operator can act on
         raise UsageError(str(exc)) from exc

@@ -51,9 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
     import msgspec
     import uvicorn
 
-    from bus import RedisUnavailable
     from orchestrator.api import ApiSettings, ApiSettingsError, create_app
-    from storage.errors import StorageError
+    from storage.errors import RuntimeFailure, UserError
 
     try:
         settings = ApiSettings.from_env()
@@ -99,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         _Server(config).run()
-    except (StorageError, RedisUnavailable) as exc:
+    except (UserError, RuntimeFailure) as exc:  # what a user or operator can act on
         raise UsageError(str(exc)) from exc
     return 0
 

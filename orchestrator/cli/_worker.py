@@ -12,9 +12,8 @@ from typing import Any
 
 import anyio
 
-from bus import RedisUnavailable
 from orchestrator.cli._common import UsageError, run
-from storage.errors import StorageError
+from storage.errors import RuntimeFailure, UserError
 
 __all__ = ("DEFAULT_METRICS_PORT", "register")
 
@@ -105,7 +104,7 @@ def _check_port(port: int, flag: str = "--metrics-port") -> None:
 def _guard(main: Any) -> Any:
     try:
         return run(main)
-    except (StorageError, RedisUnavailable) as exc:
+    except (UserError, RuntimeFailure) as exc:  # what a user or operator can act on
         raise UsageError(str(exc)) from exc
 
 

@@ -1,15 +1,19 @@
 """Embedders behind one protocol: local MiniLM (ONNX), OpenAI-compatible endpoints, hashing.
 
 Pick one by handle with :func:`embedder_from_handle` (or :func:`open_embedder`, which also
-makes ``dimension`` readable). Errors::
+makes ``dimension`` readable). Errors (in :mod:`storage.embeddings.errors`, which loads no
+embedder), under memgrid's root (:mod:`storage.errors`)::
 
-    ValueError
-    ├── UnknownEmbeddingHandle       the handle names no embedder
-    └── EmbeddingNotConfigured       an openai/ handle without OPENAI_API_KEY or _BASE_URL
-    RuntimeError
-    ├── EmbeddingModelMissing        the MiniLM wheel is not installed (message: how to)
-    ├── EmbeddingEndpointError       a remote endpoint failed or answered nonsense
-    └── EmbeddingDimensionUnknown    a remote model's length was read before probe()
+    UserError
+    ├── UnknownEmbeddingHandle       (ValueError) the handle names no embedder
+    ├── EmbeddingNotConfigured       (ValueError) an openai/ handle without OPENAI_API_KEY
+    │                                or OPENAI_BASE_URL
+    └── EmbeddingModelMissing        (RuntimeError) the MiniLM wheel is not installed
+    RuntimeFailure
+    ├── EmbeddingEndpointError       (RuntimeError) a remote endpoint failed or answered
+    │                                nonsense
+    └── EmbeddingDimensionUnknown    (RuntimeError) a remote model's length was read before
+                                     probe()
 
 A remote model's vector length is learnt from its endpoint, never assumed from its name.
 """
@@ -17,12 +21,14 @@ A remote model's vector length is learnt from its endpoint, never assumed from i
 import importlib
 from typing import Any
 
-from storage.embeddings.factory import (
-    MINILM_HANDLE,
+from storage.embeddings.errors import (
+    EmbeddingDimensionUnknown,
+    EmbeddingEndpointError,
+    EmbeddingModelMissing,
+    EmbeddingNotConfigured,
     UnknownEmbeddingHandle,
-    embedder_from_handle,
-    open_embedder,
 )
+from storage.embeddings.factory import MINILM_HANDLE, embedder_from_handle, open_embedder
 from storage.embeddings.hashing import HashingEmbedder, hash_embed
 from storage.embeddings.protocol import Embedder
 from storage.embeddings.sizes import learned_dimension, load_sizes, record_size
@@ -30,13 +36,9 @@ from storage.embeddings.sizes import learned_dimension, load_sizes, record_size
 # The ONNX runtime and the openai SDK load on first use of these names, not at import.
 _LAZY = {
     "MINILM_DIMENSION": "storage.embeddings.minilm",
-    "EmbeddingModelMissing": "storage.embeddings.minilm",
     "MiniLMEmbedder": "storage.embeddings.minilm",
     "find_model_dir": "storage.embeddings.minilm",
     "prepare_model": "storage.embeddings.minilm",
-    "EmbeddingDimensionUnknown": "storage.embeddings.remote",
-    "EmbeddingEndpointError": "storage.embeddings.remote",
-    "EmbeddingNotConfigured": "storage.embeddings.remote",
     "OpenAIEmbedder": "storage.embeddings.remote",
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import anyio
 
+from storage.embeddings.errors import UnknownEmbeddingHandle
 from storage.embeddings.hashing import HashingEmbedder
 from storage.embeddings.protocol import Embedder
 from storage.settings import DEFAULT_EMBEDDING, StorageSettings
@@ -31,10 +32,6 @@ _VALID_FORMS = (
     "openai/text-embedding-3-small (openai/<model>@<size> asks for vectors of that size), "
     "or hashing/<dimension> (tests only)"
 )
-
-
-class UnknownEmbeddingHandle(ValueError):
-    """The embedding handle names no embedder; the message lists the valid forms."""
 
 
 def split_size(rest: str) -> tuple[str, int | None]:

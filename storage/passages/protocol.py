@@ -6,12 +6,13 @@ that agents with different embedders coexist; an owner's passages all have one d
 
 Errors::
 
-    PassageStoreError
-    ├── PassageDimensionError   (also ValueError) a vector's dimension does not fit
-    ├── PassageNotFoundError    (also LookupError) a paging cursor names no passage
-    ├── PassageStoreLockedError the embedded engine's folder is held by another process
-    ├── PassageStoreClosedError the store was used after ``aclose()``
-    └── PassageServerError      a Qdrant server failed or could not be reached (names its URL)
+    PassageStoreError (StorageError)
+    ├── PassageDimensionError   UserError (also ValueError) a vector's dimension does not fit
+    ├── PassageNotFoundError    UserError (also LookupError) a paging cursor names no passage
+    ├── PassageStoreLockedError RuntimeFailure  the engine's folder is held by another process
+    ├── PassageStoreClosedError RuntimeFailure  the store was used after ``aclose()``
+    └── PassageServerError      RuntimeFailure  a Qdrant server failed or could not be reached
+                                (names its URL)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
+from storage.errors import RuntimeFailure, StorageError, UserError
 from storage.records import Passage
 
 __all__ = (
@@ -41,27 +43,27 @@ TimeBound = float | datetime
 """A bound of a ``created_at`` range: epoch seconds, or an aware ``datetime``."""
 
 
-class PassageStoreError(Exception):
+class PassageStoreError(StorageError):
     """Base of the errors of the passage stores."""
 
 
-class PassageDimensionError(PassageStoreError, ValueError):
+class PassageDimensionError(PassageStoreError, UserError, ValueError):
     """A vector's dimension does not fit (the batch, or the owner's earlier passages)."""
 
 
-class PassageNotFoundError(PassageStoreError, LookupError):
+class PassageNotFoundError(PassageStoreError, UserError, LookupError):
     """A paging cursor (``after=``) names a passage that the owner does not have."""
 
 
-class PassageStoreLockedError(PassageStoreError):
+class PassageStoreLockedError(PassageStoreError, RuntimeFailure):
     """The embedded engine's folder is open in another process (or another store)."""
 
 
-class PassageStoreClosedError(PassageStoreError):
+class PassageStoreClosedError(PassageStoreError, RuntimeFailure):
     """The store was used after :meth:`PassageStore.aclose`."""
 
 
-class PassageServerError(PassageStoreError):
+class PassageServerError(PassageStoreError, RuntimeFailure):
     """The Qdrant server (``MEMGRID_QDRANT_URL``) failed, refused or could not be reached.
 
     The message names the server's URL and what to check; the API answers it with a 502.
