@@ -128,8 +128,8 @@ class FunctionModel(ScriptedApp):
     ) -> LLMResponse:
         """One completion decided by the policy, handed to ``sink`` chunk by chunk."""
         request = _request(model, messages, tools, tool_choice, max_tokens, stream=True)
+        sink.restart()  # as LLMClient does before its attempt
         outcome, tokens = await self._decide(request)
-        sink.restart()
         return await self._answer(outcome, request, tokens, sink, 0.0)
 
     async def _decide(self, request: ChatRequest) -> tuple[Outcome, int]:
