@@ -169,6 +169,9 @@ async def test_a_held_call_is_offered_for_approval_when_the_chat_opens(
     assert held["stop_reason"]["stop_reason"] == "requires_approval"
     await page.goto(f"/#/agents/{agent['id']}/chat")
     request = page.locator('#chat-log [data-type="approval_request_message"]')
+    # Once it can be answered, the held call is shown once: the history's request, not a copy.
+    await expect(request.get_by_role("button", name="Deny")).to_be_visible()
+    await expect(request).to_have_count(1)
     await expect(request).to_contain_text("core_memory_append")
     await request.get_by_label("Reason").fill("not now")
     await request.get_by_role("button", name="Deny").click()

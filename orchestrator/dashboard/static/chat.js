@@ -101,10 +101,21 @@ export async function chatView(body, signal, agent) {
   // The latest few messages, so that the chat continues where it was (and a pending
   // approval can still be answered).
   const recent = await api(`/v1/agents/${encodeURIComponent(agent.id)}/messages?limit=10`, { signal });
-  for (const m of recent) log.append(messageItem(m));
-  // Calls held for approval, answered here as when they arrive live.
+  const requested = new Map(); // tool_call_id -> [request, item] of the history's requests
+  for (const m of recent) {
+    const item = messageItem(m);
+    if (m.message_type === "approval_request_message") requested.set(m.tool_call.tool_call_id, [m, item]);
+    log.append(item);
+  }
+  // Calls held for approval, answered here as when they arrive live: on the history's request
+  // when it is shown, else on one of their own (an older request).
   const held = await api(`/dashboard/api/agents/${encodeURIComponent(agent.id)}/pending-approvals`, { signal });
   for (const call of held) {
+    const shown = requested.get(call.tool_call_id);
+    if (shown) {
+      shown[1].append(approvalButtons(shown[0]));
+      continue;
+    }
     const request = { message_type: "approval_request_message", id: `pending-${call.tool_call_id}`, tool_call: call };
     const item = messageItem(request);
     item.append(approvalButtons(request));
