@@ -27,6 +27,7 @@ __all__ = (
     "conditions",
     "dimension_error",
     "from_payload",
+    "owners",
     "page",
     "point_id",
     "sort_key",
@@ -81,10 +82,18 @@ def _seconds(bound: TimeBound | None) -> float | None:
     return bound.timestamp()
 
 
-class Conditions(msgspec.Struct, frozen=True, kw_only=True):
-    """An engine-neutral filter: one owner, tags (any/all), an inclusive ``created_at`` range."""
+def owners(owner_id: str | Sequence[str]) -> tuple[str, ...]:
+    """An owner, or several, as a tuple without repeats (a lone ``str`` is one owner)."""
+    if isinstance(owner_id, str):
+        return (owner_id,)
+    return tuple(dict.fromkeys(owner_id))
 
-    owner_id: str
+
+class Conditions(msgspec.Struct, frozen=True, kw_only=True):
+    """An engine-neutral filter: an owner (or several, matched as one ``any`` condition on
+    the tenant field), tags (any/all), an inclusive ``created_at`` range."""
+
+    owner_id: str | tuple[str, ...]
     tags: tuple[str, ...] = ()
     match_all_tags: bool = False
     gte: float | None = None
@@ -92,7 +101,7 @@ class Conditions(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def conditions(
-    owner_id: str,
+    owner_id: str | Sequence[str],
     *,
     tags: Sequence[str] | None = None,
     match_all_tags: bool = False,
@@ -102,8 +111,9 @@ def conditions(
     """Build :class:`Conditions` from the arguments of the protocol's methods."""
     if isinstance(tags, str):
         tags = (tags,)  # a lone tag, not its characters
+    named = owners(owner_id)
     return Conditions(
-        owner_id=owner_id,
+        owner_id=named[0] if len(named) == 1 else named,
         tags=tuple(dict.fromkeys(tags or ())),
         match_all_tags=match_all_tags,
         gte=_seconds(start),

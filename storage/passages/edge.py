@@ -47,6 +47,7 @@ from storage.passages._common import (
     conditions,
     dimension_error,
     from_payload,
+    owners,
     page,
     point_id,
     to_payload,
@@ -77,7 +78,12 @@ def _locked_message(root: Path) -> str:
 
 
 def _filter(where: Conditions) -> qe.Filter:
-    must: list[Any] = [qe.FieldCondition(OWNER, match=qe.MatchValue(where.owner_id))]
+    owner = (
+        qe.MatchValue(where.owner_id)
+        if isinstance(where.owner_id, str)
+        else qe.MatchAny(list(where.owner_id))
+    )
+    must: list[Any] = [qe.FieldCondition(OWNER, match=owner)]
     if where.tags and where.match_all_tags:
         must += [qe.FieldCondition(TAGS, match=qe.MatchValue(tag)) for tag in where.tags]
     elif where.tags:
@@ -237,7 +243,7 @@ class EdgePassageStore:
 
     async def search(
         self,
-        owner_id: str,
+        owner_id: str | Sequence[str],
         vector: Sequence[float],
         *,
         top_k: int = 10,
@@ -250,7 +256,7 @@ class EdgePassageStore:
         """See :meth:`storage.passages.PassageStore.search`."""
         collection = self._collection(len(vector))
         hits: list[ScoredPassage] = []
-        if collection is not None and top_k > 0:
+        if collection is not None and top_k > 0 and owners(owner_id):
             where = conditions(
                 owner_id, tags=tags, match_all_tags=match_all_tags, start=start, end=end
             )
@@ -279,7 +285,7 @@ class EdgePassageStore:
             found.sort(key=lambda hit: (-hit.score, hit.passage.id))
             hits = found[start_at : start_at + top_k]
         if not hits:
-            await self._check_owners({owner_id}, len(vector))
+            await self._check_owners(set(owners(owner_id)), len(vector))
         return hits
 
     async def list(

@@ -86,7 +86,8 @@ class ScoredPassage(msgspec.Struct, frozen=True, kw_only=True):
 class PassageStore(Protocol):
     """Archival memory: passages with vectors, partitioned by owner (an agent or a source).
 
-    Every read and write names the owner; no call sees another owner's passages. Writes are
+    Every read and write names the owner (a search may name several); no call sees the
+    passages of an owner it did not name. Writes are
     idempotent by passage id (at-least-once callers may repeat them). Lists are in
     ``created_at`` order, ties broken by passage id.
     """
@@ -107,7 +108,7 @@ class PassageStore(Protocol):
 
     async def search(
         self,
-        owner_id: str,
+        owner_id: str | Sequence[str],
         vector: Sequence[float],
         *,
         top_k: int = 10,
@@ -120,7 +121,9 @@ class PassageStore(Protocol):
         """The owner's passages nearest to ``vector``, best first.
 
         Args:
-            owner_id: Whose passages.
+            owner_id: Whose passages: one owner, or several (an agent and the archives
+                attached to it) searched as one ranked list by a single query filtered on
+                the owners (``any`` match on the tenant field), never one query per owner.
             vector: The query vector (same dimension as the owner's passages).
             top_k: How many hits at most.
             tags: Keep passages with any of these tags (all of them with
@@ -131,7 +134,8 @@ class PassageStore(Protocol):
             offset: Skip this many best hits (paging).
 
         Raises:
-            PassageDimensionError: The owner's passages have another dimension.
+            PassageDimensionError: An owner's passages have another dimension (and nothing
+                was found).
         """
         ...
 

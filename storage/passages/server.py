@@ -37,6 +37,7 @@ from storage.passages._common import (
     conditions,
     dimension_error,
     from_payload,
+    owners,
     page,
     point_id,
     to_payload,
@@ -76,9 +77,12 @@ def _reported(
 
 
 def _filter(where: Conditions) -> models.Filter:
-    must: list[models.Condition] = [
-        models.FieldCondition(key=OWNER, match=models.MatchValue(value=where.owner_id))
-    ]
+    owner: models.Match = (
+        models.MatchValue(value=where.owner_id)
+        if isinstance(where.owner_id, str)
+        else models.MatchAny(any=list(where.owner_id))
+    )
+    must: list[models.Condition] = [models.FieldCondition(key=OWNER, match=owner)]
     if where.tags and where.match_all_tags:
         must += [
             models.FieldCondition(key=TAGS, match=models.MatchValue(value=tag))
@@ -258,7 +262,7 @@ class ServerPassageStore:
     @_reported
     async def search(
         self,
-        owner_id: str,
+        owner_id: str | Sequence[str],
         vector: Sequence[float],
         *,
         top_k: int = 10,
@@ -271,7 +275,7 @@ class ServerPassageStore:
         """See :meth:`storage.passages.PassageStore.search`."""
         collection = await self._existing(len(vector))
         hits: list[ScoredPassage] = []
-        if collection is not None and top_k > 0:
+        if collection is not None and top_k > 0 and owners(owner_id):
             where = conditions(
                 owner_id, tags=tags, match_all_tags=match_all_tags, start=start, end=end
             )
@@ -289,7 +293,7 @@ class ServerPassageStore:
                 for point in response.points
             ]
         if not hits:
-            await self._check_owners({owner_id}, len(vector))
+            await self._check_owners(set(owners(owner_id)), len(vector))
         return hits
 
     @_reported

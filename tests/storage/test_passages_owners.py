@@ -1,0 +1,62 @@
+"""Searching several owners at once (an agent and the archives attached to it), in both
+passage engines: one filtered query over the owners, never a merge of per-owner queries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from storage.embeddings import hash_embed
+from storage.passages import PassageDimensionError, PassageStore
+from tests.storage.test_passages import ALICE, BOB, ENGINES, _open, make, put
+
+ARCHIVE = "archive-shared"
+
+
+@pytest.fixture(params=ENGINES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PassageStore]:
+    opened = _open(str(request.param), tmp_path)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+async def test_search_over_several_owners_ranks_them_together(store: PassageStore) -> None:
+    await put(
+        store,
+        make(ALICE, "the cat sleeps on the warm sofa", at=1.0),
+        make(ARCHIVE, "the cat sleeps on the sofa all day", at=2.0),
+        make(ARCHIVE, "quarterly budget review", at=3.0),
+        make(BOB, "the cat sleeps on the sofa all day long", at=4.0),
+    )
+    hits = await store.search([ALICE, ARCHIVE], hash_embed("the cat sleeps on the sofa"), top_k=3)
+    assert [hit.passage.owner_id for hit in hits].count(BOB) == 0
+    assert {hit.passage.text for hit in hits[:2]} == {
+        "the cat sleeps on the warm sofa",
+        "the cat sleeps on the sofa all day",
+    }
+    assert len(hits) == 3
+    scores = [hit.score for hit in hits]
+    assert scores == sorted(scores, reverse=True)
+    # Filters and paging apply across the owners as one result list.
+    query = hash_embed("the cat sleeps on the sofa")
+    page = await store.search([ALICE, ARCHIVE], query, top_k=1, offset=1)
+    assert len(page) == 1 and page[0].passage.id == hits[1].passage.id
+    tagged = await store.search([ARCHIVE, ALICE], hash_embed("cat"), top_k=5, start=2.0, end=3.0)
+    assert {hit.passage.owner_id for hit in tagged} == {ARCHIVE}
+
+
+async def test_a_single_owner_in_a_list_is_that_owner(store: PassageStore) -> None:
+    await put(store, make(ALICE, "alpha", at=1.0), make(BOB, "alpha", at=2.0))
+    hits = await store.search([ALICE], hash_embed("alpha"), top_k=5)
+    assert [hit.passage.owner_id for hit in hits] == [ALICE]
+    assert await store.search([], hash_embed("alpha"), top_k=5) == []
+
+
+async def test_an_owner_of_another_dimension_is_named(store: PassageStore) -> None:
+    await put(store, make(ARCHIVE, "alpha", at=1.0), dimension=8)
+    with pytest.raises(PassageDimensionError, match=ARCHIVE):
+        await store.search([ALICE, ARCHIVE], hash_embed("alpha"), top_k=5)
