@@ -2,7 +2,7 @@
 
 All keys of one agent share the Redis Cluster hash tag ``{<agent_id>}`` so that a step's
 writes can commit in one transaction on one shard. Records not owned by one agent (blocks,
-tools, sources) carry their own id as hash tag.
+tools, sources, archives) carry their own id as hash tag.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = (
     "PREFIX",
     "agent",
+    "agent_archives",
     "agent_messages",
     "agent_names",
     "agent_recall_index",
@@ -17,6 +18,9 @@ __all__ = (
     "agent_sources",
     "agent_tags",
     "agents_all",
+    "archive",
+    "archive_agents",
+    "archives_all",
     "block",
     "block_agents",
     "block_history",
@@ -153,3 +157,21 @@ def source_agents(source_id: str) -> str:
 def agent_sources(agent_id: str) -> str:
     """Set of the ids of sources attached to the agent."""
     return f"{PREFIX}:{{{agent_id}}}:sources"
+
+
+def archive(archive_id: str) -> str:
+    return f"{PREFIX}:{{{archive_id}}}:archive"
+
+
+def archive_agents(archive_id: str) -> str:
+    """Set of the ids of agents the archive is attached to."""
+    return f"{PREFIX}:{{{archive_id}}}:agents"
+
+
+def archives_all() -> str:
+    return f"{PREFIX}:archives"
+
+
+def agent_archives(agent_id: str) -> str:
+    """Set of the ids of archives attached to the agent."""
+    return f"{PREFIX}:{{{agent_id}}}:archives"

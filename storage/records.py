@@ -23,6 +23,7 @@ __all__ = (
     "Agent",
     "ApprovalAnswer",
     "ApprovalDecision",
+    "Archive",
     "Block",
     "BlockEdit",
     "Conditional",
@@ -260,6 +261,21 @@ class Passage(_Record, kw_only=True):
     source_id: str | None = None
     file_id: str | None = None
     created_at: float = msgspec.field(default_factory=now)
+
+
+class Archive(_Record, kw_only=True):
+    """A named store of passages that agents attach to share (Letta's archives).
+
+    Its passages are owned by its id in the passage store and embedded with ``embedding``.
+    """
+
+    id: str
+    name: str
+    description: str = ""
+    embedding: str = ""
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    created_at: float = msgspec.field(default_factory=now)
+    updated_at: float = msgspec.field(default_factory=now)
 
 
 # --- tools ---------------------------------------------------------------------------------
