@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from agents.tools.base import ToolContext, ToolError
 from agents.tools.registry import HEARTBEAT_ARG, INNER_THOUGHTS_ARG, AgentTool
 from agents.tools.schema import validate_arguments
 from bus.errors import LeaseLost
+from storage.archives import ArchiveStore
 from storage.errors import StaleWriter
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ async def run_call(turn: Turn, tools: dict[str, AgentTool], call: Any, step_id: 
                     call_id=call.id,
                     fence=turn.fence,
                     messaging=Messaging(rt, agent, turn.run, step_id),
+                    archives=functools.partial(ArchiveStore(rt.redis).ids_of, agent.id),
                 )
                 output = tool.base(ctx, **arguments)
                 text = await output if not isinstance(output, str) else output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from agents.tools.base import ScoredText
 from storage.embeddings import Embedder
@@ -120,10 +120,12 @@ class PassageArchival:
         match_all_tags: bool,
         start: float | None,
         end: float | None,
+        archive_ids: Sequence[str] = (),
     ) -> list[ScoredText]:
         [vector] = await self._embed(embedding, [query])
+        # The owner's own passages and its archives' are ranked together by one query.
         found = await self.store.search(
-            owner_id,
+            [owner_id, *archive_ids],
             vector,
             top_k=top_k,
             tags=tags,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -149,6 +150,7 @@ class RemoteArchival:
         match_all_tags: bool,
         start: float | None,
         end: float | None,
+        archive_ids: Sequence[str] = (),
     ) -> list[ScoredText]:
         result = await self._call(
             "search",
@@ -161,6 +163,7 @@ class RemoteArchival:
             match_all_tags=match_all_tags,
             start=start,
             end=end,
+            archive_ids=list(archive_ids),
         )
         return msgspec.convert(result, list[ScoredText])
 
@@ -333,6 +336,7 @@ class ArchivalServer:
                 match_all_tags=bool(args.get("match_all_tags")),
                 start=args.get("start"),
                 end=args.get("end"),
+                archive_ids=list(args.get("archive_ids") or ()),
             )
         if op == "count":
             return await archival.count(args["owner_id"])

@@ -217,14 +217,18 @@ async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
             pipe.zrem(runs_key, *run_ids)
             await pipe.execute()
     sources = _texts(await redis.smembers(keys.agent_sources(agent_id)))
+    archives = _texts(await redis.smembers(keys.agent_archives(agent_id)))
     async with redis.pipeline(transaction=False) as pipe:
         for source_id in sources:
             pipe.srem(keys.source_agents(source_id), agent_id)
+        for archive_id in archives:  # attached archives stay, with their passages
+            pipe.srem(keys.archive_agents(archive_id), agent_id)
         pipe.zrem(bus_keys.timers(), agent_id)
         pipe.unlink(
             runs_key,
             bus_keys.outbox(agent_id),
             keys.agent_sources(agent_id),
+            keys.agent_archives(agent_id),
             bus_keys.inbox(agent_id),
             bus_keys.lease(agent_id),
             bus_keys.fence(agent_id),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -131,6 +131,7 @@ class SharedArchival:
         match_all_tags: bool,
         start: float | None,
         end: float | None,
+        archive_ids: Sequence[str] = (),
     ) -> list[ScoredText]:
         archival = await self._use()
         try:
@@ -144,6 +145,7 @@ class SharedArchival:
                 match_all_tags=match_all_tags,
                 start=start,
                 end=end,
+                archive_ids=archive_ids,
             )
         except Exception:
             await self._failed()

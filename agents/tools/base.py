@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -78,6 +78,7 @@ class Archival(Protocol):
         match_all_tags: bool,
         start: float | None,
         end: float | None,
+        archive_ids: Sequence[str] = (),
     ) -> list[ScoredText]: ...
 
     async def count(self, owner_id: str) -> int: ...
@@ -101,6 +102,8 @@ class ToolContext:
     call_id: str
     fence: tuple[str, str] | None = None
     messaging: Any = None  # agents.messaging.Messaging, for the multi-agent tools
+    # The ids of the archives attached to the agent, read when a tool needs them.
+    archives: Callable[[], Awaitable[list[str]]] | None = None
     sent_messages: list[str] = field(default_factory=list)
     memory_edited: bool = False
 
@@ -340,6 +343,8 @@ async def archival_memory_search(
         raise ToolError(f"page must be 0 or more, got {page}")
     start = _timestamp(start_datetime, "start_datetime")
     end = _timestamp(end_datetime, "end_datetime", end=True)
+    # The agent's own passages and those of its attached archives, ranked together.
+    archive_ids = await ctx.archives() if ctx.archives is not None else []
     results = await _archival(ctx).search(
         ctx.agent.id,
         ctx.agent.embedding,
@@ -350,6 +355,7 @@ async def archival_memory_search(
         match_all_tags=tag_match_mode == "all",
         start=start,
         end=end,
+        archive_ids=archive_ids,
     )
     if not results:
         return "No results found."
