@@ -25,6 +25,7 @@ from litestar.static_files import create_static_files_router
 
 from agents import metrics
 from orchestrator.api.agents import AgentsController
+from orchestrator.api.archives import AgentArchivesController, ArchivesController
 from orchestrator.api.auth import require_api_key
 from orchestrator.api.blocks import BlocksController
 from orchestrator.api.callbacks import CallbackSender
@@ -198,6 +199,8 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             FoldersController,
             AgentSourcesController,
             AgentFoldersController,
+            ArchivesController,
+            AgentArchivesController,
             AgentContextController,
             CancelController,
             ModelsController,

@@ -51,10 +51,6 @@ _INSTEAD = {
     "agents": "memgrid serves agents, their messages (sync, async, SSE stream, cancel), core "
     "memory blocks, tools, archival memory, sources/folders and context window under "
     "/v1/agents/; see docs/letta-compat.md for the list",
-    "archives": "memgrid has no archives shared between agents: each agent's archival memory "
-    "is its own passage store, at /v1/agents/{agent_id}/archival-memory (list, insert, search, "
-    "delete); to give several agents the same documents, upload them to a folder and attach it "
-    "to each (PATCH /v1/agents/{agent_id}/folders/attach/{folder_id}), or share a memory block",
     "auth": "send Authorization: Bearer <MEMGRID_API_KEY>; there are no sessions or tokens",
     "blocks": "blocks: GET/POST /v1/blocks/, GET/PATCH/DELETE /v1/blocks/{block_id}, attached "
     "to agents with PATCH /v1/agents/{agent_id}/core-memory/blocks/attach/{block_id}",
@@ -127,8 +123,6 @@ def _template(path: str) -> str:
 
 
 def _resource(path: str) -> str:
-    if path.startswith("/v1/agents/{agent_id}/archives/"):
-        return "archives"  # an agent's archives: the same answer as /v1/archives
     return path.split("/")[2]
 
 

@@ -27,6 +27,7 @@ from orchestrator.api.views import (
     embedding_config,
     passage_view,
 )
+from storage.archives import ArchiveStore
 from storage.passages import PassageDimensionError, PassageNotFoundError
 from storage.records import Agent, Passage
 
@@ -65,7 +66,18 @@ async def check_embedding_change(api: Api, agent: Agent, embedding: str) -> None
     Its passages' vectors came from the old embedder: another model's vectors (of another
     size, or the same size in another space) would make every search meaningless.
     """
-    if embedding == agent.embedding or api.rt.archival is None:
+    if embedding == agent.embedding:
+        return
+    for archive in await ArchiveStore(api.rt.redis).archives_of(agent.id):
+        if archive.embedding != embedding:
+            raise ApiError(
+                409,
+                f"archive {archive.id} attached to the agent is embedded with "
+                f"{archive.embedding}; it cannot be searched with {embedding}. Detach it "
+                "first (PATCH .../archives/detach/{archive_id})",
+                field="embedding",
+            )
+    if api.rt.archival is None:
         return
     count = await api.rt.archival.count(agent.id)
     if count:
@@ -131,7 +143,8 @@ class PassagesController(Controller):
         search: FromQuery[str | None] = None,
         ascending: FromQuery[bool | None] = True,
     ) -> list[PassageView]:
-        """The agent's passages, oldest first; with ``search``, the nearest to it."""
+        """The agent's passages, oldest first; with ``search``, the nearest to it among the
+        agent's and its attached archives' passages."""
         agent = await api.agent(agent_id)
         size = 100 if limit is None else limit
         if size < 0:
@@ -148,6 +161,7 @@ class PassagesController(Controller):
                 match_all_tags=False,
                 start=None,
                 end=None,
+                archive_ids=await ArchiveStore(api.rt.redis).ids_of(agent.id),
             )
             return _views(api, agent, [h.passage for h in hits][:size])
         store = shared_archival(api)
@@ -177,7 +191,8 @@ class PassagesController(Controller):
         start_datetime: FromQuery[dt.datetime | None] = None,
         end_datetime: FromQuery[dt.datetime | None] = None,
     ) -> ArchivalSearchResponse:
-        """The agent's passages nearest in meaning to ``query``."""
+        """The passages nearest in meaning to ``query``: the agent's own and those of the
+        archives attached to it, ranked together."""
         agent = await api.agent(agent_id)
         if top_k is not None and not 1 <= top_k <= _MAX_TOP_K:
             raise ApiError(
@@ -193,6 +208,7 @@ class PassagesController(Controller):
             match_all_tags=tag_match_mode == "all",
             start=_epoch(start_datetime),
             end=_epoch(end_datetime),
+            archive_ids=await ArchiveStore(api.rt.redis).ids_of(agent.id),
         )
         results = [
             ArchivalSearchResult(

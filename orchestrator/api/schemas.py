@@ -7,7 +7,7 @@ would change the meaning of a request (``source_ids``, image content) are refuse
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -15,6 +15,10 @@ from storage.records import PipRequirement, ToolRule
 
 __all__ = (
     "ApprovalIn",
+    "ArchiveCreateIn",
+    "ArchivePassageIn",
+    "ArchivePassagesIn",
+    "ArchiveUpdateIn",
     "BlockUpdateIn",
     "ContentPart",
     "CreateAgentIn",
@@ -235,3 +239,34 @@ class SourceUpdateIn(msgspec.Struct, kw_only=True):
     name: str | None = None
     description: str | None = None
     instructions: str | None = None
+
+
+class ArchiveCreateIn(msgspec.Struct, kw_only=True):
+    """Letta's ``ArchiveCreateRequest``."""
+
+    name: str
+    embedding: str | None = None
+    embedding_config: EmbeddingConfigIn | None = None
+    description: str | None = None
+
+
+class ArchiveUpdateIn(msgspec.Struct, kw_only=True):
+    """Letta's ``ArchiveUpdateRequest``."""
+
+    name: str | None = None
+    description: str | None = None
+
+
+class ArchivePassageIn(msgspec.Struct, kw_only=True):
+    """Letta's ``PassageCreateRequest`` (``metadata`` and ``created_at`` are not kept)."""
+
+    text: str
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    created_at: str | None = None
+
+
+class ArchivePassagesIn(msgspec.Struct, kw_only=True):
+    """Letta's ``PassageBatchCreateRequest``."""
+
+    passages: list[ArchivePassageIn]

@@ -60,14 +60,13 @@ async def test_the_served_app_answers_as_the_table_says(client: httpx.AsyncClien
             assert not routing_miss, where
 
 
-async def test_archives_say_what_memgrid_offers_instead(client: httpx.AsyncClient) -> None:
-    for method, path in (
-        ("GET", "/v1/archives/"),
-        ("POST", "/v1/archives/x/passages"),
-        ("PATCH", "/v1/agents/x/archives/attach/y"),
+async def test_archives_are_served(client: httpx.AsyncClient) -> None:
+    """Archives were the last 501s of Letta's agent-facing API (issue #12, item 4)."""
+    assert (await client.get("/v1/archives/")).json() == []
+    for method, path, names in (
+        ("POST", "/v1/archives/archive-x/passages", "archive-x"),
+        ("PATCH", "/v1/agents/agent-x/archives/attach/archive-y", "agent-x"),
     ):
-        response = await client.request(method, path, json={} if method != "GET" else None)
-        assert response.status_code == 501, response.text
-        instead = response.json()["instead"]
-        assert "/v1/agents/{agent_id}/archival-memory" in instead, (path, instead)
-        assert "folders/attach" in instead, (path, instead)
+        response = await client.request(method, path, json={"text": "t"})
+        assert response.status_code == 404, response.text
+        assert names in response.json()["detail"], response.text
