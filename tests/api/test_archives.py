@@ -7,13 +7,16 @@ An agent attached to an archive finds the archive's passages with ``archival_mem
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
-from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
-from tests.api.conftest import make_agent, say_to
+from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, tool_call
+from tests.api.conftest import api_client, make_agent, model_env, say_to
+from tests.api.test_embedding_sizes import _engine_owned_elsewhere
 
 FACT = "The launch code for project Nimbus is 7731."
 DOOMED = {"text": "Doomed", "tags": ["x"]}
@@ -169,3 +172,23 @@ async def test_refusals_name_the_field(client: httpx.AsyncClient) -> None:
     await client.patch(f"/v1/agents/{agent['id']}/archives/attach/{archive['id']}")
     changed = await client.patch(f"/v1/agents/{agent['id']}", json={"embedding": "hashing/64"})
     assert changed.status_code == 409 and archive["id"] in changed.text
+
+
+async def test_archives_are_searched_where_another_process_owns_the_engine(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under ``memgrid up`` the API reaches the embedded engine over Redis: the archive ids
+    travel with the search request."""
+    async with ScriptedModel.serve(_archival_policy) as model:
+        model_env(monkeypatch, model.base_url)
+        async with _engine_owned_elsewhere(redis_client), api_client(redis_url) as client:
+            archive = await _archive(client)
+            await client.post(f"/v1/archives/{archive['id']}/passages", json={"text": FACT})
+            agent = await make_agent(client)
+            await client.patch(f"/v1/agents/{agent['id']}/archives/attach/{archive['id']}")
+            assert FACT in await _search(client, agent["id"], "launch code Nimbus")
+            assert (await client.delete(f"/v1/archives/{archive['id']}")).status_code == 204
+            assert FACT not in await _search(client, agent["id"], "launch code Nimbus")
