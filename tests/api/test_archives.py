@@ -14,9 +14,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from agents.archival_rpc import RemoteArchival
 from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, tool_call
 from tests.api.conftest import api_client, make_agent, model_env, say_to
 from tests.api.test_embedding_sizes import _engine_owned_elsewhere
+from tests.api.test_retention import _keys_of
 
 FACT = "The launch code for project Nimbus is 7731."
 DOOMED = {"text": "Doomed", "tags": ["x"]}
@@ -190,5 +192,25 @@ async def test_archives_are_searched_where_another_process_owns_the_engine(
             agent = await make_agent(client)
             await client.patch(f"/v1/agents/{agent['id']}/archives/attach/{archive['id']}")
             assert FACT in await _search(client, agent["id"], "launch code Nimbus")
+            engine = RemoteArchival(redis_client, timeout_s=10, stats_ttl_s=0)
+            assert await engine.count(archive["id"]) == 1
             assert (await client.delete(f"/v1/archives/{archive['id']}")).status_code == 204
             assert FACT not in await _search(client, agent["id"], "launch code Nimbus")
+            assert await engine.count(archive["id"]) == 0  # its passages went with it
+
+
+async def test_deletes_leave_no_keys_and_keep_what_they_should(
+    client: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    archive = await _archive(client)
+    await client.post(f"/v1/archives/{archive['id']}/passages", json={"text": FACT})
+    agent = await make_agent(client)
+    await client.patch(f"/v1/agents/{agent['id']}/archives/attach/{archive['id']}")
+    assert (await client.delete(f"/v1/agents/{agent['id']}")).status_code == 200
+    assert await _keys_of(redis_client, agent["id"]) == []  # its archive links went too
+    reader = await make_agent(client, name="reader")
+    await client.patch(f"/v1/agents/{reader['id']}/archives/attach/{archive['id']}")
+    assert FACT in await _search(client, reader["id"], "Nimbus launch code")  # kept
+    assert (await client.delete(f"/v1/archives/{archive['id']}")).status_code == 204
+    assert await _keys_of(redis_client, archive["id"]) == []
+    assert await redis_client.sismember("mg:archives", archive["id"]) == 0
