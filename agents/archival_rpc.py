@@ -209,19 +209,24 @@ class RemoteArchival:
 
     async def list(
         self,
-        owner_id: str,
+        owner_id: str | Sequence[str],
         *,
         limit: int = 50,
         after: str | None = None,
         ascending: bool = True,
     ) -> builtins.list[Passage]:
-        """A page of ``owner_id``'s passages in creation order, after the passage ``after``.
+        """A page of ``owner_id``'s passages (or several owners' as one list) in creation
+        order, after the passage ``after``.
 
         Raises:
             PassageNotFoundError: ``after`` is not a passage of ``owner_id``.
         """
         result = await self._call(
-            "list", owner_id=owner_id, limit=limit, after=after, ascending=ascending
+            "list",
+            owner_id=owner_id if isinstance(owner_id, str) else list(owner_id),
+            limit=limit,
+            after=after,
+            ascending=ascending,
         )
         return msgspec.convert(result, builtins.list[Passage])
 

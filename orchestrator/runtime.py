@@ -212,13 +212,14 @@ class SharedArchival:
 
     async def list(
         self,
-        owner_id: str,
+        owner_id: str | Sequence[str],
         *,
         limit: int = 50,
         after: str | None = None,
         ascending: bool = True,
     ) -> builtins.list[Passage]:
-        """A page of ``owner_id``'s passages in creation order, after the passage ``after``.
+        """A page of ``owner_id``'s passages (or several owners' as one list) in creation
+        order, after the passage ``after``.
 
         Raises:
             PassageNotFoundError: ``after`` is not a passage of ``owner_id``.

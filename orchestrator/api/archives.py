@@ -3,7 +3,8 @@
 An archive is a named store of passages with one embedding; its passages are owned by the
 archive's id in the passage store. An agent attached to archives sees their passages in
 archival memory: ``archival_memory_search`` and the agent's ``archival-memory`` search routes
-rank the agent's own passages and its archives' together in one filtered query.
+rank the agent's own passages and its archives' together in one filtered query, and its
+``archival-memory`` list shows both (an archive's with its ``archive_id``).
 ``archival_memory_insert`` and ``POST .../archival-memory`` write to the agent's own passages,
 never to an archive (write to an archive through ``POST /v1/archives/{id}/passages``).
 

@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Literal
 
+import msgspec
 from litestar import Controller, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -98,7 +99,12 @@ async def drop_passages(api: Api, agent_id: str) -> None:
 
 def _views(api: Api, agent: Agent, passages: Sequence[Passage]) -> list[PassageView]:
     config = embedding_config(agent.embedding, api.openai_base_url)
-    return [passage_view(p, config) for p in passages]
+    views = [passage_view(p, config) for p in passages]
+    # A passage of an attached archive (same embedding: attach checks it) says whose it is.
+    return [
+        msgspec.structs.replace(v, archive_id=p.owner_id) if p.owner_id != agent.id else v
+        for v, p in zip(views, passages, strict=True)
+    ]
 
 
 def _epoch(value: dt.datetime | None) -> float | None:
@@ -143,8 +149,8 @@ class PassagesController(Controller):
         search: FromQuery[str | None] = None,
         ascending: FromQuery[bool | None] = True,
     ) -> list[PassageView]:
-        """The agent's passages, oldest first; with ``search``, the nearest to it among the
-        agent's and its attached archives' passages."""
+        """The agent's passages and its attached archives', oldest first; with ``search``,
+        the nearest to it."""
         agent = await api.agent(agent_id)
         size = 100 if limit is None else limit
         if size < 0:
@@ -165,13 +171,15 @@ class PassagesController(Controller):
             )
             return _views(api, agent, [h.passage for h in hits][:size])
         store = shared_archival(api)
+        # The agent's own passages and those of its attached archives, as one list.
+        owners = [agent.id, *await ArchiveStore(api.rt.redis).ids_of(agent.id)]
         forward = ascending is not False
         try:
             if before is not None and after is None:
-                found = await store.list(agent.id, limit=size, after=before, ascending=not forward)
+                found = await store.list(owners, limit=size, after=before, ascending=not forward)
                 found.reverse()
             else:
-                found = await store.list(agent.id, limit=size, after=after, ascending=forward)
+                found = await store.list(owners, limit=size, after=after, ascending=forward)
                 if before is not None:
                     ids = [p.id for p in found]
                     found = found[: ids.index(before)] if before in ids else found

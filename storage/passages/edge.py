@@ -124,11 +124,12 @@ class _Collection:
         records, _ = self.shard.scroll(request)
         return [from_payload(record.payload) for record in records]
 
-    def retrieve(self, owner_id: str, passage_ids: Sequence[str]) -> list[Passage]:
+    def retrieve(self, owner_id: str | Sequence[str], passage_ids: Sequence[str]) -> list[Passage]:
         ids: list[Any] = [point_id(passage_id) for passage_id in passage_ids]
         records = self.shard.retrieve(ids, with_payload=True, with_vector=False)
         found = (from_payload(record.payload) for record in records)
-        return [passage for passage in found if passage.owner_id == owner_id]
+        named = owners(owner_id)
+        return [passage for passage in found if passage.owner_id in named]
 
 
 class EdgePassageStore:
@@ -290,7 +291,7 @@ class EdgePassageStore:
 
     async def list(
         self,
-        owner_id: str,
+        owner_id: str | Sequence[str],
         *,
         limit: int = 50,
         offset: int = 0,
@@ -304,13 +305,14 @@ class EdgePassageStore:
         if after is not None:
             anchor = await self.get(owner_id, after)
             if anchor is None:
-                raise PassageNotFoundError(f"owner {owner_id!r} has no passage {after!r}")
+                named = ", ".join(repr(owner) for owner in owners(owner_id))
+                raise PassageNotFoundError(f"owner {named} has no passage {after!r}")
         where = conditions(owner_id, tags=tags, match_all_tags=match_all_tags)
         return await page(
             self._all(), where, limit=limit, offset=offset, anchor=anchor, ascending=ascending
         )
 
-    async def get(self, owner_id: str, passage_id: str) -> Passage | None:
+    async def get(self, owner_id: str | Sequence[str], passage_id: str) -> Passage | None:
         """See :meth:`storage.passages.PassageStore.get`."""
         for collection in self._all():
             found = collection.retrieve(owner_id, [passage_id])

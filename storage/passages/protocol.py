@@ -141,7 +141,7 @@ class PassageStore(Protocol):
 
     async def list(
         self,
-        owner_id: str,
+        owner_id: str | Sequence[str],
         *,
         limit: int = 50,
         offset: int = 0,
@@ -153,7 +153,8 @@ class PassageStore(Protocol):
         """The owner's passages in ``created_at`` order (ties by id).
 
         Args:
-            owner_id: Whose passages.
+            owner_id: Whose passages: one owner, or several listed as one sequence (one
+                filtered query per collection, as in :meth:`search`).
             limit: How many at most.
             offset: Skip this many first (ignored when ``after`` is given).
             after: A cursor: start after this passage id, in the chosen direction.
@@ -166,8 +167,9 @@ class PassageStore(Protocol):
         """
         ...
 
-    async def get(self, owner_id: str, passage_id: str) -> Passage | None:
-        """The owner's passage with this id, or ``None``."""
+    async def get(self, owner_id: str | Sequence[str], passage_id: str) -> Passage | None:
+        """The passage with this id if it belongs to the owner (or one of several), else
+        ``None``."""
         ...
 
     async def delete(self, owner_id: str, passage_ids: Sequence[str]) -> int:

@@ -130,13 +130,16 @@ class _Collection:
         )
         return [from_payload(record.payload) for record in records]
 
-    async def retrieve(self, owner_id: str, passage_ids: Sequence[str]) -> list[Passage]:
+    async def retrieve(
+        self, owner_id: str | Sequence[str], passage_ids: Sequence[str]
+    ) -> list[Passage]:
         ids: list[models.ExtendedPointId] = [str(point_id(pid)) for pid in passage_ids]
         records = await self.client.retrieve(
             self.name, ids=ids, with_payload=True, with_vectors=False
         )
         found = (from_payload(record.payload) for record in records)
-        return [passage for passage in found if passage.owner_id == owner_id]
+        named = owners(owner_id)
+        return [passage for passage in found if passage.owner_id in named]
 
 
 class ServerPassageStore:
@@ -299,7 +302,7 @@ class ServerPassageStore:
     @_reported
     async def list(
         self,
-        owner_id: str,
+        owner_id: str | Sequence[str],
         *,
         limit: int = 50,
         offset: int = 0,
@@ -313,7 +316,8 @@ class ServerPassageStore:
         if after is not None:
             anchor = await self.get(owner_id, after)
             if anchor is None:
-                raise PassageNotFoundError(f"owner {owner_id!r} has no passage {after!r}")
+                named = ", ".join(repr(owner) for owner in owners(owner_id))
+                raise PassageNotFoundError(f"owner {named} has no passage {after!r}")
         where = conditions(owner_id, tags=tags, match_all_tags=match_all_tags)
         return await page(
             await self._all(),
@@ -325,7 +329,7 @@ class ServerPassageStore:
         )
 
     @_reported
-    async def get(self, owner_id: str, passage_id: str) -> Passage | None:
+    async def get(self, owner_id: str | Sequence[str], passage_id: str) -> Passage | None:
         """See :meth:`storage.passages.PassageStore.get`."""
         for collection in await self._all():
             found = await collection.retrieve(owner_id, [passage_id])

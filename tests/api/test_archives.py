@@ -104,6 +104,17 @@ async def test_archive_lifecycle(client: httpx.AsyncClient) -> None:
         f"/v1/agents/{agent['id']}/archival-memory", params={"search": "launch code Nimbus"}
     )
     assert FACT in [p["text"] for p in nearest.json()]
+    listed = (await client.get(f"/v1/agents/{agent['id']}/archival-memory")).json()
+    assert [(p["text"], p["archive_id"]) for p in listed] == [
+        (FACT, archive["id"]),
+        ("The cafeteria opens at 8.", archive["id"]),
+        ("Nimbus launch is Friday.", None),
+    ]
+    after = f"/v1/agents/{agent['id']}/archival-memory?after={listed[0]['id']}&limit=1"
+    assert [p["text"] for p in (await client.get(after)).json()] == [listed[1]["text"]]
+    # The agent's own routes delete only its own passages.
+    foreign = await client.delete(f"/v1/agents/{agent['id']}/archival-memory/{listed[0]['id']}")
+    assert foreign.status_code == 404
     by_agent = (await client.get("/v1/archives/", params={"agent_id": agent["id"]})).json()
     assert [a["id"] for a in by_agent] == [archive["id"]]
     agents = (await client.get(f"/v1/archives/{archive['id']}/agents")).json()
@@ -139,8 +150,9 @@ async def test_an_agent_finds_an_archive_passage_with_archival_memory_search(
     assert returns and FACT in returns[0]["tool_return"]
     # archival_memory_insert writes to the agent's own passages, not to the archive.
     await say_to(client, agent["id"], "remember: Nimbus ships in March.")
-    own = (await client.get(f"/v1/agents/{agent['id']}/archival-memory")).json()
-    assert [p["text"] for p in own] == ["Nimbus ships in March."]
+    listed = (await client.get(f"/v1/agents/{agent['id']}/archival-memory")).json()
+    own = [p["text"] for p in listed if p["archive_id"] is None]
+    assert own == ["Nimbus ships in March."]
     shared = (await client.get(f"/v1/archives/{archive['id']}/agents")).json()
     assert [a["id"] for a in shared] == [agent["id"]]
     found = json.dumps(await _search(client, agent["id"], "Nimbus"))
@@ -192,6 +204,8 @@ async def test_archives_are_searched_where_another_process_owns_the_engine(
             agent = await make_agent(client)
             await client.patch(f"/v1/agents/{agent['id']}/archives/attach/{archive['id']}")
             assert FACT in await _search(client, agent["id"], "launch code Nimbus")
+            listed = await client.get(f"/v1/agents/{agent['id']}/archival-memory")
+            assert [p["text"] for p in listed.json()] == [FACT]
             engine = RemoteArchival(redis_client, timeout_s=10, stats_ttl_s=0)
             assert await engine.count(archive["id"]) == 1
             assert (await client.delete(f"/v1/archives/{archive['id']}")).status_code == 204

@@ -60,3 +60,26 @@ async def test_an_owner_of_another_dimension_is_named(store: PassageStore) -> No
     await put(store, make(ARCHIVE, "alpha", at=1.0), dimension=8)
     with pytest.raises(PassageDimensionError, match=ARCHIVE):
         await store.search([ALICE, ARCHIVE], hash_embed("alpha"), top_k=5)
+
+
+async def test_list_and_get_over_several_owners(store: PassageStore) -> None:
+    await put(
+        store,
+        make(ALICE, "a1", at=1.0),
+        make(ARCHIVE, "s2", at=2.0),
+        make(BOB, "b3", at=3.0),
+        make(ALICE, "a4", at=4.0),
+        make(ARCHIVE, "s5", at=5.0),
+    )
+    both = [ALICE, ARCHIVE]
+    assert [p.text for p in await store.list(both)] == ["a1", "s2", "a4", "s5"]
+    assert [
+        p.text for p in await store.list(both, limit=2, after="passage-archive-shared-2.0")
+    ] == [
+        "a4",
+        "s5",
+    ]
+    newest = await store.list(both, limit=3, ascending=False)
+    assert [p.text for p in newest] == ["s5", "a4", "s2"]
+    assert (await store.get(both, "passage-archive-shared-2.0")) is not None
+    assert await store.get(both, "passage-agent-bob-3.0") is None
