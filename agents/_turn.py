@@ -19,7 +19,7 @@ import structlog
 
 from agents._deltas import TokenStream
 from agents._waits import end_wait, stage_reply
-from agents.context import MemoryStats, compile_system, to_openai_messages
+from agents.context import MemoryStats, archival_totals, compile_system, to_openai_messages
 from agents.events import (
     Event,
     StopReason,
@@ -161,13 +161,14 @@ class Turn:
         ttl = rt.settings.open_events_ttl_s
         return TokenStream(rt.redis, self.agent.id, self.run.id, step_id, ttl_s=ttl, clock=rt.clock)
 
-    async def stats(self, recall_count: int) -> MemoryStats:
+    async def stats(self, recall_count: int, archive_ids: Sequence[str] = ()) -> MemoryStats:
         tags: tuple[str, ...] = ()
         archival_count = 0
         if self.rt.archival is not None:
             try:
-                archival_count = await self.rt.archival.count(self.agent.id)
-                tags = tuple(await self.rt.archival.tags(self.agent.id))
+                owners = [self.agent.id, *archive_ids]
+                archival_count, found = await archival_totals(self.rt.archival, owners)
+                tags = tuple(found)
             except Exception as exc:  # metadata must not stop the agent; tools report it
                 log.warning("archival_unavailable", agent_id=self.agent.id, error=str(exc))
         return MemoryStats(

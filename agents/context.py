@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from storage.records import Block, Message
 
+if TYPE_CHECKING:
+    from agents.tools.base import Archival
+
 __all__ = (
     "MemoryStats",
+    "archival_totals",
     "compile_system",
     "render_blocks",
     "render_metadata",
@@ -42,6 +46,18 @@ class MemoryStats(msgspec.Struct, frozen=True, kw_only=True):
     archival_count: int
     archival_tags: tuple[str, ...] = ()
     evicted_count: int = 0
+
+
+async def archival_totals(archival: Archival, owner_ids: Sequence[str]) -> tuple[int, list[str]]:
+    """How many passages the owners have together and their distinct tags: what an agent is
+    told of its archival memory (its own passages and its attached archives')."""
+    count, tags = 0, set[str]()
+    for owner_id in owner_ids:
+        found = await archival.count(owner_id)
+        count += found
+        if found:
+            tags.update(await archival.tags(owner_id))
+    return count, sorted(tags)
 
 
 def _when(ts: float) -> str:

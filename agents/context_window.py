@@ -14,6 +14,7 @@ import msgspec
 
 from agents.context import (
     MemoryStats,
+    archival_totals,
     compile_system,
     render_blocks,
     render_metadata,
@@ -60,8 +61,9 @@ async def context_overview(rt: Runtime, agent: Agent) -> ContextOverview:
     archival_count, tags = 0, tuple[str, ...]()
     if rt.archival is not None:
         try:
-            archival_count = await rt.archival.count(agent.id)
-            tags = tuple(await rt.archival.tags(agent.id))
+            owners = [agent.id, *reads.archive_ids]
+            archival_count, found = await archival_totals(rt.archival, owners)
+            tags = tuple(found)
         except Exception:  # an unreachable archive is shown as empty, as the loop does
             archival_count, tags = 0, ()
     stats = MemoryStats(

@@ -231,7 +231,7 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
     tools = agent_tools(agent, reads.tools)
     offered = rt.gate.offered(agent, turn.state, list(tools))
     schemas = [tools[name].openai() for name in offered if name in tools]
-    build = turn.builder(blocks, await turn.stats(reads.message_count), schemas)
+    build = turn.builder(blocks, await turn.stats(reads.message_count, reads.archive_ids), schemas)
     committed = reads.messages
 
     response: LLMResponse | None = None

@@ -1,9 +1,9 @@
 """Everything one step of an agent reads, in one round trip.
 
-A step needs the agent's blocks, its custom tools, its in-context messages and the size of its
-log (and, on a turn's first step, the next message seq). Read one by one these are five round
-trips, each paying the client's per-call cost; here they go in one pipeline (plus one MGET for
-the tool records when the agent has custom tools).
+A step needs the agent's blocks, its custom tools, its in-context messages, the size of its
+log and the archives attached to it (and, on a turn's first step, the next message seq). Read
+one by one these are six round trips, each paying the client's per-call cost; here they go in
+one pipeline (plus one MGET for the tool records when the agent has custom tools).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from storage import keys
+from storage._util import texts
 from storage.messages import MessageLog
 from storage.records import Agent, Block, Message, Tool, decode
 from storage.tools import ToolStore
@@ -27,6 +28,7 @@ class StepReads(msgspec.Struct, kw_only=True):
     messages: list[Message]
     message_count: int
     next_seq: int = 0  # 0 when not asked for
+    archive_ids: list[str] = msgspec.field(default_factory=list)
 
 
 async def read_step(redis: aioredis.Redis, agent: Agent, *, next_seq: bool = False) -> StepReads:
@@ -41,10 +43,12 @@ async def read_step(redis: aioredis.Redis, agent: Agent, *, next_seq: bool = Fal
         if agent.message_ids:
             pipe.mget([keys.message(agent.id, m) for m in agent.message_ids])
         pipe.zcard(messages_key)
+        pipe.smembers(keys.agent_archives(agent.id))
         if next_seq:
             pipe.zrevrange(messages_key, 0, 0, withscores=True)
         replies = list(await pipe.execute())
     top = replies.pop() if next_seq else []
+    archive_ids = sorted(texts(replies.pop()))
     count = int(replies.pop())
     raw_messages = replies.pop() if agent.message_ids else []
     tool_ids = replies.pop() if agent.tools else []
@@ -55,4 +59,5 @@ async def read_step(redis: aioredis.Redis, agent: Agent, *, next_seq: bool = Fal
         messages=[decode(Message, raw) for raw in raw_messages if raw is not None],
         message_count=count,
         next_seq=MessageLog.seq_after(top) if next_seq else 0,
+        archive_ids=archive_ids,
     )

@@ -228,3 +228,17 @@ async def test_deletes_leave_no_keys_and_keep_what_they_should(
     assert (await client.delete(f"/v1/archives/{archive['id']}")).status_code == 204
     assert await _keys_of(redis_client, archive["id"]) == []
     assert await redis_client.sismember("mg:archives", archive["id"]) == 0
+
+
+async def test_the_context_counts_the_archives_passages(client: httpx.AsyncClient) -> None:
+    """What the agent is told about its archival memory (its size) includes its archives."""
+    archive = await _archive(client)
+    batch = {"passages": [{"text": FACT}, {"text": "The cafeteria opens at 8."}]}
+    await client.post(f"/v1/archives/{archive['id']}/passages/batch", json=batch)
+    agent = await make_agent(client)
+    await client.post(f"/v1/agents/{agent['id']}/archival-memory", json={"text": "own"})
+    before = (await client.get(f"/v1/agents/{agent['id']}/context")).json()
+    assert before["num_archival_memory"] == 1
+    await client.patch(f"/v1/agents/{agent['id']}/archives/attach/{archive['id']}")
+    after = (await client.get(f"/v1/agents/{agent['id']}/context")).json()
+    assert after["num_archival_memory"] == 3
