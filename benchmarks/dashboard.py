@@ -75,8 +75,8 @@ async def _wait(check: object, what: str, seconds: float = 30) -> None:
 
 async def _agents(redis: aioredis.Redis, count: int) -> list[Agent]:
     """``count`` agents sharing a persona and a company block, written in pipelines of 500:
-    ``AgentStore.stage_save`` for the record, plus the name, all-agents and tag indexes that
-    ``AgentStore.create`` keeps (one script call per agent would take ~30 s here)."""
+    ``AgentStore.stage_save`` for the record, plus the name, all-agents, creation and tag
+    indexes that ``AgentStore.create`` keeps (one script call per agent would take ~30 s here)."""
     blocks = BlockStore(redis)
     persona = await blocks.create(new_block("persona", "I am one of many agents."))
     company = await blocks.create(new_block("company", "The company is called AgentOS."))
@@ -100,6 +100,7 @@ async def _agents(redis: aioredis.Redis, count: int) -> list[Agent]:
                 store.stage_save(pipe, agent)
                 pipe.hset(keys.agent_names(), agent.name, agent.id)
                 pipe.sadd(keys.agents_all(), agent.id)
+                pipe.zadd(keys.agents_by_created(), {agent.id: agent.created_at})
                 pipe.sadd(keys.agent_tags(agent.tags[0]), agent.id)
                 pipe.sadd(keys.block_agents(persona.id), agent.id)
                 pipe.sadd(keys.block_agents(company.id), agent.id)

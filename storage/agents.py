@@ -16,17 +16,20 @@ import msgspec
 import redis.asyncio as aioredis
 
 from storage import keys
+from storage._agent_pages import UnknownCursor, backfill_created_index, page_ids, records
 from storage._util import text, texts
 from storage.errors import Conflict, InvalidRecord, NotFound
 from storage.records import Agent, decode, encode, now
 
-__all__ = ("AgentStore",)
+__all__ = ("AgentStore", "UnknownCursor")
 
-# KEYS: names hash, agent key, all-agents set. ARGV: name, id, json.
+# KEYS: names hash, agent key, all-agents set, creation index. ARGV: name, id, json,
+# created_at.
 _CREATE = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
 return 1
 """
 
@@ -63,8 +66,13 @@ class AgentStore:
     async def create(self, agent: Agent) -> Agent:
         _validate(agent)
         created = await self._create(
-            keys=[keys.agent_names(), keys.agent(agent.id), keys.agents_all()],
-            args=[agent.name, agent.id, encode(agent)],
+            keys=[
+                keys.agent_names(),
+                keys.agent(agent.id),
+                keys.agents_all(),
+                keys.agents_by_created(),
+            ],
+            args=[agent.name, agent.id, encode(agent), repr(agent.created_at)],
         )
         if not created:
             raise Conflict(f"an agent named {agent.name!r} already exists; pick another name")
@@ -124,6 +132,40 @@ class AgentStore:
         raws = await self._redis.mget([keys.agent(i) for i in ids])
         agents = [decode(Agent, raw) for raw in raws if raw is not None]
         return sorted(agents, key=lambda a: (a.created_at, a.id))
+
+    async def page(
+        self,
+        *,
+        name: str | None = None,
+        tags: Sequence[str] = (),
+        match_all_tags: bool = False,
+        query_text: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> builtins.list[Agent]:
+        """One page of agents in creation order (newest first with ``descending``), filtered
+        by exact name, tags (any, or all) and a substring of the name (any case); every filter
+        given applies. Only the page's records are read. ``after``/``before`` are agent ids.
+
+        Raises:
+            UnknownCursor: a cursor that is not in the filtered listing (its ``field`` says
+                which).
+        """
+        await backfill_created_index(self._redis)
+        ids = await page_ids(
+            self._redis,
+            name=name,
+            tags=tags,
+            match_all_tags=match_all_tags,
+            query_text=query_text,
+            after=after,
+            before=before,
+            limit=limit,
+            descending=descending,
+        )
+        return await records(self._redis, ids)
 
     async def update(self, agent_id: str, **fields: Any) -> Agent:
         """Change fields of an agent and save it; tags are re-indexed. A compare-and-set: the
@@ -200,6 +242,7 @@ class AgentStore:
             pipe.delete(keys.agent(agent_id))
             pipe.hdel(keys.agent_names(), agent.name)
             pipe.srem(keys.agents_all(), agent_id)
+            pipe.zrem(keys.agents_by_created(), agent_id)
             for tag in agent.tags:
                 pipe.srem(keys.agent_tags(tag), agent_id)
             await pipe.execute()

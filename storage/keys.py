@@ -18,6 +18,7 @@ __all__ = (
     "agent_sources",
     "agent_tags",
     "agents_all",
+    "agents_by_created",
     "archive",
     "archive_agents",
     "archives_all",
@@ -78,6 +79,11 @@ def agent_runs(agent_id: str) -> str:
 
 def agents_all() -> str:
     return f"{PREFIX}:agents"
+
+
+def agents_by_created() -> str:
+    """Sorted set of agent ids scored by creation time: what ``GET /v1/agents`` pages through."""
+    return f"{PREFIX}:agents-by-created"
 
 
 def agent_names() -> str:

@@ -37,6 +37,7 @@ from orchestrator.api.views import (
     block_view,
     tool_view,
 )
+from storage.agents import UnknownCursor
 from storage.errors import InvalidRecord, NotFound
 from storage.records import Agent, Block, Source
 from storage.settings import StorageSettings
@@ -180,12 +181,21 @@ class AgentsController(Controller):
         order: FromQuery[Literal["asc", "desc"] | None] = None,
     ) -> list[AgentState]:
         """Agents, newest first unless ``order=asc`` (or ``ascending=true``)."""
-        agents = await api.rt.agents.list(name=name, tags=tags or (), match_all_tags=match_all_tags)
-        if query_text:
-            agents = [a for a in agents if query_text.lower() in a.name.lower()]
-        if not (order == "asc" or (order is None and ascending)):
-            agents.reverse()
-        chosen = page(agents, lambda a: a.id, after=after, before=before, limit=limit)
+        if limit is not None and limit < 0:
+            raise ApiError(422, "must be 0 or more", field="limit", source="query")
+        try:
+            chosen = await api.rt.agents.page(
+                name=name,
+                tags=tags or (),
+                match_all_tags=match_all_tags,
+                query_text=query_text or None,
+                after=after,
+                before=before,
+                limit=limit,
+                descending=not (order == "asc" or (order is None and ascending)),
+            )
+        except UnknownCursor as exc:
+            raise ApiError(404, str(exc), field=exc.field, source="query") from None
         return [await api.agent_state(a) for a in chosen]
 
     @get("/count")
