@@ -2,11 +2,14 @@
 
 A submission is one Lua script, all or nothing: the run record, the client's ``otid`` (so a
 retry gets the original run back, never a second one), the run id index, the agent's run list,
-the inbox entry and the "ready" signal that tells the workers. An error leaves nothing behind
-(a 5xx means nothing was stored), and a retry with the same ``otid`` finds its run complete.
+the inbox entry, the "ready" signal that tells the workers and, for a run that another agent's
+message started, its entry in the root run's index of the runs it caused. An error leaves
+nothing behind (a 5xx means nothing was stored), and a retry with the same ``otid`` finds its
+run complete.
 
-The script names every key it touches; the run id index and the ready stream are not on the
-agent's hash tag, so on Redis Cluster it needs them moved there first (see DESIGN).
+The script names every key it touches; the run id index, the caused-runs index and the ready
+stream are not on the agent's hash tag, so on Redis Cluster it needs them moved there first
+(see DESIGN).
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ __all__ = ("RunStore", "Submitted", "live_workers", "retry_dead_letter", "signal
 
 OTID_TTL_S = 24 * 3600
 RUN_INDEX_TTL_S = 30 * 24 * 3600
+# The runs one outside message may cause that its run view lists (the newest ones are kept).
+MAX_CAUSED_RUNS = 1000
 
-# KEYS: otid key (or run key when no otid), run key, inbox, agent runs zset, run index, ready.
-# ARGV: has otid, run id, run json, envelope, otid ttl, created_at, group, agent id, index ttl.
+# KEYS: otid key (or run key when no otid), run key, inbox, agent runs zset, run index, ready,
+# the root run's caused-runs zset (or the run key when no root).
+# ARGV: has otid, run id, run json, envelope, otid ttl, created_at, group, agent id, index ttl,
+# has root, most runs one root keeps.
 # The calls that can fail on a damaged key (a wrong type) come before any write that matters:
 # an error stops the script, and what it wrote before stays, so only a harmless extra ready
 # signal or a run-list entry without a record (skipped by readers) can be left by one.
@@ -51,6 +58,11 @@ if ARGV[1] == '1' then
 end
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[5], ARGV[8], 'EX', tonumber(ARGV[9]))
+if ARGV[10] == '1' then
+  redis.call('ZADD', KEYS[7], tonumber(ARGV[6]), ARGV[8] .. ' ' .. ARGV[2])
+  redis.call('ZREMRANGEBYRANK', KEYS[7], 0, -tonumber(ARGV[11]) - 1)
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[9]))
+end
 return {ARGV[2], 1}
 """
 
@@ -119,6 +131,7 @@ class RunStore:
                 keys.agent_runs(agent_id),
                 keys.run_index(run.id),
                 bus_keys.ready(),
+                keys.run_caused(root_run_id) if root_run_id else keys.run(agent_id, run.id),
             ],
             args=[
                 "1" if otid else "0",
@@ -130,6 +143,8 @@ class RunStore:
                 streams.GROUP,  # the inbox is made with the workers' group: no first-read setup
                 agent_id,
                 RUN_INDEX_TTL_S,
+                "1" if root_run_id else "0",
+                MAX_CAUSED_RUNS,
             ],
         )
         run_id = _text(result[0])
@@ -148,6 +163,14 @@ class RunStore:
         if agent_id is None:
             raise NotFound(f"no run with id {run_id!r}")
         return await self.get(_text(agent_id), run_id)
+
+    async def caused(self, root_run_id: str) -> list[Run]:
+        """The runs that run ``root_run_id``'s outside message caused (agents messaging
+        agents), oldest first; ones already expired are left out."""
+        caused = await self._redis.zrange(keys.run_caused(root_run_id), 0, -1)
+        members = [_text(m).split(" ", 1) for m in caused]
+        raws = await self._redis.mget([keys.run(a, r) for a, r in members]) if members else []
+        return [decode(Run, raw) for raw in raws if raw is not None]
 
     async def recent(self, agent_id: str, *, limit: int = 50) -> list[Run]:
         ids = await self._redis.zrevrange(keys.agent_runs(agent_id), 0, limit - 1)

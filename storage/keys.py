@@ -30,6 +30,7 @@ __all__ = (
     "file",
     "message",
     "run",
+    "run_caused",
     "run_index",
     "source",
     "source_agents",
@@ -70,6 +71,12 @@ def run(agent_id: str, run_id: str) -> str:
 def run_index(run_id: str) -> str:
     """run id -> agent id, for APIs that address a run by its id alone."""
     return f"{PREFIX}:run-agent:{run_id}"
+
+
+def run_caused(root_run_id: str) -> str:
+    """Sorted set of ``"<agent id> <run id>"`` by creation time: the runs that the outside
+    message of run ``root_run_id`` caused (messages between agents), for the run view."""
+    return f"{PREFIX}:run-caused:{root_run_id}"
 
 
 def agent_runs(agent_id: str) -> str:

@@ -1,10 +1,11 @@
 """``GET /dashboard/api/runs/{run_id}/trace``: one outside message followed across agents.
 
 A run started by an agent's message to another carries the outside input's run as its
-``root_run_id``; the trace gathers every run of that root (from the agents' run indexes, since
-the root's creation), their events, and the edits of the blocks they share, in time order. The
-graph's edges are the sends seen (a child run's ``otid`` names the tool call that sent it) and
-the routes its agents' workflow declares.
+``root_run_id``; the trace gathers every run of that root (from the root's index of the runs
+it caused, written when they were submitted, so the agents not involved cost nothing), their
+events, and the edits of the blocks they share, in time order. The graph's edges are the sends
+seen (a child run's ``otid`` names the tool call that sent it) and the routes its agents'
+workflow declares.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from storage.records import Agent, Run, decode
 
 __all__ = ("RunTrace", "RunTraceController")
 
-MAX_RUNS_PER_AGENT = 50
 RECENT_MESSAGES = 200  # where a run's input is looked for (run events hold no inputs)
 _SEP = " -> "  # as orchestrator.apply stores a workflow's routes
 _SEND = re.compile(r"^send_message_to_agent")
@@ -121,28 +121,7 @@ class RunTraceController(Controller):
         redis = api.rt.redis
         first = await api.runs.find(run_id)
         root = await api.runs.find(first.root_run_id or first.id)
-        agent_ids = sorted(_text(i) for i in await redis.smembers(keys.agents_all()))
-        async with redis.pipeline(transaction=False) as pipe:
-            for agent_id in agent_ids:
-                pipe.zrangebyscore(
-                    keys.agent_runs(agent_id),
-                    root.created_at - 1,
-                    "+inf",
-                    start=0,
-                    num=MAX_RUNS_PER_AGENT,
-                )
-            found = await pipe.execute()
-        run_keys = [
-            keys.run(agent_id, _text(r))
-            for agent_id, ids in zip(agent_ids, found, strict=True)
-            for r in ids
-        ]
-        runs = [root]
-        for raw in await redis.mget(run_keys) if run_keys else []:
-            if raw is not None:
-                run = decode(Run, raw)
-                if run.root_run_id == root.id:
-                    runs.append(run)
+        runs = [root, *(r for r in await api.runs.caused(root.id) if r.root_run_id == root.id)]
         runs.sort(key=lambda r: (r.created_at, r.id))
         involved = sorted({r.agent_id for r in runs})
         agents = {
