@@ -10,11 +10,14 @@ import anyio
 import msgspec
 import structlog
 
+from agents import metrics
+from agents.llm import ContextWindowExceeded, LLMError, LLMInvalidResponse
 from agents.messaging import Messaging, Suspend
 from agents.tools.base import ToolContext, ToolError
 from agents.tools.registry import HEARTBEAT_ARG, INNER_THOUGHTS_ARG, AgentTool
 from agents.tools.schema import validate_arguments
 from bus.errors import LeaseLost
+from bus.recent_errors import record_error
 from storage.archives import ArchiveStore
 from storage.errors import StaleWriter
 
@@ -24,6 +27,26 @@ if TYPE_CHECKING:
 log = structlog.get_logger("memgrid.loop")
 
 CallOutcome = tuple[str, bool, str | None, bool]
+
+
+_SANDBOX_LIMIT = "(sandbox limit "  # how agents.sandbox names a limit a call ran into
+
+
+async def note_model_error(turn: Turn, exc: LLMError) -> None:
+    """Record a model call that failed for good (after its retries) in the recent errors."""
+    if isinstance(exc, LLMInvalidResponse):
+        kind = "invalid_response"
+    elif isinstance(exc, ContextWindowExceeded):
+        kind = "context_window"
+    else:
+        kind = metrics.error_kind(exc.__cause__ or exc)
+    await record_error(
+        turn.rt.redis,
+        kind=f"model_{kind}",
+        agent_id=turn.agent.id,
+        run_id=turn.run.id,
+        message=str(exc),
+    )
 
 
 def _invalid(text: str) -> CallOutcome:
@@ -106,6 +129,14 @@ async def run_call(turn: Turn, tools: dict[str, AgentTool], call: Any, step_id: 
     except Exception as exc:
         log.warning("tool_failed", tool=call.name, error=repr(exc))
         text, ok = f"{call.name} failed: {type(exc).__name__}: {exc}", False
+    if not ok:  # for the operations view; a sandbox limit names itself in the error
+        await record_error(
+            rt.redis,
+            kind="sandbox_limit" if _SANDBOX_LIMIT in text else "tool",
+            agent_id=agent.id,
+            run_id=turn.run.id,
+            message=f"{call.name}: {text}",
+        )
     if tool.record is not None and len(text) > tool.record.return_char_limit:
         text = text[: tool.record.return_char_limit] + " … (truncated)"
     state.last_output = text

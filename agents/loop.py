@@ -25,7 +25,7 @@ import redis.exceptions
 import structlog
 
 from agents._approval import answer_pending, mark_requests
-from agents._calls import run_call
+from agents._calls import note_model_error, run_call
 from agents._model_call import llm_for_step
 from agents._turn import (
     CANCELLED,
@@ -270,6 +270,7 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
         except ContextWindowExceeded as exc:
             if attempt == 0:
                 continue
+            await note_model_error(turn, exc)
             return StepOutcome(
                 messages=pending,
                 stop="context_window_overflow_in_system_prompt",
@@ -277,8 +278,10 @@ async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
                 f"messages: {exc}",
             )
         except LLMInvalidResponse as exc:
+            await note_model_error(turn, exc)
             return StepOutcome(messages=pending, stop="invalid_llm_response", detail=str(exc))
         except LLMError as exc:
+            await note_model_error(turn, exc)
             return StepOutcome(messages=pending, stop="llm_api_error", detail=str(exc))
         turn.counter.observe(request, request_tools, response.prompt_tokens)
         break

@@ -18,6 +18,7 @@ __all__ = (
     "otid",
     "outbox",
     "ready",
+    "recent_errors",
     "run_callback",
     "run_cancel",
     "run_events",
@@ -111,6 +112,11 @@ def timers() -> str:
 
 def dead_letters() -> str:
     return f"{PREFIX}:dlq"
+
+
+def recent_errors() -> str:
+    """Capped stream of recent errors (model, tool, sandbox limit, dead letter) for operators."""
+    return f"{PREFIX}:recent-errors"
 
 
 def workers() -> str:

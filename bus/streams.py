@@ -11,7 +11,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from bus import keys
+from bus import keys, recent_errors
 from bus._replies import Entry, autoclaim_entries, entries, read_reply
 from bus.lease import WatchConflict, sha1
 from bus.scripts import LuaScript
@@ -204,17 +204,26 @@ def stage_dead_letter(
     pipe: Any, *, agent_id: str, run_id: str, envelope: bytes, error: str, attempts: int
 ) -> None:
     """Park a message that keeps failing, inside the caller's commit (the one that marks its
-    run failed): a dead letter exists exactly when its run failed. Trim afterwards."""
+    run failed): a dead letter exists exactly when its run failed. Trim afterwards. It also
+    goes to the recent errors (:mod:`bus.recent_errors`)."""
     pipe.xadd(keys.dead_letters(), _dead_letter_fields(agent_id, run_id, envelope, error, attempts))
+    recent_errors.stage(pipe, kind="dead_letter", agent_id=agent_id, run_id=run_id, message=error)
 
 
 async def dead_letter(
     redis: aioredis.Redis, *, agent_id: str, run_id: str, envelope: bytes, error: str, attempts: int
 ) -> str:
     """Park a message that has no run to fail (an undecodable envelope); returns its id."""
-    entry_id = await redis.xadd(
-        keys.dead_letters(), _dead_letter_fields(agent_id, run_id, envelope, error, attempts)
-    )
+    async with redis.pipeline(transaction=True) as pipe:
+        stage_dead_letter(
+            pipe,
+            agent_id=agent_id,
+            run_id=run_id,
+            envelope=envelope,
+            error=error,
+            attempts=attempts,
+        )
+        entry_id, _recent = await pipe.execute()
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 

@@ -16,6 +16,7 @@ from agents.events import iso
 from agents.metrics import sample_ready
 from agents.runs import live_workers, retry_dead_letter
 from bus import keys as bus_keys
+from bus.recent_errors import read_errors
 from bus.streams import list_dead_letters
 from orchestrator.api.errors import ApiError
 from orchestrator.api.state import Api, page
@@ -40,6 +41,7 @@ AGENT_TYPE = "memgpt_agent"  # what GET /v1/agents says of every agent
 RECENT_RUNS = 20
 IN_FLIGHT = ("created", "running", "waiting")
 DEAD_LETTERS_SHOWN = 100
+ERRORS_SHOWN = 20
 SHARERS_SHOWN = 100
 
 
@@ -141,6 +143,19 @@ class DeadLetterView(msgspec.Struct, kw_only=True):
     at: str | None
 
 
+class ErrorView(msgspec.Struct, kw_only=True):
+    """One of the recent errors: ``kind`` is ``model_<kind>``, ``tool``, ``sandbox_limit`` or
+    ``dead_letter``."""
+
+    id: str
+    kind: str
+    agent_id: str
+    agent_name: str | None = None
+    run_id: str
+    message: str
+    at: str | None
+
+
 class Operations(msgspec.Struct, kw_only=True):
     """The state of the workers and of the work waiting for them."""
 
@@ -149,7 +164,8 @@ class Operations(msgspec.Struct, kw_only=True):
     inbox_lag_seconds: float
     dead_letters: list[DeadLetterView]
     dead_letter_count: int
-    recent_errors: list[DeadLetterView]
+    recent_errors: list[ErrorView]
+    """The newest :data:`ERRORS_SHOWN` from the workers' recent-errors stream, newest first."""
 
 
 class Retried(msgspec.Struct, kw_only=True):
@@ -320,7 +336,8 @@ class DashboardDataController(Controller):
         workers = [_worker(w) for w in await live_workers(redis) if isinstance(w, dict)]
         lag = await sample_ready(redis)
         letters = [_dead_letter(row) for row in await list_dead_letters(redis, count=10_000)]
-        shown = {d.agent_id for d in letters[:DEAD_LETTERS_SHOWN] + letters[-20:]}
+        errors = await read_errors(redis, count=ERRORS_SHOWN)
+        shown = {d.agent_id for d in letters[:DEAD_LETTERS_SHOWN]} | {e.agent_id for e in errors}
         names = await _names(api, sorted(shown))
         for letter in letters:
             letter.agent_name = names.get(letter.agent_id)
@@ -330,7 +347,18 @@ class DashboardDataController(Controller):
             inbox_lag_seconds=round(lag.get("ready_oldest_unread_age_seconds", 0.0), 3),
             dead_letters=letters[:DEAD_LETTERS_SHOWN],
             dead_letter_count=int(await redis.xlen(bus_keys.dead_letters())),
-            recent_errors=letters[::-1][:20],
+            recent_errors=[
+                ErrorView(
+                    id=e.id,
+                    kind=e.kind,
+                    agent_id=e.agent_id,
+                    agent_name=names.get(e.agent_id),
+                    run_id=e.run_id,
+                    message=e.message,
+                    at=iso(e.at) if e.at else None,
+                )
+                for e in errors
+            ],
         )
 
     @post("/dead-letters/{entry_id:str}/retry", status_code=200)

@@ -96,6 +96,11 @@ async def test_operations_show_the_worker_and_retry_a_dead_letter(
     letters = page.locator("#dead-letters tbody tr")
     await expect(letters).to_have_count(1)
     await expect(letters.first).to_contain_text("ValueError('<b>broken</b>')")  # as text
+    # The dead letter is also the newest of the recent errors, with its kind and run.
+    newest = page.locator("#recent-errors li").first
+    await expect(newest).to_have_attribute("data-kind", "dead_letter")
+    await expect(newest).to_contain_text("run-gone")
+    await expect(newest).to_contain_text("ValueError('<b>broken</b>')")
     await letters.first.get_by_role("button", name="Retry").click()
     # Not an envelope: the retry is refused with a 4xx saying why, and the letter stays.
     await expect(letters.first.locator(".error")).to_contain_text("cannot be retried")

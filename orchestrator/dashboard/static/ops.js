@@ -39,7 +39,7 @@ export async function operationsView(view, signal) {
       : h("p", { class: "muted" }, "No dead letters."),
     h("h2", {}, "Recent errors"),
     ops.recent_errors.length
-      ? h("ul", { class: "errors" }, ops.recent_errors.map((d) => h("li", {}, when(d.at), " · ", agentLink(d.agent_id, d.agent_name), ": ", h("span", { class: "mono" }, d.error))))
+      ? h("ul", { class: "errors", id: "recent-errors" }, ops.recent_errors.map((e) => h("li", { "data-kind": e.kind }, when(e.at), " · ", h("span", { class: "kind" }, e.kind), " · ", agentLink(e.agent_id, e.agent_name), e.run_id ? [" · ", runLink(e.run_id)] : [], ": ", h("span", { class: "mono" }, e.message))))
       : h("p", { class: "muted" }, "None."),
   );
 }
