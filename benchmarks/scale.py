@@ -23,49 +23,47 @@ linear at 12 workers on 16 cores; >= 0.9 of ideal at 1 s latency with 0 lease ex
 
 ``--profile`` runs worker 1 of the last level under cProfile for the timed window only and
 prints its top functions (cProfile slows that worker down: read its level's rate with that in
-mind). Harness pieces (Redis, model, /proc readers) are written here, not shared with
-concurrency.py / turn_overhead.py.
+mind). Redis, the model, the /proc readers and the cProfile wrapper come from ``_harness``.
 
 Run: ``.venv/bin/python benchmarks/scale.py`` (about 40 s on 2 cores); all options:
 ``--workers 1,2 --slots 64 --latency 0 --duration 5 --workers-per-model 4 --lease-ms 10000
 --profile``. On a 16-core machine: ``--workers 1,2,4,8,12``; see docs/performance.md.
 """
 
-# ruff: noqa: E402  (benchmarks/ leaves sys.path before the imports below)
-
 from __future__ import annotations
 
-import os
-import sys
-
-# ``python benchmarks/scale.py`` puts benchmarks/ first on sys.path, where bus.py would stand
-# in for the ``bus`` package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE in sys.path:
-    sys.path.remove(_HERE)
-
 import argparse
-import logging
 import math
+import os
+import shutil
 import signal
 import subprocess
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import anyio
 import msgspec
-import redis
 import redis.asyncio as aioredis
-import structlog
+from _harness import (  # benchmarks/ is first on sys.path
+    CLI,
+    cprofile_top,
+    cpu_seconds,
+    create_agents,
+    memgrid_command,
+    memgrid_env,
+    quiet_logs,
+    start_model,
+    start_redis,
+    stop,
+    wait_workers,
+)
 
 from agents.llm import LLMSettings
-from agents.manage import AgentSpec, create_agent
-from agents.runs import RunStore, live_workers
+from agents.runs import RunStore
 from agents.runtime import LLMPool, Runtime
-from bus import connect, find_redis_server
+from bus import connect
 from bus.envelopes import InboxMessage
 from orchestrator.cli._common import run
 from storage import keys
@@ -73,118 +71,12 @@ from storage.records import Run
 
 __all__ = ("main",)
 
-_ME = [sys.executable, os.path.abspath(__file__)]
-_TICK = os.sysconf("SC_CLK_TCK")
 _LEASE_EVENTS = ("lease_expired", "lease_lost")
-
-
-# --- processes and /proc -------------------------------------------------------------------
-
-
-def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    sock = folder / "redis.sock"
-    proc = subprocess.Popen(
-        [
-            find_redis_server(),
-            *("--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"),
-            *("--dir", str(folder), "--save", "", "--appendonly", "no", "--daemonize", "no"),
-            *("--maxclients", "15000"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"unix://{sock}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with redis.Redis.from_url(url) as probe:
-                probe.ping()
-            return proc, url
-        except (redis.ConnectionError, FileNotFoundError):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.02)
-
-
-def _stop(proc: subprocess.Popen[Any], *, grace_s: float = 15.0, signalled: bool = False) -> None:
-    """SIGTERM (unless ``signalled`` already: a worker's second one cancels its turns), then
-    wait ``grace_s`` before SIGKILL."""
-    if proc.poll() is None and not signalled:
-        proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (all its threads); NaN once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return float("nan")
-    return float("nan") if fields[0] == "Z" else (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _start_model(folder: Path, index: int, latency: float) -> tuple[subprocess.Popen[str], str]:
-    with (folder / f"model-{index}.log").open("w") as err:
-        proc = subprocess.Popen(
-            [*_ME, "--role", "model", str(latency)], stdout=subprocess.PIPE, stderr=err, text=True
-        )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url:
-        _stop(proc)
-        raise RuntimeError(f"the scripted model did not start; see {folder}/model-{index}.log")
-    return proc, url
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("w") as err:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-
-
-def _serve_model(latency: float) -> int:
-    """A scripted model answering ``say("ok")`` (after ``latency`` seconds when not 0)."""
-    from agents.scripted import ChatRequest, Outcome, ScriptedModel, Slow, say
-
-    def policy(request: ChatRequest) -> Outcome:
-        return Slow(seconds=latency, then=say("ok")) if latency else say("ok")
-
-    async def serve() -> None:
-        model = ScriptedModel(policy)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            await model.start()
-            try:
-                print(model.base_url, flush=True)
-                async for _ in signals:
-                    break
-            finally:
-                await model.aclose()
-
-    run(serve)
-    return 0
-
-
-def _profiled_worker(out: str, argv: list[str]) -> int:
-    """``memgrid worker`` with cProfile on between SIGUSR1 and SIGUSR2 (stats to ``out``).
-
-    cProfile counts each resumption of a coroutine as a call: read ncalls with that in mind.
-    """
-    import cProfile
-
-    from orchestrator.cli import main as cli_main
-
-    # The main thread's CPU time, not the wall clock: on shared cores a wall-clock profile
-    # charges other processes' time slices to whatever was running (syscalls mostly).
-    profiler = cProfile.Profile(time.thread_time)
-    signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
-    signal.signal(signal.SIGUSR2, lambda *_: (profiler.disable(), profiler.dump_stats(out)))
-    sys.argv = ["memgrid", *argv]
-    return int(cli_main() or 0)
 
 
 # --- one level -----------------------------------------------------------------------------
@@ -200,20 +92,6 @@ class Level(msgspec.Struct, kw_only=True):
     exited: int
     commands: dict[str, int]  # Redis commands run in the window, by name (polls included)
     profile: str = ""
-
-
-async def _agents(rt: Runtime, have: list[str], count: int) -> None:
-    """Create agents until ``have`` holds ``count`` (fresh ones per level: one turn each)."""
-    limiter = anyio.Semaphore(32)
-
-    async def one(index: int) -> None:
-        async with limiter:
-            agent = await create_agent(rt, AgentSpec(name=f"s{index}", model="openai/scripted"))
-            have.append(agent.id)
-
-    async with anyio.create_task_group() as tg:
-        for index in range(len(have), count):
-            tg.start_soon(one, index)
 
 
 async def _submit(runs: RunStore, agents: list[str]) -> list[tuple[str, str]]:
@@ -266,23 +144,6 @@ async def _finished(client: aioredis.Redis, runs: list[tuple[str, str]]) -> list
     return out
 
 
-def _top(path: Path, keep: Path, count: int = 30) -> str:
-    """The top functions by own and by cumulative time; the stats are kept at ``keep``."""
-    import io
-    import pstats
-    import shutil
-
-    if not path.exists():
-        return "(worker 1 wrote no profile)"
-    shutil.copyfile(path, keep)
-    text = io.StringIO(f"(pstats file: {keep})\n")
-    text.seek(0, io.SEEK_END)
-    stats = pstats.Stats(str(path), stream=text)
-    stats.sort_stats("tottime").print_stats(count)
-    stats.sort_stats("cumulative").print_stats(count)
-    return text.getvalue()
-
-
 async def _level(
     client: aioredis.Redis,
     url: str,
@@ -302,45 +163,37 @@ async def _level(
     try:
         urls = []
         for index in range(max(1, math.ceil(n / args.workers_per_model))):
-            proc, model_url = _start_model(sub, index, args.latency)
+            proc, model_url = start_model(
+                sub / f"model-{index}.log",
+                "_harness.policies:slow_ok",
+                {"MEMGRID_BENCH_LATENCY": str(args.latency)},
+            )
             models.append(proc)
             urls.append(model_url)
             pids[f"model {index + 1}"] = proc.pid
         for index in range(n):
-            env = {
-                **os.environ,
-                "MEMGRID_REDIS_URL": url,
-                "MEMGRID_HOME": str(folder / "home"),
-                "OPENAI_BASE_URL": urls[index % len(urls)],
-                "OPENAI_API_KEY": "x",
-                "MEMGRID_EMBEDDING": "hashing/384",
-                "MEMGRID_LOG_LEVEL": "WARNING",
-            }
+            env = memgrid_env(url, folder / "home", urls[index % len(urls)], log_level="WARNING")
             argv = ["worker", "--concurrency", str(args.slots), "--drain-seconds", "5"]
             argv += ["--lease-ms", str(args.lease_ms)]
             if profile and index == 0:
-                cmd = [*_ME, "--role", "profiled-worker", str(prof), *argv]
+                cmd = [*memgrid_command(cprofile=prof, cpu_clock=True), *argv]
             else:
-                cmd = [sys.executable, "-m", "orchestrator.cli", *argv]
+                cmd = [*CLI, *argv]
             workers.append(_spawn(cmd, env, sub / f"worker-{index}.log"))
             pids[f"worker {index + 1}"] = workers[-1].pid
-        with anyio.fail_after(120):
-            while len(await live_workers(client)) < n:
-                if any(w.poll() is not None for w in workers):
-                    raise RuntimeError(f"a worker exited at start; see {sub}/worker-*.log")
-                await anyio.sleep(0.1)
+        await wait_workers(client, n, workers, sub)
         for proc in workers:
             proc.send_signal(signal.SIGSTOP)
         submitted = await _submit(RunStore(client), agents)
         calls_before = await _commands(client)
-        before = {name: _cpu_s(pid) for name, pid in pids.items()}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         t0 = time.time()
         for proc in workers:
             proc.send_signal(signal.SIGCONT)
         if profile:
             workers[0].send_signal(signal.SIGUSR1)
         missing = await _wait(client, submitted, args.timeout)
-        cpu = {name: _cpu_s(pid) - before[name] for name, pid in pids.items()}
+        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
         calls = await _commands(client)
         calls.subtract(calls_before)
         if profile:
@@ -353,7 +206,7 @@ async def _level(
                 proc.send_signal(signal.SIGCONT)
                 proc.send_signal(signal.SIGTERM)
         for proc in workers + models:
-            _stop(proc, signalled=True)
+            stop(proc, signalled=True)
     ok = [r for r in runs if r.status == "completed" and r.stop_reason == "end_turn"]
     ends = [r.completed_at for r in runs if r.completed_at]
     events = 0
@@ -371,10 +224,17 @@ async def _level(
         lease_events=events,
         exited=exited,
         commands=dict(calls),
-        profile=_top(prof, keep=Path(tempfile.gettempdir()) / "memgrid-scale-worker.prof")
-        if profile
-        else "",
+        profile=_profile(prof) if profile else "",
     )
+
+
+def _profile(path: Path) -> str:
+    """Worker 1's top functions; its stats are kept past the run's temporary folder."""
+    if not path.exists():
+        return "(worker 1 wrote no profile)"
+    keep = Path(tempfile.gettempdir()) / "memgrid-scale-worker.prof"
+    shutil.copyfile(path, keep)
+    return f"(pstats file: {keep})\n" + cprofile_top(path, "worker 1", top=30)
 
 
 # --- the sweep and the table ---------------------------------------------------------------
@@ -387,7 +247,7 @@ def _share(level: Level, prefix: str) -> float:
 async def _sweep(url: str, folder: Path, redis_pid: int, args: argparse.Namespace) -> list[Level]:
     client = connect(url, max_connections=128)
     rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url="http://127.0.0.1:9/v1")))
-    agents: list[str] = []
+    agents: list[str] = []  # fresh ones per level: one turn each
     levels: list[Level] = []
     per_worker = 0.0  # the baseline level's turns/s per worker, once measured
     try:
@@ -397,7 +257,7 @@ async def _sweep(url: str, folder: Path, redis_pid: int, args: argparse.Namespac
             count = max(2 * n * args.slots, math.ceil(rate * args.duration))
             used = len(agents)
             started = time.perf_counter()
-            await _agents(rt, agents, used + count)
+            agents += await create_agents(rt, count, prefix=f"level{index}")
             print(
                 f"{n} worker(s): {count:,} turns ({count:,} agents made in "
                 f"{time.perf_counter() - started:.1f} s)",
@@ -479,10 +339,6 @@ def _default_workers() -> list[int]:
 
 def main() -> None:
     """Start Redis, sweep the worker counts, print the table, stop everything."""
-    if sys.argv[1:3] == ["--role", "model"]:
-        sys.exit(_serve_model(float(sys.argv[3])))
-    if sys.argv[1:3] == ["--role", "profiled-worker"]:
-        sys.exit(_profiled_worker(sys.argv[3], sys.argv[4:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--workers",
@@ -498,15 +354,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait a level")
     parser.add_argument("--profile", action="store_true", help="cProfile worker 1, last level")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     with tempfile.TemporaryDirectory(prefix="memgrid-scale-") as name:
         folder = Path(name)
-        redis_proc, url = _start_redis(folder)
+        redis_proc, url = start_redis(folder, unix_socket=True, maxclients=15_000)
         try:
             levels = run(lambda: _sweep(url, folder, redis_proc.pid, args))
             _print(levels, args)
         finally:
-            _stop(redis_proc)
+            stop(redis_proc)
 
 
 if __name__ == "__main__":

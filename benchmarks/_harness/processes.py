@@ -80,9 +80,12 @@ def redis_server(
         stop(proc)
 
 
-def stop(proc: subprocess.Popen[Any], *, grace_s: float = 15.0) -> None:
-    """SIGTERM, wait up to ``grace_s``, then SIGKILL."""
-    if proc.poll() is None:
+def stop(proc: subprocess.Popen[Any], *, grace_s: float = 15.0, signalled: bool = False) -> None:
+    """SIGCONT (a paused process cannot act on SIGTERM) and SIGTERM, unless ``signalled``
+    already (a worker's second SIGTERM cancels its turns); wait up to ``grace_s``, then
+    SIGKILL."""
+    if proc.poll() is None and not signalled:
+        proc.send_signal(signal.SIGCONT)
         proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=grace_s)

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -192,6 +193,7 @@ def memgrid_command(
     instant: bool = False,
     patches: Sequence[str] = (),
     cprofile: Path | None = None,
+    cpu_clock: bool = False,
 ) -> list[str]:
     """A command running ``memgrid`` with what a benchmark wants inside it; append memgrid's
     arguments (``worker ...``).
@@ -199,7 +201,9 @@ def memgrid_command(
     ``counts``: it writes its Redis round trips by command there (JSON) at exit. ``instant``:
     the model answers at once. ``patches``: ``module:function`` of ``benchmarks/`` called
     first. ``cprofile``: SIGUSR1 starts cProfile on the main thread (the event loop), SIGUSR2
-    stops it and writes the stats there.
+    stops it and writes the stats there; ``cpu_clock``: it times the thread's CPU, not the wall
+    clock (on shared cores a wall-clock profile charges other processes' time slices to
+    whatever was running, syscalls mostly).
     """
     code = f"import sys; sys.path.insert(0, {_BENCHMARKS!r}); import _harness.runtime as r; "
     cmd = [sys.executable, "-c", code + "sys.exit(r.memgrid_with(sys.argv[1:]))"]
@@ -207,6 +211,7 @@ def memgrid_command(
     cmd += ["--instant"] * instant
     cmd += [f"--patch={patch}" for patch in patches]
     cmd += ["--cprofile", str(cprofile)] if cprofile is not None else []
+    cmd += ["--cpu-clock"] * cpu_clock
     return [*cmd, "--"]
 
 
@@ -217,13 +222,14 @@ def memgrid_with(argv: list[str]) -> int:
     parser.add_argument("--instant", action="store_true")
     parser.add_argument("--patch", action="append", default=[])
     parser.add_argument("--cprofile", default=None)
+    parser.add_argument("--cpu-clock", action="store_true")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
     for patch in ns.patch:
         module, _, function = patch.partition(":")
         getattr(importlib.import_module(module), function)()
     if ns.cprofile:
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time) if ns.cpu_clock else cProfile.Profile()
 
         def dump(*_: object) -> None:
             profiler.disable()
