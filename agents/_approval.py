@@ -27,7 +27,7 @@ from storage.records import ApprovalAnswer, ApprovalDecision, Message, ToolCall
 
 if TYPE_CHECKING:
     from agents._turn import Turn
-    from agents.loop import InputMessage
+    from bus.envelopes import InboxMessage
 
 __all__ = ("Approval", "answer_pending", "mark_requests", "parse_approval")
 
@@ -84,8 +84,8 @@ def _request_id(turn: Turn, call_id: str) -> str | None:
 
 
 async def answer_pending(
-    turn: Turn, inputs: Sequence[InputMessage], step_id: str
-) -> tuple[list[Message], list[InputMessage]]:
+    turn: Turn, inputs: Sequence[InboxMessage], step_id: str
+) -> tuple[list[Message], list[InboxMessage]]:
     """Tool results for the agent's pending calls, and the inputs left to process."""
     from agents._turn import heartbeat, tool_result
 
@@ -105,7 +105,8 @@ async def answer_pending(
         if approvals:
             decided.append(ApprovalDecision(tool_call_id=call.id, approve=approve, reason=reason))
         if approve:
-            text, ok, _decision, _invalid = await run_call(turn, tools, call, step_id)
+            outcome = await run_call(turn, tools, call, step_id)
+            text, ok = outcome.text, outcome.ok
         elif approvals:
             text = f"the user denied the call to {call.name}" + (f": {reason}" if reason else "")
             ok = False

@@ -11,6 +11,7 @@ import msgspec
 import structlog
 
 from agents import metrics
+from agents.gate import Decision
 from agents.llm import ContextWindowExceeded, LLMError, LLMInvalidResponse
 from agents.messaging import Messaging, Suspend
 from agents.tools.base import ToolContext, ToolError
@@ -26,7 +27,30 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("memgrid.loop")
 
-CallOutcome = tuple[str, bool, str | None, bool]
+__all__ = ("CallOutcome", "Next", "note_model_error", "run_call")
+
+Next = Decision
+"""What a call asks of the turn: another step ("continue"), or the end ("end")."""
+
+
+class CallOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One tool call's result and what it asks of the turn.
+
+    Attributes:
+        text: the tool's output (or why it could not run), as the model will read it.
+        ok: the tool ran and succeeded.
+        next: MemGPT's continue decision for this call (tool rules first, then the
+            ``request_heartbeat`` flag, then "go on until the user was answered").
+        forced: ``next`` came from a tool rule or a terminal tool, not from the heartbeat flag.
+        invalid: the call could not be made at all (unknown tool, arguments that are not JSON
+            or do not fit the schema, a rule forbids it), as opposed to a tool that refused.
+    """
+
+    text: str
+    ok: bool
+    next: Next | None = None
+    forced: bool = False
+    invalid: bool = False
 
 
 _SANDBOX_LIMIT = "(sandbox limit "  # how agents.sandbox names a limit a call ran into
@@ -50,16 +74,11 @@ async def note_model_error(turn: Turn, exc: LLMError) -> None:
 
 
 def _invalid(text: str) -> CallOutcome:
-    return text, False, None, True
+    return CallOutcome(text=text, ok=False, invalid=True)
 
 
 async def run_call(turn: Turn, tools: dict[str, AgentTool], call: Any, step_id: str) -> CallOutcome:
-    """Run one tool call; returns (output, ok, "continue" | "end" | None, invalid).
-
-    ``invalid`` marks a call that could not be made at all (unknown tool, arguments that are
-    not JSON or do not fit the schema, a rule forbids it), as opposed to a tool that ran and
-    refused.
-    """
+    """Run one tool call: its output and what it asks of the turn."""
     rt, agent, state = turn.rt, turn.agent, turn.state
     tool = tools.get(call.name)
     if tool is None:
@@ -140,14 +159,12 @@ async def run_call(turn: Turn, tools: dict[str, AgentTool], call: Any, step_id: 
     if tool.record is not None and len(text) > tool.record.return_char_limit:
         text = text[: tool.record.return_char_limit] + " … (truncated)"
     state.last_output = text
-    forced = rt.gate.after(agent, state, call.name)
+    forced: Next | None = rt.gate.after(agent, state, call.name)
+    if forced is None and tool.terminal:
+        forced = "end"
     if forced is not None:
-        return text, ok, forced, False
-    if tool.terminal:
-        return text, ok, "end", False
-    if heartbeat is True:
-        return text, ok, "continue", False
-    if heartbeat is False:
-        return text, ok, "end", False
+        return CallOutcome(text=text, ok=ok, next=forced, forced=True)
+    if isinstance(heartbeat, bool):
+        return CallOutcome(text=text, ok=ok, next="continue" if heartbeat else "end")
     # No heartbeat flag: keep going until the user has been answered (models often forget it).
-    return text, ok, "continue" if not turn.run.replies else "end", False
+    return CallOutcome(text=text, ok=ok, next="continue" if not turn.run.replies else "end")

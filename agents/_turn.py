@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -38,6 +38,9 @@ from storage import keys
 from storage.errors import ControlSignal
 from storage.records import Agent, Block, Message, Run, ToolCall, Wait, decode, encode, new_id
 from storage.step_reads import StepReads
+
+if TYPE_CHECKING:
+    from agents._decide import TurnPolicy
 
 __all__ = (
     "CANCELLED",
@@ -121,6 +124,7 @@ class Turn:
         # is not a new attempt, so it may follow a worker that died mid-step; a dead-letter
         # retry restarts the count but follows a worker that may have journaled a step).
         self.first_attempt = run.attempts <= 1 and run.wait is None and not run.retries
+        self.policy: TurnPolicy  # set by run_turn from the agent's type
         self.llm = rt.llm.for_agent(agent)
         self.counter = rt.counter(agent.model)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from agents._decide import policy_for
 from agents.context import (
     MemoryStats,
     archival_totals,
@@ -76,7 +77,8 @@ async def context_overview(rt: Runtime, agent: Agent) -> ContextOverview:
     )
     tools = agent_tools(agent, reads.tools)
     offered = rt.gate.offered(agent, TurnState(), list(tools))
-    schemas = [tools[name].openai() for name in offered if name in tools]
+    policy = policy_for(agent.agent_type)
+    schemas = [policy.tool_entry(tools[name]) for name in offered if name in tools]
     rules = rt.gate.prompt(agent).strip()
     summary = agent.summary.strip()
     system = compile_system(agent.system, reads.blocks, stats, summary=agent.summary, rules=rules)

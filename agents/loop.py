@@ -1,12 +1,13 @@
 """The step loop: one input in, a stream of events out, until the turn ends.
 
-Each step compiles the context, calls the model, validates and runs its tool calls, then
-commits the step (its new messages, the agent's in-context list and summary, the run record and
-the step's events) in one Redis transaction, fenced by the agent's lease when a worker runs it.
-The loop is transport-agnostic: a worker, the CLI or a test drives it.
-
-A turn ends on a tool call that does not ask for a heartbeat, on text with no tool call (which
-becomes the reply if nothing reached the user yet), at the agent's step limit, or on an error.
+Each step runs in three named phases, then commits: *ask* the model (compile the context,
+evict old messages when it would not fit, call the model; :mod:`agents._ask`), *run* its tool
+calls (:mod:`agents._act`), and *decide* whether the turn goes on (:mod:`agents._decide`, where
+the agent's type picks the policy: MemGPT's heartbeats, or letta_v1's "tools chain steps, text
+answers"). The commit writes the step (its new messages, the agent's in-context list and
+summary, the run record and the step's events) in one Redis transaction, fenced by the agent's
+lease when a worker runs it. The loop is transport-agnostic: a worker, the CLI or a test drives
+it. A turn also ends at the agent's step limit, or on an error.
 
 Redelivery: a run record counts committed steps, so a worker that takes over a half-done run
 resumes after the last committed step. The model's answer for a step is journaled before its
@@ -17,6 +18,7 @@ archival inserts (ids derived from them) are not applied twice.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -24,9 +26,10 @@ import msgspec
 import redis.exceptions
 import structlog
 
-from agents._approval import answer_pending, mark_requests
-from agents._calls import note_model_error, run_call
-from agents._model_call import llm_for_step
+from agents._act import run_calls
+from agents._approval import answer_pending
+from agents._ask import ask_model
+from agents._decide import decide, policy_for
 from agents._turn import (
     CANCELLED,
     Preempted,
@@ -34,40 +37,52 @@ from agents._turn import (
     Suspended,
     Turn,
     cancel_requested,
-    heartbeat,
     resume,
-    tool_result,
 )
 from agents.events import Event, StopReasonName
-from agents.llm import ContextWindowExceeded, LLMError, LLMInvalidResponse, LLMResponse
-from agents.messaging import Suspend
-from agents.prompts import HEARTBEAT_AFTER_ERROR, HEARTBEAT_REASON
 from agents.runtime import Runtime
-from agents.summarizer import ContextOverflow, compact
-from agents.tools.registry import agent_tools
+from bus.envelopes import InboxMessage
 from bus.errors import LeaseLost
 from bus.lease import Lease
-from storage.records import Agent, Message, Run, Wait, decode, new_id
+from storage.records import Agent, Message, Run, decode, new_id
 from storage.step_reads import read_step
 
-__all__ = ("InputMessage", "Preempted", "Suspended", "TurnResult", "run_turn")
+__all__ = ("Preempted", "Suspended", "TurnOptions", "TurnResult", "run_turn")
 
 log = structlog.get_logger("memgrid.loop")
-_MAX_INVALID_IN_A_ROW = 4
 # Failures that must not be turned into a stop reason: the run is retried or resumed.
 _PROPAGATE = (LeaseLost, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-_WAITING_TOOLS = frozenset(
-    {"send_message_to_agent_and_wait_for_reply", "send_message_to_agents_matching_tags"}
-)
 
 
-class InputMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """A message that starts a turn."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TurnOptions:
+    """How a caller runs a turn; the defaults suit the CLI and tests (a new run, no lease).
 
-    content: str
-    role: str = "user"
-    otid: str | None = None
-    sender_id: str | None = None
+    Attributes:
+        run: the run record to execute; a new one is made when None. A record with committed
+            steps is resumed after them (its inputs are already stored).
+        run_id: the id of the new run when ``run`` is None.
+        lease: the agent's lease when a worker runs the turn; commits are fenced by it.
+        should_stop: checked after each committed step; when true the turn stops with
+            :class:`Preempted`, leaving the run to be resumed. A cancelled run (a key set by
+            :meth:`agents.runs.RunStore.cancel`) ends before its next step as ``cancelled``.
+        agent_record: the agent's record as just read by the caller (saves a read).
+        on_final: stages more writes (on the pipeline it is given) into the run's last commit,
+            such as acknowledging the inbox entry the run came from.
+        max_steps: the request's cap on steps (Letta's ``max_steps``), applied below the
+            agent's own ``max_steps``.
+    """
+
+    run: Run | None = None
+    run_id: str | None = None
+    lease: Lease | None = None
+    should_stop: Callable[[], bool] | None = None
+    agent_record: bytes | None = None
+    on_final: Callable[[Any], None] | None = None
+    max_steps: int | None = None
+
+
+_DEFAULT_OPTIONS = TurnOptions()
 
 
 class TurnResult(msgspec.Struct, kw_only=True):
@@ -88,47 +103,31 @@ class TurnResult(msgspec.Struct, kw_only=True):
 async def run_turn(
     rt: Runtime,
     agent_id: str,
-    inputs: Sequence[InputMessage],
+    inputs: Sequence[InboxMessage],
+    options: TurnOptions = _DEFAULT_OPTIONS,
     *,
-    run: Run | None = None,
-    run_id: str | None = None,
-    lease: Lease | None = None,
     result: TurnResult | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    agent_record: bytes | None = None,
-    on_final: Callable[[Any], None] | None = None,
-    max_steps: int | None = None,
 ) -> AsyncIterator[Event]:
     """Run (or resume) one turn of ``agent_id`` on ``inputs``, yielding each step's events
-    once the step is committed.
-
-    Args:
-        run: the run record to execute; a new one is made when None. A record with committed
-            steps is resumed after them (its inputs are already stored).
-        lease: the agent's lease when a worker runs the turn; commits are fenced by it.
-        should_stop: checked after each committed step; when true the turn stops with
-            :class:`Preempted`, leaving the run to be resumed. A cancelled run (a key set by
-            :meth:`agents.runs.RunStore.cancel`) ends before its next step as ``cancelled``.
-        agent_record: the agent's record as just read by the caller (saves a read).
-        on_final: stages more writes (on the pipeline it is given) into the run's last commit,
-            such as acknowledging the inbox entry the run came from.
-        max_steps: the request's cap on steps (Letta's ``max_steps``), applied below the
-            agent's own ``max_steps``.
+    once the step is committed; ``options`` says how (see :class:`TurnOptions`), ``result``
+    receives the stop reason and the run.
 
     Raises:
         LeaseLost: another worker took the agent; nothing more was written.
-        Preempted: ``should_stop`` asked the turn to stop.
+        Preempted: ``options.should_stop`` asked the turn to stop.
     """
+    run, agent_record, max_steps = options.run, options.agent_record, options.max_steps
     if run is None:
-        run = Run(id=run_id or new_id("run"), agent_id=agent_id)
+        run = Run(id=options.run_id or new_id("run"), agent_id=agent_id)
     result = result if result is not None else TurnResult()
     result.run = run
     if agent_record is None:
         agent, agent_record = await rt.agents.get_raw(agent_id)
     else:
         agent = decode(Agent, agent_record)
-    turn = Turn(rt, agent, agent_record, run, lease)
-    turn.on_final = on_final
+    turn = Turn(rt, agent, agent_record, run, options.lease)
+    turn.on_final = options.on_final
+    turn.policy = policy_for(agent.agent_type)
     turn.preloaded = await read_step(rt.redis, agent, next_seq=True)  # the first step's reads
     turn.seq = turn.preloaded.next_seq - 1
     bound = log.bind(agent_id=agent.id, run_id=run.id)
@@ -185,7 +184,7 @@ async def run_turn(
                 yield event
             if run.wait is not None:
                 raise Suspended(f"run {run.id} waits for {run.wait.targets}")
-            if should_stop is not None and should_stop():
+            if options.should_stop is not None and options.should_stop():
                 raise Preempted(f"run {run.id} stopped after step {step} for a shutdown")
         else:
             outcome = StepOutcome(messages=[], stop="max_steps", detail=_step_limit(agent, limit))
@@ -214,167 +213,11 @@ def _step_limit(agent: Agent, limit: int) -> str:
     )
 
 
-def _clip(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 async def _step(turn: Turn, pending: list[Message], step: int) -> StepOutcome:
-    rt, step_id = turn.rt, f"step-{turn.run.id}-{step}"
-    # Others (the API, a workflow re-apply) may have changed the agent's settings; the fields
-    # this turn manages itself come from the turn, not from the stored record.
-    if step != turn.loaded_at_step:
-        fresh, turn.agent_raw = await rt.agents.get_raw(turn.agent.id)
-        turn.agent = turn.own_fields(fresh)
-    agent = turn.agent
-    reads, turn.preloaded = turn.preloaded or await read_step(rt.redis, agent), None
-    blocks = turn.blocks = reads.blocks
-    tools = agent_tools(agent, reads.tools)
-    offered = rt.gate.offered(agent, turn.state, list(tools))
-    schemas = [tools[name].openai() for name in offered if name in tools]
-    build = turn.builder(blocks, await turn.stats(reads.message_count, reads.archive_ids), schemas)
-    committed = reads.messages
-
-    response: LLMResponse | None = None
-    sink = turn.token_stream(step_id)
-    for attempt in range(2):
-        # This turn's own messages stay: the model must see the results it asked for.
-        split = next(
-            (i for i, m in enumerate(committed) if m.run_id == turn.run.id), len(committed)
-        )
-        older, current = committed[:split], committed[split:]
-        try:
-            compaction = await compact(
-                agent=turn.agent,
-                committed=older,
-                pending=[*current, *pending],
-                build=build,
-                counter=turn.counter,
-                llm=turn.llm,
-                now=rt.clock(),
-                force=attempt > 0,
-            )
-        except ContextOverflow as exc:
-            return StepOutcome(
-                messages=pending, stop="context_window_overflow_in_system_prompt", detail=str(exc)
-            )
-        if compaction.evicted:
-            turn.agent = msgspec.structs.replace(
-                compaction.agent,
-                message_ids=[*compaction.agent.message_ids, *(m.id for m in current)],
-            )
-            committed = [*compaction.kept, *current]
-            turn.run.usage.add(compaction.prompt_tokens, compaction.completion_tokens)
-        request, request_tools = build(turn.agent, [*committed, *pending])
-        try:
-            response = await llm_for_step(turn, step, request, request_tools, sink)
-        except ContextWindowExceeded as exc:
-            if attempt == 0:
-                continue
-            await note_model_error(turn, exc)
-            return StepOutcome(
-                messages=pending,
-                stop="context_window_overflow_in_system_prompt",
-                detail=f"the model refused the context as too long, even after evicting old "
-                f"messages: {exc}",
-            )
-        except LLMInvalidResponse as exc:
-            await note_model_error(turn, exc)
-            return StepOutcome(messages=pending, stop="invalid_llm_response", detail=str(exc))
-        except LLMError as exc:
-            await note_model_error(turn, exc)
-            return StepOutcome(messages=pending, stop="llm_api_error", detail=str(exc))
-        turn.counter.observe(request, request_tools, response.prompt_tokens)
-        break
-    assert response is not None
-    usage = turn.run.usage
-    usage.add(response.prompt_tokens, response.completion_tokens)
-    usage.step_count += 1
-
-    new: list[Message] = list(pending)
-    calls = [
-        c if c.id else msgspec.structs.replace(c, id=f"call-{step_id}-{i}")
-        for i, c in enumerate(response.tool_calls)
-    ]
-    assistant = turn.message(
-        "assistant",
-        step_id,
-        sink.message_id if sink is not None else None,
-        content=response.content,
-        tool_calls=calls,
-    )
-    new.append(assistant)
-
-    if not calls:
-        refusal = rt.gate.may_end(turn.agent, turn.state)
-        if refusal is None:
-            if response.content.strip() and not turn.run.replies:
-                new[-1] = msgspec.structs.replace(assistant, reply=True)
-                turn.run.replies.append(response.content)
-            return StepOutcome(messages=new, stop="end_turn")
-        new.append(turn.message("user", step_id, content=heartbeat(refusal)))
-        return StepOutcome(messages=new)
-
-    wants_more = ends = any_error = False
-    all_invalid = True
-    last_invalid = ""
-    wait: Wait | None = None
-    for index, call in enumerate(calls):
-        if call.name in tools and rt.gate.needs_approval(turn.agent, turn.state, call.name):
-            held = calls[index:]
-            turn.agent = msgspec.structs.replace(turn.agent, pending_approval=held)
-            asked = [c for c in held if rt.gate.needs_approval(turn.agent, turn.state, c.name)]
-            return StepOutcome(
-                messages=mark_requests(new, assistant, asked),
-                stop="requires_approval",
-                approvals=asked,
-            )
-        try:
-            if wait is not None and call.name in _WAITING_TOOLS:
-                text, ok, decision, invalid = (
-                    "only one wait for other agents per step; call it again next step",
-                    False,
-                    None,
-                    True,
-                )
-            else:
-                text, ok, decision, invalid = await run_call(turn, tools, call, step_id)
-        except Suspend as suspend:
-            wait, all_invalid = suspend.wait, False
-            continue  # its result comes when the replies do
-        all_invalid &= invalid
-        if invalid:
-            last_invalid = text
-        new.append(
-            turn.message(
-                "tool",
-                step_id,
-                content=tool_result(text, ok, rt.clock()),
-                tool_call_id=call.id,
-                name=call.name,
-                status="success" if ok else "error",
-            )
-        )
-        any_error |= not ok
-        wants_more |= decision == "continue"
-        ends |= decision == "end"
-    if wait is not None:
-        return StepOutcome(messages=new, wait=wait)
-    turn.invalid_in_a_row = turn.invalid_in_a_row + 1 if all_invalid else 0
-    if turn.invalid_in_a_row >= _MAX_INVALID_IN_A_ROW:
-        return StepOutcome(
-            messages=new,
-            stop="invalid_tool_call",
-            detail=(
-                f"{_MAX_INVALID_IN_A_ROW} steps in a row made only invalid tool calls; "
-                f"the last: {_clip(last_invalid)}"
-            ),
-        )
-    if (ends and not any_error) or not (wants_more or any_error):
-        refusal = rt.gate.may_end(turn.agent, turn.state)
-        if refusal is None:
-            return StepOutcome(messages=new, stop="end_turn")
-        new.append(turn.message("user", step_id, content=heartbeat(refusal)))
-    else:
-        reason = HEARTBEAT_AFTER_ERROR if any_error else HEARTBEAT_REASON
-        new.append(turn.message("user", step_id, content=heartbeat(reason)))
-    return StepOutcome(messages=new)
+    """One step in three phases: ask the model, run its calls, decide (per agent type)."""
+    step_id = f"step-{turn.run.id}-{step}"
+    asked = await ask_model(turn, pending, step, step_id)
+    if isinstance(asked, StepOutcome):
+        return asked
+    acted = await run_calls(turn, asked, step_id) if asked.calls else None
+    return decide(turn, pending, asked, acted, step_id)

@@ -16,7 +16,6 @@ holder. Work still failing after ``max_attempts`` goes to the dead-letter stream
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -29,20 +28,18 @@ from anyio.abc import TaskGroup, TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
 from agents import metrics
-from agents._endings import answer_for_deleted, dead_letter_run, dead_letter_unreadable
+from agents._entry import Processed, process_entry
 from agents._leases import COUNTERS, Held, LeaseKeeper
-from agents._waits import fire_timers, relay_replies, wait_over, wake_if_due
-from agents.loop import InputMessage, Preempted, Suspended, run_turn
+from agents._waits import fire_timers, relay_replies, wake_if_due
+from agents.loop import Preempted
 from agents.runtime import Runtime
 from agents.sandbox import limit_violations
 from bus import keys as bus_keys
 from bus import streams
 from bus.connection import TRANSIENT_ERRORS, Outage, is_transient, through_outage
-from bus.envelopes import decode_envelope
 from bus.errors import LeaseLost
-from bus.lease import Lease, acquire, fenced
-from storage import keys
-from storage.records import Run, decode, encode
+from bus.lease import Lease, acquire
+from storage.records import Run
 
 __all__ = ("Worker", "WorkerSettings")
 
@@ -346,118 +343,17 @@ class Worker:
             claim = outcome == "retry"
         return None
 
-    async def _process(self, lease: Lease, entry_id: str, raw: bytes) -> str | Run:
-        """Run one inbox entry: "done" (finished or dead-lettered: ack it), "acked" (finished,
-        acknowledged in the run's last commit), "retry", or the run when it waits."""
-        redis, agent_id = self.rt.redis, lease.agent_id
-        try:
-            envelope = decode_envelope(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            await streams.dead_letter(
-                redis,
-                agent_id=agent_id,
-                run_id="",
-                envelope=raw,
-                error=f"bad envelope: {exc}",
-                attempts=0,
-            )
-            self.counters["dead_lettered"] += 1
-            await self._trim_dead_letters()
-            return "done"
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.get(keys.agent(agent_id))
-            pipe.get(keys.run(agent_id, envelope.run_id))
-            record, stored = await pipe.execute()
-        try:
-            run = decode(Run, stored) if stored else Run(id=envelope.run_id, agent_id=agent_id)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            # It would fail the same way every time: park it at once, with what to look at.
-            await dead_letter_unreadable(redis, agent_id, envelope.run_id, raw, exc)
-            self.counters["dead_lettered"] += 1
-            return "done"
-        if record is None:
-            log.warning("agent_deleted", agent_id=agent_id, run_id=envelope.run_id)
-            await answer_for_deleted(redis, lease, run, retain=self.rt.settings)
-            return "done"  # the agent is gone: nothing can run for it
-        if run.status in ("completed", "failed", "cancelled"):
-            # A redelivery of finished work: its results (its reply among them) are durable.
-            await relay_replies(redis, agent_id)
-            return "done"
-        if run.wait is not None and not await wait_over(redis, run):
-            return run  # woken early (a fan-out's first replies): not an attempt
-        # Resuming from a wait is an attempt too (the count restarts at each wait): a resume
-        # that keeps failing ends in the dead-letter stream like any other.
-        run.attempts += 1
-        if run.attempts > self.settings.max_attempts:
-            await dead_letter_run(
-                redis, lease, run, raw, self.settings.max_attempts, retain=self.rt.settings
-            )
-            self.counters["dead_lettered"] += 1
-            await self._trim_dead_letters()
-            return "done"
-        async with fenced(redis, lease, agent_id) as pipe:
-            pipe.set(keys.run(agent_id, run.id), encode(run))
-        inputs = [
-            InputMessage(content=m.content, role=m.role, otid=m.otid, sender_id=m.sender_id)
-            for m in envelope.messages
-        ]
-        started = time.perf_counter()
-        bound = log.bind(agent_id=agent_id, run_id=run.id, worker_id=self.id)
-        try:
-            async for _event in run_turn(
-                self.rt,
-                agent_id,
-                inputs,
-                run=run,
-                lease=lease,
-                should_stop=self._should_stop,
-                agent_record=record,
-                max_steps=envelope.max_steps,
-                on_final=lambda pipe: streams.stage_ack(pipe, bus_keys.inbox(agent_id), entry_id),
-            ):
-                pass
-        except Suspended:
-            return run
-        except Preempted:
-            bound.info("run_preempted", steps=run.steps)
-            raise
-        except LeaseLost:
-            raise
-        except Exception as exc:  # transient (Redis, network): retried from the last step
-            self.counters["failed"] += 1
-            bound.warning("run_attempt_failed", attempt=run.attempts, error=repr(exc))
-            run.error = f"{type(exc).__name__}: {exc}"
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                # Keep the cause for the dead-letter entry if the attempts run out.
-                stored_now = await redis.get(keys.run(agent_id, run.id))
-                if stored_now is not None:
-                    latest = decode(Run, stored_now)
-                    latest.error = run.error
-                    async with fenced(redis, lease, agent_id) as pipe:
-                        pipe.set(keys.run(agent_id, run.id), encode(latest))
-            await anyio.sleep(min(0.1 * 2**run.attempts, 5.0))
-            return "retry"
-        self.counters["runs"] += 1
-        bound.info("run_done", duration_ms=round((time.perf_counter() - started) * 1000, 2))
-        if run.reply_to is not None:
-            self._fault("reply_committed")
-            with anyio.CancelScope(shield=True):  # else the next holder relays it (recover)
-                await relay_replies(redis, agent_id)
-        return "acked"
+    async def _process(self, lease: Lease, entry_id: str, raw: bytes) -> Processed:
+        return await process_entry(self, lease, entry_id, raw)
 
     def _fault(self, point: str) -> None:
+        """Crash here (SIGKILL) when the settings name this fault point (crash tests)."""
         if self.settings.crash_at == point:
             os.kill(os.getpid(), SIGKILL)
 
     def _should_stop(self) -> bool:
+        """Whether running turns should stop after their current step."""
         return self.stopping
-
-    async def _trim_dead_letters(self) -> None:
-        cap = self.settings.dead_letter_cap
-        dropped = await streams.trim_dead_letters(self.rt.redis, cap)
-        if dropped:
-            self.counters["dead_letters_trimmed"] += dropped
-            log.warning("dead_letters_trimmed", count=dropped, cap=cap)
 
     # --- health ------------------------------------------------------------------------
 

@@ -115,7 +115,7 @@ def _patch_health_version() -> None:
 
 
 def _patch_extra_round_trips() -> None:
-    import agents.worker as worker
+    import agents._entry as worker
 
     plain = worker.run_turn
 

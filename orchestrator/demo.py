@@ -16,10 +16,11 @@ import anyio
 import msgspec
 
 from agents.events import Event
-from agents.loop import InputMessage, run_turn
+from agents.loop import run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
 from agents.runtime import LLMPool, Runtime
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, text, tool_call
+from bus.envelopes import InboxMessage
 from orchestrator.render import print_event
 from orchestrator.runtime import open_runtime
 from storage.errors import NotFound
@@ -137,7 +138,7 @@ async def _turns(rt: Runtime, agent_id: str) -> None:
     for message in DEMO_TURNS:
         print(f"\nuser: {message}", flush=True)
         events: list[Event] = []
-        async for event in run_turn(rt, agent_id, [InputMessage(content=message)]):
+        async for event in run_turn(rt, agent_id, [InboxMessage(content=message)]):
             events.append(event)
             print_event(event)
 

@@ -1,12 +1,7 @@
-"""Stored records: msgspec Structs, one encoder/decoder per type.
+"""Stored records: msgspec Structs, one encoder/decoder per type; ids in Letta's shape.
 
-Every record carries ``v`` (schema version) so that a later release can read what an
-earlier one wrote: :func:`encode` always writes it first (``omit_defaults`` would drop it, as
-it equals its default), and :func:`decode` reads a record stored without it, as releases
-before it was written left them, as version 1 (``LEGACY_VERSION``).
-
-Ids follow Letta's shape (``agent-<uuid>``, ``block-<uuid>``...), so that REST clients written
-for Letta see familiar values.
+Every record carries ``v`` (schema version): :func:`encode` always writes it (``omit_defaults``
+would drop it), and :func:`decode` reads a record stored without it as ``LEGACY_VERSION``.
 """
 
 from __future__ import annotations
@@ -21,6 +16,7 @@ __all__ = (
     "LEGACY_VERSION",
     "SCHEMA_VERSION",
     "Agent",
+    "AgentType",
     "ApprovalAnswer",
     "ApprovalDecision",
     "Archive",
@@ -171,11 +167,16 @@ class ToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
     arguments: str
 
 
+# Letta's agent types that memgrid runs (agents._decide says how each behaves).
+AgentType = Literal["memgpt_agent", "memgpt_v2_agent", "letta_v1_agent"]
+
+
 class Agent(_Record, kw_only=True):
     """An agent's durable state. Messages and blocks are records of their own."""
 
     id: str
     name: str
+    agent_type: AgentType = "memgpt_agent"
     system: str
     model: str
     embedding: str
@@ -224,9 +225,10 @@ class Message(_Record, kw_only=True):
 
     ``seq`` orders an agent's messages; ``run_id``/``step_id`` say which run and step wrote it.
     A tool return carries ``tool_call_id`` and ``name``; ``status`` is ``error`` for a tool error.
-    ``reply`` marks assistant text with no tool call that was delivered to the user as the reply
-    (for models that ignore ``send_message``). ``approval_requests`` names an assistant
-    message's calls that waited for a person's approval; ``approval`` is the answer they sent.
+    ``reply`` marks assistant text delivered as the reply (a letta_v1 agent's, or a MemGPT
+    model's that ignored ``send_message``); ``reasoning``: the model's native reasoning.
+    ``approval_requests`` names an assistant message's calls that waited for a person's
+    approval; ``approval`` is the answer they sent.
     """
 
     id: str
@@ -243,6 +245,7 @@ class Message(_Record, kw_only=True):
     otid: str | None = None
     sender_id: str | None = None
     reply: bool = False
+    reasoning: str = ""
     created_at: float = msgspec.field(default_factory=now)
     approval_requests: list[str] = msgspec.field(default_factory=list)
     approval: ApprovalAnswer | None = None

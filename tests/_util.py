@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import redis.asyncio as aioredis
@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from agents.events import Event, ToolReturnMessage
 from agents.gate import ToolGate
 from agents.llm import LLMSettings
-from agents.loop import InputMessage, TurnResult, run_turn
+from agents.loop import TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent
 from agents.model import ModelPool
 from agents.runs import RunStore, Submitted
@@ -84,12 +84,16 @@ async def scripted_runtime(
 
 
 async def turn(
-    rt: Runtime, agent: Agent | str, content: str, *, role: str = "user"
+    rt: Runtime,
+    agent: Agent | str,
+    content: str,
+    *,
+    role: Literal["user", "system", "approval"] = "user",
 ) -> tuple[list[Event], TurnResult]:
     """One turn of ``agent`` in this process (``run_turn``): its events and its result."""
     agent_id = agent if isinstance(agent, str) else agent.id
     result = TurnResult()
-    inputs = [InputMessage(content=content, role=role)]
+    inputs = [InboxMessage(content=content, role=role)]
     events = [e async for e in run_turn(rt, agent_id, inputs, result=result)]
     return events, result
 

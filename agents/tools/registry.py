@@ -94,7 +94,7 @@ def base_tool_records() -> list[Tool]:
     ]
 
 
-_BASE_ENTRIES: dict[tuple[str, bool], dict[str, Any]] = {}
+_BASE_ENTRIES: dict[tuple[str, bool, bool], dict[str, Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -110,21 +110,24 @@ class AgentTool:
     def terminal(self) -> bool:
         return self.name in TERMINAL_TOOLS
 
-    def openai(self, *, heartbeat: bool | None = None) -> dict[str, Any]:
-        """The ``tools`` entry: the schema plus inner thoughts and, unless the tool ends the
-        turn, ``request_heartbeat``. Base tools' entries are built once and shared: read only."""
+    def openai(self, *, heartbeat: bool | None = None, thoughts: bool = True) -> dict[str, Any]:
+        """The ``tools`` entry: the schema plus (``thoughts``) inner thoughts and, unless the
+        tool ends the turn, ``request_heartbeat``. A letta_v1 agent gets neither. Base tools'
+        entries are built once and shared: read only."""
         with_heartbeat = (not self.terminal) if heartbeat is None else heartbeat
+        key = (self.name, with_heartbeat, thoughts)
         if self.record is None:
-            cached = _BASE_ENTRIES.get((self.name, with_heartbeat))
+            cached = _BASE_ENTRIES.get(key)
             if cached is None:
-                cached = _BASE_ENTRIES[(self.name, with_heartbeat)] = self._entry(with_heartbeat)
+                cached = _BASE_ENTRIES[key] = self._entry(with_heartbeat, thoughts)
             return cached
-        return self._entry(with_heartbeat)
+        return self._entry(with_heartbeat, thoughts)
 
-    def _entry(self, with_heartbeat: bool) -> dict[str, Any]:
+    def _entry(self, with_heartbeat: bool, thoughts: bool) -> dict[str, Any]:
         parameters = copy.deepcopy(self.schema.parameters)
         properties = parameters.setdefault("properties", {})
-        properties[INNER_THOUGHTS_ARG] = dict(_THOUGHTS_SCHEMA)
+        if thoughts:
+            properties[INNER_THOUGHTS_ARG] = dict(_THOUGHTS_SCHEMA)
         if with_heartbeat:
             properties[HEARTBEAT_ARG] = dict(_HEARTBEAT_SCHEMA)
         parameters.setdefault("type", "object")

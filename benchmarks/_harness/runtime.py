@@ -25,10 +25,11 @@ import redis.asyncio as aioredis
 import structlog
 
 from agents.llm import LLMClient, LLMResponse
-from agents.loop import InputMessage, TurnResult, run_turn
+from agents.loop import TurnOptions, TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent
 from agents.runs import live_workers
 from agents.runtime import Runtime
+from bus.envelopes import InboxMessage
 from storage.records import Run, ToolCall
 
 _BENCHMARKS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +72,8 @@ async def one_step_turn(
 ) -> TurnResult:
     """``run_turn`` to its end; raises unless it ended the turn (in ``steps`` steps)."""
     result = TurnResult()
-    async for _ in run_turn(rt, agent_id, [InputMessage(content=text)], run=run, result=result):
+    inputs = [InboxMessage(content=text)]
+    async for _ in run_turn(rt, agent_id, inputs, TurnOptions(run=run), result=result):
         pass
     if result.stop_reason != "end_turn" or steps not in (None, result.usage.step_count):
         raise RuntimeError(f"expected a turn ending after {steps} step(s), got {result!r}")

@@ -7,7 +7,7 @@ import json
 import redis.asyncio as aioredis
 
 from agents.events import AssistantMessage, StopReason, UsageStatistics
-from agents.loop import InputMessage, TurnResult, run_turn
+from agents.loop import TurnOptions, TurnResult, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import (
@@ -20,6 +20,7 @@ from agents.scripted import (
     text,
     tool_call,
 )
+from bus.envelopes import InboxMessage
 from tests._util import tool_returns, turn
 
 
@@ -166,8 +167,8 @@ async def test_every_message_is_persisted_with_ids(
         async for e in run_turn(
             runtime,
             agent.id,
-            [InputMessage(content="hello", otid="o-1")],
-            run_id="run-x",
+            [InboxMessage(content="hello", otid="o-1")],
+            TurnOptions(run_id="run-x"),
             result=result,
         )
     ]

@@ -16,8 +16,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.llm import LLMSettings
-from agents.loop import InputMessage, run_turn
+from agents.loop import run_turn
 from agents.runtime import LLMPool, Runtime
+from bus.envelopes import InboxMessage
 from storage.agents import AgentStore
 from storage.records import Agent
 from tests.api.conftest import Served, make_agent
@@ -49,7 +50,7 @@ class StepAfterRead:
     async def step(self) -> None:
         self.stepping = True
         try:
-            async for _event in run_turn(self.rt, self.agent_id, [InputMessage(content="hi")]):
+            async for _event in run_turn(self.rt, self.agent_id, [InboxMessage(content="hi")]):
                 pass
             self.committed |= set((await self.rt.agents.get(self.agent_id)).message_ids)
         finally:

@@ -18,7 +18,7 @@ from agents.llm import (
     LLMSettings,
     LLMUnavailable,
 )
-from agents.loop import InputMessage, run_turn
+from agents.loop import run_turn
 from agents.manage import AgentSpec, create_agent
 from agents.model import ChatModel, ModelPool
 from agents.runtime import Runtime
@@ -38,6 +38,7 @@ from agents.scripted import (
     sequence,
     tool_calls,
 )
+from bus.envelopes import InboxMessage
 from storage.records import Agent
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -138,7 +139,7 @@ async def test_a_runtime_runs_turns_on_it_with_no_server(redis_client: aioredis.
     agent = await create_agent(rt, AgentSpec(name="local"))
     replies = [
         event
-        async for event in run_turn(rt, agent.id, [InputMessage(content="hi")])
+        async for event in run_turn(rt, agent.id, [InboxMessage(content="hi")])
         if isinstance(event, AssistantMessage)
     ]
     assert [event.content for event in replies] == ["Hello from in here."]
