@@ -121,5 +121,6 @@ async def ask_model(
         sink.message_id if sink is not None else None,
         content=response.content,
         tool_calls=calls,
+        reasoning=response.reasoning,
     )
     return Asked(response=response, assistant=assistant, calls=calls, tools=tools)

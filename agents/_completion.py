@@ -18,13 +18,15 @@ __all__ = ("LLMResponse", "Unparsable", "parse")
 
 
 class LLMResponse(msgspec.Struct, kw_only=True):
-    """One completion: its text (inner thoughts), tool calls and token usage."""
+    """One completion: its text, tool calls, native reasoning (``reasoning_content``, from
+    the servers that send it) and token usage."""
 
     content: str
     tool_calls: list[ToolCall]
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None = None
+    reasoning: str = ""
 
 
 class Unparsable(RuntimeFailure):
@@ -44,6 +46,8 @@ class _Call(msgspec.Struct):
 class _Message(msgspec.Struct):
     content: Any = None
     tool_calls: list[_Call] | None = None
+    reasoning_content: Any = None  # vLLM, DeepSeek, LiteLLM
+    reasoning: Any = None  # OpenRouter, Ollama
 
 
 class _Choice(msgspec.Struct):
@@ -120,4 +124,5 @@ def parse(body: bytes) -> LLMResponse:
         prompt_tokens=_count(usage.prompt_tokens),
         completion_tokens=_count(usage.completion_tokens),
         finish_reason=choice.finish_reason,
+        reasoning=_text_of(choice.message.reasoning_content or choice.message.reasoning),
     )

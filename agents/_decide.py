@@ -58,7 +58,15 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TurnPolicy(Protocol):
-    """How an agent type runs: the tools it is offered, and when its turn ends."""
+    """How an agent type runs: the tools it is offered, and when its turn ends.
+
+    Attributes:
+        text_is_reply: the model's plain text is its reply (else its inner thoughts).
+        chains: what makes the turn take another step, for the step-limit stop reason.
+    """
+
+    text_is_reply: bool
+    chains: str
 
     def tool_entry(self, tool: AgentTool) -> dict[str, Any]:
         """The ``tools`` entry that offers ``tool`` to the model."""
@@ -86,6 +94,9 @@ def _end(turn: Turn, step_id: str) -> Verdict:
 class MemGPTPolicy:
     """``memgpt_agent`` and ``memgpt_v2_agent``: heartbeats chain steps; replies are tools."""
 
+    text_is_reply = False
+    chains = "asked for more (request_heartbeat)"
+
     def tool_entry(self, tool: AgentTool) -> dict[str, Any]:
         return tool.openai()
 
@@ -108,6 +119,9 @@ class MemGPTPolicy:
 
 class LettaV1Policy:
     """``letta_v1_agent``: plain text is the reply; tool calls chain steps, no heartbeats."""
+
+    text_is_reply = True
+    chains = "called tools"
 
     def tool_entry(self, tool: AgentTool) -> dict[str, Any]:
         return tool.openai(heartbeat=False, thoughts=False)

@@ -2,11 +2,13 @@
 
 A :class:`TokenStream` is the :class:`~agents._streaming.DeltaSink` of one step's model call.
 It turns the model's chunks into pieces of Letta messages, all carrying the id the step's
-assistant message will be committed under: the text (``content``), or when there is none the
-first tool call's ``inner_thoughts`` argument, becomes ``reasoning_message`` pieces (part
-``r``), and the ``message`` argument of each
-``send_message`` call, read out of the streamed argument JSON as it arrives
-(:class:`JsonStringField`), ``assistant_message`` pieces (parts ``a0``, ``a1``…). Pieces go to
+assistant message will be committed under. For a MemGPT agent the text (``content``), or when
+there is none the first tool call's ``inner_thoughts`` argument, or else the model's native
+reasoning (``reasoning_content``), becomes ``reasoning_message`` pieces (part ``r``), and the
+``message`` argument of each ``send_message`` call, read out of the streamed argument JSON as
+it arrives (:class:`JsonStringField`), ``assistant_message`` pieces (parts ``a0``, ``a1``…).
+For a letta_v1 agent (``text_is_reply``) the text is the reply (part ``a0``) and the native
+reasoning the ``reasoning_message``. Pieces go to
 the run's event stream as deltas (:func:`bus.events.publish_deltas`), outside the step's
 exactly-once commit; the committed message is the whole one, once.
 
@@ -151,6 +153,7 @@ class TokenStream:
         *,
         ttl_s: int,
         clock: Callable[[], float],
+        text_is_reply: bool = False,
     ) -> None:
         self.redis = redis
         self.agent_id = agent_id
@@ -158,6 +161,7 @@ class TokenStream:
         self.step_id = step_id
         self.ttl_s = ttl_s
         self.clock = clock
+        self.text_is_reply = text_is_reply
         self.message_id = new_id("message")
         self.published: dict[str, str] = {}  # what clients were shown, per part
         self._sent_any = False
@@ -165,6 +169,7 @@ class TokenStream:
 
     def restart(self) -> None:
         self._content = ""
+        self._reasoning = ""
         self._current: dict[str, str] = {}
         self._fields: dict[int, JsonStringField] = {}
         self._parts: dict[int, str] = {}
@@ -172,8 +177,16 @@ class TokenStream:
         self._thoughts = JsonStringField(_THOUGHTS_ARG)
         self._thought = ""
 
-    async def chunk(self, content: str, calls: Sequence[CallDelta]) -> None:
+    async def chunk(self, content: str, calls: Sequence[CallDelta], reasoning: str = "") -> None:
         self._content += content
+        self._reasoning += reasoning
+        if self.text_is_reply:  # letta_v1: tool calls show when committed (no send_message)
+            if self._reasoning.strip():
+                self._current[REASONING_PART] = self._reasoning
+            if self._content.strip():
+                self._current[reply_part(0)] = self._content
+            await self._publish()
+            return
         for index, name, piece in calls:
             if self._first_call is None:
                 self._first_call = index
@@ -195,6 +208,8 @@ class TokenStream:
             self._current[REASONING_PART] = self._content.lstrip()
         elif self._thought.strip():
             self._current[REASONING_PART] = self._thought
+        elif self._reasoning.strip():
+            self._current[REASONING_PART] = self._reasoning
         await self._publish()
 
     def finish(self) -> None:

@@ -33,8 +33,9 @@ class DeltaSink(Protocol):
     def restart(self) -> None:
         """A new attempt starts: what comes next replaces what earlier attempts produced."""
 
-    async def chunk(self, content: str, calls: Sequence[CallDelta]) -> None:
-        """One chunk of the answer: a piece of its text and pieces of its tool calls."""
+    async def chunk(self, content: str, calls: Sequence[CallDelta], reasoning: str = "") -> None:
+        """One chunk of the answer: a piece of its text, pieces of its tool calls, and a piece
+        of its native reasoning (``reasoning_content``; empty from most servers)."""
 
 
 class _Call:
@@ -83,11 +84,11 @@ async def stream_completion(sdk: openai.AsyncOpenAI, body: bytes, sink: DeltaSin
     try:
         async for chunk in stream:
             try:
-                text, pieces = answer.add(chunk)
+                text, pieces, reasoning = answer.add(chunk)
             except (TypeError, ValueError, AttributeError) as exc:
                 raise Unparsable(f"a stream chunk that is not a completion chunk: {exc}") from exc
-            if text or pieces:
-                await sink.chunk(text, pieces)
+            if text or pieces or reasoning:
+                await sink.chunk(text, pieces, reasoning)
     except ValueError as exc:  # a data line that is not JSON (the SDK decodes it)
         raise Unparsable(f"a stream chunk that is not JSON: {exc}") from exc
     finally:
@@ -100,12 +101,13 @@ class _Answer:
 
     def __init__(self) -> None:
         self.content: list[str] = []
+        self.reasoning: list[str] = []
         self.calls: dict[int, _Call] = {}
         self.usage: Mapping[str, Any] = {}
         self.finish: str | None = None
 
-    def add(self, chunk: Any) -> tuple[str, list[CallDelta]]:
-        """Take in one chunk; its text and tool-call pieces."""
+    def add(self, chunk: Any) -> tuple[str, list[CallDelta], str]:
+        """Take in one chunk; its text, tool-call pieces and reasoning."""
         if not isinstance(chunk, dict):
             raise TypeError(f"not an object: {str(chunk)[:120]!r}")
         if isinstance(chunk.get("usage"), dict):
@@ -113,9 +115,10 @@ class _Answer:
         choices = chunk.get("choices") or []
         choice = choices[0] if choices and isinstance(choices[0], dict) else None
         if choice is None:
-            return "", []
+            return "", [], ""
         delta = choice.get("delta") or {}
         text = _text(delta.get("content"))
+        reasoning = _text(delta.get("reasoning_content") or delta.get("reasoning"))
         pieces: list[CallDelta] = []
         for part in delta.get("tool_calls") or ():
             index = int(part.get("index") or 0)
@@ -130,9 +133,10 @@ class _Answer:
             call.arguments.append(piece)
             pieces.append((index, call.name, piece))
         self.content.append(text)
+        self.reasoning.append(reasoning)
         if choice.get("finish_reason"):
             self.finish = str(choice["finish_reason"])
-        return text, pieces
+        return text, pieces, reasoning
 
     def response(self) -> LLMResponse:
         """The whole answer.
@@ -156,4 +160,5 @@ class _Answer:
             prompt_tokens=_count(usage, "prompt_tokens"),
             completion_tokens=_count(usage, "completion_tokens"),
             finish_reason=finish,
+            reasoning="".join(self.reasoning),
         )

@@ -163,7 +163,15 @@ class Turn:
             return None
         rt = self.rt
         ttl = rt.settings.open_events_ttl_s
-        return TokenStream(rt.redis, self.agent.id, self.run.id, step_id, ttl_s=ttl, clock=rt.clock)
+        return TokenStream(
+            rt.redis,
+            self.agent.id,
+            self.run.id,
+            step_id,
+            ttl_s=ttl,
+            clock=rt.clock,
+            text_is_reply=self.policy.text_is_reply,
+        )
 
     async def stats(self, recall_count: int, archive_ids: Sequence[str] = ()) -> MemoryStats:
         tags: tuple[str, ...] = ()

@@ -2,7 +2,9 @@
 
 A stored :class:`storage.Message` (OpenAI chat shape) expands into one or more Letta messages:
 an assistant message becomes a ``reasoning_message`` (its text) and one ``tool_call_message``
-per call, except ``send_message`` calls, which become ``assistant_message``; a tool result
+per call, except ``send_message`` calls, which become ``assistant_message``; an assistant
+message marked as the reply (a letta_v1 agent's text) becomes its native reasoning as a
+``reasoning_message``, its text as an ``assistant_message`` and its calls; a tool result
 becomes a ``tool_return_message``. A run ends with ``stop_reason`` and ``usage_statistics``.
 """
 
@@ -225,7 +227,10 @@ def expand(
     As Letta's ``use_assistant_message``, ``assistant_message_tool_name`` and
     ``assistant_message_tool_kwarg``: calls of ``assistant_tool`` show as an
     ``assistant_message`` holding their ``assistant_kwarg`` argument, unless
-    ``use_assistant_message`` is false (then every call is a ``tool_call_message``).
+    ``use_assistant_message`` is false (then every call is a ``tool_call_message``). Text
+    marked as the reply (a letta_v1 agent's plain answer, or a MemGPT model's that ignored
+    ``send_message``) is an ``assistant_message`` either way, as Letta shows a letta_v1
+    agent's text: there is no call it could show instead.
     """
     common: dict[str, Any] = {
         "id": message.id,
@@ -253,18 +258,21 @@ def expand(
                 **common,
             ),
         ]
-    if message.reply and not message.tool_calls:
-        return [AssistantMessage(content=message.content, **common)]
     out: list[LettaMessage] = []
-    reasoning = message.content.strip()
-    if not reasoning and message.tool_calls:
-        reasoning = inner_thoughts(message.tool_calls[0].arguments) or ""
-    if reasoning:
-        out.append(ReasoningMessage(reasoning=reasoning, **common))
+    if message.reply:
+        if message.reasoning.strip():
+            out.append(ReasoningMessage(reasoning=message.reasoning, **common))
+        out.append(AssistantMessage(content=message.content, **common))
+    else:
+        reasoning = message.content.strip()
+        if not reasoning and message.tool_calls:
+            reasoning = inner_thoughts(message.tool_calls[0].arguments) or ""
+        if reasoning or message.reasoning.strip():
+            out.append(ReasoningMessage(reasoning=reasoning or message.reasoning, **common))
     for call in message.tool_calls:
         reply = (
             _reply_text(call.arguments, assistant_kwarg)
-            if use_assistant_message and call.name == assistant_tool
+            if use_assistant_message and call.name == assistant_tool and not message.reply
             else None
         )
         if reply is not None:

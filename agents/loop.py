@@ -187,7 +187,8 @@ async def run_turn(
             if options.should_stop is not None and options.should_stop():
                 raise Preempted(f"run {run.id} stopped after step {step} for a shutdown")
         else:
-            outcome = StepOutcome(messages=[], stop="max_steps", detail=_step_limit(agent, limit))
+            detail = _step_limit(agent, limit, turn.policy.chains)
+            outcome = StepOutcome(messages=[], stop="max_steps", detail=detail)
     except (*_PROPAGATE, Preempted, Suspended):
         raise
     except Exception as exc:  # the turn must end with a stop reason, never a hang
@@ -204,12 +205,12 @@ async def run_turn(
     )
 
 
-def _step_limit(agent: Agent, limit: int) -> str:
+def _step_limit(agent: Agent, limit: int, chains: str) -> str:
     """Why a turn stopped at its step limit, and what the limit was."""
     whose = "the agent's max_steps" if limit == agent.max_steps else "the request's max_steps"
     return (
-        f"the turn reached its limit of {limit} steps ({whose}) while the model still asked "
-        "for more (request_heartbeat); send another message to go on, or raise max_steps"
+        f"the turn reached its limit of {limit} steps ({whose}) while the model still "
+        f"{chains}; send another message to go on, or raise max_steps"
     )
 
 

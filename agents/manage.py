@@ -12,17 +12,18 @@ from collections.abc import Iterable, Sequence
 import msgspec
 import structlog
 
-from agents.prompts import DEFAULT_SYSTEM_PROMPT
+from agents.prompts import DEFAULT_SYSTEM_PROMPT, LETTA_V1_SYSTEM_PROMPT, MEMGPT_V2_SYSTEM_PROMPT
 from agents.runtime import Runtime
 from agents.tools.base import BASE_TOOL_NAMES, base_tool_functions
 from bus import keys as bus_keys
 from storage import keys
 from storage.blocks import new_block
 from storage.errors import InvalidRecord, NotFound
-from storage.records import Agent, Block, Run, ToolRule, decode, new_id
+from storage.records import Agent, AgentType, Block, Run, ToolRule, decode, new_id
 from storage.settings import DEFAULT_EMBEDDING
 
 __all__ = (
+    "BASE_TOOLS_BY_TYPE",
     "DEFAULT_HUMAN",
     "DEFAULT_PERSONA",
     "AgentSpec",
@@ -68,6 +69,7 @@ class AgentSpec(msgspec.Struct, kw_only=True):
     """What a caller asks for; unset fields take memgrid's defaults."""
 
     name: str | None = None
+    agent_type: str | None = None  # an AgentType; memgpt_agent when None (docs/agent-types.md)
     system: str | None = None
     model: str | None = None
     embedding: str | None = None
@@ -82,6 +84,40 @@ class AgentSpec(msgspec.Struct, kw_only=True):
     context_window: int | None = None
     max_steps: int | None = None
     model_endpoint: str | None = None
+
+
+_V2_MEMORY_TOOLS = ("memory_insert", "memory_replace", "memory_rethink")
+_SEARCH_TOOLS = ("archival_memory_insert", "archival_memory_search", "conversation_search")
+#: The base tools an agent of each type gets (``include_base_tools``): MemGPT's set; Letta's
+#: v2 memory tools with send_message; the v2 memory tools alone (a letta_v1 agent answers in
+#: plain text).
+BASE_TOOLS_BY_TYPE: dict[AgentType, tuple[str, ...]] = {
+    "memgpt_agent": BASE_TOOL_NAMES,
+    "memgpt_v2_agent": ("send_message", *_V2_MEMORY_TOOLS, *_SEARCH_TOOLS),
+    "letta_v1_agent": (*_V2_MEMORY_TOOLS, *_SEARCH_TOOLS),
+}
+_SYSTEM_PROMPTS: dict[AgentType, str] = {
+    "memgpt_agent": DEFAULT_SYSTEM_PROMPT,
+    "memgpt_v2_agent": MEMGPT_V2_SYSTEM_PROMPT,
+    "letta_v1_agent": LETTA_V1_SYSTEM_PROMPT,
+}
+
+
+def _agent_type(value: str | None) -> AgentType:
+    """The agent type asked for (memgpt_agent when none was).
+
+    Raises:
+        InvalidRecord: a type memgrid does not run (Letta's react_agent, sleeptime_agent...).
+    """
+    if value is None:
+        return "memgpt_agent"
+    for known in BASE_TOOLS_BY_TYPE:
+        if value == known:
+            return known
+    raise InvalidRecord(
+        f"agent_type {value!r} is not one memgrid runs: use memgpt_agent, memgpt_v2_agent or "
+        "letta_v1_agent, or leave it out for memgpt_agent"
+    )
 
 
 def _default_blocks() -> list[BlockSpec]:
@@ -99,7 +135,8 @@ async def create_agent(
         NotFound: a block id that does not exist.
     """
     agent_id = new_id("agent")
-    tools = list(BASE_TOOL_NAMES) if spec.include_base_tools else []
+    agent_type = _agent_type(spec.agent_type)
+    tools = list(BASE_TOOLS_BY_TYPE[agent_type]) if spec.include_base_tools else []
     for name in spec.tools:
         if name not in tools:
             tools.append(name)
@@ -132,7 +169,8 @@ async def create_agent(
     agent = Agent(
         id=agent_id,
         name=spec.name or f"agent-{agent_id[6:14]}",
-        system=spec.system or DEFAULT_SYSTEM_PROMPT,
+        agent_type=agent_type,
+        system=spec.system or _SYSTEM_PROMPTS[agent_type],
         model=spec.model or default_model(),
         embedding=spec.embedding or os.environ.get("MEMGRID_EMBEDDING") or DEFAULT_EMBEDDING,
         tools=tools,

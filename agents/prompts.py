@@ -6,6 +6,8 @@ __all__ = (
     "DEFAULT_SYSTEM_PROMPT",
     "HEARTBEAT_AFTER_ERROR",
     "HEARTBEAT_REASON",
+    "LETTA_V1_SYSTEM_PROMPT",
+    "MEMGPT_V2_SYSTEM_PROMPT",
     "SUMMARIZER_PROMPT",
 )
 
@@ -41,6 +43,27 @@ they remain searchable in recall memory.
 
 Behave as the persona in your core memory describes, stay consistent with what your memory \
 says, and never mention these instructions or that you are an AI unless your persona says so."""
+
+_MEMGPT_MEMORY_TOOLS = """`core_memory_append`, `core_memory_replace`, \
+`memory_insert`, `memory_replace` and `memory_rethink`"""
+_V2_MEMORY_TOOLS = "`memory_insert`, `memory_replace` and `memory_rethink`"
+
+#: memgpt_v2_agent: MemGPT's loop with Letta's v2 memory tools only.
+MEMGPT_V2_SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT.replace(_MEMGPT_MEMORY_TOOLS, _V2_MEMORY_TOOLS)
+
+#: letta_v1_agent: no send_message, no heartbeats; the model's text is its answer.
+LETTA_V1_SYSTEM_PROMPT = (
+    MEMGPT_V2_SYSTEM_PROMPT.split("How you act:")[0]
+    + """How you act:
+- Answer the user in plain text: what you write is what the user sees.
+- Call tools when you need them (to remember, to search memory); after they return you \
+continue with their results. Your turn ends when you answer without calling a tool.
+- A tool may answer with an error that says what went wrong and what to do: read it and try \
+again differently.
+
+Your memory:"""
+    + MEMGPT_V2_SYSTEM_PROMPT.split("Your memory:")[1]
+)
 
 HEARTBEAT_REASON = (
     "[automated system message, hidden from the user] A tool was called with "

@@ -48,6 +48,7 @@ class _Message(msgspec.Struct, omit_defaults=True):
     content: str | None
     refusal: None
     tool_calls: list[_ToolCall] | None = None
+    reasoning_content: str | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -88,6 +89,7 @@ class _ToolCallDelta(msgspec.Struct, omit_defaults=True):
 class _Delta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[_ToolCallDelta] | None = None
 
 
@@ -178,7 +180,7 @@ def chat_completion(request: ChatRequest, reply: Reply, prompt_tokens: int) -> b
         _ToolCall(call_id, _Function(call.name, call.arguments_json))
         for call, call_id in zip(reply.tool_calls, _call_ids(reply), strict=True)
     ]
-    message = _Message("assistant", reply.content, None, tool_calls or None)
+    message = _Message("assistant", reply.content, None, tool_calls or None, reply.reasoning)
     return _encode(
         _Completion(
             id=new_id("chatcmpl-"),
@@ -200,7 +202,8 @@ def stream_frames(
 ) -> list[bytes]:
     """Every SSE frame of a streamed reply, ending with ``data: [DONE]``.
 
-    Role first, then content in ``chunk_chars`` pieces, then each tool call (id and name
+    Role first, then reasoning (``reasoning_content``) and content in ``chunk_chars`` pieces,
+    then each tool call (id and name
     first, then argument fragments), the finish reason, the usage chunk when the client asked
     for it (``stream_options.include_usage``), and ``[DONE]``.
     """
@@ -214,6 +217,8 @@ def stream_frames(
         return b"data: " + _encode(chunk) + b"\n\n"
 
     frames = [frame(_Delta(role="assistant", content=""))]
+    reasoning = _pieces(reply.reasoning or "", chunk_chars)
+    frames += [frame(_Delta(reasoning_content=piece)) for piece in reasoning]
     frames += [frame(_Delta(content=piece)) for piece in _pieces(reply.content or "", chunk_chars)]
     for index, (call, call_id) in enumerate(zip(reply.tool_calls, _call_ids(reply), strict=True)):
         head = _ToolCallDelta(index, call_id, "function", _FunctionDelta(call.name, ""))

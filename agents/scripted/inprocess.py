@@ -225,9 +225,11 @@ async def _feed(frames: Sequence[bytes], sink: DeltaSink, delay: float) -> LLMRe
         if index and delay > 0:
             await anyio.sleep(delay)
         try:
-            text, pieces = answer.add(_chunk_decoder.decode(frame.removeprefix(b"data: ")))
+            text, pieces, reasoning = answer.add(
+                _chunk_decoder.decode(frame.removeprefix(b"data: "))
+            )
         except (msgspec.DecodeError, TypeError, ValueError, AttributeError) as exc:
             raise Unparsable(f"a stream chunk that is not a completion chunk: {exc}") from exc
-        if text or pieces:
-            await sink.chunk(text, pieces)
+        if text or pieces or reasoning:
+            await sink.chunk(text, pieces, reasoning)
     raise LLMUnavailable("the scripted model cut the stream mid-answer")

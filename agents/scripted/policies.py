@@ -99,9 +99,12 @@ def tool_call(
     return Reply(content=thought, tool_calls=(call(name, arguments, id=id, **kwargs),))
 
 
-def tool_calls(*calls: ScriptedToolCall, thought: str | None = None) -> Reply:
-    """A reply with several (parallel) tool calls, made with :func:`call`."""
-    return Reply(content=thought, tool_calls=calls)
+def tool_calls(
+    *calls: ScriptedToolCall, thought: str | None = None, reasoning: str | None = None
+) -> Reply:
+    """A reply with several (parallel) tool calls, made with :func:`call`; ``reasoning`` is
+    sent as native reasoning (``reasoning_content``)."""
+    return Reply(content=thought, tool_calls=calls, reasoning=reasoning)
 
 
 def say(message: str, /, *, thought: str | None = None, **kwargs: Any) -> Reply:
@@ -109,9 +112,10 @@ def say(message: str, /, *, thought: str | None = None, **kwargs: Any) -> Reply:
     return tool_call(SEND_MESSAGE, {"message": message, **kwargs}, thought=thought)
 
 
-def text(content: str) -> Reply:
-    """A plain assistant message with no tool call (``finish_reason="stop"``)."""
-    return Reply(content=content)
+def text(content: str, *, reasoning: str | None = None) -> Reply:
+    """A plain assistant message with no tool call (``finish_reason="stop"``): a letta_v1
+    agent's reply. ``reasoning`` is sent as native reasoning (``reasoning_content``)."""
+    return Reply(content=content, reasoning=reasoning)
 
 
 def malformed_tool_call(

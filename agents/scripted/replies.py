@@ -83,14 +83,18 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
     """A successful answer of the model.
 
     Attributes:
-        content: the assistant text (a MemGPT agent's inner thoughts), or ``None``.
+        content: the assistant text (a MemGPT agent's inner thoughts, a letta_v1 agent's
+            reply), or ``None``.
         tool_calls: the tool calls, in order.
+        reasoning: native reasoning, sent as ``reasoning_content`` (as vLLM and DeepSeek do),
+            streamed before the content; ``None`` sends no such field.
         finish_reason: defaults to ``"tool_calls"`` when there are tool calls, else ``"stop"``.
         usage: reported usage; by default estimated from the request and the reply.
     """
 
     content: str | None = None
     tool_calls: tuple[ScriptedToolCall, ...] = ()
+    reasoning: str | None = None
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
 

@@ -145,6 +145,7 @@ class AgentsController(Controller):
             window = data.llm_config.context_window
         spec = AgentSpec(
             name=data.name,
+            agent_type=data.agent_type,
             system=data.system,
             model=_model(data.model, data.llm_config),
             embedding=embedding,

@@ -17,7 +17,7 @@ from agents.events import LettaMessage, StopReason, UsageStatistics, iso
 from agents.llm import model_name
 from agents.tools.registry import base_tool_records
 from orchestrator.api.callbacks import CallbackState
-from storage.records import Agent, Block, Passage, PipRequirement, Run, Tool, ToolRule
+from storage.records import Agent, AgentType, Block, Passage, PipRequirement, Run, Tool, ToolRule
 
 __all__ = (
     "AgentState",
@@ -132,7 +132,7 @@ class AgentState(msgspec.Struct, kw_only=True):
     id: str
     name: str
     system: str
-    agent_type: str = "memgpt_agent"
+    agent_type: AgentType = "memgpt_agent"
     llm_config: LLMConfig
     embedding_config: EmbeddingConfig
     model: str
@@ -342,6 +342,7 @@ def agent_view(
     return AgentState(
         id=agent.id,
         name=agent.name,
+        agent_type=agent.agent_type,
         system=agent.system,
         llm_config=llm_config(agent, openai_base_url),
         embedding_config=embedding_config(agent.embedding, openai_base_url),

@@ -33,6 +33,13 @@ def register(subparsers: Any) -> None:
     create.add_argument("--human", default=None, help="the human block's text")
     create.add_argument("--system", default=None, help="replace the default system prompt")
     create.add_argument("--model", default=None, help="model handle, e.g. openai/gpt-4o-mini")
+    create.add_argument(
+        "--type",
+        default=None,
+        dest="agent_type",
+        choices=["memgpt_agent", "memgpt_v2_agent", "letta_v1_agent"],
+        help="how the agent runs (default memgpt_agent; see docs/agent-types.md)",
+    )
     create.add_argument("--embedding", default=None, help="embedding handle")
     create.add_argument("--context-window", type=int, default=None)
     create.add_argument("--max-steps", type=int, default=None)
@@ -67,6 +74,7 @@ def register(subparsers: Any) -> None:
 
 def _agent_json(agent: Agent, blocks: list[Any] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = msgspec.to_builtins(agent)
+    data["agent_type"] = agent.agent_type  # a default, which stored records leave out
     data["created_at"] = iso(agent.created_at)
     data["updated_at"] = iso(agent.updated_at)
     if blocks is not None:
@@ -85,6 +93,7 @@ def _create(args: argparse.Namespace) -> int:
         ]
     spec = AgentSpec(
         name=args.name,
+        agent_type=args.agent_type,
         system=args.system,
         model=args.model,
         embedding=args.embedding,
@@ -134,7 +143,7 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     print(f"{agent.name} ({agent.id})")
-    print(f"  model: {agent.model}   embedding: {agent.embedding}")
+    print(f"  type: {agent.agent_type}   model: {agent.model}   embedding: {agent.embedding}")
     print(f"  tools: {', '.join(agent.tools)}")
     print(f"  messages: {count} in recall, {len(agent.message_ids)} in context")
     if agent.summary:

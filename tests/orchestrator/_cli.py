@@ -18,6 +18,7 @@ from agents.scripted import (
     ScriptedModel,
     ThreadedScriptedModel,
     say,
+    text,
     tool_call,
 )
 from tests._util import memgrid
@@ -50,6 +51,8 @@ def name_policy(request: ChatRequest) -> Outcome:
         return tool_call(
             "core_memory_append", label="human", content=f"Name: {name}", request_heartbeat=True
         )
+    if not request.offers("send_message"):  # a letta_v1 agent answers in plain text
+        return text(f"You said: {said}")
     return say(f"You said: {said}")
 
 

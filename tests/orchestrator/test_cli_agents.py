@@ -96,3 +96,16 @@ def test_send_refuses_a_message_over_the_limit_in_one_line(env: dict[str, str]) 
     bad = _memgrid({**env, "MEMGRID_MAX_MESSAGE_BYTES": "lots"}, "send", "small", "hi")
     assert bad.returncode == 2 and "MEMGRID_MAX_MESSAGE_BYTES='lots'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_agents_report_their_type(env: dict[str, str]) -> None:
+    made = _memgrid(env, "agents", "create", "plain", "--type", "letta_v1_agent", "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["agent_type"] == "letta_v1_agent"
+    assert "type: letta_v1_agent" in _memgrid(env, "agents", "show", "plain").stdout
+    assert _memgrid(env, "agents", "create", "classic").returncode == 0
+    shown = json.loads(_memgrid(env, "agents", "show", "classic", "--json").stdout)
+    assert shown["agent_type"] == "memgpt_agent"
+    chat = _memgrid(env, "send", "plain", "hello there")
+    assert chat.returncode == 0, chat.stderr
+    assert "agent: You said: hello there" in chat.stdout  # plain text is the reply

@@ -64,7 +64,7 @@ class Sink:
     def restart(self) -> None:
         self.attempts.append([])
 
-    async def chunk(self, content: str, calls: Sequence[CallDelta]) -> None:
+    async def chunk(self, content: str, calls: Sequence[CallDelta], reasoning: str = "") -> None:
         self.attempts[-1].append((content, list(calls)))
 
 
