@@ -86,7 +86,7 @@ class AgentSpec(msgspec.Struct, kw_only=True):
     model_endpoint: str | None = None
 
 
-_V2_MEMORY_TOOLS = ("memory_insert", "memory_replace", "memory_rethink")
+_V2_MEMORY_TOOLS = ("memory_insert", "memory_replace", "memory_rethink", "memory")
 _SEARCH_TOOLS = ("archival_memory_insert", "archival_memory_search", "conversation_search")
 #: The base tools an agent of each type gets (``include_base_tools``): MemGPT's set; Letta's
 #: v2 memory tools with send_message; the v2 memory tools alone (a letta_v1 agent answers in

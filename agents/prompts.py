@@ -46,7 +46,7 @@ says, and never mention these instructions or that you are an AI unless your per
 
 _MEMGPT_MEMORY_TOOLS = """`core_memory_append`, `core_memory_replace`, \
 `memory_insert`, `memory_replace` and `memory_rethink`"""
-_V2_MEMORY_TOOLS = "`memory_insert`, `memory_replace` and `memory_rethink`"
+_V2_MEMORY_TOOLS = "`memory_insert`, `memory_replace`, `memory_rethink` and `memory`"
 
 #: memgpt_v2_agent: MemGPT's loop with Letta's v2 memory tools only.
 MEMGPT_V2_SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT.replace(_MEMGPT_MEMORY_TOOLS, _V2_MEMORY_TOOLS)

@@ -1,5 +1,6 @@
-"""The base tools every MemGPT agent has: replying, editing core memory, and searching recall
-and archival memory.
+"""The base tools: replying, and searching recall and archival memory; the tools that edit
+core memory are in :mod:`agents.tools.memory`, the multi-agent ones in
+:mod:`agents.tools.multi_agent`.
 
 Each tool is a typed function whose first parameter is the :class:`ToolContext` (injected, not
 in the schema); its schema comes from the signature and docstring. A tool refuses bad input by
@@ -35,11 +36,6 @@ __all__ = (
     "archival_memory_search",
     "base_tool_functions",
     "conversation_search",
-    "core_memory_append",
-    "core_memory_replace",
-    "memory_insert",
-    "memory_replace",
-    "memory_rethink",
     "send_message",
 )
 
@@ -166,107 +162,6 @@ def send_message(ctx: ToolContext, message: str) -> str:
         raise ToolError("the message is empty; write what you want the user to read")
     ctx.sent_messages.append(message)
     return "Sent message successfully."
-
-
-# --- core memory ---------------------------------------------------------------------------
-
-
-async def core_memory_append(ctx: ToolContext, label: str, content: str) -> str:
-    """Append text to the end of a core memory block, on a new line.
-
-    Args:
-        label: The label of the block to edit, e.g. "human" or "persona".
-        content: The text to append; keep it short and factual.
-    """
-    if not content.strip():
-        raise ToolError("content is empty; pass the text to append")
-    block = await ctx.edit(label, lambda value: f"{value}\n{content}" if value else content)
-    return f"Appended to block {label!r}; it now has {len(block.value)}/{block.limit} characters."
-
-
-def _replace_once(label: str, value: str, old: str, new: str) -> str:
-    if not old:
-        raise ToolError("the text to replace is empty; copy the exact text from the block")
-    count = value.count(old)
-    if count == 0:
-        raise ToolError(
-            f"the text {old!r} is not in block {label!r}. Copy the exact text (case and "
-            "punctuation included) from the block as shown in your core memory."
-        )
-    if count > 1:
-        raise ToolError(
-            f"the text {old!r} appears {count} times in block {label!r}; include more of the "
-            "surrounding text so that it matches exactly once."
-        )
-    return value.replace(old, new, 1)
-
-
-async def core_memory_replace(
-    ctx: ToolContext, label: str, old_content: str, new_content: str
-) -> str:
-    """Replace text in a core memory block. To delete text, pass an empty new_content.
-
-    Args:
-        label: The label of the block to edit, e.g. "human" or "persona".
-        old_content: The exact text to replace; it must appear exactly once in the block.
-        new_content: The text to put in its place.
-    """
-    block = await ctx.edit(label, lambda v: _replace_once(label, v, old_content, new_content))
-    return (
-        f"Replaced text in block {label!r}; it now has {len(block.value)}/{block.limit} characters."
-    )
-
-
-async def memory_replace(ctx: ToolContext, label: str, old_str: str, new_str: str) -> str:
-    """Replace a unique piece of text in a memory block.
-
-    Args:
-        label: The label of the block to edit.
-        old_str: The exact text to replace; it must appear exactly once in the block.
-        new_str: The replacement text (empty to delete).
-    """
-    block = await ctx.edit(label, lambda v: _replace_once(label, v, old_str, new_str))
-    return (
-        f"Replaced text in block {label!r}; it now has {len(block.value)}/{block.limit} characters."
-    )
-
-
-async def memory_insert(ctx: ToolContext, label: str, new_str: str, insert_line: int = -1) -> str:
-    """Insert text into a memory block at a given line.
-
-    Args:
-        label: The label of the block to edit.
-        new_str: The text to insert.
-        insert_line: The line number after which to insert (0 inserts at the top, -1 at the
-            end).
-    """
-
-    def insert(value: str) -> str:
-        lines = value.split("\n") if value else []
-        if insert_line == -1:
-            position = len(lines)
-        elif 0 <= insert_line <= len(lines):
-            position = insert_line
-        else:
-            raise ToolError(
-                f"insert_line {insert_line} is outside block {label!r}, which has {len(lines)} "
-                "lines; use 0 for the top, -1 for the end, or a line number in between."
-            )
-        return "\n".join([*lines[:position], new_str, *lines[position:]])
-
-    block = await ctx.edit(label, insert)
-    return f"Inserted into block {label!r}; it now has {len(block.value)}/{block.limit} characters."
-
-
-async def memory_rethink(ctx: ToolContext, label: str, new_memory: str) -> str:
-    """Rewrite a memory block completely, e.g. to reorganise or condense it.
-
-    Args:
-        label: The label of the block to rewrite.
-        new_memory: The complete new content of the block.
-    """
-    block = await ctx.edit(label, lambda _value: new_memory)
-    return f"Rewrote block {label!r}; it now has {len(block.value)}/{block.limit} characters."
 
 
 # --- archival memory -----------------------------------------------------------------------
@@ -444,6 +339,14 @@ BASE_TOOL_NAMES = (
 
 def base_tool_functions() -> dict[str, BaseToolFunction]:
     """Every built-in tool by name (the multi-agent tools are added on request)."""
+    from agents.tools.memory import (
+        core_memory_append,
+        core_memory_replace,
+        memory,
+        memory_insert,
+        memory_replace,
+        memory_rethink,
+    )
     from agents.tools.multi_agent import (
         send_message_to_agent_and_wait_for_reply,
         send_message_to_agent_async,
@@ -460,6 +363,7 @@ def base_tool_functions() -> dict[str, BaseToolFunction]:
         "memory_insert": memory_insert,
         "memory_replace": memory_replace,
         "memory_rethink": memory_rethink,
+        "memory": memory,
         "archival_memory_insert": archival_memory_insert,
         "archival_memory_search": archival_memory_search,
         "conversation_search": conversation_search,

@@ -26,6 +26,7 @@ V1_TOOLS = [
     "memory_insert",
     "memory_replace",
     "memory_rethink",
+    "memory",
     "archival_memory_insert",
     "archival_memory_search",
     "conversation_search",
@@ -209,3 +210,27 @@ async def test_memgpt_v2_edits_memory_with_the_v2_tools(
         json.loads(e.tool_return)["status"] for e in events if isinstance(e, ToolReturnMessage)
     ]
     assert returns == ["OK", "OK", "OK"]
+
+
+async def test_the_memory_tool_edits_blocks_as_files(
+    runtime: Runtime, model: ScriptedModel
+) -> None:
+    agent = await _agent(runtime, "letta_v1_agent")
+    model.policy = sequence(
+        tool_calls(call("memory", command="create", path="/memories/human", file_text="Tea")),
+        tool_calls(call("memory", command="insert", path="/memories/human", insert_text="Bob")),
+        tool_calls(
+            call("memory", command="str_replace", path="human", old_str="Tea", new_str="Green tea")
+        ),
+        tool_calls(call("memory", command="delete", path="/memories/human")),
+        tool_calls(call("memory", command="insert", path="/memories/nope", insert_text="x")),
+        text("Done."),
+    )
+    events, result = await _turn(runtime, agent, "remember")
+    returns = [e for e in events if isinstance(e, ToolReturnMessage)]
+    assert [e.status for e in returns] == ["success", "success", "success", "error", "error"]
+    assert "not available" in returns[3].tool_return
+    assert "no memory block labelled 'nope'" in returns[4].tool_return
+    blocks = await runtime.blocks.get_many(agent.block_ids)
+    assert [b.value for b in blocks] == ["Green tea\nBob"]
+    assert result.replies == ["Done."]

@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 
 from agents.manage import AgentSpec, attach_block, create_agent
 from agents.runtime import Runtime
-from agents.tools.base import ToolContext, core_memory_append
+from agents.tools.base import ToolContext
+from agents.tools.memory import core_memory_append
 from storage.blocks import new_block
 from storage.records import Agent
 
