@@ -133,6 +133,6 @@ async def answer_pending(
             sender_id=source.sender_id,
         )
     turn.agent = msgspec.structs.replace(turn.agent, pending_approval=[])
-    if approvals and not rest:
+    if approvals and not rest and turn.policy.heartbeats:
         messages.append(turn.message("user", step_id, content=heartbeat(HEARTBEAT_REASON)))
     return messages, rest

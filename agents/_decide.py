@@ -62,10 +62,13 @@ class TurnPolicy(Protocol):
 
     Attributes:
         text_is_reply: the model's plain text is its reply (else its inner thoughts).
+        heartbeats: a heartbeat message follows the tool results that continue the turn
+            (after an approval, a wait's replies); else the model goes on from the results.
         chains: what makes the turn take another step, for the step-limit stop reason.
     """
 
     text_is_reply: bool
+    heartbeats: bool
     chains: str
 
     def tool_entry(self, tool: AgentTool) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class MemGPTPolicy:
     """``memgpt_agent`` and ``memgpt_v2_agent``: heartbeats chain steps; replies are tools."""
 
     text_is_reply = False
+    heartbeats = True
     chains = "asked for more (request_heartbeat)"
 
     def tool_entry(self, tool: AgentTool) -> dict[str, Any]:
@@ -121,6 +125,7 @@ class LettaV1Policy:
     """``letta_v1_agent``: plain text is the reply; tool calls chain steps, no heartbeats."""
 
     text_is_reply = True
+    heartbeats = False
     chains = "called tools"
 
     def tool_entry(self, tool: AgentTool) -> dict[str, Any]:

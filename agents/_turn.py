@@ -345,7 +345,7 @@ async def resume(turn: Turn) -> list[Message]:
     # The rules decide as if the tool had just returned: exit_loop on it ends the turn here.
     if rt.gate.after(turn.agent, turn.state, wait.tool_name) == "end":
         turn.end_after_resume = True
-    else:
+    elif turn.policy.heartbeats:
         messages.append(turn.message("user", step_id, content=heartbeat(HEARTBEAT_REASON)))
     run.wait = None  # the replies stay (with a TTL): a re-run of this resume reads them again
     return messages
