@@ -59,6 +59,8 @@ from _harness import (  # benchmarks/ is first on sys.path
     table,
 )
 
+import agents._act
+import agents._ask
 import agents._turn
 import agents.loop
 from agents.archival import PassageArchival
@@ -258,7 +260,7 @@ class _Phases:
     @contextmanager
     def on(self, rt: Runtime, archival: PassageArchival | None) -> Iterator[None]:
         self._wrap(agents.loop, "_step", "_step (whole step)")
-        self._wrap(agents.loop, "compact", "compact (build + count)")
+        self._wrap(agents._ask, "compact", "compact (build + count)")
         self._wrap(agents._turn, "compile_system", "compile_system")
         self._wrap(TokenCounter, "count", "TokenCounter.count")
         self._wrap(TokenCounter, "observe", "TokenCounter.observe")
@@ -269,8 +271,9 @@ class _Phases:
             self._wrap(archival, "tags", "  archival.tags")
         self._wrap(agents._turn.Turn, "commit", "commit (fenced script)")
         self._wrap(rt.messages, "stage", "  MessageLog.stage")
-        self._wrap(agents.loop, "run_call", "run_call (send_message)")
+        self._wrap(agents._act, "run_call", "run_call (send_message)")
         self._wrap(agents.loop, "read_step", "read_step (one pipeline)")
+        self._wrap(agents._ask, "read_step", "read_step (one pipeline)")
         self._wrap(rt.agents, "get", "agents.get")
         self._wrap(rt.blocks, "get_many", "blocks.get_many")
         self._wrap(rt.tools, "get_many_by_name", "tools.get_many_by_name")
