@@ -344,6 +344,7 @@ class Worker:
         return None
 
     async def _process(self, lease: Lease, entry_id: str, raw: bytes) -> Processed:
+        """One inbox entry (:func:`agents._entry.process_entry`); a method that tests wrap."""
         return await process_entry(self, lease, entry_id, raw)
 
     def _fault(self, point: str) -> None:
