@@ -29,6 +29,7 @@ __all__ = (
     "AgentSpec",
     "BlockSpec",
     "attach_block",
+    "base_tool_names",
     "create_agent",
     "default_model",
     "delete_agent",
@@ -101,6 +102,15 @@ _SYSTEM_PROMPTS: dict[AgentType, str] = {
     "memgpt_v2_agent": MEMGPT_V2_SYSTEM_PROMPT,
     "letta_v1_agent": LETTA_V1_SYSTEM_PROMPT,
 }
+
+
+def base_tool_names(agent_type: str | None) -> tuple[str, ...]:
+    """The base tools an agent of ``agent_type`` gets (memgpt_agent's when None).
+
+    Raises:
+        InvalidRecord: a type memgrid does not run.
+    """
+    return BASE_TOOLS_BY_TYPE[_agent_type(agent_type)]
 
 
 def _agent_type(value: str | None) -> AgentType:

@@ -11,10 +11,9 @@ import hashlib
 
 import msgspec
 
-from agents.manage import AgentSpec, BlockSpec, create_agent
+from agents.manage import AgentSpec, BlockSpec, base_tool_names, create_agent
 from agents.messaging import route
 from agents.runtime import Runtime
-from agents.tools.base import BASE_TOOL_NAMES
 from agents.tools.schema import schema_from_function
 from orchestrator.workflow import AgentDef, BlockDef, Workflow
 from storage import keys
@@ -138,13 +137,14 @@ async def _apply_agent(
     rt: Runtime, wf: Workflow, spec: AgentDef, shared: dict[str, Block], applied: Applied
 ) -> Agent:
     shared_ids = [shared[label].id for label in spec.blocks]
-    tools = [*(BASE_TOOL_NAMES if spec.include_base_tools else ()), *spec.tools]
+    tools = [*(base_tool_names(spec.agent_type) if spec.include_base_tools else ()), *spec.tools]
     agent_id = await rt.agents.id_for_name(spec.name)
     if agent_id is None:
         agent = await create_agent(
             rt,
             AgentSpec(
                 name=spec.name,
+                agent_type=spec.agent_type,
                 system=spec.system,
                 model=spec.model,
                 embedding=spec.embedding,
@@ -199,6 +199,7 @@ async def _apply_agent(
         "tags": list(spec.tags),
         "block_ids": block_ids,
         "description": spec.description,
+        "agent_type": spec.agent_type,
     }
     for name in ("system", "model", "embedding", "context_window", "max_steps"):
         value = getattr(spec, name)

@@ -38,10 +38,11 @@ from typing import Any
 import msgspec
 import yaml
 
+from agents.manage import base_tool_names
 from agents.tools.base import base_tool_functions
 from agents.tools.registry import load_import_path
 from agents.tools.schema import ToolSchemaError, schema_from_function
-from storage.errors import UserError
+from storage.errors import InvalidRecord, UserError
 from storage.records import ToolRule
 
 __all__ = (
@@ -87,6 +88,7 @@ class AgentDef(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     description: str = ""
     model: str | None = None
     embedding: str | None = None
+    agent_type: str = "memgpt_agent"  # see docs/agent-types.md
     tools: list[str] = msgspec.field(default_factory=list)
     include_base_tools: bool = True
     tool_rules: list[ToolRule] = msgspec.field(default_factory=list)
@@ -291,6 +293,11 @@ def load_workflow(
     for i, agent in enumerate(sections["agents"]):
         if agent is None:
             continue
+        try:
+            base_tools = base_tool_names(agent.agent_type) if agent.include_base_tools else ()
+        except InvalidRecord as exc:
+            problems.append(f"agents[{i}].agent_type: {exc}")
+            base_tools = ()
         for j, tool in enumerate(agent.tools):
             if tool not in builtin and tool not in tools:
                 problems.append(
@@ -301,9 +308,7 @@ def load_workflow(
             if label not in labels:
                 problems.append(f"agents[{i}].blocks[{j}]: no shared block labelled {label!r}")
         if check_rules is not None and agent.tool_rules:
-            from agents.tools.base import BASE_TOOL_NAMES
-
-            agent_tools = [*(BASE_TOOL_NAMES if agent.include_base_tools else ()), *agent.tools]
+            agent_tools = [*base_tools, *agent.tools]
             for problem in check_rules(agent.tool_rules, agent_tools):
                 problems.append(f"agents[{i}].{problem}")
     for i, route in enumerate(sections["routes"]):

@@ -193,3 +193,19 @@ def test_an_unknown_rule_type_lists_the_valid_types(tmp_path: Path) -> None:
 def test_an_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
     problems = _problems(tmp_path, "agent:\n  - name: a\n")
     assert problems[0].startswith("agent: unknown section; did you mean 'agents'?")
+
+
+def test_a_workflow_agent_names_its_type(env: dict[str, str], tmp_path: Path) -> None:
+    problems = _problems(
+        tmp_path,
+        "agents:\n  - name: a\n    agent_type: react_agent\n"
+        "  - name: b\n    agent_type: letta_v1_agent\n    tool_rules:\n"
+        "      - {type: exit_loop, tool_name: send_message}\n",
+    )
+    assert any(p.startswith("agents[0].agent_type:") and "letta_v1_agent" in p for p in problems)
+    assert any("agents[1].tool_rules[0]" in p and "send_message" in p for p in problems)
+    file = tmp_path / "typed.yaml"
+    file.write_text("agents:\n  - name: plain\n    agent_type: letta_v1_agent\n")
+    assert _memgrid(env, "run", str(file)).returncode == 0
+    shown = json.loads(_memgrid(env, "agents", "show", "plain", "--json").stdout)
+    assert shown["agent_type"] == "letta_v1_agent" and "send_message" not in shown["tools"]
