@@ -85,6 +85,32 @@ async def test_a_letta_v1_agent_streams_its_text_as_the_reply(client: httpx.Asyn
     assert [f["message_type"] for f in frames[-3:-1]] == ["stop_reason", "usage_statistics"]
 
 
+async def test_a_letta_v1_agents_text_stays_the_assistant_message_in_every_view(
+    client: httpx.AsyncClient,
+) -> None:
+    """use_assistant_message=false turns send_message calls into tool calls; a letta_v1
+    agent's text is no call, so it stays an assistant_message (as in Letta)."""
+    agent = await make_agent(client, agent_type="letta_v1_agent")
+    off = {"use_assistant_message": False}
+    sent = await say_to(client, agent["id"], "hi there", **off)
+    kinds = [(m["message_type"], m.get("content") or m.get("reasoning")) for m in sent["messages"]]
+    assert kinds == [
+        ("reasoning_message", "Nothing to look up; answer directly."),
+        ("assistant_message", "You said: hi there"),
+    ]
+    body = {"messages": [{"role": "user", "content": "again"}], "stream_tokens": True, **off}
+    frames = await sse_frames(client, f"/v1/agents/{agent['id']}/messages/stream", body)
+    shown = [f for f in frames if isinstance(f, dict) and "message_type" in f]
+    said = [f["content"] for f in shown if f["message_type"] == "assistant_message"]
+    assert "".join(said) == "You said: again", shown
+    assert "tool_call_message" not in [f["message_type"] for f in shown]
+    url = f"/v1/agents/{agent['id']}/messages"
+    listed = (await client.get(url, params={"use_assistant_message": "false"})).json()
+    replies = [m["content"] for m in listed if m["message_type"] == "assistant_message"]
+    assert replies == ["You said: hi there", "You said: again"], listed
+    assert "tool_call_message" not in [m["message_type"] for m in listed]
+
+
 SCRIPT_01 = '''
 import sys
 from letta_client import Letta, MessageCreate
