@@ -21,7 +21,7 @@ from bus.streams import list_dead_letters
 from orchestrator.api.errors import ApiError
 from orchestrator.api.state import Api, page
 from storage import keys
-from storage.records import Agent, Run, decode
+from storage.records import Agent, AgentType, Run, decode
 
 __all__ = (
     "AgentPage",
@@ -37,7 +37,6 @@ __all__ = (
 
 PAGE = 50
 MAX_IDS = 200
-AGENT_TYPE = "memgpt_agent"  # what GET /v1/agents says of every agent
 RECENT_RUNS = 20
 IN_FLIGHT = ("created", "running", "waiting")
 DEAD_LETTERS_SHOWN = 100
@@ -59,7 +58,7 @@ class AgentSummary(msgspec.Struct, kw_only=True):
 
     id: str
     name: str
-    agent_type: str
+    agent_type: AgentType
     model: str
     tags: list[str]
     created_at: str
@@ -79,7 +78,7 @@ def _summary(agent: Agent, stats: AgentStats) -> AgentSummary:
     return AgentSummary(
         id=agent.id,
         name=agent.name,
-        agent_type=AGENT_TYPE,
+        agent_type=agent.agent_type,
         model=agent.model,
         tags=agent.tags,
         created_at=iso(agent.created_at),

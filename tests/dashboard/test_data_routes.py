@@ -47,3 +47,13 @@ async def test_block_history_names_the_agents_sharing_it(client: httpx.AsyncClie
     assert [(e["version"], e["value"]) for e in history["edits"]] == [(2, "v2"), (1, "v1")]
     assert sorted(a["name"] for a in history["agents"]) == ["ann", "ben"]
     assert history["agent_count"] == 2
+
+
+async def test_agents_list_shows_each_agents_type(client: httpx.AsyncClient) -> None:
+    await make_agent(client, name="classic")
+    await make_agent(client, name="plain", agent_type="letta_v1_agent")
+    listed = (await client.get("/dashboard/api/agents")).json()["agents"]
+    assert {a["name"]: a["agent_type"] for a in listed} == {
+        "classic": "memgpt_agent",
+        "plain": "letta_v1_agent",
+    }
