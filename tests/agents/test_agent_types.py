@@ -1,5 +1,5 @@
 """Agent types (issue #12): memgpt_agent, memgpt_v2_agent and letta_v1_agent through the step
-loop, against the scripted model over real HTTP and a real Redis."""
+loop, with the scripted model's policies run in-process (function_model) on a real Redis."""
 
 from __future__ import annotations
 
@@ -9,18 +9,16 @@ import pytest
 
 from agents.events import (
     AssistantMessage,
-    Event,
     ReasoningMessage,
     StopReason,
     ToolCallMessage,
     ToolReturnMessage,
 )
-from agents.loop import TurnResult, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
-from agents.scripted import ChatRequest, Reply, ScriptedModel, call, sequence, text, tool_calls
-from bus.envelopes import InboxMessage
+from agents.scripted import ChatRequest, FunctionModel, Reply, call, sequence, text, tool_calls
 from storage.records import Agent
+from tests._util import turn
 
 V1_TOOLS = [
     "memory_insert",
@@ -31,13 +29,6 @@ V1_TOOLS = [
     "archival_memory_search",
     "conversation_search",
 ]
-
-
-async def _turn(rt: Runtime, agent: Agent, content: str) -> tuple[list[Event], TurnResult]:
-    result = TurnResult()
-    inputs = [InboxMessage(content=content)]
-    events = [e async for e in run_turn(rt, agent.id, inputs, result=result)]
-    return events, result
 
 
 async def _agent(rt: Runtime, agent_type: str | None) -> Agent:
@@ -64,16 +55,18 @@ async def test_an_agent_is_memgpt_unless_told_otherwise(runtime: Runtime) -> Non
     assert stored.agent_type == "memgpt_agent"
 
 
-async def test_letta_v1_plain_text_is_the_reply(runtime: Runtime, model: ScriptedModel) -> None:
+async def test_letta_v1_plain_text_is_the_reply(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
     agent = await _agent(runtime, "letta_v1_agent")
     assert agent.agent_type == "letta_v1_agent" and agent.tools == V1_TOOLS
-    model.policy = sequence(text("Hello, Bob."))
-    events, result = await _turn(runtime, agent, "hi, I am Bob")
+    function_model.policy = sequence(text("Hello, Bob."))
+    events, result = await turn(runtime, agent, "hi, I am Bob")
     said = [e for e in events if isinstance(e, AssistantMessage)]
     assert [e.content for e in said] == ["Hello, Bob."]
     assert not [e for e in events if isinstance(e, ReasoningMessage)]
     assert result.stop_reason == "end_turn" and result.replies == ["Hello, Bob."]
-    request = model.requests[0]
+    request = function_model.requests[0]
     # No send_message, no heartbeats, no inner thoughts: the model's text is its answer.
     parameters = _parameters(request)
     assert sorted(parameters) == sorted(V1_TOOLS)
@@ -84,15 +77,15 @@ async def test_letta_v1_plain_text_is_the_reply(runtime: Runtime, model: Scripte
 
 
 async def test_letta_v1_tools_chain_steps_without_heartbeats(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await _agent(runtime, "letta_v1_agent")
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_calls(call("memory_insert", label="human", new_str="Name: Bob")),
         tool_calls(call("conversation_search", query="Bob")),
         text("Noted, Bob."),
     )
-    events, result = await _turn(runtime, agent, "I am Bob")
+    events, result = await turn(runtime, agent, "I am Bob")
     kinds = [type(e).__name__ for e in events]
     assert kinds == [
         "ToolCallMessage",
@@ -106,7 +99,7 @@ async def test_letta_v1_tools_chain_steps_without_heartbeats(
     assert all(e.status == "success" for e in events if isinstance(e, ToolReturnMessage))
     assert result.replies == ["Noted, Bob."] and result.usage.step_count == 3
     # The model reads the tool's result next: no heartbeat message in between.
-    assert [m.role for m in model.requests[1].messages][-2:] == ["assistant", "tool"]
+    assert [m.role for m in function_model.requests[1].messages][-2:] == ["assistant", "tool"]
     listed = await runtime.messages.list(agent.id, limit=20)
     assert [m.role for m in listed] == [
         "user",
@@ -121,10 +114,10 @@ async def test_letta_v1_tools_chain_steps_without_heartbeats(
 
 
 async def test_letta_v1_reasoning_and_text_beside_tool_calls(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await _agent(runtime, "letta_v1_agent")
-    model.policy = sequence(
+    function_model.policy = sequence(
         Reply(
             content="Let me look that up.",
             reasoning="The user wants an old fact; search first.",
@@ -132,7 +125,7 @@ async def test_letta_v1_reasoning_and_text_beside_tool_calls(
         ),
         Reply(content="Nothing about tea yet.", reasoning="No hits."),
     )
-    events, result = await _turn(runtime, agent, "what did I say about tea?")
+    events, result = await turn(runtime, agent, "what did I say about tea?")
     shown = [
         (type(e).__name__, getattr(e, "reasoning", None) or getattr(e, "content", None))
         for e in events
@@ -155,15 +148,15 @@ async def test_letta_v1_reasoning_and_text_beside_tool_calls(
 
 
 async def test_letta_v1_calls_past_the_step_limit_stop_as_max_steps(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await _agent(runtime, "letta_v1_agent")
     await runtime.agents.update(agent.id, max_steps=2)
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_calls(call("conversation_search", query="a")),
         tool_calls(call("conversation_search", query="b")),
     )
-    events, result = await _turn(runtime, agent, "search forever")
+    events, result = await turn(runtime, agent, "search forever")
     assert result.stop_reason == "max_steps"
     stop = events[-2]
     assert isinstance(stop, StopReason) and "request_heartbeat" not in (stop.detail or "")
@@ -171,17 +164,17 @@ async def test_letta_v1_calls_past_the_step_limit_stop_as_max_steps(
 
 @pytest.mark.parametrize("agent_type", ["memgpt_agent", "memgpt_v2_agent"])
 async def test_memgpt_types_reply_through_send_message(
-    runtime: Runtime, model: ScriptedModel, agent_type: str
+    runtime: Runtime, function_model: FunctionModel, agent_type: str
 ) -> None:
     agent = await _agent(runtime, agent_type)
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_calls(call("send_message", message="Hi!"), reasoning="Greet them."),
     )
-    events, result = await _turn(runtime, agent, "hello")
+    events, result = await turn(runtime, agent, "hello")
     assert result.replies == ["Hi!"]
     reasoning = [e.reasoning for e in events if isinstance(e, ReasoningMessage)]
     assert reasoning == ["Greet them."]  # native reasoning when the text is empty
-    parameters = _parameters(model.requests[0])
+    parameters = _parameters(function_model.requests[0])
     assert "request_heartbeat" in parameters["conversation_search"]
     if agent_type == "memgpt_v2_agent":
         assert "core_memory_append" not in parameters and "memory_rethink" in parameters
@@ -190,10 +183,10 @@ async def test_memgpt_types_reply_through_send_message(
 
 
 async def test_memgpt_v2_edits_memory_with_the_v2_tools(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await _agent(runtime, "memgpt_v2_agent")
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_calls(
             call("memory_insert", label="human", new_str="Likes tea", request_heartbeat=True)
         ),
@@ -202,7 +195,7 @@ async def test_memgpt_v2_edits_memory_with_the_v2_tools(
             call("send_message", message="Noted."),
         ),
     )
-    events, result = await _turn(runtime, agent, "I like tea")
+    events, result = await turn(runtime, agent, "I like tea")
     assert result.replies == ["Noted."]
     blocks = await runtime.blocks.get_many(agent.block_ids)
     assert [b.value for b in blocks] == ["Likes green tea"]
@@ -213,10 +206,10 @@ async def test_memgpt_v2_edits_memory_with_the_v2_tools(
 
 
 async def test_the_memory_tool_edits_blocks_as_files(
-    runtime: Runtime, model: ScriptedModel
+    runtime: Runtime, function_model: FunctionModel
 ) -> None:
     agent = await _agent(runtime, "letta_v1_agent")
-    model.policy = sequence(
+    function_model.policy = sequence(
         tool_calls(call("memory", command="create", path="/memories/human", file_text="Tea")),
         tool_calls(call("memory", command="insert", path="/memories/human", insert_text="Bob")),
         tool_calls(
@@ -226,7 +219,7 @@ async def test_the_memory_tool_edits_blocks_as_files(
         tool_calls(call("memory", command="insert", path="/memories/nope", insert_text="x")),
         text("Done."),
     )
-    events, result = await _turn(runtime, agent, "remember")
+    events, result = await turn(runtime, agent, "remember")
     returns = [e for e in events if isinstance(e, ToolReturnMessage)]
     assert [e.status for e in returns] == ["success", "success", "success", "error", "error"]
     assert "not available" in returns[3].tool_return
