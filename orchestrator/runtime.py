@@ -5,9 +5,9 @@ from __future__ import annotations
 import builtins
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import redis.asyncio as aioredis
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ("SharedArchival", "open_runtime")
 
 log = structlog.get_logger("memgrid.runtime")
+T = TypeVar("T")
 
 
 class SharedArchival:
@@ -95,13 +96,19 @@ class SharedArchival:
             except RedisError as exc:  # a view's hint: a later learner records it again
                 log.info("embedding_size_not_shared", handle=handle, error=repr(exc))
 
-    async def _use(self) -> Archival:
-        return await self.inner()
-
-    async def _failed(self) -> None:
+    async def _drop(self) -> None:
         async with self._lock:
             if self._local is None:
                 self._inner = None  # the owner may be gone: try to take the engine next time
+
+    async def _guarded(self, call: Callable[[Archival], Awaitable[T]]) -> T:
+        """``call`` on the archival memory in use; a failure of a remote one drops it."""
+        archival = await self.inner()
+        try:
+            return await call(archival)
+        except Exception:
+            await self._drop()
+            raise
 
     async def insert(
         self,
@@ -112,12 +119,9 @@ class SharedArchival:
         *,
         passage_id: str | None = None,
     ) -> Passage:
-        archival = await self._use()
-        try:
-            return await archival.insert(owner_id, embedding, text, tags, passage_id=passage_id)
-        except Exception:
-            await self._failed()
-            raise
+        return await self._guarded(
+            lambda a: a.insert(owner_id, embedding, text, tags, passage_id=passage_id)
+        )
 
     async def search(
         self,
@@ -133,9 +137,8 @@ class SharedArchival:
         end: float | None,
         archive_ids: Sequence[str] = (),
     ) -> list[ScoredText]:
-        archival = await self._use()
-        try:
-            return await archival.search(
+        return await self._guarded(
+            lambda a: a.search(
                 owner_id,
                 embedding,
                 query,
@@ -147,25 +150,13 @@ class SharedArchival:
                 end=end,
                 archive_ids=archive_ids,
             )
-        except Exception:
-            await self._failed()
-            raise
+        )
 
     async def count(self, owner_id: str) -> int:
-        archival = await self._use()
-        try:
-            return await archival.count(owner_id)
-        except Exception:
-            await self._failed()
-            raise
+        return await self._guarded(lambda a: a.count(owner_id))
 
     async def tags(self, owner_id: str) -> list[str]:
-        archival = await self._use()
-        try:
-            return await archival.tags(owner_id)
-        except Exception:
-            await self._failed()
-            raise
+        return await self._guarded(lambda a: a.tags(owner_id))
 
     # --- what the REST API and document ingestion need, wherever the engine lives --------
 
@@ -174,20 +165,21 @@ class SharedArchival:
         """What :mod:`agents.ingest` lists passages through: this object itself."""
         return self
 
-    async def _admin(self) -> PassageArchival | RemoteArchival:
+    async def _admin(self, call: Callable[[PassageArchival | RemoteArchival], Awaitable[T]]) -> T:
+        """:meth:`_guarded` for the calls only a passage engine (local or remote) answers."""
         from agents.archival import PassageArchival
         from agents.archival_rpc import RemoteArchival
-
-        archival = await self._use()
-        if not isinstance(archival, PassageArchival | RemoteArchival):
-            raise TypeError(f"{type(archival).__name__} cannot list or delete passages")
-        return archival
-
-    async def _failed_unless_refused(self, exc: Exception) -> None:
         from storage.passages import PassageStoreError
 
-        if not isinstance(exc, PassageStoreError):  # a refusal of the store is no outage
-            await self._failed()
+        archival = await self.inner()
+        if not isinstance(archival, PassageArchival | RemoteArchival):
+            raise TypeError(f"{type(archival).__name__} cannot list or delete passages")
+        try:
+            return await call(archival)
+        except Exception as exc:
+            if not isinstance(exc, PassageStoreError):  # a refusal of the store is no outage
+                await self._drop()
+            raise
 
     async def insert_many(
         self,
@@ -201,14 +193,11 @@ class SharedArchival:
         ids: builtins.list[str] | None = None,
     ) -> builtins.list[Passage]:
         """Embed ``texts`` and store them as passages of ``owner_id``."""
-        archival = await self._admin()
-        try:
-            return await archival.insert_many(
+        return await self._admin(
+            lambda a: a.insert_many(
                 owner_id, embedding, texts, tags, source_id=source_id, file_id=file_id, ids=ids
             )
-        except Exception as exc:
-            await self._failed_unless_refused(exc)
-            raise
+        )
 
     async def list(
         self,
@@ -226,34 +215,19 @@ class SharedArchival:
         """
         from agents.archival import PassageArchival
 
-        archival = await self._admin()
-        try:
-            if isinstance(archival, PassageArchival):
-                return await archival.store.list(
-                    owner_id, limit=limit, after=after, ascending=ascending
-                )
-            return await archival.list(owner_id, limit=limit, after=after, ascending=ascending)
-        except Exception as exc:
-            await self._failed_unless_refused(exc)
-            raise
+        def listing(a: PassageArchival | RemoteArchival) -> Awaitable[builtins.list[Passage]]:
+            lister = a.store if isinstance(a, PassageArchival) else a
+            return lister.list(owner_id, limit=limit, after=after, ascending=ascending)
+
+        return await self._admin(listing)
 
     async def delete(self, owner_id: str, passage_ids: builtins.list[str]) -> int:
         """Delete passages of ``owner_id``; returns how many there were."""
-        archival = await self._admin()
-        try:
-            return await archival.delete(owner_id, passage_ids)
-        except Exception as exc:
-            await self._failed_unless_refused(exc)
-            raise
+        return await self._admin(lambda a: a.delete(owner_id, passage_ids))
 
     async def delete_owner(self, owner_id: str) -> int:
         """Delete every passage of ``owner_id``; returns how many there were."""
-        archival = await self._admin()
-        try:
-            return await archival.delete_owner(owner_id)
-        except Exception as exc:
-            await self._failed_unless_refused(exc)
-            raise
+        return await self._admin(lambda a: a.delete_owner(owner_id))
 
     async def aclose(self) -> None:
         if self._local is not None:
