@@ -11,7 +11,7 @@ import anyio
 import msgspec
 
 from agents.events import FAILED_STOPS, Event, StopReason, UsageStatistics, event_encoder, iso
-from orchestrator.cli._common import with_runtime
+from orchestrator.cli._common import actions, command, print_json, with_runtime
 from orchestrator.render import note_workers_model, print_event
 
 if TYPE_CHECKING:  # the runtime pulls in the model client: imported when a command runs
@@ -24,10 +24,9 @@ T = TypeVar("T")
 
 
 def register(subparsers: Any) -> None:
-    agents = subparsers.add_parser("agents", help="create, list, show and delete agents")
-    sub = agents.add_subparsers(dest="agents_command", metavar="ACTION", required=True)
+    sub = actions(subparsers, "agents", "create, list, show and delete agents")
 
-    create = sub.add_parser("create", help="create an agent")
+    create = command(sub, "create", _create, "create an agent", json_flag=True)
     create.add_argument("name")
     create.add_argument("--persona", default=None, help="the persona block's text")
     create.add_argument("--human", default=None, help="the human block's text")
@@ -44,32 +43,25 @@ def register(subparsers: Any) -> None:
     create.add_argument("--context-window", type=int, default=None)
     create.add_argument("--max-steps", type=int, default=None)
     create.add_argument("--tag", action="append", default=[], dest="tags")
-    create.add_argument("--json", action="store_true")
-    create.set_defaults(handler=_create)
 
-    listing = sub.add_parser("list", help="list agents")
+    listing = command(sub, "list", _list, "list agents", json_flag=True)
     listing.add_argument("--tag", action="append", default=[], dest="tags")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=_list)
-
-    show = sub.add_parser("show", help="show an agent with its memory blocks")
+    show = command(sub, "show", _show, "show an agent with its memory blocks", json_flag=True)
     show.add_argument("name", help="name or id")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=_show)
-
-    delete = sub.add_parser("delete", help="delete an agent and its messages")
+    delete = command(sub, "delete", _delete, "delete an agent and its messages")
     delete.add_argument("name", help="name or id")
-    delete.set_defaults(handler=_delete)
 
-    send = subparsers.add_parser("send", help="send one message to an agent")
+    send = command(
+        subparsers,
+        "send",
+        _send,
+        "send one message to an agent",
+        json_flag="print a Letta-shaped response",
+    )
     send.add_argument("name", help="agent name or id")
     send.add_argument("text")
-    send.add_argument("--json", action="store_true", help="print a Letta-shaped response")
-    send.set_defaults(handler=_send)
-
-    chat = subparsers.add_parser("chat", help="talk to an agent (one message per line)")
+    chat = command(subparsers, "chat", _chat, "talk to an agent (one message per line)")
     chat.add_argument("name", help="agent name or id")
-    chat.set_defaults(handler=_chat)
 
 
 def _agent_json(agent: Agent, blocks: list[Any] | None = None) -> dict[str, Any]:
@@ -108,7 +100,7 @@ def _create(args: argparse.Namespace) -> int:
 
     agent = with_runtime(work)
     if args.json:
-        print(json.dumps(_agent_json(agent), indent=2))
+        print_json(_agent_json(agent))
     else:
         print(f"created {agent.name} ({agent.id}) on {agent.model}")
     return 0
@@ -120,7 +112,7 @@ def _list(args: argparse.Namespace) -> int:
 
     agents = with_runtime(work)
     if args.json:
-        print(json.dumps([_agent_json(a) for a in agents], indent=2))
+        print_json([_agent_json(a) for a in agents])
         return 0
     if not agents:
         print("no agents yet: memgrid agents create NAME")
@@ -140,7 +132,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         data = _agent_json(agent, blocks)
         data["recall_count"] = count
-        print(json.dumps(data, indent=2))
+        print_json(data)
         return 0
     print(f"{agent.name} ({agent.id})")
     print(f"  type: {agent.agent_type}   model: {agent.model}   embedding: {agent.embedding}")
@@ -228,7 +220,7 @@ def _send(args: argparse.Namespace) -> int:
 
     events = with_runtime(work)
     if args.json:
-        print(json.dumps(_letta_response(events), indent=2))
+        print_json(_letta_response(events))
     return _turn_status(events)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents.events import Event, StopReason
 from orchestrator.cli._agents import _letta_response, _turn
-from orchestrator.cli._common import UsageError, with_runtime
+from orchestrator.cli._common import UsageError, print_json, with_runtime
 
 if TYPE_CHECKING:
     from agents.runtime import Runtime
@@ -42,6 +42,6 @@ def _approve(args: argparse.Namespace) -> int:
 
     events = with_runtime(work)
     if args.json:
-        print(json.dumps(_letta_response(events), indent=2))
+        print_json(_letta_response(events))
     stop = next((e for e in events if isinstance(e, StopReason)), None)
     return 0 if stop is not None and stop.stop_reason != "error" else 1

@@ -11,13 +11,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from orchestrator.cli._common import UsageError, with_runtime
+from orchestrator.cli._common import UsageError, actions, command, emit, print_json, with_runtime
 
 if TYPE_CHECKING:
     from agents.runtime import Runtime
@@ -27,58 +26,49 @@ __all__ = ("register",)
 
 
 def register(subparsers: Any) -> None:
-    memory = subparsers.add_parser("memory", help="an agent's core and archival memory")
+    memory = command(
+        subparsers, "memory", _show, "an agent's core and archival memory", json_flag=True
+    )
     memory.add_argument("agent", help="agent name or id")
-    memory.add_argument("--json", action="store_true")
-    memory.set_defaults(handler=_show)
     sub = memory.add_subparsers(dest="memory_command", metavar="ACTION")
 
-    edit = sub.add_parser("edit", help="change a core memory block, by label")
+    edit = command(sub, "edit", _edit, "change a core memory block, by label", json_flag=True)
     edit.add_argument("label")
     how = edit.add_mutually_exclusive_group(required=True)
     how.add_argument("--value", help="the block's new value")
     how.add_argument("--file", type=Path, help="the block's new value, from a file")
     how.add_argument("--append", help="text added on a new line")
     how.add_argument("--replace", nargs=2, metavar=("OLD", "NEW"), help="replace OLD by NEW")
-    edit.add_argument("--json", action="store_true")
-    edit.set_defaults(handler=_edit)
 
-    archival = sub.add_parser("archival", help="archival memory: list, search, insert, delete")
-    asub = archival.add_subparsers(dest="archival_command", metavar="ACTION", required=True)
-    listing = asub.add_parser("list", help="passages, oldest first")
+    asub = actions(sub, "archival", "archival memory: list, search, insert, delete")
+    listing = command(asub, "list", _archival_list, "passages, oldest first", json_flag=True)
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--after", default=None, help="a passage id: the page after it")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=_archival_list)
-    search = asub.add_parser("search", help="passages nearest in meaning to a query")
+    search = command(
+        asub, "search", _archival_search, "passages nearest in meaning to a query", json_flag=True
+    )
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=5)
-    search.add_argument("--json", action="store_true")
-    search.set_defaults(handler=_archival_search)
-    insert = asub.add_parser("insert", help="store a passage")
+    insert = command(asub, "insert", _archival_insert, "store a passage", json_flag=True)
     insert.add_argument("text")
     insert.add_argument("--tag", action="append", default=[], dest="tags")
-    insert.add_argument("--json", action="store_true")
-    insert.set_defaults(handler=_archival_insert)
-    delete = asub.add_parser("delete", help="delete passages by id")
+    delete = command(asub, "delete", _archival_delete, "delete passages by id")
     delete.add_argument("ids", nargs="+")
-    delete.set_defaults(handler=_archival_delete)
 
-    messages = subparsers.add_parser("messages", help="an agent's messages (recall memory)")
+    messages = command(
+        subparsers, "messages", _messages, "an agent's messages (recall memory)", json_flag=True
+    )
     messages.add_argument("agent", help="agent name or id")
     messages.add_argument("--limit", type=int, default=20, help="messages a page (20)")
     messages.add_argument("--before", default=None, help="a message id: the page before it")
-    messages.add_argument("--json", action="store_true")
-    messages.set_defaults(handler=_messages)
-
-    context = subparsers.add_parser("context", help="an agent's context window, by section")
+    context = command(
+        subparsers, "context", _context, "an agent's context window, by section", json_flag=True
+    )
     context.add_argument("agent", help="agent name or id")
-    context.add_argument("--json", action="store_true")
-    context.set_defaults(handler=_context)
 
 
 def _dump(data: Any) -> None:
-    print(json.dumps(msgspec.to_builtins(data), indent=2, ensure_ascii=False))
+    print_json(data, ensure_ascii=False)
 
 
 def _positive(value: int, flag: str) -> int:
@@ -223,10 +213,7 @@ def _archival_insert(args: argparse.Namespace) -> int:
         return await _archive(rt).insert(agent.id, agent.embedding, args.text, list(args.tags))
 
     passage = with_runtime(work)
-    if args.json:
-        _dump(passage)
-    else:
-        print(f"inserted {passage.id}")
+    emit(args, passage, lambda: [f"inserted {passage.id}"])
     return 0
 
 

@@ -8,14 +8,13 @@ copies its passages into an agent's archival memory.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
-from orchestrator.cli._common import UsageError, with_runtime
+from orchestrator.cli._common import UsageError, actions, command, emit, print_json, with_runtime
 
 if TYPE_CHECKING:
     from agents.runtime import Runtime
@@ -25,33 +24,24 @@ __all__ = ("ProgressBar", "register")
 
 
 def register(subparsers: Any) -> None:
-    sources = subparsers.add_parser("sources", help="documents for archival memory")
-    sub = sources.add_subparsers(dest="sources_command", metavar="ACTION", required=True)
+    sub = actions(subparsers, "sources", "documents for archival memory")
 
-    create = sub.add_parser("create", help="create a source")
+    create = command(sub, "create", _create, "create a source", json_flag=True)
     create.add_argument("name")
     create.add_argument("--embedding", default=None, help="handle (default MEMGRID_EMBEDDING)")
     create.add_argument("--description", default="")
-    create.add_argument("--json", action="store_true")
-    create.set_defaults(handler=_create)
-
-    listing = sub.add_parser("list", help="sources and their files")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=_list)
-
-    upload = sub.add_parser("upload", help="ingest files into a source, showing progress")
+    command(sub, "list", _list, "sources and their files", json_flag=True)
+    upload = command(
+        sub, "upload", _upload, "ingest files into a source, showing progress", json_flag=True
+    )
     upload.add_argument("source", help="source name or id")
     upload.add_argument("files", nargs="+", type=Path)
-    upload.add_argument("--json", action="store_true")
-    upload.set_defaults(handler=_upload)
 
-    for action in ("attach", "detach"):
-        cmd = sub.add_parser(
-            action, help=f"{action} a source {'to' if action == 'attach' else 'from'} an agent"
-        )
+    for action, handler in (("attach", _attach), ("detach", _detach)):
+        way = "to" if action == "attach" else "from"
+        cmd = command(sub, action, handler, f"{action} a source {way} an agent")
         cmd.add_argument("source", help="source name or id")
         cmd.add_argument("agent", help="agent name or id")
-        cmd.set_defaults(handler=_attach if action == "attach" else _detach)
 
 
 class ProgressBar:
@@ -93,10 +83,8 @@ def _create(args: argparse.Namespace) -> int:
         )
 
     source = with_runtime(work)
-    if args.json:
-        print(json.dumps(msgspec.to_builtins(source), indent=2))
-    else:
-        print(f"created source {source.name} ({source.id}), embedding {source.embedding}")
+    text = f"created source {source.name} ({source.id}), embedding {source.embedding}"
+    emit(args, source, lambda: [text])
     return 0
 
 
@@ -110,7 +98,7 @@ def _list(args: argparse.Namespace) -> int:
     found = with_runtime(work)
     if args.json:
         rows = [{**msgspec.to_builtins(s), "files": msgspec.to_builtins(f)} for s, f in found]
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return 0
     for source, files in found:
         print(f"{source.name} ({source.id}), embedding {source.embedding}")
@@ -172,11 +160,7 @@ def _upload(args: argparse.Namespace) -> int:
         return results
 
     results = with_runtime(work)
-    if args.json:
-        print(json.dumps(msgspec.to_builtins(results), indent=2))
-    else:
-        for meta in results:
-            print(f"{meta.file_name}: {_status(meta)}")
+    emit(args, results, lambda: [f"{meta.file_name}: {_status(meta)}" for meta in results])
     return 1 if any(m.status != "completed" for m in results) else 0
 
 

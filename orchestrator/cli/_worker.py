@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -12,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.cli._common import UsageError, run
+from orchestrator.cli._common import UsageError, actions, command, print_json, run
 from storage.errors import RuntimeFailure, UserError
 
 __all__ = ("DEFAULT_METRICS_PORT", "register")
@@ -74,14 +73,10 @@ def register(subparsers: Any) -> None:
     )
     up.set_defaults(handler=_up)
 
-    dlq = subparsers.add_parser("dlq", help="messages that kept failing")
-    sub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
-    listing = sub.add_parser("list", help="list dead letters")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=_dlq_list)
-    retry = sub.add_parser("retry", help="put a dead letter back in its agent's inbox")
+    sub = actions(subparsers, "dlq", "messages that kept failing")
+    command(sub, "list", _dlq_list, "list dead letters", json_flag=True)
+    retry = command(sub, "retry", _dlq_retry, "put a dead letter back in its agent's inbox")
     retry.add_argument("id")
-    retry.set_defaults(handler=_dlq_retry)
 
 
 def _env_port() -> int | None:
@@ -253,7 +248,7 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
     rows = _guard(main)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return 0
     if not rows:
         print("no dead letters")
