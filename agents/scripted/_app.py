@@ -22,6 +22,7 @@ from agents.scripted import _wire
 from agents.scripted.policies import echo
 from agents.scripted.protocol import ChatRequest, EmbeddingRequest, estimate_tokens
 from agents.scripted.replies import (
+    OUTCOME_TYPES,
     ContextTooLong,
     CutStream,
     EmbeddingsPolicy,
@@ -65,9 +66,6 @@ class _CutFilter(logging.Filter):
 
 
 CUT_FILTER = _CutFilter()
-
-
-_OUTCOMES = (Reply, RateLimited, ServerError, ContextTooLong, Slow, CutStream, MalformedBody)
 
 
 class _Disconnected(Exception):
@@ -181,25 +179,31 @@ class ScriptedApp:
             await _respond(send, 400, _wire.error(str(exc), "invalid_request_error"))
             return
         request = msgspec.structs.replace(request, raw_json=body)
+        try:
+            outcome, tokens = await self._decide(request)
+        except Exception as exc:
+            await self._policy_failed(exc, send)
+            return
+        await self._deliver(outcome, request, tokens, receive, send, 0.0)
+
+    async def _decide(self, request: ChatRequest) -> tuple[Outcome, int]:
+        """Record ``request``; its outcome (:class:`ContextTooLong` when it overflows the
+        model's enforced window, else the policy's) and its estimated tokens.
+
+        Raises:
+            Exception: what the policy raised; TypeError when it returned no outcome.
+        """
         self.requests.append(request)
         self._notify()
         tokens = estimate_tokens(request)
-        window = self.context_window(request.model)
-        if self.enforce_context_window and tokens > window:
-            outcome: object = ContextTooLong()
-        else:
-            try:
-                outcome = self.policy(request)
-                if inspect.isawaitable(outcome):
-                    outcome = await outcome
-            except Exception as exc:
-                await self._policy_failed(exc, send)
-                return
-        if not isinstance(outcome, _OUTCOMES):
-            failure = TypeError(f"policy returned {outcome!r}; expected a Reply or a fault")
-            await self._policy_failed(failure, send)
-            return
-        await self._deliver(outcome, request, tokens, receive, send, 0.0)
+        if self.enforce_context_window and tokens > self.context_window(request.model):
+            return ContextTooLong(), tokens
+        outcome = self.policy(request)
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if not isinstance(outcome, OUTCOME_TYPES):
+            raise TypeError(f"policy returned {outcome!r}; expected a Reply or a fault")
+        return outcome, tokens
 
     async def _policy_failed(self, exc: Exception, send: Send) -> None:
         self.policy_errors.append(exc)

@@ -23,7 +23,6 @@ sent). Tests of retries, backoff, timeouts and the SDK's wire stay on
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,7 +41,7 @@ from agents.llm import (
 from agents.scripted import _wire
 from agents.scripted._app import ScriptedApp
 from agents.scripted.policies import echo
-from agents.scripted.protocol import ChatRequest, estimate_tokens
+from agents.scripted.protocol import ChatRequest
 from agents.scripted.replies import (
     ContextTooLong,
     CutStream,
@@ -51,14 +50,12 @@ from agents.scripted.replies import (
     Policy,
     RateLimited,
     Reply,
-    ServerError,
     Slow,
 )
 from storage.records import Agent
 
 __all__ = ("FunctionModel",)
 
-_OUTCOMES = (Reply, RateLimited, ServerError, ContextTooLong, Slow, CutStream, MalformedBody)
 _encoder = msgspec.json.Encoder()
 _request_decoder = msgspec.json.Decoder(ChatRequest)
 _chunk_decoder = msgspec.json.Decoder()
@@ -113,7 +110,7 @@ class FunctionModel(ScriptedApp):
     ) -> LLMResponse:
         """One completion decided by the policy."""
         request = _request(model, messages, tools, tool_choice, max_tokens, stream=False)
-        outcome, tokens = await self._decide(request)
+        outcome, tokens = await self._decided(request)
         return await self._answer(outcome, request, tokens, None, 0.0)
 
     async def stream(
@@ -129,25 +126,15 @@ class FunctionModel(ScriptedApp):
         """One completion decided by the policy, handed to ``sink`` chunk by chunk."""
         request = _request(model, messages, tools, tool_choice, max_tokens, stream=True)
         sink.restart()  # as LLMClient does before its attempt
-        outcome, tokens = await self._decide(request)
+        outcome, tokens = await self._decided(request)
         return await self._answer(outcome, request, tokens, sink, 0.0)
 
-    async def _decide(self, request: ChatRequest) -> tuple[Outcome, int]:
-        self.requests.append(request)
-        self._notify()
-        tokens = estimate_tokens(request)
-        if self.enforce_context_window and tokens > self.context_window(request.model):
-            return ContextTooLong(), tokens
+    async def _decided(self, request: ChatRequest) -> tuple[Outcome, int]:
         try:
-            outcome = self.policy(request)
-            if inspect.isawaitable(outcome):
-                outcome = await outcome
-            if not isinstance(outcome, _OUTCOMES):
-                raise TypeError(f"policy returned {outcome!r}; expected a Reply or a fault")
+            return await self._decide(request)
         except Exception as exc:
             self.policy_errors.append(exc)
             raise LLMUnavailable(f"the scripted policy raised {type(exc).__name__}: {exc}") from exc
-        return outcome, tokens
 
     async def _answer(
         self,

@@ -24,16 +24,11 @@ from typing import Any
 from agents.scripted.errors import SequenceExhausted
 from agents.scripted.protocol import ChatRequest
 from agents.scripted.replies import (
-    ContextTooLong,
-    CutStream,
-    MalformedBody,
+    OUTCOME_TYPES,
     Outcome,
     Policy,
-    RateLimited,
     Reply,
     ScriptedToolCall,
-    ServerError,
-    Slow,
 )
 
 __all__ = (
@@ -59,8 +54,6 @@ SEND_MESSAGE = "send_message"
 
 DEFAULT_MALFORMED_ARGUMENTS = '{"message": "unterminated'
 """Arguments that are not valid JSON: a string cut before its closing quote."""
-
-_OUTCOME_TYPES = (Reply, RateLimited, ServerError, ContextTooLong, Slow, CutStream, MalformedBody)
 
 
 def call(
@@ -130,12 +123,12 @@ def malformed_tool_call(
 
 def is_outcome(value: object) -> bool:
     """Whether ``value`` is a reply or fault (rather than a policy)."""
-    return isinstance(value, _OUTCOME_TYPES)
+    return isinstance(value, OUTCOME_TYPES)
 
 
 def resolve(step: Outcome | Policy, request: ChatRequest) -> Outcome | Awaitable[Outcome]:
     """The outcome of ``step`` for ``request``: an outcome as is, a policy called."""
-    if isinstance(step, _OUTCOME_TYPES):
+    if isinstance(step, OUTCOME_TYPES):
         return step
     return step(request)
 

@@ -27,6 +27,7 @@ import msgspec
 from agents.scripted.protocol import ChatRequest, EmbeddingRequest
 
 __all__ = (
+    "OUTCOME_TYPES",
     "ContextTooLong",
     "CutStream",
     "EmbeddingsPolicy",
@@ -192,6 +193,9 @@ Fault: TypeAlias = RateLimited | ServerError | ContextTooLong | Slow | CutStream
 
 Outcome: TypeAlias = Reply | Fault
 """What a policy returns for one request."""
+
+OUTCOME_TYPES = (Reply, RateLimited, ServerError, ContextTooLong, Slow, CutStream, MalformedBody)
+"""The classes of an :data:`Outcome`, for ``isinstance``."""
 
 Policy: TypeAlias = Callable[[ChatRequest], Outcome | Awaitable[Outcome]]
 """Decides each chat completion: a sync or async callable from request to outcome."""
