@@ -25,22 +25,25 @@ class Check(msgspec.Struct, kw_only=True):
     fix: str = ""
 
 
+def _fail(part: str, detail: str, fix: str = "") -> Check:
+    return Check(part=part, status="fail", detail=detail, fix=fix)
+
+
 async def _redis() -> Check:
     settings = BusSettings.from_env()
     try:
         url = await anyio.to_thread.run_sync(resolve_redis_url, settings)
     except RedisUnavailable as exc:
-        return Check(part="redis", status="fail", detail=str(exc), fix="see the message above")
+        return _fail("redis", str(exc), "see the message above")
     client: aioredis.Redis = connect(url)
     try:
         with anyio.fail_after(5):
             info = await client.info()
     except Exception as exc:
-        return Check(
-            part="redis",
-            status="fail",
-            detail=f"{url} does not answer: {exc}",
-            fix="check MEMGRID_REDIS_URL, or unset it to use the local server",
+        return _fail(
+            "redis",
+            f"{url} does not answer: {exc}",
+            "check MEMGRID_REDIS_URL, or unset it to use the local server",
         )
     finally:
         await client.aclose()
@@ -49,12 +52,7 @@ async def _redis() -> Check:
     where = "local server" if not settings.redis_url else "MEMGRID_REDIS_URL"
     major, minor = (int(x) for x in version.split(".")[:2])
     if (major, minor) < (6, 2):
-        return Check(
-            part="redis",
-            status="fail",
-            detail=f"Redis {version} at {url}",
-            fix="memgrid needs Redis 6.2 or newer",
-        )
+        return _fail("redis", f"Redis {version} at {url}", "memgrid needs Redis 6.2 or newer")
     status = "ok" if aof == "on" or settings.redis_url else "warn"
     return Check(
         part="redis",
@@ -80,17 +78,16 @@ async def _qdrant() -> Check:
             detail=f"{engine} at {where}, open in another memgrid process (it serves it)",
         )
     except Exception as exc:
-        return Check(
-            part="qdrant",
-            status="fail",
-            detail=f"{engine} at {where}: {exc}",
-            fix="check MEMGRID_QDRANT_URL, or unset it to use the embedded engine",
+        return _fail(
+            "qdrant",
+            f"{engine} at {where}: {exc}",
+            "check MEMGRID_QDRANT_URL, or unset it to use the embedded engine",
         )
     try:
         with anyio.fail_after(10):
             await store.count("doctor-probe")
     except Exception as exc:
-        return Check(part="qdrant", status="fail", detail=f"{engine} at {where}: {exc}")
+        return _fail("qdrant", f"{engine} at {where}: {exc}")
     finally:
         await store.aclose()
     return Check(part="qdrant", status="ok", detail=f"{engine} at {where}")
@@ -103,11 +100,10 @@ async def _embedder() -> Check:
     try:
         embedder = embedder_from_handle(settings.embedding, settings)
     except Exception as exc:
-        return Check(
-            part="embedder",
-            status="fail",
-            detail=f"{settings.embedding}: {exc}",
-            fix="set MEMGRID_EMBEDDING to local/all-MiniLM-L6-v2 or openai/<model>",
+        return _fail(
+            "embedder",
+            f"{settings.embedding}: {exc}",
+            "set MEMGRID_EMBEDDING to local/all-MiniLM-L6-v2 or openai/<model>",
         )
     try:
         started = time.perf_counter()
@@ -115,11 +111,10 @@ async def _embedder() -> Check:
             [vector] = await embedder.embed(["memgrid doctor checks the embedder"])
         took = (time.perf_counter() - started) * 1000
     except Exception as exc:
-        return Check(
-            part="embedder",
-            status="fail",
-            detail=f"{settings.embedding}: {exc}",
-            fix="run `make install` (prepares the local model) or check OPENAI_BASE_URL",
+        return _fail(
+            "embedder",
+            f"{settings.embedding}: {exc}",
+            "run `make install` (prepares the local model) or check OPENAI_BASE_URL",
         )
     finally:
         await embedder.aclose()
@@ -152,11 +147,10 @@ async def _llm() -> Check:
         with anyio.fail_after(15):
             models = [m.id async for m in client.models.list()]
     except Exception as exc:
-        return Check(
-            part="llm",
-            status="fail",
-            detail=f"{url} does not answer: {type(exc).__name__}: {exc}",
-            fix="check OPENAI_BASE_URL and OPENAI_API_KEY",
+        return _fail(
+            "llm",
+            f"{url} does not answer: {type(exc).__name__}: {exc}",
+            "check OPENAI_BASE_URL and OPENAI_API_KEY",
         )
     finally:
         await client.close()
