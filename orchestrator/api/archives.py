@@ -171,9 +171,9 @@ class ArchivesController(Controller):
             archives = await store.list()
         if name is not None:
             archives = [a for a in archives if a.name == name]
-        if order == "desc":
-            archives.reverse()
-        chosen = page(archives, lambda a: a.id, after=after, before=before, limit=limit)
+        chosen = page(
+            archives, lambda a: a.id, after=after, before=before, limit=limit, order=order
+        )
         return [archive_view(a, api) for a in chosen]
 
     @get("/{archive_id:str}")

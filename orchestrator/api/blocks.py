@@ -62,9 +62,7 @@ class BlocksController(Controller):
     ) -> list[BlockView]:
         """Blocks, oldest first (``order=desc``: newest first)."""
         blocks = await api.rt.blocks.list(label=label)
-        if order == "desc":
-            blocks.reverse()
-        chosen = page(blocks, lambda b: b.id, after=after, before=before, limit=limit)
+        chosen = page(blocks, lambda b: b.id, after=after, before=before, limit=limit, order=order)
         return [block_view(b) for b in chosen]
 
     @get("/count")

@@ -53,6 +53,4 @@ class TagsController(Controller):
             tags = [t for t in tags if query_text.lower() in t.lower()]
         if name is not None:
             tags = [t for t in tags if t == name]
-        if order == "desc":
-            tags.reverse()
-        return page(tags, lambda t: t, after=after, before=before, limit=limit)
+        return page(tags, lambda t: t, after=after, before=before, limit=limit, order=order)

@@ -135,9 +135,7 @@ class RunsController(Controller):
     ) -> list[StepView]:
         """The run's committed steps, oldest first unless ``order=desc``."""
         found, _events = await run_steps(api, await api.runs.find(run_id))
-        if order == "desc":
-            found.reverse()
-        return page(found, lambda s: s.id, after=after, before=before, limit=limit)
+        return page(found, lambda s: s.id, after=after, before=before, limit=limit, order=order)
 
     @post("/{run_id:str}/stream", status_code=200)
     async def stream(self, run_id: FromPath[str], api: Api) -> Stream:

@@ -90,9 +90,7 @@ class _Sources(Controller):
         sources = await SourceStore(api.rt.redis).list()
         if name is not None:
             sources = [s for s in sources if s.name == name]
-        if order == "desc":
-            sources.reverse()
-        chosen = page(sources, lambda s: s.id, after=after, before=before, limit=limit)
+        chosen = page(sources, lambda s: s.id, after=after, before=before, limit=limit, order=order)
         return [source_view(s, api) for s in chosen]
 
     @get("/count")
@@ -185,9 +183,7 @@ class _Sources(Controller):
         sources = SourceStore(api.rt.redis)
         await sources.get(source_id)
         files = await sources.list_files(source_id)
-        if order == "desc":
-            files.reverse()
-        chosen = page(files, lambda f: f.id, after=after, before=before, limit=limit)
+        chosen = page(files, lambda f: f.id, after=after, before=before, limit=limit, order=order)
         return [file_view(f) for f in chosen]
 
     @get("/{source_id:str}/files/{file_id:str}")
@@ -266,9 +262,7 @@ class _AgentSources(Controller):
         """The sources attached to the agent, oldest first unless ``order=desc``."""
         agent = await api.agent(agent_id)
         sources = await SourceStore(api.rt.redis).sources_of(agent.id)
-        if order == "desc":
-            sources.reverse()
-        chosen = page(sources, lambda s: s.id, after=after, before=before, limit=limit)
+        chosen = page(sources, lambda s: s.id, after=after, before=before, limit=limit, order=order)
         return [source_view(s, api) for s in chosen]
 
     @patch("/attach/{source_id:str}")

@@ -113,12 +113,15 @@ def page(
     after: str | None,
     before: str | None,
     limit: int | None,
+    order: str | None = None,
 ) -> list[T]:
-    """A page of ``items`` (already in the order asked) between id cursors.
+    """A page of ``items`` (oldest first; ``order="desc"``: newest first) between id cursors.
 
     ``after`` keeps what comes after that id, ``before`` what comes before it; an unknown
     cursor is a 404. Letta's 1.x clients page by sending the last id seen as ``after``.
     """
+    if order == "desc":
+        items = items[::-1]
     ids = [key(item) for item in items]
     start, end = 0, len(items)
     for name, cursor in (("after", after), ("before", before)):

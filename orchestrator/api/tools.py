@@ -131,9 +131,7 @@ class ToolsController(Controller):
         tools = sorted([*base_tools().values(), *await api.rt.tools.list()], key=lambda t: t.name)
         if name is not None:
             tools = [t for t in tools if t.name == name]
-        if order == "desc":
-            tools.reverse()
-        chosen = page(tools, lambda t: t.id, after=after, before=before, limit=limit)
+        chosen = page(tools, lambda t: t.id, after=after, before=before, limit=limit, order=order)
         return [tool_view(t) for t in chosen]
 
     @get("/count")
