@@ -12,7 +12,7 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
@@ -39,6 +39,7 @@ from storage.embeddings.hashing import hash_embed
 
 __all__ = ("DEFAULT_CONTEXT_WINDOW", "DEFAULT_MODELS", "ScriptedApp")
 
+T = TypeVar("T")
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -173,10 +174,8 @@ class ScriptedApp:
             return
 
     async def _chat(self, body: bytes, receive: Receive, send: Send) -> None:
-        try:
-            request = _chat_decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            await _respond(send, 400, _wire.error(str(exc), "invalid_request_error"))
+        request = await _decode(_chat_decoder, body, send)
+        if request is None:
             return
         request = msgspec.structs.replace(request, raw_json=body)
         try:
@@ -295,10 +294,8 @@ class ScriptedApp:
         return False
 
     async def _embeddings(self, body: bytes, receive: Receive, send: Send) -> None:
-        try:
-            request = _embedding_decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            await _respond(send, 400, _wire.error(str(exc), "invalid_request_error"))
+        request = await _decode(_embedding_decoder, body, send)
+        if request is None:
             return
         self.embedding_requests.append(request)
         self._notify()
@@ -341,6 +338,15 @@ async def _read_body(receive: Receive) -> bytes:
         parts.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(parts)
+
+
+async def _decode(decoder: msgspec.json.Decoder[T], body: bytes, send: Send) -> T | None:
+    """``body`` decoded, or None once a 400 saying why it is not a request was sent."""
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        await _respond(send, 400, _wire.error(str(exc), "invalid_request_error"))
+        return None
 
 
 async def _respond(

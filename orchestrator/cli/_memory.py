@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,30 @@ def register(subparsers: Any) -> None:
 
 def _dump(data: Any) -> None:
     print_json(data, ensure_ascii=False)
+
+
+def _print_page(
+    args: argparse.Namespace,
+    items: list[Any],
+    limit: int,
+    lines: Callable[[Any], Iterable[str]],
+    *,
+    more: Callable[[list[Any]], str],
+    empty: str,
+) -> int:
+    """A page of ``items`` (JSON with ``--json``), each item as its ``lines``; then how to
+    ask for the next page when this one is full, or ``empty`` when there is nothing."""
+    if args.json:
+        _dump(items)
+        return 0
+    for item in items:
+        for line in lines(item):
+            print(line)
+    if len(items) == limit:
+        print(more(items))
+    elif not items:
+        print(empty)
+    return 0
 
 
 def _positive(value: int, flag: str) -> int:
@@ -163,16 +188,14 @@ def _archival_list(args: argparse.Namespace) -> int:
         return found
 
     passages = with_runtime(work)
-    if args.json:
-        _dump(passages)
-        return 0
-    for passage in passages:
-        print(_passage_row(passage))
-    if len(passages) == limit:
-        print(f"(more: --after {passages[-1].id})")
-    elif not passages:
-        print("(no passages)")
-    return 0
+    return _print_page(
+        args,
+        passages,
+        limit,
+        lambda passage: [_passage_row(passage)],
+        more=lambda full: f"(more: --after {full[-1].id})",
+        empty="(no passages)",
+    )
 
 
 def _archival_search(args: argparse.Namespace) -> int:
@@ -266,17 +289,14 @@ def _messages(args: argparse.Namespace) -> int:
         return list(reversed(page))
 
     page = with_runtime(work)
-    if args.json:
-        _dump(page)
-        return 0
-    for message in page:
-        for line in _message_lines(message):
-            print(line)
-    if len(page) == limit:
-        print(f"(earlier: --before {page[0].id})")
-    elif not page:
-        print("(no messages)")
-    return 0
+    return _print_page(
+        args,
+        page,
+        limit,
+        _message_lines,
+        more=lambda full: f"(earlier: --before {full[0].id})",
+        empty="(no messages)",
+    )
 
 
 def _context(args: argparse.Namespace) -> int:
