@@ -11,6 +11,8 @@ import json
 import os
 import re
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import anyio
 import msgspec
@@ -19,7 +21,7 @@ from agents.events import Event
 from agents.loop import run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
 from agents.runtime import LLMPool, Runtime
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, text, tool_call
+from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, text, tool_call
 from bus.envelopes import InboxMessage
 from orchestrator.render import print_event
 from orchestrator.runtime import open_runtime
@@ -143,63 +145,70 @@ async def _turns(rt: Runtime, agent_id: str) -> None:
             print_event(event)
 
 
+@asynccontextmanager
+async def stand_in_model(policy: Callable[[], Policy]) -> AsyncIterator[ScriptedModel | None]:
+    """The scripted model serving ``policy()`` while the block runs; None (and no model)
+    when ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` says a real one is to be used."""
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        yield None
+        return
+    scripted = ScriptedModel.serve(policy())
+    await scripted.start()
+    try:
+        yield scripted
+    finally:
+        with anyio.CancelScope(shield=True):
+            await scripted.aclose()
+
+
 async def run_demo(*, model_handle: str | None = None) -> int:
     """Run the demo; returns an exit code."""
-    real = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
     started = time.monotonic()
-    async with open_runtime() as rt:
-        scripted: ScriptedModel | None = None
-        try:
-            if not real:
-                scripted = ScriptedModel.serve(demo_policy)
-                await scripted.start()
-                pool = rt.llm
-                if not isinstance(pool, LLMPool):  # open_runtime's pool calls endpoints
-                    raise TypeError(f"the demo needs an LLMPool, not {type(pool).__name__}")
-                pool.settings = msgspec.structs.replace(pool.settings, base_url=scripted.base_url)
-                print(
-                    "No OPENAI_API_KEY or OPENAI_BASE_URL is set, so this demo runs on memgrid's "
-                    "SCRIPTED MODEL:\na stand-in that follows fixed rules, so that the whole "
-                    "system can be seen working with no key.\n"
-                )
-            try:
-                old = await rt.agents.resolve(DEMO_AGENT)
-                await delete_agent(rt, old.id)
-            except NotFound:
-                pass
-            agent = await create_agent(
-                rt,
-                AgentSpec(
-                    name=DEMO_AGENT,
-                    model=model_handle or ("openai/scripted" if not real else None),
-                    memory_blocks=[
-                        BlockSpec(
-                            label="persona",
-                            value="I am Sam, a friendly outdoors guide with a long memory.",
-                        ),
-                        BlockSpec(label="human", value=""),
-                    ],
-                ),
-            )
-            print(f"created agent {agent.name} ({agent.id}) on {agent.model}")
-            await _turns(rt, agent.id)
-            stored = await rt.agents.get(agent.id)
-            blocks = await rt.blocks.get_many(stored.block_ids)
-            print("\ncore memory after the conversation:")
-            for block in blocks:
-                print(f"  [{block.label}] {block.value!r}")
-            print(f"recall memory: {await rt.messages.count(agent.id)} messages")
-            if rt.archival is not None:
-                print(f"archival memory: {await rt.archival.count(agent.id)} passages")
-            home = os.environ.get("MEMGRID_HOME") or ".memgrid"
+    async with open_runtime() as rt, stand_in_model(lambda: demo_policy) as scripted:
+        if scripted is not None:
+            pool = rt.llm
+            if not isinstance(pool, LLMPool):  # open_runtime's pool calls endpoints
+                raise TypeError(f"the demo needs an LLMPool, not {type(pool).__name__}")
+            pool.settings = msgspec.structs.replace(pool.settings, base_url=scripted.base_url)
             print(
-                f"\nEverything is stored under {home} (Redis with AOF, embedded Qdrant)."
-                f"\nInspect it with: memgrid agents show {DEMO_AGENT}"
-                f"  |  memgrid blocks history <block-id>  |  memgrid doctor"
+                "No OPENAI_API_KEY or OPENAI_BASE_URL is set, so this demo runs on memgrid's "
+                "SCRIPTED MODEL:\na stand-in that follows fixed rules, so that the whole "
+                "system can be seen working with no key.\n"
             )
-            print(f"demo finished in {time.monotonic() - started:.1f}s")
-        finally:
-            if scripted is not None:
-                with anyio.CancelScope(shield=True):
-                    await scripted.aclose()
+        try:
+            old = await rt.agents.resolve(DEMO_AGENT)
+            await delete_agent(rt, old.id)
+        except NotFound:
+            pass
+        agent = await create_agent(
+            rt,
+            AgentSpec(
+                name=DEMO_AGENT,
+                model=model_handle or ("openai/scripted" if scripted is not None else None),
+                memory_blocks=[
+                    BlockSpec(
+                        label="persona",
+                        value="I am Sam, a friendly outdoors guide with a long memory.",
+                    ),
+                    BlockSpec(label="human", value=""),
+                ],
+            ),
+        )
+        print(f"created agent {agent.name} ({agent.id}) on {agent.model}")
+        await _turns(rt, agent.id)
+        stored = await rt.agents.get(agent.id)
+        blocks = await rt.blocks.get_many(stored.block_ids)
+        print("\ncore memory after the conversation:")
+        for block in blocks:
+            print(f"  [{block.label}] {block.value!r}")
+        print(f"recall memory: {await rt.messages.count(agent.id)} messages")
+        if rt.archival is not None:
+            print(f"archival memory: {await rt.archival.count(agent.id)} passages")
+        home = os.environ.get("MEMGRID_HOME") or ".memgrid"
+        print(
+            f"\nEverything is stored under {home} (Redis with AOF, embedded Qdrant)."
+            f"\nInspect it with: memgrid agents show {DEMO_AGENT}"
+            f"  |  memgrid blocks history <block-id>  |  memgrid doctor"
+        )
+        print(f"demo finished in {time.monotonic() - started:.1f}s")
     return 0

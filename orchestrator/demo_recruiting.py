@@ -23,10 +23,10 @@ from agents.context import render_blocks
 from agents.manage import delete_agent
 from agents.rules import validate_rules
 from agents.runtime import Runtime
-from agents.scripted import ScriptedModel
 from agents.tools.registry import load_import_path
 from bus import BusSettings
 from orchestrator.apply import Applied, apply_workflow
+from orchestrator.demo import stand_in_model
 from orchestrator.render import print_event, short
 from orchestrator.runner import RunReport, run_inputs
 from orchestrator.runtime import open_runtime
@@ -107,24 +107,20 @@ async def run_recruiting_demo(*, workers: int = 2) -> int:
     started = time.monotonic()
     folder = example_dir()
     workflow = load_workflow(folder / "workflow.yaml", check_rules=validate_rules)
-    real = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
-    scripted: ScriptedModel | None = None
-    if not real:
-        policy = load_import_path(f"{folder / 'policy.py'}:recruiting_policy")
-        scripted = ScriptedModel.serve(policy)
-        await scripted.start()
-        # Workers are separate processes: they find the stand-in through the environment.
-        os.environ["OPENAI_BASE_URL"] = scripted.base_url
-        os.environ["OPENAI_API_KEY"] = "scripted-model-needs-no-key"
-        os.environ.setdefault("MEMGRID_MODEL", "openai/scripted")
-        print(
-            "No OPENAI_API_KEY or OPENAI_BASE_URL is set, so this demo runs on memgrid's "
-            "SCRIPTED MODEL:\na stand-in that follows fixed rules "
-            f"({folder / 'policy.py'}), so the whole system can be seen working with no key.\n"
-        )
-    else:
-        print(f"Using the model at {os.environ.get('OPENAI_BASE_URL') or 'api.openai.com'}.\n")
-    try:
+    policy = f"{folder / 'policy.py'}:recruiting_policy"
+    async with stand_in_model(lambda: load_import_path(policy)) as scripted:
+        if scripted is not None:
+            # Workers are separate processes: they find the stand-in through the environment.
+            os.environ["OPENAI_BASE_URL"] = scripted.base_url
+            os.environ["OPENAI_API_KEY"] = "scripted-model-needs-no-key"
+            os.environ.setdefault("MEMGRID_MODEL", "openai/scripted")
+            print(
+                "No OPENAI_API_KEY or OPENAI_BASE_URL is set, so this demo runs on memgrid's "
+                "SCRIPTED MODEL:\na stand-in that follows fixed rules "
+                f"({folder / 'policy.py'}), so the whole system can be seen working with no key.\n"
+            )
+        else:
+            print(f"Using the model at {os.environ.get('OPENAI_BASE_URL') or 'api.openai.com'}.\n")
         async with open_runtime(own_archival=True) as rt:
             kwargs = rt.redis.connection_pool.connection_kwargs
             os.environ["MEMGRID_REDIS_URL"] = (
@@ -156,10 +152,6 @@ async def run_recruiting_demo(*, workers: int = 2) -> int:
                 print(f"  - {line}")
             return 1
         print(f"\ndemo finished in {took:.1f}s")
-    finally:
-        if scripted is not None:
-            with anyio.CancelScope(shield=True):
-                await scripted.aclose()
     return 0
 
 
