@@ -77,13 +77,14 @@ def command(
     help: str,
     *,
     json_flag: bool | str = False,
+    description: str | None = None,
 ) -> argparse.ArgumentParser:
     """The subcommand ``name`` of ``parent`` (a subparsers action), run by ``handler``.
 
     With ``json_flag`` it takes ``--json`` (a string is that flag's help); the caller adds
     the rest of its arguments to the parser returned.
     """
-    parser: argparse.ArgumentParser = parent.add_parser(name, help=help)
+    parser: argparse.ArgumentParser = parent.add_parser(name, help=help, description=description)
     if json_flag:
         flag_help = json_flag if isinstance(json_flag, str) else None
         parser.add_argument("--json", action="store_true", help=flag_help)

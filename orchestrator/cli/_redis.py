@@ -12,20 +12,21 @@ import sys
 from typing import Any
 
 from bus import BusSettings, RedisUnavailable
-from orchestrator.cli._common import UsageError
+from orchestrator.cli._common import UsageError, command
 
 __all__ = ("register",)
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "redis",
-        help="start (and keep running), stop or locate the local redis-server",
+        _run,
+        "start (and keep running), stop or locate the local redis-server",
         description="start: start the local redis-server and keep it running after this "
         "command; stop: shut it down (data kept in its AOF); url: print where it runs.",
     )
     parser.add_argument("action", choices=("start", "stop", "url"))
-    parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from orchestrator.cli._common import UsageError, run
+from orchestrator.cli._common import UsageError, command, run
 
 if TYPE_CHECKING:  # the server (litestar) loads when the command runs, not for --help
     from agents.scripted import Policy, ScriptedModel
@@ -28,9 +28,11 @@ DEFAULT_POLICY = "agents.scripted.policies:echo"
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "scripted-model",
-        help="serve a scripted OpenAI-compatible model for tests and offline demos",
+        _run,
+        "serve a scripted OpenAI-compatible model for tests and offline demos",
         description="Serve a scripted OpenAI-compatible model on loopback until SIGINT/SIGTERM."
         " Prints the base URL on one line once ready.",
     )
@@ -63,7 +65,6 @@ def register(subparsers: Any) -> None:
         help="length of the vectors /v1/embeddings serves when a request names no dimensions "
         "(default 384)",
     )
-    parser.set_defaults(handler=_run)
 
 
 def load_policy(spec: str) -> Policy:
