@@ -24,7 +24,7 @@ from agents.runtime import LLMPool, Runtime
 from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, text, tool_call
 from bus.envelopes import InboxMessage
 from orchestrator.render import print_event
-from orchestrator.runtime import open_runtime
+from orchestrator.bootstrap import open_runtime
 from storage.errors import NotFound
 
 __all__ = ("DEMO_TURNS", "demo_policy", "run_demo")

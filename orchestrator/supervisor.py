@@ -32,7 +32,7 @@ import structlog
 
 from bus import BusSettings, RedisUnavailable, describe, restart_local_redis_if_down
 from orchestrator.api.settings import DEFAULT_PORT
-from orchestrator.runtime import open_runtime
+from orchestrator.bootstrap import open_runtime
 from storage.settings import StorageSettings
 
 __all__ = (

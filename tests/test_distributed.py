@@ -373,7 +373,7 @@ def archival_owner(
     """The test process owns the embedded passage engine and serves it to the workers, as
     ``memgrid up`` does: killing or pausing a worker then tests leases, not the hand-over of
     the engine (a worker that owns it takes archival memory down with it)."""
-    from orchestrator.runtime import open_runtime
+    from orchestrator.bootstrap import open_runtime
 
     monkeypatch.setenv("MEMGRID_HOME", worker_env["MEMGRID_HOME"])
     owner = open_runtime(redis_url=worker_env["MEMGRID_REDIS_URL"], own_archival=True)

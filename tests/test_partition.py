@@ -148,7 +148,7 @@ async def rt(bridge_redis: str, model: ThreadedScriptedModel) -> AsyncIterator[R
 def archival_owner(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The test process (root namespace) owns the embedded passage engine, as in
     test_distributed: a cut worker must not take archival memory away from the others."""
-    from orchestrator.runtime import open_runtime
+    from orchestrator.bootstrap import open_runtime
 
     monkeypatch.setenv("MEMGRID_HOME", env["MEMGRID_HOME"])
     owner = open_runtime(redis_url=env["MEMGRID_REDIS_URL"], own_archival=True)

@@ -36,7 +36,7 @@ from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
 from orchestrator.logs import configure_logging
 from orchestrator.render import print_event
-from orchestrator.runtime import SharedArchival, open_runtime
+from orchestrator.bootstrap import SharedArchival, open_runtime
 from storage.errors import NotFound
 from storage.settings import StorageSettings
 from storage.sources import SourceStore, new_file, new_source

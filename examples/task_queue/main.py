@@ -33,7 +33,7 @@ from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
 from orchestrator.logs import configure_logging
 from orchestrator.render import print_event
-from orchestrator.runtime import open_runtime
+from orchestrator.bootstrap import open_runtime
 from storage.errors import NotFound
 from storage.records import Tool, new_id
 

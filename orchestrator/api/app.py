@@ -1,6 +1,6 @@
 """The Litestar application: routes, auth, errors, OpenAPI, and the process's runtime.
 
-The lifespan opens the runtime (:func:`orchestrator.runtime.open_runtime`, which also takes
+The lifespan opens the runtime (:func:`orchestrator.bootstrap.open_runtime`, which also takes
 the embedded passage engine when nobody holds it) and, unless turned off, a worker in the same
 task group, so that ``memgrid serve`` alone answers messages. Shutdown stops the worker
 (running turns finish their current step, within a grace period) and closes the runtime.
@@ -161,7 +161,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        from orchestrator.runtime import open_runtime
+        from orchestrator.bootstrap import open_runtime
 
         metrics.enable()  # from the start, so the embedded worker's first turns count
         async with (

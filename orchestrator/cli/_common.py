@@ -52,7 +52,7 @@ def with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
     one-line usage errors."""
 
     async def main() -> T:
-        from orchestrator.runtime import open_runtime
+        from orchestrator.bootstrap import open_runtime
 
         async with open_runtime() as rt:
             return await work(rt)

@@ -117,7 +117,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         from agents.worker import Worker, WorkerSettings
-        from orchestrator.runtime import open_runtime
+        from orchestrator.bootstrap import open_runtime
 
         settings = WorkerSettings(
             concurrency=args.concurrency,
@@ -241,7 +241,7 @@ def _up(args: argparse.Namespace) -> int:
 def _dlq_list(args: argparse.Namespace) -> int:
     async def main() -> list[dict[str, Any]]:
         from bus.streams import list_dead_letters
-        from orchestrator.runtime import open_runtime
+        from orchestrator.bootstrap import open_runtime
 
         async with open_runtime() as rt:
             return await list_dead_letters(rt.redis)
@@ -263,7 +263,7 @@ def _dlq_retry(args: argparse.Namespace) -> int:
 
     async def main() -> str:
         from agents.runs import retry_dead_letter
-        from orchestrator.runtime import open_runtime
+        from orchestrator.bootstrap import open_runtime
 
         async with open_runtime() as rt:
             try:

@@ -10,7 +10,7 @@ import signal
 
 import anyio
 
-from orchestrator.runtime import open_runtime
+from orchestrator.bootstrap import open_runtime
 
 
 async def _main() -> None:

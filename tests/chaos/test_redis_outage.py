@@ -402,7 +402,7 @@ def archival_owner(
 ) -> Iterator[None]:
     """This process owns the embedded passage engine and serves it over Redis, on a thread of
     its own (as ``memgrid up`` does in its main loop)."""
-    from orchestrator.runtime import open_runtime
+    from orchestrator.bootstrap import open_runtime
 
     monkeypatch.setenv("MEMGRID_HOME", str(tmp_path / "owner"))
     monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")

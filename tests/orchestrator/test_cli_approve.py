@@ -16,7 +16,7 @@ from tests.orchestrator._cli import cli_env, memgrid, served_by
 _MAKE_AGENT = """
 import anyio
 from agents.manage import AgentSpec, BlockSpec, create_agent
-from orchestrator.runtime import open_runtime
+from orchestrator.bootstrap import open_runtime
 from storage.records import RequiresApproval
 
 async def main() -> None:

@@ -1,4 +1,4 @@
-"""Building a :class:`agents.runtime.Runtime` from the environment, at process entry."""
+"""Process bootstrap: building a :class:`agents.runtime.Runtime` from the environment."""
 
 from __future__ import annotations
 
