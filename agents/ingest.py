@@ -72,7 +72,7 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "memgrid:source-passage")
 
 class PassageLister(Protocol):
     """Lists an owner's passages page by page: a :class:`~storage.passages.PassageStore`, or
-    :class:`orchestrator.bootstrap.SharedArchival` wherever the engine lives."""
+    :class:`orchestrator.shared_archival.SharedArchival` wherever the engine lives."""
 
     async def list(
         self, owner_id: str, *, limit: int = 50, after: str | None = None, ascending: bool = True
@@ -83,7 +83,7 @@ class PassageLister(Protocol):
 
 class PassageWriter(Protocol):
     """What ingesting and attaching need: :class:`agents.archival.PassageArchival` has it, and
-    so has :class:`orchestrator.bootstrap.SharedArchival` in a process that does not own the
+    so has :class:`orchestrator.shared_archival.SharedArchival` in a process that does not own the
     embedded engine."""
 
     @property

@@ -23,8 +23,8 @@ from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
 from agents.runtime import LLMPool, Runtime
 from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, text, tool_call
 from bus.envelopes import InboxMessage
-from orchestrator.render import print_event
 from orchestrator.bootstrap import open_runtime
+from orchestrator.render import print_event
 from storage.errors import NotFound
 
 __all__ = ("DEMO_TURNS", "demo_policy", "run_demo")

@@ -34,9 +34,10 @@ from agents.runtime import Runtime
 from agents.scripted import ScriptedModel
 from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
+from orchestrator.bootstrap import open_runtime
 from orchestrator.logs import configure_logging
 from orchestrator.render import print_event
-from orchestrator.bootstrap import SharedArchival, open_runtime
+from orchestrator.shared_archival import SharedArchival
 from storage.errors import NotFound
 from storage.settings import StorageSettings
 from storage.sources import SourceStore, new_file, new_source

@@ -28,9 +28,9 @@ from agents.runtime import Runtime
 from agents.scripted import ScriptedModel
 from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
+from orchestrator.bootstrap import open_runtime
 from orchestrator.logs import configure_logging
 from orchestrator.render import print_event
-from orchestrator.bootstrap import open_runtime
 from storage.errors import NotFound
 
 AGENT = "memory-agent"

@@ -31,9 +31,9 @@ from agents.scripted import ScriptedModel
 from agents.tools.schema import schema_from_function
 from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
+from orchestrator.bootstrap import open_runtime
 from orchestrator.logs import configure_logging
 from orchestrator.render import print_event
-from orchestrator.bootstrap import open_runtime
 from storage.errors import NotFound
 from storage.records import Tool, new_id
 

@@ -1,7 +1,7 @@
 """``/v1/agents/{agent_id}/archival-memory``: an agent's passages (create, list, search, delete).
 
 Everything goes through the runtime's archival memory
-(:class:`orchestrator.bootstrap.SharedArchival`), wherever the passage engine lives: in this
+(:class:`orchestrator.shared_archival.SharedArchival`), wherever the passage engine lives: in this
 process, in the process that owns the embedded engine (``memgrid up``'s supervisor, reached
 over Redis), or a Qdrant server (``MEMGRID_QDRANT_URL``).
 """
@@ -34,7 +34,7 @@ from storage.records import Agent, Passage
 
 if TYPE_CHECKING:
     from agents.tools.base import Archival
-    from orchestrator.bootstrap import SharedArchival
+    from orchestrator.shared_archival import SharedArchival
 
 __all__ = ("PassagesController", "check_embedding_change", "drop_passages", "shared_archival")
 
@@ -53,7 +53,7 @@ def shared_archival(api: Api) -> SharedArchival:
     Raises:
         ApiError: 503 when the runtime has none of that kind.
     """
-    from orchestrator.bootstrap import SharedArchival
+    from orchestrator.shared_archival import SharedArchival
 
     archival = _archival(api)
     if not isinstance(archival, SharedArchival):

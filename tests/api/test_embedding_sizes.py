@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
 from orchestrator.api import ApiSettings
-from orchestrator.bootstrap import SharedArchival
+from orchestrator.shared_archival import SharedArchival
 from storage import keys
 from storage.settings import StorageSettings
 from tests.api.conftest import api_client, job_finished, make_agent, model_env, say_to, serve_api
