@@ -29,9 +29,9 @@ from orchestrator.apply import Applied, apply_workflow
 from orchestrator.bootstrap import open_runtime
 from orchestrator.demo import stand_in_model
 from orchestrator.render import print_event, short
-from orchestrator.runner import RunReport, run_inputs
 from orchestrator.supervisor import run_worker_process
 from orchestrator.workflow import Workflow, load_workflow
+from orchestrator.workflow_inputs import RunReport, run_inputs
 from storage import keys
 from storage.errors import NotFound
 

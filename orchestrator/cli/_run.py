@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     async def main() -> int:
         from orchestrator.apply import apply_workflow
         from orchestrator.bootstrap import open_runtime
-        from orchestrator.runner import run_inputs
+        from orchestrator.workflow_inputs import run_inputs
 
         async with open_runtime(own_archival=True) as rt:
             applied = await apply_workflow(rt, workflow)
