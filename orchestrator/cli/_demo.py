@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     try:
         if args.which == "memory":
-            from orchestrator.demo import run_demo
+            from orchestrator.demo_memory import run_demo
 
             return run(lambda: run_demo(model_handle=args.model))
         from orchestrator.demo_recruiting import run_recruiting_demo

@@ -1,4 +1,4 @@
-"""``memgrid demo``: the most complete flow that exists, on the embedded defaults.
+"""``memgrid demo memory``: one agent's memory tiers, on the embedded defaults.
 
 With no ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` it runs against the scripted model with the
 rule-based policy below, and says so: a stand-in that follows fixed rules, so that the whole
