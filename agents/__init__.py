@@ -21,7 +21,7 @@ Errors, under memgrid's root (:mod:`storage.errors`)::
     │   └── ArchivalUnavailable    no process answered for the embedded passage engine
     └── ControlSignal
         ├── ToolError              a refusal the model reads as the tool's result
-        ├── Suspend                a tool suspends the run until replies arrive
+        ├── AwaitReplies           a tool asks to wait for replies (agents.messaging)
         ├── Suspended              the run waits for other agents (agents._turn)
         └── Preempted              the worker stops: resume the run elsewhere
 

@@ -12,7 +12,7 @@ import msgspec
 from agents._ask import Asked
 from agents._calls import CallOutcome, run_call
 from agents._turn import Turn, tool_result
-from agents.messaging import Suspend
+from agents.messaging import AwaitReplies
 from storage.records import Message, ToolCall, Wait
 
 __all__ = ("Acted", "run_calls")
@@ -69,7 +69,7 @@ async def run_calls(turn: Turn, asked: Asked, step_id: str) -> Acted:
                 outcome = _ONE_WAIT
             else:
                 outcome = await run_call(turn, tools, call, step_id)
-        except Suspend as suspend:
+        except AwaitReplies as suspend:
             acted.wait = suspend.wait
             continue  # its result comes when the replies do
         acted.outcomes.append(outcome)

@@ -13,7 +13,7 @@ import structlog
 from agents import metrics
 from agents.gate import Decision
 from agents.llm import ContextWindowExceeded, LLMError, LLMInvalidResponse
-from agents.messaging import Messaging, Suspend
+from agents.messaging import AwaitReplies, Messaging
 from agents.tools.base import ToolContext, ToolError
 from agents.tools.registry import HEARTBEAT_ARG, INNER_THOUGHTS_ARG, AgentTool
 from agents.tools.schema import validate_arguments
@@ -135,7 +135,7 @@ async def run_call(turn: Turn, tools: dict[str, AgentTool], call: Any, step_id: 
             else:
                 assert tool.record is not None
                 text, ok = await rt.custom_tools(tool.record, arguments, agent)
-    except Suspend:
+    except AwaitReplies:
         raise
     except ToolError as exc:
         text, ok = str(exc), False

@@ -2,7 +2,7 @@
 
 A message to another agent is a run submitted to its inbox, with an ``otid`` derived from the
 sending step and tool call, so a re-run of that step never sends twice. Waiting for a reply
-does not block a coroutine: the tool raises :class:`Suspend`, the loop commits the step with
+does not block a coroutine: the tool raises :class:`AwaitReplies`, the loop commits the step with
 the run marked ``waiting``, and the worker moves on (the agent's later messages queue behind
 the waiting run). When the other agent's run ends, its final commit carries the reply (an
 outbox, see :mod:`agents._waits`), which the worker relays next to the waiting run before it
@@ -34,10 +34,10 @@ if TYPE_CHECKING:
 
 __all__ = (
     "MAX_HOPS",
+    "AwaitReplies",
     "Messaging",
     "OpenRouter",
     "Router",
-    "Suspend",
     "WorkflowRouter",
     "reply_text",
     "reply_timeout_s",
@@ -59,8 +59,8 @@ def reply_timeout_s() -> float:
         ) from None
 
 
-class Suspend(ControlSignal):
-    """Raised by a tool: suspend the run until ``wait`` is satisfied."""
+class AwaitReplies(ControlSignal):
+    """Raised by a tool: suspend the run until ``wait`` is satisfied (a request to wait)."""
 
     def __init__(self, wait: Wait) -> None:
         super().__init__(f"waiting on {wait.targets}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.messaging import Messaging, Suspend
+from agents.messaging import AwaitReplies, Messaging
 from agents.tools.base import ToolContext, ToolError
 
 __all__ = (
@@ -40,7 +40,7 @@ async def send_message_to_agent_and_wait_for_reply(
     wait = await messaging.wait_for(
         [target], message, ctx.call_id, "send_message_to_agent_and_wait_for_reply"
     )
-    raise Suspend(wait)
+    raise AwaitReplies(wait)
 
 
 async def send_message_to_agent_async(ctx: ToolContext, message: str, other_agent_id: str) -> str:
@@ -89,4 +89,4 @@ async def send_message_to_agents_matching_tags(
     wait = await messaging.wait_for(
         targets, message, ctx.call_id, "send_message_to_agents_matching_tags"
     )
-    raise Suspend(wait)
+    raise AwaitReplies(wait)
