@@ -27,6 +27,169 @@ Errors, under memgrid's root (:mod:`storage.errors`)::
 
 ``LLMError`` and ``ScriptedModelError`` are the bases of the model's and the scripted model's
 errors; they have no kind of their own.
+
+The Python API (``from agents import AgentSpec, create_agent, RunStore, ...``) is ``__all__``
+below; :mod:`orchestrator` adds ``open_runtime``.
 """
 
-__all__: tuple[str, ...] = ()
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the same names, seen by type checkers; at run time they load on first use
+    from agents.archival import PassageArchival
+    from agents.archival_rpc import ArchivalUnavailable
+    from agents.events import (
+        ApprovalRequestMessage,
+        ApprovalResponseMessage,
+        AssistantMessage,
+        Event,
+        LettaMessage,
+        ReasoningMessage,
+        StopReason,
+        SystemMessage,
+        ToolCallMessage,
+        ToolReturnMessage,
+        UsageStatistics,
+        UserMessage,
+    )
+    from agents.ingest import attach_source, extract_text, file_type, ingest
+    from agents.limits import MessageTooLarge, MessageTooLong
+    from agents.llm import (
+        ContextWindowExceeded,
+        LLMError,
+        LLMInvalidResponse,
+        LLMRejected,
+        LLMSettings,
+        LLMUnavailable,
+    )
+    from agents.loop import TurnOptions, TurnResult, run_turn
+    from agents.manage import (
+        AgentSpec,
+        BlockSpec,
+        attach_block,
+        create_agent,
+        delete_agent,
+        detach_block,
+    )
+    from agents.runs import RunStore, Submitted, live_workers, retry_dead_letter
+    from agents.runtime import LLMPool, Runtime
+    from agents.summarizer import ContextOverflow
+    from agents.tool_envs import ToolEnvError
+    from agents.tools import ToolSchemaError, schema_from_function
+    from agents.tools.base import ToolError
+    from agents.worker import Worker, WorkerSettings
+
+__all__ = (
+    "AgentSpec",
+    "ApprovalRequestMessage",
+    "ApprovalResponseMessage",
+    "ArchivalUnavailable",
+    "AssistantMessage",
+    "BlockSpec",
+    "ContextOverflow",
+    "ContextWindowExceeded",
+    "Event",
+    "LLMError",
+    "LLMInvalidResponse",
+    "LLMPool",
+    "LLMRejected",
+    "LLMSettings",
+    "LLMUnavailable",
+    "LettaMessage",
+    "MessageTooLarge",
+    "MessageTooLong",
+    "PassageArchival",
+    "ReasoningMessage",
+    "RunStore",
+    "Runtime",
+    "StopReason",
+    "Submitted",
+    "SystemMessage",
+    "ToolCallMessage",
+    "ToolEnvError",
+    "ToolError",
+    "ToolReturnMessage",
+    "ToolSchemaError",
+    "TurnOptions",
+    "TurnResult",
+    "UsageStatistics",
+    "UserMessage",
+    "Worker",
+    "WorkerSettings",
+    "attach_block",
+    "attach_source",
+    "create_agent",
+    "delete_agent",
+    "detach_block",
+    "extract_text",
+    "file_type",
+    "ingest",
+    "live_workers",
+    "retry_dead_letter",
+    "run_turn",
+    "schema_from_function",
+)
+
+# Each public name and the module that defines it: importing agents stays cheap (the CLI's
+# --help imports it), and a name's module loads when the name is first used.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("PassageArchival",), "agents.archival"),
+    **dict.fromkeys(("ArchivalUnavailable",), "agents.archival_rpc"),
+    **dict.fromkeys(
+        (
+            "ApprovalRequestMessage",
+            "ApprovalResponseMessage",
+            "AssistantMessage",
+            "Event",
+            "LettaMessage",
+            "ReasoningMessage",
+            "StopReason",
+            "SystemMessage",
+            "ToolCallMessage",
+            "ToolReturnMessage",
+            "UsageStatistics",
+            "UserMessage",
+        ),
+        "agents.events",
+    ),
+    **dict.fromkeys(("attach_source", "extract_text", "file_type", "ingest"), "agents.ingest"),
+    **dict.fromkeys(("MessageTooLarge", "MessageTooLong"), "agents.limits"),
+    **dict.fromkeys(
+        (
+            "ContextWindowExceeded",
+            "LLMError",
+            "LLMInvalidResponse",
+            "LLMRejected",
+            "LLMSettings",
+            "LLMUnavailable",
+        ),
+        "agents.llm",
+    ),
+    **dict.fromkeys(("TurnOptions", "TurnResult", "run_turn"), "agents.loop"),
+    **dict.fromkeys(
+        ("AgentSpec", "BlockSpec", "attach_block", "create_agent", "delete_agent", "detach_block"),
+        "agents.manage",
+    ),
+    **dict.fromkeys(("RunStore", "Submitted", "live_workers", "retry_dead_letter"), "agents.runs"),
+    **dict.fromkeys(("LLMPool", "Runtime"), "agents.runtime"),
+    **dict.fromkeys(("ContextOverflow",), "agents.summarizer"),
+    **dict.fromkeys(("ToolEnvError",), "agents.tool_envs"),
+    **dict.fromkeys(("ToolSchemaError", "schema_from_function"), "agents.tools"),
+    **dict.fromkeys(("ToolError",), "agents.tools.base"),
+    **dict.fromkeys(("Worker", "WorkerSettings"), "agents.worker"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
