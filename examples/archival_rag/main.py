@@ -25,19 +25,27 @@ from pathlib import Path
 import anyio
 from handbook import handbook_pdf  # ./handbook.py, beside this file
 
-from agents.archival import PassageArchival
-from agents.events import AssistantMessage, Event
-from agents.ingest import attach_source, extract_text, file_type, ingest
-from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
-from agents.runs import RunStore, live_workers
-from agents.runtime import Runtime
+from agents import (
+    AgentSpec,
+    AssistantMessage,
+    BlockSpec,
+    Event,
+    PassageArchival,
+    RunStore,
+    Runtime,
+    Worker,
+    WorkerSettings,
+    attach_source,
+    create_agent,
+    delete_agent,
+    extract_text,
+    file_type,
+    ingest,
+    live_workers,
+)
 from agents.scripted import ScriptedModel
-from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
-from orchestrator.bootstrap import open_runtime
-from orchestrator.logs import configure_logging
-from orchestrator.render import print_event
-from orchestrator.shared_archival import SharedArchival
+from orchestrator import SharedArchival, configure_logging, open_runtime, print_event
 from storage.errors import NotFound
 from storage.settings import StorageSettings
 from storage.sources import SourceStore, new_file, new_source

@@ -21,16 +21,22 @@ from contextlib import AsyncExitStack
 
 import anyio
 
-from agents.events import AssistantMessage, Event
-from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
-from agents.runs import RunStore, live_workers
-from agents.runtime import Runtime
+from agents import (
+    AgentSpec,
+    AssistantMessage,
+    BlockSpec,
+    Event,
+    RunStore,
+    Runtime,
+    Worker,
+    WorkerSettings,
+    create_agent,
+    delete_agent,
+    live_workers,
+)
 from agents.scripted import ScriptedModel
-from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
-from orchestrator.bootstrap import open_runtime
-from orchestrator.logs import configure_logging
-from orchestrator.render import print_event
+from orchestrator import configure_logging, open_runtime, print_event
 from storage.errors import NotFound
 
 AGENT = "memory-agent"
