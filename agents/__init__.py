@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # the same names, seen by type checkers; at run time they loa
         UsageStatistics,
         UserMessage,
     )
-    from agents.ingest import attach_source, extract_text, file_type, ingest
+    from agents.ingest import attach_source, extract_text, file_type
     from agents.limits import MessageTooLarge, MessageTooLong
     from agents.llm import (
         ContextWindowExceeded,
@@ -125,7 +125,6 @@ __all__ = (
     "detach_block",
     "extract_text",
     "file_type",
-    "ingest",
     "live_workers",
     "retry_dead_letter",
     "run_turn",
@@ -154,7 +153,7 @@ _LAZY: dict[str, str] = {
         ),
         "agents.events",
     ),
-    **dict.fromkeys(("attach_source", "extract_text", "file_type", "ingest"), "agents.ingest"),
+    **dict.fromkeys(("attach_source", "extract_text", "file_type"), "agents.ingest"),
     **dict.fromkeys(("MessageTooLarge", "MessageTooLong"), "agents.limits"),
     **dict.fromkeys(
         (

@@ -40,9 +40,9 @@ from agents import (
     delete_agent,
     extract_text,
     file_type,
-    ingest,
     live_workers,
 )
+from agents.ingest import ingest  # named like its module: the package cannot export it
 from agents.scripted import ScriptedModel
 from bus.envelopes import InboxMessage
 from orchestrator import SharedArchival, configure_logging, open_runtime, print_event
