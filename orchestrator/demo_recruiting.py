@@ -27,7 +27,7 @@ from agents.tools.registry import load_import_path
 from bus import BusSettings
 from orchestrator.apply import Applied, apply_workflow
 from orchestrator.bootstrap import open_runtime
-from orchestrator.demo import stand_in_model
+from orchestrator.demo_memory import stand_in_model
 from orchestrator.render import print_event, short
 from orchestrator.supervisor import run_worker_process
 from orchestrator.workflow import Workflow, load_workflow
