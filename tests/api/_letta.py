@@ -10,11 +10,14 @@ them instead, for someone who knowingly runs without the clients (``make test`` 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
-__all__ = ("LETTA01", "LETTA1X", "client_python")
+__all__ = ("LETTA01", "LETTA1X", "client_python", "run_client_script")
 
 LETTA01 = "MEMGRID_TEST_LETTA01_PYTHON"
 LETTA1X = "MEMGRID_TEST_LETTA1X_PYTHON"
@@ -40,3 +43,24 @@ def client_python(variable: str) -> str:
     if not Path(interpreter).is_file():
         pytest.fail(f"{variable}={interpreter} does not exist; run `make test`", pytrace=False)
     return interpreter
+
+
+async def run_client_script(variable: str, script: str, folder: Path, *args: str) -> str:
+    """Run ``script`` (Python source) with the official client that ``variable`` names, with
+    ``args`` as its arguments; assert it exits 0 having printed ``OK`` last. Returns its output
+    (stdout and stderr, echoed to stdout for the test's report).
+
+    The script is written to ``folder/client_script.py``: a file, since the client's
+    ``upsert_from_function`` reads a function's source from it.
+    """
+    interpreter = client_python(variable)
+    path = folder / "client_script.py"
+    path.write_text(script)
+    result = await anyio.run_process(
+        [interpreter, str(path), *args], check=False, stderr=subprocess.STDOUT
+    )
+    output = result.stdout.decode()
+    sys.stdout.write(output)
+    assert result.returncode == 0, output
+    assert output.rstrip().endswith("OK"), output
+    return output

@@ -5,16 +5,13 @@ streams its text token by token as ``assistant_message`` frames, through both of
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 
 from agents.scripted import ChatRequest, Outcome, Policy, call, echo, text, tool_calls
-from tests.api._letta import LETTA01, LETTA1X, client_python
+from tests.api._letta import LETTA01, LETTA1X, run_client_script
 from tests.api.conftest import Served, make_agent, say_to, sse_frames
 
 ROLL = "roll a d20 for me"
@@ -210,13 +207,4 @@ print("OK")
 async def test_letta_v1_agent_through_the_official_clients(
     variable: str, script: str, served: Served, tmp_path: Path
 ) -> None:
-    interpreter = client_python(variable)
-    path = tmp_path / "client_script.py"  # a file: upsert_from_function reads its source
-    path.write_text(script)
-    result = await anyio.run_process(
-        [interpreter, str(path), served.url, ROLL, LONG], check=False, stderr=subprocess.STDOUT
-    )
-    output = result.stdout.decode()
-    sys.stdout.write(output)
-    assert result.returncode == 0, output
-    assert output.rstrip().endswith("OK"), output
+    await run_client_script(variable, script, tmp_path, served.url, ROLL, LONG)

@@ -4,17 +4,15 @@ message (0.11's and 0.16's forms) runs the held call or denies it."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
 from agents.scripted import Policy
 from tests._util import approval_policy
-from tests.api._letta import LETTA01, LETTA1X, client_python
+from tests.api._letta import LETTA01, LETTA1X, run_client_script
 from tests.api.conftest import Served, make_agent, say_to, sse_frames
 
 
@@ -298,10 +296,4 @@ print("OK")
 async def test_the_official_clients_approve_and_list(
     variable: str, script: str, served: Served, tmp_path: Path
 ) -> None:
-    path = tmp_path / "client_script.py"
-    path.write_text(script)
-    result = await anyio.run_process(
-        [client_python(variable), str(path), served.url], check=False, stderr=subprocess.STDOUT
-    )
-    output = result.stdout.decode()
-    assert result.returncode == 0 and output.rstrip().endswith("OK"), output
+    await run_client_script(variable, script, tmp_path, served.url)

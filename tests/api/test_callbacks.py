@@ -7,7 +7,6 @@ with a 503 to see the retries, and it records what it got.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bus import keys as bus_keys
-from tests.api._letta import LETTA1X, client_python
+from tests.api._letta import LETTA1X, run_client_script
 from tests.api.conftest import Served, make_agent
 
 
@@ -223,13 +222,5 @@ print("OK")
 async def test_the_1x_client_sends_a_callback_url(
     served: Served, receiver: Receiver, tmp_path: Path
 ) -> None:
-    path = tmp_path / "client_script.py"
-    path.write_text(CLIENT_1X)
-    result = await anyio.run_process(
-        [client_python(LETTA1X), str(path), served.url, receiver.url],
-        check=False,
-        stderr=subprocess.STDOUT,
-    )
-    output = result.stdout.decode()
-    assert result.returncode == 0 and output.rstrip().endswith("OK"), output
+    await run_client_script(LETTA1X, CLIENT_1X, tmp_path, served.url, receiver.url)
     assert len(receiver.bodies) == 1

@@ -7,15 +7,12 @@ also has the scripted model call ``archival_memory_search`` and find an archive'
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
 from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
-from tests.api._letta import LETTA01, LETTA1X, client_python
+from tests.api._letta import LETTA01, LETTA1X, run_client_script
 from tests.api.conftest import Served
 
 SCRIPT_01 = """
@@ -89,13 +86,4 @@ def policy() -> Policy:
 async def test_archives_through_the_official_client(
     variable: str, script: str, served: Served, tmp_path: Path
 ) -> None:
-    interpreter = client_python(variable)
-    path = tmp_path / "client_script.py"
-    path.write_text(script)
-    result = await anyio.run_process(
-        [interpreter, str(path), served.url], check=False, stderr=subprocess.STDOUT
-    )
-    output = result.stdout.decode()
-    sys.stdout.write(output)
-    assert result.returncode == 0, output
-    assert output.rstrip().endswith("OK"), output
+    await run_client_script(variable, script, tmp_path, served.url)

@@ -9,14 +9,11 @@ models reject. The course's own code runs in :mod:`tests.api.test_course`.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
-from tests.api._letta import LETTA01, LETTA1X, client_python
+from tests.api._letta import LETTA01, LETTA1X, run_client_script
 from tests.api.conftest import Served
 
 SCRIPT_01 = '''
@@ -154,13 +151,4 @@ print("OK")
     [(LETTA01, SCRIPT_01), (LETTA1X, SCRIPT_1X)],
 )
 async def test_letta_client(variable: str, script: str, served: Served, tmp_path: Path) -> None:
-    interpreter = client_python(variable)
-    path = tmp_path / "client_script.py"  # a file: upsert_from_function reads its source
-    path.write_text(script)
-    result = await anyio.run_process(
-        [interpreter, str(path), served.url], check=False, stderr=subprocess.STDOUT
-    )
-    output = result.stdout.decode()
-    sys.stdout.write(output)
-    assert result.returncode == 0, output
-    assert output.rstrip().endswith("OK"), output
+    await run_client_script(variable, script, tmp_path, served.url)

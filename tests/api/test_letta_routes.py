@@ -3,14 +3,11 @@ each client in its own interpreter (see :mod:`tests.api._letta`)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
-from tests.api._letta import LETTA01, LETTA1X, client_python
+from tests.api._letta import LETTA01, LETTA1X, run_client_script
 from tests.api.conftest import Served
 
 SCRIPT_01 = """
@@ -83,13 +80,4 @@ print("OK")
 async def test_routes_through_the_official_clients(
     variable: str, script: str, served: Served, tmp_path: Path
 ) -> None:
-    interpreter = client_python(variable)
-    path = tmp_path / "routes_script.py"
-    path.write_text(script)
-    result = await anyio.run_process(
-        [interpreter, str(path), served.url], check=False, stderr=subprocess.STDOUT
-    )
-    output = result.stdout.decode()
-    sys.stdout.write(output)
-    assert result.returncode == 0, output
-    assert output.rstrip().endswith("OK"), output
+    await run_client_script(variable, script, tmp_path, served.url)

@@ -9,16 +9,14 @@ stand for the assistant message. The same options hold on send, stream and list.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
 from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
-from tests.api._letta import LETTA01, LETTA1X, client_python
+from tests.api._letta import LETTA01, LETTA1X, run_client_script
 from tests.api.conftest import Served, make_agent, say_to, sse_frames
 
 
@@ -194,10 +192,4 @@ print("OK")
 async def test_the_official_clients_choose_the_view(
     variable: str, script: str, served: Served, tmp_path: Path
 ) -> None:
-    path = tmp_path / "client_script.py"
-    path.write_text(script)
-    result = await anyio.run_process(
-        [client_python(variable), str(path), served.url], check=False, stderr=subprocess.STDOUT
-    )
-    output = result.stdout.decode()
-    assert result.returncode == 0 and output.rstrip().endswith("OK"), output
+    await run_client_script(variable, script, tmp_path, served.url)
