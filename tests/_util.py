@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,10 +33,13 @@ __all__ = (
     "SEND_MESSAGE_TOOL",
     "agent_with_message",
     "approval_policy",
+    "archival_policy",
     "burst",
     "clean_env",
     "http_pool",
     "memgrid",
+    "model_env",
+    "readable_folder",
     "scripted_runtime",
     "tool_returns",
     "turn",
@@ -158,6 +163,19 @@ def approval_policy(request: ChatRequest, *, moved_on: bool = False) -> Outcome:
     return say("ok")
 
 
+def archival_policy(request: ChatRequest) -> Outcome:
+    """A model for archival memory: "remember: X" inserts X, "recall: X" searches for X, a
+    tool's result is sent back as the reply; anything else is echoed."""
+    if request.last_role == "tool":
+        return say(request.messages[-1].text())
+    said = request.last_user_text or ""
+    if said.startswith("remember: "):
+        return tool_call("archival_memory_insert", content=said.removeprefix("remember: "))
+    if said.startswith("recall: "):
+        return tool_call("archival_memory_search", query=said.removeprefix("recall: "))
+    return say(said)
+
+
 def memgrid(
     env: dict[str, str],
     *args: str,
@@ -194,3 +212,32 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     embedded defaults apply), with ``MEMGRID_HOME=home`` and ``extra``."""
     env = {k: v for k, v in os.environ.items() if k not in _CONFIGURED}
     return {**env, "MEMGRID_HOME": str(home), **extra}
+
+
+def model_env(home: Path, model_url: str, **extra: str) -> dict[str, str]:
+    """This environment without any ``MEMGRID_*`` or ``OPENAI_*`` setting, for a memgrid
+    process with its home at ``home`` (created), its model served at ``model_url``, hashed
+    384-d embeddings and warnings-only logs; with ``extra`` on top."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGRID_", "OPENAI_"))}
+    return {
+        **env,
+        "MEMGRID_HOME": str(home),
+        "OPENAI_BASE_URL": model_url,
+        "OPENAI_API_KEY": "x",
+        "MEMGRID_EMBEDDING": "hashing/384",
+        "MEMGRID_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+@contextmanager
+def readable_folder(prefix: str) -> Iterator[Path]:
+    """A new world-readable folder named ``prefix...`` in the current directory, outside /tmp
+    (which the tool sandbox replaces with its own); removed on the way out."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=Path.cwd()))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -52,6 +52,7 @@ from bus.envelopes import InboxMessage
 from bus.streams import GROUP, list_dead_letters
 from storage import keys
 from storage.records import Agent, Block, Run, decode
+from tests._util import model_env
 
 LEASE_MS = 2000
 MEMGRID = (sys.executable, "-m", "orchestrator.cli")
@@ -339,18 +340,7 @@ def scripted() -> Iterator[ThreadedScriptedModel]:
 
 @pytest.fixture
 def worker_env(redis_url: str, scripted: ThreadedScriptedModel, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGRID_", "OPENAI_"))}
-    home = tmp_path / "home"
-    home.mkdir()
-    env.update(
-        MEMGRID_REDIS_URL=redis_url,
-        MEMGRID_HOME=str(home),
-        OPENAI_BASE_URL=scripted.base_url,
-        OPENAI_API_KEY="x",
-        MEMGRID_EMBEDDING="hashing/384",
-        MEMGRID_LOG_LEVEL="WARNING",
-    )
-    return env
+    return model_env(tmp_path / "home", scripted.base_url, MEMGRID_REDIS_URL=redis_url)
 
 
 @pytest.fixture
@@ -642,15 +632,8 @@ async def test_memgrid_up_runs_archival_agents_in_every_worker(
 
     scripted.model.policy = archival_policy
     home = tmp_path / "up"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGRID_", "OPENAI_"))}
-    env.update(
-        MEMGRID_HOME=str(home),  # no MEMGRID_REDIS_URL, no MEMGRID_QDRANT_URL: all embedded
-        OPENAI_BASE_URL=scripted.base_url,
-        OPENAI_API_KEY="x",
-        MEMGRID_EMBEDDING="hashing/384",
-        MEMGRID_LOG_LEVEL="WARNING",
-    )
+    # No MEMGRID_REDIS_URL, no MEMGRID_QDRANT_URL: all embedded.
+    env = model_env(home, scripted.base_url)
     logs = tmp_path / "logs"
     logs.mkdir()
     fleet = Fleet(env, logs)

@@ -38,6 +38,7 @@ from bus import connect, find_redis_server
 from bus import keys as bus_keys
 from storage.records import Agent, Run
 from tests._netns import NetnsUnavailable, Network, network
+from tests._util import model_env
 from tests.test_distributed import (
     Fleet,
     Submission,
@@ -119,18 +120,7 @@ def model(net: Network) -> Iterator[ThreadedScriptedModel]:
 
 @pytest.fixture
 def env(bridge_redis: str, model: ThreadedScriptedModel, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGRID_", "OPENAI_"))}
-    home = tmp_path / "home"
-    home.mkdir()
-    env.update(
-        MEMGRID_REDIS_URL=bridge_redis,
-        MEMGRID_HOME=str(home),
-        OPENAI_BASE_URL=model.base_url,
-        OPENAI_API_KEY="x",
-        MEMGRID_EMBEDDING="hashing/384",
-        MEMGRID_LOG_LEVEL="WARNING",
-    )
-    return env
+    return model_env(tmp_path / "home", model.base_url, MEMGRID_REDIS_URL=bridge_redis)
 
 
 @pytest.fixture

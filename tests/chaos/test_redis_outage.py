@@ -54,6 +54,7 @@ from bus import (
 from bus.envelopes import InboxMessage
 from bus.local_redis import local_redis_dir
 from bus.streams import list_dead_letters
+from tests._util import model_env
 from tests.test_distributed import (
     Fleet,
     Submission,
@@ -144,17 +145,14 @@ def scripted() -> Iterator[ThreadedScriptedModel]:
         assert not model.model.policy_errors
 
 
-def _env(home: Path, scripted: ThreadedScriptedModel, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGRID_", "OPENAI_"))}
-    env.update(
-        MEMGRID_HOME=str(home),
-        OPENAI_BASE_URL=scripted.base_url,
-        OPENAI_API_KEY="x",
-        MEMGRID_EMBEDDING="hashing/384",
-        MEMGRID_LOG_LEVEL="WARNING",
-        **extra,
-    )
-    return env
+def _fleet(
+    tmp_path: Path, scripted: ThreadedScriptedModel, home: str = "home", **extra: str
+) -> Fleet:
+    """Memgrid processes with their home at ``tmp_path/home`` and their logs in
+    ``tmp_path/logs``, whose model is ``scripted``; with ``extra`` in their environment."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    return Fleet(model_env(tmp_path / home, scripted.base_url, **extra), logs)
 
 
 async def _ok(call: Any) -> Any:
@@ -259,11 +257,7 @@ async def test_serve_with_its_worker_starts_while_redis_is_down(
     tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
 ) -> None:
     scripted.model.policy = multi_step(1, 0.0)
-    home = tmp_path / "home"
-    home.mkdir()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    fleet = Fleet(_env(home, scripted, MEMGRID_REDIS_URL=own_redis.url), logs)
+    fleet = _fleet(tmp_path, scripted, MEMGRID_REDIS_URL=own_redis.url)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     own_redis.kill()
@@ -314,11 +308,7 @@ async def test_worker_finishes_a_turn_across_a_redis_restart(
 ) -> None:
     steps, delay = 3, 0.4
     scripted.model.policy = multi_step(steps, delay)
-    home = tmp_path / "home"
-    home.mkdir()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    fleet = Fleet(_env(home, scripted, MEMGRID_REDIS_URL=own_redis.url), logs)
+    fleet = _fleet(tmp_path, scripted, MEMGRID_REDIS_URL=own_redis.url)
     client = connect(own_redis.url)
     try:
         # Two attempts: an outage may cost the turn it cut one attempt, never more.
@@ -370,11 +360,7 @@ async def test_worker_serves_a_redis_that_came_back_without_its_data(
     tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
 ) -> None:
     scripted.model.policy = multi_step(1, 0.0)
-    home = tmp_path / "home"
-    home.mkdir()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    fleet = Fleet(_env(home, scripted, MEMGRID_REDIS_URL=own_redis.url), logs)
+    fleet = _fleet(tmp_path, scripted, MEMGRID_REDIS_URL=own_redis.url)
     client = connect(own_redis.url)
     try:
         worker = await fleet.worker(client, "empty-w")
@@ -449,11 +435,7 @@ async def test_archival_server_answers_again_after_a_redis_restart(
 async def test_api_answers_503_while_redis_is_down_and_recovers(
     tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
 ) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    fleet = Fleet(_env(home, scripted, MEMGRID_REDIS_URL=own_redis.url), logs)
+    fleet = _fleet(tmp_path, scripted, MEMGRID_REDIS_URL=own_redis.url)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     client = connect(own_redis.url)
@@ -513,10 +495,7 @@ async def test_memgrid_up_rides_out_a_killed_redis(
     steps, delay = 2, 0.3
     scripted.model.policy = multi_step(steps, delay)
     home = tmp_path / "up"
-    home.mkdir()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    fleet = Fleet(_env(home, scripted), logs)
+    fleet = _fleet(tmp_path, scripted, "up")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     client: aioredis.Redis | None = None
