@@ -15,7 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.archival_rpc import RemoteArchival
-from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, tool_call
+from agents.scripted import Policy, ScriptedModel
+from tests._util import archival_policy
 from tests.api.conftest import api_client, make_agent, model_env, say_to
 from tests.api.test_embedding_sizes import _engine_owned_elsewhere
 from tests.api.test_retention import _keys_of
@@ -24,21 +25,9 @@ FACT = "The launch code for project Nimbus is 7731."
 DOOMED = {"text": "Doomed", "tags": ["x"]}
 
 
-def _archival_policy(request: ChatRequest) -> Outcome:
-    """``recall: X`` searches X; a tool's result is sent back as the reply."""
-    if request.last_role == "tool":
-        return say(request.messages[-1].text())
-    said = request.last_user_text or ""
-    if said.startswith("recall: "):
-        return tool_call("archival_memory_search", query=said.removeprefix("recall: "))
-    if said.startswith("remember: "):
-        return tool_call("archival_memory_insert", content=said.removeprefix("remember: "))
-    return say(said)
-
-
 @pytest.fixture
 def policy() -> Policy:
-    return _archival_policy
+    return archival_policy
 
 
 async def _archive(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -196,7 +185,7 @@ async def test_archives_are_searched_where_another_process_owns_the_engine(
 ) -> None:
     """Under ``memgrid up`` the API reaches the embedded engine over Redis: the archive ids
     travel with the search request."""
-    async with ScriptedModel.serve(_archival_policy) as model:
+    async with ScriptedModel.serve(archival_policy) as model:
         model_env(monkeypatch, model.base_url)
         async with _engine_owned_elsewhere(redis_client), api_client(redis_url) as client:
             archive = await _archive(client)

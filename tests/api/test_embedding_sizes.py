@@ -17,11 +17,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
+from agents.scripted import ScriptedModel
 from orchestrator.api import ApiSettings
 from orchestrator.shared_archival import SharedArchival
 from storage import keys
 from storage.settings import StorageSettings
+from tests._util import archival_policy
 from tests.api.conftest import api_client, job_finished, make_agent, model_env, say_to, serve_api
 
 DIM = 256
@@ -29,21 +30,9 @@ SMALL = "openai/text-embedding-3-small"
 HANDBOOK = b"Vacation policy\n\nEvery employee gets 25 days of paid vacation.\n"
 
 
-def _archival_policy(request: ChatRequest) -> Outcome:
-    """``remember: X`` inserts X, ``recall: X`` searches X; a tool's result is sent back."""
-    if request.last_role == "tool":
-        return say(request.messages[-1].text())
-    said = request.last_user_text or ""
-    if said.startswith("remember: "):
-        return tool_call("archival_memory_insert", content=said.removeprefix("remember: "))
-    if said.startswith("recall: "):
-        return tool_call("archival_memory_search", query=said.removeprefix("recall: "))
-    return say(said)
-
-
 @pytest.fixture
 async def model() -> AsyncIterator[ScriptedModel]:
-    async with ScriptedModel.serve(_archival_policy, embedding_dimension=DIM) as served:
+    async with ScriptedModel.serve(archival_policy, embedding_dimension=DIM) as served:
         yield served
 
 
@@ -254,7 +243,7 @@ async def test_the_size_learnt_by_the_engine_owner_is_shared_through_redis(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     other = 96
-    async with ScriptedModel.serve(_archival_policy, embedding_dimension=other) as model:
+    async with ScriptedModel.serve(archival_policy, embedding_dimension=other) as model:
         model_env(monkeypatch, model.base_url, embedding=None)
         async with _engine_owned_elsewhere(redis_client), api_client(redis_url) as client:
             agent = await make_agent(client, embedding="openai/served-elsewhere")

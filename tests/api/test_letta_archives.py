@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
+from agents.scripted import Policy
+from tests._util import archival_policy
 from tests.api._letta import LETTA01, LETTA1X, run_client_script
 from tests.api.conftest import Served
 
@@ -66,19 +67,9 @@ print("OK")
 """
 
 
-def _recall_policy(request: ChatRequest) -> Outcome:
-    """``recall: X`` searches archival memory for X; a tool's result is sent back."""
-    if request.last_role == "tool":
-        return say(request.messages[-1].text())
-    said = request.last_user_text or ""
-    if said.startswith("recall: "):
-        return tool_call("archival_memory_search", query=said.removeprefix("recall: "))
-    return say(said)
-
-
 @pytest.fixture
 def policy() -> Policy:
-    return _recall_policy
+    return archival_policy
 
 
 @pytest.mark.slow
