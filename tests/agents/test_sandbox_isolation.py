@@ -10,10 +10,8 @@ import contextlib
 import json
 import os
 import pwd
-import shutil
 import signal
 import sys
-import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -37,6 +35,7 @@ from agents.sandbox import (
 )
 from agents.worker import Worker, WorkerSettings
 from bus import keys as bus_keys
+from tests._util import readable_folder
 
 
 async def _run(source: str, *, limits: SandboxLimits | None = None, **kw: Any) -> SandboxResult:
@@ -218,12 +217,8 @@ def tool(server_pid: int, home: str):
 @pytest.fixture
 def outside_tmp() -> Iterator[Path]:
     """A world-readable folder outside /tmp (which the sandbox replaces anyway)."""
-    folder = Path(tempfile.mkdtemp(prefix=".memgrid-home-test-", dir=Path.cwd()))
-    folder.chmod(0o755)
-    try:
+    with readable_folder(".memgrid-home-test-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_a_tool_cannot_read_the_servers_environment_or_home(outside_tmp: Path) -> None:

@@ -13,9 +13,7 @@ import asyncio
 import json
 import os
 import pwd
-import shutil
 import socket
-import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from agents._sandbox_host import count_processes
 from agents.sandbox import limit_violations
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
 from orchestrator.api import ApiSettings, create_app
+from tests._util import readable_folder
 from tests.agents.test_sandbox_isolation import (
     _MEMORY_SLACK_MB,
     BOMB,
@@ -85,14 +84,10 @@ def _policy(request: ChatRequest) -> Outcome:
 @pytest.fixture
 def secret_home() -> Iterator[Path]:
     """``MEMGRID_HOME`` outside /tmp (the sandbox replaces /tmp anyway), world-readable."""
-    folder = Path(tempfile.mkdtemp(prefix=".memgrid-home-hostile-", dir=Path.cwd()))
-    folder.chmod(0o755)
-    (folder / "canary.txt").write_text("canary-home-91c2")
-    (folder / "canary.txt").chmod(0o644)
-    try:
+    with readable_folder(".memgrid-home-hostile-") as folder:
+        (folder / "canary.txt").write_text("canary-home-91c2")
+        (folder / "canary.txt").chmod(0o644)
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

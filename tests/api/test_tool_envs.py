@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from agents._sandbox_host import exposed_paths
 from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, tool_call
 from agents.tool_envs import READY, ToolEnvs
 from orchestrator.api import ApiSettings, create_app
+from tests._util import readable_folder
 from tests.api.conftest import _Server, make_agent, say_to
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,12 +73,8 @@ def policy() -> Policy:
 @pytest.fixture(scope="module")
 def shared_home() -> Iterator[Path]:
     """One ``MEMGRID_HOME`` for the module, outside /tmp, holding the environments."""
-    folder = Path(tempfile.mkdtemp(prefix=".memgrid-home-envs-", dir=Path.cwd()))
-    folder.chmod(0o755)
-    try:
+    with readable_folder(".memgrid-home-envs-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
