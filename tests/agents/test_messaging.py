@@ -12,7 +12,7 @@ from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.messaging import Router
 from agents.runs import RunStore
 from agents.runtime import Runtime
-from agents.scripted import ChatRequest, FunctionModel, Outcome, Slow, say, tool_call
+from agents.scripted import ChatRequest, FunctionModel, Outcome, Policy, Slow, say, tool_call
 from agents.worker import Worker, WorkerSettings
 from bus.envelopes import InboxMessage
 from storage.records import Agent, Run
@@ -52,6 +52,18 @@ def _gather_team(request: ChatRequest) -> Outcome:
     return tool_call(
         "send_message_to_agents_matching_tags", message="report", match_all=["team"], match_some=[]
     )
+
+
+def _send_hi_to(other_agent_id: str) -> Policy:
+    """A sender: sends "hi" to ``other_agent_id`` (``send_message_to_agent_async``), then says
+    "result: <the tool's message>"."""
+
+    def policy(request: ChatRequest) -> Outcome:
+        if _after_tool(request):
+            return say(f"result: {_tool_message(request)['message']}")
+        return tool_call("send_message_to_agent_async", message="hi", other_agent_id=other_agent_id)
+
+    return policy
 
 
 async def _agent(rt: Runtime, name: str, role: str, tags: list[str] | None = None) -> Agent:
@@ -163,22 +175,13 @@ async def test_routes_are_checked(runtime: Runtime, function_model: FunctionMode
     router: Router = NoRoute()
     runtime.router = router
 
-    def policy(request: ChatRequest) -> Outcome:
-        if _after_tool(request):
-            return say(f"result: {_tool_message(request)['message']}")
-        return tool_call("send_message_to_agent_async", message="hi", other_agent_id="target")
-
-    function_model.policy = policy
+    function_model.policy = _send_hi_to("target")
     sender = await _agent(runtime, "sender", "x")
     await _agent(runtime, "target", "y")
     replies = await _run(runtime, sender, "go")
     assert replies == ["result: the workflow has no route from sender to target"]
     unknown = await _agent(runtime, "lonely", "x")
-    function_model.policy = lambda request: (
-        say(f"result: {_tool_message(request)['message']}")
-        if _after_tool(request)
-        else tool_call("send_message_to_agent_async", message="hi", other_agent_id="nobody")
-    )
+    function_model.policy = _send_hi_to("nobody")
     replies = await _run(runtime, unknown, "go")
     assert "no agent named or with id 'nobody'" in replies[0]
 

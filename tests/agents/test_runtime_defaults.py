@@ -8,11 +8,11 @@ import redis.asyncio as aioredis
 
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
-from agents.scripted import ChatRequest, FunctionModel, Outcome, say, tool_call
+from agents.scripted import FunctionModel
 from storage import keys
 from storage.errors import InvalidRecord
 from storage.records import Agent, RunFirst
-from tests.agents.test_messaging import MULTI, _after_tool, _run, _tool_message
+from tests.agents.test_messaging import MULTI, _run, _send_hi_to
 
 
 async def test_tool_rules_are_checked_by_default(
@@ -44,12 +44,7 @@ async def test_workflow_routes_are_checked_by_default(
     await redis_client.hset(keys.workflow("team"), "routes_declared", "1")
     await redis_client.sadd(keys.workflow_routes("team"), "lead -> dev")
 
-    def policy(request: ChatRequest) -> Outcome:
-        if _after_tool(request):
-            return say(f"result: {_tool_message(request)['message']}")
-        return tool_call("send_message_to_agent_async", message="hi", other_agent_id="lead")
-
-    function_model.policy = policy
+    function_model.policy = _send_hi_to("lead")
     dev = await _member(rt, "dev", "team")
     await _member(rt, "lead", "team")
     [reply] = await _run(rt, dev, "report to the lead")
