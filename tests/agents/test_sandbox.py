@@ -24,6 +24,11 @@ async def _wait_gone(pid: int) -> None:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
+    await _wait_exit(pidfd)
+
+
+async def _wait_exit(pidfd: int) -> None:
+    """Returns once the process of ``pidfd`` has terminated (within 5 s); closes ``pidfd``."""
     try:
         with anyio.fail_after(5):
             await anyio.wait_readable(pidfd)
@@ -249,11 +254,7 @@ async def test_cancelling_the_caller_kills_the_child() -> None:
                 pid = int((await conn.receive()).decode())
         pidfd = os.pidfd_open(pid)  # the tool sleeps now, so it is alive
         tg.cancel_scope.cancel()
-    try:
-        with anyio.fail_after(5):
-            await anyio.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
+    await _wait_exit(pidfd)
 
 
 async def test_output_and_return_value_are_truncated() -> None:
