@@ -36,6 +36,7 @@ from storage.embeddings import (
     prepare_model,
 )
 from storage.settings import StorageSettings
+from tests._util import serving
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "minilm_reference.json"
 REFERENCE: list[dict[str, Any]] = json.loads(FIXTURE.read_text())["items"]
@@ -285,14 +286,8 @@ class _EmbeddingsServer(ThreadingHTTPServer):
 def embeddings_server() -> Iterator[_EmbeddingsServer]:
     server = _EmbeddingsServer(("127.0.0.1", 0), _EmbeddingsHandler)
     server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def _base_url(server: _EmbeddingsServer) -> str:

@@ -8,7 +8,6 @@ a port where nothing listens. They also show what qdrant-client sends: the API k
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ from storage.passages import PassageServerError, ServerPassageStore, open_passag
 from storage.passages._server_errors import display_url
 from storage.records import Passage
 from storage.settings import StorageSettings
+from tests._util import serving
 
 
 @dataclass
@@ -57,14 +57,8 @@ def answering(request: pytest.FixtureRequest) -> Iterator[Answering]:
     server = Answering(url="", status=int(request.param))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
     server.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(httpd):
         yield server
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
 
 
 def _closed_port() -> str:
