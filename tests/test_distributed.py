@@ -53,6 +53,7 @@ from bus.streams import GROUP, list_dead_letters
 from storage import keys
 from storage.records import Agent, Block, Run, decode
 from tests._util import model_env
+from tests.chaos._procs import ChaosFailure, wait_for
 
 LEASE_MS = 2000
 MEMGRID = (sys.executable, "-m", "orchestrator.cli")
@@ -212,20 +213,13 @@ async def poll(
     alive: Process | None = None,
     log: Callable[[], str] | None = None,
 ) -> Any:
-    """Call ``check`` until it returns something true; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if alive is not None and alive.returncode is not None:
-            pytest.fail(
-                f"process exited with {alive.returncode} while waiting for {what}:\n"
-                + (log() if log else "")
-            )
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}\n" + (log() if log else ""))
-        await anyio.sleep(interval)
+    """Call ``check`` until it returns something true; fail after ``within`` seconds, or once
+    ``alive`` has exited, with ``log()`` in the message."""
+    try:
+        return await wait_for(check, within=within, what=what, interval=interval, alive=alive)
+    except ChaosFailure as failure:
+        message = str(failure)
+    pytest.fail(f"{message}\n" + (log() if log else ""))
 
 
 # --- runs and agents -----------------------------------------------------------------------
@@ -797,17 +791,35 @@ async def _crash_then_recover(
     await fleet.worker(rt.redis, "healthy")
 
 
+async def _ping_across_a_crash(
+    rt: Runtime,
+    fleet: Fleet,
+    worker_env: dict[str, str],
+    point: str,
+    *,
+    timeout_s: int,
+    within: float,
+) -> tuple[Run, Agent]:
+    """The pinger is told "go" (it waits on the ponger with a ``timeout_s`` reply timeout) on a
+    worker that crashes at ``point`` and is replaced; the pinger's run, once finished within
+    ``within`` seconds, and the ponger."""
+    pinger, ponger = await _pinger_and_ponger(rt)
+    sub = await RunStore(rt.redis).submit(pinger.id, [InboxMessage(content="go")])
+    await _crash_then_recover(rt, fleet, worker_env, point, timeout_s=timeout_s)
+    [run] = await wait_all_finished(
+        rt.redis, [(pinger.id, sub.run_id, "go")], within=within, fleet=fleet
+    )
+    return run, ponger
+
+
 @pytest.mark.timeout(90)
 async def test_a_reply_committed_just_before_a_crash_still_reaches_the_waiter(
     rt: Runtime, fleet: Fleet, scripted: ThreadedScriptedModel, worker_env: dict[str, str]
 ) -> None:
     scripted.model.policy = _waits_policy(0)
-    pinger, ponger = await _pinger_and_ponger(rt)
-    sub = await RunStore(rt.redis).submit(pinger.id, [InboxMessage(content="go")])
     # The worker dies right after the ponger's final commit: its reply must not die with it.
-    await _crash_then_recover(rt, fleet, worker_env, "reply_committed", timeout_s=120)
-    [run] = await wait_all_finished(
-        rt.redis, [(pinger.id, sub.run_id, "go")], within=20, fleet=fleet
+    run, ponger = await _ping_across_a_crash(
+        rt, fleet, worker_env, "reply_committed", timeout_s=120, within=20
     )
     assert run.status == "completed" and run.replies == ["got pong"]
     [pong_run] = await RunStore(rt.redis).recent(ponger.id)
@@ -819,12 +831,9 @@ async def test_a_timer_fired_just_before_a_crash_still_wakes_the_waiter(
     rt: Runtime, fleet: Fleet, scripted: ThreadedScriptedModel, worker_env: dict[str, str]
 ) -> None:
     scripted.model.policy = _waits_policy(8)
-    pinger, _ponger = await _pinger_and_ponger(rt)
-    sub = await RunStore(rt.redis).submit(pinger.id, [InboxMessage(content="go")])
     # The worker dies as it fires the pinger's timer (2 s): the wake-up must survive it.
-    await _crash_then_recover(rt, fleet, worker_env, "timer_fired", timeout_s=2)
-    [run] = await wait_all_finished(
-        rt.redis, [(pinger.id, sub.run_id, "go")], within=6, fleet=fleet
+    run, _ponger = await _ping_across_a_crash(
+        rt, fleet, worker_env, "timer_fired", timeout_s=2, within=6
     )
     assert run.status == "completed"
     assert "did not reply within the timeout" in run.replies[0], run.replies
