@@ -67,14 +67,19 @@ def _send_hi_to(other_agent_id: str) -> Policy:
 
 
 async def _agent(rt: Runtime, name: str, role: str, tags: list[str] | None = None) -> Agent:
+    return await _messenger(rt, name, f"ROLE:{role}", tags=tags or [])
+
+
+async def _messenger(rt: Runtime, name: str, persona: str, **spec: Any) -> Agent:
+    """An agent with the messaging tools alone (no base tools) and ``persona``."""
     return await create_agent(
         rt,
         AgentSpec(
             name=name,
             include_base_tools=False,
             tools=MULTI,
-            memory_blocks=[BlockSpec(label="persona", value=f"ROLE:{role}")],
-            tags=tags or [],
+            memory_blocks=[BlockSpec(label="persona", value=persona)],
+            **spec,
         ),
     )
 

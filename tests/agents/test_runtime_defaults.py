@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from agents.manage import AgentSpec, BlockSpec, create_agent
+from agents.manage import AgentSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import FunctionModel
 from storage import keys
 from storage.errors import InvalidRecord
 from storage.records import Agent, RunFirst
-from tests.agents.test_messaging import MULTI, _run, _send_hi_to
+from tests.agents.test_messaging import _messenger, _run, _send_hi_to
 
 
 async def test_tool_rules_are_checked_by_default(
@@ -24,16 +24,7 @@ async def test_tool_rules_are_checked_by_default(
 
 
 async def _member(rt: Runtime, name: str, workflow: str) -> Agent:
-    return await create_agent(
-        rt,
-        AgentSpec(
-            name=name,
-            include_base_tools=False,
-            tools=MULTI,
-            memory_blocks=[BlockSpec(label="persona", value="a workflow member")],
-            metadata={"workflow": workflow},
-        ),
-    )
+    return await _messenger(rt, name, "a workflow member", metadata={"workflow": workflow})
 
 
 async def test_workflow_routes_are_checked_by_default(
