@@ -17,11 +17,46 @@ from pathlib import Path
 import anyio
 import pytest
 
-__all__ = ("LETTA01", "LETTA1X", "client_python", "run_client_script")
+__all__ = ("LETTA01", "LETTA1X", "bob", "client_python", "run_client_script")
 
 LETTA01 = "MEMGRID_TEST_LETTA01_PYTHON"
 LETTA1X = "MEMGRID_TEST_LETTA1X_PYTHON"
 OPT_OUT = "MEMGRID_TEST_NO_LETTA_CLIENTS"
+
+# How a client script starts, for 0.1.x and 1.x: ``client`` on the API at ``sys.argv[1]``,
+# ``agent`` a new agent whose "human" block says "Name: Bob", ``hi`` a message saying "hi".
+_BOB = {
+    LETTA01: """
+import json, sys, time
+from letta_client import ApprovalCreate, CreateBlock, Letta, MessageCreate
+
+client = Letta(base_url=sys.argv[1])
+agent = client.agents.create(
+    memory_blocks=[CreateBlock(label="human", value="Name: Bob")],
+    model="openai/gpt-4o-mini",
+    embedding="hashing/384",{more}
+)
+hi = [MessageCreate(role="user", content="hi")]
+""",
+    LETTA1X: """
+import json, sys, time
+from letta_client import Letta
+
+client = Letta(base_url=sys.argv[1], api_key="unused")
+agent = client.agents.create(
+    memory_blocks=[{{"label": "human", "value": "Name: Bob"}}],
+    model="openai/gpt-4o-mini",
+    embedding="hashing/384",{more}
+)
+hi = [{{"role": "user", "content": "hi"}}]
+""",
+}
+
+
+def bob(variable: str, *create: str) -> str:
+    """The start of a script for the client ``variable`` names (:data:`_BOB`); ``create``:
+    more arguments of ``client.agents.create``, as source (``'tool_rules=[...]'``)."""
+    return _BOB[variable].format(more="".join(f"\n    {argument}," for argument in create))
 
 
 def client_python(variable: str) -> str:

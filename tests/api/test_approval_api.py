@@ -12,7 +12,7 @@ import pytest
 
 from agents.scripted import Policy
 from tests._util import approval_policy
-from tests.api._letta import LETTA01, LETTA1X, run_client_script
+from tests.api._letta import LETTA01, LETTA1X, bob, run_client_script
 from tests.api.conftest import Served, make_agent, say_to, sse_frames
 
 
@@ -231,17 +231,9 @@ async def test_the_0_11_form_is_listed_with_its_request_id(client: httpx.AsyncCl
     assert response["approvals"][0]["tool_call_id"] == request["tool_call"]["tool_call_id"]
 
 
-CLIENT_01 = """
-import sys
-from letta_client import ApprovalCreate, CreateBlock, Letta, MessageCreate
-
-client = Letta(base_url=sys.argv[1])
-agent = client.agents.create(
-    memory_blocks=[CreateBlock(label="human", value="Name: Bob")],
-    model="openai/gpt-4o-mini",
-    embedding="hashing/384",
-    tool_rules=[{"type": "requires_approval", "tool_name": "core_memory_append"}],
-)
+CLIENT_01 = (
+    bob(LETTA01, f"tool_rules={RULES!r}")
+    + """
 tea = [MessageCreate(role="user", content="remember that I like tea")]
 reply = client.agents.messages.create(agent_id=agent.id, messages=tea)
 assert reply.stop_reason.stop_reason == "requires_approval", reply
@@ -256,18 +248,11 @@ assert "approval_request_message" in kinds and "approval_response_message" in ki
 assert response.approve and response.approval_request_id == request.id, response
 print("OK")
 """
-
-CLIENT_1X = """
-import sys
-from letta_client import Letta
-
-client = Letta(base_url=sys.argv[1], api_key="unused")
-agent = client.agents.create(
-    memory_blocks=[{"label": "human", "value": "Name: Bob"}],
-    model="openai/gpt-4o-mini",
-    embedding="hashing/384",
-    tool_rules=[{"type": "requires_approval", "tool_name": "core_memory_append"}],
 )
+
+CLIENT_1X = (
+    bob(LETTA1X, f"tool_rules={RULES!r}")
+    + """
 two = [{"role": "user", "content": "remember two things"}]
 reply = client.agents.messages.create(agent_id=agent.id, messages=two)
 assert reply.stop_reason.stop_reason == "requires_approval", reply
@@ -290,6 +275,7 @@ listed = list(client.agents.messages.list(agent_id=agent.id, order="asc"))
 assert [(a.tool_call_id, a.approve) for a in response.approvals] == [(tea, True), (coffee, False)]
 print("OK")
 """
+)
 
 
 @pytest.mark.parametrize(("variable", "script"), [(LETTA01, CLIENT_01), (LETTA1X, CLIENT_1X)])

@@ -19,7 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bus import keys as bus_keys
-from tests.api._letta import LETTA1X, run_client_script
+from tests._util import serving
+from tests.api._letta import LETTA1X, bob, run_client_script
 from tests.api.conftest import Served, make_agent
 
 
@@ -63,14 +64,8 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     found = Receiver()
-    thread = threading.Thread(target=found.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(found.server):
         yield found
-    finally:
-        found.server.shutdown()
-        found.server.server_close()
-        thread.join(timeout=5)
 
 
 async def _send_async(
@@ -196,17 +191,9 @@ async def test_a_bad_callback_url_is_422_naming_it(client: httpx.AsyncClient) ->
         assert response.json()["detail"][0]["loc"] == ["body", "callback_url"]
 
 
-CLIENT_1X = """
-import sys, time
-from letta_client import Letta
-
-client = Letta(base_url=sys.argv[1], api_key="unused")
-agent = client.agents.create(
-    memory_blocks=[{"label": "human", "value": "Name: Bob"}],
-    model="openai/gpt-4o-mini",
-    embedding="hashing/384",
-)
-hi = [{"role": "user", "content": "hi"}]
+CLIENT_1X = (
+    bob(LETTA1X)
+    + """
 run = client.agents.messages.create_async(agent_id=agent.id, messages=hi, callback_url=sys.argv[2])
 assert run.callback_url == sys.argv[2], run
 for _ in range(200):
@@ -217,6 +204,7 @@ for _ in range(200):
 assert run.callback_status_code == 200 and run.callback_sent_at is not None, run
 print("OK")
 """
+)
 
 
 async def test_the_1x_client_sends_a_callback_url(

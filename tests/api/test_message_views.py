@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
-from tests.api._letta import LETTA01, LETTA1X, run_client_script
+from tests.api._letta import LETTA01, LETTA1X, bob, run_client_script
 from tests.api.conftest import Served, make_agent, say_to, sse_frames
 
 
@@ -119,17 +119,9 @@ async def test_empty_tool_names_are_422_naming_the_field(client: httpx.AsyncClie
     assert response.json()["detail"][0]["loc"] == ["query", "assistant_message_tool_kwarg"]
 
 
-CLIENT_01 = """
-import json, sys
-from letta_client import CreateBlock, Letta, MessageCreate
-
-client = Letta(base_url=sys.argv[1])
-agent = client.agents.create(
-    memory_blocks=[CreateBlock(label="human", value="Name: Bob")],
-    model="openai/gpt-4o-mini",
-    embedding="hashing/384",
-)
-hi = [MessageCreate(role="user", content="hi")]
+CLIENT_01 = (
+    bob(LETTA01)
+    + """
 reply = client.agents.messages.create(agent_id=agent.id, messages=hi, use_assistant_message=False)
 kinds = [m.message_type for m in reply.messages]
 assert kinds == ["reasoning_message", "tool_call_message", "tool_return_message"], kinds
@@ -153,18 +145,11 @@ listed = client.agents.messages.list(agent_id=agent.id, use_assistant_message=Fa
 assert "assistant_message" not in [m.message_type for m in listed]
 print("OK")
 """
-
-CLIENT_1X = """
-import json, sys
-from letta_client import Letta
-
-client = Letta(base_url=sys.argv[1], api_key="unused")
-agent = client.agents.create(
-    memory_blocks=[{"label": "human", "value": "Name: Bob"}],
-    model="openai/gpt-4o-mini",
-    embedding="hashing/384",
 )
-hi = [{"role": "user", "content": "hi"}]
+
+CLIENT_1X = (
+    bob(LETTA1X)
+    + """
 reply = client.agents.messages.create(agent_id=agent.id, messages=hi, use_assistant_message=False)
 kinds = [m.message_type for m in reply.messages]
 assert kinds == ["reasoning_message", "tool_call_message", "tool_return_message"], kinds
@@ -186,6 +171,7 @@ listed = client.agents.messages.list(agent_id=agent.id, use_assistant_message=Fa
 assert "assistant_message" not in [m.message_type for m in listed]
 print("OK")
 """
+)
 
 
 @pytest.mark.parametrize(("variable", "script"), [(LETTA01, CLIENT_01), (LETTA1X, CLIENT_1X)])
