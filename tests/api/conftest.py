@@ -47,12 +47,20 @@ class Served:
     settings: ApiSettings
 
 
-@contextlib.asynccontextmanager
-async def serve_api(settings: ApiSettings) -> AsyncIterator[str]:
-    """Serve the app on a free loopback port until the block ends; yields the base URL."""
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free loopback port, for :func:`serve_api` (whose URL a test
+    may need to know before the app starts, to hand it to tools)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve_api(settings: ApiSettings, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve the app on ``sock`` (by default a free loopback port: :func:`loopback_socket`)
+    until the block ends, then close it; yields the base URL."""
+    sock = sock if sock is not None else loopback_socket()
     port = int(sock.getsockname()[1])
     try:
         config = uvicorn.Config(

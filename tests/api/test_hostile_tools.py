@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import pwd
-import socket
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,12 +21,11 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 
 from agents._sandbox_host import count_processes
 from agents.sandbox import limit_violations
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, say, tool_call
-from orchestrator.api import ApiSettings, create_app
+from orchestrator.api import ApiSettings
 from tests._util import readable_folder
 from tests.agents.test_sandbox_isolation import (
     _MEMORY_SLACK_MB,
@@ -42,7 +40,7 @@ from tests.agents.test_sandbox_isolation import (
     _kill_uid,
     _mem_available_mb,
 )
-from tests.api.conftest import _Server, make_agent, say_to
+from tests.api.conftest import loopback_socket, make_agent, model_env, say_to, serve_api
 
 TOOLS = {
     "endless_loop": "def endless_loop():\n    while True:\n        pass\n",
@@ -98,15 +96,12 @@ async def client(
     monkeypatch: pytest.MonkeyPatch,
     default_tool_env: str,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     async with ScriptedModel.serve(_policy) as model:
+        model_env(monkeypatch, model.base_url)
         for name, value in {
-            "OPENAI_BASE_URL": model.base_url,
             "OPENAI_API_KEY": "sk-server-secret-5d1e",
-            "MEMGRID_EMBEDDING": "hashing/384",
             "MEMGRID_HOME": str(secret_home),
             "MEMGRID_API_URL": url,
             "MEMGRID_SANDBOX_NETWORK": "api",
@@ -117,19 +112,12 @@ async def client(
             ),
         }.items():
             monkeypatch.setenv(name, value)
-        monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
         settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
-        config = uvicorn.Config(create_app(settings), lifespan="on", log_config=None)
-        server = _Server(config)
-        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-        try:
-            await asyncio.wait_for(server.ready.wait(), 30)
-            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-                yield http
-        finally:
-            server.should_exit = True
-            await task
-            sock.close()
+        async with (
+            serve_api(settings, sock),
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+        ):
+            yield http
 
 
 async def _call(client: httpx.AsyncClient, agent_id: str, tool: str, **args: Any) -> dict[str, Any]:

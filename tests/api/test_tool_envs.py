@@ -8,7 +8,6 @@ the package index, once per set for the module.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -23,14 +22,13 @@ import anyio
 import httpx
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 
 from agents._sandbox_host import exposed_paths
 from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, tool_call
 from agents.tool_envs import READY, ToolEnvs
-from orchestrator.api import ApiSettings, create_app
+from orchestrator.api import ApiSettings
 from tests._util import readable_folder
-from tests.api.conftest import _Server, make_agent, say_to
+from tests.api.conftest import loopback_socket, make_agent, model_env, say_to, serve_api
 
 REPO = Path(__file__).resolve().parents[2]
 SIX = [{"name": "six", "version": "1.16.0"}]
@@ -203,33 +201,21 @@ async def test_a_tool_calls_back_with_letta_client_and_no_arguments(
 ) -> None:
     """Under ``MEMGRID_API_KEY``, ``Letta()`` inside a tool finds the API and its key."""
     monkeypatch.setenv("MEMGRID_SANDBOX_ENVS", str(Path(default_tool_env).parents[2]))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     async with ScriptedModel.serve(_policy) as model:
-        for name, value in {
-            "OPENAI_BASE_URL": model.base_url,
-            "OPENAI_API_KEY": "test",
-            "MEMGRID_EMBEDDING": "hashing/384",
-            "MEMGRID_API_URL": url,
-            "MEMGRID_API_KEY": "key-7d2e",
-        }.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("MEMGRID_QDRANT_URL", raising=False)
+        model_env(monkeypatch, model.base_url)
+        monkeypatch.setenv("MEMGRID_API_URL", url)
+        monkeypatch.setenv("MEMGRID_API_KEY", "key-7d2e")
         settings = ApiSettings(redis_url=redis_url, api_key="key-7d2e", run_timeout_s=60)
-        server = _Server(uvicorn.Config(create_app(settings), lifespan="on", log_config=None))
-        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-        try:
-            await asyncio.wait_for(server.ready.wait(), 30)
-            headers = {"Authorization": "Bearer key-7d2e"}
-            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
-                tool = await _tool(client, CALLBACK_TOOL, [])
-                agent = await make_agent(client, name="quinn", tool_ids=[tool["id"]])
-                returned = _tool_return(await say_to(client, agent["id"], "my_name"))
-        finally:
-            server.should_exit = True
-            await task
-            sock.close()
+        headers = {"Authorization": "Bearer key-7d2e"}
+        async with (
+            serve_api(settings, sock),
+            httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client,
+        ):
+            tool = await _tool(client, CALLBACK_TOOL, [])
+            agent = await make_agent(client, name="quinn", tool_ids=[tool["id"]])
+            returned = _tool_return(await say_to(client, agent["id"], "my_name"))
     assert returned["status"] == "success", returned
     assert json.loads(returned["tool_return"])["message"] == "quinn"
 
