@@ -54,14 +54,15 @@ def _gather_team(request: ChatRequest) -> Outcome:
     )
 
 
-def _send_hi_to(other_agent_id: str) -> Policy:
-    """A sender: sends "hi" to ``other_agent_id`` (``send_message_to_agent_async``), then says
-    "result: <the tool's message>"."""
+def _send_to(other_agent_id: str, message: str = "hi", *, wait: bool = False) -> Policy:
+    """A sender: sends ``message`` to ``other_agent_id`` (and waits for its reply with
+    ``wait``), then says "result: <the tool's message>"."""
+    tool = "send_message_to_agent_and_wait_for_reply" if wait else "send_message_to_agent_async"
 
     def policy(request: ChatRequest) -> Outcome:
         if _after_tool(request):
             return say(f"result: {_tool_message(request)['message']}")
-        return tool_call("send_message_to_agent_async", message="hi", other_agent_id=other_agent_id)
+        return tool_call(tool, message=message, other_agent_id=other_agent_id)
 
     return policy
 
@@ -131,19 +132,8 @@ async def test_wait_for_reply_suspends_and_resumes(
 async def test_a_wait_cycle_is_refused_at_once(
     runtime: Runtime, function_model: FunctionModel
 ) -> None:
-    def policy(request: ChatRequest) -> Outcome:
-        role = _role(request)
-        if _after_tool(request):
-            return say(f"result: {_tool_message(request)['message']}")
-        if role == "a":
-            return tool_call(
-                "send_message_to_agent_and_wait_for_reply", message="hi", other_agent_id="b"
-            )
-        return tool_call(
-            "send_message_to_agent_and_wait_for_reply", message="back", other_agent_id="a"
-        )
-
-    function_model.policy = policy
+    a_to_b, b_to_a = _send_to("b", wait=True), _send_to("a", "back", wait=True)
+    function_model.policy = lambda request: (a_to_b if _role(request) == "a" else b_to_a)(request)
     a = await _agent(runtime, "a", "a")
     await _agent(runtime, "b", "b")
     replies = await _run(runtime, a, "start")
@@ -156,14 +146,12 @@ async def test_a_wait_times_out_with_a_tool_error(
 ) -> None:
     monkeypatch.setenv("MEMGRID_AGENT_REPLY_TIMEOUT", "1")
 
+    to_sloth = _send_to("sloth", wait=True)
+
     def policy(request: ChatRequest) -> Outcome:
         if _role(request) == "slow":
             return Slow(seconds=4, then=say("too late"))
-        if _after_tool(request):
-            return say(f"result: {_tool_message(request)['message']}")
-        return tool_call(
-            "send_message_to_agent_and_wait_for_reply", message="hi", other_agent_id="sloth"
-        )
+        return to_sloth(request)
 
     function_model.policy = policy
     caller = await _agent(runtime, "caller", "caller")
@@ -180,13 +168,13 @@ async def test_routes_are_checked(runtime: Runtime, function_model: FunctionMode
     router: Router = NoRoute()
     runtime.router = router
 
-    function_model.policy = _send_hi_to("target")
+    function_model.policy = _send_to("target")
     sender = await _agent(runtime, "sender", "x")
     await _agent(runtime, "target", "y")
     replies = await _run(runtime, sender, "go")
     assert replies == ["result: the workflow has no route from sender to target"]
     unknown = await _agent(runtime, "lonely", "x")
-    function_model.policy = _send_hi_to("nobody")
+    function_model.policy = _send_to("nobody")
     replies = await _run(runtime, unknown, "go")
     assert "no agent named or with id 'nobody'" in replies[0]
 

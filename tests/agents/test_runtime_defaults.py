@@ -12,7 +12,7 @@ from agents.scripted import FunctionModel
 from storage import keys
 from storage.errors import InvalidRecord
 from storage.records import Agent, RunFirst
-from tests.agents.test_messaging import _messenger, _run, _send_hi_to
+from tests.agents.test_messaging import _messenger, _run, _send_to
 
 
 async def test_tool_rules_are_checked_by_default(
@@ -35,7 +35,7 @@ async def test_workflow_routes_are_checked_by_default(
     await redis_client.hset(keys.workflow("team"), "routes_declared", "1")
     await redis_client.sadd(keys.workflow_routes("team"), "lead -> dev")
 
-    function_model.policy = _send_hi_to("lead")
+    function_model.policy = _send_to("lead")
     dev = await _member(rt, "dev", "team")
     await _member(rt, "lead", "team")
     [reply] = await _run(rt, dev, "report to the lead")
