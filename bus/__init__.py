@@ -25,10 +25,13 @@ from bus.settings import BusSettings
 
 if TYPE_CHECKING:
     from bus.connection import (
+        CLUSTER_SCHEMES,
         TRANSIENT_ERRORS,
         Outage,
         connect,
         describe,
+        detect_cluster,
+        is_cluster,
         is_transient,
         resolve_redis_url,
         through_outage,
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = (
+    "CLUSTER_SCHEMES",
     "TRANSIENT_ERRORS",
     "BusError",
     "BusSettings",
@@ -51,8 +55,10 @@ __all__ = (
     "RedisUnavailable",
     "connect",
     "describe",
+    "detect_cluster",
     "ensure_local_redis",
     "find_redis_server",
+    "is_cluster",
     "is_transient",
     "leave_local_redis",
     "resolve_redis_url",
@@ -65,10 +71,13 @@ __all__ = (
 _LAZY = {
     **dict.fromkeys(
         (
+            "CLUSTER_SCHEMES",
             "TRANSIENT_ERRORS",
             "Outage",
             "connect",
             "describe",
+            "detect_cluster",
+            "is_cluster",
             "is_transient",
             "resolve_redis_url",
             "through_outage",

@@ -1,16 +1,26 @@
 """Redis connections: the configured URL, else the local server of ``MEMGRID_HOME``; and how
-long-running loops ride out a Redis outage (:data:`TRANSIENT_ERRORS`, :class:`Outage`)."""
+long-running loops ride out a Redis outage (:data:`TRANSIENT_ERRORS`, :class:`Outage`).
+
+A Redis Cluster is selected by the URL form ``redis+cluster://host:port`` (any node; also
+``rediss+cluster://``), and detected when ``MEMGRID_REDIS_URL`` names a plain ``redis://``
+node of a cluster (``cluster_enabled:1`` in its INFO): :func:`resolve_redis_url` rewrites it to
+the cluster form and :func:`connect` returns redis-py's asyncio ``RedisCluster``, which routes
+each command and script by its keys' hash slot. Every script and transaction of memgrid
+touches one slot (see :mod:`bus.keys`), so both clients run the same code.
+"""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
+import redis
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -20,10 +30,13 @@ from bus.local_redis import ensure_local_redis
 from bus.settings import BusSettings
 
 __all__ = (
+    "CLUSTER_SCHEMES",
     "TRANSIENT_ERRORS",
     "Outage",
     "connect",
     "describe",
+    "detect_cluster",
+    "is_cluster",
     "is_transient",
     "resolve_redis_url",
     "through_outage",
@@ -57,10 +70,44 @@ def is_transient(exc: BaseException) -> bool:
 _log = structlog.get_logger("memgrid.redis")
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""URL schemes that select a Redis Cluster, and the plain scheme of each one's nodes."""
+
+
+def _cluster_scheme(url: str) -> str | None:
+    scheme, sep, _rest = url.partition("://")
+    return CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
+
+
+def is_cluster(client: aioredis.Redis) -> bool:
+    """Whether ``client`` talks to a Redis Cluster (made by :func:`connect` from a cluster URL)."""
+    return isinstance(client, RedisCluster)
+
+
+def detect_cluster(url: str) -> str:
+    """``url`` in the cluster form when it names a plain node of a Redis Cluster, else as it is.
+
+    Blocking (one INFO): call it from a thread. A node that does not answer is left for the
+    caller's first command to report.
+    """
+    if _cluster_scheme(url) is not None or not url.lower().startswith(("redis://", "rediss://")):
+        return url
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=5.0, socket_timeout=5.0) as probe:
+            enabled = probe.info("cluster").get("cluster_enabled")
+    except redis.RedisError:
+        return url
+    if str(enabled) != "1":
+        return url
+    scheme, _sep, rest = url.partition("://")
+    return f"{scheme.lower()}+cluster://{rest}"
+
+
 def resolve_redis_url(settings: BusSettings) -> str:
-    """``MEMGRID_REDIS_URL`` when set, else the local server (started on first use)."""
+    """``MEMGRID_REDIS_URL`` when set (in the cluster form when it names a cluster node, see
+    :func:`detect_cluster`), else the local server (started on first use). Blocking."""
     if settings.redis_url:
-        return settings.redis_url
+        return detect_cluster(settings.redis_url)
     return ensure_local_redis(settings.home, settings.redis_server)
 
 
@@ -77,7 +124,25 @@ def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
     instead of failing on one that the old server closed; redis-py skips that check while
     maintenance notifications (a Redis Enterprise feature, on by default) are enabled, so they
     are off.
+
+    A cluster URL (``redis+cluster://node:port``) gives redis-py's ``RedisCluster``, typed as
+    ``Redis`` (the commands memgrid uses behave the same on both; :func:`is_cluster` tells
+    them apart) with up to ``max_connections`` connections per node.
     """
+    plain = _cluster_scheme(url)
+    if plain is not None:
+        cluster = RedisCluster.from_url(
+            f"{plain}://{url.partition('://')[2]}",
+            max_connections=max_connections,
+            socket_connect_timeout=5.0,
+            socket_timeout=None,
+            socket_keepalive=True,
+            health_check_interval=30,
+            decode_responses=False,
+        )
+        # RedisCluster is no subclass of Redis but answers the same commands, scripts and
+        # (single-slot) pipelines; typing it as Redis keeps one client type across the code.
+        return cast(aioredis.Redis, cluster)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -95,6 +160,9 @@ def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
 
 def describe(client: aioredis.Redis) -> str:
     """Where ``client`` connects, as a URL without credentials (for messages and logs)."""
+    if isinstance(client, RedisCluster):
+        node = client.get_default_node() or next(iter(client.nodes_manager.startup_nodes.values()))
+        return f"redis+cluster://{node.host}:{node.port}"
     kwargs = client.connection_pool.connection_kwargs
     if kwargs.get("path"):
         return f"unix://{kwargs['path']}"

@@ -27,9 +27,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from bus import keys
@@ -67,10 +69,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """)
 
-# The fenced commit. KEYS: the fence, then the expected keys. ARGV: how many expected keys, the
-# token ('' = no lease), each expected key's SHA1 ('' = must not exist), then the commands:
-# 'j' and one JSON array of commands (cheap for the client to send: one argument), or 'a' and
-# each command as its argument count and its arguments (for values that are not UTF-8 text).
+# The fenced commit. KEYS: the fence, the expected keys, then every key the commands touch
+# (declared so that a cluster routes the script to their one slot, and refuses it before it
+# runs when they span slots; the script itself finds them in the commands). ARGV: how many
+# expected keys, the token ('' = no lease), each expected key's SHA1 ('' = must not exist),
+# then the commands: 'j' and one JSON array of commands (cheap for the client to send: one
+# argument), or 'a' and each command as its argument count and its arguments (for values
+# that are not UTF-8 text).
 # Checks first, writes after: all or nothing. A script is not rolled back when a command
 # errors, so no command may fail once writing starts: Python splits long commands below
 # unpack's limit (bus/_commit.py) and the script checks, before any write, that each key a
@@ -193,6 +198,17 @@ async def renew_all(redis: aioredis.Redis, leases: Sequence[Lease]) -> list[bool
     """Renew many leases in one round trip; for each, whether it was still held."""
     if not leases:
         return []
+    if isinstance(redis, RedisCluster):  # no scripts in a cluster pipeline: one call each
+        renewed: list[bool] = [False] * len(leases)
+
+        async def _one(i: int, lease: Lease) -> None:
+            value = await _RENEW(redis, [keys.lease(lease.agent_id)], [lease.value, lease.ttl_ms])
+            renewed[i] = bool(value)
+
+        async with anyio.create_task_group() as tg:
+            for i, lease in enumerate(leases):
+                tg.start_soon(_one, i, lease)
+        return renewed
     for _attempt in range(2):
         async with redis.pipeline(transaction=False) as pipe:
             for lease in leases:
@@ -274,7 +290,9 @@ async def fenced(
             be split and is too long); nothing was written.
     """
     expect = expect or {}
-    async with redis.pipeline(transaction=False) as pipe:
+    # Staged on a pipeline of a client that never connects: only its command stack is read,
+    # whatever ``redis`` is (a cluster client's pipeline keeps no such stack).
+    async with _STAGING.pipeline(transaction=False) as pipe:
         yield pipe
         commands = [
             [*(command[0].split() if isinstance(command[0], str) else [command[0]]), *command[1:]]
@@ -294,7 +312,8 @@ async def fenced(
         for command in commands:
             args.append(len(command))
             args += command
-    outcome = await _COMMIT(redis, [keys.fence(agent_id), *expect], args)
+    touched = dict.fromkeys(key for command in commands for key in _keys_of(command))
+    outcome = await _COMMIT(redis, [keys.fence(agent_id), *expect, *touched], args)
     if outcome[0] == 0 and lease is not None:  # 0 only comes when a token was checked
         raise lease.stale(outcome[1])
     if outcome[0] == -1:
@@ -306,6 +325,26 @@ async def fenced(
             f"agent {agent_id}: {key} holds a {kind}, which {name} cannot write; nothing of "
             "the commit was written (a bug or corrupt data: inspect or delete that key)"
         )
+
+
+# Never connected (a client connects on its first command): stages the commands of a commit.
+_STAGING = aioredis.Redis()
+
+# Commands whose every argument is a key, and those of key-value pairs; the rest name one key,
+# their first argument (all the commands a commit stages).
+_ALL_KEYS = frozenset({"DEL", "UNLINK", "EXISTS", "TOUCH"})
+_PAIRS = frozenset({"MSET", "MSETNX"})
+
+
+def _keys_of(command: Sequence[Any]) -> Sequence[Any]:
+    name = _text(command[0]).upper()
+    if name == "XGROUP":  # XGROUP <subcommand> <key> ...
+        return command[2:3]
+    if name in _ALL_KEYS:
+        return command[1:]
+    if name in _PAIRS:
+        return command[1::2]
+    return command[1:2]
 
 
 def _text(value: object) -> str:

