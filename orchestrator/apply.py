@@ -230,10 +230,16 @@ async def apply_workflow(rt: Runtime, wf: Workflow) -> Applied:
             rt, wf, agent_spec, applied.blocks, applied
         )
     routes_key = keys.workflow_routes(wf.name)
-    async with rt.redis.pipeline(transaction=True) as pipe:
-        pipe.delete(routes_key)
-        if wf.routes:
-            pipe.sadd(routes_key, *(route(r.from_, r.to) for r in wf.routes))
+    routes = {route(r.from_, r.to) for r in wf.routes}
+    old = {m.decode() if isinstance(m, bytes) else m for m in await rt.redis.smembers(routes_key)}
+    # The routes set and the workflow hash have two hash slots (no transaction spans them on a
+    # cluster): new routes first, then the dropped ones go, then the flag, so that a router
+    # reading in between never refuses a route that both versions allow.
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        if routes:
+            pipe.sadd(routes_key, *routes)
+        if old - routes:
+            pipe.srem(routes_key, *(old - routes))
         pipe.hset(keys.workflow(wf.name), "routes_declared", "1" if wf.routes else "0")
         await pipe.execute()
     return applied

@@ -15,7 +15,7 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from storage import keys
-from storage._util import text, texts
+from storage._util import mget, text, texts
 from storage.errors import NotFound
 from storage.records import Agent, decode
 
@@ -35,7 +35,7 @@ class UnknownCursor(NotFound):
 async def backfill_created_index(redis: aioredis.Redis) -> None:
     """Index agents stored before the creation index existed (once: afterwards creating and
     deleting keep it the same size as the all-agents set, and this is two O(1) reads)."""
-    async with redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=False) as pipe:  # two hash slots on a cluster
         pipe.scard(keys.agents_all())
         pipe.zcard(keys.agents_by_created())
         every, indexed = await pipe.execute()
@@ -45,7 +45,7 @@ async def backfill_created_index(redis: aioredis.Redis) -> None:
     scores: dict[str, float] = {}
     for start in range(0, len(ids), _BACKFILL_BATCH):
         batch = ids[start : start + _BACKFILL_BATCH]
-        for raw in await redis.mget([keys.agent(i) for i in batch]):
+        for raw in await mget(redis, [keys.agent(i) for i in batch]):
             if raw is not None:
                 agent = decode(Agent, raw)
                 scores[agent.id] = agent.created_at
@@ -148,9 +148,12 @@ async def _filtered(
         found = await redis.hget(keys.agent_names(), name)
         narrow({text(found)} if found is not None else set())
     if tags:
-        tag_keys = [keys.agent_tags(t) for t in tags]
-        members = await (redis.sinter(tag_keys) if match_all_tags else redis.sunion(tag_keys))
-        narrow(set(texts(members)))
+        # One SMEMBERS per tag (each tag's set has its own hash slot), combined here.
+        async with redis.pipeline(transaction=False) as pipe:
+            for tag in tags:
+                pipe.smembers(keys.agent_tags(tag))
+            found = [set(texts(members)) for members in await pipe.execute()]
+        narrow(set.intersection(*found) if match_all_tags else set.union(*found))
     if query_text:
         needle = query_text.lower()
         names = await redis.hgetall(keys.agent_names())
@@ -164,6 +167,7 @@ async def _filtered(
 
 
 async def records(redis: aioredis.Redis, ids: list[str]) -> list[Agent]:
-    """The agents with these ids, in that order (one ``MGET``; gone ones left out)."""
-    raws = await redis.mget([keys.agent(i) for i in ids]) if ids else []
+    """The agents with these ids, in that order (one ``MGET``, one per hash slot on a
+    cluster; gone ones left out)."""
+    raws = await mget(redis, [keys.agent(i) for i in ids]) if ids else []
     return [decode(Agent, raw) for raw in raws if raw is not None]

@@ -17,34 +17,40 @@ import redis.asyncio as aioredis
 
 from storage import keys
 from storage._agent_pages import UnknownCursor, backfill_created_index, page_ids, records
-from storage._util import text, texts
+from storage._util import mget, text, texts
 from storage.errors import Conflict, InvalidRecord, NotFound
 from storage.records import Agent, decode, encode, now
 
 __all__ = ("AgentStore", "UnknownCursor")
 
-# KEYS: names hash, agent key, all-agents set, creation index. ARGV: name, id, json,
-# created_at.
-_CREATE = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[2])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+# Every script here touches one hash slot (Redis Cluster): the names hash (``mg:agent-names``)
+# and an agent's keys (``mg:{<id>}:...``) are changed by separate single-slot steps, in an
+# order that leaves, after a crash between two, at most a name that points to no agent or to
+# an agent no longer so named; :meth:`AgentStore.id_for_name` checks the record and skips both.
+
+# KEYS: names hash. ARGV: name, id, the ids its owner may be replaced for ('' = none). Claims
+# the name for the id unless another agent holds it; returns 1 (claimed or already the id's)
+# or 0 (taken).
+_CLAIM_NAME = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[2] and holder ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: names hash, agent key. ARGV: old name, new name, id, json, SHA1 of the record as read.
-# Returns 1 (written), 0 (the new name is taken), -1 (the record changed since it was read: a
-# step committed meanwhile) or -2 (the agent is gone).
-_RENAME = """
-local current = redis.call('GET', KEYS[2])
+# KEYS: names hash. ARGV: name, id. Removes the name only while it is the id's.
+_DROP_NAME = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
+# KEYS: agent key. ARGV: json, SHA1 of the record as read. Returns 1 (written), -1 (the record
+# changed since it was read: a step committed meanwhile) or -2 (the agent is gone).
+_SAVE_IF_UNCHANGED = """
+local current = redis.call('GET', KEYS[1])
 if not current then return -2 end
-if redis.sha1hex(current) ~= ARGV[5] then return -1 end
-if ARGV[1] ~= ARGV[2] then
-  if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return 0 end
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
-redis.call('SET', KEYS[2], ARGV[4])
+if redis.sha1hex(current) ~= ARGV[2] then return -1 end
+redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -60,22 +66,25 @@ class AgentStore:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._create = redis.register_script(_CREATE)
-        self._rename = redis.register_script(_RENAME)
+        self._claim_name = redis.register_script(_CLAIM_NAME)
+        self._drop_name = redis.register_script(_DROP_NAME)
+        self._save = redis.register_script(_SAVE_IF_UNCHANGED)
 
     async def create(self, agent: Agent) -> Agent:
         _validate(agent)
-        created = await self._create(
-            keys=[
-                keys.agent_names(),
-                keys.agent(agent.id),
-                keys.agents_all(),
-                keys.agents_by_created(),
-            ],
-            args=[agent.name, agent.id, encode(agent), repr(agent.created_at)],
-        )
-        if not created:
+        # The record first (its id is new), then the name (the commit point: from then on the
+        # agent is found by name and id), then the list, then the creation index (the pages of
+        # GET /v1/agents). A crash after the record leaves an unreachable record; after the
+        # name, an agent missing from the list until deleted; after the list, one missing from
+        # the creation index until the next page() extends it (backfill_created_index: the two
+        # sizes differ).
+        if not await self._redis.set(keys.agent(agent.id), encode(agent), nx=True):
+            raise Conflict(f"an agent with id {agent.id!r} already exists")
+        if not await self._take_name(agent.name, agent.id):
+            await self._redis.delete(keys.agent(agent.id))
             raise Conflict(f"an agent named {agent.name!r} already exists; pick another name")
+        await self._redis.sadd(keys.agents_all(), agent.id)
+        await self._redis.zadd(keys.agents_by_created(), {agent.id: agent.created_at})
         if agent.tags:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for tag in agent.tags:
@@ -95,8 +104,33 @@ class AgentStore:
         return decode(Agent, raw), raw
 
     async def id_for_name(self, name: str) -> str | None:
+        """The id of the agent named ``name``: a name entry left by a crash between the steps
+        of a create, rename or delete (its agent gone, or renamed) counts as no agent."""
         raw = await self._redis.hget(keys.agent_names(), name)
-        return text(raw) if raw is not None else None
+        if raw is None:
+            return None
+        agent_id = text(raw)
+        record = await self._redis.get(keys.agent(agent_id))
+        if record is None or decode(Agent, record).name != name:
+            return None
+        return agent_id
+
+    async def _take_name(self, name: str, agent_id: str) -> bool:
+        """Claim ``name`` for ``agent_id``; a leftover entry (see :meth:`id_for_name`) is
+        replaced. Whether the name is the agent's now."""
+        for _attempt in range(3):
+            raw = await self._redis.hget(keys.agent_names(), name)
+            leftover = ""
+            if raw is not None and text(raw) != agent_id:
+                if await self.id_for_name(name) is not None:
+                    return False
+                leftover = text(raw)
+            claimed = await self._claim_name(
+                keys=[keys.agent_names()], args=[name, agent_id, leftover]
+            )
+            if int(claimed):
+                return True
+        return False
 
     async def resolve(self, name_or_id: str) -> Agent:
         """The agent with this id, else with this name."""
@@ -120,16 +154,17 @@ class AgentStore:
             agent_id = await self.id_for_name(name)
             ids = [agent_id] if agent_id else []
         elif tags:
-            tag_keys = [keys.agent_tags(t) for t in tags]
-            members = await (
-                self._redis.sinter(tag_keys) if match_all_tags else self._redis.sunion(tag_keys)
-            )
-            ids = texts(members)
+            # One SMEMBERS per tag (each tag's set has its own hash slot), combined here.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for tag in tags:
+                    pipe.smembers(keys.agent_tags(tag))
+                found = [set(texts(members)) for members in await pipe.execute()]
+            ids = sorted(set.intersection(*found) if match_all_tags else set.union(*found))
         else:
             ids = texts(await self._redis.smembers(keys.agents_all()))
         if not ids:
             return []
-        raws = await self._redis.mget([keys.agent(i) for i in ids])
+        raws = await mget(self._redis, [keys.agent(i) for i in ids])
         agents = [decode(Agent, raw) for raw in raws if raw is not None]
         return sorted(agents, key=lambda a: (a.created_at, a.id))
 
@@ -165,7 +200,14 @@ class AgentStore:
             limit=limit,
             descending=descending,
         )
-        return await records(self._redis, ids)
+        agents = await records(self._redis, ids)
+        # A name entry left by a crash between a rename's steps still names the renamed
+        # agent (see id_for_name): its record says which name is the agent's.
+        if name is not None:
+            agents = [a for a in agents if a.name == name]
+        if query_text:
+            agents = [a for a in agents if query_text.lower() in a.name.lower()]
+        return agents
 
     async def update(self, agent_id: str, **fields: Any) -> Agent:
         """Change fields of an agent and save it; tags are re-indexed. A compare-and-set: the
@@ -192,24 +234,26 @@ class AgentStore:
                 return current
             updated = msgspec.structs.replace(current, **{**fields, "updated_at": now()})
             _validate(updated)
+            renamed = updated.name != current.name
+            # A rename: the new name first, then the record (compare-and-set), then the old
+            # name goes. Each a single-slot step; a crash between them leaves a name entry
+            # that id_for_name sees through (its record carries the other name).
+            if renamed and not await self._take_name(updated.name, agent_id):
+                raise Conflict(f"an agent named {updated.name!r} already exists; pick another name")
             outcome = int(
-                await self._rename(
-                    keys=[keys.agent_names(), keys.agent(agent_id)],
-                    args=[
-                        current.name,
-                        updated.name,
-                        agent_id,
-                        encode(updated),
-                        hashlib.sha1(raw).hexdigest(),
-                    ],
+                await self._save(
+                    keys=[keys.agent(agent_id)],
+                    args=[encode(updated), hashlib.sha1(raw).hexdigest()],
                 )
             )
+            if outcome != 1 and renamed:
+                await self._drop_name(keys=[keys.agent_names()], args=[updated.name, agent_id])
             if outcome == -1:
                 continue
             if outcome == -2:
                 raise NotFound(f"no agent with id {agent_id!r}")
-            if outcome == 0:
-                raise Conflict(f"an agent named {updated.name!r} already exists; pick another name")
+            if renamed:
+                await self._drop_name(keys=[keys.agent_names()], args=[current.name, agent_id])
             if "tags" in fields:
                 await self._reindex_tags(agent_id, current.tags, updated.tags)
             return updated
@@ -238,14 +282,17 @@ class AgentStore:
     async def delete(self, agent_id: str) -> Agent:
         """Delete the record and its indexes. Messages and blocks are cleaned by the caller."""
         agent = await self.get(agent_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.agent(agent_id))
-            pipe.hdel(keys.agent_names(), agent.name)
+        # The record first: once it is gone the agent is gone everywhere (a name or list entry
+        # left by a crash after it points to no record, and readers skip it: a page of
+        # GET /v1/agents holding it shows one agent fewer).
+        await self._redis.delete(keys.agent(agent_id))
+        async with self._redis.pipeline(transaction=False) as pipe:  # keys of several slots
             pipe.srem(keys.agents_all(), agent_id)
             pipe.zrem(keys.agents_by_created(), agent_id)
             for tag in agent.tags:
                 pipe.srem(keys.agent_tags(tag), agent_id)
             await pipe.execute()
+        await self._drop_name(keys=[keys.agent_names()], args=[agent.name, agent_id])
         return agent
 
     async def count(self) -> int:

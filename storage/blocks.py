@@ -15,9 +15,10 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from storage import keys
-from storage._util import texts
+from storage._util import mget, text_or_none, texts
 from storage.errors import Conflict, InvalidRecord, NotFound, StaleWriter
 from storage.records import Block, BlockEdit, decode, encode, new_id, now
 
@@ -99,7 +100,7 @@ class BlockStore:
         """The blocks that exist, in the order asked (missing ids are skipped)."""
         if not block_ids:
             return []
-        raws = await self._redis.mget([keys.block(b) for b in block_ids])
+        raws = await mget(self._redis, [keys.block(b) for b in block_ids])
         return [decode(Block, raw) for raw in raws if raw is not None]
 
     async def list(self, *, label: str | None = None) -> builtins.list[Block]:
@@ -123,8 +124,8 @@ class BlockStore:
         ``change`` receives the current block and returns the new one (it may raise to refuse;
         it is re-run on the fresh value after a conflict, so an append is never lost).
         ``fence`` is ``(fence key, token)`` of the editing agent's lease: the write is refused
-        with :class:`StaleWriter` when the token is no longer current. (On Redis Cluster the
-        fence key lives on another shard; this check then needs a single-shard deployment.)
+        with :class:`StaleWriter` when the token is no longer current (checked in the write's
+        script on one Redis; just before it on a cluster, where the fence has another slot).
         """
         for _ in range(_MAX_CAS_RETRIES):
             current = await self.get(block_id)
@@ -193,6 +194,15 @@ class BlockStore:
     ) -> tuple[int, bytes]:
         marker = f"{keys.block(block.id)}:edit:{edit_id or '-'}"
         fence_key, token = fence if fence is not None else (marker, None)
+        if token is not None and isinstance(self._redis, RedisCluster):
+            # The fence lives in the editing agent's hash slot, the block in its own: on a
+            # cluster no script may read both, so the fence is checked just before the write.
+            # A writer whose lease lapses between the two writes what the new holder, which
+            # replays the same journaled step with the same edit id, then finds done (the
+            # edit marker, in the block's slot): the edit still lands once.
+            if text_or_none(await self._redis.get(fence_key)) != token:
+                return 4, b""
+            fence_key, token = marker, None
         result = await self._cas(
             keys=[keys.block(block.id), keys.block_history(block.id), marker, fence_key],
             args=[

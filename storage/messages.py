@@ -113,7 +113,7 @@ class MessageLog:
             for term in ix.index_terms(found):
                 postings.setdefault(term, {})[seq] = score
         # One command per structure, not per message: a bulk import stays a few commands.
-        pipe.mset(records)
+        pipe.execute_command("MSET", *(x for kv in records.items() for x in kv))  # one slot
         pipe.zadd(keys.agent_messages(agent_id), order)
         for role, members in by_role.items():
             pipe.zadd(ix.role_key(agent_id, role), members)
@@ -299,7 +299,7 @@ class MessageLog:
         removed = 0
         while ids := _members(await self._redis.zrange(order, 0, _BATCH - 1)):
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.unlink(*(keys.message(agent_id, text(i)) for i in ids))
+                pipe.execute_command("UNLINK", *(keys.message(agent_id, text(i)) for i in ids))
                 pipe.zrem(order, *ids)
                 await pipe.execute()
             removed += len(ids)

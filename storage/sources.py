@@ -24,7 +24,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from storage import keys
-from storage._util import texts
+from storage._util import mget, texts
 from storage.errors import Conflict, InvalidRecord, NotFound
 from storage.records import FileMeta, Source, decode, encode, new_id
 
@@ -127,7 +127,7 @@ class SourceStore:
         ids = sorted(texts(await self._redis.smembers(keys.sources_all())))
         if not ids:
             return []
-        raws = await self._redis.mget([keys.source(i) for i in ids])
+        raws = await mget(self._redis, [keys.source(i) for i in ids])
         sources = [decode(Source, raw) for raw in raws if raw is not None]
         return sorted(sources, key=lambda s: (s.created_at, s.id))
 
@@ -164,11 +164,14 @@ class SourceStore:
         """
         source = await self.get(source_id)
         files = await self.list_files(source_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # Keys of several hash slots: in order, not in one transaction (a cluster has none
+        # across slots). The source record goes last, so a delete cut short is done again.
+        async with self._redis.pipeline(transaction=False) as pipe:
             for meta in files:
                 pipe.delete(keys.file(meta.id))
-            pipe.delete(keys.source(source_id), keys.source_files(source_id))
             pipe.srem(keys.sources_all(), source_id)
+            pipe.delete(keys.source_files(source_id))
+            pipe.delete(keys.source(source_id))
             await pipe.execute()
         for agent_id in await self.agents_of(source_id):
             await self._redis.srem(keys.agent_sources(agent_id), source_id)
@@ -203,7 +206,7 @@ class SourceStore:
         ids = sorted(texts(await self._redis.smembers(keys.agent_sources(agent_id))))
         if not ids:
             return []
-        raws = await self._redis.mget([keys.source(i) for i in ids])
+        raws = await mget(self._redis, [keys.source(i) for i in ids])
         sources = [decode(Source, raw) for raw in raws if raw is not None]
         return sorted(sources, key=lambda s: (s.created_at, s.id))
 
@@ -245,7 +248,7 @@ class SourceStore:
         ids = sorted(texts(await self._redis.smembers(keys.source_files(source_id))))
         if not ids:
             return []
-        raws = await self._redis.mget([keys.file(i) for i in ids])
+        raws = await mget(self._redis, [keys.file(i) for i in ids])
         files = [decode(FileMeta, raw) for raw in raws if raw is not None]
         return sorted(files, key=lambda f: (f.created_at, f.id))
 
@@ -275,8 +278,9 @@ class SourceStore:
             NotFound: no such file.
         """
         meta = await self.get_file(file_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.file(file_id))
+        # Two hash slots: the listing first, then the record (a delete cut short is redone).
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.srem(keys.source_files(meta.source_id), file_id)
+            pipe.delete(keys.file(file_id))
             await pipe.execute()
         return meta

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from storage import keys
 from storage._util import texts
@@ -35,13 +36,19 @@ async def read_step(redis: aioredis.Redis, agent: Agent, *, next_seq: bool = Fal
     """The blocks, custom tools (by name) and in-context messages of ``agent``, the number of
     messages in its log and, with ``next_seq``, one more than the highest stored seq."""
     messages_key = keys.agent_messages(agent.id)
+    # Blocks have hash slots of their own: one MGET on one Redis, one GET each on a cluster
+    # (whose pipelines send each command to its slot's node, but no MGET across slots).
+    per_block = isinstance(redis, RedisCluster)
     async with redis.pipeline(transaction=False) as pipe:
-        if agent.block_ids:
-            pipe.mget([keys.block(b) for b in agent.block_ids])
+        if per_block:
+            for b in agent.block_ids:
+                pipe.get(keys.block(b))
+        elif agent.block_ids:
+            pipe.execute_command("MGET", *(keys.block(b) for b in agent.block_ids))
         if agent.tools:
             pipe.hmget(keys.tool_names(), agent.tools)
-        if agent.message_ids:
-            pipe.mget([keys.message(agent.id, m) for m in agent.message_ids])
+        if agent.message_ids:  # one agent's: one slot
+            pipe.execute_command("MGET", *(keys.message(agent.id, m) for m in agent.message_ids))
         pipe.zcard(messages_key)
         pipe.smembers(keys.agent_archives(agent.id))
         if next_seq:
@@ -52,7 +59,10 @@ async def read_step(redis: aioredis.Redis, agent: Agent, *, next_seq: bool = Fal
     count = int(replies.pop())
     raw_messages = replies.pop() if agent.message_ids else []
     tool_ids = replies.pop() if agent.tools else []
-    raw_blocks = replies.pop() if agent.block_ids else []
+    if per_block:
+        raw_blocks = replies[: len(agent.block_ids)]
+    else:
+        raw_blocks = replies.pop() if agent.block_ids else []
     return StepReads(
         blocks=[decode(Block, raw) for raw in raw_blocks if raw is not None],
         tools=await ToolStore(redis).by_ids(tool_ids),

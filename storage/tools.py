@@ -9,7 +9,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from storage import keys
-from storage._util import text, texts
+from storage._util import mget, text, texts
 from storage.errors import NotFound
 from storage.records import Tool, decode, encode
 
@@ -27,7 +27,9 @@ class ToolStore:
         existing = await self._redis.hget(keys.tool_names(), tool.name)
         if existing is not None and text(existing) != tool.id:
             tool = msgspec.structs.replace(tool, id=text(existing))
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # Three hash slots, in order (no transaction spans slots on a cluster): the record
+        # first, so that an index entry never points to a tool not stored.
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(keys.tool(tool.id), encode(tool))
             pipe.hset(keys.tool_names(), tool.name, tool.id)
             pipe.sadd(keys.tools_all(), tool.id)
@@ -58,7 +60,7 @@ class ToolStore:
         wanted = [text(i) for i in ids if i is not None]
         if not wanted:
             return {}
-        raws = await self._redis.mget([keys.tool(i) for i in wanted])
+        raws = await mget(self._redis, [keys.tool(i) for i in wanted])
         tools = [decode(Tool, raw) for raw in raws if raw is not None]
         return {t.name: t for t in tools}
 
@@ -66,14 +68,15 @@ class ToolStore:
         ids = texts(await self._redis.smembers(keys.tools_all()))
         if not ids:
             return []
-        raws = await self._redis.mget([keys.tool(i) for i in ids])
+        raws = await mget(self._redis, [keys.tool(i) for i in ids])
         return sorted((decode(Tool, raw) for raw in raws if raw is not None), key=lambda t: t.name)
 
     async def delete(self, tool_id: str) -> Tool:
         tool = await self.get(tool_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.tool(tool_id))
+        # The indexes first, the record last (see upsert); readers skip missing records.
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hdel(keys.tool_names(), tool.name)
             pipe.srem(keys.tools_all(), tool_id)
+            pipe.delete(keys.tool(tool_id))
             await pipe.execute()
         return tool

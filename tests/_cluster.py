@@ -15,12 +15,13 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import redis
 
 from bus import find_redis_server
 
-__all__ = ("ENV", "cluster_ports", "cluster_requested", "redis_cluster")
+__all__ = ("ENV", "cluster_ports", "cluster_requested", "redis_cluster", "sync_client")
 
 ENV = "MEMGRID_TEST_REDIS_CLUSTER"
 _NO_REPLICAS = ("--cluster-replicas", "0", "--cluster-yes")
@@ -29,6 +30,15 @@ _NO_REPLICAS = ("--cluster-replicas", "0", "--cluster-yes")
 def cluster_requested() -> bool:
     """Whether this test session runs on a Redis Cluster instead of one redis-server."""
     return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def sync_client(url: str) -> redis.Redis:
+    """A blocking client on ``url``: the session's Redis, a cluster in the cluster form."""
+    scheme, _sep, rest = url.partition("://")
+    if scheme.endswith("+cluster"):
+        cluster = redis.RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}")
+        return cast(redis.Redis, cluster)  # the commands tests use behave alike
+    return redis.Redis.from_url(url)
 
 
 def _bindable(port: int) -> bool:

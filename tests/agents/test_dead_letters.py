@@ -6,7 +6,6 @@ import sys
 
 import anyio
 import pytest
-import redis
 import redis.asyncio as aioredis
 import structlog
 
@@ -24,6 +23,7 @@ from bus.lease import acquire
 from storage import keys
 from storage.errors import NotFound
 from storage.records import Run
+from tests._cluster import sync_client
 from tests._util import agent_with_message, burst
 
 
@@ -33,7 +33,7 @@ async def test_a_retried_run_keeps_its_steps_and_replays_its_half_done_step(
     agent = await create_agent(runtime, AgentSpec(name="dl"))
     record_key = keys.agent(agent.id)
     saved: list[bytes] = []
-    sync = redis.Redis.from_url(redis_url)
+    sync = sync_client(redis_url)
     calls = []
 
     def policy(request: ChatRequest) -> Outcome:

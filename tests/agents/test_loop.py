@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import redis.asyncio as aioredis
-
 from agents.events import AssistantMessage, StopReason, UsageStatistics
 from agents.loop import TurnOptions, TurnResult, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent
@@ -20,6 +18,7 @@ from agents.scripted import (
     text,
     tool_call,
 )
+from bus import connect
 from bus.envelopes import InboxMessage
 from tests._util import tool_returns, turn
 
@@ -59,7 +58,7 @@ async def test_learns_and_corrects_a_name(
 
     await turn(runtime, agent, "my name is actually Charles")
     # A fresh connection (as a new process would open) sees the same memory.
-    fresh = aioredis.Redis.from_url(redis_url)
+    fresh = connect(redis_url)
     try:
         other = Runtime(redis=fresh, llm=runtime.llm)
         stored = await other.agents.get(agent.id)

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import redis
 
 from agents.scripted import Policy, ScriptedModel
+from tests._cluster import sync_client
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOTICE = "SCRIPTED MODEL, a stand-in that follows the fixed rules in policy.py"
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 def _run(name: str, tmp_path: Path, redis_url: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``examples/<name>/main.py`` from another directory, on the test Redis."""
-    redis.Redis.from_url(redis_url).flushall()
+    sync_client(redis_url).flushall()
     base = {
         k: v
         for k, v in os.environ.items()

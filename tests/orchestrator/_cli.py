@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from agents.scripted import (
     ChatRequest,
@@ -21,6 +20,7 @@ from agents.scripted import (
     text,
     tool_call,
 )
+from tests._cluster import sync_client
 from tests._util import memgrid
 
 __all__ = ("cli_env", "env", "memgrid", "name_policy", "served", "served_by")
@@ -79,7 +79,7 @@ def env(redis_url: str, served: ThreadedScriptedModel, tmp_path: Path) -> dict[s
 def cli_env(redis_url: str, model_url: str, home: Path, **extra: str) -> dict[str, str]:
     """This environment pointed at ``redis_url`` (flushed now) and the model at ``model_url``,
     hashing embeddings, ``MEMGRID_HOME=home``, and ``extra``."""
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     client.flushall()
     client.close()
     return {

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import redis
 
 from agents.rules import validate_rules
 from agents.scripted import (
@@ -19,6 +18,7 @@ from agents.scripted import (
     tool_call,
 )
 from orchestrator.workflow import WorkflowError, load_workflow
+from tests._cluster import sync_client
 from tests.orchestrator._cli import cli_env, memgrid, served_by
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "workflow"
@@ -114,7 +114,7 @@ def test_bad_workflow_exits_2_and_applies_nothing(env: dict[str, str], redis_url
     assert done.returncode == 2
     assert "nothing was applied" in done.stderr and "Traceback" not in done.stderr
     assert len([line for line in done.stderr.splitlines() if "bad.yaml: " in line]) >= 9
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     assert client.scard("mg:agents") == 0
     client.close()
 
@@ -143,7 +143,7 @@ def test_run_applies_idempotently_and_routes_are_checked(
     caused = {row.split()[0]: int(row.split()[3]) for row in table.splitlines() if ".txt" in row}
     assert caused == {"1-strong.txt": 1, "2-weak.txt": 0, "3-stray.txt": 0}, table
     # Re-running updates in place: same agents, agents' own memory edits survive.
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     agents_before = client.smembers("mg:agents")
     again = _memgrid(env, "run", workflow)
     assert again.returncode == 0, again.stderr
