@@ -73,6 +73,7 @@ async def dead_letter_run(
             finished_ttl_s=retain.events_ttl_s,
         )
         stage_reply(pipe, run, time.time())
+    await streams.move_dead_letters(redis, agent_id)
     await relay_replies(redis, agent_id)
     if waited:  # it no longer waits on anyone
         await end_wait(redis, run)

@@ -34,6 +34,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from bus import keys as bus_keys
 from bus import streams
+from bus.connection import cluster_copy, is_cluster
 from bus.lease import Lease, renew_all
 
 __all__ = ("COUNTERS", "Held", "LeaseKeeper", "private_client")
@@ -65,6 +66,8 @@ class Held:
 def private_client(redis: aioredis.Redis, *, max_connections: int = 2) -> aioredis.Redis:
     """A client to the same server as ``redis`` (same address and options) with a pool of its
     own; the caller closes it with ``aclose()``."""
+    if is_cluster(redis):
+        return cluster_copy(redis, max_connections=max_connections)
     pool = redis.connection_pool
     own = aioredis.ConnectionPool(
         connection_class=pool.connection_class,
@@ -193,8 +196,11 @@ class LeaseKeeper:
             # Past a lease time every lease of the round has expired anyway: start over.
             with anyio.fail_after(self.lease_s):
                 renewed = await renew_all(client, [h.lease for h in held])
-                kept = [h.entry_id for h, ok in zip(held, renewed, strict=True) if ok]
-                await streams.touch(client, bus_keys.ready(), self.worker_id, *kept)
+                kept: dict[str, list[str]] = {}  # ready shard -> its signals still held
+                for h, ok in zip(held, renewed, strict=True):
+                    if ok:
+                        kept.setdefault(bus_keys.ready(h.lease.agent_id), []).append(h.entry_id)
+                await streams.touch_many(client, self.worker_id, kept)
         except Exception as exc:  # Redis away for a moment: try again next interval
             # (the turns' own commits fail meanwhile; a lease lost for good cancels below)
             log.warning("lease_renewal_failed", worker_id=self.worker_id, error=repr(exc))

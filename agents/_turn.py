@@ -296,9 +296,10 @@ async def resume(turn: Turn) -> list[Message]:
     key = bus_keys.wait_replies(turn.agent.id, run.id, wait.call_id)
     async with rt.redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(key)
-        pipe.time()
-        pipe.mget([keys.agent(t) for t in wait.targets])
-        raw, (seconds, micros), records = await pipe.execute()
+        pipe.execute_command("TIME")  # (pipe.time() is refused by a cluster's pipeline)
+        for target in wait.targets:  # each agent has a hash slot of its own
+            pipe.get(keys.agent(target))
+        raw, (seconds, micros), *records = await pipe.execute()
     replies = {
         (k.decode() if isinstance(k, bytes) else str(k)): json.loads(v) for k, v in raw.items()
     }

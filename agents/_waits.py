@@ -96,7 +96,7 @@ async def relay_replies(redis: aioredis.Redis, agent_id: str) -> int:
             key = bus_keys.wait_replies(fields["a"], fields["r"], fields["c"])
             pipe.hset(key, agent_id, fields["b"])
             pipe.expire(key, REPLIES_TTL_S)
-            pipe.xadd(bus_keys.ready(), {"a": fields["a"]})
+            pipe.xadd(bus_keys.ready(fields["a"]), {"a": fields["a"]})
         await pipe.execute()
     await redis.xdel(outbox, *[_text(entry_id) for entry_id, _raw in entries])
     return len(entries)
@@ -110,7 +110,7 @@ async def wait_over(redis: aioredis.Redis, run: Run) -> bool:
     key = bus_keys.wait_replies(run.agent_id, run.id, wait.call_id)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hlen(key)
-        pipe.time()
+        pipe.execute_command("TIME")  # (pipe.time() is refused by a cluster's pipeline)
         replies, (seconds, micros) = await pipe.execute()
     return int(replies) >= len(wait.targets) or seconds + micros / 1e6 >= wait.deadline
 
@@ -122,7 +122,7 @@ async def wake_if_due(redis: aioredis.Redis, run: Run) -> None:
     if wait is None:
         return
     if await wait_over(redis, run):
-        await redis.xadd(bus_keys.ready(), {"a": run.agent_id})
+        await redis.xadd(bus_keys.ready(run.agent_id), {"a": run.agent_id})
     else:
         await redis.zadd(bus_keys.timers(), {run.agent_id: wait.deadline})
 
@@ -217,7 +217,8 @@ async def fire_timers(redis: aioredis.Redis, after_signal: Callable[[], None]) -
         return
     async with redis.pipeline(transaction=False) as pipe:
         for member in due:
-            pipe.xadd(bus_keys.ready(), {"a": member})
+            agent_id = _text(member)
+            pipe.xadd(bus_keys.ready(agent_id), {"a": agent_id})
         await pipe.execute()
     after_signal()
     # Only those still due: the agent may have armed a later wait's timer meanwhile.

@@ -243,15 +243,16 @@ async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
     runs_key = keys.agent_runs(agent_id)
     while run_ids := _texts(await redis.zrange(runs_key, 0, _BATCH - 1)):
         raws = await redis.mget([keys.run(agent_id, r) for r in run_ids])
-        doomed: list[str] = []
+        doomed: list[str] = []  # the agent's keys: one hash slot
+        indexes: list[str] = []  # each in a slot of its own
         await _answer_waiters(rt, [decode(Run, raw) for raw in raws if raw is not None])
         for run_id, raw in zip(run_ids, raws, strict=True):
             doomed += [
                 keys.run(agent_id, run_id),
-                keys.run_index(run_id),
                 bus_keys.run_events(agent_id, run_id),
                 bus_keys.run_callback(agent_id, run_id),
             ]
+            indexes.append(keys.run_index(run_id))
             if raw is None:
                 continue
             run = decode(Run, raw)
@@ -261,7 +262,10 @@ async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
             if run.wait is not None:
                 doomed.append(bus_keys.wait_replies(agent_id, run_id, run.wait.call_id))
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.unlink(*doomed)
+            # UNLINK as a raw command: a cluster's pipeline sends each to its slot's node.
+            pipe.execute_command("UNLINK", *doomed)
+            for index in indexes:
+                pipe.execute_command("UNLINK", index)
             pipe.zrem(runs_key, *run_ids)
             await pipe.execute()
     sources = _texts(await redis.smembers(keys.agent_sources(agent_id)))
@@ -272,7 +276,8 @@ async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
         for archive_id in archives:  # attached archives stay, with their passages
             pipe.srem(keys.archive_agents(archive_id), agent_id)
         pipe.zrem(bus_keys.timers(), agent_id)
-        pipe.unlink(
+        pipe.execute_command(
+            "UNLINK",
             runs_key,
             bus_keys.outbox(agent_id),
             keys.agent_sources(agent_id),

@@ -198,22 +198,25 @@ async def sample_ready(redis: aioredis.Redis) -> Mapping[str, float]:
     A signal waits in the ready stream until a worker with a free slot reads it, so the age of
     the oldest unread signal is how long agents with work wait for a worker.
     """
-    ready = bus_keys.ready()
+    shards = bus_keys.ready_shards()
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.xlen(ready)
-        pipe.xinfo_groups(ready)
-        length, groups = await pipe.execute(raise_on_error=False)
-    values = {"ready_signals": float(length) if isinstance(length, int) else 0.0}
-    last = "0-0"
-    if isinstance(groups, list) and groups:
-        raw = groups[0].get("last-delivered-id", b"0-0")
-        last = raw.decode() if isinstance(raw, bytes) else str(raw)
-    waiting = await redis.xrange(ready, min=f"({last}", count=1)
+        for ready in shards:
+            pipe.xlen(ready)
+            pipe.xinfo_groups(ready)
+        replies = await pipe.execute(raise_on_error=False)
+    lengths, groups_of = replies[0::2], replies[1::2]
+    values = {"ready_signals": float(sum(n for n in lengths if isinstance(n, int)))}
     age = 0.0
-    if waiting:
-        entry_id = waiting[0][0]
-        entry_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        age = max(0.0, time.time() - int(entry_id.split("-")[0]) / 1000)
+    for ready, groups in zip(shards, groups_of, strict=True):
+        last = "0-0"
+        if isinstance(groups, list) and groups:
+            raw = groups[0].get("last-delivered-id", b"0-0")
+            last = raw.decode() if isinstance(raw, bytes) else str(raw)
+        waiting = await redis.xrange(ready, min=f"({last}", count=1)
+        if waiting:
+            entry_id = waiting[0][0]
+            entry_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            age = max(age, time.time() - int(entry_id.split("-")[0]) / 1000)
     values["ready_oldest_unread_age_seconds"] = age
     values["dead_letters"] = float(await redis.xlen(bus_keys.dead_letters()))
     if _state is not None:

@@ -7,17 +7,28 @@ message started, its entry in the root run's index of the runs it caused. An err
 nothing behind (a 5xx means nothing was stored), and a retry with the same ``otid`` finds its
 run complete.
 
-The script names every key it touches; the run id index, the caused-runs index and the ready
-stream are not on the agent's hash tag, so on Redis Cluster it needs them moved there first
-(see DESIGN).
+The script names every key it touches. On Redis Cluster the run id index, the agent's ready
+shard and the root run's caused-runs index have slots of their own, and no script may span
+slots, so a submission there is single-slot steps: the run id index first (an index entry whose
+run was never stored finds no run, and expires), the script on the agent's slot, the caused-runs
+entry (a crash before it only hides the run from its root's run view; an entry whose run was
+withdrawn finds no record and is skipped by :meth:`RunStore.caused`), then the ready signal. If
+the caused entry or the signal cannot be written, the submission is withdrawn (:data:`_WITHDRAW`:
+the run, its otid and its inbox entry go, unless a worker already took the entry, which an
+earlier signal of the agent can make happen) and the error raised: a 5xx still means nothing
+was stored, or, in that last case, the run is under way and a retry with its ``otid`` gets it
+back. A retry whose ``otid`` finds its run signals it again, which also covers a process that
+died before its signal.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+import anyio
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from agents.events import Event, StopReason, UsageStatistics, event_decoder
 from bus import keys as bus_keys
@@ -25,6 +36,7 @@ from bus import streams
 from bus.envelopes import InboxMessage, RunRequest, encode_envelope
 from bus.events import OPEN_TTL_S, follow, read_all
 from storage import keys
+from storage._util import mget
 from storage.errors import Conflict, NotFound
 from storage.records import ReplyTo, Run, decode, encode, new_id
 
@@ -35,10 +47,12 @@ RUN_INDEX_TTL_S = 30 * 24 * 3600
 # The runs one outside message may cause that its run view lists (the newest ones are kept).
 MAX_CAUSED_RUNS = 1000
 
-# KEYS: otid key (or run key when no otid), run key, inbox, agent runs zset, run index, ready,
-# the root run's caused-runs zset (or the run key when no root).
+# KEYS: otid key (or run key when no otid), run key, inbox, agent runs zset, then on one Redis
+# (not a cluster) the run index, the agent's ready shard and the root run's caused-runs zset
+# (or the run key when no root).
 # ARGV: has otid, run id, run json, envelope, otid ttl, created_at, group, agent id, index ttl,
-# has root, most runs one root keeps.
+# has root (and one Redis), most runs one root keeps.
+# Returns {run id, 1 when created, the inbox entry id} or {existing run id, 0}.
 # The calls that can fail on a damaged key (a wrong type) come before any write that matters:
 # an error stops the script, and what it wrote before stays, so only a harmless extra ready
 # signal or a run-list entry without a record (skipped by readers) can be left by one.
@@ -50,20 +64,43 @@ end
 if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[3], ARGV[7], '0', 'MKSTREAM')
 end
-redis.call('XADD', KEYS[6], '*', 'a', ARGV[8])
+if KEYS[6] then redis.call('XADD', KEYS[6], '*', 'a', ARGV[8]) end
 redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[2])
-redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
+local entry = redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
 if ARGV[1] == '1' then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[5]))
 end
 redis.call('SET', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[5], ARGV[8], 'EX', tonumber(ARGV[9]))
+if KEYS[5] then redis.call('SET', KEYS[5], ARGV[8], 'EX', tonumber(ARGV[9])) end
 if ARGV[10] == '1' then
   redis.call('ZADD', KEYS[7], tonumber(ARGV[6]), ARGV[8] .. ' ' .. ARGV[2])
   redis.call('ZREMRANGEBYRANK', KEYS[7], 0, -tonumber(ARGV[11]) - 1)
   redis.call('EXPIRE', KEYS[7], tonumber(ARGV[9]))
 end
-return {ARGV[2], 1}
+return {ARGV[2], 1, entry}
+"""
+
+# KEYS: the root run's caused-runs zset. ARGV: created_at, "agent-id run-id", most runs one
+# root keeps, ttl. The submit script's last step, on its own slot (Redis Cluster).
+_ADD_CAUSED = """
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]), ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+return 1
+"""
+
+# KEYS: otid key (or run key), run key, inbox, agent runs zset (one agent's slot). ARGV: run
+# id, inbox entry id, group, has otid. Removes a submission whose signal could not be written,
+# unless a worker took its inbox entry already (it is pending, or was done and deleted).
+# Returns 1 when withdrawn, 0 when under way.
+_WITHDRAW = """
+if #redis.call('XRANGE', KEYS[3], ARGV[2], ARGV[2]) == 0 then return 0 end
+if #redis.call('XPENDING', KEYS[3], ARGV[3], ARGV[2], ARGV[2], 1) > 0 then return 0 end
+redis.call('XDEL', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if ARGV[4] == '1' then redis.call('DEL', KEYS[1]) end
+redis.call('DEL', KEYS[2])
+return 1
 """
 
 
@@ -79,7 +116,7 @@ class Submitted(msgspec.Struct, frozen=True, kw_only=True):
 
 async def signal_ready(redis: aioredis.Redis, agent_id: str) -> None:
     """Tell the workers that ``agent_id`` has work in its inbox."""
-    await redis.xadd(bus_keys.ready(), {"a": agent_id})
+    await redis.xadd(bus_keys.ready(agent_id), {"a": agent_id})
 
 
 class RunStore:
@@ -88,6 +125,9 @@ class RunStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._submit = redis.register_script(_SUBMIT)
+        self._withdraw = redis.register_script(_WITHDRAW)
+        self._add_caused = redis.register_script(_ADD_CAUSED)
+        self._cluster = isinstance(redis, RedisCluster)
 
     async def submit(
         self,
@@ -123,16 +163,19 @@ class RunStore:
         envelope = RunRequest(
             run_id=run.id, agent_id=agent_id, messages=tuple(messages), max_steps=max_steps
         )
+        own = [
+            bus_keys.otid(agent_id, otid) if otid else keys.run(agent_id, run.id),
+            keys.run(agent_id, run.id),
+            bus_keys.inbox(agent_id),
+            keys.agent_runs(agent_id),
+        ]
+        if self._cluster:  # the index first: see the module's docstring
+            await self._redis.set(keys.run_index(run.id), agent_id, ex=RUN_INDEX_TTL_S)
+        else:
+            caused = keys.run_caused(root_run_id) if root_run_id else keys.run(agent_id, run.id)
+            own += [keys.run_index(run.id), bus_keys.ready(agent_id), caused]
         result = await self._submit(
-            keys=[
-                bus_keys.otid(agent_id, otid) if otid else keys.run(agent_id, run.id),
-                keys.run(agent_id, run.id),
-                bus_keys.inbox(agent_id),
-                keys.agent_runs(agent_id),
-                keys.run_index(run.id),
-                bus_keys.ready(),
-                keys.run_caused(root_run_id) if root_run_id else keys.run(agent_id, run.id),
-            ],
+            keys=own,
             args=[
                 "1" if otid else "0",
                 run.id,
@@ -143,12 +186,37 @@ class RunStore:
                 streams.GROUP,  # the inbox is made with the workers' group: no first-read setup
                 agent_id,
                 RUN_INDEX_TTL_S,
-                "1" if root_run_id else "0",
+                "1" if root_run_id and not self._cluster else "0",
                 MAX_CAUSED_RUNS,
             ],
         )
         run_id = _text(result[0])
         created = bool(int(result[1]))
+        if self._cluster:
+            if not created:  # the original run has its own index: this one's stays unused
+                await self._redis.delete(keys.run_index(run.id))
+            try:
+                if created and root_run_id:
+                    await self._add_caused(
+                        keys=[keys.run_caused(root_run_id)],
+                        args=[
+                            run.created_at,
+                            f"{agent_id} {run.id}",
+                            MAX_CAUSED_RUNS,
+                            RUN_INDEX_TTL_S,
+                        ],
+                    )
+                await signal_ready(self._redis, agent_id)
+            except BaseException:
+                if created:
+                    with anyio.CancelScope(shield=True):
+                        withdrawn = await self._withdraw(
+                            keys=own,
+                            args=[run.id, _text(result[2]), streams.GROUP, "1" if otid else "0"],
+                        )
+                        if int(withdrawn):
+                            await self._redis.delete(keys.run_index(run.id))
+                raise
         return Submitted(run_id=run_id, agent_id=agent_id, created=created)
 
     async def get(self, agent_id: str, run_id: str) -> Run:
@@ -169,7 +237,7 @@ class RunStore:
         agents), oldest first; ones already expired are left out."""
         caused = await self._redis.zrange(keys.run_caused(root_run_id), 0, -1)
         members = [_text(m).split(" ", 1) for m in caused]
-        raws = await self._redis.mget([keys.run(a, r) for a, r in members]) if members else []
+        raws = await mget(self._redis, [keys.run(a, r) for a, r in members]) if members else []
         return [decode(Run, raw) for raw in raws if raw is not None]
 
     async def recent(self, agent_id: str, *, limit: int = 50) -> list[Run]:
@@ -224,7 +292,7 @@ async def live_workers(redis: aioredis.Redis) -> list[dict[str, object]]:
     ids = [_text(i) for i in await redis.smembers(bus_keys.workers())]
     if not ids:
         return []
-    raws = await redis.mget([bus_keys.worker_health(i) for i in ids])
+    raws = await mget(redis, [bus_keys.worker_health(i) for i in ids])
     alive: list[dict[str, object]] = []
     for worker_id, raw in zip(ids, raws, strict=True):
         if raw is None:
@@ -251,9 +319,13 @@ async def retry_dead_letter(redis: aioredis.Redis, entry_id: str) -> Submitted:
         NotFound: no such dead letter (never was, or already retried).
     """
     from bus.envelopes import decode_envelope
-    from bus.lease import WatchConflict
+    from bus.lease import WatchConflict, fenced
     from bus.streams import get_dead_letter, take_dead_letter
 
+    # Three single-slot steps (the agent's, the ready shard's, the dead letters'): re-queue
+    # with a marker of this dead letter in the agent's slot (expected absent: a second retry
+    # re-queues nothing), signal, then delete the dead letter. A crash between them leaves
+    # the dead letter listed; retrying it again finds the marker and only signals and deletes.
     for _attempt in range(RETRY_ATTEMPTS):
         row = await get_dead_letter(redis, entry_id)
         if row is None:
@@ -261,28 +333,32 @@ async def retry_dead_letter(redis: aioredis.Redis, entry_id: str) -> Submitted:
         envelope = decode_envelope(msgspec.json.encode(row["envelope"]))
         agent_id, run_id = envelope.agent_id, envelope.run_id
         run_key, events_key = keys.run(agent_id, run_id), bus_keys.run_events(agent_id, run_id)
-        stored = await redis.get(run_key)
-        raw = stored.encode() if isinstance(stored, str) else stored
-        commands: list[list[str | bytes | int]] = []
-        if raw is not None and (run := decode(Run, raw)).status == "failed":
-            run.status, run.stop_reason, run.error, run.completed_at = "created", None, None, None
-            run.attempts, run.retries = 0, run.retries + 1
-            commands.append(["SET", run_key, encode(run)])
-            # The dead letter's own end (its stop reason and usage) goes; the events of the
-            # committed steps stay, and the stream lives until the run ends again.
-            ended = await _dead_letter_end(redis, events_key)
-            if ended:
-                commands.append(["XDEL", events_key, *ended])
-            commands.append(["PERSIST", events_key])
-        commands.append(["XADD", bus_keys.inbox(agent_id), "*", "e", encode_envelope(envelope)])
-        commands.append(["XADD", bus_keys.ready(), "*", "a", agent_id])
-        try:
-            taken = await take_dead_letter(
-                redis, entry_id, commands=commands, expect={run_key: raw}
-            )
-        except WatchConflict:
-            continue
-        if not taken:
+        taken_key = bus_keys.dead_letter_taken(agent_id, entry_id)
+        if not await redis.exists(taken_key):
+            stored = await redis.get(run_key)
+            raw = stored.encode() if isinstance(stored, str) else stored
+            try:
+                async with fenced(
+                    redis, None, agent_id, expect={run_key: raw, taken_key: None}
+                ) as pipe:
+                    if raw is not None and (run := decode(Run, raw)).status == "failed":
+                        run.status, run.stop_reason, run.error = "created", None, None
+                        run.completed_at = None
+                        run.attempts, run.retries = 0, run.retries + 1
+                        pipe.set(run_key, encode(run))
+                        # The dead letter's own end (its stop reason and usage) goes; the
+                        # events of the committed steps stay, and the stream lives until the
+                        # run ends again.
+                        ended = await _dead_letter_end(redis, events_key)
+                        if ended:
+                            pipe.xdel(events_key, *ended)
+                        pipe.persist(events_key)
+                    pipe.xadd(bus_keys.inbox(agent_id), {"e": encode_envelope(envelope)})
+                    pipe.set(taken_key, "1", ex=RUN_INDEX_TTL_S)
+            except WatchConflict:
+                continue
+        await signal_ready(redis, agent_id)
+        if not await take_dead_letter(redis, entry_id):
             break
         return Submitted(run_id=run_id, agent_id=agent_id, created=True)
     else:

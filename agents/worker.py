@@ -2,7 +2,7 @@
 
 Shape (one root task group per worker)::
 
-    reader ── XREADGROUP mg:ready, as many as free slots (+ stale signals) ──> a task each
+    reader ── XREADGROUP the ready shards, as many as free slots (+ stale signals) ──> a task each
     task (one of N slots): lease the agent ─ drain its inbox in order ─ release ─ re-signal
     keeper ── renews the held leases on a thread and connection of its own (agents._leases)
     health ── a key with a TTL and counters, for ``memgrid worker --check``
@@ -66,6 +66,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Signal(msgspec.Struct, frozen=True):
+    stream: str  # the ready shard it came from
     entry_id: str
     agent_id: str
     stale: bool = False  # reclaimed from a worker that stopped touching it (dead or paused)
@@ -92,6 +93,7 @@ class Worker:
         self._scope: anyio.CancelScope | None = None
         self._held: dict[str, Held] = {}  # agent id -> its lease, signal and turn's scope
         self._claim_from: dict[str, str] = {}  # stream -> where the next reclaim looks
+        self._sweeps = 0  # reads of the ready shards so far
 
     def stop(self) -> None:
         """Stop taking work; running turns stop after their current step."""
@@ -107,7 +109,8 @@ class Worker:
         outage = Outage(f"worker {self.id} start")
         while True:  # a worker started while Redis is away waits for it
             try:
-                await streams.ensure_group(redis, bus_keys.ready())
+                for shard in bus_keys.ready_shards():
+                    await streams.ensure_group(redis, shard)
                 break
             except TRANSIENT_ERRORS as exc:
                 await outage.wait(exc)
@@ -145,6 +148,10 @@ class Worker:
         regroup = False
         while not self.stopping:
             await slots.acquire()
+            # Burst mode ends after a read that began with nothing running: a signal written
+            # by a turn that ended during the read is then seen (on a cluster the read is one
+            # shard after another, not one blocking read on them all).
+            idle_before = self.busy == 0
             free = 1
             while slots.value:
                 slots.acquire_nowait()
@@ -152,7 +159,8 @@ class Worker:
             taken: list[_Signal] = []
             try:
                 if regroup:
-                    await streams.ensure_group(redis, bus_keys.ready())
+                    for shard in bus_keys.ready_shards():
+                        await streams.ensure_group(redis, shard)
                     regroup = False
                 if time.monotonic() >= next_timers:
                     # A round trip per look: under load the loop comes round for every few
@@ -164,14 +172,19 @@ class Worker:
                     taken += await self._reclaim(free)
                 if len(taken) < free:
                     with anyio.move_on_after(s.block_ms / 1000 + 1):
-                        fresh = await streams.read_group(
+                        self._sweeps += 1  # each read starts at the next shard: fairness
+                        fresh = await streams.read_ready(
                             redis,
-                            bus_keys.ready(),
+                            bus_keys.ready_shards(),
                             self.id,
                             count=free - len(taken),
                             block_ms=10 if s.burst else s.block_ms,
+                            start=self._sweeps,
                         )
-                        taken += [_Signal(i, f.get(b"a", b"").decode()) for i, f in fresh]
+                        taken += [
+                            _Signal(stream, i, f.get(b"a", b"").decode())
+                            for stream, (i, f) in fresh
+                        ]
                 outage.ok()
             except RedisError as exc:
                 if is_transient(exc):
@@ -188,7 +201,7 @@ class Worker:
             for signal in taken:
                 self.busy += 1
                 work.start_soon(self._slot, signal, slots)
-            if s.burst and not taken and self.busy == 0 and not outage.down:
+            if s.burst and not taken and idle_before and self.busy == 0 and not outage.down:
                 return
 
     async def _fire_timers(self) -> None:
@@ -200,20 +213,21 @@ class Worker:
         each renewal, lost its lease (or is about to; see _handle_agent). Each call looks at
         ~10 pending signals per signal asked for, so the cursor goes on where the last stopped:
         a worker with one free slot still reaches a dead worker's signals behind live ones."""
-        redis, ready = self.rt.redis, bus_keys.ready()
+        redis = self.rt.redis
         taken: list[_Signal] = []
-        scanned = 0
-        while len(taken) < free and scanned < _RECLAIM_SCAN:
-            want = free - len(taken)
-            start, idle_ms = self._claim_from.get(ready, "0-0"), self.settings.lease_ms
-            cursor, stale = await streams.claim_stale_from(
-                redis, ready, self.id, start, min_idle_ms=idle_ms, count=want
-            )
-            self._claim_from[ready] = cursor
-            taken += [_Signal(i, f.get(b"a", b"").decode(), True) for i, f in stale]
-            scanned += 10 * want
-            if cursor == "0-0":  # the end: the next round starts over
-                break
+        for ready in bus_keys.ready_shards():
+            scanned = 0
+            while len(taken) < free and scanned < _RECLAIM_SCAN:
+                want = free - len(taken)
+                start, idle_ms = self._claim_from.get(ready, "0-0"), self.settings.lease_ms
+                cursor, stale = await streams.claim_stale_from(
+                    redis, ready, self.id, start, min_idle_ms=idle_ms, count=want
+                )
+                self._claim_from[ready] = cursor
+                taken += [_Signal(ready, i, f.get(b"a", b"").decode(), True) for i, f in stale]
+                scanned += 10 * want
+                if cursor == "0-0":  # the end: the next round starts over
+                    break
         return taken
 
     async def _slot(self, signal: _Signal, slots: anyio.Semaphore) -> None:
@@ -230,7 +244,7 @@ class Worker:
     # --- one agent ---------------------------------------------------------------------
 
     async def _handle_agent(self, signal: _Signal) -> None:
-        redis, ready = self.rt.redis, bus_keys.ready()
+        redis, ready = self.rt.redis, signal.stream
         if not signal.agent_id:
             await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
@@ -317,7 +331,8 @@ class Worker:
         """
         redis, agent_id = self.rt.redis, lease.agent_id
         inbox = bus_keys.inbox(agent_id)
-        if recover:
+        if recover:  # what a dead worker committed but did not hand over
+            await streams.move_dead_letters(redis, agent_id)
             await relay_replies(redis, agent_id)
         claim = True
         while not self.stopping:

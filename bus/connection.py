@@ -20,7 +20,7 @@ import anyio
 import redis
 import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,6 +33,7 @@ __all__ = (
     "CLUSTER_SCHEMES",
     "TRANSIENT_ERRORS",
     "Outage",
+    "cluster_copy",
     "connect",
     "describe",
     "detect_cluster",
@@ -111,6 +112,34 @@ def resolve_redis_url(settings: BusSettings) -> str:
     return ensure_local_redis(settings.home, settings.redis_server)
 
 
+_CLUSTER: dict[str, Any] = {
+    "socket_connect_timeout": 5.0,
+    "socket_timeout": None,
+    "socket_keepalive": True,
+    "health_check_interval": 30,
+    "decode_responses": False,
+}
+# What a copy of a cluster client takes over from the original's connection options.
+_CREDENTIALS = ("username", "password", "ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
+
+def cluster_copy(client: aioredis.Redis, *, max_connections: int) -> aioredis.Redis:
+    """A new client to the cluster of ``client`` (a cluster client) with connections of its
+    own, as :func:`connect` makes them."""
+    assert isinstance(client, RedisCluster)
+    options = client.get_connection_kwargs()
+    nodes = [ClusterNode(n.host, n.port) for n in client.get_nodes()] or list(
+        client.nodes_manager.startup_nodes.values()
+    )
+    copy = RedisCluster(
+        startup_nodes=[ClusterNode(n.host, n.port) for n in nodes],
+        max_connections=max_connections,
+        **_CLUSTER,
+        **{k: options[k] for k in _CREDENTIALS if options.get(k) is not None},
+    )
+    return cast(aioredis.Redis, copy)
+
+
 def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
     """An asyncio Redis client on ``url``; the caller closes it with ``aclose()``.
 
@@ -132,13 +161,7 @@ def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
     plain = _cluster_scheme(url)
     if plain is not None:
         cluster = RedisCluster.from_url(
-            f"{plain}://{url.partition('://')[2]}",
-            max_connections=max_connections,
-            socket_connect_timeout=5.0,
-            socket_timeout=None,
-            socket_keepalive=True,
-            health_check_interval=30,
-            decode_responses=False,
+            f"{plain}://{url.partition('://')[2]}", max_connections=max_connections, **_CLUSTER
         )
         # RedisCluster is no subclass of Redis but answers the same commands, scripts and
         # (single-slot) pipelines; typing it as Redis keeps one client type across the code.

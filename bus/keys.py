@@ -2,15 +2,26 @@
 
 Records (agents, blocks, messages...) live in :mod:`storage.keys`; both use the ``mg:`` prefix
 and the ``{<agent_id>}`` hash tag for everything one agent owns.
+
+Redis Cluster: every script touches the keys of one hash slot. An agent's keys share its slot;
+the ready signals are spread over :data:`READY_SHARDS` streams, each with a hash tag of its own
+(``mg:ready:{r<n>}``), an agent's signals always in the same one (:func:`ready`), so that no
+slot carries every agent's signals. The other shared keys (timers, the wait-for graph, dead
+letters, registries) are each one key, written by single-key commands and scripts only.
 """
 
 from __future__ import annotations
 
+import zlib
+
 __all__ = (
     "PREFIX",
+    "READY_SHARDS",
     "archival_reply",
     "archival_requests",
     "callbacks",
+    "dead_letter_staging",
+    "dead_letter_taken",
     "dead_letters",
     "fence",
     "inbox",
@@ -18,6 +29,7 @@ __all__ = (
     "otid",
     "outbox",
     "ready",
+    "ready_shards",
     "recent_errors",
     "run_callback",
     "run_cancel",
@@ -31,6 +43,10 @@ __all__ = (
 )
 
 PREFIX = "mg"
+
+READY_SHARDS = 16
+"""How many streams carry the ready signals. Part of the key layout, not a setting: every
+process must agree on an agent's shard, or signals would wait where no worker reads."""
 
 
 def inbox(agent_id: str) -> str:
@@ -51,9 +67,18 @@ def otid(agent_id: str, otid: str) -> str:
     return f"{PREFIX}:{{{agent_id}}}:otid:{otid}"
 
 
-def ready() -> str:
-    """Stream of "agent X has work" signals, read by every worker in one group."""
-    return f"{PREFIX}:ready"
+def ready(agent_id: str) -> str:
+    """The stream of "agent X has work" signals that carries ``agent_id``'s (one of
+    :func:`ready_shards`, chosen by a CRC32 of the id), read by every worker in one group."""
+    return _READY[zlib.crc32(agent_id.encode()) % READY_SHARDS]
+
+
+def ready_shards() -> tuple[str, ...]:
+    """Every ready stream (workers read them all)."""
+    return _READY
+
+
+_READY = tuple(f"{PREFIX}:ready:{{r{n}}}" for n in range(READY_SHARDS))
 
 
 def callbacks() -> str:
@@ -117,6 +142,17 @@ def dead_letters() -> str:
 def recent_errors() -> str:
     """Capped stream of recent errors (model, tool, sandbox limit, dead letter) for operators."""
     return f"{PREFIX}:recent-errors"
+
+
+def dead_letter_staging(agent_id: str) -> str:
+    """Stream of dead letters committed with their runs' failure, in the agent's slot, then
+    moved to :func:`dead_letters` (see :func:`bus.streams.move_dead_letters`)."""
+    return f"{PREFIX}:{{{agent_id}}}:dead"
+
+
+def dead_letter_taken(agent_id: str, entry_id: str) -> str:
+    """Set when dead letter ``entry_id`` (of the agent's run) was re-queued by a retry."""
+    return f"{PREFIX}:{{{agent_id}}}:dead-taken:{entry_id}"
 
 
 def workers() -> str:

@@ -7,13 +7,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from bus import keys, recent_errors
 from bus._replies import Entry, autoclaim_entries, entries, read_reply
-from bus.lease import WatchConflict, sha1
 from bus.scripts import LuaScript
 
 __all__ = (
@@ -25,13 +24,16 @@ __all__ = (
     "ensure_group",
     "get_dead_letter",
     "list_dead_letters",
+    "move_dead_letters",
     "next_entry",
     "read_group",
+    "read_ready",
     "release_and_ack",
     "stage_ack",
     "stage_dead_letter",
     "take_dead_letter",
     "touch",
+    "touch_many",
     "trim_dead_letters",
 )
 
@@ -91,6 +93,97 @@ async def claim_stale_from(
     return autoclaim_entries(raw)
 
 
+# KEYS: streams (one Redis, not a cluster: any slots). ARGV: the group, the consumer, how many
+# entries at most. Reads new entries from the streams in order until that many; returns
+# {stream, id, {field, value, ...}} triples, flattened.
+_SWEEP = LuaScript("""
+local out, left = {}, tonumber(ARGV[3])
+for _, stream in ipairs(KEYS) do
+  if left <= 0 then break end
+  local read = redis.call(
+    'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left, 'STREAMS', stream, '>')
+  if read then
+    for _, entry in ipairs(read[1][2]) do
+      out[#out + 1] = stream
+      out[#out + 1] = entry[1]
+      out[#out + 1] = entry[2]
+      left = left - 1
+    end
+  end
+end
+return out
+""")
+
+# How long a worker on a cluster blocks on one ready shard before it sweeps them all again.
+CLUSTER_BLOCK_MS = 50
+
+
+async def read_ready(
+    redis: aioredis.Redis,
+    streams: Sequence[str],
+    consumer: str,
+    *,
+    count: int,
+    block_ms: int | None,
+    start: int = 0,
+) -> list[tuple[str, Entry]]:
+    """Up to ``count`` new entries (with the stream of each) from ``streams`` (the ready
+    shards), looked at from ``streams[start]`` on so that no shard is always served last;
+    when all are empty, blocks up to ``block_ms`` for the next one.
+
+    One Redis: one script sweeps them all, then one XREADGROUP blocks on them all (it wakes
+    with the one stream that got an entry). A cluster cannot read streams of several slots in
+    one command: one read per shard, then a block of at most :data:`CLUSTER_BLOCK_MS` on one
+    shard (the next call sweeps all again), so an entry waits that long at most when idle.
+    """
+    order = [*streams[start % len(streams) :], *streams[: start % len(streams)]]
+    taken: list[tuple[str, Entry]] = []
+    if isinstance(redis, RedisCluster):
+        for stream in order:
+            want = count - len(taken)
+            found = await read_group(redis, stream, consumer, count=want, block_ms=None)
+            taken += [(stream, entry) for entry in found]
+            if len(taken) >= count:
+                return taken
+    else:
+        flat = await _SWEEP(redis, order, [GROUP, consumer, count])
+        for i in range(0, len(flat), 3):
+            raw = flat[i + 2]
+            fields = {bytes(raw[j]): bytes(raw[j + 1]) for j in range(0, len(raw), 2)}
+            taken.append((_str(flat[i]), (_str(flat[i + 1]), fields)))
+    if taken or block_ms is None:
+        return taken
+    if isinstance(redis, RedisCluster):
+        wait_ms = min(block_ms, CLUSTER_BLOCK_MS)
+        found = await read_group(redis, order[0], consumer, count=1, block_ms=wait_ms)
+        return [(order[0], entry) for entry in found]
+    raw = await redis.xreadgroup(
+        GROUP, consumer, dict.fromkeys(order, ">"), count=1, block=block_ms
+    )
+    taken = [(_str(stream), entry) for stream, items in read_reply(raw) for entry in items]
+    # Entries that came in between the sweep and the block are served at once from every
+    # stream that has one: those past ``count`` go back, as new entries, for others to take.
+    for stream, (entry_id, fields) in taken[count:]:
+        await _GIVE_BACK(
+            redis, [stream], [GROUP, entry_id, *(x for kv in fields.items() for x in kv)]
+        )
+    return taken[:count]
+
+
+# KEYS: a stream. ARGV: the group, an entry id, its fields and values. Adds the entry again as
+# a new one and acknowledges and deletes the old (one slot, one step: never lost or doubled).
+_GIVE_BACK = LuaScript("""
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+""")
+
+
+def _str(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 # KEYS: the stream. ARGV: group, consumer, '1' to claim others' pending entries first.
 # Returns one entry ({id, {field, value, ...}}) or nil.
 _NEXT = LuaScript("""
@@ -121,18 +214,22 @@ async def next_entry(
     return (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)), fields
 
 
-# KEYS: a lease, a stream, an inbox. ARGV: the lease's value ('' = leave the lease alone), the
-# group, an entry id of the stream, the consumer releasing. Returns {1 when the entry was
-# acknowledged (0: pending on another consumer, left alone), how many entries the inbox holds}.
-_RELEASE_ACK = LuaScript("""
+# KEYS: a lease, an inbox (one agent's slot). ARGV: the lease's value ('' = leave the lease
+# alone). Returns how many entries the inbox holds.
+_RELEASE = LuaScript("""
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-local acked = 0
-if redis.call('XPENDING', KEYS[2], ARGV[2], ARGV[3], ARGV[3], 1, ARGV[4])[1] then
-  redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-  redis.call('XDEL', KEYS[2], ARGV[3])
-  acked = 1
+return redis.call('XLEN', KEYS[2])
+""")
+
+# KEYS: a stream. ARGV: the group, an entry id, the consumer. Acknowledges and deletes the
+# entry if it is pending on that consumer; returns 1 if so, else 0.
+_ACK_IF_OWNED = LuaScript("""
+if redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3])[1] then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[1], ARGV[2])
+  return 1
 end
-return {acked, redis.call('XLEN', KEYS[3])}
+return 0
 """)
 
 
@@ -146,18 +243,23 @@ async def release_and_ack(
     *,
     consumer: str,
 ) -> tuple[bool, int]:
-    """Done with an agent, in one round trip: release its lease if it still holds
-    ``lease_value`` (None: lost, leave it), acknowledge and delete the signal ``entry_id`` of
-    ``stream`` if it is still pending on ``consumer``, and return whether it was, and how many
-    entries ``inbox`` still holds.
+    """Done with an agent: release its lease if it still holds ``lease_value`` (None: lost,
+    leave it), acknowledge and delete the signal ``entry_id`` of ``stream`` if it is still
+    pending on ``consumer``, and return whether it was, and how many entries ``inbox`` still
+    holds.
+
+    Two single-slot steps (the lease and inbox are in the agent's slot, the signal in a ready
+    shard's), the release first: a crash between them leaves the signal pending on a dead
+    consumer, reclaimed after a lease time by a worker that finds the lease free and drains
+    the inbox (a spare look, nothing lost). The other order could leave the lease held and the
+    signal gone, and work that arrived meanwhile with no signal.
 
     A signal pending on another consumer was reclaimed from this one (its lease lapsed): the
     new owner acknowledges it when done; acknowledged here, it could never be reclaimed again
     if that owner died.
     """
-    acked, left = await _RELEASE_ACK(
-        redis, [lease_key, stream, inbox], [lease_value or "", GROUP, entry_id, consumer]
-    )
+    left = await _RELEASE(redis, [lease_key, inbox], [lease_value or ""])
+    acked = await _ACK_IF_OWNED(redis, [stream], [GROUP, entry_id, consumer])
     return bool(acked), int(left)
 
 
@@ -171,6 +273,19 @@ async def touch(redis: aioredis.Redis, stream: str, consumer: str, *entry_ids: s
     """Reset entries' idle time so that no one reclaims work that is still in progress."""
     if entry_ids:
         await redis.xclaim(stream, GROUP, consumer, 0, list[Any](entry_ids), justid=True)
+
+
+async def touch_many(
+    redis: aioredis.Redis, consumer: str, held: Mapping[str, Sequence[str]]
+) -> None:
+    """:func:`touch` for the entries of several streams (stream -> entry ids), pipelined."""
+    if not any(held.values()):
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream, entry_ids in held.items():
+            if entry_ids:
+                pipe.xclaim(stream, GROUP, consumer, 0, list[Any](entry_ids), justid=True)
+        await pipe.execute()
 
 
 # KEYS: the stream. ARGV: the group, then entry ids.
@@ -204,26 +319,62 @@ def stage_dead_letter(
     pipe: Any, *, agent_id: str, run_id: str, envelope: bytes, error: str, attempts: int
 ) -> None:
     """Park a message that keeps failing, inside the caller's commit (the one that marks its
-    run failed): a dead letter exists exactly when its run failed. Trim afterwards. It also
-    goes to the recent errors (:mod:`bus.recent_errors`)."""
-    pipe.xadd(keys.dead_letters(), _dead_letter_fields(agent_id, run_id, envelope, error, attempts))
-    recent_errors.stage(pipe, kind="dead_letter", agent_id=agent_id, run_id=run_id, message=error)
+    run failed): a dead letter exists exactly when its run failed. The commit writes it in the
+    agent's slot (:func:`bus.keys.dead_letter_staging`); :func:`move_dead_letters` moves it to
+    the dead-letter stream afterwards, and puts it in the recent errors
+    (:mod:`bus.recent_errors`). Trim after that."""
+    pipe.xadd(
+        keys.dead_letter_staging(agent_id),
+        _dead_letter_fields(agent_id, run_id, envelope, error, attempts),
+    )
+
+
+async def move_dead_letters(redis: aioredis.Redis, agent_id: str) -> int:
+    """Move the agent's staged dead letters to the dead-letter stream; how many moved.
+
+    Each is added there, recorded in the recent errors, then deleted from the staging stream
+    (three keys of different slots, three steps): a crash between them makes the next move add
+    (and record) it again, so a dead letter may be listed twice, never lost. Retrying both
+    copies re-queues the run once (see ``agents.runs.retry_dead_letter``). The recent-errors
+    entry is an observation: one that Redis cannot take is skipped. Called right after the
+    commit that staged them, and by the next worker that recovers the agent from a dead one.
+    """
+    staging = keys.dead_letter_staging(agent_id)
+    moved = 0
+    while staged := entries(await redis.xrange(staging, count=100)):
+        for entry_id, fields in staged:
+            await redis.xadd(keys.dead_letters(), dict[Any, Any](fields))
+            await _record_dead_letter(redis, fields)
+            await redis.xdel(staging, entry_id)
+            moved += 1
+    return moved
+
+
+async def _record_dead_letter(redis: aioredis.Redis, fields: Mapping[bytes, bytes]) -> None:
+    def field(name: bytes) -> str:
+        return fields.get(name, b"").decode(errors="replace")
+
+    await recent_errors.record_error(
+        redis,
+        kind="dead_letter",
+        agent_id=field(b"agent_id"),
+        run_id=field(b"run_id"),
+        message=field(b"error"),
+    )
 
 
 async def dead_letter(
     redis: aioredis.Redis, *, agent_id: str, run_id: str, envelope: bytes, error: str, attempts: int
 ) -> str:
     """Park a message that has no run to fail (an undecodable envelope); returns its id."""
-    async with redis.pipeline(transaction=True) as pipe:
-        stage_dead_letter(
-            pipe,
-            agent_id=agent_id,
-            run_id=run_id,
-            envelope=envelope,
-            error=error,
-            attempts=attempts,
-        )
-        entry_id, _recent = await pipe.execute()
+    # The letter, then its recent-errors entry (two slots on a cluster; the entry is an
+    # observation, skipped when Redis cannot take it).
+    entry_id = await redis.xadd(
+        keys.dead_letters(), _dead_letter_fields(agent_id, run_id, envelope, error, attempts)
+    )
+    await recent_errors.record_error(
+        redis, kind="dead_letter", agent_id=agent_id, run_id=run_id, message=error
+    )
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
@@ -256,54 +407,6 @@ async def get_dead_letter(redis: aioredis.Redis, entry_id: str) -> dict[str, Any
     return _row(found[0]) if found else None
 
 
-# KEYS: the dead letters, then the expected keys. ARGV: the entry id, how many expected keys,
-# each one's SHA1 ('' = must not exist), then one JSON array of commands. Checks first, then
-# the commands, then the entry goes: all or nothing. Returns {1}, {0} (no such entry: taken
-# already) or {-1, key} (an expected key changed).
-_TAKE = LuaScript("""
-if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return {0} end
-local expected = tonumber(ARGV[2])
-for k = 1, expected do
-  local value = redis.call('GET', KEYS[k + 1])
-  local seen = value and redis.sha1hex(value) or ''
-  if seen ~= ARGV[k + 2] then return {-1, KEYS[k + 1]} end
-end
-for _, command in ipairs(cjson.decode(ARGV[expected + 3])) do
-  redis.call(unpack(command))
-end
-redis.call('XDEL', KEYS[1], ARGV[1])
-return {1}
-""")
-
-_commands = msgspec.json.Encoder()
-
-
-async def take_dead_letter(
-    redis: aioredis.Redis,
-    entry_id: str,
-    *,
-    commands: Sequence[Sequence[str | bytes | int]],
-    expect: Mapping[str, bytes | None],
-) -> bool:
-    """Remove one dead letter together with ``commands`` (the writes that re-queue it), in one
-    script: a retry can neither lose the message (deleted, not re-queued) nor queue it twice.
-
-    ``expect`` maps keys to the value the caller read (None: missing), as in
-    :func:`bus.lease.fenced`. Values in ``commands`` must be UTF-8 text. Returns False when the
-    entry is gone (another retry took it).
-
-    Raises:
-        WatchConflict: an expected key changed since it was read: re-read and retry.
-    """
-    payload = _commands.encode(
-        [[a.decode() if isinstance(a, bytes) else str(a) for a in command] for command in commands]
-    )
-    outcome = await _TAKE(
-        redis,
-        [keys.dead_letters(), *expect],
-        [entry_id, len(expect), *(sha1(v) for v in expect.values()), payload],
-    )
-    if outcome[0] == -1:
-        changed = outcome[1].decode() if isinstance(outcome[1], bytes) else outcome[1]
-        raise WatchConflict(f"{changed} changed while dead letter {entry_id} was retried; retry")
-    return bool(outcome[0])
+async def take_dead_letter(redis: aioredis.Redis, entry_id: str) -> bool:
+    """Delete one dead letter; False when it was gone (another retry took it)."""
+    return bool(await redis.xdel(keys.dead_letters(), entry_id))

@@ -16,7 +16,7 @@ async def test_inbox_lag_counts_only_unread_signals(redis_client: aioredis.Redis
         "ready_oldest_unread_age_seconds": 0.0,
         "dead_letters": 0.0,
     }
-    ready = bus_keys.ready()
+    ready = bus_keys.ready("agent-a")
     await streams.ensure_group(redis_client, ready)
     # An old signal (its id says 60 s ago), then read by a worker: it no longer counts as lag.
     old_ms = int((await redis_client.time())[0]) * 1000 - 60_000
@@ -37,7 +37,9 @@ async def test_a_failed_sample_keeps_the_last_and_raises_nothing(
 ) -> None:
     metrics.enable()
     assert await metrics.try_sample_ready(redis_client)
-    await redis_client.set(bus_keys.ready(), b"not a stream")  # WRONGTYPE for stream commands
+    await redis_client.set(
+        bus_keys.ready("agent-a"), b"not a stream"
+    )  # WRONGTYPE for stream commands
     assert not await metrics.try_sample_ready(redis_client)  # logged, not raised
     text = metrics.render().decode()
     assert "memgrid_ready_signals 0.0" in text

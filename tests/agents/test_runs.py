@@ -17,12 +17,16 @@ from storage import keys
 from storage.errors import NotFound
 
 
+async def _count(redis: aioredis.Redis, pattern: str) -> int:
+    return len([key async for key in redis.scan_iter(match=pattern)])  # every node of a cluster
+
+
 async def _stored(redis: aioredis.Redis, agent_id: str) -> dict[str, int]:
     return {
         "runs": int(await redis.zcard(keys.agent_runs(agent_id))),
-        "otids": len(await redis.keys(bus_keys.otid(agent_id, "*"))),
-        "run_keys": len(await redis.keys(keys.run(agent_id, "*"))),
-        "indexes": len(await redis.keys(keys.run_index("*"))),
+        "otids": await _count(redis, bus_keys.otid(agent_id, "*")),
+        "run_keys": await _count(redis, keys.run(agent_id, "*")),
+        "indexes": await _count(redis, keys.run_index("*")),
         "inbox": int(await redis.xlen(bus_keys.inbox(agent_id))),
     }
 
@@ -32,18 +36,18 @@ async def test_a_failed_submit_stores_nothing_and_its_retry_is_fully_visible(
 ) -> None:
     runs = RunStore(redis_client)
     # The ready stream is unusable (a real Redis error, WRONGTYPE): the submission fails...
-    await redis_client.set(bus_keys.ready(), "not a stream")
+    await redis_client.set(bus_keys.ready("agent-a"), "not a stream")
     with pytest.raises(ResponseError, match="WRONGTYPE"):
         await runs.submit("agent-a", [InboxMessage(content="hi")], otid="o-1")
     # ...and, as a 5xx promises, nothing was stored: no run, no otid, no queued work.
     assert await _stored(redis_client, "agent-a") == dict.fromkeys(
         ("runs", "otids", "run_keys", "indexes", "inbox"), 0
     )
-    await redis_client.delete(bus_keys.ready())
+    await redis_client.delete(bus_keys.ready("agent-a"))
     sub = await runs.submit("agent-a", [InboxMessage(content="hi")], otid="o-1")
     assert sub.created
     assert (await runs.find(sub.run_id)).id == sub.run_id
-    assert await redis_client.xlen(bus_keys.ready()) == 1
+    assert await redis_client.xlen(bus_keys.ready("agent-a")) == 1
 
 
 async def test_a_retry_after_a_cut_connection_finds_the_original_run(

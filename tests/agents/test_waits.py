@@ -78,8 +78,11 @@ def _ready_only(worker: Worker, agent_id: str) -> Callable[[], Awaitable[bool]]:
 
     async def check() -> bool:
         held = worker._held.get(agent_id)
-        entries = await worker.rt.redis.xrange(bus_keys.ready())
-        ids = [e[0].decode() if isinstance(e[0], bytes) else e[0] for e in entries]
+        ids = [
+            e[0].decode() if isinstance(e[0], bytes) else e[0]
+            for shard in bus_keys.ready_shards()
+            for e in await worker.rt.redis.xrange(shard)
+        ]
         return held is not None and ids == [held.entry_id]
 
     return check

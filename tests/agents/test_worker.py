@@ -45,7 +45,7 @@ async def test_submit_run_and_follow_events(
     assert [e.content for e in events if isinstance(e, AssistantMessage)] == ["echo: hello"]
     # Processed work leaves the streams: bounded memory.
     assert await runtime.redis.xlen(bus_keys.inbox(agent.id)) == 0
-    assert await runtime.redis.xlen(bus_keys.ready()) == 0
+    assert await runtime.redis.xlen(bus_keys.ready(agent.id)) == 0
     assert len(function_model.requests) == 1
 
 

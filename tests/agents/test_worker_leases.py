@@ -131,15 +131,16 @@ async def test_a_worker_whose_event_loop_hangs_lets_its_leases_go(
 async def test_a_busy_worker_reaches_a_dead_workers_signal_behind_live_ones(
     runtime: Runtime, scripted_model: ScriptedModel
 ) -> None:
-    redis, ready = runtime.redis, bus_keys.ready()
+    agent = await create_agent(runtime, AgentSpec(name="orphan"))
+    redis, ready = runtime.redis, bus_keys.ready(agent.id)
     scripted_model.policy = lambda request: say("rescued")
     await streams.ensure_group(redis, ready)
-    # A live worker holds 40 signals at the front of the pending list and keeps touching them.
+    # A live worker holds 40 signals at the front of the pending list of the orphan's ready
+    # shard and keeps touching them.
     for i in range(40):
         await redis.xadd(ready, {"a": f"agent-busy-{i}"})
     busy = [i for i, _ in await streams.read_group(redis, ready, "w-busy", count=40, block_ms=None)]
     # Behind them, the signal of a worker that died a minute ago.
-    agent = await create_agent(runtime, AgentSpec(name="orphan"))
     runs = RunStore(redis)
     sub = await runs.submit(agent.id, [InboxMessage(content="anyone?")])
     dead = await streams.read_group(redis, ready, "w-dead", count=1, block_ms=None)
@@ -171,8 +172,8 @@ async def test_a_busy_worker_reaches_a_dead_workers_signal_behind_live_ones(
 async def test_a_worker_that_lost_its_lease_leaves_the_new_holders_signal(
     runtime: Runtime, scripted_model: ScriptedModel
 ) -> None:
-    redis, ready = runtime.redis, bus_keys.ready()
     agent = await create_agent(runtime, AgentSpec(name="taken-over"))
+    redis, ready = runtime.redis, bus_keys.ready(agent.id)
     calls = 0
 
     async def policy(request: ChatRequest) -> Outcome:
