@@ -185,7 +185,7 @@ def describe(client: aioredis.Redis) -> str:
     """Where ``client`` connects, as a URL without credentials (for messages and logs)."""
     if isinstance(client, RedisCluster):
         node = client.get_default_node() or next(iter(client.nodes_manager.startup_nodes.values()))
-        return f"redis+cluster://{node.host}:{node.port}"
+        return f"redis+cluster://{node.host}:{node.port}/0"  # a cluster has database 0 only
     kwargs = client.connection_pool.connection_kwargs
     if kwargs.get("path"):
         return f"unix://{kwargs['path']}"
