@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.exceptions import RedisClusterException
 
 from bus import BusSettings, connect, describe, detect_cluster, is_cluster, resolve_redis_url
-from bus.lease import acquire, fenced
+from bus.lease import Lease, acquire, fenced
 from tests._cluster import cluster_ports, redis_cluster
 
 
@@ -47,5 +48,23 @@ async def test_a_cluster_url_gives_a_cluster_client_that_commits(cluster_url: st
                 pipe.xadd(f"mg:{{{agent}}}:s", {"e": "1"})
             assert await client.get(f"mg:{{{agent}}}:k") == agent.encode()
             assert await lease.renew()
+    finally:
+        await client.aclose()
+
+
+async def test_a_commit_that_spans_slots_is_refused_before_it_runs(cluster_url: str) -> None:
+    client = connect(cluster_url)
+
+    async def commit_across_slots(lease: Lease) -> None:
+        async with fenced(client, lease, "e") as pipe:
+            pipe.set("mg:{e}:k", "1")
+            pipe.set("mg:{zz}:k", "1")  # another agent's slot
+
+    try:
+        lease = await acquire(client, "e", "w-1", 5000)
+        assert lease is not None
+        with pytest.raises(RedisClusterException, match="same key slot"):
+            await commit_across_slots(lease)
+        assert await client.get("mg:{e}:k") is None
     finally:
         await client.aclose()

@@ -61,3 +61,42 @@ async def test_claim_stale_follows_the_cursor_past_live_entries(
     assert cursor == "0-0"
     owners = await redis_client.xpending_range(stream, streams.GROUP, "-", "+", 100)
     assert sum(p["consumer"] == b"me" for p in owners) == 5
+
+
+def test_ready_signals_spread_over_shards_of_distinct_slots() -> None:
+    from redis.cluster import key_slot
+
+    from bus import keys
+
+    shards = keys.ready_shards()
+    assert len(shards) == keys.READY_SHARDS == len({key_slot(s.encode()) for s in shards})
+    seen = {keys.ready(f"agent-{i}") for i in range(1000)}
+    assert seen == set(shards)  # every shard carries some agents, none carries all
+    assert keys.ready("agent-7") == keys.ready("agent-7")
+
+
+async def test_read_ready_takes_at_most_count_across_the_shards(
+    redis_client: aioredis.Redis,
+) -> None:
+    from bus import keys
+
+    for shard in keys.ready_shards():
+        await streams.ensure_group(redis_client, shard)
+    agents = [f"agent-{i}" for i in range(15)]
+    assert len({keys.ready(a) for a in agents}) > 3  # several shards
+    for agent in agents:
+        await redis_client.xadd(keys.ready(agent), {"a": agent})
+    first = await streams.read_ready(
+        redis_client, keys.ready_shards(), "w", count=4, block_ms=None, start=5
+    )
+    assert len(first) == 4
+    rest = await streams.read_ready(
+        redis_client, keys.ready_shards(), "w", count=100, block_ms=10, start=9
+    )
+    got = first + rest
+    assert sorted(f[b"a"].decode() for _stream, (_id, f) in got) == sorted(agents)
+    assert all(stream == keys.ready(f[b"a"].decode()) for stream, (_id, f) in got)
+    # Nothing left: a blocked read with nothing to read ends empty after its block.
+    assert (
+        await streams.read_ready(redis_client, keys.ready_shards(), "w", count=1, block_ms=20) == []
+    )
