@@ -152,8 +152,8 @@ async def _filtered(
         async with redis.pipeline(transaction=False) as pipe:
             for tag in tags:
                 pipe.smembers(keys.agent_tags(tag))
-            found = [set(texts(members)) for members in await pipe.execute()]
-        narrow(set.intersection(*found) if match_all_tags else set.union(*found))
+            per_tag = [set(texts(members)) for members in await pipe.execute()]
+        narrow(set.intersection(*per_tag) if match_all_tags else set.union(*per_tag))
     if query_text:
         needle = query_text.lower()
         names = await redis.hgetall(keys.agent_names())

@@ -21,6 +21,7 @@ from bus.streams import list_dead_letters
 from orchestrator.api.errors import ApiError
 from orchestrator.api.state import Api, page
 from storage import keys
+from storage._util import mget
 from storage.records import Agent, AgentType, Run, decode
 
 __all__ = (
@@ -215,7 +216,7 @@ def _dead_letter(row: dict[str, Any]) -> DeadLetterView:
 
 async def _names(api: Api, agent_ids: list[str]) -> dict[str, str]:
     """Agent id -> name, for the agents that still exist."""
-    raws = await api.rt.redis.mget([keys.agent(i) for i in agent_ids]) if agent_ids else []
+    raws = await mget(api.rt.redis, [keys.agent(i) for i in agent_ids]) if agent_ids else []
     return {a.id: a.name for a in (decode(Agent, raw) for raw in raws if raw is not None)}
 
 
@@ -253,7 +254,7 @@ class DashboardDataController(Controller):
             matching = [pair for pair in names if needle in pair[0].lower()]
         chosen = page(matching, lambda pair: pair[1], after=after, before=None, limit=limit)
         ids = [agent_id for _name, agent_id in chosen]
-        raws = await redis.mget([keys.agent(i) for i in ids]) if ids else []
+        raws = await mget(redis, [keys.agent(i) for i in ids]) if ids else []
         found = [decode(Agent, raw) for raw in raws if raw is not None]
         stats = {s.id: s for s in await self._stats(api, [a.id for a in found])}
         return AgentPage(
@@ -278,7 +279,7 @@ class DashboardDataController(Controller):
             for run_id, _score in replies[2 * n + 1]
         ]
         in_flight: dict[str, int] = {}
-        for raw in await redis.mget(run_keys) if run_keys else []:
+        for raw in await mget(redis, run_keys) if run_keys else []:
             if raw is not None:
                 run = decode(Run, raw)
                 in_flight[run.agent_id] = in_flight.get(run.agent_id, 0) + (run.status in IN_FLIGHT)
@@ -313,7 +314,7 @@ class DashboardDataController(Controller):
         edits = await api.rt.blocks.history(block.id)
         every = await api.rt.blocks.attached_agents(block.id)
         agent_ids = sorted(every)[:SHARERS_SHOWN]
-        raws = await api.rt.redis.mget([keys.agent(i) for i in agent_ids]) if agent_ids else []
+        raws = await mget(api.rt.redis, [keys.agent(i) for i in agent_ids]) if agent_ids else []
         agents = [
             AgentRef(id=agent.id, name=agent.name)
             for agent in (decode(Agent, raw) for raw in raws if raw is not None)

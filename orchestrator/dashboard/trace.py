@@ -30,6 +30,7 @@ from agents.events import (
 from orchestrator.api.state import Api
 from orchestrator.dashboard.data import AgentRef
 from storage import keys
+from storage._util import mget
 from storage.records import Agent, Run, decode
 
 __all__ = ("RunTrace", "RunTraceController")
@@ -128,7 +129,7 @@ class RunTraceController(Controller):
             a.id: a
             for a in (
                 decode(Agent, raw)
-                for raw in await redis.mget([keys.agent(i) for i in involved])
+                for raw in await mget(redis, [keys.agent(i) for i in involved])
                 if raw is not None
             )
         }
