@@ -29,14 +29,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from agents import metrics
 from agents._entry import Processed, process_entry
+from agents._health import beat
 from agents._leases import COUNTERS, Held, LeaseKeeper
-from agents._waits import fire_timers, relay_replies, wake_if_due
+from agents._signals import Signal, read_signals, reclaim_signals, release_signal
+from agents._waits import fire_timers, relay_replies
 from agents.loop import Preempted
 from agents.runtime import Runtime
-from agents.sandbox import limit_violations
 from bus import keys as bus_keys
 from bus import streams
-from bus.connection import TRANSIENT_ERRORS, Outage, is_transient, through_outage
+from bus.connection import TRANSIENT_ERRORS, Outage, is_transient
 from bus.errors import LeaseLost
 from bus.lease import Lease, acquire
 from storage.records import Run
@@ -65,14 +66,6 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     )
 
 
-class _Signal(msgspec.Struct, frozen=True):
-    stream: str  # the ready shard it came from
-    entry_id: str
-    agent_id: str
-    stale: bool = False  # reclaimed from a worker that stopped touching it (dead or paused)
-
-
-_RECLAIM_SCAN = 2000  # pending signals one reclaim round may look at
 _TIMER_EVERY_S = 0.05  # how often the reader looks for waits that reached their deadline
 
 
@@ -120,7 +113,7 @@ class Worker:
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
-                tg.start_soon(self._health)
+                tg.start_soon(beat, self)
                 tg.start_soon(self._keep_leases)
                 async with anyio.create_task_group() as work:
                     work.start_soon(self._reader, work)
@@ -156,7 +149,7 @@ class Worker:
             while slots.value:
                 slots.acquire_nowait()
                 free += 1
-            taken: list[_Signal] = []
+            taken: list[Signal] = []
             try:
                 if regroup:
                     for shard in bus_keys.ready_shards():
@@ -169,22 +162,19 @@ class Worker:
                     await self._fire_timers()
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + s.lease_ms / 2000
-                    taken += await self._reclaim(free)
+                    taken += await reclaim_signals(
+                        redis, self.id, self._claim_from, free, s.lease_ms
+                    )
                 if len(taken) < free:
                     with anyio.move_on_after(s.block_ms / 1000 + 1):
                         self._sweeps += 1  # each read starts at the next shard: fairness
-                        fresh = await streams.read_ready(
+                        taken += await read_signals(
                             redis,
-                            bus_keys.ready_shards(),
                             self.id,
                             count=free - len(taken),
                             block_ms=10 if s.burst else s.block_ms,
                             start=self._sweeps,
                         )
-                        taken += [
-                            _Signal(stream, i, f.get(b"a", b"").decode())
-                            for stream, (i, f) in fresh
-                        ]
                 outage.ok()
             except RedisError as exc:
                 if is_transient(exc):
@@ -208,29 +198,7 @@ class Worker:
         """Wake agents whose waiting runs reached their deadline."""
         await fire_timers(self.rt.redis, lambda: self._fault("timer_fired"))
 
-    async def _reclaim(self, free: int) -> list[_Signal]:
-        """Up to ``free`` signals idle for a lease time: their holder, which touches them at
-        each renewal, lost its lease (or is about to; see _handle_agent). Each call looks at
-        ~10 pending signals per signal asked for, so the cursor goes on where the last stopped:
-        a worker with one free slot still reaches a dead worker's signals behind live ones."""
-        redis = self.rt.redis
-        taken: list[_Signal] = []
-        for ready in bus_keys.ready_shards():
-            scanned = 0
-            while len(taken) < free and scanned < _RECLAIM_SCAN:
-                want = free - len(taken)
-                start, idle_ms = self._claim_from.get(ready, "0-0"), self.settings.lease_ms
-                cursor, stale = await streams.claim_stale_from(
-                    redis, ready, self.id, start, min_idle_ms=idle_ms, count=want
-                )
-                self._claim_from[ready] = cursor
-                taken += [_Signal(ready, i, f.get(b"a", b"").decode(), True) for i, f in stale]
-                scanned += 10 * want
-                if cursor == "0-0":  # the end: the next round starts over
-                    break
-        return taken
-
-    async def _slot(self, signal: _Signal, slots: anyio.Semaphore) -> None:
+    async def _slot(self, signal: Signal, slots: anyio.Semaphore) -> None:
         try:
             await self._handle_agent(signal)
         except Exception as exc:  # one agent's trouble must not stop the worker
@@ -243,7 +211,7 @@ class Worker:
 
     # --- one agent ---------------------------------------------------------------------
 
-    async def _handle_agent(self, signal: _Signal) -> None:
+    async def _handle_agent(self, signal: Signal) -> None:
         redis, ready = self.rt.redis, signal.stream
         if not signal.agent_id:
             await streams.ack_and_delete(redis, ready, signal.entry_id)
@@ -255,7 +223,6 @@ class Worker:
             if not signal.stale:
                 await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
-        inbox = bus_keys.inbox(signal.agent_id)
         failed = False
         waiting: Run | None = None
         try:
@@ -278,42 +245,15 @@ class Worker:
         finally:
             self._held.pop(signal.agent_id, None)
             with anyio.CancelScope(shield=True):
-                if failed:  # the signal stays pending, reclaimed after a lease: no hot loop
-                    await through_outage(
-                        self.settings.lease_ms / 1000,
-                        f"worker {self.id} release",
-                        lease.release,
-                    )
-                else:
-                    # The lease is released only if still ours (compare and delete), the
-                    # signal acknowledged only if still ours: with the lease lost, another
-                    # worker may have reclaimed it, and acknowledges it when done. Retried
-                    # through an outage (idempotent: it checks what it removes), or the agent
-                    # would stand still until the lease expired after Redis came back.
-                    _acked, left = await through_outage(
-                        self.settings.lease_ms / 1000,
-                        f"worker {self.id} release",
-                        streams.release_and_ack,
-                        redis,
-                        bus_keys.lease(signal.agent_id),
-                        lease.value,
-                        ready,
-                        signal.entry_id,
-                        inbox,
-                        consumer=self.id,
-                    )
-                    # Close the gap between our last read and the release: work that arrived
-                    # meanwhile (its signal was dropped while we held the lease), or a turn
-                    # cut short by a lost lease, is signalled again (even when a retried
-                    # release found its first try done: a spare signal costs one look). A
-                    # waiting run blocks the inbox on purpose: its reply or timer wakes the
-                    # agent, unless that came while we held the lease too.
-                    if waiting is None and left:
-                        from agents.runs import signal_ready
-
-                        await signal_ready(redis, signal.agent_id)
-                    elif waiting is not None:
-                        await wake_if_due(redis, waiting)
+                await release_signal(
+                    redis,
+                    self.id,
+                    signal,
+                    lease,
+                    failed=failed,
+                    waiting=waiting,
+                    lease_ms=self.settings.lease_ms,
+                )
 
     async def _keep_leases(self) -> None:
         """Renew every lease this worker holds, on a thread and connection of their own (see
@@ -370,38 +310,3 @@ class Worker:
     def _should_stop(self) -> bool:
         """Whether running turns should stop after their current step."""
         return self.stopping
-
-    # --- health ------------------------------------------------------------------------
-
-    async def _health(self) -> None:
-        redis = self.rt.redis
-        outage = Outage(f"worker {self.id} health")
-        while True:
-            state = {
-                "worker_id": self.id,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started_at": self.started_at,
-                "busy": self.busy,
-                "slots": self.settings.concurrency,  # the dashboard shows busy of slots
-                "stopping": self.stopping,
-                **self.counters,
-                "sandbox_limits": limit_violations(),  # tool calls stopped by each limit
-                # The endpoint it calls for agents that name none: a client submitting through
-                # this worker can tell that its own OPENAI_BASE_URL is not the one used.
-                "model_endpoint": self.rt.llm.endpoint,
-            }
-            try:
-                await redis.set(
-                    bus_keys.worker_health(self.id),
-                    msgspec.json.encode(state),
-                    ex=self.settings.health_ttl_s,
-                )
-                await redis.sadd(bus_keys.workers(), self.id)
-                if metrics.enabled():  # inbox lag, sampled at each beat
-                    await metrics.try_sample_ready(redis)
-            except TRANSIENT_ERRORS as exc:  # beat again as soon as Redis is back
-                await outage.wait(exc)
-                continue
-            outage.ok()
-            await anyio.sleep(max(1.0, self.settings.health_ttl_s / 3))
