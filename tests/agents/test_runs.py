@@ -50,6 +50,23 @@ async def test_a_failed_submit_stores_nothing_and_its_retry_is_fully_visible(
     assert await redis_client.xlen(bus_keys.ready("agent-a")) == 1
 
 
+async def test_a_caused_run_is_listed_under_its_root_and_a_failed_submit_is_not(
+    redis_client: aioredis.Redis,
+) -> None:
+    runs = RunStore(redis_client)
+    root = await runs.submit("agent-root", [InboxMessage(content="go")])
+    # The caused run's signal cannot be written: on one Redis the script stops before the
+    # caused-runs index; on a cluster the submission (index entry included) is withdrawn.
+    await redis_client.set(bus_keys.ready("agent-b"), "not a stream")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await runs.submit("agent-b", [InboxMessage(content="hi")], root_run_id=root.run_id)
+    assert await runs.caused(root.run_id) == []
+    assert (await _stored(redis_client, "agent-b"))["run_keys"] == 0
+    await redis_client.delete(bus_keys.ready("agent-b"))
+    sub = await runs.submit("agent-b", [InboxMessage(content="hi")], root_run_id=root.run_id)
+    assert [r.id for r in await runs.caused(root.run_id)] == [sub.run_id]
+
+
 async def test_a_retry_after_a_cut_connection_finds_the_original_run(
     redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -60,3 +60,23 @@ async def test_deleting_frees_the_name(redis_client: aioredis.Redis) -> None:
     assert await redis_client.hget(keys.agent_names(), "once") is None
     again = await store.create(_agent("once"))
     assert await store.id_for_name("once") == again.id
+
+
+async def test_agent_pages_outlast_a_crash_between_the_steps_of_create_rename_and_delete(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = AgentStore(redis_client)
+    first = await store.create(_agent("first"))
+    second = await store.create(_agent("second"))
+    # A create that died after the list, before the creation index: the next page extends it.
+    await redis_client.zrem(keys.agents_by_created(), second.id)
+    assert [a.id for a in await store.page()] == [first.id, second.id]
+    # A rename that died before dropping the old name: the old name finds no agent.
+    await store.update(first.id, name="renamed")
+    await redis_client.hset(keys.agent_names(), "first", first.id)
+    assert await store.page(name="first") == []
+    assert await store.page(query_text="firs") == []
+    assert [a.id for a in await store.page(name="renamed")] == [first.id]
+    # A delete that died after the record: its index entries point to nothing, and are skipped.
+    await redis_client.delete(keys.agent(second.id))
+    assert [a.id for a in await store.page()] == [first.id]
