@@ -9,6 +9,8 @@ mapping for.
 
 The Python API (``from orchestrator import open_runtime, apply_workflow, ...``) is ``__all__``
 below; the agent side (``AgentSpec``, ``create_agent``, ``RunStore``...) is in :mod:`agents`.
+A script's helpers (``model_or_stand_in``, ``recreate_agent``, ``send``) are in
+:mod:`orchestrator.scripting`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:  # the same names, seen by type checkers; at run time they loa
     from orchestrator.bootstrap import open_runtime
     from orchestrator.logs import configure_logging
     from orchestrator.render import print_event
+    from orchestrator.scripting import ModelChoice, model_or_stand_in, recreate_agent, send
     from orchestrator.shared_archival import SharedArchival
     from orchestrator.supervisor import run_supervised, supervise
     from orchestrator.workflow import Workflow, WorkflowError, load_workflow
@@ -31,6 +34,7 @@ __all__ = (
     "ApiError",
     "ApiSettings",
     "Applied",
+    "ModelChoice",
     "RunReport",
     "SharedArchival",
     "Workflow",
@@ -39,10 +43,13 @@ __all__ = (
     "configure_logging",
     "create_app",
     "load_workflow",
+    "model_or_stand_in",
     "open_runtime",
     "print_event",
+    "recreate_agent",
     "run_inputs",
     "run_supervised",
+    "send",
     "supervise",
 )
 
@@ -54,6 +61,9 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("open_runtime",), "orchestrator.bootstrap"),
     **dict.fromkeys(("configure_logging",), "orchestrator.logs"),
     **dict.fromkeys(("print_event",), "orchestrator.render"),
+    **dict.fromkeys(
+        ("ModelChoice", "model_or_stand_in", "recreate_agent", "send"), "orchestrator.scripting"
+    ),
     **dict.fromkeys(("SharedArchival",), "orchestrator.shared_archival"),
     **dict.fromkeys(("run_supervised", "supervise"), "orchestrator.supervisor"),
     **dict.fromkeys(("Workflow", "WorkflowError", "load_workflow"), "orchestrator.workflow"),

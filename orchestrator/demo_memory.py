@@ -11,21 +11,18 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 
-import anyio
 import msgspec
 
 from agents.events import Event
 from agents.loop import run_turn
-from agents.manage import AgentSpec, BlockSpec, create_agent, delete_agent
+from agents.manage import AgentSpec, BlockSpec
 from agents.runtime import LLMPool, Runtime
-from agents.scripted import ChatRequest, Outcome, Policy, ScriptedModel, say, text, tool_call
+from agents.scripted import ChatRequest, Outcome, say, text, tool_call
 from bus.envelopes import InboxMessage
 from orchestrator.bootstrap import open_runtime
 from orchestrator.render import print_event
-from storage.errors import NotFound
+from orchestrator.scripting import model_or_stand_in, recreate_agent
 
 __all__ = ("DEMO_TURNS", "demo_policy", "run_demo")
 
@@ -145,46 +142,28 @@ async def _turns(rt: Runtime, agent_id: str) -> None:
             print_event(event)
 
 
-@asynccontextmanager
-async def stand_in_model(policy: Callable[[], Policy]) -> AsyncIterator[ScriptedModel | None]:
-    """The scripted model serving ``policy()`` while the block runs; None (and no model)
-    when ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` says a real one is to be used."""
-    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-        yield None
-        return
-    scripted = ScriptedModel.serve(policy())
-    await scripted.start()
-    try:
-        yield scripted
-    finally:
-        with anyio.CancelScope(shield=True):
-            await scripted.aclose()
-
-
 async def run_demo(*, model_handle: str | None = None) -> int:
     """Run the demo; returns an exit code."""
     started = time.monotonic()
-    async with open_runtime() as rt, stand_in_model(lambda: demo_policy) as scripted:
-        if scripted is not None:
+    notice = (
+        "No OPENAI_API_KEY or OPENAI_BASE_URL is set, so this demo runs on memgrid's "
+        "SCRIPTED MODEL:\na stand-in that follows fixed rules, so that the whole "
+        "system can be seen working with no key.\n"
+    )
+    async with (
+        open_runtime() as rt,
+        model_or_stand_in(lambda: demo_policy, notice=notice) as chosen,
+    ):
+        if chosen.endpoint is not None:
             pool = rt.llm
             if not isinstance(pool, LLMPool):  # open_runtime's pool calls endpoints
                 raise TypeError(f"the demo needs an LLMPool, not {type(pool).__name__}")
-            pool.settings = msgspec.structs.replace(pool.settings, base_url=scripted.base_url)
-            print(
-                "No OPENAI_API_KEY or OPENAI_BASE_URL is set, so this demo runs on memgrid's "
-                "SCRIPTED MODEL:\na stand-in that follows fixed rules, so that the whole "
-                "system can be seen working with no key.\n"
-            )
-        try:
-            old = await rt.agents.resolve(DEMO_AGENT)
-            await delete_agent(rt, old.id)
-        except NotFound:
-            pass
-        agent = await create_agent(
+            pool.settings = msgspec.structs.replace(pool.settings, base_url=chosen.endpoint)
+        agent = await recreate_agent(
             rt,
             AgentSpec(
                 name=DEMO_AGENT,
-                model=model_handle or ("openai/scripted" if scripted is not None else None),
+                model=model_handle or chosen.handle,
                 memory_blocks=[
                     BlockSpec(
                         label="persona",

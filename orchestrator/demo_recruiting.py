@@ -27,8 +27,8 @@ from agents.tools.registry import load_import_path
 from bus import BusSettings
 from orchestrator.apply import Applied, apply_workflow
 from orchestrator.bootstrap import open_runtime
-from orchestrator.demo_memory import stand_in_model
 from orchestrator.render import print_event, short
+from orchestrator.scripting import model_or_stand_in
 from orchestrator.supervisor import run_worker_process
 from orchestrator.workflow import Workflow, load_workflow
 from orchestrator.workflow_inputs import RunReport, run_inputs
@@ -108,17 +108,17 @@ async def run_recruiting_demo(*, workers: int = 2) -> int:
     folder = example_dir()
     workflow = load_workflow(folder / "workflow.yaml", check_rules=validate_rules)
     policy = f"{folder / 'policy.py'}:recruiting_policy"
-    async with stand_in_model(lambda: load_import_path(policy)) as scripted:
-        if scripted is not None:
+    notice = (
+        "No OPENAI_API_KEY or OPENAI_BASE_URL is set, so this demo runs on memgrid's "
+        "SCRIPTED MODEL:\na stand-in that follows fixed rules "
+        f"({folder / 'policy.py'}), so the whole system can be seen working with no key.\n"
+    )
+    async with model_or_stand_in(lambda: load_import_path(policy), notice=notice) as chosen:
+        if chosen.endpoint is not None:
             # Workers are separate processes: they find the stand-in through the environment.
-            os.environ["OPENAI_BASE_URL"] = scripted.base_url
+            os.environ["OPENAI_BASE_URL"] = chosen.endpoint
             os.environ["OPENAI_API_KEY"] = "scripted-model-needs-no-key"
             os.environ.setdefault("MEMGRID_MODEL", "openai/scripted")
-            print(
-                "No OPENAI_API_KEY or OPENAI_BASE_URL is set, so this demo runs on memgrid's "
-                "SCRIPTED MODEL:\na stand-in that follows fixed rules "
-                f"({folder / 'policy.py'}), so the whole system can be seen working with no key.\n"
-            )
         else:
             print(f"Using the model at {os.environ.get('OPENAI_BASE_URL') or 'api.openai.com'}.\n")
         async with open_runtime(own_archival=True) as rt:

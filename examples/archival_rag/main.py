@@ -16,37 +16,33 @@ all-MiniLM-L6-v2) and kept in the embedded Qdrant engine under ``MEMGRID_HOME``.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
 from handbook import handbook_pdf  # ./handbook.py, beside this file
+from policy import policy  # ./policy.py, beside this file: the stand-in's rules
 
 from agents import (
     AgentSpec,
     AssistantMessage,
     BlockSpec,
-    Event,
     PassageArchival,
-    RunStore,
     Runtime,
-    Worker,
-    WorkerSettings,
     attach_source,
-    create_agent,
-    delete_agent,
     extract_text,
     file_type,
-    live_workers,
 )
 from agents.ingest import ingest  # named like its module: the package cannot export it
-from agents.scripted import ScriptedModel
-from bus.envelopes import InboxMessage
-from orchestrator import SharedArchival, configure_logging, open_runtime, print_event
-from storage.errors import NotFound
+from orchestrator import (
+    SharedArchival,
+    configure_logging,
+    model_or_stand_in,
+    open_runtime,
+    recreate_agent,
+    send,
+)
 from storage.settings import StorageSettings
 from storage.sources import SourceStore, new_file, new_source
 
@@ -65,24 +61,6 @@ def progress_bar(done: int, total: int) -> None:
         print()
 
 
-async def send(rt: Runtime, agent_id: str, text: str) -> list[Event]:
-    """Queue a message on the agent's inbox and print the run's events as they happen.
-
-    With no memgrid worker running, a worker in this process runs until the inbox is empty.
-    """
-    print(f"\nuser: {text}")
-    runs = RunStore(rt.redis)
-    run = await runs.submit(agent_id, [InboxMessage(content=text)])
-    events = []
-    async with anyio.create_task_group() as tg:
-        if not await live_workers(rt.redis):
-            tg.start_soon(Worker(rt, WorkerSettings(burst=True)).run)
-        async for event in runs.follow(agent_id, run.run_id):
-            print_event(event)
-            events.append(event)
-    return events
-
-
 async def passage_engine(rt: Runtime) -> PassageArchival:
     """This process's passage engine: ingesting writes to it directly, in batches."""
     shared = rt.archival  # opened on first use; owned by this process unless another has it
@@ -97,19 +75,8 @@ async def passage_engine(rt: Runtime) -> PassageArchival:
 
 async def main() -> int:
     configure_logging("WARNING")
-    real = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
-    async with AsyncExitStack() as stack:
-        endpoint = None
-        if not real:
-            from policy import policy
-
-            scripted = await stack.enter_async_context(ScriptedModel.serve(policy))
-            endpoint = scripted.base_url
-            print(
-                "No OPENAI_API_KEY or OPENAI_BASE_URL is set: the agent runs on memgrid's "
-                "SCRIPTED MODEL, a stand-in that follows the fixed rules in policy.py."
-            )
-        rt = await stack.enter_async_context(open_runtime())
+    # With no model configured, the scripted model stands in (and says so) until the end.
+    async with model_or_stand_in(lambda: policy) as model, open_runtime() as rt:
         archival = await passage_engine(rt)
         sources = SourceStore(rt.redis)
 
@@ -147,13 +114,7 @@ async def main() -> int:
         print(f"source {SOURCE}: {count} passages embedded with {embedding}")
 
         # 3. An agent with the source attached: the passages join its archival memory.
-        try:
-            old_agent = await rt.agents.resolve(AGENT)
-            await archival.delete_owner(old_agent.id)
-            await delete_agent(rt, old_agent.id)
-        except NotFound:
-            pass
-        agent = await create_agent(
+        agent = await recreate_agent(  # start from scratch on every run
             rt,
             AgentSpec(
                 name=AGENT,
@@ -161,8 +122,8 @@ async def main() -> int:
                     BlockSpec(label="human", value="My name is Sarah"),
                     BlockSpec(label="persona", value="You are a helpful assistant"),
                 ],
-                model=None if real else "openai/scripted",
-                model_endpoint=endpoint,  # None: the model endpoint of the environment
+                model=model.handle,  # None: the environment's model, and its endpoint
+                model_endpoint=model.endpoint,
                 embedding=embedding,
             ),
         )
@@ -170,17 +131,16 @@ async def main() -> int:
         print(f"attached {SOURCE} to {agent.name}: {attached} passages in its archival memory")
 
         # 4. The question.
+        print(f"\nuser: {QUESTION}")
+        # With no memgrid worker running, a worker in this process runs the turn.
         events = await send(rt, agent.id, QUESTION)
         replies = [e.content for e in events if isinstance(e, AssistantMessage)]
-        if endpoint is not None:  # the stand-in stops with this script: forget its address
+        if model.endpoint is not None:  # the stand-in stops with this script: forget its address
             await rt.agents.update(agent.id, model_endpoint=None)
 
     cited = bool(replies) and "25 days of paid vacation" in replies[-1]
     print(f"\nthe answer cites the handbook's vacation policy: {cited}")
-    if real or cited:
-        return 0
-    print("the scripted run did NOT reach the expected outcome")
-    return 1
+    return model.exit_status(cited)  # the stand-in: 1 unless as expected
 
 
 if __name__ == "__main__":

@@ -15,32 +15,15 @@ following ``policy.py``.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
+from policy import policy  # ./policy.py, beside this file: the stand-in's rules
 from tools import task_queue_pop, task_queue_push  # ./tools.py, beside this file
 
-from agents import (
-    AgentSpec,
-    AssistantMessage,
-    BlockSpec,
-    Event,
-    RunStore,
-    Runtime,
-    Worker,
-    WorkerSettings,
-    create_agent,
-    delete_agent,
-    live_workers,
-    schema_from_function,
-)
-from agents.scripted import ScriptedModel
-from bus.envelopes import InboxMessage
-from orchestrator import configure_logging, open_runtime, print_event
-from storage.errors import NotFound
+from agents import AgentSpec, AssistantMessage, BlockSpec, Runtime, schema_from_function
+from orchestrator import configure_logging, model_or_stand_in, open_runtime, recreate_agent, send
 from storage.records import Tool, new_id
 
 AGENT = "task-agent"
@@ -55,24 +38,6 @@ TURNS = (
     "Add 'start calling me Mickey' and 'tell me a haiku about my name' as two separate tasks.",
     "Now work through your task queue.",
 )
-
-
-async def send(rt: Runtime, agent_id: str, text: str) -> list[Event]:
-    """Queue a message on the agent's inbox and print the run's events as they happen.
-
-    With no memgrid worker running, a worker in this process runs until the inbox is empty.
-    """
-    print(f"\nuser: {text}")
-    runs = RunStore(rt.redis)
-    run = await runs.submit(agent_id, [InboxMessage(content=text)])
-    events = []
-    async with anyio.create_task_group() as tg:
-        if not await live_workers(rt.redis):
-            tg.start_soon(Worker(rt, WorkerSettings(burst=True)).run)
-        async for event in runs.follow(agent_id, run.run_id):
-            print_event(event)
-            events.append(event)
-    return events
 
 
 async def register_tools(rt: Runtime) -> None:
@@ -92,25 +57,10 @@ async def register_tools(rt: Runtime) -> None:
 
 async def main() -> int:
     configure_logging("WARNING")
-    real = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
-    async with AsyncExitStack() as stack:
-        endpoint = None
-        if not real:
-            from policy import policy
-
-            scripted = await stack.enter_async_context(ScriptedModel.serve(policy))
-            endpoint = scripted.base_url
-            print(
-                "No OPENAI_API_KEY or OPENAI_BASE_URL is set: the agent runs on memgrid's "
-                "SCRIPTED MODEL, a stand-in that follows the fixed rules in policy.py."
-            )
-        rt = await stack.enter_async_context(open_runtime())
-        try:  # start from scratch on every run
-            await delete_agent(rt, (await rt.agents.resolve(AGENT)).id)
-        except NotFound:
-            pass
+    # With no model configured, the scripted model stands in (and says so) until the end.
+    async with model_or_stand_in(lambda: policy) as model, open_runtime() as rt:
         await register_tools(rt)
-        agent = await create_agent(
+        agent = await recreate_agent(  # start from scratch on every run
             rt,
             AgentSpec(
                 name=AGENT,
@@ -118,8 +68,8 @@ async def main() -> int:
                 memory_blocks=[BlockSpec(label="tasks", value=json.dumps([]))],
                 tools=["send_message", "task_queue_push", "task_queue_pop"],
                 include_base_tools=False,
-                model=None if real else "openai/scripted",
-                model_endpoint=endpoint,  # None: the model endpoint of the environment
+                model=model.handle,  # None: the environment's model, and its endpoint
+                model_endpoint=model.endpoint,
             ),
         )
         print(f"created agent {agent.name} ({agent.id}) with tools {agent.tools}")
@@ -127,6 +77,8 @@ async def main() -> int:
 
         replies = []
         for text in TURNS:
+            print(f"\nuser: {text}")
+            # With no memgrid worker running, a worker in this process runs the turn.
             events = await send(rt, agent.id, text)
             replies += [e.content for e in events if isinstance(e, AssistantMessage)]
             print(f"tasks block now: {(await rt.blocks.get(tasks.id)).value}")
@@ -135,16 +87,13 @@ async def main() -> int:
         print("\nevery version of the tasks block:")
         for number, value in enumerate(history, start=1):
             print(f"  v{number}: {value}")
-        if endpoint is not None:  # the stand-in stops with this script: forget its address
+        if model.endpoint is not None:  # the stand-in stops with this script: forget its address
             await rt.agents.update(agent.id, model_endpoint=None)
 
     longest = max((json.loads(value) for value in history), key=len)
     ok = len(longest) == 2 and json.loads(history[-1]) == [] and "Mickey" in replies[-1]
     print(f"\npushed two tasks, popped both, and did them: {ok}")
-    if real or ok:
-        return 0
-    print("the scripted run did NOT reach the expected outcome")
-    return 1
+    return model.exit_status(ok)  # the stand-in: 1 unless as expected
 
 
 if __name__ == "__main__":
