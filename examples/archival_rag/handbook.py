@@ -73,7 +73,11 @@ def _page_stream(lines: list[str]) -> bytes:
 def handbook_pdf() -> bytes:
     """A valid PDF of the handbook, one text stream per page."""
     lines = handbook_lines()
-    pages = [lines[i : i + _LINES_PER_PAGE] for i in range(0, len(lines), _LINES_PER_PAGE)]
+    return text_pdf([lines[i : i + _LINES_PER_PAGE] for i in range(0, len(lines), _LINES_PER_PAGE)])
+
+
+def text_pdf(pages: list[list[str]]) -> bytes:
+    """A valid PDF of ``pages``, one text line per entry ("" draws a blank line)."""
     first_page = 4  # objects: 1 catalog, 2 page tree, 3 font, then (page, stream) pairs
     kids = " ".join(f"{first_page + 2 * i} 0 R" for i in range(len(pages)))
     objects = [

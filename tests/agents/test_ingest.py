@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import io
 import re
 from collections.abc import AsyncIterator
@@ -30,33 +31,15 @@ from storage.sources import SourceStore, new_file, new_source
 
 
 def _pdf(pages: list[list[str]]) -> bytes:
-    """A minimal PDF with one text line per entry; "" draws a blank line (a space)."""
-    font = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"(the page tree, below)", font]
-    kids = []
-    for lines in pages:
-        stream = "BT /F1 11 Tf 14 TL 72 750 Td\n"
-        stream += "\n".join(f"({line or ' '}) Tj T*" for line in lines) + "\nET"
-        kids.append(len(objects) + 1)
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font "
-            f"<< /F1 3 0 R >> >> /Contents {len(objects) + 2} 0 R >>".encode()
-        )
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream".encode())
-    refs = " ".join(f"{k} 0 R" for k in kids)
-    objects[1] = f"<< /Type /Pages /Kids [{refs}] /Count {len(kids)} >>".encode()
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += (
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return bytes(out)
+    """A minimal PDF with one text line per entry; "" draws a blank line (a space): the
+    writer of the RAG example's handbook, loaded from its file."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "archival_rag" / "handbook.py"
+    spec = importlib.util.spec_from_file_location("example_handbook", path)
+    assert spec is not None and spec.loader is not None
+    handbook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handbook)
+    data: bytes = handbook.text_pdf(pages)
+    return data
 
 
 def _blank_pdf(*, password: str | None = None) -> bytes:
