@@ -1,4 +1,5 @@
-"""The recruiting workflow's tools, named by workflow.yaml (``tools.py:reject``...)."""
+"""The recruiting workflow's tools, named by workflow.yaml (``tools.py:reject``...); the test
+workflow (tests/fixtures/workflow) links to this file and uses them too."""
 
 
 def reject(candidate_name: str) -> str:
