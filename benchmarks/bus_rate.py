@@ -55,6 +55,7 @@ from _harness import (  # benchmarks/ is first on sys.path
     cpu_seconds,
     create_agents,
     instant_model,
+    int_list,
     memgrid_command,
     memgrid_env,
     one_step_turn,
@@ -415,10 +416,6 @@ async def _run(
     )
 
 
-def _ints(value: str) -> list[int]:
-    return [int(v) for v in value.split(",") if v.strip()]
-
-
 def main() -> None:
     """Start redis-server and the scripted model, measure every row, print, stop all."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -427,7 +424,7 @@ def main() -> None:
     parser.add_argument("--raw-messages", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100, help="raw pipelined batch size")
     parser.add_argument("--latency-messages", type=int, default=300, help="one at a time")
-    parser.add_argument("--workers", type=_ints, default=[1, 2], help="worker counts to try")
+    parser.add_argument("--workers", type=int_list, default=[1, 2], help="worker counts to try")
     parser.add_argument("--concurrency", type=int, default=32, help="per worker")
     args = parser.parse_args()
     quiet_logs()

@@ -47,15 +47,18 @@ import msgspec
 import redis.asyncio as aioredis
 from _harness import (  # benchmarks/ is first on sys.path
     PACKAGES,
+    Scratch,
     cpu_seconds,
     create_agents,
+    int_list,
     memgrid_env,
     memory,
+    options,
     percentile,
     py_spy,
     py_spy_stop,
-    quiet_logs,
-    scratch,
+    run_on_redis,
+    spawn,
     start_model,
     stop,
     wait_workers,
@@ -67,16 +70,10 @@ from agents.runtime import LLMPool, Runtime
 from bus import connect
 from bus import keys as keys_bus
 from bus.envelopes import InboxMessage
-from orchestrator.cli._common import run
 from storage import keys
 from storage.records import Run
 
 __all__ = ("main",)
-
-
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("w") as err:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -221,7 +218,7 @@ async def _level(
             cmd = [sys.executable, "-m", "orchestrator.cli", "worker"]
             cmd += ["--concurrency", str(concurrency), "--drain-seconds", "5"]
             cmd += ["--lease-ms", str(args.lease_ms)]
-            workers.append(_spawn(cmd, env, sub / f"worker-{index}.log"))
+            workers.append(spawn(cmd, env, sub / f"worker-{index}.log"))
         await wait_workers(client, args.workers, workers, sub)
         for index, proc in enumerate(workers):
             pids[f"worker {index + 1}"] = proc.pid
@@ -278,7 +275,9 @@ async def _level(
     )
 
 
-async def _sweep(url: str, folder: Path, redis_pid: int, args: argparse.Namespace) -> list[Level]:
+async def _sweep(args: argparse.Namespace, redis: Scratch) -> None:
+    """Create the agents, measure each level of the sweep, print the table."""
+    url, folder, redis_pid = redis.url, redis.folder, redis.redis.pid
     client = connect(url, max_connections=256)
     rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url="http://127.0.0.1:9/v1")))
     levels: list[Level] = []
@@ -301,7 +300,7 @@ async def _sweep(url: str, folder: Path, redis_pid: int, args: argparse.Namespac
     finally:
         await rt.aclose()
         await client.aclose()
-    return levels
+    _print(levels, args)
 
 
 def _peak_in_flight(arrivals: list[float], latency: float) -> int:
@@ -418,26 +417,18 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
 
 def main() -> None:
     """Start Redis, sweep the concurrency levels, print the table, stop everything."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, default=5000)
+    parser = options(__doc__, agents=5000, latency=1.0, lease_ms=10_000, timeout=300.0)
     parser.add_argument("--turns", type=int, default=1, help="messages per agent per level")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--concurrency",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=int_list,
         default=[50, 100, 200, 2500],
         help="per worker; a comma-separated sweep (50,100,200,2500)",
     )
-    parser.add_argument("--latency", type=float, default=1.0, help="model seconds per request")
     parser.add_argument("--models", type=int, default=1, help="scripted model processes")
-    parser.add_argument("--lease-ms", type=int, default=10_000, help="worker --lease-ms")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for runs")
     parser.add_argument("--profile", type=float, default=0.0, help="py-spy seconds, last level")
-    args = parser.parse_args()
-    quiet_logs()
-    with scratch("memgrid-conc-", unix_socket=True, maxclients=15_000) as (folder, proc, url):
-        levels = run(lambda: _sweep(url, folder, proc.pid, args))
-        _print(levels, args)
+    run_on_redis(parser, _sweep, "memgrid-conc-", uvloop=True, unix_socket=True, maxclients=15_000)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Run: ``.venv/bin/python benchmarks/recall.py`` (about a minute on 2 cores); ``--
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import json
 import random
@@ -22,7 +21,14 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 import redis.asyncio as aioredis
-from _harness import percentile, scratch, timed  # benchmarks/ is first on sys.path
+from _harness import (  # benchmarks/ is first on sys.path
+    Scratch,
+    int_list,
+    options,
+    percentile,
+    run_on_redis,
+    timed,
+)
 
 from bus import connect
 from storage._recall_index import searchable_text, tokenize
@@ -172,8 +178,8 @@ async def _naive_search(client: aioredis.Redis, agent_id: str, query: str) -> li
     return hits[:10]
 
 
-async def _run(url: str, sizes: list[int]) -> None:
-    client = connect(url)
+async def _run(args: argparse.Namespace, redis: Scratch) -> None:
+    client, sizes = connect(redis.url), args.sizes
     log = MessageLog(client)
     corpus = Corpus()
     rows: dict[int, dict[str, tuple[float, float]]] = {}
@@ -227,16 +233,14 @@ async def _run(url: str, sizes: list[int]) -> None:
 
 def main() -> None:
     """Start a private redis-server, run the benchmark, print the table, stop the server."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = options(__doc__)
     parser.add_argument(
         "--sizes",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=int_list,
         default=list(SIZES),
         help="messages per agent, comma-separated; the middle one gets the naive baseline",
     )
-    args = parser.parse_args()
-    with scratch("memgrid-bench-") as (_, _, url):
-        asyncio.run(_run(url, args.sizes))
+    run_on_redis(parser, _run, "memgrid-bench-")
 
 
 if __name__ == "__main__":

@@ -48,14 +48,17 @@ import msgspec
 import redis.asyncio as aioredis
 from _harness import (  # benchmarks/ is first on sys.path
     CLI,
+    Scratch,
     cprofile_top,
     cpu_seconds,
     create_agents,
+    int_list,
     memgrid_command,
     memgrid_env,
-    quiet_logs,
+    options,
+    run_on_redis,
+    spawn,
     start_model,
-    start_redis,
     stop,
     wait_workers,
 )
@@ -65,18 +68,12 @@ from agents.runs import RunStore
 from agents.runtime import LLMPool, Runtime
 from bus import connect
 from bus.envelopes import InboxMessage
-from orchestrator.cli._common import run
 from storage import keys
 from storage.records import Run
 
 __all__ = ("main",)
 
 _LEASE_EVENTS = ("lease_expired", "lease_lost")
-
-
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("w") as err:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
 # --- one level -----------------------------------------------------------------------------
@@ -179,7 +176,7 @@ async def _level(
                 cmd = [*memgrid_command(cprofile=prof, cpu_clock=True), *argv]
             else:
                 cmd = [*CLI, *argv]
-            workers.append(_spawn(cmd, env, sub / f"worker-{index}.log"))
+            workers.append(spawn(cmd, env, sub / f"worker-{index}.log"))
             pids[f"worker {index + 1}"] = workers[-1].pid
         await wait_workers(client, n, workers, sub)
         for proc in workers:
@@ -244,7 +241,9 @@ def _share(level: Level, prefix: str) -> float:
     return 1000 * sum(v for k, v in level.cpu.items() if k.startswith(prefix)) / level.turns
 
 
-async def _sweep(url: str, folder: Path, redis_pid: int, args: argparse.Namespace) -> list[Level]:
+async def _sweep(args: argparse.Namespace, redis: Scratch) -> None:
+    """Measure each level of the sweep on fresh agents, print the table."""
+    url, folder, redis_pid = redis.url, redis.folder, redis.redis.pid
     client = connect(url, max_connections=128)
     rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url="http://127.0.0.1:9/v1")))
     agents: list[str] = []  # fresh ones per level: one turn each
@@ -278,7 +277,7 @@ async def _sweep(url: str, folder: Path, redis_pid: int, args: argparse.Namespac
     finally:
         await rt.aclose()
         await client.aclose()
-    return levels
+    _print(levels, args)
 
 
 def _print(levels: list[Level], args: argparse.Namespace) -> None:
@@ -339,30 +338,18 @@ def _default_workers() -> list[int]:
 
 def main() -> None:
     """Start Redis, sweep the worker counts, print the table, stop everything."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = options(__doc__, latency=0.0, lease_ms=10_000, timeout=300.0)
     parser.add_argument(
         "--workers",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=int_list,
         default=_default_workers(),
         help="worker processes per level, a comma-separated sweep (1,2,4,... 3/4 of the cores)",
     )
     parser.add_argument("--slots", type=int, default=64, help="worker --concurrency (64)")
-    parser.add_argument("--latency", type=float, default=0.0, help="model seconds a call (0)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of work a level")
     parser.add_argument("--workers-per-model", type=int, default=4, help="one model per these")
-    parser.add_argument("--lease-ms", type=int, default=10_000, help="worker --lease-ms")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait a level")
     parser.add_argument("--profile", action="store_true", help="cProfile worker 1, last level")
-    args = parser.parse_args()
-    quiet_logs()
-    with tempfile.TemporaryDirectory(prefix="memgrid-scale-") as name:
-        folder = Path(name)
-        redis_proc, url = start_redis(folder, unix_socket=True, maxclients=15_000)
-        try:
-            levels = run(lambda: _sweep(url, folder, redis_proc.pid, args))
-            _print(levels, args)
-        finally:
-            stop(redis_proc)
+    run_on_redis(parser, _sweep, "memgrid-scale-", uvloop=True, unix_socket=True, maxclients=15_000)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ import argparse
 import statistics
 import time
 
-import anyio
 from _harness import (  # benchmarks/ is first on sys.path
+    Scratch,
     one_step_turn,
+    options,
     percentile,
-    quiet_logs,
-    scratch,
+    run_on_redis,
     table,
 )
 
@@ -49,8 +49,8 @@ async def _turn(rt: Runtime, agent_id: str, stream: bool) -> tuple[float, int]:
     return lap, max(0, entries - committed - 2)
 
 
-async def _run(url: str, args: argparse.Namespace) -> None:
-    client = connect(url)
+async def _run(args: argparse.Namespace, redis: Scratch) -> None:
+    client = connect(redis.url)
     reply = ("streamed words " * (args.reply_chars // 15 + 1))[: args.reply_chars]
     answer = say(reply, thought=THOUGHT)
     async with ScriptedModel.serve(lambda request: answer, chunk_chars=args.chunk_chars) as model:
@@ -89,15 +89,10 @@ async def _run(url: str, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--turns", type=int, default=200, help="timed turns per row")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed turns per row")
+    parser = options(__doc__, turns=200, warmup=20)
     parser.add_argument("--chunk-chars", type=int, default=16, help="characters per chunk")
     parser.add_argument("--reply-chars", type=int, default=400, help="characters of the reply")
-    args = parser.parse_args()
-    quiet_logs()
-    with scratch("memgrid-tokens-") as (_, _, url):
-        anyio.run(_run, url, args)
+    run_on_redis(parser, _run, "memgrid-tokens-")
 
 
 if __name__ == "__main__":

@@ -45,17 +45,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
 import msgspec
 import openai
 from _harness import (  # benchmarks/ is first on sys.path
     CapturedRequest,
     RedisCounter,
+    Scratch,
+    int_list,
     one_step_turn,
+    options,
     percentile,
-    quiet_logs,
     round_robin,
-    scratch,
+    run_on_redis,
     table,
 )
 
@@ -375,8 +376,8 @@ async def _profile(
 # --- main ----------------------------------------------------------------------------------
 
 
-async def _run(url: str, folder: Path, args: argparse.Namespace) -> None:
-    client = connect(url)
+async def _run(args: argparse.Namespace, redis: Scratch) -> None:
+    client, folder = connect(redis.url), redis.folder
 
     def policy(request: Any) -> Any:
         return say("ok")
@@ -465,25 +466,16 @@ def _table(rows: list[Row], request: dict[str, Any], args: argparse.Namespace) -
     )
 
 
-def _sizes(value: str) -> list[int]:
-    return [int(v.replace("_", "")) for v in value.split(",") if v.strip()]
-
-
 def main() -> None:
     """Start a private redis-server, preload, time the rows, print the table, stop."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=_sizes, default=[10, 1000, 100_000])
-    parser.add_argument("--turns", type=int, default=200, help="timed turns per row")
-    parser.add_argument("--warmup", type=int, default=30, help="untimed turns per row")
+    parser = options(__doc__, turns=200, warmup=30)
+    parser.add_argument("--sizes", type=int_list, default=[10, 1000, 100_000])
     parser.add_argument("--tail", type=int, default=9, help="in-context messages (x3)")
     parser.add_argument("--archival-size", type=int, default=1000, help="history of that row")
     parser.add_argument("--passages", type=int, default=1000, help="passages of that row")
     parser.add_argument("--profile", action="store_true", help="phases, round trips, cProfile")
     parser.add_argument("--profile-size", type=int, default=1000)
-    args = parser.parse_args()
-    quiet_logs()
-    with scratch("memgrid-turn-") as (folder, _, url):
-        anyio.run(_run, url, folder, args)
+    run_on_redis(parser, _run, "memgrid-turn-")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,16 @@
 
 A script run as ``python benchmarks/<name>.py`` has ``benchmarks/`` first on ``sys.path``, so it
 imports this package as ``_harness`` (no file there is named like one of memgrid's packages).
-Its modules: ``processes``, ``rest``, ``streams``, ``measure``, ``runtime`` and ``policies``;
-all but the policies are exported here.
+Its modules: ``cli``, ``processes``, ``rest``, ``streams``, ``measure``, ``runtime`` and
+``policies``; all but the policies are exported here.
 
+* cli: :func:`options` (a parser with the options benchmarks share), :func:`int_list` (a
+  comma-separated sweep), :func:`run_on_redis` (parse, quiet the logs, measure on a private
+  redis-server, a :class:`Scratch`);
 * processes: :func:`free_port`, :func:`start_redis` / :func:`redis_server` (a private
   ``redis-server`` without persistence), :func:`scratch` (one in a temporary folder),
-  :func:`start_printing_url` (a process that prints its URL on its first line),
+  :func:`spawn` (a process logging to a file), :func:`start_printing_url` (a process that
+  prints its URL on its first line),
   :func:`start_model` (the scripted model; benchmark policies in ``policies``), :func:`stop`,
   :func:`memgrid_env`, :class:`Stack` and :func:`serve_stack` (Redis, the scripted model and
   ``memgrid serve``); over its REST API, :func:`rest_agents` and :func:`send_message`;
@@ -24,6 +28,7 @@ all but the policies are exported here.
 
 from __future__ import annotations
 
+from _harness.cli import Scratch, int_list, options, run_on_redis
 from _harness.measure import (
     PACKAGES,
     cprofile_top,
@@ -45,6 +50,7 @@ from _harness.processes import (
     redis_server,
     scratch,
     serve_stack,
+    spawn,
     start_api,
     start_model,
     start_printing_url,
@@ -70,17 +76,20 @@ __all__ = (
     "PACKAGES",
     "CapturedRequest",
     "RedisCounter",
+    "Scratch",
     "Stack",
     "cprofile_top",
     "cpu_seconds",
     "create_agents",
     "free_port",
     "instant_model",
+    "int_list",
     "memgrid_command",
     "memgrid_env",
     "memgrid_with",
     "memory",
     "one_step_turn",
+    "options",
     "percentile",
     "py_spy",
     "py_spy_stop",
@@ -91,9 +100,11 @@ __all__ = (
     "redis_server",
     "rest_agents",
     "round_robin",
+    "run_on_redis",
     "scratch",
     "send_message",
     "serve_stack",
+    "spawn",
     "start_api",
     "start_model",
     "start_printing_url",

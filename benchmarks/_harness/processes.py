@@ -94,6 +94,12 @@ def stop(proc: subprocess.Popen[Any], *, grace_s: float = 15.0, signalled: bool 
         proc.wait(timeout=5)
 
 
+def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` (a worker, say) with its stderr to ``log``, its stdout discarded."""
+    with log.open("w") as err:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
 def start_printing_url(
     cmd: list[str], log: Path, env: dict[str, str] | None = None, *, timeout_s: float = 30.0
 ) -> tuple[subprocess.Popen[bytes], str]:
