@@ -15,62 +15,43 @@ more than one page (50 agents, 50 messages) at once.
 Run: ``.venv/bin/python benchmarks/dashboard.py [--browser]`` (about 40 s on 2 cores).
 """
 
-# ruff: noqa: E402  (benchmarks/ leaves sys.path before the imports below)
-
 from __future__ import annotations
 
-import os
-import sys
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE in sys.path:
-    sys.path.remove(_HERE)
-
 import argparse
-import asyncio
-import json
+import os
 import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
+import anyio
 import httpx
 import redis.asyncio as aioredis
+from _harness import (  # benchmarks/ is first on sys.path
+    CLI,
+    T0,
+    Scratch,
+    Stack,
+    chat_history,
+    free_port,
+    memgrid_env,
+    options,
+    run_on_redis,
+    start_api,
+)
 
 from agents.runs import RunStore
-from bus import connect, find_redis_server
+from bus import connect
 from bus.envelopes import InboxMessage
 from storage import keys
 from storage.agents import AgentStore
 from storage.blocks import BlockStore, new_block
 from storage.messages import MessageLog
-from storage.records import Agent, Message, Role, ToolCall, new_id
+from storage.records import Agent, new_id
 
 __all__ = ("main",)
 
 AGENTS = 10_000
 MESSAGES = 100_000
-T0 = 1_700_000_000.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def _wait(check: object, what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            await check()  # type: ignore[operator]
-            return
-        except (OSError, httpx.HTTPError, aioredis.ConnectionError):
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{what} did not start")
 
 
 async def _agents(redis: aioredis.Redis, count: int) -> list[Agent]:
@@ -109,34 +90,6 @@ async def _agents(redis: aioredis.Redis, count: int) -> list[Agent]:
     return made
 
 
-def _messages(agent_id: str, count: int) -> list[Message]:
-    roles: list[Role] = ["user", "assistant", "tool"]
-    out = []
-    for seq in range(1, count + 1):
-        role = roles[seq % 3]
-        content = f"message {seq}: the quick brown fox jumps over the lazy dog"
-        calls: list[ToolCall] = []
-        if role == "assistant":
-            args = json.dumps({"message": f"reply {seq}", "request_heartbeat": False})
-            calls = [ToolCall(id=f"call-{seq}", name="send_message", arguments=args)]
-            content = f"thinking about {seq}"
-        elif role == "tool":
-            content = json.dumps({"status": "OK", "message": None, "time": "now"})
-        out.append(
-            Message(
-                id=f"message-{seq:08d}",
-                agent_id=agent_id,
-                role=role,
-                content=content,
-                seq=seq,
-                tool_calls=calls,
-                tool_call_id=f"call-{seq - 1}" if role == "tool" else None,
-                created_at=T0 + seq,
-            )
-        )
-    return out
-
-
 async def _load(redis: aioredis.Redis) -> tuple[list[Agent], Agent, float]:
     """The agents, then the last one's 100,000 messages (``MessageLog.stage``, 1,000 a
     transaction, with their recall index), the latest 30 of them in its context."""
@@ -144,7 +97,12 @@ async def _load(redis: aioredis.Redis) -> tuple[list[Agent], Agent, float]:
     agents = await _agents(redis, AGENTS)
     big = agents[-1]
     log = MessageLog(redis)
-    messages = _messages(big.id, MESSAGES)
+    messages = chat_history(
+        big.id,
+        range(1, MESSAGES + 1),
+        lambda n: f"message {n}: the quick brown fox jumps over the lazy dog",
+        lambda n: f"reply {n}",
+    )
     for i in range(0, len(messages), 1000):
         async with redis.pipeline(transaction=True) as pipe:
             log.stage(pipe, messages[i : i + 1000])
@@ -198,96 +156,61 @@ async def _browser(url: str, big: Agent) -> list[tuple[str, float]]:
     return found
 
 
-async def main(repeat: int, browser: bool) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        port = _free_port()
-        redis_proc = await asyncio.to_thread(
-            subprocess.Popen,
-            [
-                find_redis_server(),
-                *("--port", str(port), "--bind", "127.0.0.1", "--dir", folder),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        redis = connect(url)
-        serve: subprocess.Popen[bytes] | None = None
-        try:
-            await _wait(redis.ping, "redis-server")
-            agents, big, load_s = await _load(redis)
-            print(f"loaded {len(agents):,} agents and {MESSAGES:,} messages in {load_s:.1f} s")
-            api_port = _free_port()
-            env = {
-                **os.environ,
-                "MEMGRID_REDIS_URL": url,
-                "MEMGRID_HOME": str(Path(folder) / "home"),
-                "MEMGRID_EMBEDDING": "hashing/384",
-                "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-                "OPENAI_API_KEY": "unused",
-            }
-            env.pop("MEMGRID_API_KEY", None)
-            serve = await asyncio.to_thread(
-                subprocess.Popen,
-                [
-                    *(sys.executable, "-m", "orchestrator.cli", "serve"),
-                    *("--port", str(api_port), "--no-worker"),
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            base = f"http://127.0.0.1:{api_port}"
-            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+async def _measure(args: argparse.Namespace, scratch: Scratch) -> None:
+    redis = connect(scratch.url)
+    stack = Stack(scratch.folder)
+    try:
+        agents, big, load_s = await _load(redis)
+        print(f"loaded {len(agents):,} agents and {MESSAGES:,} messages in {load_s:.1f} s")
+        env = memgrid_env(f"{scratch.url}/0", scratch.folder / "home", "http://127.0.0.1:9/v1")
+        port = free_port()
+        serve = [*CLI, "serve", "--port", str(port), "--no-worker"]
+        base = await anyio.to_thread.run_sync(start_api, stack, env, serve, port)
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            shared = big.block_ids[0]
+            [run] = await RunStore(redis).recent(big.id)
+            middle = f"message-{MESSAGES // 2:08d}"
+            paths = [
+                ("page /", "/"),
+                ("module app.js", "/dashboard/static/app.js"),
+                ("agents: first page of 50", "/dashboard/api/agents?limit=50"),
+                ("agents: page at 5,000", f"/dashboard/api/agents?after={agents[5000].id}"),
+                ("agents: search", "/dashboard/api/agents?query_text=agent-0999"),
+                ("REST /v1/agents?limit=50", "/v1/agents/?limit=50"),
+                ("REST /v1/agents: page at 5,000", f"/v1/agents/?after={agents[5000].id}"),
+                ("REST /v1/agents: one tag (500)", "/v1/agents/?tags=team-3&limit=50"),
+                ("REST /v1/agents: query_text", "/v1/agents/?query_text=agent-0999"),
+                ("block shared by 10k: history", f"/dashboard/api/blocks/{shared}/history"),
+                ("agent (100k messages)", f"/v1/agents/{big.id}"),
+                ("its context window", f"/v1/agents/{big.id}/context"),
+                ("its latest 50 messages", f"/v1/agents/{big.id}/messages?limit=50"),
+                (
+                    "50 messages at 50,000 back",
+                    f"/v1/agents/{big.id}/messages?limit=50&before={middle}",
+                ),
+                ("operations", "/dashboard/api/operations"),
+                ("run view", f"/dashboard/api/runs/{run.id}/trace"),
+            ]
+            print(f"{'request':34} {'median ms':>10} {'p95 ms':>8} {'bytes':>9}")
+            for label, path in paths:
+                median, p95, size = await _time(client, path, args.repeat)
+                print(f"{label:34} {median:10.1f} {p95:8.1f} {size:9,}")
+        if args.browser:
+            print("\nChromium, navigation to drawn:")
+            for label, ms in await _browser(base, big):
+                print(f"{label:34} {ms:10.0f} ms")
+    finally:
+        stack.close()
+        await redis.aclose()
 
-                async def health() -> None:
-                    (await client.get("/v1/health/")).raise_for_status()
 
-                await _wait(health, "memgrid serve", 60)
-                shared = big.block_ids[0]
-                [run] = await RunStore(redis).recent(big.id)
-                middle = f"message-{MESSAGES // 2:08d}"
-                paths = [
-                    ("page /", "/"),
-                    ("module app.js", "/dashboard/static/app.js"),
-                    ("agents: first page of 50", "/dashboard/api/agents?limit=50"),
-                    ("agents: page at 5,000", f"/dashboard/api/agents?after={agents[5000].id}"),
-                    ("agents: search", "/dashboard/api/agents?query_text=agent-0999"),
-                    ("REST /v1/agents?limit=50", "/v1/agents/?limit=50"),
-                    ("REST /v1/agents: page at 5,000", f"/v1/agents/?after={agents[5000].id}"),
-                    ("REST /v1/agents: one tag (500)", "/v1/agents/?tags=team-3&limit=50"),
-                    ("REST /v1/agents: query_text", "/v1/agents/?query_text=agent-0999"),
-                    ("block shared by 10k: history", f"/dashboard/api/blocks/{shared}/history"),
-                    ("agent (100k messages)", f"/v1/agents/{big.id}"),
-                    ("its context window", f"/v1/agents/{big.id}/context"),
-                    ("its latest 50 messages", f"/v1/agents/{big.id}/messages?limit=50"),
-                    (
-                        "50 messages at 50,000 back",
-                        f"/v1/agents/{big.id}/messages?limit=50&before={middle}",
-                    ),
-                    ("operations", "/dashboard/api/operations"),
-                    ("run view", f"/dashboard/api/runs/{run.id}/trace"),
-                ]
-                print(f"{'request':34} {'median ms':>10} {'p95 ms':>8} {'bytes':>9}")
-                for label, path in paths:
-                    median, p95, size = await _time(client, path, repeat)
-                    print(f"{label:34} {median:10.1f} {p95:8.1f} {size:9,}")
-            if browser:
-                print("\nChromium, navigation to drawn:")
-                for label, ms in await _browser(base, big):
-                    print(f"{label:34} {ms:10.0f} ms")
-        finally:
-            if serve is not None:
-                serve.terminate()
-                serve.wait(30)
-            await redis.aclose()
-            redis_proc.terminate()
-            redis_proc.wait(10)
+def main() -> None:
+    """Start a private redis-server, load it, start ``memgrid serve``, time the requests."""
+    parser = options(__doc__)
+    parser.add_argument("--repeat", type=int, default=20, help="requests per row")
+    parser.add_argument("--browser", action="store_true", help="also time Chromium")
+    run_on_redis(parser, _measure, "memgrid-dashboard-")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=20, help="requests per row")
-    parser.add_argument("--browser", action="store_true", help="also time Chromium")
-    args = parser.parse_args()
-    asyncio.run(main(args.repeat, args.browser))
+    main()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from _harness import (  # benchmarks/ is first on sys.path
     Scratch,
+    chat_history,
     int_list,
     options,
     percentile,
@@ -33,14 +33,13 @@ from _harness import (  # benchmarks/ is first on sys.path
 from bus import connect
 from storage._recall_index import searchable_text, tokenize
 from storage.messages import MessageLog
-from storage.records import Message, Role, ToolCall, decode
+from storage.records import Message, decode
 
 __all__ = ("main",)
 
 SIZES = (1_000, 10_000, 100_000)
 QUERIES = 200
 VOCAB = 4_000
-T0 = 1_700_000_000.0
 STOP = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "i", "you", "for", "on", "with"]
 SYLLABLES = [
     "ka",
@@ -93,30 +92,22 @@ class Corpus:
         return " ".join(out).capitalize() + "."
 
     def messages(self, agent_id: str, count: int) -> list[Message]:
-        roles: list[Role] = ["user", "assistant", "tool"]
-        out = []
-        for seq in range(1, count + 1):
-            role = roles[seq % 3] if seq % 50 else "system"
-            text = self.sentence(self.rng.randint(6, 30))
-            calls: list[ToolCall] = []
-            content = text
-            if role == "assistant":
-                args = json.dumps({"message": self.sentence(12), "request_heartbeat": False})
-                calls = [ToolCall(id=f"call-{seq}", name="send_message", arguments=args)]
-            elif role == "tool":
-                content = json.dumps({"status": "OK", "message": text, "time": "now"})
-            out.append(
-                Message(
-                    id=f"message-{seq:08d}",
-                    agent_id=agent_id,
-                    role=role,
-                    content=content,
-                    seq=seq,
-                    tool_calls=calls,
-                    created_at=T0 + seq,
-                )
-            )
-        return out
+        """``count`` messages of user text, thoughts with replies and tool returns that
+        repeat the text, a system message every 50th."""
+        said: dict[int, str] = {}
+
+        def text(n: int) -> str:
+            said[n] = self.sentence(self.rng.randint(6, 30))
+            return said[n]
+
+        return chat_history(
+            agent_id,
+            range(1, count + 1),
+            text,
+            lambda n: self.sentence(12),
+            result=lambda n: said[n],
+            system_every=50,
+        )
 
 
 async def _load(log: MessageLog, client: aioredis.Redis, messages: list[Message]) -> float:

@@ -51,6 +51,7 @@ from _harness import (  # benchmarks/ is first on sys.path
     CapturedRequest,
     RedisCounter,
     Scratch,
+    chat_history,
     int_list,
     one_step_turn,
     options,
@@ -73,12 +74,11 @@ from agents.tokens import TokenCounter
 from bus import connect
 from storage.embeddings import HashingEmbedder
 from storage.passages import EdgePassageStore
-from storage.records import Message, Role, ToolCall
+from storage.records import Message
 
 __all__ = ("main",)
 
 BATCH = 500
-T0 = 1_700_000_000.0
 WORDS = [
     *("memory", "agent", "context", "window", "recall", "archival", "passage", "summary"),
     *("tool", "call", "heartbeat", "user", "assistant", "persona", "human", "block"),
@@ -91,35 +91,6 @@ WORDS = [
 
 def _sentence(i: int, n: int) -> str:
     return " ".join(WORDS[(i * 7 + k * 13) % len(WORDS)] for k in range(n)).capitalize() + "."
-
-
-def _history(agent_id: str, start: int, count: int, shift: int) -> list[Message]:
-    """User text, a send_message call, its tool return, repeated; ``shift`` picks the phase."""
-    out: list[Message] = []
-    for i in range(start, start + count):
-        kind = (i + shift) % 3
-        role: Role = ("user", "assistant", "tool")[kind]
-        calls: list[ToolCall] = []
-        content = _sentence(i, 12 + i % 9)
-        extra: dict[str, Any] = {}
-        if kind == 1:
-            args = json.dumps({"message": _sentence(i + 1, 10)})
-            calls = [ToolCall(id=f"call-{i - 1}", name="send_message", arguments=args)]
-        elif kind == 2:
-            content = json.dumps({"status": "OK", "message": "None", "time": "2024-01-01"})
-            extra = {"tool_call_id": f"call-{i - 2}", "name": "send_message", "status": "success"}
-        out.append(
-            Message(
-                id=f"message-{agent_id[6:14]}-{i:07d}",
-                agent_id=agent_id,
-                role=role,
-                content=content,
-                tool_calls=calls,
-                created_at=T0 + i,
-                **extra,
-            )
-        )
-    return out
 
 
 @dataclass
@@ -140,10 +111,17 @@ async def _preload(rt: Runtime, size: int, name: str, tail: int) -> Row:
     started = time.perf_counter()
     total = max(size, tail)
     # The log ends with a tool return, so a tail of whole triples starts with a user message.
-    shift = -total % 3
+    phase = (2 - total) % 3
     last: list[Message] = []
     for offset in range(0, total, BATCH):
-        batch = _history(agent.id, offset, min(BATCH, total - offset), shift)
+        numbers = range(offset + 1, min(offset + BATCH, total) + 1)
+        batch = chat_history(
+            agent.id,
+            numbers,
+            lambda n: _sentence(n, 12 + n % 9),
+            lambda n: _sentence(n, 10),
+            phase=phase,
+        )
         last = await rt.messages.append(batch)
         if total >= 20 * BATCH and (offset // BATCH) % 40 == 39:
             rate = (offset + len(batch)) / (time.perf_counter() - started)

@@ -2,12 +2,13 @@
 
 A script run as ``python benchmarks/<name>.py`` has ``benchmarks/`` first on ``sys.path``, so it
 imports this package as ``_harness`` (no file there is named like one of memgrid's packages).
-Its modules: ``cli``, ``processes``, ``rest``, ``streams``, ``measure``, ``runtime`` and
-``policies``; all but the policies are exported here.
+Its modules: ``cli``, ``history``, ``processes``, ``rest``, ``streams``, ``measure``,
+``runtime`` and ``policies``; all but the policies are exported here.
 
 * cli: :func:`options` (a parser with the options benchmarks share), :func:`int_list` (a
   comma-separated sweep), :func:`run_on_redis` (parse, quiet the logs, measure on a private
   redis-server, a :class:`Scratch`);
+* history: :func:`chat_history` (recall memory as turns write it, from time :data:`T0`);
 * processes: :func:`free_port`, :func:`start_redis` / :func:`redis_server` (a private
   ``redis-server`` without persistence), :func:`scratch` (one in a temporary folder),
   :func:`spawn` (a process logging to a file), :func:`start_printing_url` (a process that
@@ -29,6 +30,7 @@ Its modules: ``cli``, ``processes``, ``rest``, ``streams``, ``measure``, ``runti
 from __future__ import annotations
 
 from _harness.cli import Scratch, int_list, options, run_on_redis
+from _harness.history import T0, chat_history
 from _harness.measure import (
     PACKAGES,
     cprofile_top,
@@ -74,10 +76,12 @@ from _harness.streams import raw_latency, raw_rate
 __all__ = (
     "CLI",
     "PACKAGES",
+    "T0",
     "CapturedRequest",
     "RedisCounter",
     "Scratch",
     "Stack",
+    "chat_history",
     "cprofile_top",
     "cpu_seconds",
     "create_agents",
