@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -51,17 +49,13 @@ from _harness import (  # benchmarks/ is first on sys.path
     cpu_seconds,
     create_agents,
     int_list,
-    memgrid_env,
     memory,
     options,
     percentile,
     py_spy,
     py_spy_stop,
     run_on_redis,
-    spawn,
-    start_model,
-    stop,
-    wait_workers,
+    start_fleet,
 )
 
 from agents.llm import LLMSettings
@@ -194,34 +188,14 @@ async def _level(
     profile_s: float,
 ) -> Level:
     """Start models and workers, give every agent ``--turns`` messages, wait, stop them."""
-    models: list[subprocess.Popen[bytes]] = []
-    workers: list[subprocess.Popen[bytes]] = []
     sub = folder / f"c{concurrency}"
-    sub.mkdir()
-    pids = {"redis": redis_pid, "client": os.getpid()}
     profile = ""
+    fleet = await start_fleet(
+        url, sub, args, models=args.models, workers=args.workers, slots=concurrency, arrivals=True
+    )
+    workers = fleet.workers
+    pids = {"redis": redis_pid, "client": os.getpid(), **fleet.pids}
     try:
-        urls = []
-        for index in range(args.models):
-            settings = {
-                "MEMGRID_BENCH_LATENCY": str(args.latency),
-                "MEMGRID_BENCH_ARRIVALS": str(sub / f"model-{index}.arrivals"),
-            }
-            log = sub / f"model-{index}.log"
-            proc, model_url = start_model(log, "_harness.policies:slow_ok", settings)
-            models.append(proc)
-            urls.append(model_url)
-            pids[f"model {index + 1}"] = proc.pid
-        for index in range(args.workers):
-            model_url = urls[index % len(urls)]
-            env = memgrid_env(url, folder / "home", model_url, log_level="WARNING")
-            cmd = [sys.executable, "-m", "orchestrator.cli", "worker"]
-            cmd += ["--concurrency", str(concurrency), "--drain-seconds", "5"]
-            cmd += ["--lease-ms", str(args.lease_ms)]
-            workers.append(spawn(cmd, env, sub / f"worker-{index}.log"))
-        await wait_workers(client, args.workers, workers, sub)
-        for index, proc in enumerate(workers):
-            pids[f"worker {index + 1}"] = proc.pid
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         runs = RunStore(client)
         t0 = time.time()
@@ -243,12 +217,7 @@ async def _level(
         cpu_s = {n: cpu_seconds(p) - cpu_before[n] for n, p in pids.items()}
         rss = {n: memory(p) for n, p in pids.items() if n.startswith("worker")}
     finally:
-        for proc in workers:
-            proc.send_signal(signal.SIGTERM)
-        for proc in workers:
-            stop(proc)
-        for proc in models:
-            stop(proc)
+        fleet.close()
     arrivals: list[float] = []
     for index in range(args.models):
         path = sub / f"model-{index}.arrivals"
@@ -265,11 +234,11 @@ async def _level(
         cpu_s=cpu_s,
         rss=rss,
         logs={
-            f"worker {i + 1}": (sub / f"worker-{i}.log").read_text()[-20_000:]
+            f"worker {i + 1}": fleet.worker_log(i).read_text()[-20_000:]
             for i in range(len(workers))
         },
         health=health,
-        lease_events=_lease_events([sub / f"worker-{i}.log" for i in range(len(workers))]),
+        lease_events=_lease_events([fleet.worker_log(i) for i in range(len(workers))]),
         exited=exited,
         profile=profile,
     )

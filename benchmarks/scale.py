@@ -37,7 +37,6 @@ import math
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -47,20 +46,15 @@ import anyio
 import msgspec
 import redis.asyncio as aioredis
 from _harness import (  # benchmarks/ is first on sys.path
-    CLI,
     Scratch,
     cprofile_top,
     cpu_seconds,
     create_agents,
     int_list,
     memgrid_command,
-    memgrid_env,
     options,
     run_on_redis,
-    spawn,
-    start_model,
-    stop,
-    wait_workers,
+    start_fleet,
 )
 
 from agents.llm import LLMSettings
@@ -152,33 +146,15 @@ async def _level(
     profile: bool,
 ) -> Level:
     sub = folder / f"w{n}"
-    sub.mkdir()
-    models: list[subprocess.Popen[str]] = []
-    workers: list[subprocess.Popen[bytes]] = []
-    pids = {"redis": redis_pid}
     prof = sub / "worker-1.prof"
+    models = max(1, math.ceil(n / args.workers_per_model))
+    first = memgrid_command(cprofile=prof, cpu_clock=True) if profile else None
+    fleet = await start_fleet(
+        url, sub, args, models=models, workers=n, slots=args.slots, first_worker=first
+    )
+    workers = fleet.workers
+    pids = {"redis": redis_pid, **fleet.pids}
     try:
-        urls = []
-        for index in range(max(1, math.ceil(n / args.workers_per_model))):
-            proc, model_url = start_model(
-                sub / f"model-{index}.log",
-                "_harness.policies:slow_ok",
-                {"MEMGRID_BENCH_LATENCY": str(args.latency)},
-            )
-            models.append(proc)
-            urls.append(model_url)
-            pids[f"model {index + 1}"] = proc.pid
-        for index in range(n):
-            env = memgrid_env(url, folder / "home", urls[index % len(urls)], log_level="WARNING")
-            argv = ["worker", "--concurrency", str(args.slots), "--drain-seconds", "5"]
-            argv += ["--lease-ms", str(args.lease_ms)]
-            if profile and index == 0:
-                cmd = [*memgrid_command(cprofile=prof, cpu_clock=True), *argv]
-            else:
-                cmd = [*CLI, *argv]
-            workers.append(spawn(cmd, env, sub / f"worker-{index}.log"))
-            pids[f"worker {index + 1}"] = workers[-1].pid
-        await wait_workers(client, n, workers, sub)
         for proc in workers:
             proc.send_signal(signal.SIGSTOP)
         submitted = await _submit(RunStore(client), agents)
@@ -198,17 +174,12 @@ async def _level(
         runs = await _finished(client, submitted)
         exited = sum(w.poll() is not None for w in workers)
     finally:
-        for proc in workers + models:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.send_signal(signal.SIGTERM)
-        for proc in workers + models:
-            stop(proc, signalled=True)
+        fleet.close()
     ok = [r for r in runs if r.status == "completed" and r.stop_reason == "end_turn"]
     ends = [r.completed_at for r in runs if r.completed_at]
     events = 0
     for index in range(n):
-        text = (sub / f"worker-{index}.log").read_text()
+        text = fleet.worker_log(index).read_text()
         events += sum(text.count(f'"event": "{name}"') for name in _LEASE_EVENTS)
     if missing:
         print(f"  {missing} runs did not finish in {args.timeout:g} s; logs in {sub}")

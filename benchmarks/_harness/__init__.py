@@ -2,12 +2,14 @@
 
 A script run as ``python benchmarks/<name>.py`` has ``benchmarks/`` first on ``sys.path``, so it
 imports this package as ``_harness`` (no file there is named like one of memgrid's packages).
-Its modules: ``cli``, ``history``, ``processes``, ``rest``, ``streams``, ``measure``,
+Its modules: ``cli``, ``fleet``, ``history``, ``processes``, ``rest``, ``streams``, ``measure``,
 ``runtime`` and ``policies``; all but the policies are exported here.
 
 * cli: :func:`options` (a parser with the options benchmarks share), :func:`int_list` (a
   comma-separated sweep), :func:`run_on_redis` (parse, quiet the logs, measure on a private
   redis-server, a :class:`Scratch`);
+* fleet: :func:`start_fleet` (a level of a worker sweep: scripted models and workers, a
+  :class:`Fleet`);
 * history: :func:`chat_history` (recall memory as turns write it, from time :data:`T0`);
 * processes: :func:`free_port`, :func:`start_redis` / :func:`redis_server` (a private
   ``redis-server`` without persistence), :func:`scratch` (one in a temporary folder),
@@ -30,6 +32,7 @@ Its modules: ``cli``, ``history``, ``processes``, ``rest``, ``streams``, ``measu
 from __future__ import annotations
 
 from _harness.cli import Scratch, int_list, options, run_on_redis
+from _harness.fleet import Fleet, start_fleet
 from _harness.history import T0, chat_history
 from _harness.measure import (
     PACKAGES,
@@ -78,6 +81,7 @@ __all__ = (
     "PACKAGES",
     "T0",
     "CapturedRequest",
+    "Fleet",
     "RedisCounter",
     "Scratch",
     "Stack",
@@ -110,6 +114,7 @@ __all__ = (
     "serve_stack",
     "spawn",
     "start_api",
+    "start_fleet",
     "start_model",
     "start_printing_url",
     "start_redis",
