@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from storage import keys
 from storage._agent_pages import UnknownCursor, backfill_created_index, page_ids, records
-from storage._util import mget, text, texts
+from storage._util import by_id_or_name, mget, text, texts
 from storage.errors import Conflict, InvalidRecord, NotFound
 from storage.records import Agent, decode, encode, now
 
@@ -134,13 +134,13 @@ class AgentStore:
 
     async def resolve(self, name_or_id: str) -> Agent:
         """The agent with this id, else with this name."""
-        raw = await self._redis.get(keys.agent(name_or_id))
-        if raw is not None:
-            return decode(Agent, raw)
-        agent_id = await self.id_for_name(name_or_id)
-        if agent_id is None:
-            raise NotFound(f"no agent named or with id {name_or_id!r}; see `memgrid agents list`")
-        return await self.get(agent_id)
+        missing = f"no agent named or with id {name_or_id!r}; see `memgrid agents list`"
+        return await by_id_or_name(name_or_id, self.get, self.get_by_name, missing)
+
+    async def get_by_name(self, name: str) -> Agent | None:
+        """The agent named ``name``, or ``None``."""
+        agent_id = await self.id_for_name(name)
+        return None if agent_id is None else await self.get(agent_id)
 
     async def list(
         self,

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from storage import keys
-from storage._util import mget, text_or_none, texts
+from storage._util import fetch, fetch_many, text_or_none, texts
 from storage.errors import Conflict, InvalidRecord, NotFound, StaleWriter
 from storage.records import Block, BlockEdit, decode, encode, new_id, now
 
@@ -91,17 +91,13 @@ class BlockStore:
         return block
 
     async def get(self, block_id: str) -> Block:
-        raw = await self._redis.get(keys.block(block_id))
-        if raw is None:
-            raise NotFound(f"no block with id {block_id!r}")
-        return decode(Block, raw)
+        return await fetch(
+            self._redis, keys.block(block_id), Block, f"no block with id {block_id!r}"
+        )
 
     async def get_many(self, block_ids: Sequence[str]) -> builtins.list[Block]:
         """The blocks that exist, in the order asked (missing ids are skipped)."""
-        if not block_ids:
-            return []
-        raws = await mget(self._redis, [keys.block(b) for b in block_ids])
-        return [decode(Block, raw) for raw in raws if raw is not None]
+        return await fetch_many(self._redis, [keys.block(b) for b in block_ids], Block)
 
     async def list(self, *, label: str | None = None) -> builtins.list[Block]:
         ids = sorted(texts(await self._redis.smembers(keys.blocks_all())))

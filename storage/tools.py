@@ -9,8 +9,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from storage import keys
-from storage._util import mget, text, texts
-from storage.errors import NotFound
+from storage._util import fetch, fetch_many, text, texts
 from storage.records import Tool, decode, encode
 
 __all__ = ("ToolStore",)
@@ -37,10 +36,7 @@ class ToolStore:
         return tool
 
     async def get(self, tool_id: str) -> Tool:
-        raw = await self._redis.get(keys.tool(tool_id))
-        if raw is None:
-            raise NotFound(f"no tool with id {tool_id!r}")
-        return decode(Tool, raw)
+        return await fetch(self._redis, keys.tool(tool_id), Tool, f"no tool with id {tool_id!r}")
 
     async def get_by_name(self, name: str) -> Tool | None:
         tool_id = await self._redis.hget(keys.tool_names(), name)
@@ -57,19 +53,13 @@ class ToolStore:
     async def by_ids(self, ids: Sequence[bytes | str | None]) -> dict[str, Tool]:
         """The tools with these ids by name (None and missing ids are skipped): the second half
         of a lookup by name whose ``HMGET`` of the name index ran elsewhere."""
-        wanted = [text(i) for i in ids if i is not None]
-        if not wanted:
-            return {}
-        raws = await mget(self._redis, [keys.tool(i) for i in wanted])
-        tools = [decode(Tool, raw) for raw in raws if raw is not None]
-        return {t.name: t for t in tools}
+        wanted = [keys.tool(text(i)) for i in ids if i is not None]
+        return {t.name: t for t in await fetch_many(self._redis, wanted, Tool)}
 
     async def list(self) -> builtins.list[Tool]:
         ids = texts(await self._redis.smembers(keys.tools_all()))
-        if not ids:
-            return []
-        raws = await mget(self._redis, [keys.tool(i) for i in ids])
-        return sorted((decode(Tool, raw) for raw in raws if raw is not None), key=lambda t: t.name)
+        tools = await fetch_many(self._redis, [keys.tool(i) for i in ids], Tool)
+        return sorted(tools, key=lambda t: t.name)
 
     async def delete(self, tool_id: str) -> Tool:
         tool = await self.get(tool_id)
