@@ -15,12 +15,11 @@ import builtins
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from storage import keys
-from storage._util import texts
-from storage.errors import Conflict, InvalidRecord, NotFound
-from storage.records import Archive, decode, encode, new_id, now
+from storage._attachable import ARCHIVES, AttachableStore
+from storage.errors import InvalidRecord
+from storage.records import Archive, encode, new_id, now
 
 __all__ = ("ArchiveStore", "new_archive")
 
@@ -40,59 +39,12 @@ def new_archive(
     )
 
 
-def _validate(archive: Archive) -> None:
-    if not archive.name.strip():
-        raise InvalidRecord("an archive needs a non-empty name, e.g. 'company_handbook'")
-    if not archive.embedding.strip():
-        raise InvalidRecord(
-            f"archive {archive.name!r} needs an embedding handle, e.g. local/all-MiniLM-L6-v2"
-        )
+class ArchiveStore(AttachableStore[Archive]):
+    """Archives and their attachments to agents (create, get, list and attachments: see
+    :class:`AttachableStore`)."""
 
-
-class ArchiveStore:
-    """Archives and their attachments to agents."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
-
-    async def create(self, archive: Archive) -> Archive:
-        """Store a new archive.
-
-        Raises:
-            InvalidRecord: an empty name or embedding.
-            Conflict: the id exists.
-        """
-        _validate(archive)
-        if not await self._redis.set(keys.archive(archive.id), encode(archive), nx=True):
-            raise Conflict(f"archive {archive.id} already exists")
-        await self._redis.sadd(keys.archives_all(), archive.id)
-        return archive
-
-    async def get(self, archive_id: str) -> Archive:
-        """The archive with this id.
-
-        Raises:
-            NotFound: no such archive.
-        """
-        raw = await self._redis.get(keys.archive(archive_id))
-        if raw is None:
-            raise NotFound(f"no archive with id {archive_id!r}")
-        return decode(Archive, raw)
-
-    async def _many(self, ids: builtins.list[str]) -> builtins.list[Archive]:
-        if not ids:
-            return []
-        # One GET per key: the archives live in different slots of a cluster.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for archive_id in sorted(ids):
-                pipe.get(keys.archive(archive_id))
-            raws = await pipe.execute()
-        found = [decode(Archive, raw) for raw in raws if raw is not None]
-        return sorted(found, key=lambda a: (a.created_at, a.id))
-
-    async def list(self) -> builtins.list[Archive]:
-        """Every archive, oldest first."""
-        return await self._many(texts(await self._redis.smembers(keys.archives_all())))
+    _kind = ARCHIVES
+    _example = "company_handbook"
 
     async def update(self, archive_id: str, **fields: Any) -> Archive:
         """Change ``name``, ``description`` or ``metadata`` (the embedding stays: its passages
@@ -107,7 +59,7 @@ class ArchiveStore:
             raise InvalidRecord(f"cannot set archive fields {sorted(unknown)}")
         current = await self.get(archive_id)
         updated = msgspec.structs.replace(current, **fields, updated_at=now())
-        _validate(updated)
+        self._validate(updated)
         await self._redis.set(keys.archive(archive_id), encode(updated), xx=True)
         return updated
 
@@ -120,43 +72,16 @@ class ArchiveStore:
         """
         await self.get(archive_id)
         await self._redis.srem(keys.archives_all(), archive_id)
-        agent_ids = await self.agents_of(archive_id)
-        for agent_id in agent_ids:
-            await self._redis.srem(keys.agent_archives(agent_id), archive_id)
-        await self._redis.delete(keys.archive(archive_id), keys.archive_agents(archive_id))
+        agent_ids = await self._detach_all(archive_id)
+        await self._redis.delete(keys.archive(archive_id))
         return agent_ids
 
-    async def attach(self, archive_id: str, agent_id: str) -> bool:
-        """Record that the archive is attached to the agent; ``False`` if it already was.
-
-        Raises:
-            NotFound: no such archive.
-        """
-        await self.get(archive_id)
-        added = await self._redis.sadd(keys.archive_agents(archive_id), agent_id)
-        await self._redis.sadd(keys.agent_archives(agent_id), archive_id)
-        return bool(added)
-
-    async def detach(self, archive_id: str, agent_id: str) -> bool:
-        """Forget that the archive is attached to the agent; ``False`` if it was not."""
-        removed = await self._redis.srem(keys.archive_agents(archive_id), agent_id)
-        removed += await self._redis.srem(keys.agent_archives(agent_id), archive_id)
-        return bool(removed)
-
-    async def agents_of(self, archive_id: str) -> builtins.list[str]:
-        """Ids of the agents the archive is attached to, sorted."""
-        return sorted(texts(await self._redis.smembers(keys.archive_agents(archive_id))))
+    # --- attachments (attach, detach, agents_of, forget_agent: see AttachableStore) --------
 
     async def ids_of(self, agent_id: str) -> builtins.list[str]:
         """Ids of the archives attached to the agent, sorted."""
-        return sorted(texts(await self._redis.smembers(keys.agent_archives(agent_id))))
+        return await self._attached_to(agent_id)
 
     async def archives_of(self, agent_id: str) -> builtins.list[Archive]:
         """The archives attached to the agent, oldest first."""
         return await self._many(await self.ids_of(agent_id))
-
-    async def forget_agent(self, agent_id: str) -> None:
-        """Drop a deleted agent from every archive it was attached to (archives stay)."""
-        for archive_id in await self.ids_of(agent_id):
-            await self._redis.srem(keys.archive_agents(archive_id), agent_id)
-        await self._redis.delete(keys.agent_archives(agent_id))

@@ -21,11 +21,11 @@ import builtins
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from storage import keys
-from storage._util import mget, texts
-from storage.errors import Conflict, InvalidRecord, NotFound
+from storage._attachable import SOURCES, AttachableStore
+from storage._util import by_id_or_name, fetch, fetch_many, members
+from storage.errors import Conflict, InvalidRecord
 from storage.records import FileMeta, Source, decode, encode, new_id
 
 __all__ = ("SourceStore", "new_file", "new_source")
@@ -61,20 +61,12 @@ def new_file(source_id: str, file_name: str, *, file_type: str, file_size: int) 
     )
 
 
-def _validate(source: Source) -> None:
-    if not source.name.strip():
-        raise InvalidRecord("a source needs a non-empty name, e.g. 'employee_handbook'")
-    if not source.embedding.strip():
-        raise InvalidRecord(
-            f"source {source.name!r} needs an embedding handle, e.g. local/all-MiniLM-L6-v2"
-        )
+class SourceStore(AttachableStore[Source]):
+    """Sources (unique by name) and their files' metadata (get, list and attachments: see
+    :class:`AttachableStore`)."""
 
-
-class SourceStore:
-    """Sources (unique by name) and their files' metadata."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
+    _kind = SOURCES
+    _example = "employee_handbook"
 
     # --- sources -------------------------------------------------------------------------
 
@@ -85,24 +77,10 @@ class SourceStore:
             InvalidRecord: an empty name or embedding.
             Conflict: the name is taken (or the id exists).
         """
-        _validate(source)
+        self._validate(source)
         if await self.get_by_name(source.name) is not None:
             raise Conflict(f"a source named {source.name!r} already exists; pick another name")
-        if not await self._redis.set(keys.source(source.id), encode(source), nx=True):
-            raise Conflict(f"source {source.id} already exists")
-        await self._redis.sadd(keys.sources_all(), source.id)
-        return source
-
-    async def get(self, source_id: str) -> Source:
-        """The source with this id.
-
-        Raises:
-            NotFound: no such source.
-        """
-        raw = await self._redis.get(keys.source(source_id))
-        if raw is None:
-            raise NotFound(f"no source with id {source_id!r}")
-        return decode(Source, raw)
+        return await super().create(source)
 
     async def get_by_name(self, name: str) -> Source | None:
         """The source named ``name``, or ``None``."""
@@ -114,22 +92,8 @@ class SourceStore:
         Raises:
             NotFound: neither exists.
         """
-        raw = await self._redis.get(keys.source(name_or_id))
-        if raw is not None:
-            return decode(Source, raw)
-        found = await self.get_by_name(name_or_id)
-        if found is None:
-            raise NotFound(f"no source with id or name {name_or_id!r}")
-        return found
-
-    async def list(self) -> builtins.list[Source]:
-        """Every source, oldest first."""
-        ids = sorted(texts(await self._redis.smembers(keys.sources_all())))
-        if not ids:
-            return []
-        raws = await mget(self._redis, [keys.source(i) for i in ids])
-        sources = [decode(Source, raw) for raw in raws if raw is not None]
-        return sorted(sources, key=lambda s: (s.created_at, s.id))
+        missing = f"no source with id or name {name_or_id!r}"
+        return await by_id_or_name(name_or_id, self.get, self.get_by_name, missing)
 
     async def update(self, source_id: str, **fields: Any) -> Source:
         """Change ``name``, ``description`` or ``embedding`` of a source.
@@ -147,7 +111,7 @@ class SourceStore:
             raise InvalidRecord(f"cannot set source fields {sorted(unknown)}")
         current = await self.get(source_id)
         updated = msgspec.structs.replace(current, **fields)
-        _validate(updated)
+        self._validate(updated)
         if updated.name != current.name:
             taken = await self.get_by_name(updated.name)
             if taken is not None and taken.id != source_id:
@@ -173,49 +137,14 @@ class SourceStore:
             pipe.delete(keys.source_files(source_id))
             pipe.delete(keys.source(source_id))
             await pipe.execute()
-        for agent_id in await self.agents_of(source_id):
-            await self._redis.srem(keys.agent_sources(agent_id), source_id)
-        await self._redis.delete(keys.source_agents(source_id))
+        await self._detach_all(source_id)
         return source, files
 
-    # --- attachments ---------------------------------------------------------------------
-
-    async def attach(self, source_id: str, agent_id: str) -> bool:
-        """Record that the source is attached to the agent; ``False`` if it already was.
-
-        Raises:
-            NotFound: no such source.
-        """
-        await self.get(source_id)
-        added = await self._redis.sadd(keys.source_agents(source_id), agent_id)
-        await self._redis.sadd(keys.agent_sources(agent_id), source_id)
-        return bool(added)
-
-    async def detach(self, source_id: str, agent_id: str) -> bool:
-        """Forget that the source is attached to the agent; ``False`` if it was not."""
-        removed = await self._redis.srem(keys.source_agents(source_id), agent_id)
-        await self._redis.srem(keys.agent_sources(agent_id), source_id)
-        return bool(removed)
-
-    async def agents_of(self, source_id: str) -> builtins.list[str]:
-        """Ids of the agents the source is attached to, sorted."""
-        return sorted(texts(await self._redis.smembers(keys.source_agents(source_id))))
+    # --- attachments (attach, detach, agents_of, forget_agent: see AttachableStore) --------
 
     async def sources_of(self, agent_id: str) -> builtins.list[Source]:
         """The sources attached to the agent, oldest first."""
-        ids = sorted(texts(await self._redis.smembers(keys.agent_sources(agent_id))))
-        if not ids:
-            return []
-        raws = await mget(self._redis, [keys.source(i) for i in ids])
-        sources = [decode(Source, raw) for raw in raws if raw is not None]
-        return sorted(sources, key=lambda s: (s.created_at, s.id))
-
-    async def forget_agent(self, agent_id: str) -> None:
-        """Drop a deleted agent from every source it was attached to."""
-        ids = texts(await self._redis.smembers(keys.agent_sources(agent_id)))
-        for source_id in ids:
-            await self._redis.srem(keys.source_agents(source_id), agent_id)
-        await self._redis.delete(keys.agent_sources(agent_id))
+        return await self._many(await self._attached_to(agent_id))
 
     # --- files ---------------------------------------------------------------------------
 
@@ -238,18 +167,14 @@ class SourceStore:
         Raises:
             NotFound: no such file.
         """
-        raw = await self._redis.get(keys.file(file_id))
-        if raw is None:
-            raise NotFound(f"no file with id {file_id!r}")
-        return decode(FileMeta, raw)
+        return await fetch(
+            self._redis, keys.file(file_id), FileMeta, f"no file with id {file_id!r}"
+        )
 
     async def list_files(self, source_id: str) -> builtins.list[FileMeta]:
         """The source's files, oldest first (an unknown source has none)."""
-        ids = sorted(texts(await self._redis.smembers(keys.source_files(source_id))))
-        if not ids:
-            return []
-        raws = await mget(self._redis, [keys.file(i) for i in ids])
-        files = [decode(FileMeta, raw) for raw in raws if raw is not None]
+        ids = await members(self._redis, keys.source_files(source_id))
+        files = await fetch_many(self._redis, [keys.file(i) for i in ids], FileMeta)
         return sorted(files, key=lambda f: (f.created_at, f.id))
 
     async def update_file(self, file_id: str, **fields: Any) -> FileMeta:
