@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -21,6 +21,7 @@ from storage.records import Passage
 __all__ = (
     "Conditions",
     "OrderedSource",
+    "Window",
     "check_batch",
     "collection_dimension",
     "collection_name",
@@ -161,14 +162,18 @@ class OrderedSource(Protocol):
         ...
 
 
+class Window(NamedTuple):
+    """Which page of a list: ``limit`` passages after the ``offset`` first, or after the
+    ``anchor`` passage when there is one, oldest or newest first."""
+
+    limit: int
+    offset: int
+    anchor: Passage | None
+    ascending: bool
+
+
 async def page(
-    sources: Sequence[OrderedSource],
-    where: Conditions,
-    *,
-    limit: int,
-    offset: int,
-    anchor: Passage | None,
-    ascending: bool,
+    sources: Sequence[OrderedSource], where: Conditions, window: Window
 ) -> list[Passage]:
     """One page of passages in ``(created_at, id)`` order over several collections.
 
@@ -176,15 +181,16 @@ async def page(
     source fetches enough rows and completes the group of equal ``created_at`` at the page's
     edge before the exact order is applied here.
     """
-    if limit <= 0:
+    if window.limit <= 0:
         return []
     # Engines take 64-bit (or narrower) counts: a client's 10**23 means "all", not an error.
-    limit, offset = min(limit, _MAX_COUNT), min(max(offset, 0), _MAX_COUNT)
+    limit, offset = min(window.limit, _MAX_COUNT), min(max(window.offset, 0), _MAX_COUNT)
+    window = window._replace(limit=limit, offset=offset)
     merged: list[Passage] = []
     for source in sources:
-        merged += await _page_one(source, where, limit, offset, anchor, ascending)
-    merged.sort(key=sort_key, reverse=not ascending)
-    if anchor is None:
+        merged += await _page_one(source, where, window)
+    merged.sort(key=sort_key, reverse=not window.ascending)
+    if window.anchor is None:
         return merged[offset : offset + limit]
     return merged[:limit]
 
@@ -193,14 +199,8 @@ _MAX_COUNT = 2**31 - 1
 _TIE_EPSILON = 1e-6  # seconds; created_at values closer than this count as tied
 
 
-async def _page_one(
-    source: OrderedSource,
-    where: Conditions,
-    limit: int,
-    offset: int,
-    anchor: Passage | None,
-    ascending: bool,
-) -> list[Passage]:
+async def _page_one(source: OrderedSource, where: Conditions, window: Window) -> list[Passage]:
+    limit, offset, anchor, ascending = window
     if anchor is None:
         scope, need = where, offset + limit
     else:

@@ -31,40 +31,32 @@ import fcntl
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Any
 
 import anyio.lowlevel
 import qdrant_edge as qe
 
+from storage.passages._base import INSERT_CHUNK, Collection, CollectionStore
 from storage.passages._common import (
     CREATED_AT,
     OWNER,
     TAGS,
     Conditions,
-    check_batch,
     collection_dimension,
     collection_name,
-    conditions,
-    dimension_error,
     from_payload,
     owners,
-    page,
     point_id,
     to_payload,
 )
 from storage.passages.protocol import (
-    PassageNotFoundError,
     PassageStoreClosedError,
     PassageStoreLockedError,
     ScoredPassage,
-    TimeBound,
 )
 from storage.records import Passage
 
 __all__ = ("INSERT_CHUNK", "EdgePassageStore")
-
-INSERT_CHUNK = 256
-"""Points per engine call on insert; the event loop runs between chunks."""
 
 _MAX_TAGS = 100_000
 
@@ -124,15 +116,62 @@ class _Collection:
         records, _ = self.shard.scroll(request)
         return [from_payload(record.payload) for record in records]
 
-    def retrieve(self, owner_id: str | Sequence[str], passage_ids: Sequence[str]) -> list[Passage]:
+    async def retrieve(
+        self, owner_id: str | Sequence[str], passage_ids: Sequence[str]
+    ) -> list[Passage]:
         ids: list[Any] = [point_id(passage_id) for passage_id in passage_ids]
         records = self.shard.retrieve(ids, with_payload=True, with_vector=False)
         found = (from_payload(record.payload) for record in records)
         named = owners(owner_id)
         return [passage for passage in found if passage.owner_id in named]
 
+    async def upsert(self, passages: Sequence[Passage], vectors: Sequence[Sequence[float]]) -> None:
+        points = [
+            qe.Point(point_id(passage.id), list(vector), to_payload(passage))
+            for passage, vector in zip(passages, vectors, strict=True)
+        ]
+        self.shard.update(qe.UpdateOperation.upsert_points(points))
 
-class EdgePassageStore:
+    async def nearest(
+        self, where: Conditions, vector: Sequence[float], top_k: int, offset: int
+    ) -> list[ScoredPassage]:
+        # The engine orders equal scores differently for each limit/offset, so paging by
+        # offset would repeat or skip tied passages. Fetch from the top instead, widening
+        # while the page's last hit ties the next one, and order ties by id.
+        limit = offset + top_k + 1
+        while True:
+            request = qe.QueryRequest(
+                limit=limit,
+                offset=0,
+                query=qe.Query.Nearest(list(vector)),
+                filter=_filter(where),
+                with_payload=True,
+                with_vector=False,
+            )
+            found = [
+                ScoredPassage(passage=from_payload(point.payload), score=float(point.score))
+                for point in self.shard.query(request)
+            ]
+            full = len(found) >= limit
+            if not full or found[-1].score != found[offset + top_k - 1].score:
+                break
+            limit *= 2
+        found.sort(key=lambda hit: (-hit.score, hit.passage.id))
+        return found[offset : offset + top_k]
+
+    async def delete_ids(self, passage_ids: Sequence[str]) -> None:
+        ids: list[Any] = [point_id(passage_id) for passage_id in passage_ids]
+        self.shard.update(qe.UpdateOperation.delete_points(ids))
+
+    async def delete_where(self, where: Conditions) -> None:
+        self.shard.update(qe.UpdateOperation.delete_points_by_filter(_filter(where)))
+
+    async def tag_values(self, where: Conditions) -> list[str]:
+        request = qe.FacetRequest(TAGS, limit=_MAX_TAGS, exact=True, filter=_filter(where))
+        return [str(hit.value) for hit in self.shard.facet(request).hits]
+
+
+class EdgePassageStore(CollectionStore):
     """:class:`storage.passages.PassageStore` on the embedded Qdrant Edge engine.
 
     Args:
@@ -171,8 +210,7 @@ class EdgePassageStore:
         return handle
 
     def _collection(self, dimension: int, *, create: bool = False) -> _Collection | None:
-        if self._lock is None:
-            raise PassageStoreClosedError("the passage store is closed: open a new one")
+        self._check_open()
         found = self._collections.get(dimension)
         if found is not None:
             return found
@@ -208,154 +246,25 @@ class EdgePassageStore:
             if field not in schema:
                 shard.update(qe.UpdateOperation.create_field_index(field, index))
 
-    def _all(self) -> list[_Collection]:
+    def _check_open(self) -> None:
         if self._lock is None:
             raise PassageStoreClosedError("the passage store is closed: open a new one")
+
+    def _loaded(self) -> builtins.list[_Collection]:
+        self._check_open()
         found = (self._collection(dimension) for dimension in list(self._dimensions))
         return [collection for collection in found if collection is not None]
 
-    async def _check_owners(self, owners: set[str], dimension: int) -> None:
-        for other in self._all():
-            if other.dimension == dimension:
-                continue
-            for owner_id in sorted(owners):
-                if await other.count_where(Conditions(owner_id=owner_id)):
-                    raise dimension_error(owner_id, other.dimension, dimension)
+    async def _all(self) -> builtins.list[Collection]:
+        return list(self._loaded())
 
-    async def insert(self, passages: Sequence[Passage], vectors: Sequence[Sequence[float]]) -> None:
-        """See :meth:`storage.passages.PassageStore.insert`."""
-        dimension = check_batch(passages, vectors)
-        if dimension is None:
-            return
-        await self._check_owners({passage.owner_id for passage in passages}, dimension)
-        collection = self._collection(dimension, create=True)
-        assert collection is not None  # create=True
-        for start in range(0, len(passages), INSERT_CHUNK):
-            points = [
-                qe.Point(point_id(passage.id), list(vector), to_payload(passage))
-                for passage, vector in zip(
-                    passages[start : start + INSERT_CHUNK],
-                    vectors[start : start + INSERT_CHUNK],
-                    strict=True,
-                )
-            ]
-            collection.shard.update(qe.UpdateOperation.upsert_points(points))
-            await anyio.lowlevel.checkpoint()
+    async def _existing(self, dimension: int) -> Collection | None:
+        return self._collection(dimension)
 
-    async def search(
-        self,
-        owner_id: str | Sequence[str],
-        vector: Sequence[float],
-        *,
-        top_k: int = 10,
-        tags: Sequence[str] | None = None,
-        match_all_tags: bool = False,
-        start: TimeBound | None = None,
-        end: TimeBound | None = None,
-        offset: int = 0,
-    ) -> builtins.list[ScoredPassage]:
-        """See :meth:`storage.passages.PassageStore.search`."""
-        collection = self._collection(len(vector))
-        hits: list[ScoredPassage] = []
-        if collection is not None and top_k > 0 and owners(owner_id):
-            where = conditions(
-                owner_id, tags=tags, match_all_tags=match_all_tags, start=start, end=end
-            )
-            # The engine orders equal scores differently for each limit/offset, so paging by
-            # offset would repeat or skip tied passages. Fetch from the top instead, widening
-            # while the page's last hit ties the next one, and order ties by id.
-            start_at = max(offset, 0)
-            limit = start_at + top_k + 1
-            while True:
-                request = qe.QueryRequest(
-                    limit=limit,
-                    offset=0,
-                    query=qe.Query.Nearest(list(vector)),
-                    filter=_filter(where),
-                    with_payload=True,
-                    with_vector=False,
-                )
-                found = [
-                    ScoredPassage(passage=from_payload(point.payload), score=float(point.score))
-                    for point in collection.shard.query(request)
-                ]
-                full = len(found) >= limit
-                if not full or found[-1].score != found[start_at + top_k - 1].score:
-                    break
-                limit *= 2
-            found.sort(key=lambda hit: (-hit.score, hit.passage.id))
-            hits = found[start_at : start_at + top_k]
-        if not hits:
-            await self._check_owners(set(owners(owner_id)), len(vector))
-        return hits
-
-    async def list(
-        self,
-        owner_id: str | Sequence[str],
-        *,
-        limit: int = 50,
-        offset: int = 0,
-        after: str | None = None,
-        tags: Sequence[str] | None = None,
-        match_all_tags: bool = False,
-        ascending: bool = True,
-    ) -> builtins.list[Passage]:
-        """See :meth:`storage.passages.PassageStore.list`."""
-        anchor = None
-        if after is not None:
-            anchor = await self.get(owner_id, after)
-            if anchor is None:
-                named = ", ".join(repr(owner) for owner in owners(owner_id))
-                raise PassageNotFoundError(f"owner {named} has no passage {after!r}")
-        where = conditions(owner_id, tags=tags, match_all_tags=match_all_tags)
-        return await page(
-            self._all(), where, limit=limit, offset=offset, anchor=anchor, ascending=ascending
-        )
-
-    async def get(self, owner_id: str | Sequence[str], passage_id: str) -> Passage | None:
-        """See :meth:`storage.passages.PassageStore.get`."""
-        for collection in self._all():
-            found = collection.retrieve(owner_id, [passage_id])
-            if found:
-                return found[0]
-        return None
-
-    async def delete(self, owner_id: str, passage_ids: Sequence[str]) -> int:
-        """See :meth:`storage.passages.PassageStore.delete`."""
-        deleted = 0
-        for collection in self._all():
-            found = collection.retrieve(owner_id, list(dict.fromkeys(passage_ids)))
-            if found:
-                ids: list[Any] = [point_id(passage.id) for passage in found]
-                collection.shard.update(qe.UpdateOperation.delete_points(ids))
-                deleted += len(found)
-        return deleted
-
-    async def delete_owner(self, owner_id: str) -> int:
-        """See :meth:`storage.passages.PassageStore.delete_owner`."""
-        deleted = 0
-        where = Conditions(owner_id=owner_id)
-        for collection in self._all():
-            present = await collection.count_where(where)
-            if present:
-                collection.shard.update(qe.UpdateOperation.delete_points_by_filter(_filter(where)))
-                deleted += present
-        return deleted
-
-    async def count(self, owner_id: str) -> int:
-        """See :meth:`storage.passages.PassageStore.count`."""
-        where = Conditions(owner_id=owner_id)
-        return sum([await collection.count_where(where) for collection in self._all()])
-
-    async def tags(self, owner_id: str) -> builtins.list[str]:
-        """See :meth:`storage.passages.PassageStore.tags`."""
-        found: set[str] = set()
-        request = qe.FacetRequest(
-            TAGS, limit=_MAX_TAGS, exact=True, filter=_filter(Conditions(owner_id=owner_id))
-        )
-        for collection in self._all():
-            found.update(str(hit.value) for hit in collection.shard.facet(request).hits)
-        return sorted(found)
+    async def _create(self, dimension: int) -> Collection:
+        created = self._collection(dimension, create=True)
+        assert created is not None  # create=True
+        return created
 
     async def optimize(self) -> bool:
         """Build HNSW graphs, merge segments and vacuum deletions in every shard.
@@ -367,7 +276,7 @@ class EdgePassageStore:
             ``True`` if any shard changed.
         """
         changed = False
-        for collection in self._all():
+        for collection in self._loaded():
             changed = collection.shard.optimize() or changed
             await anyio.lowlevel.checkpoint()
         return changed
@@ -384,12 +293,6 @@ class EdgePassageStore:
                 stack.callback(collection.shard.close)
             for collection in collections:
                 collection.shard.flush()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = "closed" if self._lock is None else "open"

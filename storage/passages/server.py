@@ -19,61 +19,33 @@ URL (``_server_errors``); the API answers them with a 502.
 from __future__ import annotations
 
 import builtins
-import functools
-from collections.abc import Callable, Coroutine, Sequence
+import contextlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar
+from typing import Literal
 
 from qdrant_client import AsyncQdrantClient, models
 
+from storage.passages._base import INSERT_CHUNK, Collection, CollectionStore
 from storage.passages._common import (
     CREATED_AT,
     OWNER,
     TAGS,
     Conditions,
-    check_batch,
     collection_dimension,
     collection_name,
-    conditions,
-    dimension_error,
     from_payload,
     owners,
-    page,
     point_id,
     to_payload,
 )
 from storage.passages._server_errors import server_errors
-from storage.passages.protocol import (
-    PassageNotFoundError,
-    PassageStoreClosedError,
-    ScoredPassage,
-    TimeBound,
-)
+from storage.passages.protocol import PassageStoreClosedError, ScoredPassage
 from storage.records import Passage
 
 __all__ = ("INSERT_CHUNK", "ServerPassageStore")
 
-INSERT_CHUNK = 256
-"""Points per upsert request."""
-
 _MAX_TAGS = 100_000
-
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def _reported(
-    method: Callable[Concatenate[ServerPassageStore, _P], Coroutine[Any, Any, _T]],
-) -> Callable[Concatenate[ServerPassageStore, _P], Coroutine[Any, Any, _T]]:
-    """Run a public method inside :func:`server_errors`: a server's failure names the server."""
-
-    async def reported(self: ServerPassageStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        with server_errors(self.url):
-            return await method(self, *args, **kwargs)
-
-    functools.update_wrapper(reported, method)  # its name and docstring
-    return reported
 
 
 def _filter(where: Conditions) -> models.Filter:
@@ -141,8 +113,49 @@ class _Collection:
         named = owners(owner_id)
         return [passage for passage in found if passage.owner_id in named]
 
+    async def upsert(self, passages: Sequence[Passage], vectors: Sequence[Sequence[float]]) -> None:
+        points = [
+            models.PointStruct(
+                id=str(point_id(passage.id)), vector=list(vector), payload=to_payload(passage)
+            )
+            for passage, vector in zip(passages, vectors, strict=True)
+        ]
+        await self.client.upsert(self.name, points=points, wait=True)
 
-class ServerPassageStore:
+    async def nearest(
+        self, where: Conditions, vector: Sequence[float], top_k: int, offset: int
+    ) -> list[ScoredPassage]:
+        response = await self.client.query_points(
+            self.name,
+            query=list(vector),
+            query_filter=_filter(where),
+            limit=top_k,
+            offset=offset,
+            with_payload=True,
+            with_vectors=False,
+        )
+        return [
+            ScoredPassage(passage=from_payload(point.payload), score=float(point.score))
+            for point in response.points
+        ]
+
+    async def delete_ids(self, passage_ids: Sequence[str]) -> None:
+        ids: list[models.ExtendedPointId] = [str(point_id(pid)) for pid in passage_ids]
+        selector = models.PointIdsList(points=ids)
+        await self.client.delete(self.name, points_selector=selector, wait=True)
+
+    async def delete_where(self, where: Conditions) -> None:
+        selector = models.FilterSelector(filter=_filter(where))
+        await self.client.delete(self.name, points_selector=selector, wait=True)
+
+    async def tag_values(self, where: Conditions) -> list[str]:
+        response = await self.client.facet(
+            self.name, key=TAGS, facet_filter=_filter(where), limit=_MAX_TAGS, exact=True
+        )
+        return [str(hit.value) for hit in response.hits]
+
+
+class ServerPassageStore(CollectionStore):
     """:class:`storage.passages.PassageStore` on a Qdrant server (or qdrant-client local mode).
 
     Give exactly one of ``url`` (a server), ``path`` (local mode on disk, one process per
@@ -187,11 +200,14 @@ class ServerPassageStore:
         self._closed = False
         self._known: set[int] = set()
 
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return server_errors(self.url)
+
     def _check_open(self) -> None:
         if self._closed:
             raise PassageStoreClosedError("the passage store is closed: open a new one")
 
-    async def _all(self) -> list[_Collection]:
+    async def _all(self) -> builtins.list[Collection]:
         self._check_open()
         response = await self._client.get_collections()
         dimensions = sorted(
@@ -202,7 +218,7 @@ class ServerPassageStore:
         self._known.update(dimensions)
         return [_Collection(self._client, dimension) for dimension in dimensions]
 
-    async def _existing(self, dimension: int) -> _Collection | None:
+    async def _existing(self, dimension: int) -> Collection | None:
         self._check_open()
         name = collection_name(dimension)
         if dimension in self._known or await self._client.collection_exists(name):
@@ -210,7 +226,7 @@ class ServerPassageStore:
             return _Collection(self._client, dimension)
         return None
 
-    async def _create(self, dimension: int) -> _Collection:
+    async def _create(self, dimension: int) -> Collection:
         found = await self._existing(dimension)
         if found is not None:
             return found
@@ -232,156 +248,6 @@ class ServerPassageStore:
         self._known.add(dimension)
         return _Collection(self._client, dimension)
 
-    async def _check_owners(self, owners: set[str], dimension: int) -> None:
-        for other in await self._all():
-            if other.dimension == dimension:
-                continue
-            for owner_id in sorted(owners):
-                if await other.count_where(Conditions(owner_id=owner_id)):
-                    raise dimension_error(owner_id, other.dimension, dimension)
-
-    @_reported
-    async def insert(self, passages: Sequence[Passage], vectors: Sequence[Sequence[float]]) -> None:
-        """See :meth:`storage.passages.PassageStore.insert`."""
-        self._check_open()
-        dimension = check_batch(passages, vectors)
-        if dimension is None:
-            return
-        await self._check_owners({passage.owner_id for passage in passages}, dimension)
-        collection = await self._create(dimension)
-        for start in range(0, len(passages), INSERT_CHUNK):
-            points = [
-                models.PointStruct(
-                    id=str(point_id(passage.id)), vector=list(vector), payload=to_payload(passage)
-                )
-                for passage, vector in zip(
-                    passages[start : start + INSERT_CHUNK],
-                    vectors[start : start + INSERT_CHUNK],
-                    strict=True,
-                )
-            ]
-            await self._client.upsert(collection.name, points=points, wait=True)
-
-    @_reported
-    async def search(
-        self,
-        owner_id: str | Sequence[str],
-        vector: Sequence[float],
-        *,
-        top_k: int = 10,
-        tags: Sequence[str] | None = None,
-        match_all_tags: bool = False,
-        start: TimeBound | None = None,
-        end: TimeBound | None = None,
-        offset: int = 0,
-    ) -> builtins.list[ScoredPassage]:
-        """See :meth:`storage.passages.PassageStore.search`."""
-        collection = await self._existing(len(vector))
-        hits: list[ScoredPassage] = []
-        if collection is not None and top_k > 0 and owners(owner_id):
-            where = conditions(
-                owner_id, tags=tags, match_all_tags=match_all_tags, start=start, end=end
-            )
-            response = await self._client.query_points(
-                collection.name,
-                query=list(vector),
-                query_filter=_filter(where),
-                limit=top_k,
-                offset=max(offset, 0),
-                with_payload=True,
-                with_vectors=False,
-            )
-            hits = [
-                ScoredPassage(passage=from_payload(point.payload), score=float(point.score))
-                for point in response.points
-            ]
-        if not hits:
-            await self._check_owners(set(owners(owner_id)), len(vector))
-        return hits
-
-    @_reported
-    async def list(
-        self,
-        owner_id: str | Sequence[str],
-        *,
-        limit: int = 50,
-        offset: int = 0,
-        after: str | None = None,
-        tags: Sequence[str] | None = None,
-        match_all_tags: bool = False,
-        ascending: bool = True,
-    ) -> builtins.list[Passage]:
-        """See :meth:`storage.passages.PassageStore.list`."""
-        anchor = None
-        if after is not None:
-            anchor = await self.get(owner_id, after)
-            if anchor is None:
-                named = ", ".join(repr(owner) for owner in owners(owner_id))
-                raise PassageNotFoundError(f"owner {named} has no passage {after!r}")
-        where = conditions(owner_id, tags=tags, match_all_tags=match_all_tags)
-        return await page(
-            await self._all(),
-            where,
-            limit=limit,
-            offset=offset,
-            anchor=anchor,
-            ascending=ascending,
-        )
-
-    @_reported
-    async def get(self, owner_id: str | Sequence[str], passage_id: str) -> Passage | None:
-        """See :meth:`storage.passages.PassageStore.get`."""
-        for collection in await self._all():
-            found = await collection.retrieve(owner_id, [passage_id])
-            if found:
-                return found[0]
-        return None
-
-    @_reported
-    async def delete(self, owner_id: str, passage_ids: Sequence[str]) -> int:
-        """See :meth:`storage.passages.PassageStore.delete`."""
-        deleted = 0
-        for collection in await self._all():
-            found = await collection.retrieve(owner_id, list(dict.fromkeys(passage_ids)))
-            if found:
-                ids: list[models.ExtendedPointId] = [str(point_id(p.id)) for p in found]
-                await self._client.delete(
-                    collection.name, points_selector=models.PointIdsList(points=ids), wait=True
-                )
-                deleted += len(found)
-        return deleted
-
-    @_reported
-    async def delete_owner(self, owner_id: str) -> int:
-        """See :meth:`storage.passages.PassageStore.delete_owner`."""
-        deleted = 0
-        where = Conditions(owner_id=owner_id)
-        for collection in await self._all():
-            present = await collection.count_where(where)
-            if present:
-                selector = models.FilterSelector(filter=_filter(where))
-                await self._client.delete(collection.name, points_selector=selector, wait=True)
-                deleted += present
-        return deleted
-
-    @_reported
-    async def count(self, owner_id: str) -> int:
-        """See :meth:`storage.passages.PassageStore.count`."""
-        where = Conditions(owner_id=owner_id)
-        return sum([await collection.count_where(where) for collection in await self._all()])
-
-    @_reported
-    async def tags(self, owner_id: str) -> builtins.list[str]:
-        """See :meth:`storage.passages.PassageStore.tags`."""
-        found: set[str] = set()
-        where = _filter(Conditions(owner_id=owner_id))
-        for collection in await self._all():
-            response = await self._client.facet(
-                collection.name, key=TAGS, facet_filter=where, limit=_MAX_TAGS, exact=True
-            )
-            found.update(str(hit.value) for hit in response.hits)
-        return sorted(found)
-
     async def optimize(self) -> bool:
         """A no-op: the server optimizes in the background. Returns ``False``."""
         self._check_open()
@@ -392,9 +258,3 @@ class ServerPassageStore:
         if not self._closed:
             self._closed = True
             await self._client.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
