@@ -118,21 +118,31 @@ def _server_alive(folder: Path) -> bool:
     return state != "Z" and b"redis" in command
 
 
+def _flock(handle: IO[str], mode: int, *, poll_s: float, doing: str) -> None:
+    """Take ``flock`` ``mode`` on ``handle``, waiting up to twice the start timeout.
+
+    Raises:
+        RedisUnavailable: another process held the lock all along (``doing`` says what it
+            seems stuck doing).
+    """
+    deadline = time.monotonic() + _START_TIMEOUT_S * 2
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise RedisUnavailable(
+                    f"another process holds {handle.name} for too long; "
+                    f"is a memgrid command stuck {doing} Redis?"
+                ) from None
+            time.sleep(poll_s)
+
+
 @contextlib.contextmanager
 def _start_lock(folder: Path) -> Iterator[None]:
     with (folder / "start.lock").open("a+") as handle:
-        deadline = time.monotonic() + _START_TIMEOUT_S * 2
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RedisUnavailable(
-                        f"another process holds {folder / 'start.lock'} for too long; "
-                        "is a memgrid command stuck starting Redis?"
-                    ) from None
-                time.sleep(0.05)
+        _flock(handle, fcntl.LOCK_EX, poll_s=0.05, doing="starting")
         try:
             yield
         finally:
@@ -322,19 +332,11 @@ def _join(folder: Path) -> None:
     if folder in _users:
         return
     handle = (folder / "users.lock").open("a+")
-    deadline = time.monotonic() + _START_TIMEOUT_S * 2
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                handle.close()
-                raise RedisUnavailable(
-                    f"another process holds {folder / 'users.lock'} for too long; "
-                    "is a memgrid command stuck stopping Redis?"
-                ) from None
-            time.sleep(0.02)
+    try:
+        _flock(handle, fcntl.LOCK_SH, poll_s=0.02, doing="stopping")
+    except BaseException:
+        handle.close()
+        raise
     _users[folder] = handle
 
 
