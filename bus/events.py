@@ -15,7 +15,7 @@ forever (callers pass the configured values, see ``storage.settings``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -26,6 +26,7 @@ from bus._replies import entries, read_reply
 __all__ = (
     "FINISHED_TTL_S",
     "OPEN_TTL_S",
+    "Following",
     "LiveEntry",
     "follow",
     "follow_live",
@@ -134,23 +135,24 @@ async def follow_live(
                     return
 
 
+class Following(TypedDict, total=False):
+    """The options of :func:`follow_live` that :func:`follow` passes on."""
+
+    after: str
+    block_ms: int
+    timeout_s: float | None
+
+
 async def follow(
-    redis: aioredis.Redis,
-    agent_id: str,
-    run_id: str,
-    *,
-    after: str = "0-0",
-    block_ms: int = 1000,
-    timeout_s: float | None = None,
+    redis: aioredis.Redis, agent_id: str, run_id: str, **options: Unpack[Following]
 ) -> AsyncIterator[tuple[str, bytes]]:
-    """Yield ``(entry_id, event)`` of committed events from ``after`` until the run's last.
+    """Yield ``(entry_id, event)`` of committed events from ``after`` until the run's last
+    (the options are :func:`follow_live`'s).
 
     Raises:
         TimeoutError: no end within ``timeout_s``.
     """
-    async for entry in follow_live(
-        redis, agent_id, run_id, after=after, block_ms=block_ms, timeout_s=timeout_s
-    ):
+    async for entry in follow_live(redis, agent_id, run_id, **options):
         if entry is not None and entry.part is None:
             yield entry.entry_id, entry.data
 
