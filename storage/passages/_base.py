@@ -54,10 +54,8 @@ class Collection(OrderedSource, Protocol):
         ``offset`` best, best first (ties by passage id)."""
         ...
 
-    async def retrieve(
-        self, owner_id: str | Sequence[str], passage_ids: Sequence[str]
-    ) -> list[Passage]:
-        """The passages with these ids that belong to the owner (or one of several)."""
+    async def retrieve(self, passage_ids: Sequence[str]) -> list[Passage]:
+        """The passages with these ids, any owner."""
         ...
 
     async def delete_ids(self, passage_ids: Sequence[str]) -> None: ...
@@ -94,6 +92,14 @@ class CollectionStore:
     async def _create(self, dimension: int) -> Collection:
         """The collection of this dimension, created if missing."""
         raise NotImplementedError
+
+    async def _owned(
+        self, collection: Collection, owner_id: str | Sequence[str], passage_ids: Sequence[str]
+    ) -> builtins.list[Passage]:
+        """The passages with these ids in ``collection`` that belong to the owner (or one of
+        several): no call sees another owner's passages."""
+        named = owners(owner_id)
+        return [p for p in await collection.retrieve(passage_ids) if p.owner_id in named]
 
     async def _check_owners(self, owner_ids: set[str], dimension: int) -> None:
         for other in await self._all():
@@ -169,7 +175,7 @@ class CollectionStore:
         """See :meth:`storage.passages.PassageStore.get`."""
         with self._errors():
             for collection in await self._all():
-                found = await collection.retrieve(owner_id, [passage_id])
+                found = await self._owned(collection, owner_id, [passage_id])
                 if found:
                     return found[0]
             return None
@@ -179,7 +185,7 @@ class CollectionStore:
         with self._errors():
             deleted = 0
             for collection in await self._all():
-                found = await collection.retrieve(owner_id, list(dict.fromkeys(passage_ids)))
+                found = await self._owned(collection, owner_id, list(dict.fromkeys(passage_ids)))
                 if found:
                     await collection.delete_ids([passage.id for passage in found])
                     deleted += len(found)

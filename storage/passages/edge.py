@@ -45,7 +45,6 @@ from storage.passages._common import (
     collection_dimension,
     collection_name,
     from_payload,
-    owners,
     point_id,
     to_payload,
 )
@@ -116,14 +115,10 @@ class _Collection:
         records, _ = self.shard.scroll(request)
         return [from_payload(record.payload) for record in records]
 
-    async def retrieve(
-        self, owner_id: str | Sequence[str], passage_ids: Sequence[str]
-    ) -> list[Passage]:
+    async def retrieve(self, passage_ids: Sequence[str]) -> list[Passage]:
         ids: list[Any] = [point_id(passage_id) for passage_id in passage_ids]
         records = self.shard.retrieve(ids, with_payload=True, with_vector=False)
-        found = (from_payload(record.payload) for record in records)
-        named = owners(owner_id)
-        return [passage for passage in found if passage.owner_id in named]
+        return [from_payload(record.payload) for record in records]
 
     async def upsert(self, passages: Sequence[Passage], vectors: Sequence[Sequence[float]]) -> None:
         points = [

@@ -35,7 +35,6 @@ from storage.passages._common import (
     collection_dimension,
     collection_name,
     from_payload,
-    owners,
     point_id,
     to_payload,
 )
@@ -102,16 +101,12 @@ class _Collection:
         )
         return [from_payload(record.payload) for record in records]
 
-    async def retrieve(
-        self, owner_id: str | Sequence[str], passage_ids: Sequence[str]
-    ) -> list[Passage]:
+    async def retrieve(self, passage_ids: Sequence[str]) -> list[Passage]:
         ids: list[models.ExtendedPointId] = [str(point_id(pid)) for pid in passage_ids]
         records = await self.client.retrieve(
             self.name, ids=ids, with_payload=True, with_vectors=False
         )
-        found = (from_payload(record.payload) for record in records)
-        named = owners(owner_id)
-        return [passage for passage in found if passage.owner_id in named]
+        return [from_payload(record.payload) for record in records]
 
     async def upsert(self, passages: Sequence[Passage], vectors: Sequence[Sequence[float]]) -> None:
         points = [
