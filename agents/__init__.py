@@ -34,8 +34,9 @@ below; :mod:`orchestrator` adds ``open_runtime``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bus._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:  # the same names, seen by type checkers; at run time they load on first use
     from agents.archival import PassageArchival
@@ -131,64 +132,6 @@ __all__ = (
     "schema_from_function",
 )
 
-# Each public name and the module that defines it: importing agents stays cheap (the CLI's
-# --help imports it), and a name's module loads when the name is first used.
-_LAZY: dict[str, str] = {
-    **dict.fromkeys(("PassageArchival",), "agents.archival"),
-    **dict.fromkeys(("ArchivalUnavailable",), "agents.archival_rpc"),
-    **dict.fromkeys(
-        (
-            "ApprovalRequestMessage",
-            "ApprovalResponseMessage",
-            "AssistantMessage",
-            "Event",
-            "LettaMessage",
-            "ReasoningMessage",
-            "StopReason",
-            "SystemMessage",
-            "ToolCallMessage",
-            "ToolReturnMessage",
-            "UsageStatistics",
-            "UserMessage",
-        ),
-        "agents.events",
-    ),
-    **dict.fromkeys(("attach_source", "extract_text", "file_type"), "agents.ingest"),
-    **dict.fromkeys(("MessageTooLarge", "MessageTooLong"), "agents.limits"),
-    **dict.fromkeys(
-        (
-            "ContextWindowExceeded",
-            "LLMError",
-            "LLMInvalidResponse",
-            "LLMRejected",
-            "LLMSettings",
-            "LLMUnavailable",
-        ),
-        "agents.llm",
-    ),
-    **dict.fromkeys(("TurnOptions", "TurnResult", "run_turn"), "agents.loop"),
-    **dict.fromkeys(
-        ("AgentSpec", "BlockSpec", "attach_block", "create_agent", "delete_agent", "detach_block"),
-        "agents.manage",
-    ),
-    **dict.fromkeys(("RunStore", "Submitted", "live_workers", "retry_dead_letter"), "agents.runs"),
-    **dict.fromkeys(("LLMPool", "Runtime"), "agents.runtime"),
-    **dict.fromkeys(("ContextOverflow",), "agents.summarizer"),
-    **dict.fromkeys(("ToolEnvError",), "agents.tool_envs"),
-    **dict.fromkeys(("ToolSchemaError", "schema_from_function"), "agents.tools"),
-    **dict.fromkeys(("ToolError",), "agents.tools.base"),
-    **dict.fromkeys(("Worker", "WorkerSettings"), "agents.worker"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agents' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# Importing agents stays cheap (the CLI's --help imports it): a name's module loads when the
+# name is first used, from where the TYPE_CHECKING block above imports it.
+__getattr__, __dir__ = _lazy_exports(globals())

@@ -17,9 +17,9 @@ Errors, under memgrid's root (:mod:`storage.errors`, the one module of ours bus 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bus._lazy import lazy_exports as _lazy_exports
 from bus.errors import BusError, LeaseLost, RedisUnavailable
 from bus.settings import BusSettings
 
@@ -68,40 +68,4 @@ __all__ = (
     "through_outage",
 )
 
-_LAZY = {
-    **dict.fromkeys(
-        (
-            "CLUSTER_SCHEMES",
-            "TRANSIENT_ERRORS",
-            "Outage",
-            "connect",
-            "describe",
-            "detect_cluster",
-            "is_cluster",
-            "is_transient",
-            "resolve_redis_url",
-            "through_outage",
-        ),
-        "bus.connection",
-    ),
-    **dict.fromkeys(
-        (
-            "ensure_local_redis",
-            "find_redis_server",
-            "leave_local_redis",
-            "restart_local_redis_if_down",
-            "running_local_redis",
-            "stop_local_redis",
-        ),
-        "bus.local_redis",
-    ),
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bus' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = _lazy_exports(globals())

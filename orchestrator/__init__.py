@@ -15,8 +15,9 @@ A script's helpers (``model_or_stand_in``, ``recreate_agent``, ``send``) are in
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bus._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:  # the same names, seen by type checkers; at run time they load on first use
     from orchestrator.api import ApiError, ApiSettings, create_app
@@ -53,32 +54,6 @@ __all__ = (
     "supervise",
 )
 
-# Each public name and the module that defines it: importing orchestrator stays cheap (the CLI's
-# --help imports it), and a name's module loads when the name is first used.
-_LAZY: dict[str, str] = {
-    **dict.fromkeys(("ApiError", "ApiSettings", "create_app"), "orchestrator.api"),
-    **dict.fromkeys(("Applied", "apply_workflow"), "orchestrator.apply"),
-    **dict.fromkeys(("open_runtime",), "orchestrator.bootstrap"),
-    **dict.fromkeys(("configure_logging",), "orchestrator.logs"),
-    **dict.fromkeys(("print_event",), "orchestrator.render"),
-    **dict.fromkeys(
-        ("ModelChoice", "model_or_stand_in", "recreate_agent", "send"), "orchestrator.scripting"
-    ),
-    **dict.fromkeys(("SharedArchival",), "orchestrator.shared_archival"),
-    **dict.fromkeys(("run_supervised", "supervise"), "orchestrator.supervisor"),
-    **dict.fromkeys(("Workflow", "WorkflowError", "load_workflow"), "orchestrator.workflow"),
-    **dict.fromkeys(("RunReport", "run_inputs"), "orchestrator.workflow_inputs"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# Importing orchestrator stays cheap (the CLI's --help imports it): a name's module loads when the
+# name is first used, from where the TYPE_CHECKING block above imports it.
+__getattr__, __dir__ = _lazy_exports(globals())
