@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from typing import Unpack
 
-from agents.tools.base import ScoredText
+from agents.tools.base import ScoredText, SearchOptions
 from storage.embeddings import Embedder
 from storage.passages import PassageStore
 from storage.records import Passage, new_id, now
@@ -109,30 +110,19 @@ class PassageArchival:
         return cached
 
     async def search(
-        self,
-        owner_id: str,
-        embedding: str,
-        query: str,
-        *,
-        top_k: int,
-        offset: int,
-        tags: list[str] | None,
-        match_all_tags: bool,
-        start: float | None,
-        end: float | None,
-        archive_ids: Sequence[str] = (),
+        self, owner_id: str, embedding: str, query: str, **options: Unpack[SearchOptions]
     ) -> list[ScoredText]:
         [vector] = await self._embed(embedding, [query])
         # The owner's own passages and its archives' are ranked together by one query.
         found = await self.store.search(
-            [owner_id, *archive_ids],
+            [owner_id, *options.get("archive_ids", ())],
             vector,
-            top_k=top_k,
-            tags=tags,
-            match_all_tags=match_all_tags,
-            start=start,
-            end=end,
-            offset=offset,
+            top_k=options["top_k"],
+            tags=options["tags"],
+            match_all_tags=options["match_all_tags"],
+            start=options["start"],
+            end=options["end"],
+            offset=options["offset"],
         )
         return [ScoredText(passage=hit.passage, score=hit.score) for hit in found]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import msgspec
@@ -30,7 +30,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from agents.archival import PassageArchival
-from agents.tools.base import ScoredText
+from agents.tools.base import ScoredText, SearchOptions
 from bus import keys, streams
 from bus.connection import Outage, is_transient
 from storage.embeddings import (
@@ -139,31 +139,11 @@ class RemoteArchival:
         return msgspec.convert(result, Passage)
 
     async def search(
-        self,
-        owner_id: str,
-        embedding: str,
-        query: str,
-        *,
-        top_k: int,
-        offset: int,
-        tags: list[str] | None,
-        match_all_tags: bool,
-        start: float | None,
-        end: float | None,
-        archive_ids: Sequence[str] = (),
+        self, owner_id: str, embedding: str, query: str, **options: Unpack[SearchOptions]
     ) -> list[ScoredText]:
+        options["archive_ids"] = list(options.get("archive_ids", ()))
         result = await self._call(
-            "search",
-            owner_id=owner_id,
-            embedding=embedding,
-            query=query,
-            top_k=top_k,
-            offset=offset,
-            tags=tags,
-            match_all_tags=match_all_tags,
-            start=start,
-            end=end,
-            archive_ids=list(archive_ids),
+            "search", owner_id=owner_id, embedding=embedding, query=query, **options
         )
         return msgspec.convert(result, list[ScoredText])
 
@@ -331,17 +311,9 @@ class ArchivalServer:
                 passage_id=args.get("passage_id"),
             )
         if op == "search":
+            options = msgspec.convert(args, SearchOptions)  # the keys past the first three
             return await archival.search(
-                args["owner_id"],
-                args["embedding"],
-                args["query"],
-                top_k=int(args["top_k"]),
-                offset=int(args["offset"]),
-                tags=args.get("tags"),
-                match_all_tags=bool(args.get("match_all_tags")),
-                start=args.get("start"),
-                end=args.get("end"),
-                archive_ids=list(args.get("archive_ids") or ()),
+                args["owner_id"], args["embedding"], args["query"], **options
             )
         if op == "count":
             return await archival.count(args["owner_id"])

@@ -6,7 +6,7 @@ import builtins
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, Unpack
 
 import anyio
 import redis.asyncio as aioredis
@@ -14,7 +14,7 @@ import structlog
 from anyio.abc import TaskGroup
 from redis.exceptions import RedisError
 
-from agents.tools.base import Archival, ScoredText
+from agents.tools.base import Archival, ScoredText, SearchOptions
 from storage.records import Passage
 from storage.settings import StorageSettings
 
@@ -117,33 +117,9 @@ class SharedArchival:
         )
 
     async def search(
-        self,
-        owner_id: str,
-        embedding: str,
-        query: str,
-        *,
-        top_k: int,
-        offset: int,
-        tags: list[str] | None,
-        match_all_tags: bool,
-        start: float | None,
-        end: float | None,
-        archive_ids: Sequence[str] = (),
+        self, owner_id: str, embedding: str, query: str, **options: Unpack[SearchOptions]
     ) -> list[ScoredText]:
-        return await self._guarded(
-            lambda a: a.search(
-                owner_id,
-                embedding,
-                query,
-                top_k=top_k,
-                offset=offset,
-                tags=tags,
-                match_all_tags=match_all_tags,
-                start=start,
-                end=end,
-                archive_ids=archive_ids,
-            )
-        )
+        return await self._guarded(lambda a: a.search(owner_id, embedding, query, **options))
 
     async def count(self, owner_id: str) -> int:
         return await self._guarded(lambda a: a.count(owner_id))

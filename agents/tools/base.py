@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, Unpack
 
 import msgspec
 
@@ -30,6 +30,7 @@ __all__ = (
     "MEMORY_TOOL_NAMES",
     "Archival",
     "ScoredText",
+    "SearchOptions",
     "ToolContext",
     "ToolError",
     "archival_memory_insert",
@@ -49,6 +50,29 @@ class ScoredText(msgspec.Struct, frozen=True, kw_only=True):
     score: float
 
 
+class SearchOptions(TypedDict):
+    """What narrows and pages an archival search, passed as is through every layer that
+    forwards one (:mod:`agents.archival_rpc`, ``orchestrator.shared_archival``).
+
+    Attributes:
+        top_k: How many passages at most.
+        offset: How many of the best to skip (a page's start).
+        tags: Only passages with these tags (None: any).
+        match_all_tags: A passage needs every one of ``tags``, not just one.
+        start: Only passages created at or after this epoch time.
+        end: Only passages created at or before this epoch time.
+        archive_ids: Archives attached to the owner, ranked with its own passages.
+    """
+
+    top_k: int
+    offset: int
+    tags: list[str] | None
+    match_all_tags: bool
+    start: float | None
+    end: float | None
+    archive_ids: NotRequired[Sequence[str]]
+
+
 class Archival(Protocol):
     """Archival memory of agents: passages with embeddings, searched by meaning."""
 
@@ -63,19 +87,11 @@ class Archival(Protocol):
     ) -> Passage: ...
 
     async def search(
-        self,
-        owner_id: str,
-        embedding: str,
-        query: str,
-        *,
-        top_k: int,
-        offset: int,
-        tags: list[str] | None,
-        match_all_tags: bool,
-        start: float | None,
-        end: float | None,
-        archive_ids: Sequence[str] = (),
-    ) -> list[ScoredText]: ...
+        self, owner_id: str, embedding: str, query: str, **options: Unpack[SearchOptions]
+    ) -> list[ScoredText]:
+        """The passages of ``owner_id`` (and of the archives in ``options``) nearest in meaning
+        to ``query``, embedded with the model ``embedding`` names; best first."""
+        ...
 
     async def count(self, owner_id: str) -> int: ...
 
