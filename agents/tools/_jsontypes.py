@@ -21,23 +21,21 @@ NO_DEFAULT: Any = object()
 _META_KEYS = frozenset({"description", "default"})
 
 
+# JSON Schema's type names of Python's JSON values, tried in order (a bool is an int too).
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
 def json_type_of(value: object) -> str | None:
     """The JSON Schema type name of a JSON literal, or None for anything else."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return None
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), None)
 
 
 def json_literal(value: object) -> Any:
