@@ -124,6 +124,14 @@ def model_name(handle: str) -> str:
     return handle
 
 
+def _refused(exc: openai.APIStatusError) -> LLMError:
+    """A request the endpoint will never take as it is: too long for the model's context
+    window (the loop compacts and asks again), or refused outright."""
+    if is_context_error(exc):
+        return ContextWindowExceeded(message_of(exc))
+    return LLMRejected(f"the model endpoint refused the request: {message_of(exc)}")
+
+
 class LLMClient:
     """Chat completions with tools, with retries, timeouts and error classification: the
     :class:`agents.model.ChatModel` of an OpenAI-compatible endpoint."""
@@ -248,11 +256,7 @@ class LLMClient:
                     ) from exc
                 await anyio.sleep(self._delay(attempt, exc))
             except openai.BadRequestError as exc:
-                if is_context_error(exc):
-                    raise ContextWindowExceeded(message_of(exc)) from exc
-                raise LLMRejected(
-                    f"the model endpoint refused the request: {message_of(exc)}"
-                ) from exc
+                raise _refused(exc) from exc
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 raise LLMRejected(
                     f"the model endpoint refused our key ({message_of(exc)}); "
@@ -292,11 +296,7 @@ class LLMClient:
                         raise LLMUnavailable(message_of(exc)) from exc
                     await anyio.sleep(self._delay(attempt, exc))
                     continue
-                if is_context_error(exc):
-                    raise ContextWindowExceeded(message_of(exc)) from exc
-                raise LLMRejected(
-                    f"the model endpoint refused the request: {message_of(exc)}"
-                ) from exc
+                raise _refused(exc) from exc
 
     async def stream(
         self,
