@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import random
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -248,13 +248,14 @@ class LLMClient:
                     self._in_flight[index] -= 1
                 return parse(body)
             except Unparsable as exc:
-                attempt += 1
-                if attempt > self.settings.max_retries:
-                    raise LLMInvalidResponse(
-                        f"the model endpoint answered {attempt} times with something that is "
-                        f"not a chat completion; last: {exc}"
-                    ) from exc
-                await anyio.sleep(self._delay(attempt, exc))
+                attempt = await self._backoff(
+                    attempt,
+                    exc,
+                    lambda n, last: LLMInvalidResponse(
+                        f"the model endpoint answered {n} times with something that is "
+                        f"not a chat completion; last: {last}"
+                    ),
+                )
             except openai.BadRequestError as exc:
                 raise _refused(exc) from exc
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
@@ -276,25 +277,26 @@ class LLMClient:
             ) as exc:
                 if isinstance(exc, openai.APIStatusError) and is_context_error(exc):
                     raise ContextWindowExceeded(message_of(exc)) from exc
-                attempt += 1
                 nobody = unreachable(exc)
                 if nobody is not None:  # nobody listens: one quick retry, no backoff
+                    attempt += 1
                     if attempt > min(_UNREACHABLE_RETRIES, self.settings.max_retries):
                         raise LLMUnavailable(self._unreachable_message(nobody)) from exc
                     await anyio.sleep(_UNREACHABLE_DELAY_S)
                     continue
-                if attempt > self.settings.max_retries:
-                    raise LLMUnavailable(
-                        f"the model endpoint {self.url} failed {attempt} times; last error: "
-                        f"{type(exc).__name__}: {message_of(exc)}"
-                    ) from exc
-                await anyio.sleep(self._delay(attempt, exc))
+                attempt = await self._backoff(
+                    attempt,
+                    exc,
+                    lambda n, last: LLMUnavailable(
+                        f"the model endpoint {self.url} failed {n} times; last error: "
+                        f"{type(last).__name__}: {message_of(last)}"
+                    ),
+                )
             except openai.APIStatusError as exc:
                 if exc.status_code >= 500 or exc.status_code in (408, 409, 429):
-                    attempt += 1
-                    if attempt > self.settings.max_retries:
-                        raise LLMUnavailable(message_of(exc)) from exc
-                    await anyio.sleep(self._delay(attempt, exc))
+                    attempt = await self._backoff(
+                        attempt, exc, lambda _, last: LLMUnavailable(message_of(last))
+                    )
                     continue
                 raise _refused(exc) from exc
 
@@ -328,6 +330,17 @@ class LLMClient:
             f"cannot reach the model endpoint {self.url} ({reason}); {where} "
             "(`memgrid doctor` checks it)"
         )
+
+    async def _backoff(
+        self, attempt: int, exc: Exception, spent: Callable[[int, Exception], LLMError]
+    ) -> int:
+        """Count a failed attempt and wait before the next one; once the retries are spent,
+        raise ``spent(attempts, exc)`` instead."""
+        attempt += 1
+        if attempt > self.settings.max_retries:
+            raise spent(attempt, exc) from exc
+        await anyio.sleep(self._delay(attempt, exc))
+        return attempt
 
     def _delay(self, attempt: int, exc: BaseException) -> float:
         asked = retry_after(exc)
