@@ -12,7 +12,7 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import anyio
 import msgspec
@@ -37,7 +37,7 @@ from agents.scripted.replies import (
 )
 from storage.embeddings.hashing import hash_embed
 
-__all__ = ("DEFAULT_CONTEXT_WINDOW", "DEFAULT_MODELS", "ScriptedApp")
+__all__ = ("DEFAULT_CONTEXT_WINDOW", "DEFAULT_MODELS", "AppSettings", "ScriptedApp")
 
 T = TypeVar("T")
 Scope = MutableMapping[str, Any]
@@ -71,6 +71,18 @@ CUT_FILTER = _CutFilter()
 
 class _Disconnected(Exception):
     """The client went away before its request body arrived."""
+
+
+class AppSettings(TypedDict, total=False):
+    """The keyword arguments of :class:`ScriptedApp` (its attributes of the same names say
+    what each does), as the classes built on it take them through."""
+
+    models: Mapping[str, int] | None
+    default_context_window: int
+    enforce_context_window: bool
+    embeddings_policy: EmbeddingsPolicy | None
+    embedding_dimension: int
+    chunk_chars: int
 
 
 class ScriptedApp:

@@ -24,7 +24,7 @@ sent). Tests of retries, backoff, timeouts and the SDK's wire stay on
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import msgspec
@@ -39,7 +39,7 @@ from agents.llm import (
     model_name,
 )
 from agents.scripted import _wire
-from agents.scripted._app import ScriptedApp
+from agents.scripted._app import AppSettings, ScriptedApp
 from agents.scripted.policies import echo
 from agents.scripted.protocol import ChatRequest
 from agents.scripted.replies import (
@@ -75,8 +75,8 @@ class FunctionModel(ScriptedApp):
         **options: the keyword arguments of :class:`~agents.scripted._app.ScriptedApp`.
     """
 
-    def __init__(self, policy: Policy = echo, **options: Any) -> None:
-        super().__init__(policy, **options)
+    def __init__(self, policy: Policy = echo, **settings: Unpack[AppSettings]) -> None:
+        super().__init__(policy, **settings)
         self.reserved = 0
 
     # ModelPool -----------------------------------------------------------------------

@@ -22,19 +22,19 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import anyio.from_thread
 import structlog
 import uvicorn
 
-from agents.scripted._app import CUT_FILTER, DEFAULT_CONTEXT_WINDOW, ScriptedApp
+from agents.scripted._app import CUT_FILTER, AppSettings, ScriptedApp
 from agents.scripted.policies import echo
 from agents.scripted.protocol import ChatRequest
-from agents.scripted.replies import EmbeddingsPolicy, Policy
+from agents.scripted.replies import Policy
 
 __all__ = ("ScriptedModel", "ThreadedScriptedModel")
 
@@ -114,22 +114,9 @@ class ScriptedModel(ScriptedApp):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        models: Mapping[str, int] | None = None,
-        default_context_window: int = DEFAULT_CONTEXT_WINDOW,
-        enforce_context_window: bool = True,
-        embeddings_policy: EmbeddingsPolicy | None = None,
-        embedding_dimension: int = 384,
-        chunk_chars: int = 16,
+        **settings: Unpack[AppSettings],
     ) -> None:
-        super().__init__(
-            policy,
-            models=models,
-            default_context_window=default_context_window,
-            enforce_context_window=enforce_context_window,
-            embeddings_policy=embeddings_policy,
-            embedding_dimension=embedding_dimension,
-            chunk_chars=chunk_chars,
-        )
+        super().__init__(policy, **settings)
         self.host = host
         self.port = port
         self._server: _Uvicorn | None = None
