@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Unpack
 
-from agents.tools.base import ScoredText, SearchOptions
+from agents.tools.base import Archival, ScoredText, SearchOptions
 from storage.embeddings import Embedder
 from storage.passages import PassageStore
 from storage.records import Passage, new_id, now
@@ -13,7 +13,7 @@ from storage.records import Passage, new_id, now
 __all__ = ("PassageArchival",)
 
 
-class PassageArchival:
+class PassageArchival(Archival):
     """:class:`agents.tools.base.Archival` over a :class:`storage.passages.PassageStore`.
 
     Embedders are created on first use per handle and shared by every agent using it, so a
@@ -52,18 +52,6 @@ class PassageArchival:
             await self._on_dimension(handle, len(vectors[0]))
             self._reported.add(handle)
         return vectors
-
-    async def insert(
-        self,
-        owner_id: str,
-        embedding: str,
-        text: str,
-        tags: list[str],
-        *,
-        passage_id: str | None = None,
-    ) -> Passage:
-        ids = [passage_id] if passage_id else None
-        return (await self.insert_many(owner_id, embedding, [text], tags, ids=ids))[0]
 
     async def insert_many(
         self,

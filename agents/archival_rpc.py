@@ -30,7 +30,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from agents.archival import PassageArchival
-from agents.tools.base import ScoredText, SearchOptions
+from agents.tools.base import Archival, ScoredText, SearchOptions
 from bus import keys, streams
 from bus.connection import Outage, is_transient
 from storage.embeddings import (
@@ -82,7 +82,7 @@ _reply_decoder = msgspec.json.Decoder(_Reply)
 _request_decoder = msgspec.json.Decoder(_Request)
 
 
-class RemoteArchival:
+class RemoteArchival(Archival):
     """Archival memory served by the process that owns the embedded engine."""
 
     def __init__(
@@ -117,26 +117,6 @@ class RemoteArchival:
                 raise known(reply.error or reply.error_type)
             raise RuntimeError(reply.error or "archival request failed")
         return reply.result
-
-    async def insert(
-        self,
-        owner_id: str,
-        embedding: str,
-        text: str,
-        tags: list[str],
-        *,
-        passage_id: str | None = None,
-    ) -> Passage:
-        self._stats.pop(owner_id, None)
-        result = await self._call(
-            "insert",
-            owner_id=owner_id,
-            embedding=embedding,
-            text=text,
-            tags=tags,
-            passage_id=passage_id,
-        )
-        return msgspec.convert(result, Passage)
 
     async def search(
         self, owner_id: str, embedding: str, query: str, **options: Unpack[SearchOptions]
@@ -174,7 +154,7 @@ class RemoteArchival:
         file_id: str | None = None,
         ids: list[str] | None = None,
     ) -> list[Passage]:
-        """Embed ``texts`` and store them as passages of ``owner_id`` (in the owner)."""
+        self._stats.pop(owner_id, None)
         result = await self._call(
             "insert_many",
             owner_id=owner_id,
@@ -302,7 +282,7 @@ class ArchivalServer:
 
     async def _run(self, op: str, args: dict[str, Any]) -> Any:
         archival = self._archival
-        if op == "insert":
+        if op == "insert":  # sent by the RemoteArchival of earlier versions
             return await archival.insert(
                 args["owner_id"],
                 args["embedding"],

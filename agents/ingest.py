@@ -35,6 +35,7 @@ from typing import Protocol
 
 import anyio
 
+from agents.tools.base import Archival
 from storage.records import Passage
 
 __all__ = (
@@ -81,7 +82,7 @@ class PassageLister(Protocol):
         ...
 
 
-class PassageWriter(Protocol):
+class PassageWriter(Archival, Protocol):
     """What ingesting and attaching need: :class:`agents.archival.PassageArchival` has it, and
     so has :class:`orchestrator.shared_archival.SharedArchival` in a process that does not own the
     embedded engine."""
@@ -89,20 +90,6 @@ class PassageWriter(Protocol):
     @property
     def store(self) -> PassageLister:
         """Where passages are listed (the passage store itself, for a local archival)."""
-        ...
-
-    async def insert_many(
-        self,
-        owner_id: str,
-        embedding: str,
-        texts: list[str],
-        tags: list[str],
-        *,
-        source_id: str | None = None,
-        file_id: str | None = None,
-        ids: list[str] | None = None,
-    ) -> list[Passage]:
-        """Embed ``texts`` with ``embedding`` and store them as passages of ``owner_id``."""
         ...
 
     async def delete(self, owner_id: str, passage_ids: list[str]) -> int:

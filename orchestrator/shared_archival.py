@@ -28,7 +28,7 @@ log = structlog.get_logger("memgrid.runtime")  # the name operators already filt
 T = TypeVar("T")
 
 
-class SharedArchival:
+class SharedArchival(Archival):
     """Archival memory for this process, opened on first use.
 
     With ``MEMGRID_QDRANT_URL`` it talks to Qdrant directly. Otherwise the first memgrid
@@ -103,19 +103,6 @@ class SharedArchival:
             await self._drop()
             raise
 
-    async def insert(
-        self,
-        owner_id: str,
-        embedding: str,
-        text: str,
-        tags: list[str],
-        *,
-        passage_id: str | None = None,
-    ) -> Passage:
-        return await self._guarded(
-            lambda a: a.insert(owner_id, embedding, text, tags, passage_id=passage_id)
-        )
-
     async def search(
         self, owner_id: str, embedding: str, query: str, **options: Unpack[SearchOptions]
     ) -> list[ScoredText]:
@@ -161,7 +148,6 @@ class SharedArchival:
         file_id: str | None = None,
         ids: builtins.list[str] | None = None,
     ) -> builtins.list[Passage]:
-        """Embed ``texts`` and store them as passages of ``owner_id``."""
         return await self._admin(
             lambda a: a.insert_many(
                 owner_id, embedding, texts, tags, source_id=source_id, file_id=file_id, ids=ids

@@ -74,7 +74,10 @@ class SearchOptions(TypedDict):
 
 
 class Archival(Protocol):
-    """Archival memory of agents: passages with embeddings, searched by meaning."""
+    """Archival memory of agents: passages with embeddings, searched by meaning.
+
+    The implementations (local, remote, shared) subclass it and inherit :meth:`insert`.
+    """
 
     async def insert(
         self,
@@ -84,7 +87,27 @@ class Archival(Protocol):
         tags: list[str],
         *,
         passage_id: str | None = None,
-    ) -> Passage: ...
+    ) -> Passage:
+        """Embed ``text`` and store it as a passage of ``owner_id`` (as ``passage_id`` when
+        given, so that inserting it again replaces it)."""
+        ids = [passage_id] if passage_id else None
+        return (await self.insert_many(owner_id, embedding, [text], tags, ids=ids))[0]
+
+    async def insert_many(
+        self,
+        owner_id: str,
+        embedding: str,
+        texts: list[str],
+        tags: list[str],
+        *,
+        source_id: str | None = None,
+        file_id: str | None = None,
+        ids: list[str] | None = None,
+    ) -> list[Passage]:
+        """Embed ``texts`` with ``embedding`` and store them as passages of ``owner_id``
+        (of a source's file when ``source_id`` and ``file_id`` are given; with ``ids``, one a
+        text, so that inserting them again replaces them)."""
+        ...
 
     async def search(
         self, owner_id: str, embedding: str, query: str, **options: Unpack[SearchOptions]
