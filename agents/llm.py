@@ -36,6 +36,7 @@ from agents import metrics
 from agents._completion import LLMResponse, Unparsable, parse
 from agents._endpoint_errors import is_context_error, message_of, retry_after, unreachable
 from agents._streaming import DeltaSink, stream_completion
+from agents.model import ChatCall, ChatModel
 from storage.errors import MemgridError, RuntimeFailure, UserError
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def _refused(exc: openai.APIStatusError) -> LLMError:
     return LLMRejected(f"the model endpoint refused the request: {message_of(exc)}")
 
 
-class LLMClient:
+class LLMClient(ChatModel):
     """Chat completions with tools, with retries, timeouts and error classification: the
     :class:`agents.model.ChatModel` of an OpenAI-compatible endpoint."""
 
@@ -300,19 +301,15 @@ class LLMClient:
                     continue
                 raise _refused(exc) from exc
 
-    async def stream(
-        self,
-        model: str,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]] = (),
-        *,
-        sink: DeltaSink,
-        tool_choice: str | None = None,
-        max_tokens: int | None = None,
-    ) -> LLMResponse:
-        """:meth:`chat` with ``stream=True``, each chunk handed to ``sink`` as it arrives."""
+    async def complete(self, call: ChatCall, sink: DeltaSink | None) -> LLMResponse:
+        """:meth:`chat` of ``call`` (:meth:`stream`, which it inherits, comes here)."""
         return await self.chat(
-            model, messages, tools, tool_choice=tool_choice, max_tokens=max_tokens, sink=sink
+            call.model,
+            call.messages,
+            call.tools,
+            tool_choice=call.tool_choice,
+            max_tokens=call.max_tokens,
+            sink=sink,
         )
 
     @property

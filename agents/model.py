@@ -2,7 +2,9 @@
 
 The loop asks a :class:`ModelPool` for the :class:`ChatModel` of an agent, then makes one
 chat call per step, streamed when a client follows the run live. Embeddings are not here:
-they belong to storage (``storage.embeddings``).
+they belong to storage (``storage.embeddings``). A model subclasses :class:`ChatModel` and
+writes one method, :meth:`ChatModel.complete`; the loop's ``chat`` and ``stream`` are built on
+it.
 
 Two implementations ship:
 
@@ -22,15 +24,37 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 from agents._completion import LLMResponse
 from agents._streaming import DeltaSink
 from storage.records import Agent
 
-__all__ = ("ChatModel", "ModelPool")
+__all__ = ("ChatCall", "ChatModel", "ModelPool")
+
+
+class ChatCall(msgspec.Struct, frozen=True):
+    """One chat completion asked of a model: ``messages`` (OpenAI's chat format) offering
+    ``tools`` (``tool_choice`` "auto" when None), the answer capped at ``max_tokens``."""
+
+    model: str
+    messages: Sequence[Mapping[str, Any]]
+    tools: Sequence[Mapping[str, Any]] = ()
+    tool_choice: str | None = None
+    max_tokens: int | None = None
 
 
 class ChatModel(Protocol):
     """One model endpoint: a chat completion, plain or streamed."""
+
+    async def complete(self, call: ChatCall, sink: DeltaSink | None) -> LLMResponse:
+        """The answer to ``call``; with a ``sink``, streamed: ``sink.restart()`` before every
+        attempt, and each piece of the answer handed to it as it arrives.
+
+        Raises:
+            agents.llm.LLMError: the model failed for good (retries, if any, are spent).
+        """
+        ...
 
     async def chat(
         self,
@@ -41,12 +65,8 @@ class ChatModel(Protocol):
         tool_choice: str | None = None,
         max_tokens: int | None = None,
     ) -> LLMResponse:
-        """One completion of ``messages`` (OpenAI's chat format) offering ``tools``.
-
-        Raises:
-            agents.llm.LLMError: the model failed for good (retries, if any, are spent).
-        """
-        ...
+        """One completion of ``messages`` (OpenAI's chat format) offering ``tools``."""
+        return await self.complete(ChatCall(model, messages, tools, tool_choice, max_tokens), None)
 
     async def stream(
         self,
@@ -60,7 +80,7 @@ class ChatModel(Protocol):
     ) -> LLMResponse:
         """Like :meth:`chat`, handing each piece of the answer to ``sink`` as it arrives;
         ``sink.restart()`` comes before every attempt."""
-        ...
+        return await self.complete(ChatCall(model, messages, tools, tool_choice, max_tokens), sink)
 
 
 class ModelPool(Protocol):

@@ -23,7 +23,7 @@ sent). Tests of retries, backoff, timeouts and the SDK's wire stay on
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Unpack
 
 import anyio
@@ -38,6 +38,7 @@ from agents.llm import (
     LLMUnavailable,
     model_name,
 )
+from agents.model import ChatCall, ChatModel
 from agents.scripted import _wire
 from agents.scripted._app import AppSettings, ScriptedApp
 from agents.scripted.policies import echo
@@ -61,7 +62,7 @@ _request_decoder = msgspec.json.Decoder(ChatRequest)
 _chunk_decoder = msgspec.json.Decoder()
 
 
-class FunctionModel(ScriptedApp):
+class FunctionModel(ScriptedApp, ChatModel):
     """A scripted model called in-process: a :class:`~agents.model.ModelPool` whose every agent
     gets this one :class:`~agents.model.ChatModel`.
 
@@ -99,33 +100,12 @@ class FunctionModel(ScriptedApp):
 
     # ChatModel -----------------------------------------------------------------------
 
-    async def chat(
-        self,
-        model: str,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]] = (),
-        *,
-        tool_choice: str | None = None,
-        max_tokens: int | None = None,
-    ) -> LLMResponse:
-        """One completion decided by the policy."""
-        request = _request(model, messages, tools, tool_choice, max_tokens, stream=False)
-        outcome, tokens = await self._decided(request)
-        return await self._answer(outcome, request, tokens, None, 0.0)
-
-    async def stream(
-        self,
-        model: str,
-        messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]] = (),
-        *,
-        sink: DeltaSink,
-        tool_choice: str | None = None,
-        max_tokens: int | None = None,
-    ) -> LLMResponse:
-        """One completion decided by the policy, handed to ``sink`` chunk by chunk."""
-        request = _request(model, messages, tools, tool_choice, max_tokens, stream=True)
-        sink.restart()  # as LLMClient does before its attempt
+    async def complete(self, call: ChatCall, sink: DeltaSink | None) -> LLMResponse:
+        """One completion decided by the policy; with a ``sink``, handed to it chunk by chunk
+        (``chat`` and ``stream`` come here)."""
+        request = _request(call, stream=sink is not None)
+        if sink is not None:
+            sink.restart()  # as LLMClient does before its attempt
         outcome, tokens = await self._decided(request)
         return await self._answer(outcome, request, tokens, sink, 0.0)
 
@@ -179,23 +159,15 @@ class FunctionModel(ScriptedApp):
         raise LLMRejected(f"the model endpoint refused the request: {outcome.message}")
 
 
-def _request(
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    tools: Sequence[Mapping[str, Any]],
-    tool_choice: str | None,
-    max_tokens: int | None,
-    *,
-    stream: bool,
-) -> ChatRequest:
+def _request(call: ChatCall, *, stream: bool) -> ChatRequest:
     """The request as :class:`agents.llm.LLMClient` would post it, decoded as the server
     decodes it (so policies see the same JSON round trip)."""
-    body: dict[str, Any] = {"model": model_name(model), "messages": list(messages)}
-    if tools:
-        body["tools"] = list(tools)
-        body["tool_choice"] = tool_choice or "auto"
-    if max_tokens:
-        body["max_tokens"] = max_tokens
+    body: dict[str, Any] = {"model": model_name(call.model), "messages": list(call.messages)}
+    if call.tools:
+        body["tools"] = list(call.tools)
+        body["tool_choice"] = call.tool_choice or "auto"
+    if call.max_tokens:
+        body["max_tokens"] = call.max_tokens
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
