@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Unpack
 
-from agents.tools.base import Archival, ScoredText, SearchOptions
+from agents.tools.base import Archival, NewPassages, ScoredText, SearchOptions
 from storage.embeddings import Embedder
 from storage.passages import PassageStore
 from storage.records import Passage, new_id, now
@@ -53,29 +53,21 @@ class PassageArchival(Archival):
             self._reported.add(handle)
         return vectors
 
-    async def insert_many(
-        self,
-        owner_id: str,
-        embedding: str,
-        texts: list[str],
-        tags: list[str],
-        *,
-        source_id: str | None = None,
-        file_id: str | None = None,
-        ids: list[str] | None = None,
+    async def add_passages(
+        self, owner_id: str, embedding: str, batch: NewPassages
     ) -> list[Passage]:
-        vectors = await self._embed(embedding, texts)
+        vectors = await self._embed(embedding, batch.texts)
         passages = [
             Passage(
-                id=ids[index] if ids else new_id("passage"),
+                id=batch.ids[index] if batch.ids else new_id("passage"),
                 owner_id=owner_id,
                 text=text,
-                tags=tags,
-                source_id=source_id,
-                file_id=file_id,
+                tags=batch.tags,
+                source_id=batch.source_id,
+                file_id=batch.file_id,
                 created_at=self._clock(),
             )
-            for index, text in enumerate(texts)
+            for index, text in enumerate(batch.texts)
         ]
         await self.store.insert(passages, vectors)
         self._stats.pop(owner_id, None)

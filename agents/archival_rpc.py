@@ -30,7 +30,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from agents.archival import PassageArchival
-from agents.tools.base import Archival, ScoredText, SearchOptions
+from agents.tools.base import Archival, NewPassages, ScoredText, SearchOptions
 from bus import keys, streams
 from bus.connection import Outage, is_transient
 from storage.embeddings import (
@@ -143,28 +143,12 @@ class RemoteArchival(Archival):
     async def tags(self, owner_id: str) -> list[str]:
         return list((await self._owner_stats(owner_id))[1])
 
-    async def insert_many(
-        self,
-        owner_id: str,
-        embedding: str,
-        texts: list[str],
-        tags: list[str],
-        *,
-        source_id: str | None = None,
-        file_id: str | None = None,
-        ids: list[str] | None = None,
+    async def add_passages(
+        self, owner_id: str, embedding: str, batch: NewPassages
     ) -> list[Passage]:
         self._stats.pop(owner_id, None)
-        result = await self._call(
-            "insert_many",
-            owner_id=owner_id,
-            embedding=embedding,
-            texts=texts,
-            tags=tags,
-            source_id=source_id,
-            file_id=file_id,
-            ids=ids,
-        )
+        fields = msgspec.structs.asdict(batch)  # the server's insert_many takes them as they are
+        result = await self._call("insert_many", owner_id=owner_id, embedding=embedding, **fields)
         return msgspec.convert(result, list[Passage])
 
     async def list(
@@ -300,15 +284,8 @@ class ArchivalServer:
         if op == "tags":
             return await archival.tags(args["owner_id"])
         if op == "insert_many":
-            return await archival.insert_many(
-                args["owner_id"],
-                args["embedding"],
-                list(args["texts"]),
-                list(args["tags"]),
-                source_id=args.get("source_id"),
-                file_id=args.get("file_id"),
-                ids=args.get("ids"),
-            )
+            batch = msgspec.convert(args, NewPassages)  # the keys past the first two
+            return await archival.add_passages(args["owner_id"], args["embedding"], batch)
         if op == "list":
             return await archival.store.list(
                 args["owner_id"],

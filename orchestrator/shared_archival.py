@@ -14,7 +14,7 @@ import structlog
 from anyio.abc import TaskGroup
 from redis.exceptions import RedisError
 
-from agents.tools.base import Archival, ScoredText, SearchOptions
+from agents.tools.base import Archival, NewPassages, ScoredText, SearchOptions
 from storage.records import Passage
 from storage.settings import StorageSettings
 
@@ -137,22 +137,10 @@ class SharedArchival(Archival):
                 await self._drop()
             raise
 
-    async def insert_many(
-        self,
-        owner_id: str,
-        embedding: str,
-        texts: builtins.list[str],
-        tags: builtins.list[str],
-        *,
-        source_id: str | None = None,
-        file_id: str | None = None,
-        ids: builtins.list[str] | None = None,
+    async def add_passages(
+        self, owner_id: str, embedding: str, batch: NewPassages
     ) -> builtins.list[Passage]:
-        return await self._admin(
-            lambda a: a.insert_many(
-                owner_id, embedding, texts, tags, source_id=source_id, file_id=file_id, ids=ids
-            )
-        )
+        return await self._admin(lambda a: a.add_passages(owner_id, embedding, batch))
 
     async def list(
         self,

@@ -29,6 +29,7 @@ __all__ = (
     "BASE_TOOL_NAMES",
     "MEMORY_TOOL_NAMES",
     "Archival",
+    "NewPassages",
     "ScoredText",
     "SearchOptions",
     "ToolContext",
@@ -73,10 +74,22 @@ class SearchOptions(TypedDict):
     archive_ids: NotRequired[Sequence[str]]
 
 
+class NewPassages(msgspec.Struct, frozen=True, kw_only=True):
+    """Texts to store as passages of one owner, and what they share (see
+    :meth:`Archival.insert_many`)."""
+
+    texts: list[str]
+    tags: list[str]
+    source_id: str | None = None
+    file_id: str | None = None
+    ids: list[str] | None = None
+
+
 class Archival(Protocol):
     """Archival memory of agents: passages with embeddings, searched by meaning.
 
-    The implementations (local, remote, shared) subclass it and inherit :meth:`insert`.
+    The implementations (local, remote, shared) subclass it and write :meth:`add_passages`;
+    :meth:`insert` and :meth:`insert_many` are built on it.
     """
 
     async def insert(
@@ -107,6 +120,13 @@ class Archival(Protocol):
         """Embed ``texts`` with ``embedding`` and store them as passages of ``owner_id``
         (of a source's file when ``source_id`` and ``file_id`` are given; with ``ids``, one a
         text, so that inserting them again replaces them)."""
+        batch = NewPassages(texts=texts, tags=tags, source_id=source_id, file_id=file_id, ids=ids)
+        return await self.add_passages(owner_id, embedding, batch)
+
+    async def add_passages(
+        self, owner_id: str, embedding: str, batch: NewPassages
+    ) -> list[Passage]:
+        """:meth:`insert_many` of ``batch``: what an implementation writes."""
         ...
 
     async def search(
