@@ -73,7 +73,7 @@ class FunctionModel(ScriptedApp, ChatModel):
 
     Args:
         policy: decides each chat completion; default :func:`~agents.scripted.policies.echo`.
-        **options: the keyword arguments of :class:`~agents.scripted._app.ScriptedApp`.
+        **settings: the settings of :class:`~agents.scripted._app.ScriptedApp`.
     """
 
     def __init__(self, policy: Policy = echo, **settings: Unpack[AppSettings]) -> None:
