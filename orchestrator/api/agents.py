@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -20,6 +20,7 @@ from orchestrator.api._embedding import embedding_handle
 from orchestrator.api.blocks import DEFAULT_LIMIT, block_changes
 from orchestrator.api.errors import ApiError
 from orchestrator.api.ingestion import attach
+from orchestrator.api.paging import Order, Paging, cursors, descending
 from orchestrator.api.passages import check_embedding_change
 from orchestrator.api.schemas import (
     BlockUpdateIn,
@@ -27,7 +28,7 @@ from orchestrator.api.schemas import (
     LLMConfigIn,
     UpdateAgentIn,
 )
-from orchestrator.api.state import Api, page
+from orchestrator.api.state import Api
 from orchestrator.api.views import (
     AgentState,
     BlockView,
@@ -167,33 +168,30 @@ class AgentsController(Controller):
             await attach(api, source, agent.id)
         return await api.agent_state(agent)
 
-    @get("/")
+    @get("/", dependencies=cursors(50))
     async def list_agents(
         self,
         api: Api,
+        *,
         name: FromQuery[str | None] = None,
         tags: FromQuery[list[str] | None] = None,
         match_all_tags: FromQuery[bool] = False,
         query_text: FromQuery[str | None] = None,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = 50,
+        paging: Paging,
         ascending: FromQuery[bool | None] = None,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        order: FromQuery[Order | None] = None,
     ) -> list[AgentState]:
         """Agents, newest first unless ``order=asc`` (or ``ascending=true``)."""
-        if limit is not None and limit < 0:
-            raise ApiError(422, "must be 0 or more", field="limit", source="query")
         try:
             chosen = await api.rt.agents.page(
                 name=name,
                 tags=tags or (),
                 match_all_tags=match_all_tags,
                 query_text=query_text or None,
-                after=after,
-                before=before,
-                limit=limit,
-                descending=not (order == "asc" or (order is None and ascending)),
+                after=paging.after,
+                before=paging.before,
+                limit=paging.count,
+                descending=descending(order, ascending),
             )
         except UnknownCursor as exc:
             raise ApiError(404, str(exc), field=exc.field, source="query") from None
@@ -295,20 +293,14 @@ class AgentsController(Controller):
         blocks = await api.rt.blocks.get_many(agent.block_ids)
         return Memory(blocks=[block_view(b) for b in blocks])
 
-    @get("/{agent_id:str}/core-memory/blocks")
+    @get("/{agent_id:str}/core-memory/blocks", dependencies=cursors())
     async def list_core_blocks(
-        self,
-        agent_id: FromPath[str],
-        api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = None,
+        self, agent_id: FromPath[str], api: Api, paging: Paging
     ) -> list[BlockView]:
         """The agent's blocks."""
         agent = await api.agent(agent_id)
         blocks = await api.rt.blocks.get_many(agent.block_ids)
-        chosen = page(blocks, lambda b: b.id, after=after, before=before, limit=limit)
-        return [block_view(b) for b in chosen]
+        return [block_view(b) for b in paging.of(blocks, lambda b: b.id)]
 
     @get("/{agent_id:str}/core-memory/blocks/{block_label:str}")
     async def retrieve_core_block(
@@ -360,20 +352,14 @@ class AgentsController(Controller):
 
     # --- tools -------------------------------------------------------------------------
 
-    @get("/{agent_id:str}/tools")
+    @get("/{agent_id:str}/tools", dependencies=cursors())
     async def list_agent_tools(
-        self,
-        agent_id: FromPath[str],
-        api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = None,
+        self, agent_id: FromPath[str], api: Api, paging: Paging
     ) -> list[ToolView]:
         """The agent's tools."""
         agent = await api.agent(agent_id)
         tools = await api.tools_named(agent.tools)
-        chosen = page(tools, lambda t: t.id, after=after, before=before, limit=limit)
-        return [tool_view(t) for t in chosen]
+        return [tool_view(t) for t in paging.of(tools, lambda t: t.id)]
 
     @patch("/{agent_id:str}/tools/attach/{tool_id:str}")
     async def attach_tool(

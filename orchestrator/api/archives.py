@@ -27,6 +27,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from agents.events import iso
 from orchestrator.api._embedding import embedding_handle
 from orchestrator.api.errors import ApiError
+from orchestrator.api.paging import Paging, newest_first
 from orchestrator.api.passages import shared_archival
 from orchestrator.api.schemas import (
     ArchiveCreateIn,
@@ -34,7 +35,7 @@ from orchestrator.api.schemas import (
     ArchivePassagesIn,
     ArchiveUpdateIn,
 )
-from orchestrator.api.state import Api, page
+from orchestrator.api.state import Api
 from orchestrator.api.views import (
     AgentState,
     EmbeddingConfig,
@@ -49,8 +50,6 @@ from storage.records import Agent, Archive, Passage
 from storage.settings import StorageSettings
 
 __all__ = ("AgentArchivesController", "ArchivesController", "check_attachable")
-
-Order = Literal["asc", "desc"]
 
 
 class ArchiveView(msgspec.Struct, kw_only=True):
@@ -151,16 +150,14 @@ class ArchivesController(Controller):
         archive = new_archive(data.name, handle, description=data.description or "")
         return archive_view(await ArchiveStore(api.rt.redis).create(archive), api)
 
-    @get("/")
+    @get("/", dependencies=newest_first(50))
     async def list_archives(
         self,
         api: Api,
+        *,
         name: FromQuery[str | None] = None,
         agent_id: FromQuery[str | None] = None,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = 50,
-        order: FromQuery[Order] = "desc",
+        paging: Paging,
         order_by: FromQuery[Literal["created_at"]] = "created_at",
     ) -> list[ArchiveView]:
         """Every archive (newest first unless ``order=asc``), by name or attached agent."""
@@ -171,10 +168,7 @@ class ArchivesController(Controller):
             archives = await store.list()
         if name is not None:
             archives = [a for a in archives if a.name == name]
-        chosen = page(
-            archives, lambda a: a.id, after=after, before=before, limit=limit, order=order
-        )
-        return [archive_view(a, api) for a in chosen]
+        return [archive_view(a, api) for a in paging.of(archives, lambda a: a.id)]
 
     @get("/{archive_id:str}")
     async def retrieve(self, archive_id: FromPath[str], api: Api) -> ArchiveView:
@@ -204,15 +198,12 @@ class ArchivesController(Controller):
         await shared_archival(api).delete_owner(archive.id)
         await store.delete(archive.id)
 
-    @get("/{archive_id:str}/agents")
+    @get("/{archive_id:str}/agents", dependencies=newest_first(50))
     async def list_agents(
         self,
         archive_id: FromPath[str],
         api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = 50,
-        order: FromQuery[Order] = "desc",
+        paging: Paging,
         include: FromQuery[list[str] | None] = None,
     ) -> list[AgentState]:
         """The agents the archive is attached to (newest first unless ``order=asc``)."""
@@ -224,9 +215,8 @@ class ArchivesController(Controller):
                 agents.append(await api.agent(agent_id))
             except NotFound:
                 continue  # deleted meanwhile
-        agents.sort(key=lambda a: (a.created_at, a.id), reverse=order == "desc")
-        chosen = page(agents, lambda a: a.id, after=after, before=before, limit=limit)
-        return [await api.agent_state(a) for a in chosen]
+        agents.sort(key=lambda a: (a.created_at, a.id))
+        return [await api.agent_state(a) for a in paging.of(agents, lambda a: a.id)]
 
     @post("/{archive_id:str}/passages", status_code=200)
     async def create_passage(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal
+from typing import Any
 
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from orchestrator.api.paging import Paging, ordered
 from orchestrator.api.schemas import BlockUpdateIn, CreateBlockIn
-from orchestrator.api.state import Api, page
+from orchestrator.api.state import Api
 from orchestrator.api.views import BlockView, Deleted, block_view
 from storage.blocks import new_block
 from storage.errors import NotFound
@@ -49,21 +50,18 @@ class BlocksController(Controller):
         )
         return block_view(await api.rt.blocks.create(block, editor="api"))
 
-    @get("/")
+    @get("/", dependencies=ordered(50))
     async def list_blocks(
         self,
         api: Api,
+        *,
         label: FromQuery[str | None] = None,
         name: FromQuery[str | None] = None,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = 50,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        paging: Paging,
     ) -> list[BlockView]:
         """Blocks, oldest first (``order=desc``: newest first)."""
         blocks = await api.rt.blocks.list(label=label)
-        chosen = page(blocks, lambda b: b.id, after=after, before=before, limit=limit, order=order)
-        return [block_view(b) for b in chosen]
+        return [block_view(b) for b in paging.of(blocks, lambda b: b.id)]
 
     @get("/count")
     async def count_blocks(self, api: Api) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast, get_args
 
 import msgspec
 from litestar import Controller, get, post
@@ -42,6 +42,7 @@ from orchestrator.api._live import Ping, live_events
 from orchestrator.api._presentation import Presentation, presented
 from orchestrator.api.callbacks import callback_state, enqueue_callback
 from orchestrator.api.errors import ApiError
+from orchestrator.api.paging import Paging, ordered
 from orchestrator.api.schemas import MessagesIn
 from orchestrator.api.state import Api
 from orchestrator.api.views import LettaResponse, RunView, run_view
@@ -253,15 +254,12 @@ class MessagesController(Controller):
         run = await api.runs.get(agent_id, run_id)
         return run_view(run, await callback_state(redis, agent_id, run_id))
 
-    @get("/")
+    @get("/", dependencies=ordered(100))
     async def list_messages(
         self,
         agent_id: FromPath[str],
         api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = 100,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        paging: Paging,
         include_return_message_types: FromQuery[list[str] | None] = None,
         use_assistant_message: FromQuery[bool | None] = None,
         assistant_message_tool_name: FromQuery[str | None] = None,
@@ -280,9 +278,8 @@ class MessagesController(Controller):
             "query",
         )
         agent = await api.agent(agent_id)
-        size = 100 if limit is None else limit
-        if size < 0:
-            raise ApiError(422, "must be 0 or more", field="limit", source="query")
+        size = paging.size(100)
+        after, before, order = paging.after, paging.before, paging.order
         log = api.rt.messages
         stored: list[Message]
         if order == "asc":

@@ -6,13 +6,12 @@ The context overview is :func:`agents.context_window.context_overview`, the same
 
 from __future__ import annotations
 
-from typing import Literal
-
 from litestar import Controller, get
 from litestar.params import FromPath, FromQuery
 
 from agents.context_window import ContextOverview, context_overview
-from orchestrator.api.state import Api, page
+from orchestrator.api.paging import Paging, ordered
+from orchestrator.api.state import Api
 
 __all__ = ("AgentContextController", "TagsController")
 
@@ -35,14 +34,11 @@ class TagsController(Controller):
     path = "/v1/tags"
     tags = ["tag"]
 
-    @get("/")
+    @get("/", dependencies=ordered(50))
     async def list_tags(
         self,
         api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = 50,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        paging: Paging,
         query_text: FromQuery[str | None] = None,
         name: FromQuery[str | None] = None,
     ) -> list[str]:
@@ -53,4 +49,4 @@ class TagsController(Controller):
             tags = [t for t in tags if query_text.lower() in t.lower()]
         if name is not None:
             tags = [t for t in tags if t == name]
-        return page(tags, lambda t: t, after=after, before=before, limit=limit, order=order)
+        return paging.of(tags, lambda t: t)

@@ -18,6 +18,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from agents.events import iso
 from orchestrator.api.errors import ApiError
+from orchestrator.api.paging import Paging, cursors
 from orchestrator.api.schemas import CreatePassageIn
 from orchestrator.api.state import Api
 from orchestrator.api.views import (
@@ -138,23 +139,20 @@ class PassagesController(Controller):
         await api.refresh_embedding_sizes(force=True)  # the size the owner just learnt
         return _views(api, agent, [passage])
 
-    @get("/")
+    @get("/", dependencies=cursors(100))
     async def list_passages(
         self,
         agent_id: FromPath[str],
         api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = 100,
+        paging: Paging,
         search: FromQuery[str | None] = None,
         ascending: FromQuery[bool | None] = True,
     ) -> list[PassageView]:
         """The agent's passages and its attached archives', oldest first; with ``search``,
         the nearest to it."""
         agent = await api.agent(agent_id)
-        size = 100 if limit is None else limit
-        if size < 0:
-            raise ApiError(422, "must be 0 or more", field="limit", source="query")
+        size = paging.size(100)
+        after, before = paging.after, paging.before
         if search:
             hits = await _archival(api).search(
                 agent.id,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib import metadata
-from typing import Literal
 
 import msgspec
 from litestar import Controller, Response, get, patch, post
@@ -15,7 +15,8 @@ from orchestrator.api.callbacks import callback_state
 from orchestrator.api.errors import RETRY_AFTER_S, ApiError
 from orchestrator.api.ingestion import JobView, file_job_view
 from orchestrator.api.messages import sse
-from orchestrator.api.state import Api, page
+from orchestrator.api.paging import Order, Paging, cursors, descending, ordered
+from orchestrator.api.state import Api
 from orchestrator.api.steps import StepView, run_steps
 from orchestrator.api.views import Health, RunView, run_view
 from storage.errors import NotFound
@@ -53,16 +54,14 @@ class RunsController(Controller):
     path = "/v1/runs"
     tags = ["runs"]
 
-    @get("/")
+    @get("/", dependencies=ordered(100))
     async def list_runs(
         self,
         api: Api,
+        *,
         agent_id: FromPath[str | None] = None,
         agent_ids: FromQuery[list[str] | None] = None,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = 100,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        paging: Paging,
         ascending: FromQuery[bool | None] = None,
     ) -> list[RunView]:
         """Recent runs (up to 1000 per agent), newest first unless ``order=asc``."""
@@ -73,10 +72,8 @@ class RunsController(Controller):
         for one in ids:
             runs += await api.runs.recent(one, limit=1000)
         runs.sort(key=lambda r: (r.created_at, r.id))
-        if not (order == "asc" or (order is None and ascending)):
-            runs.reverse()
-        chosen = page(runs, lambda r: r.id, after=after, before=before, limit=limit)
-        return [run_view(r) for r in chosen]
+        order: Order = "desc" if descending(paging.order, ascending) else "asc"
+        return [run_view(r) for r in replace(paging, order=order).of(runs, lambda r: r.id)]
 
     @get("/active")
     async def list_active(self, api: Api, agent_id: FromPath[str | None] = None) -> list[RunView]:
@@ -97,20 +94,13 @@ class RunsController(Controller):
         run = await api.runs.find(run_id)
         return run_view(run, await callback_state(api.rt.redis, run.agent_id, run.id))
 
-    @get("/{run_id:str}/messages")
-    async def messages(
-        self,
-        run_id: FromPath[str],
-        api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = None,
-    ) -> list[LettaMessage]:
+    @get("/{run_id:str}/messages", dependencies=cursors())
+    async def messages(self, run_id: FromPath[str], api: Api, paging: Paging) -> list[LettaMessage]:
         """The messages the run has produced so far."""
         run = await api.runs.find(run_id)
         events, _ended = await api.runs.events(run.agent_id, run.id)
         messages = [e for e in events if not isinstance(e, StopReason | UsageStatistics)]
-        return page(messages, lambda m: m.id, after=after, before=before, limit=limit)
+        return paging.of(messages, lambda m: m.id)
 
     @get("/{run_id:str}/usage")
     async def usage(self, run_id: FromPath[str], api: Api) -> UsageStatistics:
@@ -123,19 +113,11 @@ class RunsController(Controller):
             step_count=usage.step_count,
         )
 
-    @get("/{run_id:str}/steps")
-    async def steps(
-        self,
-        run_id: FromPath[str],
-        api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = None,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
-    ) -> list[StepView]:
+    @get("/{run_id:str}/steps", dependencies=ordered())
+    async def steps(self, run_id: FromPath[str], api: Api, paging: Paging) -> list[StepView]:
         """The run's committed steps, oldest first unless ``order=desc``."""
         found, _events = await run_steps(api, await api.runs.find(run_id))
-        return page(found, lambda s: s.id, after=after, before=before, limit=limit, order=order)
+        return paging.of(found, lambda s: s.id)
 
     @post("/{run_id:str}/stream", status_code=200)
     async def stream(self, run_id: FromPath[str], api: Api) -> Stream:

@@ -29,9 +29,10 @@ from orchestrator.api.ingestion import (
     ingest_upload,
     source_view,
 )
+from orchestrator.api.paging import Paging, ordered
 from orchestrator.api.passages import shared_archival
 from orchestrator.api.schemas import SourceCreateIn, SourceUpdateIn
-from orchestrator.api.state import Api, page
+from orchestrator.api.state import Api
 from orchestrator.api.views import AgentState, PassageView, embedding_config, passage_view
 from storage.passages import PassageNotFoundError
 from storage.records import FileMeta
@@ -76,22 +77,15 @@ class _Sources(Controller):
         source = new_source(data.name, embedding, description=data.description or "")
         return source_view(await SourceStore(api.rt.redis).create(source), api)
 
-    @get("/")
+    @get("/", dependencies=ordered())
     async def list_sources(
-        self,
-        api: Api,
-        name: FromQuery[str | None] = None,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = None,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        self, api: Api, *, name: FromQuery[str | None] = None, paging: Paging
     ) -> list[SourceView]:
         """Every source, oldest first unless ``order=desc``."""
         sources = await SourceStore(api.rt.redis).list()
         if name is not None:
             sources = [s for s in sources if s.name == name]
-        chosen = page(sources, lambda s: s.id, after=after, before=before, limit=limit, order=order)
-        return [source_view(s, api) for s in chosen]
+        return [source_view(s, api) for s in paging.of(sources, lambda s: s.id)]
 
     @get("/count")
     async def count_sources(self, api: Api) -> int:
@@ -169,22 +163,15 @@ class _Sources(Controller):
         api.background.start_soon(ingest_upload, api, source, meta, content)
         return file_view(meta)
 
-    @get("/{source_id:str}/files")
+    @get("/{source_id:str}/files", dependencies=ordered())
     async def list_files(
-        self,
-        source_id: FromPath[str],
-        api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = None,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        self, source_id: FromPath[str], api: Api, paging: Paging
     ) -> list[FileMetadataView]:
         """The source's files, oldest first unless ``order=desc``."""
         sources = SourceStore(api.rt.redis)
         await sources.get(source_id)
         files = await sources.list_files(source_id)
-        chosen = page(files, lambda f: f.id, after=after, before=before, limit=limit, order=order)
-        return [file_view(f) for f in chosen]
+        return [file_view(f) for f in paging.of(files, lambda f: f.id)]
 
     @get("/{source_id:str}/files/{file_id:str}")
     async def retrieve_file(
@@ -249,21 +236,14 @@ class FoldersController(_Sources):
 class _AgentSources(Controller):
     """An agent's sources (folders); subclasses set ``path``."""
 
-    @get("/")
+    @get("/", dependencies=ordered())
     async def list_agent_sources(
-        self,
-        agent_id: FromPath[str],
-        api: Api,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = None,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        self, agent_id: FromPath[str], api: Api, paging: Paging
     ) -> list[SourceView]:
         """The sources attached to the agent, oldest first unless ``order=desc``."""
         agent = await api.agent(agent_id)
         sources = await SourceStore(api.rt.redis).sources_of(agent.id)
-        chosen = page(sources, lambda s: s.id, after=after, before=before, limit=limit, order=order)
-        return [source_view(s, api) for s in chosen]
+        return [source_view(s, api) for s in paging.of(sources, lambda s: s.id)]
 
     @patch("/attach/{source_id:str}")
     async def attach_source(

@@ -28,7 +28,7 @@ from storage.embeddings.sizes import load_sizes
 from storage.errors import NotFound
 from storage.records import Agent, Tool
 
-__all__ = ("Api", "ApiState", "api_state", "page")
+__all__ = ("Api", "ApiState", "api_state", "checked_limit", "page")
 
 T = TypeVar("T")
 log = structlog.get_logger("memgrid.api")
@@ -106,6 +106,13 @@ async def api_state(state: State) -> ApiState:
     return api
 
 
+def checked_limit(limit: int | None) -> int | None:
+    """A page's ``limit`` as the request gave it; a negative one is a 422."""
+    if limit is not None and limit < 0:
+        raise ApiError(422, "must be 0 or more", field="limit", source="query")
+    return limit
+
+
 def page(
     items: Sequence[T],
     key: Callable[[T], str],
@@ -136,9 +143,8 @@ def page(
         else:
             end = ids.index(cursor)
     chosen = list(items[start:end])
+    limit = checked_limit(limit)
     if limit is not None:
-        if limit < 0:
-            raise ApiError(422, "must be 0 or more", field="limit", source="query")
         chosen = chosen[-limit:] if before is not None and after is None else chosen[:limit]
         if limit == 0:
             chosen = []

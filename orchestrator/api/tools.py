@@ -8,7 +8,7 @@ run it in the sandbox when an agent calls it.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post, put
@@ -16,8 +16,9 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from agents.tools.schema import schema_from_source
 from orchestrator.api.errors import ApiError
+from orchestrator.api.paging import Paging, ordered
 from orchestrator.api.schemas import ToolCreateIn, ToolUpdateIn
-from orchestrator.api.state import Api, page
+from orchestrator.api.state import Api
 from orchestrator.api.views import Deleted, ToolView, base_tools, tool_view
 from storage.records import PipRequirement, Tool, new_id
 
@@ -117,22 +118,15 @@ class ToolsController(Controller):
         tool = _from_source(data, _author_client(request))
         return tool_view(await api.rt.tools.upsert(tool))
 
-    @get("/")
+    @get("/", dependencies=ordered(50))
     async def list_tools(
-        self,
-        api: Api,
-        name: FromQuery[str | None] = None,
-        after: FromQuery[str | None] = None,
-        before: FromQuery[str | None] = None,
-        limit: FromQuery[int | None] = 50,
-        order: FromQuery[Literal["asc", "desc"] | None] = None,
+        self, api: Api, *, name: FromQuery[str | None] = None, paging: Paging
     ) -> list[ToolView]:
         """Base and custom tools, by name."""
         tools = sorted([*base_tools().values(), *await api.rt.tools.list()], key=lambda t: t.name)
         if name is not None:
             tools = [t for t in tools if t.name == name]
-        chosen = page(tools, lambda t: t.id, after=after, before=before, limit=limit, order=order)
-        return [tool_view(t) for t in chosen]
+        return [tool_view(t) for t in paging.of(tools, lambda t: t.id)]
 
     @get("/count")
     async def count_tools(self, api: Api) -> int:
