@@ -59,15 +59,12 @@ class RunsController(Controller):
         self,
         api: Api,
         *,
-        agent_id: FromPath[str | None] = None,
         agent_ids: FromQuery[list[str] | None] = None,
         paging: Paging,
         ascending: FromQuery[bool | None] = None,
     ) -> list[RunView]:
         """Recent runs (up to 1000 per agent), newest first unless ``order=asc``."""
-        ids = [*([agent_id] if agent_id else []), *(agent_ids or [])]
-        if not ids:
-            ids = [a.id for a in await api.rt.agents.list()]
+        ids = agent_ids or [a.id for a in await api.rt.agents.list()]
         runs: list[Run] = []
         for one in ids:
             runs += await api.runs.recent(one, limit=1000)
@@ -76,9 +73,9 @@ class RunsController(Controller):
         return [run_view(r) for r in replace(paging, order=order).of(runs, lambda r: r.id)]
 
     @get("/active")
-    async def list_active(self, api: Api, agent_id: FromPath[str | None] = None) -> list[RunView]:
+    async def list_active(self, api: Api) -> list[RunView]:
         """Runs not finished yet."""
-        ids = [agent_id] if agent_id else [a.id for a in await api.rt.agents.list()]
+        ids = [a.id for a in await api.rt.agents.list()]
         active: list[RunView] = []
         for one in ids:
             active += [
