@@ -44,12 +44,7 @@ from orchestrator.api.runs import (
     version,
 )
 from orchestrator.api.settings import ApiSettings
-from orchestrator.api.sources import (
-    AgentFoldersController,
-    AgentSourcesController,
-    FoldersController,
-    SourcesController,
-)
+from orchestrator.api.sources import source_routers
 from orchestrator.api.state import ApiState, api_state
 from orchestrator.api.steps import StepsController
 from orchestrator.api.tools import ToolsController
@@ -195,10 +190,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             ToolsController,
             RunsController,
             JobsController,
-            SourcesController,
-            FoldersController,
-            AgentSourcesController,
-            AgentFoldersController,
+            *source_routers(),
             ArchivesController,
             AgentArchivesController,
             AgentContextController,

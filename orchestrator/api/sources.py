@@ -11,7 +11,7 @@ from pathlib import PurePath
 from typing import Literal
 
 import msgspec
-from litestar import Controller, MediaType, Response, delete, get, patch, post
+from litestar import Controller, MediaType, Response, Router, delete, get, patch, post
 from litestar.datastructures import UploadFile
 from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody
 
@@ -39,12 +39,7 @@ from storage.records import FileMeta
 from storage.settings import StorageSettings
 from storage.sources import SourceStore, new_file, new_source
 
-__all__ = (
-    "AgentFoldersController",
-    "AgentSourcesController",
-    "FoldersController",
-    "SourcesController",
-)
+__all__ = ("source_routers",)
 
 Duplicates = Literal["skip", "error", "suffix", "replace"]
 
@@ -65,7 +60,7 @@ def _suffixed(name: str, taken: set[str]) -> str:
 
 
 class _Sources(Controller):
-    """The handlers of both paths; subclasses set ``path``."""
+    """A source's handlers, served under two paths (:func:`source_routers`)."""
 
     @post("/", status_code=200)
     async def create(self, data: JSONBody[SourceCreateIn], api: Api) -> SourceView:
@@ -219,22 +214,8 @@ class _Sources(Controller):
         return meta
 
 
-class SourcesController(_Sources):
-    """Sources, as letta-client 0.1.x calls them."""
-
-    path = "/v1/sources"
-    tags = ["sources"]
-
-
-class FoldersController(_Sources):
-    """Folders, as letta-client 1.x calls sources."""
-
-    path = "/v1/folders"
-    tags = ["folders"]
-
-
 class _AgentSources(Controller):
-    """An agent's sources (folders); subclasses set ``path``."""
+    """An agent's sources (folders), served under two paths (:func:`source_routers`)."""
 
     @get("/", dependencies=ordered())
     async def list_agent_sources(
@@ -262,15 +243,14 @@ class _AgentSources(Controller):
         return await api.agent_state(await api.agent(agent_id))
 
 
-class AgentSourcesController(_AgentSources):
-    """``/v1/agents/{agent_id}/sources``."""
-
-    path = "/v1/agents/{agent_id:str}/sources"
-    tags = ["agents"]
-
-
-class AgentFoldersController(_AgentSources):
-    """``/v1/agents/{agent_id}/folders``."""
-
-    path = "/v1/agents/{agent_id:str}/folders"
-    tags = ["agents"]
+def source_routers() -> list[Router]:
+    """The handlers under both of Letta's names: sources (letta-client 0.1.x), folders (1.x)."""
+    return [
+        Router(path, route_handlers=[controller], tags=[tag])
+        for path, controller, tag in (
+            ("/v1/sources", _Sources, "sources"),
+            ("/v1/folders", _Sources, "folders"),
+            ("/v1/agents/{agent_id:str}/sources", _AgentSources, "agents"),
+            ("/v1/agents/{agent_id:str}/folders", _AgentSources, "agents"),
+        )
+    ]
