@@ -286,15 +286,8 @@ def llm_config(agent: Agent, openai_base_url: str | None) -> LLMConfig:
 
 
 def block_view(block: Block) -> BlockView:
-    return BlockView(
-        id=block.id,
-        label=block.label,
-        value=block.value,
-        limit=block.limit,
-        description=block.description,
-        read_only=block.read_only,
-        metadata=dict(block.metadata),
-    )
+    """Letta's view of a block: the fields the two share (a copy), the rest Letta's defaults."""
+    return msgspec.convert(block, BlockView, from_attributes=True)
 
 
 _MEMORY_TOOLS = frozenset(
