@@ -119,14 +119,8 @@ def _own_blocks(spec: AgentDef) -> list[BlockSpec]:
     blocks = [BlockSpec(label="persona", value=spec.persona or "")]
     if spec.human is not None:
         blocks.append(BlockSpec(label="human", value=spec.human))
-    blocks += [
-        BlockSpec(
-            label=b.label,
-            value=b.value,
-            limit=b.limit,
-            description=b.description,
-            read_only=b.read_only,
-        )
+    blocks += [  # a BlockDef has a BlockSpec's fields
+        msgspec.convert(b, BlockSpec, from_attributes=True)
         for b in spec.memory_blocks
         if b.label not in {"persona", "human"}
     ]
