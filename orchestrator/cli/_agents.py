@@ -11,6 +11,7 @@ import anyio
 import msgspec
 
 from agents.events import FAILED_STOPS, Event, StopReason, UsageStatistics, event_encoder, iso
+from orchestrator.cli._blocks import print_value
 from orchestrator.cli._common import actions, command, print_json, with_runtime
 from orchestrator.render import note_workers_model, print_event
 
@@ -143,8 +144,7 @@ def _show(args: argparse.Namespace) -> int:
     for block in blocks:
         flag = " (read-only)" if block.read_only else ""
         print(f"  [{block.label}] {len(block.value)}/{block.limit} chars{flag}, id {block.id}")
-        for line in block.value.splitlines() or [""]:
-            print(f"    {line}")
+        print_value(block.value, "    ")
     return 0
 
 

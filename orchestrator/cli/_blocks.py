@@ -10,7 +10,7 @@ import msgspec
 
 from orchestrator.cli._common import actions, command, emit, print_json, with_runtime
 
-__all__ = ("register",)
+__all__ = ("print_value", "register")
 
 
 def register(subparsers: Any) -> None:
@@ -70,6 +70,12 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_value(value: str, indent: str, empty: str = "") -> None:
+    """A block's value line by line under ``indent`` (``empty`` stands for no value)."""
+    for line in value.splitlines() or [empty]:
+        print(f"{indent}{line}")
+
+
 def _show(args: argparse.Namespace) -> int:
     async def work(rt: Any) -> tuple[Any, list[str]]:
         block = await rt.blocks.get(args.id)
@@ -86,8 +92,7 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     print(f"{block.label} ({block.id}) v{block.version}, {len(block.value)}/{block.limit} chars")
     print(f"  attached to: {', '.join(agents) or 'no agent'}")
-    for line in block.value.splitlines() or [""]:
-        print(f"    {line}")
+    print_value(block.value, "    ")
     return 0
 
 

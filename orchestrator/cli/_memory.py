@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from orchestrator.cli._blocks import print_value
 from orchestrator.cli._common import UsageError, actions, command, emit, print_json, with_runtime
 
 if TYPE_CHECKING:
@@ -118,8 +119,7 @@ def _show(args: argparse.Namespace) -> int:
     for block in blocks:
         flag = ", read-only" if block.read_only else ""
         print(f"\n[{block.label}] {len(block.value)}/{block.limit} chars, v{block.version}{flag}")
-        for line in block.value.splitlines() or ["(empty)"]:
-            print(f"  {line}")
+        print_value(block.value, "  ", "(empty)")
     return 0
 
 
