@@ -18,7 +18,7 @@ from orchestrator.api.messages import sse
 from orchestrator.api.paging import Order, Paging, cursors, descending, ordered
 from orchestrator.api.state import Api
 from orchestrator.api.steps import StepView, run_steps
-from orchestrator.api.views import Health, RunView, run_view
+from orchestrator.api.views import Health, RunStatus, RunView, run_view
 from storage.errors import NotFound
 from storage.records import Run
 from storage.sources import SourceStore
@@ -48,6 +48,19 @@ async def health(api: Api) -> Response[Health]:
     return Response(Health(version=version(), status="ok"))
 
 
+ACTIVE = frozenset({"created", "running", "waiting"})
+"""The statuses of a run that has not finished."""
+
+
+async def _recent_runs(api: Api, agent_ids: list[str]) -> list[Run]:
+    """The recent runs (up to 1000 each) of ``agent_ids``, or of every agent when empty."""
+    ids = agent_ids or [a.id for a in await api.rt.agents.list()]
+    runs: list[Run] = []
+    for one in dict.fromkeys(ids):
+        runs += await api.runs.recent(one, limit=1000)
+    return runs
+
+
 class RunsController(Controller):
     """Runs: list, retrieve, their messages and usage, and following them live."""
 
@@ -59,15 +72,23 @@ class RunsController(Controller):
         self,
         api: Api,
         *,
+        agent_id: FromQuery[str | None] = None,
         agent_ids: FromQuery[list[str] | None] = None,
+        statuses: FromQuery[list[RunStatus] | None] = None,
+        active: FromQuery[bool | None] = None,
         paging: Paging,
         ascending: FromQuery[bool | None] = None,
     ) -> list[RunView]:
-        """Recent runs (up to 1000 per agent), newest first unless ``order=asc``."""
-        ids = agent_ids or [a.id for a in await api.rt.agents.list()]
-        runs: list[Run] = []
-        for one in ids:
-            runs += await api.runs.recent(one, limit=1000)
+        """Recent runs (up to 1000 per agent), newest first unless ``order=asc``: of the agents
+        named by ``agent_id``/``agent_ids`` (all agents when neither is given), in one of
+        ``statuses``, and only unfinished ones with ``active=true`` (finished ones with false)."""
+        ids = [*([agent_id] if agent_id else []), *(agent_ids or [])]
+        runs = [
+            r
+            for r in await _recent_runs(api, ids)
+            if (statuses is None or run_view(r).status in statuses)
+            and (active is None or (r.status in ACTIVE) == active)
+        ]
         runs.sort(key=lambda r: (r.created_at, r.id))
         order: Order = "desc" if descending(paging.order, ascending) else "asc"
         return [run_view(r) for r in replace(paging, order=order).of(runs, lambda r: r.id)]
@@ -75,15 +96,7 @@ class RunsController(Controller):
     @get("/active")
     async def list_active(self, api: Api) -> list[RunView]:
         """Runs not finished yet."""
-        ids = [a.id for a in await api.rt.agents.list()]
-        active: list[RunView] = []
-        for one in ids:
-            active += [
-                run_view(r)
-                for r in await api.runs.recent(one, limit=1000)
-                if r.status in ("created", "running", "waiting")
-            ]
-        return active
+        return [run_view(r) for r in await _recent_runs(api, []) if r.status in ACTIVE]
 
     @get("/{run_id:str}")
     async def retrieve(self, run_id: FromPath[str], api: Api) -> RunView:

@@ -97,6 +97,30 @@ async def test_async_returns_a_run_to_follow(client: httpx.AsyncClient) -> None:
     assert [r["id"] for r in runs] == [run["id"]]
 
 
+async def test_runs_list_filters_by_agent_status_and_activity(client: httpx.AsyncClient) -> None:
+    """Letta 0.16's ``agent_id``, ``statuses`` and ``active`` filters of ``GET /v1/runs/``."""
+    first, second = await make_agent(client, name="first"), await make_agent(client, name="second")
+    done = {
+        a["id"]: (await say_to(client, a["id"], "hi"))["messages"][0]["run_id"]
+        for a in (first, second)
+    }
+
+    async def listed(**params: object) -> list[str]:
+        response = await client.get("/v1/runs/", params=params)
+        assert response.status_code == 200, response.text
+        return [r["id"] for r in response.json()]
+
+    assert await listed(agent_id=first["id"]) == [done[first["id"]]]
+    assert await listed(agent_ids=[second["id"]]) == [done[second["id"]]]
+    assert sorted(await listed(statuses=["completed"])) == sorted(done.values())
+    assert await listed(statuses=["failed"]) == []
+    assert await listed(active="true") == []
+    assert sorted(await listed(active="false")) == sorted(done.values())
+    refused = await client.get("/v1/runs/", params={"statuses": ["finished"]})
+    assert refused.status_code == 422
+    assert "statuses" in refused.text
+
+
 async def test_a_retry_with_the_same_otid_gets_the_original_run(
     client: httpx.AsyncClient,
 ) -> None:
