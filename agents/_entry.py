@@ -21,11 +21,13 @@ from agents._waits import relay_replies, wait_over
 from agents.loop import Preempted, Suspended, TurnOptions, run_turn
 from bus import keys as bus_keys
 from bus import streams
+from bus.connection import is_transient
 from bus.envelopes import decode_envelope
 from bus.errors import LeaseLost
 from bus.lease import Lease, fenced
 from storage import keys
-from storage.records import Run, decode, encode
+from storage.records import Agent, Run, decode, encode
+from storage.step_reads import StepReads, read_step
 
 if TYPE_CHECKING:
     from agents.worker import Worker
@@ -39,8 +41,11 @@ Processed = Literal["done", "acked", "retry"] | Run
 (finished, acknowledged in the run's last commit), "retry", or the run when it waits."""
 
 
-async def process_entry(worker: Worker, lease: Lease, entry_id: str, raw: bytes) -> Processed:
-    """Run one inbox entry of ``worker``'s leased agent; see :data:`Processed`."""
+async def process_entry(
+    worker: Worker, lease: Lease, entry_id: str, raw: bytes, record: bytes | None
+) -> Processed:
+    """Run one inbox entry of ``worker``'s leased agent, whose record (as read with the entry)
+    is ``record``; see :data:`Processed`."""
     redis, agent_id = worker.rt.redis, lease.agent_id
     try:
         envelope = decode_envelope(raw)
@@ -56,10 +61,26 @@ async def process_entry(worker: Worker, lease: Lease, entry_id: str, raw: bytes)
         worker.counters["dead_lettered"] += 1
         await trim_dead_letters(worker)
         return "done"
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(keys.agent(agent_id))
-        pipe.get(keys.run(agent_id, envelope.run_id))
-        record, stored = await pipe.execute()
+    run_key = keys.run(agent_id, envelope.run_id)
+    # The run record and whether it was cancelled come with the first step's reads: one round
+    # trip (wasted on the rare run that ends below without a step).
+    mine = (("GET", run_key), ("EXISTS", bus_keys.run_cancel(agent_id, envelope.run_id)))
+    reads: StepReads | None = None
+    try:
+        agent = decode(Agent, record) if record is not None else None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        agent = None  # run_turn reads it again and ends the run with the error
+    stored, cancelled = None, None
+    if agent is not None:
+        try:
+            reads = await read_step(redis, agent, next_seq=True, extra=mine)
+            stored, cancelled = reads.extra
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            reads = None  # run_turn reads again, inside an attempt that counts (a bad key)
+    if reads is None:
+        stored = await redis.get(run_key)
     try:
         run = decode(Run, stored) if stored else Run(id=envelope.run_id, agent_id=agent_id)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -97,6 +118,9 @@ async def process_entry(worker: Worker, lease: Lease, entry_id: str, raw: bytes)
             lease=lease,
             should_stop=worker._should_stop,
             agent_record=record,
+            agent=agent,
+            reads=reads,
+            cancelled=None if cancelled is None else bool(cancelled),
             max_steps=envelope.max_steps,
             on_final=lambda pipe: streams.stage_ack(pipe, bus_keys.inbox(agent_id), entry_id),
         )

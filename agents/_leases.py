@@ -54,13 +54,17 @@ COUNTERS = (
 class Held:
     """A lease the worker holds: its ready signal, and the scope of the turn that runs it."""
 
-    __slots__ = ("entry_id", "expired", "lease", "scope")
+    __slots__ = ("entry_id", "expired", "lease", "left", "releasing", "scope")
 
     def __init__(self, lease: Lease, entry_id: str, scope: anyio.CancelScope) -> None:
         self.lease = lease
         self.entry_id = entry_id
         self.scope = scope
         self.expired = False  # set (and counted) once, on the worker's loop
+        # The turn's last read is in flight and releases the lease if the inbox is empty: a
+        # renewal that finds it gone then is no expiry (a lost lease fences the next commit).
+        self.releasing = False
+        self.left: int | None = None  # released by that read: entries the inbox still holds
 
 
 def private_client(redis: aioredis.Redis, *, max_connections: int = 2) -> aioredis.Redis:
@@ -227,7 +231,7 @@ class LeaseKeeper:
         """On the worker's loop: count and cancel the turns of leases found expired."""
         for h in lost:
             # A turn that ended during the round trip released its lease: not an expiry.
-            if self.held.get(h.lease.agent_id) is h and not h.expired:
+            if self.held.get(h.lease.agent_id) is h and not h.expired and not h.releasing:
                 h.expired = True
                 self.counters["lease_expired"] += 1
                 log.warning("lease_expired", agent_id=h.lease.agent_id, worker_id=self.worker_id)

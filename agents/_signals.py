@@ -73,9 +73,13 @@ async def release_signal(
     failed: bool,
     waiting: Run | None,
     lease_ms: int,
+    released_left: int | None = None,
 ) -> None:
     """Release the agent after its drain. ``failed``: only the lease goes; the signal stays
-    pending, reclaimed after a lease (no hot loop on work that fails at once)."""
+    pending, reclaimed after a lease (no hot loop on work that fails at once).
+    ``released_left``: the drain's last read released the lease already (see
+    :func:`bus.streams.next_or_release`) and found that many entries in the inbox; only the
+    signal's acknowledgement is left (a step of its own, after the release, as below)."""
     if failed:
         await through_outage(lease_ms / 1000, f"worker {worker_id} release", lease.release)
         return
@@ -83,18 +87,30 @@ async def release_signal(
     # only if still ours: with the lease lost, another worker may have reclaimed it, and
     # acknowledges it when done. Retried through an outage (idempotent: it checks what it
     # removes), or the agent would stand still until the lease expired after Redis came back.
-    _acked, left = await through_outage(
-        lease_ms / 1000,
-        f"worker {worker_id} release",
-        streams.release_and_ack,
-        redis,
-        bus_keys.lease(signal.agent_id),
-        lease.value,
-        signal.stream,
-        signal.entry_id,
-        bus_keys.inbox(signal.agent_id),
-        consumer=worker_id,
-    )
+    if released_left is not None:
+        left = released_left
+        await through_outage(
+            lease_ms / 1000,
+            f"worker {worker_id} release",
+            streams.ack_signal,
+            redis,
+            signal.stream,
+            signal.entry_id,
+            consumer=worker_id,
+        )
+    else:
+        _acked, left = await through_outage(
+            lease_ms / 1000,
+            f"worker {worker_id} release",
+            streams.release_and_ack,
+            redis,
+            bus_keys.lease(signal.agent_id),
+            lease.value,
+            signal.stream,
+            signal.entry_id,
+            bus_keys.inbox(signal.agent_id),
+            consumer=worker_id,
+        )
     # Close the gap between our last read and the release: work that arrived meanwhile (its
     # signal was dropped while we held the lease), or a turn cut short by a lost lease, is
     # signalled again (even when a retried release found its first try done: a spare signal

@@ -45,7 +45,7 @@ from bus.envelopes import InboxMessage
 from bus.errors import LeaseLost
 from bus.lease import Lease
 from storage.records import Agent, Message, Run, decode, new_id
-from storage.step_reads import read_step
+from storage.step_reads import StepReads, read_step
 
 __all__ = ("Preempted", "Suspended", "TurnOptions", "TurnResult", "run_turn")
 
@@ -71,6 +71,11 @@ class TurnOptions:
             such as acknowledging the inbox entry the run came from.
         max_steps: the request's cap on steps (Letta's ``max_steps``), applied below the
             agent's own ``max_steps``.
+        agent: ``agent_record`` decoded (saves decoding it again).
+        reads: the first step's reads (:func:`storage.step_reads.read_step` with
+            ``next_seq``), when the caller read them with its own.
+        cancelled: whether the run was cancelled, when the caller just read it (saves the
+            first step's look).
     """
 
     run: Run | None = None
@@ -80,6 +85,9 @@ class TurnOptions:
     agent_record: bytes | None = None
     on_final: Callable[[Any], None] | None = None
     max_steps: int | None = None
+    agent: Agent | None = None
+    reads: StepReads | None = None
+    cancelled: bool | None = None
 
 
 _DEFAULT_OPTIONS = TurnOptions()
@@ -124,11 +132,12 @@ async def run_turn(
     if agent_record is None:
         agent, agent_record = await rt.agents.get_raw(agent_id)
     else:
-        agent = decode(Agent, agent_record)
+        agent = options.agent or decode(Agent, agent_record)
     turn = Turn(rt, agent, agent_record, run, options.lease)
     turn.on_final = options.on_final
     turn.policy = policy_for(agent.agent_type)
-    turn.preloaded = await read_step(rt.redis, agent, next_seq=True)  # the first step's reads
+    # The first step's reads
+    turn.preloaded = options.reads or await read_step(rt.redis, agent, next_seq=True)
     turn.seq = turn.preloaded.next_seq - 1
     bound = log.bind(agent_id=agent.id, run_id=run.id)
     first = run.steps
@@ -166,12 +175,16 @@ async def run_turn(
     started = anyio.current_time()
     bound.info("turn_start", inputs=len(inputs), resume_from=first)
     outcome = StepOutcome(messages=[], stop="max_steps")
+    cancelled = options.cancelled  # known for the first step when the caller read it
     try:
         limit = agent.max_steps if max_steps is None else min(agent.max_steps, max_steps)
         for step in range(first, limit):
-            if await cancel_requested(turn):  # a queued run ends here before any model call
+            if cancelled is None:
+                cancelled = await cancel_requested(turn)
+            if cancelled:  # a queued run ends here before any model call
                 outcome = StepOutcome(messages=pending, stop="cancelled", detail=CANCELLED)
                 break
+            cancelled = None
             turn.state.step = step
             turn.state.step_calls = []
             outcome = await rt.metrics.timed_step(_step(turn, pending, step))

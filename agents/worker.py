@@ -39,7 +39,8 @@ from bus import keys as bus_keys
 from bus import streams
 from bus.connection import TRANSIENT_ERRORS, Outage, is_transient
 from bus.errors import LeaseLost
-from bus.lease import Lease, acquire
+from bus.lease import Lease, Taken, take
+from storage import keys
 from storage.records import Run
 
 __all__ = ("Worker", "WorkerSettings")
@@ -212,26 +213,40 @@ class Worker:
     # --- one agent ---------------------------------------------------------------------
 
     async def _handle_agent(self, signal: Signal) -> None:
-        redis, ready = self.rt.redis, signal.stream
-        if not signal.agent_id:
+        redis, ready, agent_id = self.rt.redis, signal.stream, signal.agent_id
+        if not agent_id:
             await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
-        lease = await acquire(redis, signal.agent_id, self.id, self.settings.lease_ms)
-        if lease is None:  # another worker holds it and drains the inbox, this message included
+        # The lease, the inbox's next entry and the agent's record: one round trip.
+        try:
+            taken = await take(
+                redis, agent_id, self.id, self.settings.lease_ms, record_key=keys.agent(agent_id)
+            )
+        except ResponseError as exc:
+            # RunStore.submit makes inboxes with the group; a stream made otherwise has none.
+            if "NOGROUP" not in str(exc):
+                raise
+            await streams.ensure_group(redis, bus_keys.inbox(agent_id))
+            taken = await take(
+                redis, agent_id, self.id, self.settings.lease_ms, record_key=keys.agent(agent_id)
+            )
+        if taken is None:  # another worker holds it and drains the inbox, this message included
             # Unless the holder died just after renewing (its lease outlives its last touch):
             # a reclaimed signal stays pending, to be reclaimed again once the lease is gone.
             if not signal.stale:
                 await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
+        lease = taken.lease
         failed = False
         waiting: Run | None = None
+        scope = anyio.CancelScope()  # cancelled by the keeper if the lease expires
+        held = self._held[agent_id] = Held(lease, signal.entry_id, scope)
         try:
-            with anyio.CancelScope() as scope:  # cancelled by the keeper if the lease expires
-                held = self._held[signal.agent_id] = Held(lease, signal.entry_id, scope)
+            with scope:
                 try:
-                    waiting = await self._drain(lease, recover=signal.stale)
+                    waiting = await self._drain(held, taken, recover=signal.stale)
                 except LeaseLost as exc:
-                    log.warning("lease_lost", agent_id=signal.agent_id, error=str(exc))
+                    log.warning("lease_lost", agent_id=agent_id, error=str(exc))
                     if not held.expired:  # a commit found it first
                         held.expired = True
                         self.counters["lease_expired"] += 1
@@ -243,7 +258,7 @@ class Worker:
                     failed = not is_transient(exc)
                     raise
         finally:
-            self._held.pop(signal.agent_id, None)
+            self._held.pop(agent_id, None)
             with anyio.CancelScope(shield=True):
                 await release_signal(
                     redis,
@@ -253,6 +268,7 @@ class Worker:
                     failed=failed,
                     waiting=waiting,
                     lease_ms=self.settings.lease_ms,
+                    released_left=held.left,
                 )
 
     async def _keep_leases(self) -> None:
@@ -263,44 +279,69 @@ class Worker:
         )
         await keeper.run()
 
-    async def _drain(self, lease: Lease, *, recover: bool = False) -> Run | None:
-        """Run the agent's inbox in order; the run it stopped at when that run waits on replies.
+    async def _drain(self, held: Held, taken: Taken, *, recover: bool = False) -> Run | None:
+        """Run the agent's inbox in order, from the entry taken with the lease; the run it
+        stopped at when that run waits on replies. When the inbox has nothing more for this
+        worker, the read that finds so releases the lease too (``held.left`` says how many
+        entries the inbox still holds).
 
         ``recover``: the signal was reclaimed from a worker that stopped (maybe between a run's
         final commit and the relay of its reply): relay what the agent's outbox still holds.
         """
-        redis, agent_id = self.rt.redis, lease.agent_id
+        redis, lease = self.rt.redis, held.lease
+        agent_id = lease.agent_id
         inbox = bus_keys.inbox(agent_id)
         if recover:  # what a dead worker committed but did not hand over
             await streams.move_dead_letters(redis, agent_id)
             await relay_replies(redis, agent_id)
+        entry, record = taken.entry, taken.record
+        # Entries left pending (by a dead worker, or by our own failed attempt) come first:
+        # they are older (the take claimed one). Others cannot deliver entries to themselves
+        # while we hold the lease, so after a clean pass only new entries are read.
         claim = True
         while not self.stopping:
-            # Entries left pending (by a dead worker, or by our own failed attempt) come first:
-            # they are older. Others cannot deliver entries to themselves while we hold the
-            # lease, so after a clean pass only new entries are read.
-            try:
-                entry = await streams.next_entry(redis, inbox, self.id, claim=claim)
-            except ResponseError as exc:
-                # RunStore.submit makes inboxes with the group; a stream made otherwise has none.
-                if "NOGROUP" not in str(exc):
-                    raise
-                await streams.ensure_group(redis, inbox)
-                continue
             if entry is None:
-                return None
+                # No entry for us: release in the same step (a commit racing the release, or
+                # a renewal that finds the lease gone meanwhile, is no expiry of ours).
+                held.releasing = True
+                try:
+                    found = await streams.next_or_release(
+                        redis,
+                        inbox,
+                        keys.agent(agent_id),
+                        bus_keys.lease(agent_id),
+                        lease.value,
+                        consumer=self.id,
+                        claim=claim,
+                    )
+                except ResponseError as exc:
+                    # A Redis that came back without its data (no AOF) has no group there.
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    await streams.ensure_group(redis, inbox)
+                    continue
+                finally:
+                    held.releasing = False
+                if found.entry is None:
+                    held.left = found.left
+                    return None
+                entry, record = found.entry, found.record
             entry_id, fields = entry
-            outcome = await self._process(lease, entry_id, fields.get(b"e", b""))
+            outcome = await self._process(lease, entry_id, fields.get(b"e", b""), record=record)
             if isinstance(outcome, Run):
                 return outcome
             if outcome == "done":
                 await streams.ack_and_delete(redis, inbox, entry_id)
             claim = outcome == "retry"
+            entry = record = None
         return None
 
-    async def _process(self, lease: Lease, entry_id: str, raw: bytes) -> Processed:
-        """One inbox entry (:func:`agents._entry.process_entry`); a method that tests wrap."""
-        return await process_entry(self, lease, entry_id, raw)
+    async def _process(
+        self, lease: Lease, entry_id: str, raw: bytes, *, record: bytes | None
+    ) -> Processed:
+        """One inbox entry (:func:`agents._entry.process_entry`); a method that tests wrap.
+        ``record``: the agent's record, as read with the entry."""
+        return await process_entry(self, lease, entry_id, raw, record)
 
     def _fault(self, point: str) -> None:
         """Crash here (SIGKILL) when the settings name this fault point (crash tests)."""

@@ -25,7 +25,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import msgspec
@@ -36,23 +36,52 @@ from redis.exceptions import NoScriptError
 
 from bus import keys
 from bus._commit import split
+from bus._replies import Entry
 from bus.errors import CommitRefused, LeaseLost
 from bus.scripts import LuaScript
+from bus.streams import GROUP, NEXT_ENTRY_LUA, entry_of
 from storage.errors import ControlSignal
 
-__all__ = ("Lease", "WatchConflict", "acquire", "fenced", "journal", "renew_all")
+__all__ = (
+    "Lease",
+    "Taken",
+    "WatchConflict",
+    "acquire",
+    "fenced",
+    "journal",
+    "renew_all",
+    "take",
+)
 
-# KEYS: lease, fence. ARGV: worker id, ttl ms, nonce. Returns the token, or 0 when held by
-# another. A fence written before nonces (a bare counter) is read as that counter.
-_ACQUIRE = LuaScript("""
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+# Writes a new token (KEYS[2]: the fence) and the lease (KEYS[1]) for ARGV: worker id, ttl ms,
+# nonce. A fence written before nonces (a bare counter) is read as that counter.
+_NEW_TOKEN_LUA = """
 local previous = redis.call('GET', KEYS[2])
 local counter = previous and tonumber(string.match(previous, '^%d+')) or 0
 local token = (counter + 1) .. '.' .. ARGV[3]
 redis.call('SET', KEYS[2], token)
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', tonumber(ARGV[2]))
-return token
-""")
+"""
+
+# KEYS: lease, fence. ARGV: worker id, ttl ms, nonce. Returns the token, or 0 when held by
+# another.
+_ACQUIRE = LuaScript(
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n" + _NEW_TOKEN_LUA + "return token"
+)
+
+# KEYS: lease, fence, the agent's inbox, its record (one slot). ARGV: worker id, ttl ms, nonce,
+# the inbox's group. Returns 0 when another holds the lease, else {the token, the inbox's next
+# entry for the worker (a pending one first) or false, the record}. The entry is read before
+# the first write: an inbox without its group fails the script with nothing written.
+_TAKE = LuaScript(
+    NEXT_ENTRY_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local entry = next_entry(KEYS[3], ARGV[4], ARGV[1], true)
+"""
+    + _NEW_TOKEN_LUA
+    + "return {token, entry, redis.call('GET', KEYS[4])}"
+)
 
 # KEYS: lease. ARGV: expected value, ttl ms. Returns 1 when renewed, 0 when lost.
 _RENEW = LuaScript("""
@@ -234,6 +263,37 @@ async def acquire(
     if not token:
         return None
     return Lease(redis, agent_id, worker_id, _text(token), ttl_ms)
+
+
+class Taken(NamedTuple):
+    """What :func:`take` got: the lease, the inbox's next entry (None: empty) and the record."""
+
+    lease: Lease
+    entry: Entry | None
+    record: bytes | None
+
+
+async def take(
+    redis: aioredis.Redis, agent_id: str, worker_id: str, ttl_ms: int, *, record_key: str
+) -> Taken | None:
+    """Take the agent's lease with the next entry of its inbox for ``worker_id`` (a pending one
+    first, as :func:`bus.streams.next_entry` with ``claim``) and its record (``record_key``),
+    in one round trip; None when another worker holds the lease.
+
+    Raises:
+        redis.exceptions.ResponseError: NOGROUP: the inbox has no consumer group (nothing
+            was written: make it and take again).
+    """
+    nonce = secrets.token_hex(8)
+    found = await _TAKE(
+        redis,
+        [keys.lease(agent_id), keys.fence(agent_id), keys.inbox(agent_id), record_key],
+        [worker_id, ttl_ms, nonce, GROUP],
+    )
+    if not found:
+        return None
+    lease = Lease(redis, agent_id, worker_id, _text(found[0]), ttl_ms)
+    return Taken(lease, entry_of(found[1]), found[2])
 
 
 def sha1(value: bytes | None) -> str:

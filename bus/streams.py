@@ -4,7 +4,7 @@ letters of :mod:`bus.dead_letters`, re-exported)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -24,15 +24,20 @@ from bus.scripts import LuaScript
 
 __all__ = (
     "GROUP",
+    "NEXT_ENTRY_LUA",
+    "NextOrReleased",
     "ack_and_delete",
+    "ack_signal",
     "claim_stale",
     "claim_stale_from",
     "dead_letter",
     "ensure_group",
+    "entry_of",
     "get_dead_letter",
     "list_dead_letters",
     "move_dead_letters",
     "next_entry",
+    "next_or_release",
     "read_group",
     "read_ready",
     "release_and_ack",
@@ -191,20 +196,49 @@ def _str(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+# A Lua function: the stream's next entry ({id, {field, value, ...}}) for a consumer, or false;
+# with ``claim``, a pending entry of any consumer first (others' work left behind), else a new one.
+NEXT_ENTRY_LUA = """
+local function next_entry(stream, group, consumer, claim)
+  if claim then
+    local claimed = redis.call('XAUTOCLAIM', stream, group, consumer, 0, '0-0', 'COUNT', 1)
+    for _, entry in ipairs(claimed[2]) do
+      if entry then return entry end
+    end
+  end
+  local read = redis.call(
+    'XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', stream, '>')
+  if read then return read[1][2][1] end
+  return false
+end
+"""
+
 # KEYS: the stream. ARGV: group, consumer, '1' to claim others' pending entries first.
 # Returns one entry ({id, {field, value, ...}}) or nil.
-_NEXT = LuaScript("""
-if ARGV[3] == '1' then
-  local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, '0-0', 'COUNT', 1)
-  for _, entry in ipairs(claimed[2]) do
-    if entry then return entry end
-  end
-end
-local read = redis.call(
-  'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
-if read then return read[1][2][1] end
-return false
-""")
+_NEXT = LuaScript(NEXT_ENTRY_LUA + "return next_entry(KEYS[1], ARGV[1], ARGV[2], ARGV[3] == '1')")
+
+# KEYS: an agent's inbox, its record, its lease (one slot). ARGV: group, consumer, '1' to claim
+# pending entries first, the lease's value. Returns {entry, the record}; when the inbox has no
+# entry for the consumer, releases the lease (if it still holds that value) and returns
+# {false, false, how many entries the inbox holds}.
+_NEXT_OR_RELEASE = LuaScript(
+    NEXT_ENTRY_LUA
+    + """
+local entry = next_entry(KEYS[1], ARGV[1], ARGV[2], ARGV[3] == '1')
+if entry then return {entry, redis.call('GET', KEYS[2])} end
+if redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
+return {false, false, redis.call('XLEN', KEYS[1])}
+"""
+)
+
+
+def entry_of(raw: Any) -> Entry | None:
+    """An entry as the scripts above return it ({id, {field, value, ...}}, or nil)."""
+    if not raw:
+        return None
+    entry_id, flat = raw[0], raw[1]
+    fields = {bytes(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)), fields
 
 
 async def next_entry(
@@ -213,12 +247,38 @@ async def next_entry(
     """The stream's next entry for ``consumer``, in one round trip: with ``claim``, a pending
     entry of any consumer first (the stream's owner holds a lease that says its previous
     reader is gone), else a new one. None when there is none."""
-    raw = await _NEXT(redis, [stream], [GROUP, consumer, "1" if claim else "0"])
-    if not raw:
-        return None
-    entry_id, flat = raw[0], raw[1]
-    fields = {bytes(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
-    return (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)), fields
+    return entry_of(await _NEXT(redis, [stream], [GROUP, consumer, "1" if claim else "0"]))
+
+
+class NextOrReleased(NamedTuple):
+    """What :func:`next_or_release` found: an entry and the agent's record, or (``entry``
+    None) the lease released and how many entries the inbox holds."""
+
+    entry: Entry | None
+    record: bytes | None
+    left: int
+
+
+async def next_or_release(
+    redis: aioredis.Redis,
+    inbox: str,
+    record_key: str,
+    lease_key: str,
+    lease_value: str,
+    *,
+    consumer: str,
+    claim: bool,
+) -> NextOrReleased:
+    """The inbox's next entry for ``consumer`` (as :func:`next_entry`) with the agent's record
+    (``record_key``), in one round trip; when there is none, the lease is released in the same
+    step (if it still holds ``lease_value``: a lost lease is left alone)."""
+    found = await _NEXT_OR_RELEASE(
+        redis, [inbox, record_key, lease_key], [GROUP, consumer, "1" if claim else "0", lease_value]
+    )
+    entry = entry_of(found[0])
+    if entry is None:
+        return NextOrReleased(None, None, int(found[2]))
+    return NextOrReleased(entry, found[1], 0)
 
 
 # KEYS: a lease, an inbox (one agent's slot). ARGV: the lease's value ('' = leave the lease
@@ -266,8 +326,13 @@ async def release_and_ack(
     if that owner died.
     """
     left = await _RELEASE(redis, [lease_key, inbox], [lease_value or ""])
-    acked = await _ACK_IF_OWNED(redis, [stream], [GROUP, entry_id, consumer])
-    return bool(acked), int(left)
+    return await ack_signal(redis, stream, entry_id, consumer=consumer), int(left)
+
+
+async def ack_signal(redis: aioredis.Redis, stream: str, entry_id: str, *, consumer: str) -> bool:
+    """Acknowledge and delete ``entry_id`` of ``stream`` if it is still pending on ``consumer``
+    (see :func:`release_and_ack`, which runs it after the lease's release); whether it was."""
+    return bool(await _ACK_IF_OWNED(redis, [stream], [GROUP, entry_id, consumer]))
 
 
 def stage_ack(pipe: Any, stream: str, *entry_ids: str) -> None:

@@ -8,6 +8,9 @@ one pipeline (plus one MGET for the tool records when the agent has custom tools
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -30,11 +33,20 @@ class StepReads(msgspec.Struct, kw_only=True):
     message_count: int
     next_seq: int = 0  # 0 when not asked for
     archive_ids: list[str] = msgspec.field(default_factory=list)
+    extra: list[Any] = msgspec.field(default_factory=list)  # the replies to ``extra``
 
 
-async def read_step(redis: aioredis.Redis, agent: Agent, *, next_seq: bool = False) -> StepReads:
+async def read_step(
+    redis: aioredis.Redis,
+    agent: Agent,
+    *,
+    next_seq: bool = False,
+    extra: Sequence[Sequence[Any]] = (),
+) -> StepReads:
     """The blocks, custom tools (by name) and in-context messages of ``agent``, the number of
-    messages in its log and, with ``next_seq``, one more than the highest stored seq."""
+    messages in its log and, with ``next_seq``, one more than the highest stored seq.
+    ``extra``: more read commands for the same round trip (the caller's own reads of the
+    agent's keys); their replies come back in order in ``StepReads.extra``."""
     messages_key = keys.agent_messages(agent.id)
     # Blocks have hash slots of their own: one MGET on one Redis, one GET each on a cluster
     # (whose pipelines send each command to its slot's node, but no MGET across slots).
@@ -53,7 +65,11 @@ async def read_step(redis: aioredis.Redis, agent: Agent, *, next_seq: bool = Fal
         pipe.smembers(keys.agent_archives(agent.id))
         if next_seq:
             pipe.zrevrange(messages_key, 0, 0, withscores=True)
+        for command in extra:
+            pipe.execute_command(*command)
         replies = list(await pipe.execute())
+    extras = replies[len(replies) - len(extra) :]
+    del replies[len(replies) - len(extra) :]
     top = replies.pop() if next_seq else []
     archive_ids = sorted(texts(replies.pop()))
     count = int(replies.pop())
@@ -70,4 +86,5 @@ async def read_step(redis: aioredis.Redis, agent: Agent, *, next_seq: bool = Fal
         message_count=count,
         next_seq=MessageLog.seq_after(top) if next_seq else 0,
         archive_ids=archive_ids,
+        extra=extras,
     )

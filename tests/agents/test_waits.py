@@ -148,9 +148,9 @@ async def test_the_last_fan_out_reply_during_an_earlier_wake_is_not_dropped(
     original = Worker._process
     suspensions = 0
 
-    async def process(self: Worker, lease: Any, entry_id: str, raw: bytes) -> Any:
+    async def process(self: Worker, lease: Any, entry_id: str, raw: bytes, **kw: Any) -> Any:
         nonlocal suspensions
-        outcome = await original(self, lease, entry_id, raw)
+        outcome = await original(self, lease, entry_id, raw, **kw)
         if lease.agent_id == boss.id and outcome not in ("done", "acked", "retry"):
             suspensions += 1
             if suspensions == 2:  # woken by the early reply, one still due: let it land now

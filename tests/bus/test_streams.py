@@ -1,10 +1,14 @@
-"""Consumer-group plumbing: the next inbox entry, claimed or new, in one round trip."""
+"""Consumer-group plumbing: the next inbox entry, claimed or new, in one round trip (with the
+lease taken, or released when there is none)."""
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from bus import streams
+from bus.lease import take
 
 
 async def test_next_entry_claims_pending_work_first_then_reads_new(
@@ -100,3 +104,54 @@ async def test_read_ready_takes_at_most_count_across_the_shards(
     assert (
         await streams.read_ready(redis_client, keys.ready_shards(), "w", count=1, block_ms=20) == []
     )
+
+
+async def test_take_gets_the_lease_a_pending_entry_first_and_the_record_in_one_step(
+    redis_client: aioredis.Redis,
+) -> None:
+    inbox = "mg:{A}:inbox"
+    with pytest.raises(ResponseError, match="NOGROUP"):  # no group: nothing written
+        await take(redis_client, "A", "w-1", 5000, record_key="mg:{A}:agent")
+    assert await redis_client.exists("mg:{A}:lease", "mg:{A}:fence") == 0
+    await streams.ensure_group(redis_client, inbox)
+    await redis_client.set("mg:{A}:agent", b"record")
+    first = (await redis_client.xadd(inbox, {"e": b"one"})).decode()
+    await redis_client.xadd(inbox, {"e": b"two"})
+    await streams.next_entry(redis_client, inbox, "dead", claim=False)  # left pending
+    taken = await take(redis_client, "A", "w-1", 5000, record_key="mg:{A}:agent")
+    assert taken is not None
+    assert taken.entry == (first, {b"e": b"one"})
+    assert taken.record == b"record"
+    assert await redis_client.get("mg:{A}:lease") == taken.lease.value.encode()
+    assert await redis_client.get("mg:{A}:fence") == taken.lease.token.encode()
+    # Held: another worker gets nothing, and reads nothing off the inbox.
+    assert await take(redis_client, "A", "w-2", 5000, record_key="mg:{A}:agent") is None
+    assert (await redis_client.xpending(inbox, streams.GROUP))["pending"] == 1
+
+
+async def test_next_or_release_releases_only_when_nothing_is_left_for_the_worker(
+    redis_client: aioredis.Redis,
+) -> None:
+    inbox, lease_key = "mg:{A}:inbox", "mg:{A}:lease"
+    await streams.ensure_group(redis_client, inbox)
+    await redis_client.set("mg:{A}:agent", b"record")
+    taken = await take(redis_client, "A", "w-1", 5000, record_key="mg:{A}:agent")
+    assert taken is not None and taken.entry is None
+    value = taken.lease.value
+    second = (await redis_client.xadd(inbox, {"e": b"two"})).decode()
+    found = await streams.next_or_release(
+        redis_client, inbox, "mg:{A}:agent", lease_key, value, consumer="w-1", claim=False
+    )
+    assert found == ((second, {b"e": b"two"}), b"record", 0)
+    assert await redis_client.get(lease_key) == value.encode()  # still held
+    found = await streams.next_or_release(
+        redis_client, inbox, "mg:{A}:agent", lease_key, value, consumer="w-1", claim=False
+    )
+    assert found == (None, None, 1)  # the entry read is still in the inbox (not acked)
+    assert await redis_client.exists(lease_key) == 0
+    # A lease that moved on to another worker is left alone.
+    await redis_client.set(lease_key, b"w-2:7.x")
+    await streams.next_or_release(
+        redis_client, inbox, "mg:{A}:agent", lease_key, value, consumer="w-1", claim=False
+    )
+    assert await redis_client.get(lease_key) == b"w-2:7.x"
