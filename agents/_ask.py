@@ -14,6 +14,7 @@ from agents._model_call import llm_for_step
 from agents._turn import StepOutcome, Turn
 from agents.llm import ContextWindowExceeded, LLMError, LLMInvalidResponse, LLMResponse
 from agents.summarizer import ContextOverflow, compact
+from agents.tokens import request_chars
 from agents.tools.registry import AgentTool, agent_tools
 from storage.records import Message, ToolCall
 from storage.step_reads import read_step
@@ -86,7 +87,11 @@ async def ask_model(
             )
             committed = [*compaction.kept, *current]
             turn.run.usage.add(compaction.prompt_tokens, compaction.completion_tokens)
-        request, request_tools = build(turn.agent, [*committed, *pending])
+        if compaction.request is not None:  # built and measured for the count: as it is
+            (request, request_tools), chars = compaction.request, compaction.chars
+        else:
+            request, request_tools = build(turn.agent, [*committed, *pending])
+            chars = request_chars(request, request_tools)
         try:
             response = await llm_for_step(turn, step, request, request_tools, sink)
         except ContextWindowExceeded as exc:
@@ -105,7 +110,7 @@ async def ask_model(
         except LLMError as exc:
             await note_model_error(turn, exc)
             return StepOutcome(messages=pending, stop="llm_api_error", detail=str(exc))
-        turn.counter.observe(request, request_tools, response.prompt_tokens)
+        turn.counter.observe(request, request_tools, response.prompt_tokens, chars=chars)
         break
     assert response is not None
     usage = turn.run.usage

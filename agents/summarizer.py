@@ -21,7 +21,7 @@ from agents.context import to_openai_messages
 from agents.llm import LLMError
 from agents.model import ChatModel
 from agents.prompts import SUMMARIZER_PROMPT
-from agents.tokens import TokenCounter
+from agents.tokens import TokenCounter, request_chars
 from storage.errors import UserError
 from storage.records import Agent, Message
 
@@ -52,6 +52,10 @@ class Compaction(msgspec.Struct, kw_only=True):
     summarized: bool
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # When nothing was evicted: the request as built for the count (messages, tools) and its
+    # size in characters, so that the caller need not build and measure it again.
+    request: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+    chars: int = 0
 
 
 def _needs(
@@ -156,9 +160,17 @@ async def compact(
 ) -> Compaction:
     """Evict and summarize when the request is above the high-water mark (or ``force``)."""
     window = agent.context_window
-    needed = _needs(counter, build, agent, [*committed, *pending])
-    if not force and needed <= window * HIGH_WATER:
-        return Compaction(agent=agent, kept=list(committed), evicted=0, summarized=False)
+    request = build(agent, [*committed, *pending])
+    chars = request_chars(*request)
+    if not force and counter.count(request[0], chars=chars) <= window * HIGH_WATER:
+        return Compaction(
+            agent=agent,
+            kept=list(committed),
+            evicted=0,
+            summarized=False,
+            request=request,
+            chars=chars,
+        )
     target = int(window * (LOW_WATER - _SUMMARY_RESERVE))
     cut = _cut_point(counter, build, agent, committed, pending, target)
     if force and cut == 0 and committed:
