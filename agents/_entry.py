@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import msgspec
@@ -112,6 +112,22 @@ async def process_entry(
         pipe.set(keys.run(agent_id, run.id), encode(run))
     started = time.perf_counter()
     bound = log.bind(agent_id=agent_id, run_id=run.id, worker_id=worker.id)
+    held, inbox = worker._held.get(agent_id), bus_keys.inbox(agent_id)
+
+    def final(pipe: Any) -> None:
+        """The run's last commit acknowledges its entry and, under the worker's lease,
+        releases the lease and counts what the inbox still holds (the fence is ours: the lease
+        is ours or expired unclaimed). The worker then takes it again if that is not 0."""
+        streams.stage_ack(pipe, inbox, entry_id)
+        if held is not None:
+            held.releasing = True  # a renewal finding the lease gone is no expiry
+            pipe.delete(bus_keys.lease(agent_id))
+            pipe.xlen(inbox)
+
+    def released(left: Any) -> None:
+        if held is not None:
+            held.left = int(left)
+
     try:
         options = TurnOptions(
             run=run,
@@ -122,7 +138,8 @@ async def process_entry(
             reads=reads,
             cancelled=None if cancelled is None else bool(cancelled),
             max_steps=envelope.max_steps,
-            on_final=lambda pipe: streams.stage_ack(pipe, bus_keys.inbox(agent_id), entry_id),
+            on_final=final,
+            on_final_reply=released,
         )
         async for _event in run_turn(worker.rt, agent_id, envelope.messages, options):
             pass

@@ -64,7 +64,8 @@ class Held:
         # The turn's last read is in flight and releases the lease if the inbox is empty: a
         # renewal that finds it gone then is no expiry (a lost lease fences the next commit).
         self.releasing = False
-        self.left: int | None = None  # released by that read: entries the inbox still holds
+        # Released (by the run's last commit or that read): entries the inbox still holds.
+        self.left: int | None = None
 
 
 def private_client(redis: aioredis.Redis, *, max_connections: int = 2) -> aioredis.Redis:
@@ -196,10 +197,12 @@ class LeaseKeeper:
     async def _round(self, client: aioredis.Redis, held: list[Held], *, late: float) -> None:
         started = anyio.current_time()
         renewed: list[bool] = []
+        leases: list[Lease] = []
         try:
             # Past a lease time every lease of the round has expired anyway: start over.
             with anyio.fail_after(self.lease_s):
-                renewed = await renew_all(client, [h.lease for h in held])
+                leases = [h.lease for h in held]  # a drain may take a new lease meanwhile
+                renewed = await renew_all(client, leases)
                 kept: dict[str, list[str]] = {}  # ready shard -> its signals still held
                 for h, ok in zip(held, renewed, strict=True):
                     if ok:
@@ -222,16 +225,19 @@ class LeaseKeeper:
                 leases=len(held),
                 interval_ms=round(self.interval * 1000),
             )
-        lost = [h for h, ok in zip(held, renewed, strict=True) if not ok] if renewed else []
+        found = zip(held, leases, renewed, strict=True) if renewed else ()
+        lost = [(h, lease) for h, lease, ok in found if not ok]
         if lost and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the worker's loop closed: it is gone
                 self._loop.call_soon_threadsafe(self._expired, lost)
 
-    def _expired(self, lost: list[Held]) -> None:
+    def _expired(self, lost: list[tuple[Held, Lease]]) -> None:
         """On the worker's loop: count and cancel the turns of leases found expired."""
-        for h in lost:
+        for h, lease in lost:
             # A turn that ended during the round trip released its lease: not an expiry.
-            if self.held.get(h.lease.agent_id) is h and not h.expired and not h.releasing:
+            # Nor is a lease released by a run's last commit and taken again since (h.lease).
+            current = self.held.get(lease.agent_id) is h and h.lease is lease
+            if current and not h.expired and not h.releasing:
                 h.expired = True
                 self.counters["lease_expired"] += 1
                 log.warning("lease_expired", agent_id=h.lease.agent_id, worker_id=self.worker_id)

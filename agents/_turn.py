@@ -120,6 +120,7 @@ class Turn:
         self.loaded_at_step = run.steps  # the record read by run_turn serves the first step
         self.preloaded: StepReads | None = None
         self.on_final: Callable[[Any], None] | None = None
+        self.on_final_reply: Callable[[Any], None] | None = None  # the last staged's reply
         # The first worker ever to run this run's steps (attempts count starts; a resumed wait
         # is not a new attempt, so it may follow a worker that died mid-step; a dead-letter
         # retry restarts the count but follows a worker that may have journaled a step).
@@ -239,10 +240,15 @@ class Turn:
             )
         agent_key = keys.agent(self.agent.id)
         encoded = [event_encoder.encode(e) for e in events]
+        reply: list[Any] = []
         for attempt in range(10):
             try:
                 async with fenced(
-                    rt.redis, self.lease, self.agent.id, expect={agent_key: self.agent_raw}
+                    rt.redis,
+                    self.lease,
+                    self.agent.id,
+                    expect={agent_key: self.agent_raw},
+                    reply=reply,
                 ) as pipe:
                     rt.messages.stage(pipe, outcome.messages)
                     written = rt.agents.stage_save(pipe, self.agent)
@@ -264,15 +270,17 @@ class Turn:
                     if final:  # the reply to a waiting agent travels in the commit
                         stage_reply(pipe, run, rt.clock())
                         pipe.delete(bus_keys.run_cancel(self.agent.id, run.id))
-                    if final and self.on_final is not None:
-                        self.on_final(pipe)
                     if final and self.lease is not None and run.steps:
                         journals = [
                             bus_keys.step_journal(self.agent.id, run.id, s)
                             for s in range(run.steps)
                         ]
                         pipe.delete(*journals)
+                    if final and self.on_final is not None:  # last: its reply is kept
+                        self.on_final(pipe)
                 self.agent_raw = written
+                if final and self.on_final_reply is not None and reply:
+                    self.on_final_reply(reply[-1])
                 break
             except WatchConflict:
                 if attempt == 9:

@@ -68,7 +68,10 @@ class TurnOptions:
             :meth:`agents.runs.RunStore.cancel`) ends before its next step as ``cancelled``.
         agent_record: the agent's record as just read by the caller (saves a read).
         on_final: stages more writes (on the pipeline it is given) into the run's last commit,
-            such as acknowledging the inbox entry the run came from.
+            such as acknowledging the inbox entry the run came from, after all of the
+            turn's own.
+        on_final_reply: receives the reply of the last command ``on_final`` staged, once the
+            commit is done.
         max_steps: the request's cap on steps (Letta's ``max_steps``), applied below the
             agent's own ``max_steps``.
         agent: ``agent_record`` decoded (saves decoding it again).
@@ -84,6 +87,7 @@ class TurnOptions:
     should_stop: Callable[[], bool] | None = None
     agent_record: bytes | None = None
     on_final: Callable[[Any], None] | None = None
+    on_final_reply: Callable[[Any], None] | None = None
     max_steps: int | None = None
     agent: Agent | None = None
     reads: StepReads | None = None
@@ -135,6 +139,7 @@ async def run_turn(
         agent = options.agent or decode(Agent, agent_record)
     turn = Turn(rt, agent, agent_record, run, options.lease)
     turn.on_final = options.on_final
+    turn.on_final_reply = options.on_final_reply
     turn.policy = policy_for(agent.agent_type)
     # The first step's reads
     turn.preloaded = options.reads or await read_step(rt.redis, agent, next_seq=True)

@@ -217,19 +217,7 @@ class Worker:
         if not agent_id:
             await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
-        # The lease, the inbox's next entry and the agent's record: one round trip.
-        try:
-            taken = await take(
-                redis, agent_id, self.id, self.settings.lease_ms, record_key=keys.agent(agent_id)
-            )
-        except ResponseError as exc:
-            # RunStore.submit makes inboxes with the group; a stream made otherwise has none.
-            if "NOGROUP" not in str(exc):
-                raise
-            await streams.ensure_group(redis, bus_keys.inbox(agent_id))
-            taken = await take(
-                redis, agent_id, self.id, self.settings.lease_ms, record_key=keys.agent(agent_id)
-            )
+        taken = await self._take(agent_id)
         if taken is None:  # another worker holds it and drains the inbox, this message included
             # Unless the holder died just after renewing (its lease outlives its last touch):
             # a reclaimed signal stays pending, to be reclaimed again once the lease is gone.
@@ -264,12 +252,29 @@ class Worker:
                     redis,
                     self.id,
                     signal,
-                    lease,
+                    held.lease,
                     failed=failed,
                     waiting=waiting,
                     lease_ms=self.settings.lease_ms,
                     released_left=held.left,
                 )
+
+    async def _take(self, agent_id: str) -> Taken | None:
+        """The lease, the inbox's next entry and the agent's record, in one round trip
+        (:func:`bus.lease.take`); None when another worker holds the lease."""
+        redis = self.rt.redis
+        try:
+            return await take(
+                redis, agent_id, self.id, self.settings.lease_ms, record_key=keys.agent(agent_id)
+            )
+        except ResponseError as exc:
+            # RunStore.submit makes inboxes with the group; a stream made otherwise has none.
+            if "NOGROUP" not in str(exc):
+                raise
+        await streams.ensure_group(redis, bus_keys.inbox(agent_id))
+        return await take(
+            redis, agent_id, self.id, self.settings.lease_ms, record_key=keys.agent(agent_id)
+        )
 
     async def _keep_leases(self) -> None:
         """Renew every lease this worker holds, on a thread and connection of their own (see
@@ -281,9 +286,10 @@ class Worker:
 
     async def _drain(self, held: Held, taken: Taken, *, recover: bool = False) -> Run | None:
         """Run the agent's inbox in order, from the entry taken with the lease; the run it
-        stopped at when that run waits on replies. When the inbox has nothing more for this
-        worker, the read that finds so releases the lease too (``held.left`` says how many
-        entries the inbox still holds).
+        stopped at when that run waits on replies. A run's last commit releases the lease (and
+        the lease is taken again while the inbox holds more); else, when the inbox has nothing
+        more for this worker, the read that finds so releases it. ``held.left`` then says how
+        many entries the inbox still holds.
 
         ``recover``: the signal was reclaimed from a worker that stopped (maybe between a run's
         final commit and the relay of its reply): relay what the agent's outbox still holds.
@@ -327,6 +333,7 @@ class Worker:
                     return None
                 entry, record = found.entry, found.record
             entry_id, fields = entry
+            held.releasing = False
             outcome = await self._process(lease, entry_id, fields.get(b"e", b""), record=record)
             if isinstance(outcome, Run):
                 return outcome
@@ -334,6 +341,19 @@ class Worker:
                 await streams.ack_and_delete(redis, inbox, entry_id)
             claim = outcome == "retry"
             entry = record = None
+            if held.left is not None:  # the run's last commit released the lease
+                if not held.left:
+                    return None
+                # Work came in meanwhile, its signals dropped while we held the lease. Not cut
+                # by a cancel: a lease taken and not known would hold the agent till it expired.
+                with anyio.CancelScope(shield=True):
+                    again = await self._take(agent_id)
+                if again is None:  # another worker took it: it drains the inbox
+                    held.left = 0
+                    return None
+                lease = held.lease = again.lease
+                held.left = None
+                entry, record = again.entry, again.record
         return None
 
     async def _process(

@@ -109,8 +109,8 @@ return 0
 # errors, so no command may fail once writing starts: Python splits long commands below
 # unpack's limit (bus/_commit.py) and the script checks, before any write, that each key a
 # typed command touches holds that type (or nothing, or will by then).
-# Returns {1}, {0, current fence} (lease lost), {-1, key} (an expected key changed) or
-# {-2, key, its type, command} (a command would fail: nothing written).
+# Returns {1, the last command's reply}, {0, current fence} (lease lost), {-1, key} (an
+# expected key changed) or {-2, key, its type, command} (a command would fail: nothing written).
 _COMMIT = LuaScript("""
 local expected = tonumber(ARGV[1])
 if ARGV[2] ~= '' then
@@ -160,10 +160,11 @@ for _, command in ipairs(commands) do
     for j = 2, #command do planned[command[j]] = 'none' end
   end
 end
+local last
 for _, command in ipairs(commands) do
-  redis.call(unpack(command))
+  last = redis.call(unpack(command))
 end
-return {1}
+return {1, last}
 """)
 
 
@@ -331,6 +332,7 @@ async def fenced(
     agent_id: str,
     *,
     expect: Mapping[str, bytes | None] | None = None,
+    reply: list[Any] | None = None,
 ) -> AsyncIterator[Pipeline]:
     """Writes that commit, all or nothing, only while ``lease``'s token is current.
 
@@ -338,7 +340,8 @@ async def fenced(
     script call that checks the fence first. ``expect`` maps keys to the value the caller last
     read (None: the key must not exist); if any changed, nothing is written and
     :class:`WatchConflict` is raised (the caller re-reads and retries). With ``lease=None`` (an
-    in-process run that holds no lease) only ``expect`` applies.
+    in-process run that holds no lease) only ``expect`` applies. ``reply`` receives the last
+    staged command's reply (such as a read staged last: it sees the commit's writes).
 
     A commit of any size is all or nothing: long variadic commands are split (see
     :mod:`bus._commit`) and no command can fail after the first write.
@@ -385,6 +388,8 @@ async def fenced(
             f"agent {agent_id}: {key} holds a {kind}, which {name} cannot write; nothing of "
             "the commit was written (a bug or corrupt data: inspect or delete that key)"
         )
+    if reply is not None:
+        reply.append(outcome[1] if len(outcome) > 1 else None)
 
 
 # Never connected (a client connects on its first command): stages the commands of a commit.

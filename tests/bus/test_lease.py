@@ -148,3 +148,19 @@ async def test_a_token_is_never_issued_twice_when_redis_loses_its_last_writes(
     async with fenced(redis_client, second, "A") as pipe:
         pipe.set("mg:{A}:k", "from the holder")
     assert await redis_client.get("mg:{A}:k") == b"from the holder"
+
+
+async def test_a_fenced_commit_hands_back_the_last_commands_reply(
+    redis_client: aioredis.Redis,
+) -> None:
+    # A run's last commit releases the lease and counts the inbox after its own writes.
+    lease = await acquire(redis_client, "A", "w-1", 5000)
+    assert lease is not None
+    await redis_client.xadd("mg:{A}:inbox", {"e": b"next"})
+    reply: list[object] = []
+    async with fenced(redis_client, lease, "A", reply=reply) as pipe:
+        pipe.xadd("mg:{A}:inbox", {"e": b"later"})
+        pipe.delete("mg:{A}:lease")
+        pipe.xlen("mg:{A}:inbox")
+    assert reply == [2]
+    assert await redis_client.exists("mg:{A}:lease") == 0
