@@ -3,6 +3,8 @@ and the release of an agent with its signal's acknowledgement (see :mod:`agents.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import msgspec
 import redis.asyncio as aioredis
 
@@ -26,11 +28,24 @@ class Signal(msgspec.Struct, frozen=True):
 
 
 async def read_signals(
-    redis: aioredis.Redis, worker_id: str, *, count: int, block_ms: int, start: int
+    redis: aioredis.Redis,
+    worker_id: str,
+    *,
+    count: int,
+    block_ms: int,
+    start: int,
+    acks: Sequence[tuple[str, str]] = (),
 ) -> list[Signal]:
-    """Up to ``count`` new signals of any shard, the sweep beginning at shard ``start``."""
+    """Up to ``count`` new signals of any shard, the sweep beginning at shard ``start``;
+    ``acks`` (shard, id) acknowledged first (see :func:`release_signal`)."""
     fresh = await streams.read_ready(
-        redis, bus_keys.ready_shards(), worker_id, count=count, block_ms=block_ms, start=start
+        redis,
+        bus_keys.ready_shards(),
+        worker_id,
+        count=count,
+        block_ms=block_ms,
+        start=start,
+        acks=acks,
     )
     return [Signal(stream, i, f.get(b"a", b"").decode()) for stream, (i, f) in fresh]
 
@@ -74,12 +89,18 @@ async def release_signal(
     waiting: Run | None,
     lease_ms: int,
     released_left: int | None = None,
+    defer_ack: Callable[[str, str], bool] | None = None,
 ) -> None:
     """Release the agent after its drain. ``failed``: only the lease goes; the signal stays
     pending, reclaimed after a lease (no hot loop on work that fails at once).
     ``released_left``: the drain's last read released the lease already (see
     :func:`bus.streams.next_or_release`) and found that many entries in the inbox; only the
-    signal's acknowledgement is left (a step of its own, after the release, as below)."""
+    signal's acknowledgement is left (a step of its own, after the release, as below).
+    ``defer_ack(shard, id)``, when it accepts the signal, leaves that to the worker's next
+    read of the shards (:func:`read_signals`): a round trip less a turn. A crash before that
+    read leaves the signal pending, reclaimed after a lease time by a worker that finds the
+    lease free and the inbox as it is (a spare look), as a crash between release and ack
+    always did."""
     if failed:
         await through_outage(lease_ms / 1000, f"worker {worker_id} release", lease.release)
         return
@@ -87,7 +108,9 @@ async def release_signal(
     # only if still ours: with the lease lost, another worker may have reclaimed it, and
     # acknowledges it when done. Retried through an outage (idempotent: it checks what it
     # removes), or the agent would stand still until the lease expired after Redis came back.
-    if released_left is not None:
+    if released_left is not None and defer_ack and defer_ack(signal.stream, signal.entry_id):
+        left = released_left
+    elif released_left is not None:
         left = released_left
         await through_outage(
             lease_ms / 1000,

@@ -16,6 +16,7 @@ holder. Work still failing after ``max_attempts`` goes to the dead-letter stream
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -37,7 +38,7 @@ from agents.loop import Preempted
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
-from bus.connection import TRANSIENT_ERRORS, Outage, is_transient
+from bus.connection import TRANSIENT_ERRORS, Outage, is_cluster, is_transient, through_outage
 from bus.errors import LeaseLost
 from bus.lease import Lease, Taken, take
 from storage import keys
@@ -88,6 +89,9 @@ class Worker:
         self._held: dict[str, Held] = {}  # agent id -> its lease, signal and turn's scope
         self._claim_from: dict[str, str] = {}  # stream -> where the next reclaim looks
         self._sweeps = 0  # reads of the ready shards so far
+        # Signals of released agents, acknowledged with the reader's next sweep while it runs
+        # (one Redis only: a cluster's sweep is one read per shard); None: acknowledge at once.
+        self._acks: list[tuple[str, str]] | None = None
 
     def stop(self) -> None:
         """Stop taking work; running turns stop after their current step."""
@@ -132,6 +136,34 @@ class Worker:
     # --- signals -----------------------------------------------------------------------
 
     async def _reader(self, work: TaskGroup) -> None:
+        """Read signals (:meth:`_read`), acknowledging released agents' signals with each
+        sweep; what is left to acknowledge when it stops is acknowledged here."""
+        self._acks = None if is_cluster(self.rt.redis) else []
+        try:
+            await self._read(work)
+        finally:
+            acks, self._acks = self._acks or [], None
+            with anyio.CancelScope(shield=True):
+                for stream, entry_id in acks:  # one left pending is reclaimed after a lease
+                    with contextlib.suppress(RedisError):
+                        await through_outage(
+                            self.settings.lease_ms / 1000,
+                            f"worker {self.id} release",
+                            streams.ack_signal,
+                            self.rt.redis,
+                            stream,
+                            entry_id,
+                            consumer=self.id,
+                        )
+
+    def _defer_ack(self, stream: str, entry_id: str) -> bool:
+        """Leave a released agent's signal to the reader's next sweep, if the reader runs."""
+        if self._acks is None:
+            return False
+        self._acks.append((stream, entry_id))
+        return True
+
+    async def _read(self, work: TaskGroup) -> None:
         """Take as many signals as there are free slots, never more: a signal taken is pending
         on this worker, so one read while every slot is busy would hold agents back that
         another worker (or a slot freed a moment later here) could have run."""
@@ -167,6 +199,7 @@ class Worker:
                         redis, self.id, self._claim_from, free, s.lease_ms
                     )
                 if len(taken) < free:
+                    acks = list(self._acks or ())  # (those queued meanwhile go next time)
                     with anyio.move_on_after(s.block_ms / 1000 + 1):
                         self._sweeps += 1  # each read starts at the next shard: fairness
                         taken += await read_signals(
@@ -175,7 +208,10 @@ class Worker:
                             count=free - len(taken),
                             block_ms=10 if s.burst else s.block_ms,
                             start=self._sweeps,
+                            acks=acks,
                         )
+                    if self._acks:  # done (again, if a lost reply hid the first time: no harm)
+                        del self._acks[: len(acks)]
                 outage.ok()
             except RedisError as exc:
                 if is_transient(exc):
@@ -257,6 +293,7 @@ class Worker:
                     waiting=waiting,
                     lease_ms=self.settings.lease_ms,
                     released_left=held.left,
+                    defer_ack=self._defer_ack,
                 )
 
     async def _take(self, agent_id: str) -> Taken | None:

@@ -105,10 +105,28 @@ async def claim_stale_from(
     return autoclaim_entries(raw)
 
 
+# A Lua function: acknowledge and delete an entry if it is pending on that consumer (1 if so).
+_ACK_IF_OWNED_LUA = """
+local function ack_if_owned(stream, group, id, consumer)
+  if redis.call('XPENDING', stream, group, id, id, 1, consumer)[1] then
+    redis.call('XACK', stream, group, id)
+    redis.call('XDEL', stream, id)
+    return 1
+  end
+  return 0
+end
+"""
+
 # KEYS: streams (one Redis, not a cluster: any slots). ARGV: the group, the consumer, how many
-# entries at most. Reads new entries from the streams in order until that many; returns
-# {stream, id, {field, value, ...}} triples, flattened.
-_SWEEP = LuaScript("""
+# entries at most, how many entries to acknowledge first (if still pending on the consumer),
+# then each one's stream (its index in KEYS) and id. Reads new entries from the streams in
+# order until that many; returns {stream, id, {field, value, ...}} triples, flattened.
+_SWEEP = LuaScript(
+    _ACK_IF_OWNED_LUA
+    + """
+for a = 0, tonumber(ARGV[4]) - 1 do
+  ack_if_owned(KEYS[tonumber(ARGV[5 + 2 * a])], ARGV[1], ARGV[6 + 2 * a], ARGV[2])
+end
 local out, left = {}, tonumber(ARGV[3])
 for _, stream in ipairs(KEYS) do
   if left <= 0 then break end
@@ -124,7 +142,8 @@ for _, stream in ipairs(KEYS) do
   end
 end
 return out
-""")
+"""
+)
 
 # How long a worker on a cluster blocks on one ready shard before it sweeps them all again.
 CLUSTER_BLOCK_MS = 50
@@ -138,10 +157,13 @@ async def read_ready(
     count: int,
     block_ms: int | None,
     start: int = 0,
+    acks: Sequence[tuple[str, str]] = (),
 ) -> list[tuple[str, Entry]]:
     """Up to ``count`` new entries (with the stream of each) from ``streams`` (the ready
     shards), looked at from ``streams[start]`` on so that no shard is always served last;
-    when all are empty, blocks up to ``block_ms`` for the next one.
+    when all are empty, blocks up to ``block_ms`` for the next one. ``acks``: entries
+    (stream, id) to acknowledge first, as :func:`ack_signal` does (on one Redis in the same
+    round trip).
 
     One Redis: one script sweeps them all, then one XREADGROUP blocks on them all (it wakes
     with the one stream that got an entry). A cluster cannot read streams of several slots in
@@ -150,6 +172,10 @@ async def read_ready(
     """
     order = [*streams[start % len(streams) :], *streams[: start % len(streams)]]
     taken: list[tuple[str, Entry]] = []
+    position = {stream: i + 1 for i, stream in enumerate(order)}
+    alone = [a for a in acks if isinstance(redis, RedisCluster) or a[0] not in position]
+    for stream, entry_id in alone:
+        await ack_signal(redis, stream, entry_id, consumer=consumer)
     if isinstance(redis, RedisCluster):
         for stream in order:
             want = count - len(taken)
@@ -158,7 +184,10 @@ async def read_ready(
             if len(taken) >= count:
                 return taken
     else:
-        flat = await _SWEEP(redis, order, [GROUP, consumer, count])
+        swept = [(position[s], i) for s, i in acks if s in position]
+        flat = await _SWEEP(
+            redis, order, [GROUP, consumer, count, len(swept), *(x for a in swept for x in a)]
+        )
         for i in range(0, len(flat), 3):
             raw = flat[i + 2]
             fields = {bytes(raw[j]): bytes(raw[j + 1]) for j in range(0, len(raw), 2)}
@@ -290,14 +319,9 @@ return redis.call('XLEN', KEYS[2])
 
 # KEYS: a stream. ARGV: the group, an entry id, the consumer. Acknowledges and deletes the
 # entry if it is pending on that consumer; returns 1 if so, else 0.
-_ACK_IF_OWNED = LuaScript("""
-if redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3])[1] then
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('XDEL', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-""")
+_ACK_IF_OWNED = LuaScript(
+    _ACK_IF_OWNED_LUA + "return ack_if_owned(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+)
 
 
 async def release_and_ack(

@@ -155,3 +155,27 @@ async def test_next_or_release_releases_only_when_nothing_is_left_for_the_worker
         redis_client, inbox, "mg:{A}:agent", lease_key, value, consumer="w-1", claim=False
     )
     assert await redis_client.get(lease_key) == b"w-2:7.x"
+
+
+async def test_a_read_of_the_ready_shards_acknowledges_only_its_own_signals_first(
+    redis_client: aioredis.Redis,
+) -> None:
+    from bus import keys
+
+    for shard in keys.ready_shards():
+        await streams.ensure_group(redis_client, shard)
+    mine, theirs = keys.ready("agent-1"), keys.ready("agent-2")
+    await redis_client.xadd(mine, {"a": "agent-1"})
+    await redis_client.xadd(theirs, {"a": "agent-2"})
+    [(my_id, _f)] = await streams.read_group(redis_client, mine, "w", count=1, block_ms=None)
+    [(their_id, _f)] = await streams.read_group(
+        redis_client, theirs, "other", count=1, block_ms=None
+    )
+    await redis_client.xadd(keys.ready("agent-3"), {"a": "agent-3"})
+    acks = [(mine, my_id), (theirs, their_id)]  # the second was reclaimed by another worker
+    got = await streams.read_ready(
+        redis_client, keys.ready_shards(), "w", count=5, block_ms=None, acks=acks
+    )
+    assert [f[b"a"] for _stream, (_id, f) in got] == [b"agent-3"]
+    assert await redis_client.xrange(mine, my_id, my_id) == []  # acknowledged and deleted
+    assert len(await redis_client.xrange(theirs, their_id, their_id)) == 1  # left to its owner
