@@ -12,12 +12,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 import pytest
 
-__all__ = ("LETTA01", "LETTA1X", "bob", "client_python", "run_client_script")
+from tests.api.conftest import Served
+
+__all__ = (
+    "LETTA01",
+    "LETTA1X",
+    "bob",
+    "client_python",
+    "official_clients_test",
+    "run_client_script",
+)
 
 LETTA01 = "MEMGRID_TEST_LETTA01_PYTHON"
 LETTA1X = "MEMGRID_TEST_LETTA1X_PYTHON"
@@ -99,3 +109,17 @@ async def run_client_script(variable: str, script: str, folder: Path, *args: str
     assert result.returncode == 0, output
     assert output.rstrip().endswith("OK"), output
     return output
+
+
+def official_clients_test(
+    script_01: str, script_1x: str, *args: str, slow: bool = True
+) -> Callable[[str, str, Served, Path], Awaitable[None]]:
+    """A test that runs ``script_01`` with letta-client 0.1.x and ``script_1x`` with 1.x
+    against the ``served`` API (:func:`run_client_script`, with ``args`` after the API's
+    URL); marked slow unless ``slow`` is false. Bind it to a ``test_...`` name in a module."""
+
+    @pytest.mark.parametrize(("variable", "script"), [(LETTA01, script_01), (LETTA1X, script_1x)])
+    async def test(variable: str, script: str, served: Served, tmp_path: Path) -> None:
+        await run_client_script(variable, script, tmp_path, served.url, *args)
+
+    return pytest.mark.slow(test) if slow else test

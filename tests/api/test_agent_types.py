@@ -5,14 +5,12 @@ streams its text token by token as ``assistant_message`` frames, through both of
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 
 from agents.scripted import ChatRequest, Outcome, Policy, call, echo, text, tool_calls
-from tests.api._letta import LETTA01, LETTA1X, run_client_script
-from tests.api.conftest import Served, make_agent, say_to, sse_frames
+from tests.api._letta import official_clients_test
+from tests.api.conftest import make_agent, say_to, sse_frames
 
 ROLL = "roll a d20 for me"
 LONG = "a reply long enough to come in several pieces"
@@ -108,9 +106,10 @@ async def test_a_letta_v1_agents_text_stays_the_assistant_message_in_every_view(
     assert "tool_call_message" not in [m["message_type"] for m in listed]
 
 
-SCRIPT_01 = '''
+# How both scripts start: a letta_v1_agent made with the client; {imports}: more names to import.
+_START = """
 import sys
-from letta_client import Letta, MessageCreate
+from letta_client import Letta{imports}
 
 client = Letta(base_url=sys.argv[1])
 agent = client.agents.create(
@@ -118,7 +117,21 @@ agent = client.agents.create(
     embedding="hashing/384",
 )
 assert agent.agent_type == "letta_v1_agent", agent.agent_type
-assert "send_message" not in [t.name for t in agent.tools]
+"""
+# What both check of the reply to the roll: the tool ran, then the agent answered.
+_ROLLED = """kinds = [m.message_type for m in reply.messages]
+assert kinds == [
+    "reasoning_message", "tool_call_message", "tool_return_message",
+    "reasoning_message", "assistant_message",
+], kinds
+assert reply.messages[1].tool_call.name == "roll_dice"
+assert "rolled on a d20" in reply.messages[2].tool_return
+assert reply.messages[-1].content.startswith("The die says:"), reply.messages[-1]
+"""
+
+SCRIPT_01 = (
+    _START.format(imports=", MessageCreate")
+    + '''assert "send_message" not in [t.name for t in agent.tools]
 
 
 def roll_dice(sides: int = 6) -> str:
@@ -134,15 +147,9 @@ tool = client.tools.upsert_from_function(func=roll_dice)
 client.agents.tools.attach(agent_id=agent.id, tool_id=tool.id)
 roll = MessageCreate(role="user", content=sys.argv[2])
 reply = client.agents.messages.create(agent_id=agent.id, messages=[roll])
-kinds = [m.message_type for m in reply.messages]
-assert kinds == [
-    "reasoning_message", "tool_call_message", "tool_return_message",
-    "reasoning_message", "assistant_message",
-], kinds
-assert reply.messages[1].tool_call.name == "roll_dice"
-assert "rolled on a d20" in reply.messages[2].tool_return
-assert reply.messages[-1].content.startswith("The die says:"), reply.messages[-1]
-assert reply.stop_reason.stop_reason == "end_turn" and reply.usage.step_count == 2
+'''
+    + _ROLLED
+    + """assert reply.stop_reason.stop_reason == "end_turn" and reply.usage.step_count == 2
 long = MessageCreate(role="user", content=sys.argv[3])
 chunks = list(
     client.agents.messages.create_stream(agent_id=agent.id, messages=[long], stream_tokens=True)
@@ -154,19 +161,12 @@ stored = [m for m in client.agents.messages.list(agent_id=agent.id) if m.id == s
 assert [m.message_type for m in stored] == ["reasoning_message", "assistant_message"], stored
 assert stored[1].content == "You said: " + sys.argv[3], stored
 print("OK")
-'''
-
-SCRIPT_1X = """
-import sys
-from letta_client import Letta
-
-client = Letta(base_url=sys.argv[1])
-agent = client.agents.create(
-    name="v1-agent", agent_type="letta_v1_agent", model="openai/gpt-4o-mini",
-    embedding="hashing/384",
+"""
 )
-assert agent.agent_type == "letta_v1_agent", agent.agent_type
-assert client.agents.retrieve(agent.id).agent_type == "letta_v1_agent"
+
+SCRIPT_1X = (
+    _START.format(imports="")
+    + """assert client.agents.retrieve(agent.id).agent_type == "letta_v1_agent"
 source = (
     "def roll_dice(sides: int = 6) -> str:\\n"
     "    \\"\\"\\"Roll a die.\\n\\n    Args:\\n"
@@ -178,15 +178,9 @@ client.agents.tools.attach(tool.id, agent_id=agent.id)
 reply = client.agents.messages.create(
     agent_id=agent.id, messages=[{"role": "user", "content": sys.argv[2]}]
 )
-kinds = [m.message_type for m in reply.messages]
-assert kinds == [
-    "reasoning_message", "tool_call_message", "tool_return_message",
-    "reasoning_message", "assistant_message",
-], kinds
-assert reply.messages[1].tool_call.name == "roll_dice"
-assert "rolled on a d20" in reply.messages[2].tool_return
-assert reply.messages[-1].content.startswith("The die says:"), reply.messages[-1]
-assert reply.stop_reason.stop_reason == "end_turn"
+"""
+    + _ROLLED
+    + """assert reply.stop_reason.stop_reason == "end_turn"
 chunks = list(
     client.agents.messages.stream(
         agent_id=agent.id, messages=[{"role": "user", "content": sys.argv[3]}], stream_tokens=True
@@ -200,11 +194,9 @@ assert "".join(c.reasoning for c in thought) == "Nothing to look up; answer dire
 assert [c.message_type for c in chunks][-2:] == ["stop_reason", "usage_statistics"]
 print("OK")
 """
+)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("variable", "script"), [(LETTA01, SCRIPT_01), (LETTA1X, SCRIPT_1X)])
-async def test_letta_v1_agent_through_the_official_clients(
-    variable: str, script: str, served: Served, tmp_path: Path
-) -> None:
-    await run_client_script(variable, script, tmp_path, served.url, ROLL, LONG)
+test_letta_v1_agent_through_the_official_clients = official_clients_test(
+    SCRIPT_01, SCRIPT_1X, ROLL, LONG
+)

@@ -4,7 +4,6 @@ message (0.11's and 0.16's forms) runs the held call or denies it."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,8 +11,8 @@ import pytest
 
 from agents.scripted import Policy
 from tests._util import approval_policy
-from tests.api._letta import LETTA01, LETTA1X, bob, run_client_script
-from tests.api.conftest import Served, make_agent, say_to, sse_frames
+from tests.api._letta import LETTA01, LETTA1X, bob, official_clients_test
+from tests.api.conftest import make_agent, say_to, sse_frames
 
 
 @pytest.fixture
@@ -278,8 +277,4 @@ print("OK")
 )
 
 
-@pytest.mark.parametrize(("variable", "script"), [(LETTA01, CLIENT_01), (LETTA1X, CLIENT_1X)])
-async def test_the_official_clients_approve_and_list(
-    variable: str, script: str, served: Served, tmp_path: Path
-) -> None:
-    await run_client_script(variable, script, tmp_path, served.url)
+test_the_official_clients_approve_and_list = official_clients_test(CLIENT_01, CLIENT_1X, slow=False)

@@ -7,14 +7,11 @@ also has the scripted model call ``archival_memory_search`` and find an archive'
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from agents.scripted import Policy
 from tests._util import archival_policy
-from tests.api._letta import LETTA01, LETTA1X, run_client_script
-from tests.api.conftest import Served
+from tests.api._letta import official_clients_test
 
 SCRIPT_01 = """
 import sys
@@ -72,9 +69,4 @@ def policy() -> Policy:
     return archival_policy
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("variable", "script"), [(LETTA01, SCRIPT_01), (LETTA1X, SCRIPT_1X)])
-async def test_archives_through_the_official_client(
-    variable: str, script: str, served: Served, tmp_path: Path
-) -> None:
-    await run_client_script(variable, script, tmp_path, served.url)
+test_archives_through_the_official_client = official_clients_test(SCRIPT_01, SCRIPT_1X)

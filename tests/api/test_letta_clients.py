@@ -9,12 +9,7 @@ models reject. The course's own code runs in :mod:`tests.api.test_course`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-from tests.api._letta import LETTA01, LETTA1X, run_client_script
-from tests.api.conftest import Served
+from tests.api._letta import official_clients_test
 
 SCRIPT_01 = '''
 import sys, time
@@ -145,10 +140,4 @@ print("OK")
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("variable", "script"),
-    [(LETTA01, SCRIPT_01), (LETTA1X, SCRIPT_1X)],
-)
-async def test_letta_client(variable: str, script: str, served: Served, tmp_path: Path) -> None:
-    await run_client_script(variable, script, tmp_path, served.url)
+test_letta_client = official_clients_test(SCRIPT_01, SCRIPT_1X)

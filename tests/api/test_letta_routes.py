@@ -3,12 +3,7 @@ each client in its own interpreter (see :mod:`tests.api._letta`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-from tests.api._letta import LETTA01, LETTA1X, run_client_script
-from tests.api.conftest import Served
+from tests.api._letta import official_clients_test
 
 SCRIPT_01 = """
 import sys
@@ -75,9 +70,4 @@ print("OK")
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("variable", "script"), [(LETTA01, SCRIPT_01), (LETTA1X, SCRIPT_1X)])
-async def test_routes_through_the_official_clients(
-    variable: str, script: str, served: Served, tmp_path: Path
-) -> None:
-    await run_client_script(variable, script, tmp_path, served.url)
+test_routes_through_the_official_clients = official_clients_test(SCRIPT_01, SCRIPT_1X)

@@ -9,15 +9,14 @@ stand for the assistant message. The same options hold on send, stream and list.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
-from tests.api._letta import LETTA01, LETTA1X, bob, run_client_script
-from tests.api.conftest import Served, make_agent, say_to, sse_frames
+from tests.api._letta import LETTA01, LETTA1X, bob, official_clients_test
+from tests.api.conftest import make_agent, say_to, sse_frames
 
 
 def remembering(request: ChatRequest) -> Outcome:
@@ -119,20 +118,17 @@ async def test_empty_tool_names_are_422_naming_the_field(client: httpx.AsyncClie
     assert response.json()["detail"][0]["loc"] == ["query", "assistant_message_tool_kwarg"]
 
 
-CLIENT_01 = (
-    bob(LETTA01)
-    + """
+# The script for both clients; they differ in their streaming method and their message type.
+_CLIENT = """
 reply = client.agents.messages.create(agent_id=agent.id, messages=hi, use_assistant_message=False)
 kinds = [m.message_type for m in reply.messages]
 assert kinds == ["reasoning_message", "tool_call_message", "tool_return_message"], kinds
 assert json.loads(reply.messages[1].tool_call.arguments)["message"] == "hello there"
 chunks = list(
-    client.agents.messages.create_stream(
-        agent_id=agent.id, messages=hi, use_assistant_message=False
-    )
+    client.agents.messages.{stream}(agent_id=agent.id, messages=hi, use_assistant_message=False)
 )
 assert "assistant_message" not in [c.message_type for c in chunks], chunks
-tea = [MessageCreate(role="user", content="remember that I like tea")]
+tea = [{tea}]
 reply = client.agents.messages.create(
     agent_id=agent.id,
     messages=tea,
@@ -145,37 +141,12 @@ listed = client.agents.messages.list(agent_id=agent.id, use_assistant_message=Fa
 assert "assistant_message" not in [m.message_type for m in listed]
 print("OK")
 """
+CLIENT_01 = bob(LETTA01) + _CLIENT.format(
+    stream="create_stream", tea='MessageCreate(role="user", content="remember that I like tea")'
 )
-
-CLIENT_1X = (
-    bob(LETTA1X)
-    + """
-reply = client.agents.messages.create(agent_id=agent.id, messages=hi, use_assistant_message=False)
-kinds = [m.message_type for m in reply.messages]
-assert kinds == ["reasoning_message", "tool_call_message", "tool_return_message"], kinds
-assert json.loads(reply.messages[1].tool_call.arguments)["message"] == "hello there"
-chunks = list(
-    client.agents.messages.stream(agent_id=agent.id, messages=hi, use_assistant_message=False)
-)
-assert "assistant_message" not in [c.message_type for c in chunks], chunks
-tea = [{"role": "user", "content": "remember that I like tea"}]
-reply = client.agents.messages.create(
-    agent_id=agent.id,
-    messages=tea,
-    assistant_message_tool_name="core_memory_append",
-    assistant_message_tool_kwarg="content",
-)
-said = [m.content for m in reply.messages if m.message_type == "assistant_message"]
-assert said == ["likes tea"], reply.messages
-listed = client.agents.messages.list(agent_id=agent.id, use_assistant_message=False)
-assert "assistant_message" not in [m.message_type for m in listed]
-print("OK")
-"""
+CLIENT_1X = bob(LETTA1X) + _CLIENT.format(
+    stream="stream", tea='{"role": "user", "content": "remember that I like tea"}'
 )
 
 
-@pytest.mark.parametrize(("variable", "script"), [(LETTA01, CLIENT_01), (LETTA1X, CLIENT_1X)])
-async def test_the_official_clients_choose_the_view(
-    variable: str, script: str, served: Served, tmp_path: Path
-) -> None:
-    await run_client_script(variable, script, tmp_path, served.url)
+test_the_official_clients_choose_the_view = official_clients_test(CLIENT_01, CLIENT_1X, slow=False)
