@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
 import itertools
@@ -10,6 +11,7 @@ import textwrap
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, Dict, List, Literal, Optional, TypedDict, Union  # noqa: UP035
 
 import msgspec
@@ -55,29 +57,22 @@ def _both(source: str) -> ToolSchema:
 
 # --- the course's custom tools ------------------------------------------------------------
 
-TASK_QUEUE = '''
-def task_queue_push(agent_state: "AgentState", task_description: str):
-    """
-    Push to a task queue stored in core memory.
+# The course's tool as the notebook defines it (tests/api/course: kept verbatim).
+_COURSE = Path(__file__).parents[2] / "api" / "course" / "course_letta01.py"
 
-    Args:
-        task_description (str): A description of the next task you must accomplish.
 
-    Returns:
-        Optional[str]: None is always returned as this function
-        does not produce a response.
-    """
-    from letta_client import Letta
-    import json
-    client = Letta(base_url="http://localhost:8283")
-    block = client.agents.blocks.retrieve(agent_id=agent_state.id, block_label="tasks")
-    tasks = json.loads(block.value)
-    tasks.append(task_description)
-    client.agents.blocks.modify(
-        agent_id=agent_state.id, value=json.dumps(tasks), block_label="tasks"
-    )
-    return None
-'''
+def _course_function(name: str) -> str:
+    """The source of the function ``name`` in the course's notebook."""
+    source = _COURSE.read_text()
+    [node] = [
+        n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == name
+    ]
+    segment = ast.get_source_segment(source, node)
+    assert segment is not None
+    return segment
+
+
+TASK_QUEUE = _course_function("task_queue_push")
 
 
 def test_task_queue_push_from_the_course() -> None:
