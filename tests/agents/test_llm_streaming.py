@@ -3,11 +3,8 @@ by chunk, through the same retries and error classification."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
-from agents._streaming import CallDelta
 from agents.llm import LLMClient, LLMInvalidResponse, LLMSettings, LLMUnavailable
 from agents.scripted import (
     CutStream,
@@ -15,30 +12,9 @@ from agents.scripted import (
     ScriptedModel,
     ServerError,
     always,
-    call,
     faults_then,
-    tool_calls,
 )
-
-HELLO = [{"role": "user", "content": "hello"}]
-ANSWER = tool_calls(
-    call("send_message", message="Hi Bob, nice to meet you", id="call_a"),
-    call("core_memory_append", label="human", content="Name: Bob", id="call_b"),
-    thought="The user said their name.",
-)
-
-
-class Sink:
-    """Records what a streamed call hands on, attempt by attempt."""
-
-    def __init__(self) -> None:
-        self.attempts: list[list[tuple[str, list[CallDelta]]]] = []
-
-    def restart(self) -> None:
-        self.attempts.append([])
-
-    async def chunk(self, content: str, calls: Sequence[CallDelta], reasoning: str) -> None:
-        self.attempts[-1].append((content, list(calls)))
+from tests.agents._streams import ANSWER, HELLO, Sink
 
 
 def _client(scripted_model: ScriptedModel) -> LLMClient:

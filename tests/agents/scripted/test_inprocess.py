@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from agents._streaming import CallDelta
 from agents.events import AssistantMessage
 from agents.llm import (
     ContextWindowExceeded,
@@ -33,39 +30,19 @@ from agents.scripted import (
     ServerError,
     Slow,
     always,
-    call,
     say,
     sequence,
-    tool_calls,
 )
 from bus.envelopes import InboxMessage
 from storage.records import Agent
+from tests.agents._streams import ANSWER, HELLO, Sink
 
-HELLO = [{"role": "user", "content": "hello"}]
 TOOLS = [
     {
         "type": "function",
         "function": {"name": "send_message", "parameters": {"type": "object"}},
     }
 ]
-ANSWER = tool_calls(
-    call("send_message", message="Hi Bob, nice to meet you", id="call_a"),
-    call("core_memory_append", label="human", content="Name: Bob", id="call_b"),
-    thought="The user said their name.",
-)
-
-
-class Sink:
-    """Records what a streamed call hands on, attempt by attempt."""
-
-    def __init__(self) -> None:
-        self.attempts: list[list[tuple[str, list[CallDelta]]]] = []
-
-    def restart(self) -> None:
-        self.attempts.append([])
-
-    async def chunk(self, content: str, calls: Sequence[CallDelta], reasoning: str = "") -> None:
-        self.attempts[-1].append((content, list(calls)))
 
 
 def test_it_is_a_model_pool_whose_agents_share_it() -> None:
