@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,10 +40,8 @@ from agents.runtime import LLMPool, Runtime
 from agents.scripted import (
     ChatRequest,
     Outcome,
-    ScriptedModel,
     Slow,
     ThreadedScriptedModel,
-    echo,
     say,
     tool_call,
 )
@@ -52,8 +51,8 @@ from bus.envelopes import InboxMessage
 from bus.streams import GROUP, list_dead_letters
 from storage import keys
 from storage.records import Agent, Block, Run, decode
-from tests._util import model_env
-from tests.chaos._procs import ChaosFailure, wait_for
+from tests._util import model_env, scripted_runtime
+from tests.chaos._procs import ChaosFailure, reap, wait_for
 
 LEASE_MS = 2000
 MEMGRID = (sys.executable, "-m", "orchestrator.cli")
@@ -190,18 +189,7 @@ class Fleet:
             return await self.procs[name].wait()
 
     async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            for proc in self.procs.values():
-                if proc.returncode is None:
-                    try:  # the group: `memgrid up` has children; SIGKILL also ends a SIGSTOP
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                with anyio.fail_after(15):
-                    await proc.wait()
-                await proc.aclose()
-            for file in self._files:
-                file.close()
+        await reap(self.procs.values(), self._files)
 
 
 async def poll(
@@ -326,10 +314,9 @@ async def assert_streams_drained(redis: aioredis.Redis, agents: Sequence[Agent])
 
 
 @pytest.fixture
-def scripted() -> Iterator[ThreadedScriptedModel]:
-    with ScriptedModel.start_in_thread(echo) as model:
-        yield model
-        assert not model.model.policy_errors
+def scripted(scripted_model_thread: ThreadedScriptedModel) -> ThreadedScriptedModel:
+    """The scripted model on a thread of its own (memgrid's pytest plugin), for the workers."""
+    return scripted_model_thread
 
 
 @pytest.fixture
@@ -341,13 +328,8 @@ def worker_env(redis_url: str, scripted: ThreadedScriptedModel, tmp_path: Path) 
 async def rt(
     redis_client: aioredis.Redis, scripted: ThreadedScriptedModel
 ) -> AsyncIterator[Runtime]:
-    runtime = Runtime(
-        redis=redis_client, llm=LLMPool(LLMSettings(base_url=scripted.base_url, api_key="x"))
-    )
-    try:
+    async with scripted_runtime(redis_client, scripted.model) as runtime:
         yield runtime
-    finally:
-        await runtime.aclose()
 
 
 @pytest.fixture
@@ -357,10 +339,18 @@ def archival_owner(
     """The test process owns the embedded passage engine and serves it to the workers, as
     ``memgrid up`` does: killing or pausing a worker then tests leases, not the hand-over of
     the engine (a worker that owns it takes archival memory down with it)."""
+    with owning_archival(worker_env, monkeypatch):
+        yield
+
+
+@contextmanager
+def owning_archival(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process owns the embedded passage engine of the memgrid that ``env`` configures
+    (its Redis and home) and serves it to that memgrid's workers until the block ends."""
     from orchestrator.bootstrap import open_runtime
 
-    monkeypatch.setenv("MEMGRID_HOME", worker_env["MEMGRID_HOME"])
-    owner = open_runtime(redis_url=worker_env["MEMGRID_REDIS_URL"], own_archival=True)
+    monkeypatch.setenv("MEMGRID_HOME", env["MEMGRID_HOME"])
+    owner = open_runtime(redis_url=env["MEMGRID_REDIS_URL"], own_archival=True)
     with (
         anyio.from_thread.start_blocking_portal() as portal,
         portal.wrap_async_context_manager(owner),

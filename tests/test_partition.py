@@ -31,14 +31,14 @@ import redis
 import redis.asyncio as aioredis
 from anyio.abc import Process
 
-from agents.llm import LLMSettings
-from agents.runtime import LLMPool, Runtime
+from agents.runtime import Runtime
 from agents.scripted import ScriptedModel, ThreadedScriptedModel, echo
 from bus import connect, find_redis_server
 from bus import keys as bus_keys
 from storage.records import Agent, Run
+from tests._cluster import wait_until
 from tests._netns import NetnsUnavailable, Network, network
-from tests._util import model_env
+from tests._util import model_env, scripted_runtime
 from tests.test_distributed import (
     Fleet,
     Submission,
@@ -50,6 +50,7 @@ from tests.test_distributed import (
     human_block,
     make_agents,
     multi_step,
+    owning_archival,
     poll,
     runs_of,
     submit_all,
@@ -90,15 +91,9 @@ def bridge_redis(net: Network, tmp_path: Path) -> Iterator[str]:
     url = f"redis://{net.gateway}:{port}/0"
     try:
         with redis.Redis.from_url(url) as client:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise
-                    time.sleep(0.02)
+            wait_until(
+                client.ping, f"the bridge's redis-server at {url} did not answer", [proc], within=10
+            )
         yield url
     finally:
         proc.kill()
@@ -126,11 +121,10 @@ def env(bridge_redis: str, model: ThreadedScriptedModel, tmp_path: Path) -> dict
 @pytest.fixture
 async def rt(bridge_redis: str, model: ThreadedScriptedModel) -> AsyncIterator[Runtime]:
     client = connect(bridge_redis)
-    runtime = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=model.base_url, api_key="x")))
     try:
-        yield runtime
+        async with scripted_runtime(client, model.model) as runtime:
+            yield runtime
     finally:
-        await runtime.aclose()
         await client.aclose()  # the runtime does not own the client it was given
 
 
@@ -138,14 +132,7 @@ async def rt(bridge_redis: str, model: ThreadedScriptedModel) -> AsyncIterator[R
 def archival_owner(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The test process (root namespace) owns the embedded passage engine, as in
     test_distributed: a cut worker must not take archival memory away from the others."""
-    from orchestrator.bootstrap import open_runtime
-
-    monkeypatch.setenv("MEMGRID_HOME", env["MEMGRID_HOME"])
-    owner = open_runtime(redis_url=env["MEMGRID_REDIS_URL"], own_archival=True)
-    with (
-        anyio.from_thread.start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(owner),
-    ):
+    with owning_archival(env, monkeypatch):
         yield
 
 

@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 from agents.llm import LLMSettings
 from agents.runs import RunStore, live_workers
 from agents.runtime import LLMPool, Runtime
-from agents.scripted import ScriptedModel, ThreadedScriptedModel, echo
+from agents.scripted import ThreadedScriptedModel
 from bus import (
     connect,
     ensure_local_redis,
@@ -142,10 +142,9 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def scripted() -> Iterator[ThreadedScriptedModel]:
-    with ScriptedModel.start_in_thread(echo) as model:
-        yield model
-        assert not model.model.policy_errors
+def scripted(scripted_model_thread: ThreadedScriptedModel) -> ThreadedScriptedModel:
+    """The scripted model on a thread of its own (memgrid's pytest plugin), for the workers."""
+    return scripted_model_thread
 
 
 def _fleet(
