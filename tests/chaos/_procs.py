@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -25,7 +25,7 @@ from anyio.abc import Process
 from bus import connect, find_redis_server
 from bus import keys as bus_keys
 
-__all__ = ("ChaosFailure", "Procs", "free_port", "wait_for")
+__all__ = ("ChaosFailure", "Procs", "free_port", "reap", "wait_for")
 
 MEMGRID = (sys.executable, "-m", "orchestrator.cli")
 
@@ -241,15 +241,26 @@ class Procs:
             await proc.wait()
 
     async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            for proc in self._all:
-                if proc.returncode is None:
-                    try:  # SIGKILL also ends a process left SIGSTOPped
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                with anyio.move_on_after(15):
-                    await proc.wait()
-                await proc.aclose()
-            for file in self._files:
-                file.close()
+        await reap(self._all, self._files)
+
+
+async def reap(procs: Iterable[Process], files: Iterable[IO[bytes]]) -> None:
+    """Kill the process group of each of ``procs`` still running (SIGKILL also ends a process
+    left SIGSTOPped, and a ``memgrid up`` with its children), wait for each (15 s at most),
+    then close ``files``; shielded from cancellation. Raises :class:`ChaosFailure` naming the
+    processes that outlived SIGKILL, once all are reaped."""
+    survivors: list[int] = []
+    with anyio.CancelScope(shield=True):
+        for proc in procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            with anyio.move_on_after(15):
+                await proc.wait()
+            if proc.returncode is None:
+                survivors.append(proc.pid)
+            await proc.aclose()
+        for file in files:
+            file.close()
+    if survivors:
+        raise ChaosFailure(f"processes {survivors} still ran 15 s after SIGKILL")
