@@ -21,10 +21,18 @@ import redis
 
 from bus import find_redis_server
 
-__all__ = ("ENV", "cluster_ports", "cluster_requested", "redis_cluster", "sync_client")
+__all__ = (
+    "ENV",
+    "cluster_ports",
+    "cluster_requested",
+    "redis_cluster",
+    "sync_client",
+    "wait_until",
+)
 
 ENV = "MEMGRID_TEST_REDIS_CLUSTER"
 _NO_REPLICAS = ("--cluster-replicas", "0", "--cluster-yes")
+_NOT_UP = "the test Redis Cluster did not come up"
 
 
 def cluster_requested() -> bool:
@@ -61,14 +69,22 @@ def cluster_ports(count: int = 3) -> list[int]:
     return found
 
 
-def _wait(check: Callable[[], bool], what: str, procs: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 20
+def wait_until(
+    check: Callable[[], bool],
+    what: str,
+    procs: list[subprocess.Popen[bytes]],
+    *,
+    within: float = 20,
+) -> None:
+    """Call ``check`` (a Redis error counts as false) until it is true; :class:`RuntimeError`
+    saying ``what`` once ``within`` seconds pass or one of ``procs`` has exited."""
+    deadline = time.monotonic() + within
     while True:
         with contextlib.suppress(redis.RedisError):
             if check():
                 return
         if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-            raise RuntimeError(f"the test Redis Cluster did not come up: {what}")
+            raise RuntimeError(what)
         time.sleep(0.02)
 
 
@@ -99,7 +115,7 @@ def redis_cluster(folder: Path, ports: list[int]) -> Iterator[str]:
             )
         clients = [redis.Redis(host="127.0.0.1", port=p) for p in ports]
         for client in clients:
-            _wait(client.ping, "a node does not answer", procs)
+            wait_until(client.ping, f"{_NOT_UP}: a node does not answer", procs)
         subprocess.run(
             [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), *_NO_REPLICAS],
             check=True,
@@ -108,12 +124,12 @@ def redis_cluster(folder: Path, ports: list[int]) -> Iterator[str]:
             timeout=60,
         )
         for client in clients:
-            _wait(
+            wait_until(
                 lambda c=client: (
                     c.cluster("info").get("cluster_state") == "ok"  # type: ignore[misc]
                     and len(c.cluster("nodes")) == len(ports)
                 ),
-                "the nodes do not agree",
+                f"{_NOT_UP}: the nodes do not agree",
                 procs,
             )
             client.close()

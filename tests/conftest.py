@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import redis.asyncio as aioredis
 
 from agents.tool_envs import ToolEnvs
 from bus import connect, find_redis_server
-from tests._cluster import cluster_ports, cluster_requested, redis_cluster
+from tests._cluster import cluster_ports, cluster_requested, redis_cluster, wait_until
 
 
 def _free_port() -> int:
@@ -56,18 +55,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
+    with redis.Redis.from_url(url) as client:
         try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.02)
-    client.close()
+            wait_until(
+                client.ping, f"the test's redis-server at {url} did not answer", [proc], within=10
+            )
+        except RuntimeError:
+            proc.kill()
+            raise
     yield url
     proc.terminate()
     proc.wait(timeout=10)
