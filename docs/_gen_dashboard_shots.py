@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT))
 import asyncio
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -33,7 +32,7 @@ from playwright.async_api import Page, async_playwright
 
 from agents.scripted import ChatRequest, Outcome, ScriptedModel, Slow, say, tool_call
 from bus import connect, find_redis_server
-from bus.streams import dead_letter
+from tests.dashboard._seed import dead_letter_of, relay
 
 OUT = ROOT / "docs" / "dashboard"
 STORY = (
@@ -52,17 +51,11 @@ def policy(request: ChatRequest) -> Outcome:
         if "core_memory_append" in said or "Appended" in said:
             return say("Noted for later.")
         return say(f"Bob says: {result.content}", thought="Bob answered; I pass it on.")
-    if said.startswith("[message from agent"):
-        if "noted" not in said:
-            return tool_call("core_memory_append", label="human", content="Alice asked about tea")
-        return say("Tea is at four.")
-    asked = re.search(r"ask (agent-[\w-]+)", said)
-    if asked:
-        return tool_call(
-            "send_message_to_agent_and_wait_for_reply",
-            message="When is tea?",
-            other_agent_id=asked[1],
-        )
+    relayed = relay(
+        said, question="When is tea?", note="Alice asked about tea", answer="Tea is at four."
+    )
+    if relayed is not None:
+        return relayed
     if "remember" in said:
         return tool_call("core_memory_append", label="human", content="Likes green tea.")
     if "tell me" in said:
@@ -187,14 +180,8 @@ async def _views(client: httpx.AsyncClient, base: str, chromium: str, redis_url:
     path = f"/v1/agents/{bob['id']}/sources/attach/{source_id}"
     (await client.patch(path)).raise_for_status()
     redis = connect(redis_url)
-    await dead_letter(
-        redis,
-        agent_id=bob["id"],
-        run_id="run-example",
-        envelope=b"{}",
-        error="ModelError: the model endpoint answered 503 five times",
-        attempts=5,
-    )
+    failed = "ModelError: the model endpoint answered 503 five times"
+    await dead_letter_of(redis, bob["id"], failed, run_id="run-example", envelope=b"{}", attempts=5)
     await redis.aclose()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium)

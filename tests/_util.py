@@ -35,6 +35,7 @@ __all__ = (
     "SEND_MESSAGE_TOOL",
     "agent_with_message",
     "approval_policy",
+    "approval_steps",
     "archival_policy",
     "burst",
     "clean_env",
@@ -142,12 +143,11 @@ async def burst(
     return worker
 
 
-def approval_policy(request: ChatRequest, *, moved_on: bool = False) -> Outcome:
-    """A model for tools that need approval: "remember..." calls ``core_memory_append`` ("two
-    things": two such calls in one step); after
-    an approved call's heartbeat it says "after approval: <the tool's message>". With
-    ``moved_on``, a user message that follows a tool result (a denial, say) gets "moved on;
-    the edit said: <the tool's message>". Anything else: "ok"."""
+def approval_steps(request: ChatRequest) -> Outcome | None:
+    """A model's steps with a tool that needs approval: "remember..." calls
+    ``core_memory_append`` ("two things": two such calls in one step); after an approved
+    call's heartbeat it says "after approval: <the tool's message>". ``None`` for anything
+    else."""
     last = request.last_message
     said = last.text if last is not None else ""
     result = request.last_tool_result
@@ -161,6 +161,18 @@ def approval_policy(request: ChatRequest, *, moved_on: bool = False) -> Outcome:
         )
     if last is not None and last.role == "user" and "remember" in said:
         return tool_call("core_memory_append", label="human", content="likes tea")
+    return None
+
+
+def approval_policy(request: ChatRequest, *, moved_on: bool = False) -> Outcome:
+    """A model for tools that need approval (:func:`approval_steps`). With ``moved_on``, a
+    user message that follows a tool result (a denial, say) gets "moved on; the edit said:
+    <the tool's message>". Anything else: "ok"."""
+    step = approval_steps(request)
+    if step is not None:
+        return step
+    last = request.last_message
+    result = request.last_tool_result
     if moved_on and result is not None and last is not None and last.role == "user":
         return say(f"moved on; the edit said: {json.loads(result.content)['message']}")
     return say("ok")

@@ -4,13 +4,12 @@ an approval answered from the page, and agent data shown as text, never run as m
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from agents.scripted import ChatRequest, Outcome, Policy, Slow, say, tool_call
+from agents.scripted import ChatRequest, Outcome, Policy, Slow, say
+from tests._util import approval_steps
 from tests.api.conftest import Served, make_agent, say_to
 
 REPLY = "Here is a reply long enough to arrive in many pieces, one after another, on the page."
@@ -18,13 +17,10 @@ HOSTILE = '<img src=x onerror="window.pwned=1">'
 
 
 def dashboard_policy(request: ChatRequest) -> Outcome:
-    last = request.last_message
-    said = last.text if last is not None else ""
-    result = request.last_tool_result
-    if '"type": "heartbeat"' in said and result is not None:
-        return say(f"after approval: {json.loads(result.content)['message']}")
-    if last is not None and last.role == "user" and "remember" in said:
-        return tool_call("core_memory_append", label="human", content="likes tea")
+    step = approval_steps(request)
+    if step is not None:
+        return step
+    said = request.last_message.text if request.last_message is not None else ""
     if "tell me" in said:
         return Slow(seconds=0.0, then=say(REPLY, thought="A long answer."), chunk_delay=0.03)
     return say(f"you said: {said[-40:]}")

@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from agents.scripted import ChatRequest, Outcome, Policy, ServerError, say, tool_call
 from bus import keys as bus_keys
 from bus.recent_errors import MAX_ERRORS
-from bus.streams import dead_letter
 from tests.api.conftest import make_agent, say_to
+from tests.dashboard._seed import dead_letter_of
 
 EXPLODE = '''
 def explode(reason: str) -> str:
@@ -82,14 +82,7 @@ async def test_tool_model_and_dead_letter_errors_show_in_operations(
         json={"messages": [{"role": "user", "content": "refuse this"}]},
     )
     assert refused.status_code == 200, refused.text
-    await dead_letter(
-        redis_client,
-        agent_id=agent["id"],
-        run_id="run-gone",
-        envelope=b"not an envelope",
-        error="bad envelope: broken",
-        attempts=3,
-    )
+    await dead_letter_of(redis_client, agent["id"], "bad envelope: broken")
     newest_first = await _errors(client)
     assert [e["kind"] for e in newest_first] == ["dead_letter", "model_auth", "tool"]
     model = newest_first[1]

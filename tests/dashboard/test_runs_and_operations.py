@@ -5,18 +5,17 @@ worker and a dead letter that it re-queues."""
 from __future__ import annotations
 
 import json
-import re
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import Page, expect
 
-from agents.scripted import ChatRequest, Outcome, Policy, say, tool_call
+from agents.scripted import ChatRequest, Outcome, Policy, say
 from bus import keys as bus_keys
-from bus.streams import dead_letter
 from storage import keys
 from tests.api.conftest import make_agent, say_to
+from tests.dashboard._seed import dead_letter_of, relay
 
 
 def relay_policy(request: ChatRequest) -> Outcome:
@@ -27,16 +26,8 @@ def relay_policy(request: ChatRequest) -> Outcome:
         return say(f"bob answered: {json.loads(result.content)['message']}")
     if result is not None:
         return say(f"bob answered: {result.content}")
-    if said.startswith("[message from agent"):
-        if "noted" not in said:
-            return tool_call("core_memory_append", label="human", content="asked by alice")
-        return say("hello from bob")
-    asked = re.search(r"ask (agent-[\w-]+)", said)
-    if asked:
-        return tool_call(
-            "send_message_to_agent_and_wait_for_reply", message="hi bob", other_agent_id=asked[1]
-        )
-    return say("ok")
+    relayed = relay(said, question="hi bob", note="asked by alice", answer="hello from bob")
+    return relayed if relayed is not None else say("ok")
 
 
 @pytest.fixture
@@ -81,14 +72,7 @@ async def test_operations_show_the_worker_and_retry_a_dead_letter(
 ) -> None:
     agent = await make_agent(client)
     await say_to(client, agent["id"], "hello")
-    await dead_letter(
-        redis_client,
-        agent_id=agent["id"],
-        run_id="run-gone",
-        envelope=b"not an envelope",
-        error="ValueError('<b>broken</b>')",
-        attempts=3,
-    )
+    await dead_letter_of(redis_client, agent["id"], "ValueError('<b>broken</b>')")
     await page.goto("/#/operations")
     workers = page.locator("#workers tbody tr")
     await expect(workers).to_have_count(1)
