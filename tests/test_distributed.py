@@ -15,6 +15,7 @@ processes. The only delays are the scripted model's :class:`Slow` replies.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -52,7 +53,7 @@ from bus.streams import GROUP, list_dead_letters
 from storage import keys
 from storage.records import Agent, Block, Run, decode
 from tests._util import model_env, scripted_runtime
-from tests.chaos._procs import ChaosFailure, reap, wait_for
+from tests.chaos._procs import reap, wait_for
 
 LEASE_MS = 2000
 MEMGRID = (sys.executable, "-m", "orchestrator.cli")
@@ -134,11 +135,16 @@ class Fleet:
         self.procs: dict[str, Process] = {}
         self._files: list[IO[bytes]] = []
 
+    def argv(self, name: str, args: Sequence[str]) -> list[str]:
+        """The command line of process ``name``: ``memgrid ARGS``."""
+        return [*MEMGRID, *args]
+
     async def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
+        """Start ``memgrid ARGS`` as process ``name`` (:meth:`argv`), its output in its log."""
         log = (self.logs / f"{name}.log").open("ab")
         self._files.append(log)
         proc = await anyio.open_process(
-            [*MEMGRID, *args],
+            self.argv(name, args),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -192,22 +198,8 @@ class Fleet:
         await reap(self.procs.values(), self._files)
 
 
-async def poll(
-    check: Callable[[], Awaitable[Any]],
-    *,
-    within: float,
-    what: str,
-    interval: float = 0.05,
-    alive: Process | None = None,
-    log: Callable[[], str] | None = None,
-) -> Any:
-    """Call ``check`` until it returns something true; fail after ``within`` seconds, or once
-    ``alive`` has exited, with ``log()`` in the message."""
-    try:
-        return await wait_for(check, within=within, what=what, interval=interval, alive=alive)
-    except ChaosFailure as failure:
-        message = str(failure)
-    pytest.fail(f"{message}\n" + (log() if log else ""))
+# Call a check until it returns something true (tests.chaos._procs.wait_for), every 50 ms.
+poll = functools.partial(wait_for, interval=0.05)
 
 
 # --- runs and agents -----------------------------------------------------------------------

@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -29,7 +28,6 @@ import anyio.from_thread
 import pytest
 import redis
 import redis.asyncio as aioredis
-from anyio.abc import Process
 
 from agents.runtime import Runtime
 from agents.scripted import ScriptedModel, ThreadedScriptedModel, echo
@@ -143,20 +141,8 @@ class Hosts(Fleet):
         super().__init__(env, logs)
         self.net = net
 
-    async def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
-        index = int(name.rsplit("-", 1)[1])
-        log = (self.logs / f"{name}.log").open("ab")
-        self._files.append(log)
-        proc = await anyio.open_process(
-            self.net.argv(index, [sys.executable, "-m", "orchestrator.cli", *args]),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env or self.env,
-            start_new_session=True,
-        )
-        self.procs[name] = proc
-        return proc
+    def argv(self, name: str, args: Sequence[str]) -> list[str]:
+        return self.net.argv(int(name.rsplit("-", 1)[1]), super().argv(name, args))
 
 
 @pytest.fixture

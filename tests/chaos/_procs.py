@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import anyio
 import httpx
@@ -47,18 +47,24 @@ async def wait_for(
     what: str,
     interval: float = 0.1,
     alive: Process | None = None,
-) -> object:
-    """Call ``check`` until it returns something true; :class:`ChaosFailure` after ``within``."""
+    log: Callable[[], str] | None = None,
+) -> Any:
+    """Call ``check`` until it returns something true and return that; :class:`ChaosFailure`
+    after ``within`` seconds or once ``alive`` has exited, with ``log()`` in the message."""
     deadline = time.monotonic() + within
     while True:
         value = await check()
         if value:
             return value
         if alive is not None and alive.returncode is not None:
-            raise ChaosFailure(f"process exited with {alive.returncode} waiting for {what}")
+            raise _failure(f"process exited with {alive.returncode} waiting for {what}", log)
         if time.monotonic() > deadline:
-            raise ChaosFailure(f"timed out after {within:g}s waiting for {what}")
+            raise _failure(f"timed out after {within:g}s waiting for {what}", log)
         await anyio.sleep(interval)
+
+
+def _failure(message: str, log: Callable[[], str] | None) -> ChaosFailure:
+    return ChaosFailure(f"{message}\n{log()}" if log else message)
 
 
 class Procs:
