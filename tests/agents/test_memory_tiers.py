@@ -15,7 +15,7 @@ from agents.archival import PassageArchival
 from agents.events import ToolReturnMessage
 from agents.manage import AgentSpec, create_agent
 from agents.runtime import Runtime
-from agents.scripted import FunctionModel, echo, say, sequence, tool_call
+from agents.scripted import FunctionModel, Reply, echo, say, sequence, tool_call
 from storage.embeddings import HashingEmbedder, embedder_from_handle
 from storage.passages import EdgePassageStore
 from storage.records import Agent
@@ -29,6 +29,11 @@ def _runtime(
     return Runtime(redis=redis_client, llm=function_model, archival=archival)
 
 
+def _chained(tool: str, **arguments: Any) -> Reply:
+    """A call of ``tool`` that asks for a heartbeat: the model is asked again with its result."""
+    return tool_call(tool, **arguments, request_heartbeat=True)
+
+
 @pytest.fixture
 async def archival(tmp_path: Path) -> AsyncIterator[PassageArchival]:
     """Archival memory on the embedded Qdrant engine with the (fast) hashing embedder."""
@@ -37,6 +42,12 @@ async def archival(tmp_path: Path) -> AsyncIterator[PassageArchival]:
         yield store
     finally:
         await store.aclose()
+
+
+@pytest.fixture
+async def agent(rt: Runtime) -> Agent:
+    """The test's agent, on the scripted model."""
+    return await create_agent(rt, AgentSpec(name="archivist", model="openai/scripted"))
 
 
 @pytest.fixture
@@ -66,6 +77,13 @@ def _iso(when: dt.datetime) -> str:
     return when.isoformat()
 
 
+def _tomorrow_and_today() -> tuple[str, str]:
+    """Date bounds for a search: this time tomorrow (ISO 8601), which excludes what was
+    written now, and today's date, which as a start or an end bound includes it."""
+    now = dt.datetime.now(dt.UTC)
+    return _iso(now + dt.timedelta(days=1)), now.date().isoformat()
+
+
 async def _seed(archival: PassageArchival, agent: Agent, *items: tuple[str, list[str]]) -> None:
     for content, tags in items:
         await archival.insert(agent.id, agent.embedding, content, tags)
@@ -75,17 +93,15 @@ async def _seed(archival: PassageArchival, agent: Agent, *items: tuple[str, list
 
 
 async def test_insert_with_tags_then_search_finds_the_passage(
-    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival, agent: Agent
 ) -> None:
-    agent = await create_agent(rt, AgentSpec(name="keeper", model="openai/scripted"))
     function_model.policy = sequence(
-        tool_call(
+        _chained(
             "archival_memory_insert",
             content="Shilpa's cat is called Miso and sleeps on the piano.",
             tags=["pets", "family", "pets"],
-            request_heartbeat=True,
         ),
-        tool_call("archival_memory_search", query="what is the cat called", request_heartbeat=True),
+        _chained("archival_memory_search", query="what is the cat called"),
         say("Your cat is Miso."),
     )
     events, result = await turn(rt, agent, "Remember my cat Miso. What is my cat called?")
@@ -104,21 +120,18 @@ async def test_insert_with_tags_then_search_finds_the_passage(
 
 
 async def test_memory_metadata_shows_the_archival_count_and_tags(
-    rt: Runtime, function_model: FunctionModel
+    rt: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await create_agent(rt, AgentSpec(name="meta", model="openai/scripted"))
     function_model.policy = sequence(
-        tool_call(
+        _chained(
             "archival_memory_insert",
             content="Flight BA117 on May 3",
             tags=["travel"],
-            request_heartbeat=True,
         ),
-        tool_call(
+        _chained(
             "archival_memory_insert",
             content="Dentist on June 9",
             tags=["health", "travel"],
-            request_heartbeat=True,
         ),
         say("Saved both."),
     )
@@ -131,9 +144,8 @@ async def test_memory_metadata_shows_the_archival_count_and_tags(
 
 
 async def test_tag_filters_match_any_or_all(
-    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival, agent: Agent
 ) -> None:
-    agent = await create_agent(rt, AgentSpec(name="tags", model="openai/scripted"))
     await _seed(
         archival,
         agent,
@@ -149,10 +161,7 @@ async def test_tag_filters_match_any_or_all(
         {"tags": ["sport", "food"], "tag_match_mode": "all"},
     ]
     function_model.policy = sequence(
-        *(
-            tool_call("archival_memory_search", query="tea", request_heartbeat=True, **search)
-            for search in searches
-        ),
+        *(_chained("archival_memory_search", query="tea", **search) for search in searches),
         say("done"),
     )
     events, _ = await turn(rt, agent, "search by tags")
@@ -171,12 +180,11 @@ async def test_tag_filters_match_any_or_all(
 def _page_policy(query: str, pages: int, top_k: int) -> Any:
     return sequence(
         *(
-            tool_call(
+            _chained(
                 "archival_memory_search",
                 query=query,
                 top_k=top_k,
                 page=page,
-                request_heartbeat=True,
             )
             for page in range(pages)
         ),
@@ -185,9 +193,8 @@ def _page_policy(query: str, pages: int, top_k: int) -> Any:
 
 
 async def test_search_pages_follow_the_ranking(
-    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival, agent: Agent
 ) -> None:
-    agent = await create_agent(rt, AgentSpec(name="pages", model="openai/scripted"))
     # Best first for the query below (the hashing embedder scores shared words).
     ranked = [
         "the roses in the garden need water",
@@ -209,11 +216,10 @@ async def test_search_pages_follow_the_ranking(
 
 
 async def test_search_pages_show_equally_scored_passages_once_each(
-    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival, agent: Agent
 ) -> None:
     # Passages that differ only in a number score the same: duplicates of a chunk, or notes
     # written from a template. Paging must still show each exactly once.
-    agent = await create_agent(rt, AgentSpec(name="ties", model="openai/scripted"))
     notes = [f"note {n}: the garden needs water" for n in range(5)]
     await _seed(archival, agent, *((note, ["garden"]) for note in notes))
     function_model.policy = _page_policy("garden water", pages=4, top_k=2)
@@ -226,66 +232,56 @@ async def test_search_pages_show_equally_scored_passages_once_each(
 
 
 async def test_search_by_date_range(
-    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival, agent: Agent
 ) -> None:
-    agent = await create_agent(rt, AgentSpec(name="dates", model="openai/scripted"))
     await _seed(archival, agent, ("the boiler was serviced", ["home"]))
     now = dt.datetime.now(dt.UTC)
+    tomorrow, today = _tomorrow_and_today()
     function_model.policy = sequence(
-        tool_call(
-            "archival_memory_search",
-            query="boiler",
-            start_datetime=_iso(now + dt.timedelta(days=1)),
-            request_heartbeat=True,
-        ),
-        tool_call(
+        _chained("archival_memory_search", query="boiler", start_datetime=tomorrow),
+        _chained(
             "archival_memory_search",
             query="boiler",
             start_datetime=_iso(now - dt.timedelta(hours=1)),
             end_datetime=_iso(now + dt.timedelta(hours=1)),
-            request_heartbeat=True,
         ),
         # A bare date as the end bound covers that whole day; two days ago is still too early.
-        tool_call(
+        _chained(
             "archival_memory_search",
             query="boiler",
             end_datetime=(now - dt.timedelta(days=2)).date().isoformat(),
-            request_heartbeat=True,
         ),
-        tool_call(
+        _chained(
             "archival_memory_search",
             query="boiler",
-            start_datetime=now.date().isoformat(),
-            end_datetime=now.date().isoformat(),
-            request_heartbeat=True,
+            start_datetime=today,
+            end_datetime=today,
         ),
         say("done"),
     )
     events, _ = await turn(rt, agent, "when was the boiler serviced?")
-    future, around_now, long_ago, today, _sent = tool_returns(events)
+    future, around_now, long_ago, of_today, _sent = tool_returns(events)
     assert _output(future) == "No results found."
     assert [r["content"] for r in _rows(around_now)] == ["the boiler was serviced"]
     assert _output(long_ago) == "No results found."
-    assert [r["content"] for r in _rows(today)] == ["the boiler was serviced"]
+    assert [r["content"] for r in _rows(of_today)] == ["the boiler was serviced"]
 
 
 async def test_bad_search_arguments_are_tool_errors(
-    rt: Runtime, function_model: FunctionModel, archival: PassageArchival
+    rt: Runtime, function_model: FunctionModel, archival: PassageArchival, agent: Agent
 ) -> None:
-    agent = await create_agent(rt, AgentSpec(name="bad-args", model="openai/scripted"))
     await _seed(archival, agent, ("a passage", []))
     function_model.policy = sequence(
-        tool_call("archival_memory_search", query="passage", top_k=0, request_heartbeat=True),
-        tool_call("archival_memory_search", query="passage", top_k=51, request_heartbeat=True),
-        tool_call("archival_memory_search", query="passage", page=-1, request_heartbeat=True),
-        tool_call(
+        _chained("archival_memory_search", query="passage", top_k=0),
+        _chained("archival_memory_search", query="passage", top_k=51),
+        _chained("archival_memory_search", query="passage", page=-1),
+        _chained(
             "archival_memory_search",
             query="passage",
             start_datetime="last tuesday",
-            request_heartbeat=True,
         ),
-        tool_call("archival_memory_insert", content="   ", request_heartbeat=True),
-        tool_call("archival_memory_search", query="passage", request_heartbeat=True),
+        _chained("archival_memory_insert", content="   "),
+        _chained("archival_memory_search", query="passage"),
         say("recovered"),
     )
     events, result = await turn(rt, agent, "search badly")
@@ -308,16 +304,15 @@ async def test_archival_memories_of_two_agents_are_isolated(
     alice = await create_agent(rt, AgentSpec(name="alice", model="openai/scripted"))
     bob = await create_agent(rt, AgentSpec(name="bob", model="openai/scripted"))
     function_model.policy = sequence(
-        tool_call(
+        _chained(
             "archival_memory_insert",
             content="The safe's code is 4711",
             tags=["secret"],
-            request_heartbeat=True,
         ),
         say("Kept it."),
     )
     await turn(rt, alice, "remember the safe's code 4711")
-    search = tool_call("archival_memory_search", query="safe code", request_heartbeat=True)
+    search = _chained("archival_memory_search", query="safe code")
     function_model.policy = sequence(search, say("searched"))
     bob_events, _ = await turn(rt, bob, "what is the safe's code?")
     assert _output(tool_returns(bob_events)[0]) == "No results found."
@@ -338,8 +333,8 @@ async def test_an_agent_without_archival_gets_a_clear_tool_error(
     assert runtime.archival is None
     agent = await create_agent(runtime, AgentSpec(name="no-archive", model="openai/scripted"))
     function_model.policy = sequence(
-        tool_call("archival_memory_insert", content="remember this", request_heartbeat=True),
-        tool_call("archival_memory_search", query="this", request_heartbeat=True),
+        _chained("archival_memory_insert", content="remember this"),
+        _chained("archival_memory_search", query="this"),
         say("I could not use my archive."),
     )
     events, result = await turn(runtime, agent, "remember this")
@@ -372,15 +367,11 @@ async def test_semantic_search_with_the_local_minilm_model(
             "My dog is afraid of thunderstorms",
         ]
         function_model.policy = sequence(
-            *(
-                tool_call("archival_memory_insert", content=fact, request_heartbeat=True)
-                for fact in facts
-            ),
-            tool_call(
+            *(_chained("archival_memory_insert", content=fact) for fact in facts),
+            _chained(
                 "archival_memory_search",
                 query="what chocolates do I like",
                 top_k=1,
-                request_heartbeat=True,
             ),
             say("You love Hersheys."),
         )
@@ -399,9 +390,9 @@ async def test_semantic_search_with_the_local_minilm_model(
 # --- recall memory -------------------------------------------------------------------------
 
 
-async def _seeded_conversation(rt: Runtime, function_model: FunctionModel) -> Agent:
-    """An agent that has had four exchanges; the echo policy repeats each user message."""
-    agent = await create_agent(rt, AgentSpec(name="recall", model="openai/scripted"))
+@pytest.fixture
+async def conversed(rt: Runtime, function_model: FunctionModel, agent: Agent) -> None:
+    """The test's agent has had four exchanges; the echo policy repeated each user message."""
     function_model.policy = echo
     for said in (
         "I adopted a black cat named Miso",
@@ -411,27 +402,25 @@ async def _seeded_conversation(rt: Runtime, function_model: FunctionModel) -> Ag
     ):
         _events, result = await turn(rt, agent, said)
         assert result.replies == [said]
-    return agent
 
 
+@pytest.mark.usefixtures("conversed")
 async def test_conversation_search_filters_roles_and_pages(
-    rt: Runtime, function_model: FunctionModel
+    rt: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await _seeded_conversation(rt, function_model)
     function_model.policy = sequence(
-        tool_call("conversation_search", query="Miso", roles=["user"], request_heartbeat=True),
+        _chained("conversation_search", query="Miso", roles=["user"]),
         *(
-            tool_call(
+            _chained(
                 "conversation_search",
                 query="Miso",
                 roles=["user"],
                 limit=1,
                 page=page,
-                request_heartbeat=True,
             )
             for page in range(3)
         ),
-        tool_call("conversation_search", query="tea", roles=["assistant"], request_heartbeat=True),
+        _chained("conversation_search", query="tea", roles=["assistant"]),
         say("done"),
     )
     events, _ = await turn(rt, agent, "look it up")
@@ -457,13 +446,13 @@ async def test_conversation_search_filters_roles_and_pages(
     assert "I drink green tea every morning" in reply["content"]
 
 
+@pytest.mark.usefixtures("conversed")
 async def test_conversation_search_matches_a_quoted_phrase(
-    rt: Runtime, function_model: FunctionModel
+    rt: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await _seeded_conversation(rt, function_model)
     function_model.policy = sequence(
-        tool_call("conversation_search", query='"black cat"', request_heartbeat=True),
-        tool_call("conversation_search", query="black cat", roles=["user"], request_heartbeat=True),
+        _chained("conversation_search", query='"black cat"'),
+        _chained("conversation_search", query="black cat", roles=["user"]),
         say("done"),
     )
     events, _ = await turn(rt, agent, "look it up")
@@ -477,37 +466,29 @@ async def test_conversation_search_matches_a_quoted_phrase(
     assert loose == {"I adopted a black cat named Miso", "The cat next door is black and white"}
 
 
+@pytest.mark.usefixtures("conversed")
 async def test_conversation_search_dates_and_limits(
-    rt: Runtime, function_model: FunctionModel
+    rt: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await _seeded_conversation(rt, function_model)
-    now = dt.datetime.now(dt.UTC)
+    tomorrow, today = _tomorrow_and_today()
     function_model.policy = sequence(
-        tool_call(
-            "conversation_search",
-            query="Miso",
-            start_date=_iso(now + dt.timedelta(days=1)),
-            request_heartbeat=True,
-        ),
-        tool_call(
+        _chained("conversation_search", query="Miso", start_date=tomorrow),
+        _chained(
             "conversation_search",
             query="Miso",
             roles=["user"],
-            start_date=now.date().isoformat(),
-            end_date=now.date().isoformat(),
-            request_heartbeat=True,
+            start_date=today,
+            end_date=today,
         ),
-        tool_call(
-            "conversation_search", query="Miso", end_date="31/01/2024", request_heartbeat=True
-        ),
-        tool_call("conversation_search", query="Miso", limit=0, request_heartbeat=True),
-        tool_call("conversation_search", query="Miso", page=-2, request_heartbeat=True),
+        _chained("conversation_search", query="Miso", end_date="31/01/2024"),
+        _chained("conversation_search", query="Miso", limit=0),
+        _chained("conversation_search", query="Miso", page=-2),
         say("done"),
     )
     events, result = await turn(rt, agent, "look it up")
-    future, today, bad_date, bad_limit, bad_page, _sent = tool_returns(events)
+    future, of_today, bad_date, bad_limit, bad_page, _sent = tool_returns(events)
     assert future.status == "success" and _output(future) == "No results found."
-    assert _rows(today)["total"] == 2
+    assert _rows(of_today)["total"] == 2
     assert bad_date.status == "error"
     assert "end_date='31/01/2024' is not a date" in _output(bad_date)
     assert bad_limit.status == "error"
@@ -517,10 +498,10 @@ async def test_conversation_search_dates_and_limits(
     assert result.replies == ["done"]
 
 
+@pytest.mark.usefixtures("conversed")
 async def test_recall_count_in_the_metadata_grows_with_the_log(
-    rt: Runtime, function_model: FunctionModel
+    rt: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await _seeded_conversation(rt, function_model)
     stored = await rt.messages.count(agent.id)
     assert stored == 12  # four turns of user message, send_message call, tool result
     function_model.policy = sequence(say("hi"))
