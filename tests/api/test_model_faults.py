@@ -87,6 +87,18 @@ def _stop(body: dict[str, Any]) -> tuple[str, str]:
     return stop["stop_reason"], stop["detail"] or ""
 
 
+async def _ended(
+    served: Served, client: httpx.AsyncClient, policy: Policy, stop_reason: str, naming: str = ""
+) -> tuple[str, dict[str, Any], str]:
+    """:func:`_scripted_turn`, which must end with ``stop_reason`` and a detail that says
+    ``naming``: the agent's id, the response and the stop's detail."""
+    agent_id, body = await _scripted_turn(served, client, policy)
+    stop, detail = _stop(body)
+    assert stop == stop_reason, (stop, detail)
+    assert naming in detail, detail
+    return agent_id, body, detail
+
+
 # --- transient HTTP failures: retried a bounded number of times -------------------------------
 
 
@@ -180,9 +192,7 @@ async def test_a_timeout_is_retried_then_the_turn_succeeds(
 async def test_a_body_that_is_not_a_completion_ends_with_invalid_llm_response(
     served: Served, client: httpx.AsyncClient, body: MalformedBody
 ) -> None:
-    agent_id, answer = await _scripted_turn(served, client, always(body))
-    stop, detail = _stop(answer)
-    assert stop == "invalid_llm_response"
+    agent_id, answer, detail = await _ended(served, client, always(body), "invalid_llm_response")
     assert "chat completion" in detail or "no choices" in detail, detail
     # A garbled answer may be a proxy's hiccup: retried like a 5xx, and as boundedly.
     assert len(served.model.requests) == RETRIES + 1
@@ -213,17 +223,14 @@ async def test_one_garbled_body_is_retried(served: Served, client: httpx.AsyncCl
 async def test_only_invalid_tool_calls_end_with_invalid_tool_call(
     served: Served, client: httpx.AsyncClient, reply: Any, named: str
 ) -> None:
-    agent_id, body = await _scripted_turn(served, client, always(reply))
-    stop, detail = _stop(body)
-    assert stop == "invalid_tool_call"
-    assert named in detail, detail
+    agent_id, body, _ = await _ended(served, client, always(reply), "invalid_tool_call", named)
     # Each invalid call was answered with a tool error the model saw, a bounded number of times.
     errors = [m for m in body["messages"] if m["message_type"] == "tool_return_message"]
     assert errors and all(m["status"] == "error" for m in errors)
     assert all(named in m["tool_return"] for m in errors)
     assert len(served.model.requests) == len(errors) <= 10
     # The model answered, badly: the run completed, and says why it stopped.
-    assert (body["run"]["status"], body["run"]["stop_reason"]) == ("completed", stop)
+    assert (body["run"]["status"], body["run"]["stop_reason"]) == ("completed", "invalid_tool_call")
     await _still_serves(served, client, agent_id)
 
 
@@ -304,12 +311,14 @@ async def test_a_flood_of_parallel_tool_calls_ends_named_and_the_agent_recovers(
 async def test_a_model_that_always_says_too_long_ends_named_with_its_message(
     served: Served, client: httpx.AsyncClient
 ) -> None:
-    agent_id, body = await _scripted_turn(
-        served, client, always(ContextTooLong("This model's maximum context length is 10."))
+    too_long = always(ContextTooLong("This model's maximum context length is 10."))
+    agent_id, _, _ = await _ended(
+        served,
+        client,
+        too_long,
+        "context_window_overflow_in_system_prompt",
+        "maximum context length is 10",
     )
-    stop, detail = _stop(body)
-    assert stop == "context_window_overflow_in_system_prompt"
-    assert "maximum context length is 10" in detail, detail
     # Once as is, once after evicting what it could: never a loop.
     assert len(served.model.requests) == 2
     await _still_serves(served, client, agent_id)
@@ -327,10 +336,7 @@ async def test_a_model_that_always_says_too_long_ends_named_with_its_message(
 async def test_a_refusal_is_not_retried_and_says_what_to_fix(
     served: Served, client: httpx.AsyncClient, fault: ServerError, named: str
 ) -> None:
-    agent_id, body = await _scripted_turn(served, client, always(fault))
-    stop, detail = _stop(body)
-    assert stop == "llm_api_error"
-    assert named in detail, detail
+    agent_id, body, _ = await _ended(served, client, always(fault), "llm_api_error", named)
     assert len(served.model.requests) == 1
     assert body["run"]["status"] == "failed"
     await _still_serves(served, client, agent_id)
