@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -40,6 +41,7 @@ __all__ = (
     "burst",
     "clean_env",
     "http_pool",
+    "loaded_by",
     "memgrid",
     "model_env",
     "readable_folder",
@@ -189,6 +191,16 @@ def archival_policy(request: ChatRequest) -> Outcome:
     if said.startswith("recall: "):
         return tool_call("archival_memory_search", query=said.removeprefix("recall: "))
     return say(said)
+
+
+def loaded_by(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Those of ``modules`` that a fresh interpreter has imported once it has run ``code``."""
+    probe = f"{code}\nimport sys\nprint([m for m in {modules!r} if m in sys.modules])"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded: list[str] = ast.literal_eval(done.stdout)
+    return loaded
 
 
 def memgrid(

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from orchestrator.cli._common import run
+from tests._util import loaded_by
 
 
 async def _loop_module() -> str:
@@ -23,20 +24,9 @@ def test_commands_run_on_uvloop_unless_turned_off(monkeypatch: pytest.MonkeyPatc
 def test_help_loads_no_model_client_server_or_redis() -> None:
     """``memgrid --help`` (and building the parser of every command) stays fast: the openai
     SDK, the web framework, the Redis client and structlog load when a command runs."""
-    import subprocess
-    import sys
-
-    probe = (
-        "import sys\n"
-        "from orchestrator.cli import build_parser\n"
-        "build_parser().format_help()\n"
-        "heavy = ('openai', 'litestar', 'redis', 'structlog', 'onnxruntime', 'qdrant_edge')\n"
-        "print(sorted(m for m in heavy if m in sys.modules))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == "[]", done.stdout
+    code = "from orchestrator.cli import build_parser\nbuild_parser().format_help()"
+    heavy = ("openai", "litestar", "redis", "structlog", "onnxruntime", "qdrant_edge")
+    assert loaded_by(code, heavy) == []
 
 
 def test_the_scripted_model_help_names_its_real_default_window() -> None:
