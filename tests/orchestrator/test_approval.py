@@ -26,7 +26,10 @@ def policy(request: ChatRequest) -> Outcome:
     return approval_policy(request, moved_on=True)
 
 
-async def _agent(rt: Runtime) -> Agent:
+@pytest.fixture
+async def agent(rt: Runtime, function_model: FunctionModel) -> Agent:
+    """An agent whose core_memory_append needs approval, on :func:`policy`."""
+    function_model.policy = policy
     return await create_agent(
         rt,
         AgentSpec(
@@ -37,14 +40,18 @@ async def _agent(rt: Runtime) -> Agent:
     )
 
 
+@pytest.fixture
+async def held(rt: Runtime, agent: Agent) -> None:
+    """The agent has been asked to remember something: the call waits for approval."""
+    await turn(rt, agent, "remember that I like tea")
+
+
 async def _human(rt: Runtime, agent: Agent) -> str:
     [block] = await rt.blocks.get_many((await rt.agents.get(agent.id)).block_ids)
     return block.value
 
 
-async def test_approve_runs_the_held_call(rt: Runtime, function_model: FunctionModel) -> None:
-    function_model.policy = policy
-    agent = await _agent(rt)
+async def test_approve_runs_the_held_call(rt: Runtime, agent: Agent) -> None:
     events, result = await turn(rt, agent, "remember that I like tea")
     assert result.stop_reason == "requires_approval"
     [request] = [e for e in events if isinstance(e, ApprovalRequestMessage)]
@@ -57,12 +64,8 @@ async def test_approve_runs_the_held_call(rt: Runtime, function_model: FunctionM
     assert (await rt.agents.get(agent.id)).pending_approval == []
 
 
-async def test_deny_answers_the_call_with_the_reason(
-    rt: Runtime, function_model: FunctionModel
-) -> None:
-    function_model.policy = policy
-    agent = await _agent(rt)
-    await turn(rt, agent, "remember that I like tea")
+@pytest.mark.usefixtures("held")
+async def test_deny_answers_the_call_with_the_reason(rt: Runtime, agent: Agent) -> None:
     _events, result = await turn(
         rt, agent, json.dumps({"approve": False, "reason": "not now"}), role="approval"
     )
@@ -72,12 +75,10 @@ async def test_deny_answers_the_call_with_the_reason(
     assert await _human(rt, agent) == ""
 
 
+@pytest.mark.usefixtures("held")
 async def test_a_new_message_answers_a_pending_call_as_not_approved(
-    rt: Runtime, function_model: FunctionModel
+    rt: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    function_model.policy = policy
-    agent = await _agent(rt)
-    await turn(rt, agent, "remember that I like tea")
     events, result = await turn(rt, agent, "never mind, how are you?")
     assert result.stop_reason == "end_turn"
     assert "was not approved: a new message came first" in result.replies[0]
