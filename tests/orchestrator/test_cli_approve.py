@@ -53,20 +53,36 @@ def _human(env: dict[str, str]) -> str:
     return value
 
 
-def test_send_shows_the_request_and_approve_runs_it(env: dict[str, str]) -> None:
-    sent = memgrid(env, "send", "careful", "remember that I like tea")
-    assert sent.returncode == 0, sent.stderr
-    assert "-> waiting for approval: core_memory_append(" in sent.stdout
-    assert "(memgrid approve careful | --deny)" in sent.stdout
-    assert "[stop: requires_approval]" in sent.stdout
-    assert _human(env) == ""
+# The two steps: memgrid's arguments, what it prints, and the human block after it.
+_SEND_THEN_APPROVE = [
+    (
+        ("send", "careful", "remember that I like tea"),
+        (
+            "-> waiting for approval: core_memory_append(",
+            "(memgrid approve careful | --deny)",
+            "[stop: requires_approval]",
+        ),
+        "",
+    ),
+    (
+        ("approve", "careful"),
+        (
+            "approving core_memory_append",
+            "<- ok: Appended to block 'human'",
+            "agent: after approval: Appended to block 'human'",
+        ),
+        "likes tea",
+    ),
+]
 
-    approved = memgrid(env, "approve", "careful")
-    assert approved.returncode == 0, approved.stderr
-    assert "approving core_memory_append" in approved.stdout
-    assert "<- ok: Appended to block 'human'" in approved.stdout
-    assert "agent: after approval: Appended to block 'human'" in approved.stdout
-    assert _human(env) == "likes tea"
+
+def test_send_shows_the_request_and_approve_runs_it(env: dict[str, str]) -> None:
+    for args, lines, human in _SEND_THEN_APPROVE:
+        done = memgrid(env, *args)
+        assert done.returncode == 0, done.stderr
+        for line in lines:
+            assert line in done.stdout, (args, done.stdout)
+        assert _human(env) == human, args
 
     again = memgrid(env, "approve", "careful")
     assert again.returncode == 2
