@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,10 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self.ready.set()
+
+
+# What the start_api fixture gives: start_api(model_url, embedding=..., **env) as http.
+StartApi = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @dataclass
@@ -118,6 +122,31 @@ async def api_client(
         httpx.AsyncClient(base_url=url, timeout=client_timeout_s) as http,
     ):
         yield http
+
+
+@pytest.fixture
+def start_api(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    memgrid_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> StartApi:
+    """Serves the API on a flushed Redis and a private home (without the ``served`` fixture's
+    tool environment): ``async with start_api(model_url, embedding=..., **env) as http``
+    serves it with the model at ``model_url`` (:func:`model_env`) and ``env`` set, and yields
+    a client of it."""
+
+    @contextlib.asynccontextmanager
+    async def start(
+        model_url: str, *, embedding: str = "hashing/384", **env: str
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        model_env(monkeypatch, model_url, embedding=embedding)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        async with api_client(redis_url, client_timeout_s=30) as http:
+            yield http
+
+    return start
 
 
 def policy_echo(request: ChatRequest) -> Outcome:

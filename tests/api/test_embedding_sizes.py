@@ -23,7 +23,15 @@ from orchestrator.shared_archival import SharedArchival
 from storage import keys
 from storage.settings import StorageSettings
 from tests._util import archival_policy
-from tests.api.conftest import api_client, job_finished, make_agent, model_env, say_to, serve_api
+from tests.api.conftest import (
+    StartApi,
+    api_client,
+    job_finished,
+    make_agent,
+    model_env,
+    say_to,
+    serve_api,
+)
 
 DIM = 256
 SMALL = "openai/text-embedding-3-small"
@@ -37,15 +45,8 @@ async def model() -> AsyncIterator[ScriptedModel]:
 
 
 @pytest.fixture
-async def client(
-    redis_url: str,
-    redis_client: aioredis.Redis,
-    memgrid_home: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    model: ScriptedModel,
-) -> AsyncIterator[httpx.AsyncClient]:
-    model_env(monkeypatch, model.base_url, embedding=SMALL)
-    async with api_client(redis_url, client_timeout_s=30) as http:
+async def client(start_api: StartApi, model: ScriptedModel) -> AsyncIterator[httpx.AsyncClient]:
+    async with start_api(model.base_url, embedding=SMALL) as http:
         yield http
 
 

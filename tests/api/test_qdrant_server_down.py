@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from agents.scripted import ScriptedModel
-from orchestrator.api import ApiSettings
-from tests.api.conftest import make_agent, policy_echo, serve_api
+from tests.api.conftest import StartApi, make_agent, policy_echo
 
 
 def _closed_port_url() -> str:
@@ -28,24 +25,12 @@ async def qdrant_url() -> str:
 
 
 @pytest.fixture
-async def client(
-    redis_url: str,
-    redis_client: aioredis.Redis,
-    memgrid_home: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    qdrant_url: str,
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with ScriptedModel.serve(policy_echo) as model:
-        monkeypatch.setenv("OPENAI_BASE_URL", model.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
-        monkeypatch.setenv("MEMGRID_QDRANT_URL", qdrant_url)
-        settings = ApiSettings(redis_url=redis_url, run_timeout_s=30)
-        async with (
-            serve_api(settings) as url,
-            httpx.AsyncClient(base_url=url, timeout=30) as http,
-        ):
-            yield http
+async def client(start_api: StartApi, qdrant_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        ScriptedModel.serve(policy_echo) as model,
+        start_api(model.base_url, MEMGRID_QDRANT_URL=qdrant_url) as http,
+    ):
+        yield http
 
 
 async def test_an_unreachable_qdrant_server_is_a_502_naming_it(
