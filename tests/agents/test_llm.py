@@ -15,6 +15,7 @@ from agents.llm import (
     ContextWindowExceeded,
     LLMClient,
     LLMRejected,
+    LLMResponse,
     LLMSettings,
     LLMUnavailable,
     model_name,
@@ -145,6 +146,13 @@ async def test_malformed_tool_call_json_comes_back_verbatim(scripted_model: Scri
     assert len(scripted_model.requests) == 1
 
 
+async def _timed_chat(client: LLMClient) -> tuple[LLMResponse, float]:
+    """``client.chat`` of :data:`HELLO`: the response, and how long it took in seconds."""
+    started = time.monotonic()
+    response = await client.chat("scripted", HELLO)
+    return response, time.monotonic() - started
+
+
 # --- retries -------------------------------------------------------------------------------
 
 
@@ -156,9 +164,7 @@ async def test_retry_after_is_honoured(
 ) -> None:
     scripted_model.policy = faults_then(fault, then=text("ok"))
     async with _client(scripted_model, backoff_cap_s=1.0) as client:
-        started = time.monotonic()
-        response = await client.chat("scripted", HELLO)
-        elapsed = time.monotonic() - started
+        response, elapsed = await _timed_chat(client)
     assert response.content == "ok"
     assert len(scripted_model.requests) == 2
     # The jittered backoff alone would wait at most backoff_base_s (0.01 s).
@@ -169,10 +175,8 @@ async def test_an_absurd_retry_after_is_capped(scripted_model: ScriptedModel) ->
     scripted_model.policy = faults_then(RateLimited(retry_after=30.0), then=text("ok"))
     # The cap on a server's Retry-After is three times backoff_cap_s: 0.3 s here.
     async with _client(scripted_model, backoff_cap_s=0.1) as client:
-        started = time.monotonic()
         with anyio.fail_after(10):
-            response = await client.chat("scripted", HELLO)
-        elapsed = time.monotonic() - started
+            response, elapsed = await _timed_chat(client)
     assert response.content == "ok"
     assert 0.3 <= elapsed < 10
 
@@ -226,9 +230,7 @@ async def test_a_cut_response_is_retried(scripted_model: ScriptedModel) -> None:
 async def test_a_slow_reply_times_out_and_is_retried(scripted_model: ScriptedModel) -> None:
     scripted_model.policy = faults_then(Slow(5.0, then=text("too late")), then=text("in time"))
     async with _client(scripted_model, timeout_s=0.5) as client:
-        started = time.monotonic()
-        response = await client.chat("scripted", HELLO)
-        elapsed = time.monotonic() - started
+        response, elapsed = await _timed_chat(client)
     assert response.content == "in time"
     assert len(scripted_model.requests) == 2
     assert 0.5 <= elapsed < 5.0
