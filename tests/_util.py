@@ -6,17 +6,20 @@ import ast
 import json
 import os
 import shutil
+import signal
 import socketserver
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+import anyio.from_thread
+import pytest
 import redis.asyncio as aioredis
 
 from agents.events import Event, ToolReturnMessage
@@ -38,12 +41,14 @@ __all__ = (
     "approval_policy",
     "approval_steps",
     "archival_policy",
+    "background",
     "burst",
     "clean_env",
     "http_pool",
     "loaded_by",
     "memgrid",
     "model_env",
+    "owning_archival",
     "readable_folder",
     "scripted_runtime",
     "serving",
@@ -223,6 +228,28 @@ def memgrid(
     )
 
 
+@contextmanager
+def background(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, merge_stderr: bool = False
+) -> Iterator[subprocess.Popen[str]]:
+    """``argv`` running in the background, its stdout (and stderr, merged into it with
+    ``merge_stderr``) piped as text. On the way out, if it still runs, it is sent SIGINT (as
+    Ctrl-C) and reaped, killed after 30 s."""
+    stderr = subprocess.STDOUT if merge_stderr else subprocess.PIPE
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
 # What a user's shell would not have set before configuring memgrid.
 _CONFIGURED = (
     "MEMGRID_REDIS_URL",
@@ -256,6 +283,21 @@ def model_env(home: Path, model_url: str, **extra: str) -> dict[str, str]:
         "MEMGRID_LOG_LEVEL": "WARNING",
         **extra,
     }
+
+
+@contextmanager
+def owning_archival(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process owns the embedded passage engine of the memgrid that ``env`` configures
+    (its Redis and home) and serves it to that memgrid's workers until the block ends."""
+    from orchestrator.bootstrap import open_runtime
+
+    monkeypatch.setenv("MEMGRID_HOME", env["MEMGRID_HOME"])
+    owner = open_runtime(redis_url=env["MEMGRID_REDIS_URL"], own_archival=True)
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(owner),
+    ):
+        yield
 
 
 @contextmanager

@@ -8,13 +8,13 @@ The openai SDK alone takes ~0.65 s to import; `memgrid agents list` and its kind
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 import urllib.request
 
 import pytest
 
+from tests._util import background
 from tests.orchestrator._cli import memgrid
 
 # What only a model call, an uploaded document or the REST API needs.
@@ -65,25 +65,15 @@ def test_a_model_call_still_loads_the_client(env: dict[str, str]) -> None:
 
 
 def test_serve_says_where_it_listens_and_what_it_uses(env: dict[str, str]) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "serve", "--port", "0", "--no-worker"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as serve:
-        try:
-            assert serve.stdout is not None
-            banner = "".join(serve.stdout.readline() for _ in range(3))  # the test's timeout
-            api = re.search(r"API at (http://127\.0\.0\.1:\d+) \(docs: (\S+)/schema\)", banner)
-            assert api is not None, banner
-            assert api.group(2) == api.group(1)
-            assert f"the dashboard at {api.group(1)}/ and" in banner
-            assert f"Redis at {env['MEMGRID_REDIS_URL']}" in banner
-            assert f"passages in the embedded Qdrant engine under {env['MEMGRID_HOME']}" in banner
-            assert "no worker in this process" in banner and "Ctrl-C" in banner
-            with urllib.request.urlopen(f"{api.group(1)}/schema", timeout=10) as docs:
-                assert docs.status == 200  # it does listen there
-        finally:
-            serve.send_signal(signal.SIGINT)
-            serve.wait(timeout=30)
+    argv = [sys.executable, "-m", "orchestrator.cli", "serve", "--port", "0", "--no-worker"]
+    with background(argv, env=env, merge_stderr=True) as serve:
+        banner = "".join(serve.stdout.readline() for _ in range(3))  # the test's timeout
+        api = re.search(r"API at (http://127\.0\.0\.1:\d+) \(docs: (\S+)/schema\)", banner)
+        assert api is not None, banner
+        assert api.group(2) == api.group(1)
+        assert f"the dashboard at {api.group(1)}/ and" in banner
+        assert f"Redis at {env['MEMGRID_REDIS_URL']}" in banner
+        assert f"passages in the embedded Qdrant engine under {env['MEMGRID_HOME']}" in banner
+        assert "no worker in this process" in banner and "Ctrl-C" in banner
+        with urllib.request.urlopen(f"{api.group(1)}/schema", timeout=10) as docs:
+            assert docs.status == 200  # it does listen there

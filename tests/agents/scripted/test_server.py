@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from agents.scripted import ScriptedModel, ThreadedScriptedModel, sequence, text
 from orchestrator.cli import main
+from tests._util import background
 
 _CLI = [sys.executable, "-c", "import sys; from orchestrator.cli import main; sys.exit(main())"]
 
@@ -60,41 +60,23 @@ async def test_two_models_cannot_share_a_port() -> None:
 
 
 def test_cli_serves_until_sigterm() -> None:
-    with subprocess.Popen(
-        [
-            *_CLI,
-            "scripted-model",
-            "--policy",
-            "agents.scripted.policies:echo",
-            "--port",
-            "0",
-            "--model",
-            "demo-model",
-            "--embedding-dim",
-            "256",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:")
-            assert url.endswith("/v1")
-            with openai.OpenAI(base_url=url, api_key="x", max_retries=0) as client:
-                done = client.chat.completions.create(
-                    model="demo-model", messages=[{"role": "user", "content": "ping"}]
-                )
-                assert done.choices[0].message.content == "ping"
-                assert [m.id for m in client.models.list().data] == ["demo-model"]
-                # Any size, e.g. to stand in for an alias that is neither 1536- nor 384-d.
-                vectors = client.embeddings.create(model="text-embedding-3-small", input="x")
-                assert len(vectors.data[0].embedding) == 256
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=10)
-        finally:
-            proc.kill()
+    policy = ("--policy", "agents.scripted.policies:echo", "--port", "0")
+    sizes = ("--model", "demo-model", "--embedding-dim", "256")
+    with background([*_CLI, "scripted-model", *policy, *sizes]) as proc:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith("/v1")
+        with openai.OpenAI(base_url=url, api_key="x", max_retries=0) as client:
+            done = client.chat.completions.create(
+                model="demo-model", messages=[{"role": "user", "content": "ping"}]
+            )
+            assert done.choices[0].message.content == "ping"
+            assert [m.id for m in client.models.list().data] == ["demo-model"]
+            # Any size, e.g. to stand in for an alias that is neither 1536- nor 384-d.
+            vectors = client.embeddings.create(model="text-embedding-3-small", input="x")
+            assert len(vectors.data[0].embedding) == 256
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
 
