@@ -24,7 +24,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,7 +51,7 @@ from bus.envelopes import InboxMessage
 from bus.streams import GROUP, list_dead_letters
 from storage import keys
 from storage.records import Agent, Block, Run, decode
-from tests._util import model_env, scripted_runtime
+from tests._util import model_env, owning_archival, scripted_runtime
 from tests.chaos._procs import reap, wait_for
 
 LEASE_MS = 2000
@@ -332,21 +331,6 @@ def archival_owner(
     ``memgrid up`` does: killing or pausing a worker then tests leases, not the hand-over of
     the engine (a worker that owns it takes archival memory down with it)."""
     with owning_archival(worker_env, monkeypatch):
-        yield
-
-
-@contextmanager
-def owning_archival(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process owns the embedded passage engine of the memgrid that ``env`` configures
-    (its Redis and home) and serves it to that memgrid's workers until the block ends."""
-    from orchestrator.bootstrap import open_runtime
-
-    monkeypatch.setenv("MEMGRID_HOME", env["MEMGRID_HOME"])
-    owner = open_runtime(redis_url=env["MEMGRID_REDIS_URL"], own_archival=True)
-    with (
-        anyio.from_thread.start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(owner),
-    ):
         yield
 
 

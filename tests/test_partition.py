@@ -36,7 +36,7 @@ from bus import keys as bus_keys
 from storage.records import Agent, Run
 from tests._cluster import wait_until
 from tests._netns import NetnsUnavailable, Network, network
-from tests._util import model_env, scripted_runtime
+from tests._util import model_env, owning_archival, scripted_runtime
 from tests.test_distributed import (
     Fleet,
     Submission,
@@ -48,7 +48,6 @@ from tests.test_distributed import (
     human_block,
     make_agents,
     multi_step,
-    owning_archival,
     poll,
     runs_of,
     submit_all,

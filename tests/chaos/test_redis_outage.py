@@ -29,7 +29,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ from bus import (
 from bus.envelopes import InboxMessage
 from bus.local_redis import local_redis_dir
 from bus.streams import list_dead_letters
-from tests._util import model_env
+from tests._util import model_env, owning_archival
 from tests.test_distributed import (
     Fleet,
     Submission,
@@ -147,6 +147,28 @@ def scripted(scripted_model_thread: ThreadedScriptedModel) -> ThreadedScriptedMo
     return scripted_model_thread
 
 
+@pytest.fixture
+async def client(own_redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client of this test's own Redis."""
+    client = connect(own_redis.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def fleet(
+    tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
+) -> AsyncIterator[Fleet]:
+    """Memgrid processes on this test's own Redis (:func:`_fleet`), killed at the end."""
+    fleet = _fleet(tmp_path, scripted, MEMGRID_REDIS_URL=own_redis.url)
+    try:
+        yield fleet
+    finally:
+        await fleet.aclose()
+
+
 def _fleet(
     tmp_path: Path, scripted: ThreadedScriptedModel, home: str = "home", **extra: str
 ) -> Fleet:
@@ -215,22 +237,18 @@ async def _submit_via_api(
 
 
 async def test_a_client_reconnects_on_its_first_command_after_a_restart(
-    own_redis: RedisServer,
+    own_redis: RedisServer, client: aioredis.Redis
 ) -> None:
     # Every pooled connection is dead after a restart: none of them may fail a command.
-    client = connect(own_redis.url)
-    try:
-        async with anyio.create_task_group() as tg:  # several pooled connections
-            for _ in range(4):
-                tg.start_soon(client.blpop, ["nothing"], 0.2)
-        own_redis.kill()
-        own_redis.start()
-        # A live process's loop runs through the outage and takes in the old connections' EOF.
-        await anyio.sleep(0.05)
+    async with anyio.create_task_group() as tg:  # several pooled connections
         for _ in range(4):
-            assert await client.ping()
-    finally:
-        await client.aclose()
+            tg.start_soon(client.blpop, ["nothing"], 0.2)
+    own_redis.kill()
+    own_redis.start()
+    # A live process's loop runs through the outage and takes in the old connections' EOF.
+    await anyio.sleep(0.05)
+    for _ in range(4):
+        assert await client.ping()
 
 
 @pytest.mark.parametrize("address", ["unix", "tcp"])
@@ -269,37 +287,31 @@ async def _answers(http: httpx.AsyncClient, url: str) -> int:
 
 @pytest.mark.timeout(60)
 async def test_serve_with_its_worker_starts_while_redis_is_down(
-    tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
+    own_redis: RedisServer, scripted: ThreadedScriptedModel, fleet: Fleet, client: aioredis.Redis
 ) -> None:
     scripted.model.policy = multi_step(1, 0.0)
-    fleet = _fleet(tmp_path, scripted, MEMGRID_REDIS_URL=own_redis.url)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     own_redis.kill()
-    client = connect(own_redis.url)
-    try:
-        api = await fleet.spawn("api", "serve", "--port", str(port))  # a worker in it
-        log = fleet.log("api")
-        async with httpx.AsyncClient(timeout=10) as http:
-            # It answers (503: try again) instead of refusing connections until Redis is up.
-            status = await poll(
-                lambda: _answers(http, url), within=30, what="the API", alive=api, log=log
-            )
-            assert status == 503, status
-            own_redis.start()
-            await poll(lambda: _healthy(http, url), within=20, what="recovery", alive=api, log=log)
-            rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
-            (agent,) = await make_agents(rt, 1, "late")
-            response = await http.post(
-                f"{url}/v1/agents/{agent.id}/messages",
-                json={"messages": [{"role": "user", "content": "hello"}]},
-            )
-            assert response.status_code == 200, response.text
-            texts = [m.get("content") for m in response.json()["messages"]]
-            assert "re: hello" in texts, texts  # its embedded worker ran the turn
-    finally:
-        await client.aclose()
-        await fleet.aclose()
+    api = await fleet.spawn("api", "serve", "--port", str(port))  # a worker in it
+    log = fleet.log("api")
+    async with httpx.AsyncClient(timeout=10) as http:
+        # It answers (503: try again) instead of refusing connections until Redis is up.
+        status = await poll(
+            lambda: _answers(http, url), within=30, what="the API", alive=api, log=log
+        )
+        assert status == 503, status
+        own_redis.start()
+        await poll(lambda: _healthy(http, url), within=20, what="recovery", alive=api, log=log)
+        rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
+        (agent,) = await make_agents(rt, 1, "late")
+        response = await http.post(
+            f"{url}/v1/agents/{agent.id}/messages",
+            json={"messages": [{"role": "user", "content": "hello"}]},
+        )
+        assert response.status_code == 200, response.text
+        texts = [m.get("content") for m in response.json()["messages"]]
+        assert "re: hello" in texts, texts  # its embedded worker ran the turn
 
 
 @pytest.mark.timeout(90)
@@ -315,86 +327,75 @@ async def test_serve_with_its_worker_starts_while_redis_is_down(
     ids=["short-outage", "outage-beyond-the-lease"],
 )
 async def test_worker_finishes_a_turn_across_a_redis_restart(
-    tmp_path: Path,
     own_redis: RedisServer,
     scripted: ThreadedScriptedModel,
     lease_ms: int,
     outage_s: float,
+    fleet: Fleet,
+    client: aioredis.Redis,
 ) -> None:
     steps, delay = 3, 0.4
     scripted.model.policy = multi_step(steps, delay)
-    fleet = _fleet(tmp_path, scripted, MEMGRID_REDIS_URL=own_redis.url)
-    client = connect(own_redis.url)
-    try:
-        # Two attempts: an outage may cost the turn it cut one attempt, never more.
-        worker = await fleet.worker(
-            client, "outage-w", "--max-attempts", "2", lease_ms=lease_ms, concurrency=4
-        )
-        log = fleet.log("outage-w")
-        rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
-        agents = await make_agents(rt, 2, "restart")
-        runs = RunStore(client)
-        submitted: list[Submission] = []
-        for index, agent in enumerate(agents):
-            for n in range(2):
-                text = f"w{index}-m{n}"
-                sub = await runs.submit(agent.id, [InboxMessage(content=text)], otid=text)
-                submitted.append((agent.id, sub.run_id, text))
+    # Two attempts: an outage may cost the turn it cut one attempt, never more.
+    worker = await fleet.worker(
+        client, "outage-w", "--max-attempts", "2", lease_ms=lease_ms, concurrency=4
+    )
+    log = fleet.log("outage-w")
+    rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
+    agents = await make_agents(rt, 2, "restart")
+    runs = RunStore(client)
+    submitted: list[Submission] = []
+    for index, agent in enumerate(agents):
+        for n in range(2):
+            text = f"w{index}-m{n}"
+            sub = await runs.submit(agent.id, [InboxMessage(content=text)], otid=text)
+            submitted.append((agent.id, sub.run_id, text))
 
-        async def mid_turn() -> bool:
-            found = await runs_of(client, submitted)
-            return any(r is not None and r.status == "running" and r.steps == 1 for r in found)
+    async def mid_turn() -> bool:
+        found = await runs_of(client, submitted)
+        return any(r is not None and r.status == "running" and r.steps == 1 for r in found)
 
-        await poll(mid_turn, within=20, what="a turn in flight", alive=worker, log=log)
-        own_redis.kill()
-        await poll(lambda: _down(client), within=10, what="the outage")
+    await poll(mid_turn, within=20, what="a turn in flight", alive=worker, log=log)
+    own_redis.kill()
+    await poll(lambda: _down(client), within=10, what="the outage")
 
-        async def gave_up_the_turn() -> bool:  # its turn failed; it tried to release the agent
-            return "worker outage-w release" in log() or "agent_handling_failed" in log()
+    async def gave_up_the_turn() -> bool:  # its turn failed; it tried to release the agent
+        return "worker outage-w release" in log() or "agent_handling_failed" in log()
 
-        await poll(gave_up_the_turn, within=10, what="the turn to fail", alive=worker, log=log)
-        await anyio.sleep(outage_s)  # how long Redis stays away: the scenario, not a wait
-        own_redis.start()
-        done = await wait_all_finished(client, submitted, within=20, fleet=fleet)
-        await assert_exactly_once(rt, agents, submitted, done)
-        expected = appended(submitted, steps - 1)
-        for agent in agents:
-            assert (await human_block(rt, agent)).value == expected[agent.id]
-        assert worker.returncode is None
-        assert not await list_dead_letters(client)
-        assert max(r.attempts for r in done) == 2, [r.attempts for r in done]  # the cut turn
-        fleet.signal("outage-w", signal.SIGTERM)
-        assert await fleet.wait("outage-w", within=15) == 0, log()
-    finally:
-        await client.aclose()
-        await fleet.aclose()
+    await poll(gave_up_the_turn, within=10, what="the turn to fail", alive=worker, log=log)
+    await anyio.sleep(outage_s)  # how long Redis stays away: the scenario, not a wait
+    own_redis.start()
+    done = await wait_all_finished(client, submitted, within=20, fleet=fleet)
+    await assert_exactly_once(rt, agents, submitted, done)
+    expected = appended(submitted, steps - 1)
+    for agent in agents:
+        assert (await human_block(rt, agent)).value == expected[agent.id]
+    assert worker.returncode is None
+    assert not await list_dead_letters(client)
+    assert max(r.attempts for r in done) == 2, [r.attempts for r in done]  # the cut turn
+    fleet.signal("outage-w", signal.SIGTERM)
+    assert await fleet.wait("outage-w", within=15) == 0, log()
 
 
 @pytest.mark.timeout(60)
 async def test_worker_serves_a_redis_that_came_back_without_its_data(
-    tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
+    own_redis: RedisServer, scripted: ThreadedScriptedModel, fleet: Fleet, client: aioredis.Redis
 ) -> None:
     scripted.model.policy = multi_step(1, 0.0)
-    fleet = _fleet(tmp_path, scripted, MEMGRID_REDIS_URL=own_redis.url)
-    client = connect(own_redis.url)
-    try:
-        worker = await fleet.worker(client, "empty-w")
-        log = fleet.log("empty-w")
-        rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
-        own_redis.kill()
-        await poll(lambda: _down(client), within=10, what="the outage")
-        shutil.rmtree(own_redis.folder)  # no AOF: it comes back empty, groups and all
-        own_redis.folder.mkdir()
-        own_redis.start()
-        (agent,) = await make_agents(rt, 1, "empty")
-        sub = await RunStore(client).submit(agent.id, [InboxMessage(content="hi")], otid="e1")
-        submitted = [(agent.id, sub.run_id, "hi")]
-        done = await wait_all_finished(client, submitted, within=20, fleet=fleet)
-        await assert_exactly_once(rt, [agent], submitted, done)
-        assert worker.returncode is None, log()
-    finally:
-        await client.aclose()
-        await fleet.aclose()
+    worker = await fleet.worker(client, "empty-w")
+    log = fleet.log("empty-w")
+    rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
+    own_redis.kill()
+    await poll(lambda: _down(client), within=10, what="the outage")
+    shutil.rmtree(own_redis.folder)  # no AOF: it comes back empty, groups and all
+    own_redis.folder.mkdir()
+    own_redis.start()
+    (agent,) = await make_agents(rt, 1, "empty")
+    sub = await RunStore(client).submit(agent.id, [InboxMessage(content="hi")], otid="e1")
+    submitted = [(agent.id, sub.run_id, "hi")]
+    done = await wait_all_finished(client, submitted, within=20, fleet=fleet)
+    await assert_exactly_once(rt, [agent], submitted, done)
+    assert worker.returncode is None, log()
 
 
 @pytest.fixture
@@ -403,98 +404,82 @@ def archival_owner(
 ) -> Iterator[None]:
     """This process owns the embedded passage engine and serves it over Redis, on a thread of
     its own (as ``memgrid up`` does in its main loop)."""
-    from orchestrator.bootstrap import open_runtime
-
-    monkeypatch.setenv("MEMGRID_HOME", str(tmp_path / "owner"))
     monkeypatch.setenv("MEMGRID_EMBEDDING", "hashing/384")
-    owner = open_runtime(redis_url=own_redis.url, own_archival=True)
-    with (
-        anyio.from_thread.start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(owner),
-    ):
+    env = {"MEMGRID_HOME": str(tmp_path / "owner"), "MEMGRID_REDIS_URL": own_redis.url}
+    with owning_archival(env, monkeypatch):
         yield
 
 
 @pytest.mark.timeout(60)
 async def test_archival_server_answers_again_after_a_redis_restart(
-    own_redis: RedisServer, archival_owner: None
+    own_redis: RedisServer, archival_owner: None, client: aioredis.Redis
 ) -> None:
     from agents.archival_rpc import RemoteArchival
 
-    client = connect(own_redis.url)
-    try:
-        remote = RemoteArchival(client, timeout_s=10)
-        await remote.insert("agent-x", "hashing/384", "before the outage", [])
-        assert await remote.count("agent-x") == 1
-        own_redis.kill()
-        with pytest.raises(redis.ConnectionError):
-            await remote.count("agent-y")
-        # The server's blocked read broke with the server: its loop must ride that out.
-        own_redis.start()
-        fresh = RemoteArchival(client, timeout_s=10, stats_ttl_s=0)
+    remote = RemoteArchival(client, timeout_s=10)
+    await remote.insert("agent-x", "hashing/384", "before the outage", [])
+    assert await remote.count("agent-x") == 1
+    own_redis.kill()
+    with pytest.raises(redis.ConnectionError):
+        await remote.count("agent-y")
+    # The server's blocked read broke with the server: its loop must ride that out.
+    own_redis.start()
+    fresh = RemoteArchival(client, timeout_s=10, stats_ttl_s=0)
 
-        assert await _count_once_answering(fresh, "agent-x", redis.ConnectionError) == 1
-        inserted = await fresh.insert("agent-x", "hashing/384", "after the outage", [])
-        assert inserted.text == "after the outage"
-    finally:
-        await client.aclose()
+    assert await _count_once_answering(fresh, "agent-x", redis.ConnectionError) == 1
+    inserted = await fresh.insert("agent-x", "hashing/384", "after the outage", [])
+    assert inserted.text == "after the outage"
 
 
 @pytest.mark.timeout(90)
 async def test_api_answers_503_while_redis_is_down_and_recovers(
-    tmp_path: Path, own_redis: RedisServer, scripted: ThreadedScriptedModel
+    own_redis: RedisServer, scripted: ThreadedScriptedModel, fleet: Fleet, client: aioredis.Redis
 ) -> None:
-    fleet = _fleet(tmp_path, scripted, MEMGRID_REDIS_URL=own_redis.url)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    client = connect(own_redis.url)
-    try:
-        # It owns the embedded passage engine, so it also serves archival memory over Redis.
-        api = await fleet.spawn("api", "serve", "--no-worker", "--port", str(port))
-        log = fleet.log("api")
-        async with httpx.AsyncClient(timeout=10) as http:
-            await poll(lambda: _healthy(http, url), within=60, what="the API", alive=api, log=log)
-            rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
-            (agent,) = await make_agents(rt, 1, "api-outage")
-            assert (await http.get(f"{url}/v1/agents/{agent.id}")).status_code == 200
+    # It owns the embedded passage engine, so it also serves archival memory over Redis.
+    api = await fleet.spawn("api", "serve", "--no-worker", "--port", str(port))
+    log = fleet.log("api")
+    async with httpx.AsyncClient(timeout=10) as http:
+        await poll(lambda: _healthy(http, url), within=60, what="the API", alive=api, log=log)
+        rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=scripted.base_url)))
+        (agent,) = await make_agents(rt, 1, "api-outage")
+        assert (await http.get(f"{url}/v1/agents/{agent.id}")).status_code == 200
 
-            own_redis.kill()
-            for path in (f"/v1/agents/{agent.id}", "/v1/agents/", "/v1/health/"):
-                response = await http.get(f"{url}{path}")
-                assert response.status_code == 503, (path, response.status_code, response.text)
-                assert int(response.headers["retry-after"]) >= 1, response.headers
-                if path != "/v1/health/":
-                    assert f"127.0.0.1:{own_redis.port}" in response.json()["detail"]
-            response = await http.post(
-                f"{url}/v1/agents/{agent.id}/messages/async",
-                json={"messages": [{"role": "user", "content": "hi"}]},
-            )
-            assert response.status_code == 503, response.text
+        own_redis.kill()
+        for path in (f"/v1/agents/{agent.id}", "/v1/agents/", "/v1/health/"):
+            response = await http.get(f"{url}{path}")
+            assert response.status_code == 503, (path, response.status_code, response.text)
+            assert int(response.headers["retry-after"]) >= 1, response.headers
+            if path != "/v1/health/":
+                assert f"127.0.0.1:{own_redis.port}" in response.json()["detail"]
+        response = await http.post(
+            f"{url}/v1/agents/{agent.id}/messages/async",
+            json={"messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert response.status_code == 503, response.text
 
-            # Long enough for the process's loops (archival server) to meet the outage.
-            await poll(
-                lambda: _logged(log, "redis_unavailable"),
-                within=10,
-                what="the outage to be noticed",
-                alive=api,
-                log=log,
-            )
-            own_redis.start()
-            await poll(lambda: _healthy(http, url), within=20, what="recovery", alive=api, log=log)
-            assert (await http.get(f"{url}/v1/agents/{agent.id}")).status_code == 200
-            assert api.returncode is None
-            # Once per outage and loop (the archival server's, the callback sender's), and
-            # once for the requests answered 503.
-            loops = [
-                json.loads(line).get("loop")
-                for line in log().splitlines()
-                if '"event": "redis_unavailable"' in line
-            ]
-            assert loops and sorted(loops) == sorted(set(loops)), log()
-            assert log().count('"event": "api_redis_unavailable"') == 1, log()
-    finally:
-        await client.aclose()
-        await fleet.aclose()
+        # Long enough for the process's loops (archival server) to meet the outage.
+        await poll(
+            lambda: _logged(log, "redis_unavailable"),
+            within=10,
+            what="the outage to be noticed",
+            alive=api,
+            log=log,
+        )
+        own_redis.start()
+        await poll(lambda: _healthy(http, url), within=20, what="recovery", alive=api, log=log)
+        assert (await http.get(f"{url}/v1/agents/{agent.id}")).status_code == 200
+        assert api.returncode is None
+        # Once per outage and loop (the archival server's, the callback sender's), and
+        # once for the requests answered 503.
+        loops = [
+            json.loads(line).get("loop")
+            for line in log().splitlines()
+            if '"event": "redis_unavailable"' in line
+        ]
+        assert loops and sorted(loops) == sorted(set(loops)), log()
+        assert log().count('"event": "api_redis_unavailable"') == 1, log()
 
 
 @pytest.mark.timeout(120)
@@ -592,13 +577,12 @@ async def test_memgrid_up_rides_out_a_killed_redis(
 
 @pytest.mark.timeout(60)
 async def test_archival_server_rides_out_a_demotion_to_replica(
-    own_redis: RedisServer, archival_owner: None
+    own_redis: RedisServer, archival_owner: None, client: aioredis.Redis
 ) -> None:
     from agents.archival_rpc import RemoteArchival
 
     # A failover demotes the primary: blocked reads end with UNBLOCKED, writes get READONLY.
     admin = redis.Redis.from_url(own_redis.url)
-    client = connect(own_redis.url)
     try:
         remote = RemoteArchival(client, timeout_s=10, stats_ttl_s=0)
         await remote.insert("agent-r", "hashing/384", "before the failover", [])
@@ -610,4 +594,3 @@ async def test_archival_server_rides_out_a_demotion_to_replica(
         assert await _count_once_answering(remote, "agent-r", redis.RedisError) == 1
     finally:
         admin.close()
-        await client.aclose()
