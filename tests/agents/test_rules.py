@@ -535,39 +535,38 @@ async def test_loop_conditional(rt: Runtime, function_model: FunctionModel) -> N
             require_output_mapping=True,
         ),
     )
-    function_model.policy = sequence(
-        tool_call("flip", side="heads", request_heartbeat=False),
-        say("too early"),
-        tool_call(APPEND, label="human", content="won a toss", request_heartbeat=True),
-        say("heads it was"),
-    )
-    result = await turn_result(rt, agent)
-    assert result.replies == ["heads it was"]
-    assert [r.tool_names for r in function_model.requests[1:3]] == [{APPEND}, {APPEND}]
-    assert _results(function_model.requests[2]) == [
+    # A known output makes its tool the only one; an output the mapping does not know leaves
+    # only the exit tools. Each turn: the model's steps, its reply, what it was offered (twice:
+    # once refused) and the refusal.
+    turns = [
         (
-            "Failed",
+            [
+                tool_call("flip", side="heads", request_heartbeat=False),
+                say("too early"),
+                tool_call(APPEND, label="human", content="won a toss", request_heartbeat=True),
+                say("heads it was"),
+            ],
+            "heads it was",
+            {APPEND},
             "send_message may not be called now: flip returned 'heads', so core_memory_append "
             "is next. Tools you may call now: core_memory_append.",
-        )
-    ]
-
-    # An output the mapping does not know leaves only the exit tools.
-    function_model.requests.clear()
-    function_model.policy = sequence(
-        tool_call("flip", side="edge"), tool_call(SEARCH, query="tea"), say("odd toss")
-    )
-    result = await turn_result(rt, agent)
-    assert result.replies == ["odd toss"]
-    assert [r.tool_names for r in function_model.requests[1:3]] == [{SEND}, {SEND}]
-    assert _results(function_model.requests[2]) == [
+        ),
         (
-            "Failed",
+            [tool_call("flip", side="edge"), tool_call(SEARCH, query="tea"), say("odd toss")],
+            "odd toss",
+            {SEND},
             "conversation_search may not be called now: flip returned 'edge', which is none of "
             "its expected outputs ('heads', 'tails'), so no tool may follow it. Tools you may "
             "call now: send_message.",
-        )
+        ),
     ]
+    for steps, reply, offered, refusal in turns:
+        function_model.requests.clear()
+        function_model.policy = sequence(*steps)
+        result = await turn_result(rt, agent)
+        assert result.replies == [reply]
+        assert [r.tool_names for r in function_model.requests[1:3]] == [offered, offered]
+        assert _results(function_model.requests[2]) == [("Failed", refusal)]
 
 
 async def test_loop_max_count_per_step(rt: Runtime, function_model: FunctionModel) -> None:
