@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 import anyio
@@ -67,6 +68,15 @@ def _send_to(other_agent_id: str, message: str = "hi", *, wait: bool = False) ->
     return policy
 
 
+def _pong_or(pong: str, sender: Policy) -> Policy:
+    """Agents whose role is ponger answer ``pong``; the others play ``sender``."""
+
+    def policy(request: ChatRequest) -> Outcome | Awaitable[Outcome]:
+        return say(pong) if _role(request) == "ponger" else sender(request)
+
+    return policy
+
+
 async def _agent(rt: Runtime, name: str, role: str, tags: list[str] | None = None) -> Agent:
     return await _messenger(rt, name, f"ROLE:{role}", tags=tags or [])
 
@@ -110,20 +120,11 @@ async def _run(rt: Runtime, agent: Agent, text: str, *, limit_s: float = 20) -> 
 async def test_wait_for_reply_suspends_and_resumes(
     runtime: Runtime, function_model: FunctionModel
 ) -> None:
-    def policy(request: ChatRequest) -> Outcome:
-        if _role(request) == "ponger":
-            return say("pong from bob")
-        if _after_tool(request):
-            return say(f"bob said: {_tool_message(request)['message']}")
-        return tool_call(
-            "send_message_to_agent_and_wait_for_reply", message="ping", other_agent_id="bob"
-        )
-
-    function_model.policy = policy
+    function_model.policy = _pong_or("pong from bob", _send_to("bob", "ping", wait=True))
     alice = await _agent(runtime, "alice", "pinger")
     bob = await _agent(runtime, "bob", "ponger")
     replies = await _run(runtime, alice, "go")
-    assert replies == ["bob said: pong from bob"]
+    assert replies == ["result: pong from bob"]
     # Bob saw who sent it.
     [incoming] = await runtime.messages.list(bob.id, roles=["user"])
     assert incoming.sender_id == alice.id and "alice" in incoming.content
@@ -217,14 +218,7 @@ async def test_exit_loop_on_a_waiting_tool_ends_the_turn_at_the_reply(
 ) -> None:
     from storage.records import ExitLoop
 
-    def policy(request: ChatRequest) -> Outcome:
-        if _role(request) == "ponger":
-            return say("pong")
-        return tool_call(
-            "send_message_to_agent_and_wait_for_reply", message="ping", other_agent_id="pong2"
-        )
-
-    function_model.policy = policy
+    function_model.policy = _pong_or("pong", _send_to("pong2", "ping", wait=True))
     asker = await create_agent(
         runtime,
         AgentSpec(
