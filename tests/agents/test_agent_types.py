@@ -40,6 +40,12 @@ async def _agent(rt: Runtime, agent_type: str | None) -> Agent:
     return await create_agent(rt, spec)
 
 
+@pytest.fixture
+async def agent(runtime: Runtime) -> Agent:
+    """A letta_v1 agent (tests of other types make theirs with :func:`_agent`)."""
+    return await _agent(runtime, "letta_v1_agent")
+
+
 def _parameters(request: ChatRequest) -> dict[str, set[str]]:
     return {
         t.function.name: set((t.function.parameters or {}).get("properties", {}))
@@ -56,9 +62,8 @@ async def test_an_agent_is_memgpt_unless_told_otherwise(runtime: Runtime) -> Non
 
 
 async def test_letta_v1_plain_text_is_the_reply(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await _agent(runtime, "letta_v1_agent")
     assert agent.agent_type == "letta_v1_agent" and agent.tools == V1_TOOLS
     function_model.policy = sequence(text("Hello, Bob."))
     events, result = await turn(runtime, agent, "hi, I am Bob")
@@ -77,9 +82,8 @@ async def test_letta_v1_plain_text_is_the_reply(
 
 
 async def test_letta_v1_tools_chain_steps_without_heartbeats(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await _agent(runtime, "letta_v1_agent")
     function_model.policy = sequence(
         tool_calls(call("memory_insert", label="human", new_str="Name: Bob")),
         tool_calls(call("conversation_search", query="Bob")),
@@ -114,9 +118,8 @@ async def test_letta_v1_tools_chain_steps_without_heartbeats(
 
 
 async def test_letta_v1_reasoning_and_text_beside_tool_calls(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await _agent(runtime, "letta_v1_agent")
     function_model.policy = sequence(
         Reply(
             content="Let me look that up.",
@@ -148,9 +151,8 @@ async def test_letta_v1_reasoning_and_text_beside_tool_calls(
 
 
 async def test_letta_v1_calls_past_the_step_limit_stop_as_max_steps(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await _agent(runtime, "letta_v1_agent")
     await runtime.agents.update(agent.id, max_steps=2)
     function_model.policy = sequence(
         tool_calls(call("conversation_search", query="a")),
@@ -206,9 +208,8 @@ async def test_memgpt_v2_edits_memory_with_the_v2_tools(
 
 
 async def test_the_memory_tool_edits_blocks_as_files(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await _agent(runtime, "letta_v1_agent")
     function_model.policy = sequence(
         tool_calls(call("memory", command="create", path="/memories/human", file_text="Tea")),
         tool_calls(call("memory", command="insert", path="/memories/human", insert_text="Bob")),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from agents.events import AssistantMessage, StopReason, UsageStatistics
 from agents.loop import TurnOptions, TurnResult, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent
@@ -20,7 +22,14 @@ from agents.scripted import (
 )
 from bus import connect
 from bus.envelopes import InboxMessage
+from storage.records import Agent
 from tests._util import tool_returns, turn
+
+
+@pytest.fixture
+async def agent(runtime: Runtime) -> Agent:
+    """A memgpt agent with the base tools, as create_agent makes it by default."""
+    return await create_agent(runtime, AgentSpec(name="sam"))
 
 
 async def test_learns_and_corrects_a_name(
@@ -107,9 +116,8 @@ async def test_memory_errors_reach_the_model_and_the_turn_recovers(
 
 
 async def test_malformed_arguments_and_unknown_tools_are_tool_errors(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await create_agent(runtime, AgentSpec(name="bad"))
     function_model.policy = sequence(
         malformed_tool_call("send_message"),
         tool_call("launch_rockets", count=3),
@@ -142,9 +150,8 @@ async def test_step_limit_ends_the_turn(runtime: Runtime, function_model: Functi
 
 
 async def test_plain_text_is_delivered_when_nothing_was_sent(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await create_agent(runtime, AgentSpec(name="plain"))
     function_model.policy = sequence(text("Hello there, I ignore tools."))
     events, result = await turn(runtime, agent, "hi")
     assert result.stop_reason == "end_turn"
@@ -154,9 +161,8 @@ async def test_plain_text_is_delivered_when_nothing_was_sent(
 
 
 async def test_every_message_is_persisted_with_ids(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await create_agent(runtime, AgentSpec(name="log"))
     function_model.policy = sequence(
         tool_call("conversation_search", query="hello", request_heartbeat=True), say("done")
     )
@@ -188,11 +194,10 @@ async def test_every_message_is_persisted_with_ids(
 
 
 async def test_llm_outage_stops_with_llm_api_error_and_keeps_the_input(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
     from agents.scripted import ServerError
 
-    agent = await create_agent(runtime, AgentSpec(name="down"))
     function_model.policy = lambda request: ServerError(status=503)
     _events, result = await turn(runtime, agent, "are you there?")
     assert result.stop_reason == "llm_api_error"
@@ -205,9 +210,8 @@ def _unused(request: ChatRequest) -> None:  # keeps the import used for typing p
 
 
 async def test_settings_changed_during_a_step_survive_its_commit(
-    runtime: Runtime, function_model: FunctionModel
+    runtime: Runtime, function_model: FunctionModel, agent: Agent
 ) -> None:
-    agent = await create_agent(runtime, AgentSpec(name="racy"))
 
     async def policy(request: ChatRequest) -> Outcome:
         # The API edits the agent while the model is thinking.
