@@ -24,13 +24,18 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await opened.aclose()
 
 
+async def _put_in_order(store: PassageStore, *owned: tuple[str, str]) -> None:
+    """Store each (owner, text), created at 1.0, 2.0, ... in this order."""
+    await put(store, *(make(owner, text, at=float(n)) for n, (owner, text) in enumerate(owned, 1)))
+
+
 async def test_search_over_several_owners_ranks_them_together(store: PassageStore) -> None:
-    await put(
+    await _put_in_order(
         store,
-        make(ALICE, "the cat sleeps on the warm sofa", at=1.0),
-        make(ARCHIVE, "the cat sleeps on the sofa all day", at=2.0),
-        make(ARCHIVE, "quarterly budget review", at=3.0),
-        make(BOB, "the cat sleeps on the sofa all day long", at=4.0),
+        (ALICE, "the cat sleeps on the warm sofa"),
+        (ARCHIVE, "the cat sleeps on the sofa all day"),
+        (ARCHIVE, "quarterly budget review"),
+        (BOB, "the cat sleeps on the sofa all day long"),
     )
     hits = await store.search([ALICE, ARCHIVE], hash_embed("the cat sleeps on the sofa"), top_k=3)
     assert [hit.passage.owner_id for hit in hits].count(BOB) == 0
@@ -63,13 +68,8 @@ async def test_an_owner_of_another_dimension_is_named(store: PassageStore) -> No
 
 
 async def test_list_and_get_over_several_owners(store: PassageStore) -> None:
-    await put(
-        store,
-        make(ALICE, "a1", at=1.0),
-        make(ARCHIVE, "s2", at=2.0),
-        make(BOB, "b3", at=3.0),
-        make(ALICE, "a4", at=4.0),
-        make(ARCHIVE, "s5", at=5.0),
+    await _put_in_order(
+        store, (ALICE, "a1"), (ARCHIVE, "s2"), (BOB, "b3"), (ALICE, "a4"), (ARCHIVE, "s5")
     )
     both = [ALICE, ARCHIVE]
     assert [p.text for p in await store.list(both)] == ["a1", "s2", "a4", "s5"]
