@@ -235,28 +235,17 @@ async def test_search_by_date_range(
     rt: Runtime, function_model: FunctionModel, archival: PassageArchival, agent: Agent
 ) -> None:
     await _seed(archival, agent, ("the boiler was serviced", ["home"]))
-    now = dt.datetime.now(dt.UTC)
+    now, hour = dt.datetime.now(dt.UTC), dt.timedelta(hours=1)
     tomorrow, today = _tomorrow_and_today()
-    function_model.policy = sequence(
-        _chained("archival_memory_search", query="boiler", start_datetime=tomorrow),
-        _chained(
-            "archival_memory_search",
-            query="boiler",
-            start_datetime=_iso(now - dt.timedelta(hours=1)),
-            end_datetime=_iso(now + dt.timedelta(hours=1)),
-        ),
+    windows = [
+        {"start_datetime": tomorrow},
+        {"start_datetime": _iso(now - hour), "end_datetime": _iso(now + hour)},
         # A bare date as the end bound covers that whole day; two days ago is still too early.
-        _chained(
-            "archival_memory_search",
-            query="boiler",
-            end_datetime=(now - dt.timedelta(days=2)).date().isoformat(),
-        ),
-        _chained(
-            "archival_memory_search",
-            query="boiler",
-            start_datetime=today,
-            end_datetime=today,
-        ),
+        {"end_datetime": (now - dt.timedelta(days=2)).date().isoformat()},
+        {"start_datetime": today, "end_datetime": today},
+    ]
+    function_model.policy = sequence(
+        *(_chained("archival_memory_search", query="boiler", **window) for window in windows),
         say("done"),
     )
     events, _ = await turn(rt, agent, "when was the boiler serviced?")
