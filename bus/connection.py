@@ -12,6 +12,7 @@ touches one slot (see :mod:`bus.keys`), so both clients run the same code.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -60,12 +61,19 @@ request answers "try again"."""
 # whose primary is gone, a cluster slot moving.
 _TRANSIENT_REPLIES = ("UNBLOCKED", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
+# The same, and READONLY, from a command inside a Lua script: Redis wraps them in
+# ``Error running script ...: -READONLY You can't write ...`` (a plain ResponseError).
+_IN_SCRIPT = re.compile(r"-(READONLY|LOADING|" + "|".join(_TRANSIENT_REPLIES) + r")\b")
+
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` says Redis is away or changing state for a while (wait, try again)."""
     if isinstance(exc, TRANSIENT_ERRORS):
         return True
-    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
+    if not isinstance(exc, ResponseError):
+        return False
+    text = str(exc)
+    return text.startswith(_TRANSIENT_REPLIES) or _IN_SCRIPT.search(text) is not None
 
 
 _log = structlog.get_logger("memgrid.redis")

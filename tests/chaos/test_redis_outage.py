@@ -575,6 +575,31 @@ async def test_memgrid_up_rides_out_a_killed_redis(
         await anyio.to_thread.run_sync(stop_local_redis, home)
 
 
+@pytest.mark.timeout(30)
+async def test_a_scripts_write_on_a_demoted_primary_is_an_outage_to_wait_out(
+    own_redis: RedisServer, client: aioredis.Redis
+) -> None:
+    """A Lua script that writes on a replica fails with ``Error running script ... -READONLY``
+    (a plain ResponseError, not ReadOnlyError): every loop that waits out a failover must read it
+    as one, or the archival server's ack after a demotion ends its loop."""
+    from bus import streams
+    from bus.connection import is_transient
+
+    await streams.ensure_group(client, "mg:test:demoted")
+    await client.xadd("mg:test:demoted", {"r": "x"})
+    admin = redis.Redis.from_url(own_redis.url)
+    try:
+        admin.replicaof("127.0.0.1", str(_free_port()))  # a primary that never answers
+        with pytest.raises(redis.RedisError) as refused:
+            await streams.ack_and_delete(client, "mg:test:demoted", "0-1")
+        assert "READONLY" in str(refused.value)
+        assert is_transient(refused.value)
+        assert not is_transient(redis.ResponseError("Error running script: @user_script:1: oops"))
+    finally:
+        admin.replicaof("NO", "ONE")
+        admin.close()
+
+
 @pytest.mark.timeout(60)
 async def test_archival_server_rides_out_a_demotion_to_replica(
     own_redis: RedisServer, archival_owner: None, client: aioredis.Redis
