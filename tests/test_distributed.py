@@ -458,6 +458,13 @@ async def test_sigterm_drains_and_another_worker_resumes(
     agents = await make_agents(rt, 2, "drain")
     await fleet.worker(rt.redis, "drain-a", "--drain-seconds", "5", lease_ms=lease_ms)
     submitted = await submit_all(rt, agents, 3)
+
+    async def holds_both() -> bool:
+        return len(await _held_by(rt.redis, agents, "drain-a")) == len(agents)
+
+    # drain-b starts once drain-a holds both agents (it keeps them while their inboxes last):
+    # started earlier, on a loaded machine it could take one first and drain-a never would.
+    await poll(holds_both, within=20, what="drain-a to hold both agents")
     await fleet.worker(rt.redis, "drain-b", lease_ms=lease_ms)
 
     async def mid_turn() -> bool:  # drain-a holds both agents, a run has steps to go
