@@ -164,7 +164,7 @@ class LLMClient(ChatModel):
         self._tls: ssl.SSLContext | None = None  # one for all clients: each costs ~10 ms
 
     def _sdk_client(self, connections: int) -> openai.AsyncOpenAI:
-        import httpx2  # the HTTP client the openai SDK is built on, for its pool limits
+        import httpx2  # the SDK's HTTP client interface (limits, TLS), over aiohttp here
         import openai
 
         settings = self.settings
@@ -176,7 +176,7 @@ class LLMClient(ChatModel):
             api_key=settings.api_key or "not-needed",
             timeout=settings.timeout_s,
             max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(
+            http_client=openai.DefaultAioHttpClient(
                 verify=self._tls,
                 timeout=settings.timeout_s,
                 limits=httpx2.Limits(
