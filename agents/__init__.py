@@ -22,7 +22,7 @@ Errors, under memgrid's root (:mod:`storage.errors`)::
     └── ControlSignal
         ├── ToolError              a refusal the model reads as the tool's result
         ├── AwaitReplies           a tool asks to wait for replies (agents.messaging)
-        ├── Suspended              the run waits for other agents (agents._turn)
+        ├── RepliesPending         the run waits for other agents (agents._turn)
         └── Preempted              the worker stops: resume the run elsewhere
 
 ``LLMError`` and ``ScriptedModelError`` are the bases of the model's and the scripted model's
@@ -41,7 +41,8 @@ from bus._lazy import lazy_exports as _lazy_exports
 if TYPE_CHECKING:  # the same names, seen by type checkers; at run time they load on first use
     from agents.archival import PassageArchival
     from agents.archival_rpc import ArchivalUnavailable
-    from agents.events import (
+    from agents.ingest import attach_source, extract_text, file_type
+    from agents.letta_messages import (
         ApprovalRequestMessage,
         ApprovalResponseMessage,
         AssistantMessage,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:  # the same names, seen by type checkers; at run time they loa
         UsageStatistics,
         UserMessage,
     )
-    from agents.ingest import attach_source, extract_text, file_type
     from agents.limits import MessageTooLarge, MessageTooLong
     from agents.llm import (
         ContextWindowExceeded,

@@ -9,7 +9,7 @@ reasoning (``reasoning_content``), becomes ``reasoning_message`` pieces (part ``
 it arrives (:class:`JsonStringField`), ``assistant_message`` pieces (parts ``a0``, ``a1``…).
 For a letta_v1 agent (``text_is_reply``) the text is the reply (part ``a0``) and the native
 reasoning the ``reasoning_message``. Pieces go to
-the run's event stream as deltas (:func:`bus.events.publish_deltas`), outside the step's
+the run's event stream as deltas (:func:`bus.run_events.publish_deltas`), outside the step's
 exactly-once commit; the committed message is the whole one, once.
 
 A stream that breaks is retried as a whole (:class:`agents.llm.LLMClient`), and the client must
@@ -31,7 +31,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from agents._streaming import CallDelta
-from agents.events import (
+from agents.letta_messages import (
     REASONING_PART,
     AssistantMessage,
     ReasoningMessage,
@@ -39,7 +39,7 @@ from agents.events import (
     iso,
     reply_part,
 )
-from bus.events import publish_deltas
+from bus.run_events import publish_deltas
 from storage.records import new_id
 
 __all__ = ("JsonStringField", "TokenStream")
@@ -203,7 +203,7 @@ class TokenStream:
                 part = self._parts[index]
                 self._current[part] = self._current.get(part, "") + text
         # The committed reasoning is the text, stripped, or else the first call's
-        # inner_thoughts argument as it is (see agents.events.expand).
+        # inner_thoughts argument as it is (see agents.letta_messages.expand).
         if self._content.strip():
             self._current[REASONING_PART] = self._content.lstrip()
         elif self._thought.strip():

@@ -13,10 +13,10 @@ import redis.asyncio as aioredis
 import structlog
 
 from agents._waits import end_wait, relay_replies, stage_reply
-from agents.events import StopReason, UsageStatistics, event_encoder
+from agents.letta_messages import StopReason, UsageStatistics, event_encoder
 from bus import streams
-from bus.events import stage_events
 from bus.lease import Lease, fenced
+from bus.run_events import stage_events
 from storage import keys
 from storage.records import Run, encode
 from storage.settings import StorageSettings

@@ -18,7 +18,7 @@ import structlog
 
 from agents._endings import answer_for_deleted, dead_letter_run, dead_letter_unreadable
 from agents._waits import relay_replies, wait_over
-from agents.loop import Preempted, Suspended, TurnOptions, run_turn
+from agents.loop import Preempted, RepliesPending, TurnOptions, run_turn
 from bus import keys as bus_keys
 from bus import streams
 from bus.connection import is_transient
@@ -143,7 +143,7 @@ async def process_entry(
         )
         async for _event in run_turn(worker.rt, agent_id, envelope.messages, options):
             pass
-    except Suspended:
+    except RepliesPending:
         return run
     except Preempted:
         bound.info("run_preempted", steps=run.steps)

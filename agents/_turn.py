@@ -20,7 +20,8 @@ import structlog
 from agents._deltas import TokenStream
 from agents._waits import end_wait, stage_reply
 from agents.context import MemoryStats, archival_totals, compile_system, to_openai_messages
-from agents.events import (
+from agents.gate import TurnState
+from agents.letta_messages import (
     Event,
     StopReason,
     StopReasonName,
@@ -28,12 +29,11 @@ from agents.events import (
     event_encoder,
     expand,
 )
-from agents.gate import TurnState
 from agents.prompts import HEARTBEAT_REASON
 from agents.runtime import Runtime
 from bus import keys as bus_keys
-from bus.events import stage_events
 from bus.lease import Lease, WatchConflict, fenced
+from bus.run_events import stage_events
 from storage import keys
 from storage.errors import ControlSignal
 from storage.records import Agent, Block, Message, Run, ToolCall, Wait, decode, encode, new_id
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 __all__ = (
     "CANCELLED",
     "Preempted",
+    "RepliesPending",
     "StepOutcome",
-    "Suspended",
     "Turn",
     "cancel_requested",
     "heartbeat",
@@ -69,7 +69,7 @@ class Preempted(ControlSignal):
     """The worker is stopping: the run stops after a committed step, to be resumed elsewhere."""
 
 
-class Suspended(ControlSignal):
+class RepliesPending(ControlSignal):
     """The run waits for other agents' replies; it resumes when they arrive or time out."""
 
 
@@ -296,7 +296,7 @@ async def resume(turn: Turn) -> list[Message]:
     """The messages that answer a waiting run's tool call, once replies or the deadline came.
 
     Raises:
-        Suspended: replies are still due and the deadline has not passed.
+        RepliesPending: replies are still due and the deadline has not passed.
     """
     rt, run = turn.rt, turn.run
     wait = run.wait
@@ -314,7 +314,9 @@ async def resume(turn: Turn) -> list[Message]:
     # The deadline is on the server's clock (as the timers are): a worker whose own clock is
     # behind must not take a fired timer for an early wake-up, and sleep on with none left.
     if len(replies) < len(wait.targets) and seconds + micros / 1e6 < wait.deadline:
-        raise Suspended(f"run {run.id} still waits for {len(wait.targets) - len(replies)} replies")
+        raise RepliesPending(
+            f"run {run.id} still waits for {len(wait.targets) - len(replies)} replies"
+        )
     now = rt.clock()
     await end_wait(rt.redis, run)
     names = _names(wait.targets, records)

@@ -33,13 +33,13 @@ from agents._decide import decide, policy_for
 from agents._turn import (
     CANCELLED,
     Preempted,
+    RepliesPending,
     StepOutcome,
-    Suspended,
     Turn,
     cancel_requested,
     resume,
 )
-from agents.events import Event, StopReasonName
+from agents.letta_messages import Event, StopReasonName
 from agents.runtime import Runtime
 from bus.envelopes import InboxMessage
 from bus.errors import LeaseLost
@@ -47,7 +47,7 @@ from bus.lease import Lease
 from storage.records import Agent, Message, Run, decode, new_id
 from storage.step_reads import StepReads, read_step
 
-__all__ = ("Preempted", "Suspended", "TurnOptions", "TurnResult", "run_turn")
+__all__ = ("Preempted", "RepliesPending", "TurnOptions", "TurnResult", "run_turn")
 
 log = structlog.get_logger("memgrid.loop")
 # Failures that must not be turned into a stop reason: the run is retried or resumed.
@@ -168,7 +168,7 @@ async def run_turn(
                 yield event
             return
     if run.wait is not None:
-        pending = await resume(turn)  # raises Suspended while replies are still due
+        pending = await resume(turn)  # raises RepliesPending while replies are still due
         if turn.end_after_resume:
             result.stop_reason = "end_turn"
             ended = StepOutcome(messages=pending, stop="end_turn")
@@ -201,13 +201,13 @@ async def run_turn(
             for event in await turn.commit(outcome, final=False):
                 yield event
             if run.wait is not None:
-                raise Suspended(f"run {run.id} waits for {run.wait.targets}")
+                raise RepliesPending(f"run {run.id} waits for {run.wait.targets}")
             if options.should_stop is not None and options.should_stop():
                 raise Preempted(f"run {run.id} stopped after step {step} for a shutdown")
         else:
             detail = _step_limit(agent, limit, turn.policy.chains)
             outcome = StepOutcome(messages=[], stop="max_steps", detail=detail)
-    except (*_PROPAGATE, Preempted, Suspended):
+    except (*_PROPAGATE, Preempted, RepliesPending):
         raise
     except Exception as exc:  # the turn must end with a stop reason, never a hang
         bound.exception("turn_failed")

@@ -30,11 +30,11 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from agents.events import Event, StopReason, UsageStatistics, event_decoder
+from agents.letta_messages import Event, StopReason, UsageStatistics, event_decoder
 from bus import keys as bus_keys
 from bus import streams
 from bus.envelopes import InboxMessage, RunRequest, encode_envelope
-from bus.events import OPEN_TTL_S, follow, read_all
+from bus.run_events import OPEN_TTL_S, follow, read_all
 from storage import keys
 from storage._util import mget
 from storage.errors import Conflict, NotFound

@@ -372,7 +372,7 @@ async def _run(
     raw_pipe, raw_one, raw_lat = rows
 
     # Not bus.connect(): redis-py 8 reads with a 5 s socket timeout by default, which breaks
-    # bus.events.follow (XREAD BLOCK 5000) whenever a run is quiet for 5 s.
+    # bus.run_events.follow (XREAD BLOCK 5000) whenever a run is quiet for 5 s.
     client = aioredis.Redis.from_url(url, max_connections=args.agents + 64, socket_timeout=60)
     rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url=model_url)))
     singles: list[tuple[Config, Row]] = []

@@ -14,7 +14,7 @@ import time
 
 import msgspec
 
-from agents.events import Event
+from agents.letta_messages import Event
 from agents.loop import run_turn
 from agents.manage import AgentSpec, BlockSpec
 from agents.runtime import LLMPool, Runtime

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from agents.events import (
+from agents.letta_messages import (
     ApprovalRequestMessage,
     AssistantMessage,
     Event,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import anyio
 
-from agents.events import Event
+from agents.letta_messages import Event
 from agents.manage import AgentSpec, create_agent, delete_agent
 from agents.runs import RunStore, live_workers
 from agents.runtime import Runtime

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import anyio
 import msgspec
 
-from agents.events import AssistantMessage, Event, StopReason
+from agents.letta_messages import AssistantMessage, Event, StopReason
 from agents.runs import RunStore, live_workers
 from agents.runtime import Runtime
 from agents.worker import Worker, WorkerSettings

@@ -22,8 +22,8 @@ import anyio.from_thread
 import pytest
 import redis.asyncio as aioredis
 
-from agents.events import Event, ToolReturnMessage
 from agents.gate import ToolGate
+from agents.letta_messages import Event, ToolReturnMessage
 from agents.llm import LLMSettings
 from agents.loop import TurnResult, run_turn
 from agents.manage import AgentSpec, create_agent

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import msgspec
 
-from agents.events import (
+from agents.letta_messages import (
     REASONING_PART,
     AssistantMessage,
     Event,
@@ -28,7 +28,7 @@ from agents.events import (
     iso,
     reply_part,
 )
-from bus.events import LiveEntry, follow_live, read_live
+from bus.run_events import LiveEntry, follow_live, read_live
 from orchestrator.api.state import Api
 from storage.records import new_id
 

@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from agents.events import (
+from agents.letta_messages import (
     REPLY_TOOL,
     ApprovalRequestMessage,
     AssistantMessage,

@@ -24,7 +24,7 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from agents.events import iso
+from agents.letta_messages import iso
 from orchestrator.api._embedding import embedding_handle
 from orchestrator.api.errors import ApiError
 from orchestrator.api.paging import Paging, newest_first

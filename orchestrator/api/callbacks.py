@@ -32,10 +32,10 @@ import structlog
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
-from agents.events import iso
+from agents.letta_messages import iso
 from bus import keys
 from bus.connection import Outage, is_transient
-from bus.events import follow
+from bus.run_events import follow
 from storage.errors import NotFound
 from storage.records import Run
 

@@ -19,8 +19,8 @@ from typing import Literal
 import msgspec
 import structlog
 
-from agents.events import iso
 from agents.ingest import attach_source, delete_source_passages
+from agents.letta_messages import iso
 from agents.uploads import process_upload
 from orchestrator.api.passages import shared_archival
 from orchestrator.api.state import ApiState

@@ -27,7 +27,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
-from agents.events import (
+from agents.letta_messages import (
     Event,
     LettaMessage,
     StopReason,
@@ -36,7 +36,7 @@ from agents.events import (
     event_decoder,
     event_encoder,
 )
-from bus.events import follow
+from bus.run_events import follow
 from orchestrator.api._inbox import check_sizes, check_url, inbox_messages
 from orchestrator.api._live import Ping, live_events
 from orchestrator.api._presentation import Presentation, presented

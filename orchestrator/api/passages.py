@@ -16,7 +16,7 @@ import msgspec
 from litestar import Controller, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from agents.events import iso
+from agents.letta_messages import iso
 from orchestrator.api.errors import ApiError
 from orchestrator.api.paging import Paging, cursors
 from orchestrator.api.schemas import CreatePassageIn

@@ -10,7 +10,7 @@ from litestar import Controller, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
-from agents.events import LettaMessage, StopReason, UsageStatistics
+from agents.letta_messages import LettaMessage, StopReason, UsageStatistics
 from orchestrator.api.callbacks import callback_state
 from orchestrator.api.errors import RETRY_AFTER_S, ApiError
 from orchestrator.api.ingestion import JobView, file_job_view

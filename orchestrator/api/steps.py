@@ -15,7 +15,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import FromPath
 
-from agents.events import Event, LettaMessage, StopReason, UsageStatistics
+from agents.letta_messages import Event, LettaMessage, StopReason, UsageStatistics
 from agents.llm import model_name
 from orchestrator.api.state import Api
 from storage.errors import NotFound

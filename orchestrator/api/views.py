@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-from agents.events import LettaMessage, StopReason, UsageStatistics, iso
+from agents.letta_messages import LettaMessage, StopReason, UsageStatistics, iso
 from agents.llm import model_name
 from agents.tools.registry import base_tool_records
 from orchestrator.api.callbacks import CallbackState

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 import msgspec
 
-from agents.events import FAILED_STOPS, Event, StopReason, UsageStatistics, event_encoder, iso
+from agents.letta_messages import (
+    FAILED_STOPS,
+    Event,
+    StopReason,
+    UsageStatistics,
+    event_encoder,
+    iso,
+)
 from orchestrator.cli._blocks import print_value
 from orchestrator.cli._common import actions, command, print_json, with_runtime
 from orchestrator.render import note_workers_model, print_event

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from agents.events import Event, StopReason
+from agents.letta_messages import Event, StopReason
 from orchestrator.cli._agents import _letta_response, _turn
 from orchestrator.cli._common import UsageError, print_json, with_runtime
 

@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"{report.input_name[:28]:<28} {run.stop_reason or run.status:<12} "
                 f"{run.usage.step_count:>5} {len(report.runs):>11}  {reply[:60]}"
             )
-        from agents.events import FAILED_STOPS
+        from agents.letta_messages import FAILED_STOPS
 
         failed = [
             r

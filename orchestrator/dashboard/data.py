@@ -12,7 +12,7 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery
 
-from agents.events import iso
+from agents.letta_messages import iso
 from agents.metrics import sample_ready
 from agents.runs import live_workers, retry_dead_letter
 from bus import keys as bus_keys

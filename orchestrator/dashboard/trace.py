@@ -18,7 +18,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import FromPath
 
-from agents.events import (
+from agents.letta_messages import (
     ApprovalRequestMessage,
     AssistantMessage,
     Event,

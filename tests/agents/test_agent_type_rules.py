@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from agents.events import ApprovalRequestMessage, StopReason, ToolReturnMessage
+from agents.letta_messages import ApprovalRequestMessage, StopReason, ToolReturnMessage
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.rules import RuleGate
 from agents.runtime import Runtime

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agents.events import (
+from agents.letta_messages import (
     AssistantMessage,
     ReasoningMessage,
     StopReason,

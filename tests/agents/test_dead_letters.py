@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from agents._endings import dead_letter_run
-from agents.events import StopReason, ToolCallMessage, UsageStatistics
+from agents.letta_messages import StopReason, ToolCallMessage, UsageStatistics
 from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore, retry_dead_letter
 from agents.runtime import Runtime

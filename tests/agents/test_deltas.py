@@ -7,8 +7,8 @@ import json
 import redis.asyncio as aioredis
 
 from agents._deltas import JsonStringField, TokenStream
-from agents.events import AssistantMessage, ReasoningMessage, event_decoder
-from bus.events import read_live
+from agents.letta_messages import AssistantMessage, ReasoningMessage, event_decoder
+from bus.run_events import read_live
 
 ARGUMENTS = json.dumps(
     {

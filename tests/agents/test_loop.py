@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agents.events import AssistantMessage, StopReason, UsageStatistics
+from agents.letta_messages import AssistantMessage, StopReason, UsageStatistics
 from agents.loop import TurnOptions, TurnResult, run_turn
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.archival import PassageArchival
-from agents.events import ToolReturnMessage
+from agents.letta_messages import ToolReturnMessage
 from agents.manage import AgentSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import FunctionModel, Reply, echo, say, sequence, tool_call

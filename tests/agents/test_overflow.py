@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agents.events import AssistantMessage
+from agents.letta_messages import AssistantMessage
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from agents.events import AssistantMessage, StopReason, UsageStatistics
+from agents.letta_messages import AssistantMessage, StopReason, UsageStatistics
 from agents.manage import AgentSpec, create_agent
 from agents.runs import RunStore
 from agents.runtime import LLMPool, Runtime

@@ -9,7 +9,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from bus import keys as bus_keys
-from bus.events import stage_events
+from bus.run_events import stage_events
 from storage import keys
 from storage.blocks import BlockStore, new_block
 from storage.settings import StorageSettings

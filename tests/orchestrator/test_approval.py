@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from agents.events import ApprovalRequestMessage, StopReason
+from agents.letta_messages import ApprovalRequestMessage, StopReason
 from agents.manage import AgentSpec, BlockSpec, create_agent
 from agents.runtime import Runtime
 from agents.scripted import ChatRequest, FunctionModel, Outcome

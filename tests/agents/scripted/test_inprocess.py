@@ -6,7 +6,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from agents.events import AssistantMessage
+from agents.letta_messages import AssistantMessage
 from agents.llm import (
     ContextWindowExceeded,
     LLMClient,
