@@ -24,10 +24,12 @@ died before its signal.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import cast
 
 import anyio
 import msgspec
 import redis.asyncio as aioredis
+import structlog
 from redis.asyncio.cluster import RedisCluster
 
 from agents.letta_messages import Event, StopReason, UsageStatistics, event_decoder
@@ -40,7 +42,16 @@ from storage._util import mget
 from storage.errors import Conflict, NotFound
 from storage.records import ReplyTo, Run, decode, encode, new_id
 
-__all__ = ("RunStore", "Submitted", "live_workers", "retry_dead_letter", "signal_ready")
+__all__ = (
+    "RunStore",
+    "Submitted",
+    "adopt_unsharded_signals",
+    "live_workers",
+    "retry_dead_letter",
+    "signal_ready",
+)
+
+log = structlog.get_logger("memgrid.runs")
 
 OTID_TTL_S = 24 * 3600
 RUN_INDEX_TTL_S = 30 * 24 * 3600
@@ -117,6 +128,30 @@ class Submitted(msgspec.Struct, frozen=True, kw_only=True):
 async def signal_ready(redis: aioredis.Redis, agent_id: str) -> None:
     """Tell the workers that ``agent_id`` has work in its inbox."""
     await redis.xadd(bus_keys.ready(agent_id), {"a": agent_id})
+
+
+async def adopt_unsharded_signals(redis: aioredis.Redis, *, batch: int = 1000) -> int:
+    """Signal again, on their agents' shards, the agents named in the one ready stream of the
+    versions before the ready shards (:data:`bus.keys.UNSHARDED_READY`), and remove what was
+    read: an upgraded deployment's messages would otherwise wait for a signal no worker reads.
+    Every worker does it at start (one EXISTS when there is nothing); a signal given twice is
+    harmless (the worker that takes it finds the inbox empty and acknowledges it). Returns how
+    many agents were signalled."""
+    key = bus_keys.UNSHARDED_READY
+    if not await redis.exists(key):
+        return 0
+    signalled: set[str] = set()
+    # Our clients read bytes (no decode_responses).
+    while entries := cast(
+        list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(key, count=batch)
+    ):
+        for agent_id in {f.get(b"a", b"").decode() for _, f in entries} - signalled - {""}:
+            await signal_ready(redis, agent_id)
+            signalled.add(agent_id)
+        await redis.xdel(key, *(entry_id for entry_id, _ in entries))
+    if signalled:
+        log.info("unsharded_signals_adopted", agents=len(signalled))
+    return len(signalled)
 
 
 class RunStore:

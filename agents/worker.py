@@ -35,6 +35,7 @@ from agents._leases import COUNTERS, Held, LeaseKeeper
 from agents._signals import Signal, read_signals, reclaim_signals, release_signal
 from agents._waits import fire_timers, relay_replies
 from agents.loop import Preempted
+from agents.runs import adopt_unsharded_signals
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
@@ -109,6 +110,7 @@ class Worker:
             try:
                 for shard in bus_keys.ready_shards():
                     await streams.ensure_group(redis, shard)
+                await adopt_unsharded_signals(redis)  # left by an upgrade from before shards
                 break
             except TRANSIENT_ERRORS as exc:
                 await outage.wait(exc)

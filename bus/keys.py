@@ -17,6 +17,7 @@ import zlib
 __all__ = (
     "PREFIX",
     "READY_SHARDS",
+    "UNSHARDED_READY",
     "archival_reply",
     "archival_requests",
     "callbacks",
@@ -79,6 +80,10 @@ def ready_shards() -> tuple[str, ...]:
 
 
 _READY = tuple(f"{PREFIX}:ready:{{r{n}}}" for n in range(READY_SHARDS))
+
+UNSHARDED_READY = f"{PREFIX}:ready"
+"""The one ready stream of versions before the shards: a worker moves what an upgraded
+deployment left there onto the shards (``agents.runs.adopt_unsharded_signals``)."""
 
 
 def callbacks() -> str:

@@ -218,6 +218,27 @@ async def test_an_inbox_made_without_the_group_still_runs(
     assert await runtime.redis.xlen(bus_keys.inbox(agent.id)) == 0
 
 
+async def test_signals_left_in_the_unsharded_ready_stream_of_an_upgrade_still_run(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
+    """A deployment upgraded from before the ready shards has signals in ``mg:ready`` that no
+    worker reads any more: a starting worker moves them onto their agents' shards."""
+    function_model.policy = lambda request: say("upgraded")
+    agents, runs = [], RunStore(runtime.redis)
+    for name in ("old-a", "old-b"):
+        agent, runs, submitted = await agent_with_message(runtime, name, "from before")
+        agents.append((agent, submitted))
+    # As the earlier version signalled: one stream for every agent, none on the shards.
+    await runtime.redis.delete(*bus_keys.ready_shards())
+    for agent, _ in agents:
+        await runtime.redis.xadd(bus_keys.UNSHARDED_READY, {"a": agent.id})
+    await burst(runtime, concurrency=4)
+    for agent, submitted in agents:
+        run = await runs.get(agent.id, submitted.run_id)
+        assert run.status == "completed" and run.replies == ["upgraded"]
+    assert await runtime.redis.xlen(bus_keys.UNSHARDED_READY) == 0
+
+
 async def test_a_failed_lease_renewal_is_retried_not_fatal(
     runtime: Runtime, function_model: FunctionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
