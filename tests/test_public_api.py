@@ -1,7 +1,8 @@
 """The Python API is each package's ``__all__``: every public name a package ``__init__`` binds
 is in it, every name in it resolves, and the examples and the README's Python snippets import
-only from it (issue #15 item 5). ``bus`` and ``storage`` are held to their modules' ``__all__``
-for now: their package exports grow in a later round."""
+only from it (issue #15 item 5). ``agents`` and ``orchestrator`` are the facades a Python user
+imports from; ``bus`` and ``storage`` export their own layer's names (connections and local
+Redis; records, with each store in its module's ``__all__``)."""
 
 from __future__ import annotations
 
@@ -52,16 +53,6 @@ def _bound_names(source: str) -> tuple[set[str], set[str]]:
     return defined & public, imported & public
 
 
-# Packages another branch owns this round (wip/dedup: cli, dashboard; storage is frozen): what
-# they expose beyond __all__ today. The test fails when one of these is fixed, so that the
-# entry goes too.
-KNOWN_GAPS: dict[str, set[str]] = {
-    "orchestrator.cli": {"UsageError", "announce_kept", "build_parser"},
-    "orchestrator.dashboard": {"DashboardDataController", "RunTraceController", "static_assets"},
-    "storage.passages": {"StorageSettings"},
-}
-
-
 @pytest.mark.parametrize("package", _packages())
 def test_every_public_name_of_a_package_is_in_all(package: str) -> None:
     module = importlib.import_module(package)
@@ -75,9 +66,7 @@ def test_every_public_name_of_a_package_is_in_all(package: str) -> None:
         and str(getattr(getattr(module, name, None), "__module__", "")).split(".")[0] in OURS
     }
     missing = (defined | ours) - set(module.__all__)
-    assert missing == KNOWN_GAPS.get(package, set()), (
-        f"{package} exposes {sorted(missing)} without listing them in __all__"
-    )
+    assert not missing, f"{package} exposes {sorted(missing)} without listing them in __all__"
     unresolved = [name for name in module.__all__ if not hasattr(module, name)]
     assert not unresolved, f"{package}.__all__ names what it cannot give: {unresolved}"
     submodules = {info.name for info in pkgutil.iter_modules(module.__path__)}

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from orchestrator.cli._common import UsageError
 
-__all__ = ("main",)
+__all__ = ("UsageError", "announce_kept", "build_parser", "main")
 
 # Modules under orchestrator.cli that each register one or more subcommands.
 _COMMAND_MODULES = (

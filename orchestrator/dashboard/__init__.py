@@ -17,7 +17,13 @@ from orchestrator.dashboard.data import DashboardDataController
 from orchestrator.dashboard.pages import CSP, index, static_assets
 from orchestrator.dashboard.trace import RunTraceController
 
-__all__ = ("CSP", "dashboard_handlers")
+__all__ = (
+    "CSP",
+    "DashboardDataController",
+    "RunTraceController",
+    "dashboard_handlers",
+    "static_assets",
+)
 
 
 def dashboard_handlers() -> list[Any]:

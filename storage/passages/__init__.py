@@ -37,6 +37,7 @@ __all__ = (
     "PassageStoreLockedError",
     "ScoredPassage",
     "ServerPassageStore",
+    "StorageSettings",
     "TimeBound",
     "open_passage_store",
 )
