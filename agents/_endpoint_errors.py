@@ -47,7 +47,9 @@ def unreachable(exc: BaseException) -> str | None:
 
     cause: BaseException | None = exc
     for _depth in range(8):
-        if cause is None or isinstance(cause, httpx2.TimeoutException | TimeoutError):
+        if cause is None:
+            return None
+        if isinstance(cause, httpx2.TimeoutException | TimeoutError) and not _refused_below(cause):
             return None
         if isinstance(cause, httpx2.ConnectError | ConnectionRefusedError | socket.gaierror):
             reason = str(cause) or type(cause).__name__
@@ -63,6 +65,20 @@ def unreachable(exc: BaseException) -> str | None:
             return reason
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def _refused_below(exc: BaseException) -> bool:
+    """Whether the explicit causes of a timeout end in a connection that was refused or a host
+    that does not resolve: the SDK's aiohttp transport reports aiohttp's connect errors as
+    ``httpx2.ConnectTimeout`` (raised from them), though nothing waited."""
+    cause = exc.__cause__
+    for _depth in range(8):
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def message_of(exc: BaseException) -> str:

@@ -185,6 +185,10 @@ _KINDS = {  # the openai SDK's exceptions -> a short kind (subclasses before the
 
 def error_kind(exc: BaseException) -> str:
     """A short, bounded name for a failed model request (a metric label)."""
+    from agents._endpoint_errors import unreachable
+
+    if unreachable(exc) is not None:  # refused or no such host, whatever the transport says
+        return "connection"
     for cls in type(exc).__mro__:
         if cls.__name__ in _KINDS:
             return _KINDS[cls.__name__]

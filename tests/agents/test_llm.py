@@ -431,3 +431,25 @@ def test_completions_are_read_leniently_where_servers_differ() -> None:
         parse(b'{"choices": []}')
     with pytest.raises(Unparsable, match="gateway error"):
         parse(b"<html>gateway error</html>")
+
+
+async def test_a_refused_connection_is_counted_as_one_whatever_the_transport_calls_it() -> None:
+    """The SDK's aiohttp transport raises a refused connection as ``httpx2.ConnectTimeout``:
+    the client still says nobody listens, fails fast, and counts it as a connection error."""
+    import socket
+
+    from agents import metrics
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = LLMClient(LLMSettings(base_url=f"http://127.0.0.1:{port}/v1", max_retries=4))
+    started = time.monotonic()
+    try:
+        with pytest.raises(LLMUnavailable, match="cannot reach the model endpoint") as failed:
+            await client.chat("m", [{"role": "user", "content": "hi"}])
+    finally:
+        await client.aclose()
+    assert time.monotonic() - started < 5  # no backoff: one quick retry
+    assert failed.value.__cause__ is not None
+    assert metrics.error_kind(failed.value.__cause__) == "connection"
