@@ -51,7 +51,7 @@ def unreachable(exc: BaseException) -> str | None:
             return None
         if isinstance(cause, httpx2.TimeoutException | TimeoutError) and not _refused_below(cause):
             return None
-        if isinstance(cause, httpx2.ConnectError | ConnectionRefusedError | socket.gaierror):
+        if isinstance(cause, _connect_failures()):
             reason = str(cause) or type(cause).__name__
             inner: BaseException | None = cause
             for _inner_depth in range(8):  # the deepest OS error says most: refused, no host
@@ -67,15 +67,29 @@ def unreachable(exc: BaseException) -> str | None:
     return None
 
 
+def _connect_failures() -> tuple[type[BaseException], ...]:
+    """The errors that say no connection could be made: refused, no such host, TLS refused,
+    no route (httpx2's ``ConnectError``; aiohttp's ``ClientConnectorError``)."""
+    import aiohttp
+    import httpx2
+
+    return (
+        httpx2.ConnectError,
+        aiohttp.ClientConnectorError,
+        ConnectionRefusedError,
+        socket.gaierror,
+    )
+
+
 def _refused_below(exc: BaseException) -> bool:
-    """Whether the explicit causes of a timeout end in a connection that was refused or a host
-    that does not resolve: the SDK's aiohttp transport reports aiohttp's connect errors as
-    ``httpx2.ConnectTimeout`` (raised from them), though nothing waited."""
+    """Whether the explicit causes of a timeout end in a connect failure: the SDK's aiohttp
+    transport reports aiohttp's connect errors (refused, no such host, a certificate refused)
+    as ``httpx2.ConnectTimeout`` raised from them, though nothing waited."""
     cause = exc.__cause__
     for _depth in range(8):
         if cause is None:
             return False
-        if isinstance(cause, ConnectionRefusedError | socket.gaierror):
+        if isinstance(cause, _connect_failures()):
             return True
         cause = cause.__cause__
     return False
