@@ -39,7 +39,10 @@ class LLMPool:
 
     def reserve(self, connections: int) -> None:
         """Keep at least ``connections`` HTTP connections per endpoint (a worker's concurrency);
-        applies to clients made from now on."""
+        applies to clients made from now on. Loads the ``openai`` SDK too (~0.65 s of CPU,
+        ~0.3 ms a turn of a worker's first 5 s): a worker's first turn would pay it."""
+        import openai  # noqa: F401  # only loaded, see agents.llm's imports
+
         if connections > self.settings.max_connections:
             self.settings = msgspec.structs.replace(self.settings, max_connections=connections)
 
