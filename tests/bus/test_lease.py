@@ -73,6 +73,14 @@ async def test_expected_keys_are_compared_before_any_write(
         await _commit(redis_client, {"mg:{A}:agent": None}, {"mg:{A}:other": b"1"})
     await _commit(redis_client, {"mg:{A}:new": None}, {"mg:{A}:new": b"1"})
     assert await redis_client.get("mg:{A}:new") == b"1"
+    # An empty value is a value: neither stands for the other.
+    await redis_client.set("mg:{A}:empty", b"")
+    with pytest.raises(WatchConflict):
+        await _commit(redis_client, {"mg:{A}:empty": None}, {"mg:{A}:other": b"1"})
+    with pytest.raises(WatchConflict):
+        await _commit(redis_client, {"mg:{A}:gone": b""}, {"mg:{A}:other": b"1"})
+    await _commit(redis_client, {"mg:{A}:empty": b"", "mg:{A}:gone": None}, {"mg:{A}:x": b"1"})
+    assert await redis_client.get("mg:{A}:other") is None
 
 
 async def test_scripts_survive_a_flushed_script_cache(redis_client: aioredis.Redis) -> None:
