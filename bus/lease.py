@@ -103,9 +103,9 @@ return 0
 # expected keys, the token ('' = no lease), a '1' or '0' per expected key (it held a value, or
 # must not exist), each expected key's value ('' for a missing one; compared whole, which costs
 # Redis ~1 us where a SHA1 of an 8 KB agent record cost ~10, and the worker no hashing), then
-# the commands: 'j' and one JSON array of commands (cheap for the client to send: one
-# argument), or 'a' and each command as its argument count and its arguments (for values
-# that are not UTF-8 text).
+# the commands as one MessagePack array of arrays of strings (one argument, cheap for the client
+# to pack; Redis's cmsgpack decodes it in about half the time its cjson took for the JSON sent
+# before, and any bytes travel as they are).
 # Checks first, writes after: all or nothing. A script is not rolled back when a command
 # errors, so no command may fail once writing starts: Python splits long commands below
 # unpack's limit (bus/_commit.py) and the script checks, before any write, that each key a
@@ -124,21 +124,7 @@ for k = 1, expected do
     if value ~= ARGV[k + 3] then return {-1, KEYS[k + 1]} end
   elseif value then return {-1, KEYS[k + 1]} end
 end
-local i = expected + 4
-local commands
-if ARGV[i] == 'j' then
-  commands = cjson.decode(ARGV[i + 1])
-else
-  commands = {}
-  i = i + 1
-  while i <= #ARGV do
-    local n = tonumber(ARGV[i])
-    local command = {}
-    for j = 1, n do command[j] = ARGV[i + j] end
-    commands[#commands + 1] = command
-    i = i + n + 1
-  end
-end
+local commands = cmsgpack.unpack(ARGV[expected + 4])
 local kinds = {
   ZADD = 'zset', ZREM = 'zset', ZINCRBY = 'zset', ZREMRANGEBYSCORE = 'zset',
   ZREMRANGEBYRANK = 'zset', SADD = 'set', SREM = 'set', HSET = 'hash', HMSET = 'hash',
@@ -299,27 +285,44 @@ async def take(
     return Taken(lease, entry_of(found[1]), found[2])
 
 
-_json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
 
 
-def _as_json(commands: list[list[Any]]) -> bytes | None:
-    """The commands as one JSON array of strings, or None when a value is not UTF-8 text.
+def _packed(commands: list[list[Any]]) -> bytes:
+    """The commands as one MessagePack array of arrays of strings.
 
     redis-py packs each argument in Python (~1 us each, ~200 in a step's commit); msgspec
-    encodes them all at once and the script decodes them with cjson, in C on both sides.
+    packs them all at once and the script unpacks them with cmsgpack, in C on both sides.
+    Bytes go as MessagePack strings (a header and the bytes: Redis's cmsgpack predates the
+    bin types), numbers as redis-py would send them.
     """
-    try:
-        return _json.encode(
-            [
-                [
-                    a.decode() if isinstance(a, bytes) else a if isinstance(a, str) else repr(a)
-                    for a in command
-                ]
-                for command in commands
-            ]
-        )
-    except UnicodeDecodeError:
-        return None
+    return _msgpack.encode(
+        [
+            [a if type(a) is str else _string(a) if type(a) is bytes else _arg(a) for a in command]
+            for command in commands
+        ]
+    )
+
+
+def _string(value: bytes) -> msgspec.Raw:
+    n = len(value)
+    if n < 32:
+        head = bytes((0xA0 | n,))
+    elif n < 0x100:
+        head = bytes((0xD9, n))
+    elif n < 0x10000:
+        head = b"\xda" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdb" + n.to_bytes(4, "big")
+    return msgspec.Raw(head + value)
+
+
+def _arg(value: object) -> object:
+    """A value other than exactly str or bytes: a subclass, or a number (as its repr, which is
+    what redis-py sends)."""
+    if isinstance(value, bytes):
+        return _string(value)
+    return value if isinstance(value, str) else repr(value)
 
 
 @asynccontextmanager
@@ -365,14 +368,7 @@ async def fenced(
     args: list[object] = [len(expect), "" if lease is None else lease.token]
     args.append("".join("0" if value is None else "1" for value in expect.values()))
     args += [b"" if value is None else value for value in expect.values()]
-    payload = _as_json(commands)
-    if payload is not None:
-        args += ["j", payload]
-    else:
-        args.append("a")
-        for command in commands:
-            args.append(len(command))
-            args += command
+    args.append(_packed(commands))
     touched = dict.fromkeys(key for command in commands for key in _keys_of(command))
     outcome = await _COMMIT(redis, [keys.fence(agent_id), *expect, *touched], args)
     if outcome[0] == 0 and lease is not None:  # 0 only comes when a token was checked

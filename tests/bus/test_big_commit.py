@@ -21,7 +21,7 @@ async def _commit(
             write(pipe)
 
 
-@pytest.mark.parametrize("value", ["text", b"\xffbinary"], ids=["json-path", "argv-path"])
+@pytest.mark.parametrize("value", ["text", b"\xffbinary"], ids=["text", "bytes"])
 async def test_a_commit_with_ten_thousand_members_per_command_lands_whole(
     redis_client: aioredis.Redis, value: str | bytes
 ) -> None:

@@ -96,8 +96,8 @@ async def test_scripts_survive_a_flushed_script_cache(redis_client: aioredis.Red
 
 
 async def test_values_that_are_not_text_commit_too(redis_client: aioredis.Redis) -> None:
-    # Commands travel to the script as one JSON array when every value is UTF-8 text, as
-    # separate arguments otherwise: both land byte for byte.
+    # Commands travel to the script as one MessagePack array: text and bytes alike land byte
+    # for byte, and numbers as redis-py would send them.
     lease = await acquire(redis_client, "A", "w-1", 5000)
     assert lease is not None
     async with fenced(redis_client, lease, "A") as pipe:
@@ -111,6 +111,14 @@ async def test_values_that_are_not_text_commit_too(redis_client: aioredis.Redis)
         pipe.set("mg:{A}:text", "plain")
         pipe.zadd("mg:{A}:z", {"t": 1_700_000_000.123456})
     assert await redis_client.get("mg:{A}:text") == b"plain"
+    # Every length class of the packed form (bytes go as MessagePack strings of 5/8/16/32-bit
+    # lengths) lands byte for byte, zero bytes and invalid UTF-8 included.
+    sizes = (0, 31, 32, 255, 256, 65_535, 65_536)
+    async with fenced(redis_client, lease, "A") as pipe:
+        for n in sizes:
+            pipe.set(f"mg:{{A}}:b{n}", bytes(i % 256 for i in range(n)))
+    for n in sizes:
+        assert await redis_client.get(f"mg:{{A}}:b{n}") == bytes(i % 256 for i in range(n))
 
 
 async def test_the_step_journal_keeps_the_first_answer_and_refuses_a_stale_writer(
