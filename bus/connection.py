@@ -27,6 +27,7 @@ from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
+from bus._pool import WaitingPool
 from bus.local_redis import ensure_local_redis
 from bus.settings import BusSettings
 
@@ -151,8 +152,9 @@ def cluster_copy(client: aioredis.Redis, *, max_connections: int) -> aioredis.Re
 def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
     """An asyncio Redis client on ``url``; the caller closes it with ``aclose()``.
 
-    The pool blocks (up to 30 s) when all ``max_connections`` are busy instead of failing, so
-    a worker with many agents in flight waits its turn for a connection. There is no socket
+    The pool (:class:`bus._pool.WaitingPool`) waits (up to 30 s) when all ``max_connections``
+    are busy instead of failing, so a worker with many agents in flight waits its turn for a
+    connection. There is no socket
     read timeout: blocking reads (XREAD BLOCK, BLPOP) bound themselves, and redis-py's default
     would cut any block longer than 5 s; keepalive and health checks catch dead peers.
     Commands are not retried by the client: a write whose reply was lost may have run, and
@@ -174,7 +176,7 @@ def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
         # RedisCluster is no subclass of Redis but answers the same commands, scripts and
         # (single-slot) pipelines; typing it as Redis keeps one client type across the code.
         return cast(aioredis.Redis, cluster)
-    pool = aioredis.BlockingConnectionPool.from_url(
+    pool = WaitingPool.from_url(
         url,
         max_connections=max_connections,
         timeout=30,
