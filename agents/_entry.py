@@ -42,10 +42,16 @@ Processed = Literal["done", "acked", "retry"] | Run
 
 
 async def process_entry(
-    worker: Worker, lease: Lease, entry_id: str, raw: bytes, record: bytes | None
+    worker: Worker,
+    lease: Lease,
+    entry_id: str,
+    raw: bytes,
+    record: bytes | None,
+    deliveries: int = 1,
 ) -> Processed:
     """Run one inbox entry of ``worker``'s leased agent, whose record (as read with the entry)
-    is ``record``; see :data:`Processed`."""
+    is ``record``, delivered ``deliveries`` times (this one included); see
+    :data:`Processed`."""
     redis, agent_id = worker.rt.redis, lease.agent_id
     try:
         envelope = decode_envelope(raw)
@@ -97,10 +103,19 @@ async def process_entry(
         await relay_replies(redis, agent_id)
         return "done"
     if run.wait is not None and not await wait_over(redis, run):
-        return run  # woken early (a fan-out's first replies): not an attempt
-    # Resuming from a wait is an attempt too (the count restarts at each wait): a resume
-    # that keeps failing ends in the dead-letter stream like any other.
-    run.attempts += 1
+        # Woken early (a fan-out's first replies): not an attempt, though the take counted a
+        # delivery. Rare enough for a write of its own.
+        run.uncounted_deliveries = deliveries - run.attempts
+        async with fenced(redis, lease, agent_id) as pipe:
+            pipe.set(run_key, encode(run))
+        return run
+    # Each delivery of the entry since the run last waited is an attempt: a resume from a
+    # wait too (the count restarts at each wait), and one whose worker died (the take that
+    # counted it is the record; nothing is written here). A run that keeps failing ends in
+    # the dead-letter stream.
+    run.attempts = deliveries - run.uncounted_deliveries
+    if run.attempts < 1:  # a Redis that lost its last writes counts from less again
+        run.uncounted_deliveries, run.attempts = deliveries - 1, 1
     if run.attempts > worker.settings.max_attempts:
         await dead_letter_run(
             redis, lease, run, raw, worker.settings.max_attempts, retain=worker.rt.settings
@@ -108,8 +123,6 @@ async def process_entry(
         worker.counters["dead_lettered"] += 1
         await trim_dead_letters(worker)
         return "done"
-    async with fenced(redis, lease, agent_id) as pipe:
-        pipe.set(keys.run(agent_id, run.id), encode(run))
     started = time.perf_counter()
     bound = log.bind(agent_id=agent_id, run_id=run.id, worker_id=worker.id)
     held, inbox = worker._held.get(agent_id), bus_keys.inbox(agent_id)

@@ -219,7 +219,9 @@ class Turn:
         run.status = "waiting" if run.wait is not None else "running"
         if run.wait is not None and not final:
             # Attempts count failures since the run last made progress: each resume from a wait
-            # is an attempt of its own (see Worker._process), and a run may wait many times.
+            # is an attempt of its own (see agents._entry), and a run may wait many times. The
+            # deliveries so far are none of the next resume's attempts.
+            run.uncounted_deliveries += run.attempts
             run.attempts = 0
         if final:
             run.status = "failed" if outcome.stop in _FAILED else "completed"

@@ -380,6 +380,7 @@ async def retry_dead_letter(redis: aioredis.Redis, entry_id: str) -> Submitted:
                         run.status, run.stop_reason, run.error = "created", None, None
                         run.completed_at = None
                         run.attempts, run.retries = 0, run.retries + 1
+                        run.uncounted_deliveries = 0  # a new entry: its count starts over
                         pipe.set(run_key, encode(run))
                         # The dead letter's own end (its stop reason and usage) goes; the
                         # events of the committed steps stay, and the stream lives until the

@@ -35,7 +35,7 @@ from agents._leases import COUNTERS, Held, LeaseKeeper
 from agents._signals import Signal, read_signals, reclaim_signals, release_signal
 from agents._waits import fire_timers, relay_replies
 from agents.loop import Preempted
-from agents.runs import adopt_unsharded_signals
+from agents.runs import adopt_unsharded_signals, signal_ready
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
@@ -255,6 +255,14 @@ class Worker:
         if not agent_id:
             await streams.ack_and_delete(redis, ready, signal.entry_id)
             return
+        if self.stopping:
+            # Read after SIGTERM (by the reader's last blocking read: its own release's
+            # re-signal, say): hand the agent to another worker untaken. A take would count a
+            # delivery (an attempt) of its next entry and run nothing. Signalled again first:
+            # a crash between leaves two signals, never none.
+            await signal_ready(redis, agent_id)
+            await streams.ack_and_delete(redis, ready, signal.entry_id)
+            return
         taken = await self._take(agent_id)
         if taken is None:  # another worker holds it and drains the inbox, this message included
             # Unless the holder died just after renewing (its lease outlives its last touch):
@@ -339,7 +347,7 @@ class Worker:
         if recover:  # what a dead worker committed but did not hand over
             await streams.move_dead_letters(redis, agent_id)
             await relay_replies(redis, agent_id)
-        entry, record = taken.entry, taken.record
+        entry, record, deliveries = taken.entry, taken.record, taken.deliveries
         # Entries left pending (by a dead worker, or by our own failed attempt) come first:
         # they are older (the take claimed one). Others cannot deliver entries to themselves
         # while we hold the lease, so after a clean pass only new entries are read.
@@ -370,10 +378,12 @@ class Worker:
                 if found.entry is None:
                     held.left = found.left
                     return None
-                entry, record = found.entry, found.record
+                entry, record, deliveries = found.entry, found.record, found.deliveries
             entry_id, fields = entry
             held.releasing = False
-            outcome = await self._process(lease, entry_id, fields.get(b"e", b""), record=record)
+            outcome = await self._process(
+                lease, entry_id, fields.get(b"e", b""), record=record, deliveries=deliveries
+            )
             if isinstance(outcome, Run):
                 return outcome
             if outcome == "done":
@@ -392,15 +402,18 @@ class Worker:
                     return None
                 lease = held.lease = again.lease
                 held.left = None
-                entry, record = again.entry, again.record
+                entry, record, deliveries = again.entry, again.record, again.deliveries
+        if entry is not None:  # taken as SIGTERM came: left pending, and its take no attempt
+            await streams.undeliver(redis, inbox, self.id, entry[0], deliveries)
         return None
 
     async def _process(
-        self, lease: Lease, entry_id: str, raw: bytes, *, record: bytes | None
+        self, lease: Lease, entry_id: str, raw: bytes, *, record: bytes | None, deliveries: int
     ) -> Processed:
         """One inbox entry (:func:`agents._entry.process_entry`); a method that tests wrap.
-        ``record``: the agent's record, as read with the entry."""
-        return await process_entry(self, lease, entry_id, raw, record)
+        ``record``: the agent's record, as read with the entry; ``deliveries``: the entry's,
+        this one included."""
+        return await process_entry(self, lease, entry_id, raw, record, deliveries)
 
     def _fault(self, point: str) -> None:
         """Crash here (SIGKILL) when the settings name this fault point (crash tests)."""

@@ -38,7 +38,7 @@ from bus._commit import split
 from bus._replies import Entry
 from bus.errors import CommitRefused, LeaseLost
 from bus.scripts import LuaScript
-from bus.streams import GROUP, NEXT_ENTRY_LUA, entry_of
+from bus.streams import GROUP, NEXT_ENTRY_LUA, deliveries_of, entry_of
 from storage.errors import ControlSignal
 
 __all__ = (
@@ -255,11 +255,14 @@ async def acquire(
 
 
 class Taken(NamedTuple):
-    """What :func:`take` got: the lease, the inbox's next entry (None: empty) and the record."""
+    """What :func:`take` got: the lease, the inbox's next entry (None: empty), the record, and
+    how many times that entry has been delivered (this time included: a crashed holder's
+    deliveries count; see :func:`bus.streams.deliveries_of`)."""
 
     lease: Lease
     entry: Entry | None
     record: bytes | None
+    deliveries: int = 1
 
 
 async def take(
@@ -282,7 +285,7 @@ async def take(
     if not found:
         return None
     lease = Lease(redis, agent_id, worker_id, _text(found[0]), ttl_ms)
-    return Taken(lease, entry_of(found[1]), found[2])
+    return Taken(lease, entry_of(found[1]), found[2], deliveries_of(found[1]))
 
 
 _msgpack = msgspec.msgpack.Encoder()

@@ -31,6 +31,7 @@ __all__ = (
     "claim_stale",
     "claim_stale_from",
     "dead_letter",
+    "deliveries_of",
     "ensure_group",
     "entry_of",
     "get_dead_letter",
@@ -47,6 +48,7 @@ __all__ = (
     "touch",
     "touch_many",
     "trim_dead_letters",
+    "undeliver",
 )
 
 GROUP = "workers"
@@ -227,12 +229,18 @@ def _str(value: object) -> str:
 
 # A Lua function: the stream's next entry ({id, {field, value, ...}}) for a consumer, or false;
 # with ``claim``, a pending entry of any consumer first (others' work left behind), else a new one.
+# A claimed entry carries a third element: its delivery count (this delivery included), which
+# the claim raised; a new entry is on its first (see deliveries_of).
 NEXT_ENTRY_LUA = """
 local function next_entry(stream, group, consumer, claim)
   if claim then
     local claimed = redis.call('XAUTOCLAIM', stream, group, consumer, 0, '0-0', 'COUNT', 1)
     for _, entry in ipairs(claimed[2]) do
-      if entry then return entry end
+      if entry then
+        local pending = redis.call('XPENDING', stream, group, entry[1], entry[1], 1)[1]
+        if pending then entry[3] = pending[4] end
+        return entry
+      end
     end
   end
   local read = redis.call(
@@ -262,12 +270,20 @@ return {false, false, redis.call('XLEN', KEYS[1])}
 
 
 def entry_of(raw: Any) -> Entry | None:
-    """An entry as the scripts above return it ({id, {field, value, ...}}, or nil)."""
+    """An entry as the scripts above return it ({id, {field, value, ...}[, deliveries]}, or
+    nil)."""
     if not raw:
         return None
     entry_id, flat = raw[0], raw[1]
     fields = {bytes(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
     return (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)), fields
+
+
+def deliveries_of(raw: Any) -> int:
+    """How many times the entry that ``next_entry`` returned (``raw``, as :func:`entry_of`
+    reads it) has been delivered, this time included: Redis counts them in the group's
+    pending list (a claim adds one); an entry read new is on its first."""
+    return int(raw[2]) if raw and len(raw) > 2 else 1
 
 
 async def next_entry(
@@ -286,6 +302,7 @@ class NextOrReleased(NamedTuple):
     entry: Entry | None
     record: bytes | None
     left: int
+    deliveries: int = 1  # the entry's, this one included (see deliveries_of)
 
 
 async def next_or_release(
@@ -307,7 +324,7 @@ async def next_or_release(
     entry = entry_of(found[0])
     if entry is None:
         return NextOrReleased(None, None, int(found[2]))
-    return NextOrReleased(entry, found[1], 0)
+    return NextOrReleased(entry, found[1], 0, deliveries_of(found[0]))
 
 
 # KEYS: a lease, an inbox (one agent's slot). ARGV: the lease's value ('' = leave the lease
@@ -390,6 +407,16 @@ local ids = {unpack(ARGV, 2)}
 redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
 return redis.call('XDEL', KEYS[1], unpack(ids))
 """)
+
+
+async def undeliver(
+    redis: aioredis.Redis, stream: str, consumer: str, entry_id: str, deliveries: int
+) -> None:
+    """Take back a delivery of a pending entry that its consumer will not work on: its
+    delivery count goes back to ``deliveries - 1`` (it stays pending on ``consumer``)."""
+    await redis.xclaim(
+        stream, GROUP, consumer, 0, [entry_id], retrycount=max(0, deliveries - 1), justid=True
+    )
 
 
 async def ack_and_delete(redis: aioredis.Redis, stream: str, *entry_ids: str) -> None:

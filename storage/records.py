@@ -391,6 +391,11 @@ class Run(_Record, kw_only=True):
     calls: list[str] = msgspec.field(default_factory=list)
     last_output: str | None = None
     attempts: int = 0
+    # Deliveries of its inbox entry that were no attempt: those up to its last wait (the count
+    # starts again at each resume) and the wait's early wakes. A worker counts attempts as the
+    # entry's delivery count (Redis keeps it and every take raises it, a crashed worker's
+    # too) less these, so it writes nothing before a step to count one.
+    uncounted_deliveries: int = 0
     retries: int = 0  # times an operator re-queued it from the dead-letter stream
     reply_to: ReplyTo | None = None
     hops: int = 0

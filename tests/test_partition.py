@@ -162,7 +162,8 @@ async def _states(rt: Runtime, agents: Sequence[Agent]) -> list[dict[str, Any]]:
 
 
 async def _in_run(redis: aioredis.Redis, submitted: Sequence[Submission]) -> set[str]:
-    """The agents whose current run (their first one not finished) has begun an attempt."""
+    """The agents whose current run (their first one not finished) has committed a step (its
+    attempt count is written with it)."""
     current: dict[str, Run | None] = {}
     for (agent_id, _run_id, _text), run in zip(
         submitted, await runs_of(redis, submitted), strict=True

@@ -116,6 +116,53 @@ async def test_poison_messages_go_to_the_dead_letter_stream(
     assert isinstance(events[-2], StopReason) and events[-2].stop_reason == "error"
 
 
+async def test_a_worker_that_dies_before_writing_anything_spent_an_attempt(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
+    from bus.lease import take
+    from bus.streams import list_dead_letters
+    from storage import keys
+
+    # A run whose worker dies as soon as it took it (a step that kills the process, every
+    # time): each take is an attempt, though the dead worker wrote nothing.
+    agent, runs, sub = await agent_with_message(runtime, "dies-at-once", "boom")
+    for n in range(2):
+        taken = await take(
+            runtime.redis, agent.id, f"doomed-{n}", 5000, record_key=keys.agent(agent.id)
+        )
+        assert taken is not None and taken.deliveries == n + 1
+        await runtime.redis.delete(bus_keys.lease(agent.id))  # expired with its holder
+    await burst(runtime, max_attempts=2)
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "failed" and function_model.requests == []  # not a third time
+    [dead] = await list_dead_letters(runtime.redis)
+    assert dead["run_id"] == sub.run_id and "gave up after 2 attempts" in dead["error"]
+
+
+async def test_an_entry_taken_as_the_worker_stops_is_no_attempt(
+    runtime: Runtime, function_model: FunctionModel
+) -> None:
+    from agents._leases import Held
+    from bus.lease import take
+    from bus.streams import GROUP
+    from storage import keys
+
+    agent, runs, sub = await agent_with_message(runtime, "taken-at-stop", "hi")
+    worker = Worker(runtime, WorkerSettings(burst=True))
+    taken = await take(runtime.redis, agent.id, worker.id, 5000, record_key=keys.agent(agent.id))
+    assert taken is not None and taken.entry is not None and taken.deliveries == 1
+    worker.stopping = True  # SIGTERM came while the take was on its way
+    held = Held(taken.lease, "a-signal", anyio.CancelScope())
+    assert await worker._drain(held, taken) is None
+    inbox = bus_keys.inbox(agent.id)
+    [pending] = await runtime.redis.xpending_range(inbox, GROUP, "-", "+", 1)
+    assert pending["times_delivered"] == 0  # left pending, the delivery taken back
+    await runtime.redis.delete(bus_keys.lease(agent.id))  # (released by the caller)
+    await burst(runtime, max_attempts=1)
+    run = await runs.get(agent.id, sub.run_id)
+    assert run.status == "completed" and run.attempts == 1
+
+
 def _policy(request: ChatRequest) -> Outcome:
     return say("ok")
 

@@ -122,6 +122,7 @@ async def test_take_gets_the_lease_a_pending_entry_first_and_the_record_in_one_s
     assert taken is not None
     assert taken.entry == (first, {b"e": b"one"})
     assert taken.record == b"record"
+    assert taken.deliveries == 2  # the dead worker's read, then this claim
     assert await redis_client.get("mg:{A}:lease") == taken.lease.value.encode()
     assert await redis_client.get("mg:{A}:fence") == taken.lease.token.encode()
     # Held: another worker gets nothing, and reads nothing off the inbox.
@@ -142,13 +143,17 @@ async def test_next_or_release_releases_only_when_nothing_is_left_for_the_worker
     found = await streams.next_or_release(
         redis_client, inbox, "mg:{A}:agent", lease_key, value, consumer="w-1", claim=False
     )
-    assert found == ((second, {b"e": b"two"}), b"record", 0)
+    assert found == ((second, {b"e": b"two"}), b"record", 0, 1)  # a new entry: 1st delivery
     assert await redis_client.get(lease_key) == value.encode()  # still held
     found = await streams.next_or_release(
         redis_client, inbox, "mg:{A}:agent", lease_key, value, consumer="w-1", claim=False
     )
-    assert found == (None, None, 1)  # the entry read is still in the inbox (not acked)
+    assert found == (None, None, 1, 1)  # the entry read is still in the inbox (not acked)
     assert await redis_client.exists(lease_key) == 0
+    found = await streams.next_or_release(
+        redis_client, inbox, "mg:{A}:agent", lease_key, value, consumer="w-1", claim=True
+    )
+    assert found.entry == (second, {b"e": b"two"}) and found.deliveries == 2  # claimed: its 2nd
     # A lease that moved on to another worker is left alone.
     await redis_client.set(lease_key, b"w-2:7.x")
     await streams.next_or_release(
