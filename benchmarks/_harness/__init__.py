@@ -7,7 +7,7 @@ Its modules: ``cli``, ``fleet``, ``history``, ``processes``, ``rest``, ``streams
 
 * cli: :func:`options` (a parser with the options benchmarks share), :func:`int_list` (a
   comma-separated sweep), :func:`run_on_redis` (parse, quiet the logs, measure on a private
-  redis-server, a :class:`Scratch`);
+  redis-server or Redis Cluster, a :class:`Scratch`, from :func:`private_redis`);
 * fleet: :func:`start_fleet` (a level of a worker sweep: scripted models and workers, a
   :class:`Fleet`);
 * history: :func:`chat_history` (recall memory as turns write it, from time :data:`T0`);
@@ -31,7 +31,7 @@ Its modules: ``cli``, ``fleet``, ``history``, ``processes``, ``rest``, ``streams
 
 from __future__ import annotations
 
-from _harness.cli import Scratch, int_list, options, run_on_redis
+from _harness.cli import Scratch, int_list, options, private_redis, run_on_redis
 from _harness.fleet import Fleet, start_fleet
 from _harness.history import T0, chat_history
 from _harness.measure import (
@@ -99,6 +99,7 @@ __all__ = (
     "one_step_turn",
     "options",
     "percentile",
+    "private_redis",
     "py_spy",
     "py_spy_stop",
     "py_spy_top",

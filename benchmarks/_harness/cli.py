@@ -1,11 +1,14 @@
 """A benchmark's command line: the options several benchmarks take, and the run of its
-measurement on a private redis-server."""
+measurement on a private redis-server (or a private Redis Cluster, ``--redis-cluster N``)."""
 
 from __future__ import annotations
 
 import argparse
 import subprocess
-from collections.abc import Awaitable, Callable
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ SHARED: dict[str, tuple[Callable[[str], Any], str]] = {
     "latency": (float, "model seconds per request"),
     "lease_ms": (int, "worker --lease-ms"),
     "timeout": (float, "seconds to wait for a level's runs"),
+    "redis_cluster": (int, "masters of a private Redis Cluster on loopback, 0: one redis-server"),
 }
 
 
@@ -47,11 +51,50 @@ def options(doc: str, **defaults: Any) -> argparse.ArgumentParser:
 
 @dataclass(frozen=True)
 class Scratch:
-    """A temporary folder and the private redis-server running in it."""
+    """A temporary folder and the private Redis running in it: one redis-server, or the
+    masters of a Redis Cluster."""
 
     folder: Path
-    redis: subprocess.Popen[bytes]
-    url: str
+    servers: tuple[subprocess.Popen[bytes], ...]  # one, or every master
+    url: str  # what memgrid connects to (``redis+cluster://`` for a cluster)
+    node_urls: tuple[str, ...]  # a plain URL of each server, in the order of ``servers``
+
+    @property
+    def redis(self) -> subprocess.Popen[bytes]:
+        """The redis-server (a cluster's first master)."""
+        return self.servers[0]
+
+    @property
+    def cluster(self) -> bool:
+        """Whether it is a Redis Cluster."""
+        return "+cluster://" in self.url
+
+
+@contextmanager
+def private_redis(
+    prefix: str, masters: int = 0, *, unix_socket: bool = False, maxclients: int | None = None
+) -> Iterator[Scratch]:
+    """A temporary folder with one private redis-server (``masters`` 0) or a Redis Cluster of
+    ``masters`` masters on loopback TCP (tests/_cluster.py's, no replicas, no persistence);
+    all gone on the way out."""
+    if not masters:
+        with scratch(prefix, unix_socket=unix_socket, maxclients=maxclients) as (folder, p, url):
+            yield Scratch(folder, (p,), url, (url,))
+        return
+    # tests/_cluster.py makes the test session's cluster too; the repository root goes on
+    # sys.path for it (``python benchmarks/<name>.py`` puts only benchmarks/ there).
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.append(root)
+    from tests._cluster import cluster_ports, start_cluster
+
+    options = {} if maxclients is None else {"maxclients": str(maxclients)}
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        cluster = start_cluster(Path(name), cluster_ports(masters), options=options)
+        try:
+            yield Scratch(Path(name), tuple(cluster.procs), cluster.url, tuple(cluster.node_urls))
+        finally:
+            cluster.close()
 
 
 def run_on_redis(
@@ -64,10 +107,12 @@ def run_on_redis(
     maxclients: int | None = None,
 ) -> None:
     """Parse the arguments, quiet the runtime's logs and run ``measure`` with a private
-    redis-server in a temporary folder (both gone on the way out), on uvloop when ``uvloop``
+    redis-server in a temporary folder (a Redis Cluster of N masters when the parser has
+    ``--redis-cluster`` and it is N > 0; all gone on the way out), on uvloop when ``uvloop``
     and memgrid's processes would use it."""
     args = parser.parse_args()
     quiet_logs()
-    with scratch(prefix, unix_socket=unix_socket, maxclients=maxclients) as (folder, proc, url):
+    masters = getattr(args, "redis_cluster", 0)
+    with private_redis(prefix, masters, unix_socket=unix_socket, maxclients=maxclients) as redis:
         backend = {"use_uvloop": uvloop and uvloop_wanted()}
-        anyio.run(measure, args, Scratch(folder, proc, url), backend_options=backend)
+        anyio.run(measure, args, redis, backend_options=backend)
