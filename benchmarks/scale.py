@@ -1,6 +1,8 @@
 """How turns/s grows with worker processes: 1, 2, 4, ... N workers against one Redis.
 
-A private ``redis-server`` (unix socket, no persistence), ``--models`` scripted-model
+A private ``redis-server`` (unix socket, no persistence; with ``--redis-cluster N`` a Redis
+Cluster of N masters on loopback TCP instead, no replicas: one Redis thread saturates near
+~3,000 one-step turns/s), ``--models`` scripted-model
 processes per ``--workers-per-model`` workers (one-step turns: ``say("ok")``, after
 ``Slow(--latency)`` when it is not 0) and, per level of the sweep, N ``memgrid worker
 --concurrency --slots`` processes. Each level: start the workers, wait until all are live,
@@ -12,11 +14,12 @@ arriving at an idle agent.
 
 Measured per level: turns/s (turns / first resume -> last run completed, from the runs' own
 ``completed_at``); CPU milliseconds per turn of the workers (all workers' CPU over all turns),
-of the busiest worker, of the scripted model(s) and of redis-server, each from
-``/proc/<pid>/stat`` over the timed window; lease expiries and lost leases (the workers'
-``lease_expired`` / ``lease_lost`` log events); scaling efficiency: turns/s over N x the
-baseline level's turns/s per worker (the first level of the same run); and, with a model
-latency, the ratio to the ideal N x slots / latency.
+of the busiest worker, of the scripted model(s) and of redis-server (all masters' together on
+a cluster, and the busiest master's share of that), each from ``/proc/<pid>/stat`` over the
+timed window; Redis commands per turn (INFO commandstats of every server); lease expiries
+and lost leases (the workers' ``lease_expired`` / ``lease_lost`` log events); scaling
+efficiency: turns/s over N x the baseline level's turns/s per worker (the first level of the
+same run); and, with a model latency, the ratio to the ideal N x slots / latency.
 
 Targets (issue #14): worker CPU <= 2.0 ms a turn (>= 500 turns/s per worker core); >= 0.85 of
 linear at 12 workers on 16 cores; >= 0.9 of ideal at 1 s latency with 0 lease expiries.
@@ -27,7 +30,8 @@ mind). Redis, the model, the /proc readers and the cProfile wrapper come from ``
 
 Run: ``.venv/bin/python benchmarks/scale.py`` (about 40 s on 2 cores); all options:
 ``--workers 1,2 --slots 64 --latency 0 --duration 5 --workers-per-model 4 --lease-ms 10000
---profile``. On a 16-core machine: ``--workers 1,2,4,8,12``; see docs/performance.md.
+--redis-cluster 0 --profile``. On a 16-core machine: ``--workers 1,2,4,8,12`` (and
+``--redis-cluster 3`` from 8 workers on); see docs/performance.md.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import signal
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -60,9 +65,10 @@ from _harness import (  # benchmarks/ is first on sys.path
 from agents.llm import LLMSettings
 from agents.runs import RunStore
 from agents.runtime import LLMPool, Runtime
-from bus import connect
+from bus import connect, is_cluster
 from bus.envelopes import InboxMessage
 from storage import keys
+from storage._util import mget  # one MGET, or one per hash slot on a cluster
 from storage.records import Run
 
 __all__ = ("main",)
@@ -73,8 +79,30 @@ _LEASE_EVENTS = ("lease_expired", "lease_lost")
 # --- one level -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Servers:
+    """The Redis of a sweep: its URL and folder, which it is (``1 server`` or ``N masters``),
+    each server's pid (``redis``, or ``redis 1`` ... for a cluster's masters; for the /proc
+    readers) and a plain client of each (INFO is one server's)."""
+
+    folder: Path
+    url: str
+    label: str
+    pids: dict[str, int]
+    nodes: list[aioredis.Redis]
+
+
+def _servers(scratch: Scratch) -> Servers:
+    nodes = [aioredis.Redis.from_url(u) for u in scratch.node_urls]
+    if not scratch.cluster:
+        return Servers(scratch.folder, scratch.url, "1 server", {"redis": scratch.redis.pid}, nodes)
+    named = {f"redis {i + 1}": p.pid for i, p in enumerate(scratch.servers)}
+    return Servers(scratch.folder, scratch.url, f"{len(named)} masters", named, nodes)
+
+
 class Level(msgspec.Struct, kw_only=True):
     workers: int
+    redis: str  # which Redis ran: "1 server" or "N masters"
     turns: int
     ok: int
     elapsed: float
@@ -105,24 +133,30 @@ _DONE = ("completed", "failed", "cancelled")
 
 async def _wait(client: aioredis.Redis, runs: list[tuple[str, str]], limit_s: float) -> int:
     """Wait for every run to finish, looking only at the oldest 200 not yet seen finished
-    (they finish about in order), so polling costs Redis little. Returns how many did not."""
+    (they finish about in order), so polling costs Redis little; 50 on a cluster, where each
+    key is a command of its own. Returns how many did not."""
     pending = list(runs)
     decoder = msgspec.json.Decoder(Run)
     deadline = time.monotonic() + limit_s
+    window = 50 if is_cluster(client) else 200
     while pending and time.monotonic() < deadline:
-        head = pending[:200]
-        raws = await client.mget([keys.run(a, r) for a, r in head])
+        head = pending[:window]
+        raws = await mget(client, [keys.run(a, r) for a, r in head])
         done = {i for i, raw in enumerate(raws) if raw and decoder.decode(raw).status in _DONE}
-        pending = [item for i, item in enumerate(head) if i not in done] + pending[200:]
+        pending = [item for i, item in enumerate(head) if i not in done] + pending[window:]
         if len(done) < len(head):
             await anyio.sleep(0.1)
     return len(pending)
 
 
-async def _commands(client: aioredis.Redis) -> Counter[str]:
-    """Commands run so far by name (Lua scripts' own commands included), from INFO."""
-    info = await client.info("commandstats")
-    return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()})
+async def _commands(nodes: list[aioredis.Redis]) -> Counter[str]:
+    """Commands run so far by name (Lua scripts' own commands included) on all the servers,
+    from each one's INFO."""
+    total: Counter[str] = Counter()
+    for node in nodes:
+        info = await node.info("commandstats")
+        total.update({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()})
+    return total
 
 
 async def _finished(client: aioredis.Redis, runs: list[tuple[str, str]]) -> list[Run]:
@@ -130,35 +164,33 @@ async def _finished(client: aioredis.Redis, runs: list[tuple[str, str]]) -> list
     out: list[Run] = []
     for start in range(0, len(runs), 1000):
         chunk = runs[start : start + 1000]
-        raws = await client.mget([keys.run(a, r) for a, r in chunk])
+        raws = await mget(client, [keys.run(a, r) for a, r in chunk])
         out += [decoder.decode(raw) for raw in raws if raw]
     return out
 
 
 async def _level(
     client: aioredis.Redis,
-    url: str,
+    redis: Servers,
     agents: list[str],
     n: int,
-    folder: Path,
-    redis_pid: int,
     args: argparse.Namespace,
     profile: bool,
 ) -> Level:
-    sub = folder / f"w{n}"
+    sub = redis.folder / f"w{n}"
     prof = sub / "worker-1.prof"
     models = max(1, math.ceil(n / args.workers_per_model))
     first = memgrid_command(cprofile=prof, cpu_clock=True) if profile else None
     fleet = await start_fleet(
-        url, sub, args, models=models, workers=n, slots=args.slots, first_worker=first
+        redis.url, sub, args, models=models, workers=n, slots=args.slots, first_worker=first
     )
     workers = fleet.workers
-    pids = {"redis": redis_pid, **fleet.pids}
+    pids = {**redis.pids, **fleet.pids}
     try:
         for proc in workers:
             proc.send_signal(signal.SIGSTOP)
         submitted = await _submit(RunStore(client), agents)
-        calls_before = await _commands(client)
+        calls_before = await _commands(redis.nodes)
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         t0 = time.time()
         for proc in workers:
@@ -167,7 +199,7 @@ async def _level(
             workers[0].send_signal(signal.SIGUSR1)
         missing = await _wait(client, submitted, args.timeout)
         cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-        calls = await _commands(client)
+        calls = await _commands(redis.nodes)
         calls.subtract(calls_before)
         if profile:
             workers[0].send_signal(signal.SIGUSR2)
@@ -185,6 +217,7 @@ async def _level(
         print(f"  {missing} runs did not finish in {args.timeout:g} s; logs in {sub}")
     return Level(
         workers=n,
+        redis=redis.label,
         turns=len(submitted),
         ok=len(ok),
         elapsed=(max(ends) - t0) if ends else float("nan"),
@@ -212,10 +245,24 @@ def _share(level: Level, prefix: str) -> float:
     return 1000 * sum(v for k, v in level.cpu.items() if k.startswith(prefix)) / level.turns
 
 
+def _redis_cell(level: Level) -> str:
+    """Which Redis ran; for a cluster, the busiest master's share of all masters' CPU (an even
+    spread is 1/N: one hot master would flatten the scaling first)."""
+    if level.redis == "1 server":
+        return level.redis
+    cpu = [v for k, v in level.cpu.items() if k.startswith("redis")]
+    return f"{level.redis} (busiest {max(cpu) / max(sum(cpu), 1e-9):.0%})"
+
+
 async def _sweep(args: argparse.Namespace, redis: Scratch) -> None:
     """Measure each level of the sweep on fresh agents, print the table."""
-    url, folder, redis_pid = redis.url, redis.folder, redis.redis.pid
-    client = connect(url, max_connections=128)
+    servers = _servers(redis)
+    client = connect(redis.url, max_connections=128)
+    # One command first: redis-py's RedisCluster (8.1) routes commands sent before its slot
+    # map is loaded to one node; the MOVED replies reload the map and cut the commands in
+    # flight, which it then sends again: 32 concurrent first creates ran a block's create
+    # script twice ("block ... already exists").
+    await client.ping()
     rt = Runtime(redis=client, llm=LLMPool(LLMSettings(base_url="http://127.0.0.1:9/v1")))
     agents: list[str] = []  # fresh ones per level: one turn each
     levels: list[Level] = []
@@ -234,9 +281,7 @@ async def _sweep(args: argparse.Namespace, redis: Scratch) -> None:
                 flush=True,
             )
             last = index == len(args.workers) - 1
-            level = await _level(
-                client, url, agents[used:], n, folder, redis_pid, args, args.profile and last
-            )
+            level = await _level(client, servers, agents[used:], n, args, args.profile and last)
             levels.append(level)
             if not per_worker:
                 per_worker = level.ok / level.elapsed / n
@@ -248,23 +293,30 @@ async def _sweep(args: argparse.Namespace, redis: Scratch) -> None:
     finally:
         await rt.aclose()
         await client.aclose()
+        for node in servers.nodes:
+            await node.aclose()
     _print(levels, args)
 
 
 def _print(levels: list[Level], args: argparse.Namespace) -> None:
     latency = f"Slow({args.latency:g} s)" if args.latency else "no latency"
+    redis = (
+        f"a Redis Cluster of {args.redis_cluster} masters (loopback TCP, no replicas)"
+        if args.redis_cluster
+        else "one redis-server (unix socket)"
+    )
     print(
         f"\none-step turns, {args.slots} slots per worker, scripted model {latency}, one model "
-        f"process per {args.workers_per_model} workers, --lease-ms {args.lease_ms}; "
+        f"process per {args.workers_per_model} workers, --lease-ms {args.lease_ms}, {redis}; "
         f"{os.cpu_count()} cores; load average now {os.getloadavg()[0]:.2f}\n"
     )
     ideal_col = " ideal turns/s | ratio to ideal |" if args.latency else ""
+    head = "| workers | Redis (busiest master's CPU share) | turns | **turns/s** | **scaling "
+    head += "efficiency** |" + ideal_col + " CPU ms/turn: workers / busiest worker / model / "
     print(
-        "| workers | turns | **turns/s** | **scaling efficiency** |" + ideal_col + " CPU ms/turn:"
-        " workers / busiest worker / model / redis | worker turns/s per core | Redis commands"
-        "/turn | lease expiries | finished |"
+        head + "redis | worker turns/s per core | Redis commands/turn | lease expiries | finished |"
     )
-    print("|---:" * (9 + (2 if args.latency else 0)) + "|")
+    print("|---:|---|" + "---:|" * (8 + (2 if args.latency else 0)))
     base = levels[0].ok / levels[0].elapsed / levels[0].workers
     for level in levels:
         rate = level.ok / level.elapsed
@@ -276,7 +328,7 @@ def _print(levels: list[Level], args: argparse.Namespace) -> None:
             ideal = level.workers * args.slots / args.latency
             extra = f" {ideal:,.0f} | {rate / ideal:.3f} |"
         print(
-            f"| {level.workers} | {level.turns:,} | **{rate:,.0f}** | "
+            f"| {level.workers} | {_redis_cell(level)} | {level.turns:,} | **{rate:,.0f}** | "
             f"**{rate / (base * level.workers):.3f}** |{extra} {worker_ms:.2f} / "
             f"{1000 * busiest / per_worker_turns:.2f} / {_share(level, 'model'):.2f} / "
             f"{_share(level, 'redis'):.2f} | {1000 / max(worker_ms, 1e-9):,.0f} | "
@@ -309,7 +361,7 @@ def _default_workers() -> list[int]:
 
 def main() -> None:
     """Start Redis, sweep the worker counts, print the table, stop everything."""
-    parser = options(__doc__, latency=0.0, lease_ms=10_000, timeout=300.0)
+    parser = options(__doc__, latency=0.0, lease_ms=10_000, timeout=300.0, redis_cluster=0)
     parser.add_argument(
         "--workers",
         type=int_list,
