@@ -113,6 +113,8 @@ def run_on_redis(
     args = parser.parse_args()
     quiet_logs()
     masters = getattr(args, "redis_cluster", 0)
+    if masters < 0 or 0 < masters < 3:
+        parser.error("--redis-cluster: a Redis Cluster has at least 3 masters (0: one server)")
     with private_redis(prefix, masters, unix_socket=unix_socket, maxclients=maxclients) as redis:
         backend = {"use_uvloop": uvloop and uvloop_wanted()}
         anyio.run(measure, args, redis, backend_options=backend)
