@@ -22,6 +22,8 @@ import redis
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -121,7 +123,29 @@ def resolve_redis_url(settings: BusSettings) -> str:
     return ensure_local_redis(settings.home, settings.redis_server)
 
 
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, with its slot map loaded before its first command.
+
+    Left to load it lazily, concurrent first commands race it: some go to the wrong node and
+    come back MOVED, the client then reloads the map and drops the connections that others are
+    waiting on, which fail with ConnectionError (32 concurrent first scripts: ~15 failed, and
+    with redis-py's default retries some ran twice). Loading it first leaves MOVED to what it
+    is for: slots that move.
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+# A cluster client runs a command once, as the one-Redis client does: redis-py's default (3
+# retries on a connection error or timeout, after reloading the slot map) would run a command
+# whose reply was lost a second time, and a script twice. Callers that may retry, retry
+# (through_outage); a fenced commit in doubt fails the attempt, which starts again from what
+# is committed. Redirections (MOVED, ASK) are followed all the same: the command did not run.
 _CLUSTER: dict[str, Any] = {
+    "retry": Retry(NoBackoff(), 0),
     "socket_connect_timeout": 5.0,
     "socket_timeout": None,
     "socket_keepalive": True,
@@ -140,7 +164,7 @@ def cluster_copy(client: aioredis.Redis, *, max_connections: int) -> aioredis.Re
     nodes = [ClusterNode(n.host, n.port) for n in client.get_nodes()] or list(
         client.nodes_manager.startup_nodes.values()
     )
-    copy = RedisCluster(
+    copy = _Cluster(
         startup_nodes=[ClusterNode(n.host, n.port) for n in nodes],
         max_connections=max_connections,
         **_CLUSTER,
@@ -170,7 +194,7 @@ def connect(url: str, *, max_connections: int = 256) -> aioredis.Redis:
     """
     plain = _cluster_scheme(url)
     if plain is not None:
-        cluster = RedisCluster.from_url(
+        cluster = _Cluster.from_url(
             f"{plain}://{url.partition('://')[2]}", max_connections=max_connections, **_CLUSTER
         )
         # RedisCluster is no subclass of Redis but answers the same commands, scripts and

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from redis.exceptions import RedisClusterException
 
@@ -48,6 +49,22 @@ async def test_a_cluster_url_gives_a_cluster_client_that_commits(cluster_url: st
                 pipe.xadd(f"mg:{{{agent}}}:s", {"e": "1"})
             assert await client.get(f"mg:{{{agent}}}:k") == agent.encode()
             assert await lease.renew()
+    finally:
+        await client.aclose()
+
+
+async def test_a_new_cluster_client_runs_each_of_its_first_commands_once(
+    cluster_url: str,
+) -> None:
+    # Its first commands at once (a worker's slots as it starts): none goes to the wrong node,
+    # fails on a connection dropped by the slot map's reload, or runs twice on a retry.
+    client = connect(cluster_url)
+    try:
+        keys = [f"mg:{{first-{i}}}:count" for i in range(64)]
+        async with anyio.create_task_group() as tg:
+            for key in keys:
+                tg.start_soon(client.incr, key)
+        assert [int(await client.get(key)) for key in keys] == [1] * len(keys)
     finally:
         await client.aclose()
 
