@@ -229,7 +229,7 @@ async def delete_agent(rt: Runtime, agent_id: str) -> Agent:
 
 
 async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
-    """Delete what the bus and the runs keep for the agent: its runs (records, id index, event
+    """Delete what the bus and the runs keep for the agent: its runs (records, id indexes, event
     streams, step journals, waits' replies, client otids), inbox, lease, fence, timer and
     source links. Found through the agent's run list and records, never a SCAN; keys it
     cannot find (a run that left the list) expire on their own.
@@ -266,6 +266,7 @@ async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
             pipe.execute_command("UNLINK", *doomed)
             for index in indexes:
                 pipe.execute_command("UNLINK", index)
+            pipe.zrem(keys.runs_by_created(), *[f"{r} {agent_id}" for r in run_ids])
             pipe.zrem(runs_key, *run_ids)
             await pipe.execute()
     sources = _texts(await redis.smembers(keys.agent_sources(agent_id)))

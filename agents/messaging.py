@@ -159,7 +159,7 @@ class Messaging:
     ) -> str:
         from agents.runs import RunStore
 
-        submitted = await RunStore(self.rt.redis).submit(
+        submitted = await RunStore(self.rt.redis, run_ttl_s=self.rt.settings.run_ttl_s).submit(
             target.id,
             [InboxMessage(content=self.content(message), sender_id=self.agent.id)],
             otid=f"{self.step_id}:{call_id}:{target.id}",

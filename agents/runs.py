@@ -2,21 +2,24 @@
 
 A submission is one Lua script, all or nothing: the run record, the client's ``otid`` (so a
 retry gets the original run back, never a second one), the run id index, the agent's run list,
+the index of every agent's runs by creation time (trimmed to the runs' retention as it grows),
 the inbox entry, the "ready" signal that tells the workers and, for a run that another agent's
 message started, its entry in the root run's index of the runs it caused. An error leaves
 nothing behind (a 5xx means nothing was stored), and a retry with the same ``otid`` finds its
 run complete.
 
-The script names every key it touches. On Redis Cluster the run id index, the agent's ready
-shard and the root run's caused-runs index have slots of their own, and no script may span
-slots, so a submission there is single-slot steps: the run id index first (an index entry whose
-run was never stored finds no run, and expires), the script on the agent's slot, the caused-runs
-entry (a crash before it only hides the run from its root's run view; an entry whose run was
-withdrawn finds no record and is skipped by :meth:`RunStore.caused`), then the ready signal. If
-the caused entry or the signal cannot be written, the submission is withdrawn (:data:`_WITHDRAW`:
-the run, its otid and its inbox entry go, unless a worker already took the entry, which an
-earlier signal of the agent can make happen) and the error raised: a 5xx still means nothing
-was stored, or, in that last case, the run is under way and a retry with its ``otid`` gets it
+The script names every key it touches. On Redis Cluster the run id index, the index by creation
+time, the agent's ready shard and the root run's caused-runs index have slots of their own, and
+no script may span slots, so a submission there is single-slot steps: the two indexes first, so
+that no stored run is missing from them (an entry whose run was never stored finds no record:
+it expires, or readers skip it until it is trimmed with the old runs), the script on the
+agent's slot, the caused-runs entry (a crash before it only hides the run from its root's run
+view; an entry whose run was withdrawn finds no record and is skipped by
+:meth:`RunStore.caused`), then the ready signal. If the caused entry or the signal cannot be
+written, the submission is withdrawn (:data:`_WITHDRAW`: the run, its otid, its inbox entry and
+its index entries go, unless a worker already took the entry, which an earlier signal of the
+agent can make happen) and the error raised: a 5xx still means nothing was stored, or, in that
+last case, the run is under way and a retry with its ``otid`` gets it
 back. A retry whose ``otid`` finds its run signals it again, which also covers a process that
 died before its signal.
 """
@@ -59,10 +62,10 @@ RUN_INDEX_TTL_S = 30 * 24 * 3600
 MAX_CAUSED_RUNS = 1000
 
 # KEYS: otid key (or run key when no otid), run key, inbox, agent runs zset, then on one Redis
-# (not a cluster) the run index, the agent's ready shard and the root run's caused-runs zset
-# (or the run key when no root).
+# (not a cluster) the run index, the agent's ready shard, the root run's caused-runs zset
+# (or the run key when no root) and the index of runs by creation time.
 # ARGV: has otid, run id, run json, envelope, otid ttl, created_at, group, agent id, index ttl,
-# has root (and one Redis), most runs one root keeps.
+# has root (and one Redis), most runs one root keeps, oldest creation time kept.
 # Returns {run id, 1 when created, the inbox entry id} or {existing run id, 0}.
 # The calls that can fail on a damaged key (a wrong type) come before any write that matters:
 # an error stops the script, and what it wrote before stays, so only a harmless extra ready
@@ -77,6 +80,10 @@ if redis.call('EXISTS', KEYS[3]) == 0 then
 end
 if KEYS[6] then redis.call('XADD', KEYS[6], '*', 'a', ARGV[8]) end
 redis.call('ZADD', KEYS[4], tonumber(ARGV[6]), ARGV[2])
+if KEYS[8] then
+  redis.call('ZADD', KEYS[8], tonumber(ARGV[6]), ARGV[2] .. ' ' .. ARGV[8])
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. ARGV[12])
+end
 local entry = redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
 if ARGV[1] == '1' then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[5]))
@@ -155,10 +162,15 @@ async def adopt_unsharded_signals(redis: aioredis.Redis, *, batch: int = 1000) -
 
 
 class RunStore:
-    """Run records, submission and events."""
+    """Run records, submission and events.
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    ``run_ttl_s`` is how long runs are kept (``Settings.run_ttl_s``): a submission trims the
+    index of runs by creation time to the runs created since.
+    """
+
+    def __init__(self, redis: aioredis.Redis, *, run_ttl_s: float = RUN_INDEX_TTL_S) -> None:
         self._redis = redis
+        self._run_ttl_s = run_ttl_s
         self._submit = redis.register_script(_SUBMIT)
         self._withdraw = redis.register_script(_WITHDRAW)
         self._add_caused = redis.register_script(_ADD_CAUSED)
@@ -204,11 +216,18 @@ class RunStore:
             bus_keys.inbox(agent_id),
             keys.agent_runs(agent_id),
         ]
-        if self._cluster:  # the index first: see the module's docstring
-            await self._redis.set(keys.run_index(run.id), agent_id, ex=RUN_INDEX_TTL_S)
+        listed = f"{run.id} {agent_id}"  # its entry in the index by creation time
+        oldest_kept = run.created_at - self._run_ttl_s
+        if self._cluster:  # the indexes first: see the module's docstring
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(keys.run_index(run.id), agent_id, ex=RUN_INDEX_TTL_S)
+                pipe.zadd(keys.runs_by_created(), {listed: run.created_at})
+                pipe.zremrangebyscore(keys.runs_by_created(), "-inf", f"({oldest_kept!r}")
+                await pipe.execute()
         else:
             caused = keys.run_caused(root_run_id) if root_run_id else keys.run(agent_id, run.id)
             own += [keys.run_index(run.id), bus_keys.ready(agent_id), caused]
+            own.append(keys.runs_by_created())
         result = await self._submit(
             keys=own,
             args=[
@@ -223,13 +242,14 @@ class RunStore:
                 RUN_INDEX_TTL_S,
                 "1" if root_run_id and not self._cluster else "0",
                 MAX_CAUSED_RUNS,
+                repr(oldest_kept),
             ],
         )
         run_id = _text(result[0])
         created = bool(int(result[1]))
         if self._cluster:
-            if not created:  # the original run has its own index: this one's stays unused
-                await self._redis.delete(keys.run_index(run.id))
+            if not created:  # the original run has its own entries: this one's stay unused
+                await self._unindex(run.id, agent_id)
             try:
                 if created and root_run_id:
                     await self._add_caused(
@@ -250,9 +270,16 @@ class RunStore:
                             args=[run.id, _text(result[2]), streams.GROUP, "1" if otid else "0"],
                         )
                         if int(withdrawn):
-                            await self._redis.delete(keys.run_index(run.id))
+                            await self._unindex(run.id, agent_id)
                 raise
         return Submitted(run_id=run_id, agent_id=agent_id, created=created)
+
+    async def _unindex(self, run_id: str, agent_id: str) -> None:
+        """Remove a run that was not stored from the indexes written before it (Cluster)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.run_index(run_id))
+            pipe.zrem(keys.runs_by_created(), f"{run_id} {agent_id}")
+            await pipe.execute()
 
     async def get(self, agent_id: str, run_id: str) -> Run:
         raw = await self._redis.get(keys.run(agent_id, run_id))

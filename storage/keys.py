@@ -37,6 +37,8 @@ __all__ = (
     "run",
     "run_caused",
     "run_index",
+    "runs_by_created",
+    "runs_by_created_filled",
     "source",
     "source_agents",
     "source_files",
@@ -100,6 +102,11 @@ archive_agents = _in_slot("agents")
 
 #: run id -> agent id, for APIs that address a run by its id alone.
 run_index = _shared_with_id("run-agent")
+#: Sorted set of ``"<run id> <agent id>"`` scored by creation time: every agent's runs, what
+#: ``GET /v1/runs`` pages through without reading each agent (ties order by run id).
+runs_by_created = _shared("runs-by-created")
+#: Set once every run from before :data:`runs_by_created` existed was copied into it.
+runs_by_created_filled = _shared("runs-by-created-filled")
 #: Sorted set of ``"<agent id> <run id>"`` by creation time: the runs that the outside
 #: message of a root run caused (messages between agents), for the run view.
 run_caused = _shared_with_id("run-caused")

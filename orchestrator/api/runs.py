@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from importlib import metadata
 
@@ -10,12 +11,13 @@ from litestar import Controller, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
+from agents import run_pages
 from agents.letta_messages import LettaMessage, StopReason, UsageStatistics
 from orchestrator.api.callbacks import callback_state
 from orchestrator.api.errors import RETRY_AFTER_S, ApiError
 from orchestrator.api.ingestion import JobView, file_job_view
 from orchestrator.api.messages import sse
-from orchestrator.api.paging import Order, Paging, cursors, descending, ordered
+from orchestrator.api.paging import Order, PageQuery, Paging, cursors, descending, ordered
 from orchestrator.api.state import Api
 from orchestrator.api.steps import StepView, run_steps
 from orchestrator.api.views import Health, RunStatus, RunView, run_view
@@ -53,12 +55,30 @@ ACTIVE = frozenset({"created", "running", "waiting"})
 
 
 async def _recent_runs(api: Api, agent_ids: list[str]) -> list[Run]:
-    """The recent runs (up to 1000 each) of ``agent_ids``, or of every agent when empty."""
-    ids = agent_ids or [a.id for a in await api.rt.agents.list()]
+    """The recent runs (up to 1000 each) of ``agent_ids``."""
     runs: list[Run] = []
-    for one in dict.fromkeys(ids):
+    for one in dict.fromkeys(agent_ids):
         runs += await api.runs.recent(one, limit=1000)
     return runs
+
+
+async def _every_agents_runs(
+    api: Api, keep: Callable[[Run], bool], paging: PageQuery, descending: bool
+) -> list[Run]:
+    """A page of every agent's runs that ``keep`` accepts, through the index of runs by
+    creation time (:mod:`agents.run_pages`): no agent's record or run list is read."""
+    await run_pages.backfill(api.rt.redis)
+    try:
+        return await run_pages.page(
+            api.rt.redis,
+            keep=keep,
+            after=paging.after,
+            before=paging.before,
+            limit=paging.count,
+            descending=descending,
+        )
+    except run_pages.UnknownRunCursor as e:
+        raise ApiError(404, str(e), field=e.field, source="query") from None
 
 
 class RunsController(Controller):
@@ -79,24 +99,29 @@ class RunsController(Controller):
         paging: Paging,
         ascending: FromQuery[bool | None] = None,
     ) -> list[RunView]:
-        """Recent runs (up to 1000 per agent), newest first unless ``order=asc``: of the agents
-        named by ``agent_id``/``agent_ids`` (all agents when neither is given), in one of
-        ``statuses``, and only unfinished ones with ``active=true`` (finished ones with false)."""
+        """Runs, newest first unless ``order=asc``, in one of ``statuses``, and only unfinished
+        ones with ``active=true`` (finished ones with false): of every agent, or (up to their
+        1000 most recent each) of the agents named by ``agent_id``/``agent_ids``."""
         ids = [*([agent_id] if agent_id else []), *(agent_ids or [])]
-        runs = [
-            r
-            for r in await _recent_runs(api, ids)
-            if (statuses is None or run_view(r).status in statuses)
-            and (active is None or (r.status in ACTIVE) == active)
-        ]
+
+        def keep(run: Run) -> bool:
+            return (statuses is None or run_view(run).status in statuses) and (
+                active is None or (run.status in ACTIVE) == active
+            )
+
+        newest_first = descending(paging.order, ascending)
+        if not ids:
+            return [run_view(r) for r in await _every_agents_runs(api, keep, paging, newest_first)]
+        runs = [r for r in await _recent_runs(api, ids) if keep(r)]
         runs.sort(key=lambda r: (r.created_at, r.id))
-        order: Order = "desc" if descending(paging.order, ascending) else "asc"
+        order: Order = "desc" if newest_first else "asc"
         return [run_view(r) for r in replace(paging, order=order).of(runs, lambda r: r.id)]
 
     @get("/active")
     async def list_active(self, api: Api) -> list[RunView]:
-        """Runs not finished yet."""
-        return [run_view(r) for r in await _recent_runs(api, []) if r.status in ACTIVE]
+        """Every agent's runs not finished yet, newest first."""
+        runs = await _every_agents_runs(api, lambda r: r.status in ACTIVE, PageQuery(), True)
+        return [run_view(r) for r in runs]
 
     @get("/{run_id:str}")
     async def retrieve(self, run_id: FromPath[str], api: Api) -> RunView:

@@ -49,7 +49,7 @@ class ApiState:
     _sizes_at: float = field(default=-math.inf, init=False)
 
     def __post_init__(self) -> None:
-        self.runs = RunStore(self.rt.redis)
+        self.runs = RunStore(self.rt.redis, run_ttl_s=self.rt.settings.run_ttl_s)
 
     async def refresh_embedding_sizes(self, *, force: bool = False) -> None:
         """Load the embedding sizes that the embedding processes recorded (at most once a
