@@ -3,11 +3,12 @@
 Loads the data straight through the stores (``AgentStore``, ``BlockStore``, ``MessageLog``),
 not through model turns, into a private ``redis-server``; starts ``memgrid serve`` on it; then
 times, over keep-alive HTTP, every request the page makes for its views: the page and a module,
-the agents list (first page, a later page, a search; the same and a tag through REST), a block
-shared by every agent, one agent, its context window, its latest messages and a page far back
-in recall, the operations view and a run's view (``memgrid serve --no-worker``: the run stays
-queued). With ``--browser`` it also times Chromium (Debian's ``chromium``) from navigation to
-the rows drawn: the agents list, the messages tab, and one click on "Older messages".
+the agents list (first page, a later page, a search; the same and a tag through REST), the
+newest runs of every agent (REST), a block shared by every agent, one agent, its context window,
+its latest messages and a page far back in recall, the operations view and a run's view
+(``memgrid serve --no-worker``: the run stays queued). With ``--browser`` it also times
+Chromium (Debian's ``chromium``) from navigation to the rows drawn: the agents list, the
+messages tab, and one click on "Older messages".
 
 Reported: median and p95 ms per request (``--repeat`` times each). The page never asks for
 more than one page (50 agents, 50 messages) at once.
@@ -180,6 +181,7 @@ async def _measure(args: argparse.Namespace, scratch: Scratch) -> None:
                 ("REST /v1/agents: page at 5,000", f"/v1/agents/?after={agents[5000].id}"),
                 ("REST /v1/agents: one tag (500)", "/v1/agents/?tags=team-3&limit=50"),
                 ("REST /v1/agents: query_text", "/v1/agents/?query_text=agent-0999"),
+                ("REST /v1/runs?limit=50", "/v1/runs/?limit=50"),
                 ("block shared by 10k: history", f"/dashboard/api/blocks/{shared}/history"),
                 ("agent (100k messages)", f"/v1/agents/{big.id}"),
                 ("its context window", f"/v1/agents/{big.id}/context"),
