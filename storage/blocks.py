@@ -180,6 +180,13 @@ class BlockStore:
     async def attached_agents(self, block_id: str) -> builtins.list[str]:
         return sorted(texts(await self._redis.smembers(keys.block_agents(block_id))))
 
+    async def attached_counts(self, block_ids: Sequence[str]) -> builtins.list[int]:
+        """How many agents each block is attached to, in order (one pipeline)."""
+        async with self._redis.pipeline(transaction=False) as pipe:  # a slot per block
+            for block_id in block_ids:
+                pipe.scard(keys.block_agents(block_id))
+            return [int(n) for n in await pipe.execute()]
+
     async def _run_cas(
         self,
         block: Block,

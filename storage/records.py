@@ -83,6 +83,11 @@ class Block(_Record, kw_only=True):
     created_at: float = msgspec.field(default_factory=now)
     updated_at: float = msgspec.field(default_factory=now)
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    # Kept as Letta's clients send them at creation, for listing blocks by them.
+    template_name: str | None = None
+    is_template: bool = False
+    tags: list[str] = msgspec.field(default_factory=list)
+    project_id: str | None = None
 
 
 class BlockEdit(_Record, kw_only=True):

@@ -171,7 +171,7 @@ class MessagesIn(msgspec.Struct, kw_only=True):
 
 
 class CreateBlockIn(msgspec.Struct, kw_only=True):
-    """Letta's ``CreateBlock``."""
+    """Letta's ``CreateBlock`` (``name`` is 0.11's ``template_name``)."""
 
     label: str
     value: str
@@ -179,6 +179,11 @@ class CreateBlockIn(msgspec.Struct, kw_only=True):
     description: str | None = None
     read_only: bool = False
     metadata: dict[str, str] | None = None
+    template_name: str | None = None
+    name: str | None = None
+    is_template: bool = False
+    tags: list[str] | None = None
+    project_id: str | None = None
 
 
 class BlockUpdateIn(msgspec.Struct, kw_only=True):

@@ -287,7 +287,9 @@ def llm_config(agent: Agent, openai_base_url: str | None) -> LLMConfig:
 
 def block_view(block: Block) -> BlockView:
     """Letta's view of a block: the fields the two share (a copy), the rest Letta's defaults."""
-    return msgspec.convert(block, BlockView, from_attributes=True)
+    view = msgspec.convert(block, BlockView, from_attributes=True)
+    view.name = block.template_name  # Letta 0.11's name of the field
+    return view
 
 
 _MEMORY_TOOLS = frozenset(

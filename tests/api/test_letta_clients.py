@@ -43,6 +43,7 @@ human = client.agents.blocks.modify(agent_id=agent.id, block_label="human", valu
 assert human.value == "Alice"
 assert [b.label for b in client.agents.blocks.list(agent_id=agent.id)] == ["human"]
 block = client.blocks.create(label="shared", value="info")
+assert [b.id for b in client.blocks.list(label_search="SHAR", value_search="inf")] == [block.id]
 attached = client.agents.blocks.attach(agent_id=agent.id, block_id=block.id)
 assert [b.label for b in attached.memory.blocks] == ["human", "shared"]
 client.agents.blocks.detach(agent_id=agent.id, block_id=block.id)
@@ -70,6 +71,7 @@ for _ in range(100):
         break
     time.sleep(0.05)
 assert client.jobs.retrieve(job_id=run.id).status == "completed"
+assert run.id in [r.id for r in client.runs.list()]
 assert client.agents.messages.list(agent_id=agent.id, limit=5)
 client.agents.passages.delete(agent_id=agent.id, memory_id=passage.id)
 client.agents.delete(agent_id=agent.id)
@@ -113,6 +115,7 @@ assert [b.label for b in client.agents.blocks.list(agent_id=agent.id)] == ["huma
 human = client.agents.blocks.update("human", agent_id=agent.id, value="Alice")
 assert human.value == "Alice"
 block = client.blocks.create(label="shared", value="info")
+assert [b.id for b in client.blocks.list(label_search="SHAR", value_search="inf")] == [block.id]
 attached = client.agents.blocks.attach(block.id, agent_id=agent.id)
 assert [b.label for b in attached.blocks] == ["human", "shared"]
 client.agents.blocks.detach(block.id, agent_id=agent.id)
@@ -132,6 +135,7 @@ for _ in range(100):
         break
     time.sleep(0.05)
 assert client.runs.retrieve(run.id).agent_id == agent.id
+assert run.id in [r.id for r in client.runs.list(limit=5)]  # auto-paged to the end
 every = list(client.agents.messages.list(agent_id=agent.id, limit=3, order="asc"))
 assert len(every) > 3  # auto-paged with after= cursors, and it ends
 client.agents.passages.delete(passage.id, agent_id=agent.id)

@@ -49,10 +49,59 @@ async def test_blocks_crud(client: httpx.AsyncClient) -> None:
     assert missing.status_code == 422
     assert missing.json()["detail"][0]["loc"] == ["body", "value"]
     agent = await make_agent(client, block_ids=[block["id"]])
+    await _letta_block_filters(client, block["id"])
     assert (await client.delete(f"/v1/blocks/{block['id']}")).status_code == 200
     assert (await client.get(f"/v1/blocks/{block['id']}")).status_code == 404
     after = (await client.get(f"/v1/agents/{agent['id']}")).json()
     assert [b["label"] for b in after["blocks"]] == ["human"]
+
+
+async def _letta_block_filters(client: httpx.AsyncClient, attached: str) -> None:
+    """``GET /v1/blocks/`` with Letta's filters, besides a block ``attached`` to one agent
+    (labelled "team", value "we test") and the agent's own "human" block."""
+    template = {
+        "label": "Persona-Draft",
+        "value": "Loves Tea",
+        "description": "The Default persona",
+        "template_name": "draft",
+        "is_template": True,
+        "tags": ["x", "y"],
+        "project_id": "proj-1",
+    }
+    t = (await client.post("/v1/blocks/", json=template)).json()["id"]
+    notes = {"label": "notes", "value": "tea and cake", "name": "old-style", "tags": ["y"]}
+    made = (await client.post("/v1/blocks/", json=notes)).json()
+    assert (made["name"], made["template_name"], made["tags"]) == ("old-style", "old-style", ["y"])
+    n = made["id"]
+
+    async def listed(**params: object) -> list[str]:
+        response = await client.get("/v1/blocks/", params=params)
+        assert response.status_code == 200, response.text
+        return [b["id"] for b in response.json()]
+
+    assert t not in await listed()  # templates only when asked for (Letta's default)
+    assert await listed(templates_only="true") == [t]
+    assert await listed(value_search="TEA") == [n]
+    assert await listed(value_search="tea", templates_only="true") == [t]
+    assert await listed(label_search="persona", templates_only="true") == [t]
+    assert await listed(description_search="default", templates_only="true") == [t]
+    assert await listed(label="notes", label_search="nothing like it") == [n]
+    assert await listed(name="old-style") == [n]
+    assert await listed(name="draft", templates_only="true") == [t]
+    assert await listed(tags=["y"]) == [n]
+    assert await listed(tags=["x", "y"], match_all_tags="true", templates_only="true") == [t]
+    assert await listed(tags=["x", "z"], match_all_tags="true", templates_only="true") == []
+    assert await listed(project_id="proj-1", templates_only="true") == [t]
+    assert await listed(project_id="proj-1") == []
+    assert await listed(value_search="we test", connected_to_agents_count_gt=0) == [attached]
+    assert await listed(value_search="we test", connected_to_agents_count_lt=1) == []
+    assert await listed(tags=["y"], connected_to_agents_count_eq=[0, 2]) == [n]
+    assert await listed(identity_id="identity-1") == []  # memgrid has no identities
+    assert await listed(order_by="created_at", order="desc", limit=1) == [n]
+    refused = await client.get("/v1/blocks/", params={"order_by": "label"})
+    assert refused.status_code == 422 and "order_by" in refused.text
+    for block_id in (t, n):
+        assert (await client.delete(f"/v1/blocks/{block_id}")).status_code == 200
 
 
 async def test_tools_upsert_from_source_then_an_agent_calls_it(client: httpx.AsyncClient) -> None:
