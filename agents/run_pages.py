@@ -23,20 +23,12 @@ import redis.asyncio as aioredis
 
 from storage import keys
 from storage._util import mget, text, texts
-from storage.errors import NotFound
+from storage.agents import UnknownCursor
 from storage.records import Run, decode
 
-__all__ = ("UnknownRunCursor", "backfill", "page")
+__all__ = ("backfill", "page")
 
 _BATCH = 500
-
-
-class UnknownRunCursor(NotFound):
-    """A page cursor (``after`` or ``before``) that names no listed run."""
-
-    def __init__(self, field: str, cursor: str) -> None:
-        super().__init__(f"no run with id {cursor!r} to page from")
-        self.field = field
 
 
 async def backfill(redis: aioredis.Redis) -> None:
@@ -76,7 +68,7 @@ async def page(
     status); ``before`` alone gives the ``limit`` nearest to it.
 
     Raises:
-        UnknownRunCursor: a cursor that names no run of the index.
+        UnknownCursor: a cursor that names no run of the index.
     """
     index = keys.runs_by_created()
     start, end = 0, int(await redis.zcard(index))
@@ -85,7 +77,7 @@ async def page(
             continue
         at = await _rank(redis, cursor, descending)
         if at is None:
-            raise UnknownRunCursor(field, cursor)
+            raise UnknownCursor(field, cursor, "run")
         start, end = (at + 1, end) if field == "after" else (start, at)
     backward = before is not None and after is None
     fetch = redis.zrevrange if descending else redis.zrange

@@ -7,7 +7,7 @@ error is a ``MemgridError`` and exactly one of ``UserError`` (the caller can fix
     MemgridError
     ├── StorageError
     │   ├── NotFound                    UserError
-    │   │   └── UnknownCursor           UserError       a page cursor naming no agent
+    │   │   └── UnknownCursor           UserError       a page cursor naming no agent/run
     │   ├── Conflict                    UserError
     │   ├── StaleWriter                 ControlSignal   a fenced write after a lost lease
     │   ├── InvalidRecord               UserError

@@ -25,10 +25,11 @@ _BACKFILL_BATCH = 500
 
 
 class UnknownCursor(NotFound):
-    """A page cursor (``after`` or ``before``) that names no agent of the listing."""
+    """A page cursor (``after`` or ``before``) that names no record (``kind``: an agent, a
+    run) of the listing."""
 
-    def __init__(self, field: str, cursor: str) -> None:
-        super().__init__(f"no agent with id {cursor!r} to page from")
+    def __init__(self, field: str, cursor: str, kind: str = "agent") -> None:
+        super().__init__(f"no {kind} with id {cursor!r} to page from")
         self.field = field
 
 

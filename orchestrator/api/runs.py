@@ -21,6 +21,7 @@ from orchestrator.api.paging import Order, PageQuery, Paging, cursors, descendin
 from orchestrator.api.state import Api
 from orchestrator.api.steps import StepView, run_steps
 from orchestrator.api.views import Health, RunStatus, RunView, run_view
+from storage.agents import UnknownCursor
 from storage.errors import NotFound
 from storage.records import Run
 from storage.sources import SourceStore
@@ -77,7 +78,7 @@ async def _every_agents_runs(
             limit=paging.count,
             descending=descending,
         )
-    except run_pages.UnknownRunCursor as e:
+    except UnknownCursor as e:
         raise ApiError(404, str(e), field=e.field, source="query") from None
 
 
