@@ -149,6 +149,21 @@ def start_api(
     return start
 
 
+class Hold:
+    """For a test's policy: while ``active``, each model call stops until ``release``
+    (``entered`` is set once one has stopped)."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+
+@pytest.fixture
+def hold() -> Hold:
+    return Hold()
+
+
 def policy_echo(request: ChatRequest) -> Outcome:
     return echo(request)
 

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from agents.scripted import ChatRequest, Outcome, Policy, echo, tool_call
 from bus import keys as bus_keys
 from tests.api.conftest import (
+    Hold,
     Served,
     api_client,
     make_agent,
@@ -25,23 +26,11 @@ from tests.api.conftest import (
 )
 
 
-class Hold:
-    """While ``active``, the model stops in each call until ``release`` and then asks for
-    another step: a run that would go on to its step limit unless cancelled."""
-
-    def __init__(self) -> None:
-        self.active = False
-        self.entered = anyio.Event()
-        self.release = anyio.Event()
-
-
-@pytest.fixture
-def hold() -> Hold:
-    return Hold()
-
-
 @pytest.fixture
 def policy(hold: Hold) -> Policy:
+    """While held, each call stops until released and then asks for another step: a run that
+    would go on to its step limit unless cancelled."""
+
     async def held(request: ChatRequest) -> Outcome:
         if not hold.active:
             return echo(request)

@@ -13,21 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from agents.scripted import ChatRequest, Outcome, Policy, echo
 from storage import keys
-from tests.api.conftest import make_agent, say_to, sse_frames
-
-
-class Hold:
-    """While ``active``, the model stops in each call until ``release``."""
-
-    def __init__(self) -> None:
-        self.active = False
-        self.entered = anyio.Event()
-        self.release = anyio.Event()
-
-
-@pytest.fixture
-def hold() -> Hold:
-    return Hold()
+from tests.api.conftest import Hold, make_agent, say_to, sse_frames
 
 
 @pytest.fixture
