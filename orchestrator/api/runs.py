@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from importlib import metadata
+from typing import Literal
 
 import msgspec
 from litestar import Controller, Response, get, patch, post
@@ -97,17 +98,24 @@ class RunsController(Controller):
         agent_ids: FromQuery[list[str] | None] = None,
         statuses: FromQuery[list[RunStatus] | None] = None,
         active: FromQuery[bool | None] = None,
+        stop_reason: FromQuery[str | None] = None,
         paging: Paging,
         ascending: FromQuery[bool | None] = None,
+        order_by: FromQuery[Literal["created_at"]] = "created_at",
     ) -> list[RunView]:
-        """Runs, newest first unless ``order=asc``, in one of ``statuses``, and only unfinished
-        ones with ``active=true`` (finished ones with false): of every agent, or (up to their
-        1000 most recent each) of the agents named by ``agent_id``/``agent_ids``."""
+        """Runs, newest first unless ``order=asc`` (``order_by`` is always ``created_at``), in
+        one of ``statuses``, ended with ``stop_reason``, and only unfinished ones with
+        ``active=true`` (finished ones with false): of every agent, or (up to their 1000 most
+        recent each) of the agents named by ``agent_id``/``agent_ids``. Letta's
+        ``background`` and ``conversation_id`` are ignored: memgrid has neither background
+        streams nor conversations, so they would filter nothing of its runs."""
         ids = [*([agent_id] if agent_id else []), *(agent_ids or [])]
 
         def keep(run: Run) -> bool:
-            return (statuses is None or run_view(run).status in statuses) and (
-                active is None or (run.status in ACTIVE) == active
+            return (
+                (statuses is None or run_view(run).status in statuses)
+                and (active is None or (run.status in ACTIVE) == active)
+                and (stop_reason is None or run.stop_reason == stop_reason)
             )
 
         newest_first = descending(paging.order, ascending)

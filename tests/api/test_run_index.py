@@ -79,6 +79,8 @@ async def test_every_agents_runs_page_in_creation_order_through_the_index(
 
     assert await _listed(client, statuses=["completed"]) == newest
     assert await _listed(client, statuses=["failed"]) == []
+    assert await _listed(client, stop_reason="end_turn", order_by="created_at") == newest
+    assert await _listed(client, stop_reason="max_steps") == []
     assert await _listed(client, active="false", limit=3) == newest[:3]
     assert await _listed(client, active="true") == []
     assert await _listed(client, "/v1/runs/active") == []
