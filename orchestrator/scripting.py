@@ -131,7 +131,7 @@ async def send(
     Args:
         on_event: called with each event as it happens (by default: printed); None: quiet.
     """
-    runs = RunStore(rt.redis)
+    runs = RunStore(rt.redis, run_ttl_s=rt.settings.run_ttl_s)
     run = await runs.submit(agent_id, [InboxMessage(content=text)])
     events: list[Event] = []
     async with anyio.create_task_group() as tg:

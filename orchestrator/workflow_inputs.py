@@ -58,7 +58,7 @@ async def run_inputs(
 ) -> list[RunReport]:
     """Submit ``(name, text)`` inputs to ``entry`` and follow everything until it settles."""
     show = on_event or (lambda who, event: print_event(event, who=who))
-    runs = RunStore(rt.redis)
+    runs = RunStore(rt.redis, run_ttl_s=rt.settings.run_ttl_s)
     names = {agent.id: name for name, agent in applied.agents.items()}
     # Runs that exist already are not ours: only runs created from now on are followed.
     started = time.time() - 5

@@ -190,7 +190,7 @@ async def _turn(
         check_message(
             agent, text, max_bytes=rt.settings.max_message_bytes, counter=rt.counter(agent.model)
         )
-    runs = RunStore(rt.redis)
+    runs = RunStore(rt.redis, run_ttl_s=rt.settings.run_ttl_s)
     submitted = await runs.submit(agent.id, [InboxMessage(content=text, role=role)])
     events: list[Event] = []
     async with anyio.create_task_group() as tg:
