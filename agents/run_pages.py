@@ -11,7 +11,10 @@ run's status (``keep``) read the records walked until the page is full, so a fil
 matches few runs walks further; no write is added to the worker's commit for them.
 
 Runs stored before the index existed are copied into it once (:func:`backfill`, from each
-agent's own run list, which has the same scores), the first time runs are listed.
+agent's own run list, which has the same scores), the first time runs are listed. During a
+rolling upgrade, runs that processes of the older version submit after that copy are not in
+the index (they are still listed by agent); deleting ``mg:runs-by-created-filled`` once no
+such process is left makes the next listing copy again.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class RunsController(Controller):
         ``active=true`` (finished ones with false): of every agent, or (up to their 1000 most
         recent each) of the agents named by ``agent_id``/``agent_ids``. Letta's
         ``background`` and ``conversation_id`` are ignored: memgrid has neither background
-        streams nor conversations, so they would filter nothing of its runs."""
+        streams nor conversations."""
         ids = [*([agent_id] if agent_id else []), *(agent_ids or [])]
 
         def keep(run: Run) -> bool:
