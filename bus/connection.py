@@ -138,6 +138,21 @@ class _Cluster(RedisCluster):
             await self.initialize()
         return await super().execute_command(*args, **kwargs)
 
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        """The slot of a command's keys; those of XREAD and XREADGROUP read here from their
+        ``STREAMS`` part. redis-py asks a node for them (COMMAND GETKEYS, twice: two round
+        trips before every read of a stream: the workers' signal reads, a run's followers)."""
+        if command.upper() in ("XREAD", "XREADGROUP"):
+            words = [a.upper() if isinstance(a, str) else a for a in args]
+            at = next((i for i, w in enumerate(words) if w in ("STREAMS", b"STREAMS")), None)
+            if at is not None:
+                named = args[at + 1 :]
+                streams = named[: len(named) // 2]
+                slots = {self.keyslot(stream) for stream in streams}
+                if len(slots) == 1:
+                    return slots.pop()
+        return int(await super()._determine_slot(command, *args))
+
 
 # A cluster client runs a command once, as the one-Redis client does: redis-py's default (3
 # retries on a connection error or timeout, after reloading the slot map) would run a command

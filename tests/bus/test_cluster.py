@@ -69,6 +69,35 @@ async def test_a_new_cluster_client_runs_each_of_its_first_commands_once(
         await client.aclose()
 
 
+async def test_reads_of_streams_ask_no_node_for_their_keys(cluster_url: str) -> None:
+    # redis-py finds the keys of XREAD and XREADGROUP with COMMAND GETKEYS (two round trips
+    # before each read); memgrid's client reads them from the command.
+    client = connect(cluster_url)
+
+    async def lookups() -> int:
+        total = 0
+        for node in client.get_nodes():
+            stats = await client.info("commandstats", target_nodes=node)
+            total += sum(v["calls"] for k, v in stats.items() if k.startswith("cmdstat_command"))
+        return total
+
+    try:
+        streams = [f"mg:{{reads-{i}}}:s" for i in range(6)]  # on every node
+        for stream in streams:
+            await client.xgroup_create(stream, "g", id="0", mkstream=True)
+            await client.xadd(stream, {"a": "1"})
+        before = await lookups()
+        for stream in streams:
+            [[name, [(_id, fields)]]] = await client.xread({stream: "0"}, count=1)
+            assert (name, fields) == (stream.encode(), {b"a": b"1"})
+            [[_name, [(_id, fields)]]] = await client.xreadgroup("g", "c", {stream: ">"}, 1)
+            assert fields == {b"a": b"1"}
+        assert await client.xreadgroup("g", "c", {streams[0]: ">"}, 1, block=10) == []
+        assert await lookups() == before
+    finally:
+        await client.aclose()
+
+
 async def test_a_commit_that_spans_slots_is_refused_before_it_runs(cluster_url: str) -> None:
     client = connect(cluster_url)
 
