@@ -35,6 +35,7 @@ __all__ = (
     "ensure_group",
     "entry_of",
     "get_dead_letter",
+    "give_back",
     "list_dead_letters",
     "move_dead_letters",
     "next_entry",
@@ -206,11 +207,17 @@ async def read_ready(
     taken = [(_str(stream), entry) for stream, items in read_reply(raw) for entry in items]
     # Entries that came in between the sweep and the block are served at once from every
     # stream that has one: those past ``count`` go back, as new entries, for others to take.
-    for stream, (entry_id, fields) in taken[count:]:
-        await _GIVE_BACK(
-            redis, [stream], [GROUP, entry_id, *(x for kv in fields.items() for x in kv)]
-        )
+    for stream, entry in taken[count:]:
+        await give_back(redis, stream, entry)
     return taken[:count]
+
+
+async def give_back(redis: aioredis.Redis, stream: str, entry: Entry) -> None:
+    """Hand back an entry read from ``stream`` that will not be served: it is added again as a
+    new entry, for any consumer to take, and the old one acknowledged and deleted (one step:
+    never lost or doubled)."""
+    entry_id, fields = entry
+    await _GIVE_BACK(redis, [stream], [GROUP, entry_id, *(x for kv in fields.items() for x in kv)])
 
 
 # KEYS: a stream. ARGV: the group, an entry id, its fields and values. Adds the entry again as
