@@ -13,6 +13,7 @@ from bus import keys as bus_keys
 from bus import streams
 from bus.connection import through_outage
 from bus.lease import Lease
+from bus.shard_reads import ShardReads
 from storage.records import Run
 
 __all__ = ("RECLAIM_SCAN", "Signal", "read_signals", "reclaim_signals", "release_signal")
@@ -35,18 +36,23 @@ async def read_signals(
     block_ms: int,
     start: int,
     acks: Sequence[tuple[str, str]] = (),
+    shards: ShardReads | None = None,
 ) -> list[Signal]:
     """Up to ``count`` new signals of any shard, the sweep beginning at shard ``start``;
-    ``acks`` (shard, id) acknowledged first (see :func:`release_signal`)."""
-    fresh = await streams.read_ready(
-        redis,
-        bus_keys.ready_shards(),
-        worker_id,
-        count=count,
-        block_ms=block_ms,
-        start=start,
-        acks=acks,
-    )
+    ``acks`` (shard, id) acknowledged first (see :func:`release_signal`). ``shards``: the
+    worker's blocking reads of a cluster's shards (:mod:`bus.shard_reads`; no ``acks``)."""
+    if shards is not None:
+        fresh = await shards.read(count, start=start)
+    else:
+        fresh = await streams.read_ready(
+            redis,
+            bus_keys.ready_shards(),
+            worker_id,
+            count=count,
+            block_ms=block_ms,
+            start=start,
+            acks=acks,
+        )
     return [Signal(stream, i, f.get(b"a", b"").decode()) for stream, (i, f) in fresh]
 
 

@@ -42,6 +42,7 @@ from bus import streams
 from bus.connection import TRANSIENT_ERRORS, Outage, is_cluster, is_transient, through_outage
 from bus.errors import LeaseLost
 from bus.lease import Lease, Taken, take
+from bus.shard_reads import ShardReads, shard_reads
 from storage import keys
 from storage.records import Run
 
@@ -93,10 +94,13 @@ class Worker:
         # Signals of released agents, acknowledged with the reader's next sweep while it runs
         # (one Redis only: a cluster's sweep is one read per shard); None: acknowledge at once.
         self._acks: list[tuple[str, str]] | None = None
+        self._shards: ShardReads | None = None  # a cluster's blocking reads, while they run
 
     def stop(self) -> None:
         """Stop taking work; running turns stop after their current step."""
         self.stopping = True
+        if self._shards is not None:
+            self._shards.stop()
 
     def cancel(self) -> None:
         """Stop now (after :meth:`stop` and a grace period): cancels turns in flight."""
@@ -140,10 +144,18 @@ class Worker:
     async def _reader(self, work: TaskGroup) -> None:
         """Read signals (:meth:`_read`), acknowledging released agents' signals with each
         sweep; what is left to acknowledge when it stops is acknowledged here."""
-        self._acks = None if is_cluster(self.rt.redis) else []
+        redis, s = self.rt.redis, self.settings
+        self._acks = None if is_cluster(redis) else []
         try:
-            await self._read(work)
+            if is_cluster(redis) and not s.burst:  # blocking reads per shard, not polling
+                shards = bus_keys.ready_shards()
+                async with shard_reads(redis, shards, self.id, block_ms=s.block_ms) as reads:
+                    self._shards = reads
+                    await self._read(work, reads)
+            else:
+                await self._read(work)
         finally:
+            self._shards = None
             acks, self._acks = self._acks or [], None
             with anyio.CancelScope(shield=True):
                 for stream, entry_id in acks:  # one left pending is reclaimed after a lease
@@ -165,10 +177,11 @@ class Worker:
         self._acks.append((stream, entry_id))
         return True
 
-    async def _read(self, work: TaskGroup) -> None:
+    async def _read(self, work: TaskGroup, shards: ShardReads | None = None) -> None:
         """Take as many signals as there are free slots, never more: a signal taken is pending
         on this worker, so one read while every slot is busy would hold agents back that
-        another worker (or a slot freed a moment later here) could have run."""
+        another worker (or a slot freed a moment later here) could have run. ``shards``: a
+        non-burst worker's reads on a cluster (:mod:`bus.shard_reads`)."""
         redis, s = self.rt.redis, self.settings
         slots = anyio.Semaphore(s.concurrency)
         next_reclaim = next_timers = 0.0
@@ -211,6 +224,7 @@ class Worker:
                             block_ms=10 if s.burst else s.block_ms,
                             start=self._sweeps,
                             acks=acks,
+                            shards=shards,
                         )
                     if self._acks:  # done (again, if a lost reply hid the first time: no harm)
                         del self._acks[: len(acks)]

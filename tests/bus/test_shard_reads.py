@@ -1,0 +1,81 @@
+"""Blocking reads of the ready shards (bus.shard_reads): what they bring beyond the caller's
+free slots, or hold when they stop, goes back to the shards for any worker, never lost or
+left pending on a consumer that will not serve it. (On one Redis here, on the cluster in the
+cluster pass: the reads are the same commands.)"""
+
+from __future__ import annotations
+
+import anyio
+import redis.asyncio as aioredis
+
+from bus import keys, streams
+from bus.shard_reads import shard_reads
+
+
+async def _groups(redis: aioredis.Redis) -> list[str]:
+    shards = keys.ready_shards()
+    for shard in shards:
+        await streams.ensure_group(redis, shard)
+    return shards
+
+
+async def _pending(redis: aioredis.Redis, consumer: str) -> set[str]:
+    found = set()
+    for shard in keys.ready_shards():
+        for p in await redis.xpending_range(shard, streams.GROUP, "-", "+", 100, consumer):
+            found.add(p["message_id"].decode())
+    return found
+
+
+def _agents_on_two_shards() -> tuple[str, str]:
+    first = "agent-0"
+    second = next(
+        f"agent-{i}" for i in range(1, 100) if keys.ready(f"agent-{i}") != keys.ready(first)
+    )
+    return first, second
+
+
+async def test_entries_beyond_the_free_slots_go_back_to_their_shard(
+    redis_client: aioredis.Redis,
+) -> None:
+    shards = await _groups(redis_client)
+    a, b = _agents_on_two_shards()
+    async with shard_reads(redis_client, shards, "w", block_ms=50) as reads:
+        assert await reads.read(1) == []  # every shard empty: each now has a blocked read
+        # Two signals for one free slot, on two shards whose reads are both waiting.
+        added = {await redis_client.xadd(keys.ready(x), {"a": x}) for x in (a, b)}
+        first: list[tuple[str, streams.Entry]] = []
+        with anyio.fail_after(5):
+            while not first:
+                first = await reads.read(1)
+        assert len(first) == 1
+        [(_s, (first_id, _f))] = first
+        with anyio.fail_after(5):  # the other one was read too, and goes back
+            while await _pending(redis_client, "w") != {first_id}:  # noqa: ASYNC110 (no event)
+                await anyio.sleep(0.005)
+        with anyio.fail_after(5):
+            second: list[tuple[str, streams.Entry]] = []
+            while not second:
+                second = await reads.read(1)
+    got = first + second
+    assert sorted(f[b"a"].decode() for _s, (_i, f) in got) == sorted([a, b])
+    # The one that came with no slot for it went back as a new entry (the old one removed);
+    # only what was handed over is pending on the reader.
+    ids = {entry_id for _s, (entry_id, _f) in got}
+    assert len(ids & {i.decode() for i in added}) == 1
+    assert await _pending(redis_client, "w") == ids
+    assert sum([await redis_client.xlen(s) for s in shards]) == 2
+
+
+async def test_what_the_reads_hold_when_they_stop_goes_back(redis_client: aioredis.Redis) -> None:
+    shards = await _groups(redis_client)
+    a, _b = _agents_on_two_shards()
+    async with shard_reads(redis_client, shards, "w", block_ms=50) as reads:
+        assert await reads.read(2) == []
+        await redis_client.xadd(keys.ready(a), {"a": a})
+        with anyio.fail_after(5):  # taken in by a blocked read, not handed over yet
+            while not await _pending(redis_client, "w"):  # noqa: ASYNC110 (no event)
+                await anyio.sleep(0.005)
+    assert await _pending(redis_client, "w") == set()
+    [(_id, fields)] = await redis_client.xrange(keys.ready(a))
+    assert fields == {b"a": a.encode()}  # still there, for any worker
