@@ -172,6 +172,8 @@ async def read_ready(
     with the one stream that got an entry). A cluster cannot read streams of several slots in
     one command: one read per shard, then a block of at most :data:`CLUSTER_BLOCK_MS` on one
     shard (the next call sweeps all again), so an entry waits that long at most when idle.
+    That polls: a long-running worker on a cluster blocks on every shard at once with
+    :mod:`bus.shard_reads` instead (a burst worker, soon gone when idle, reads here).
     """
     order = [*streams[start % len(streams) :], *streams[: start % len(streams)]]
     taken: list[tuple[str, Entry]] = []
