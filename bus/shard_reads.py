@@ -165,10 +165,11 @@ class ShardReads:
                     raw = await self._redis.xreadgroup(
                         GROUP, self._consumer, {stream: ">"}, count=count, block=self._block_ms
                     )
-                self._blocked.discard(stream)
                 if late.cancelled_caught:  # its connection is gone: what did it take?
                     await self._give_back_cut(stream)
+                    self._blocked.discard(stream)
                     return
+                self._blocked.discard(stream)
                 found = [entry for _s, items in read_reply(raw) for entry in items]
                 self._note(stream, found)
                 room = max(0, self._want - len(self._got))
@@ -180,7 +181,8 @@ class ShardReads:
                     return  # the caller is full: the next read sweeps this shard
                 count = max(1, self._want // len(self._streams))
         except RedisError as exc:  # the caller's next read raises it (an outage, NOGROUP...)
-            self._blocked.discard(stream)
+            # (The shard stays among the blocked: a read whose reply was lost may have taken
+            # entries, looked for when the reads stop.)
             self._errors.append(exc)
             self._arrived.set()
         finally:

@@ -15,12 +15,13 @@ import random
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 import redis
+import redis.asyncio as aioredis
 
 from bus import find_redis_server
 
@@ -30,6 +31,7 @@ __all__ = (
     "cluster_ports",
     "cluster_requested",
     "redis_cluster",
+    "server_clients",
     "start_cluster",
     "sync_client",
     "wait_until",
@@ -52,6 +54,21 @@ def sync_client(url: str) -> redis.Redis:
         cluster = redis.RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}")
         return cast(redis.Redis, cluster)  # the commands tests use behave alike
     return redis.Redis.from_url(url)
+
+
+@contextlib.asynccontextmanager
+async def server_clients(client: aioredis.Redis) -> AsyncIterator[list[aioredis.Redis]]:
+    """A plain asyncio client on each Redis server behind ``client`` (each master of a
+    cluster; ``client`` itself on one Redis), for per-server commands (INFO, CLIENT)."""
+    if not isinstance(client, aioredis.RedisCluster):
+        yield [client]
+        return
+    nodes = [aioredis.Redis(host=n.host, port=n.port) for n in client.get_nodes()]
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            await node.aclose()
 
 
 def _bindable(port: int) -> bool:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 import redis.asyncio as aioredis
@@ -21,23 +19,7 @@ from bus import is_cluster
 from bus import keys as bus_keys
 from bus.envelopes import InboxMessage
 from bus.lease import Lease
-
-
-@asynccontextmanager
-async def _nodes(client: aioredis.Redis) -> AsyncIterator[list[aioredis.Redis]]:
-    """A plain client on each Redis server behind ``client`` (each master of a cluster)."""
-    if not is_cluster(client):
-        yield [client]
-        return
-    nodes = [
-        aioredis.Redis(host=n.host, port=n.port)
-        for n in client.get_nodes()  # type: ignore[attr-defined]  # a RedisCluster's
-    ]
-    try:
-        yield nodes
-    finally:
-        for node in nodes:
-            await node.aclose()
+from tests._cluster import server_clients
 
 
 async def _sum(nodes: list[aioredis.Redis], section: str, field: str) -> int:
@@ -71,7 +53,7 @@ async def test_an_idle_worker_blocks_on_every_shard_and_starts_a_message_at_once
     worker._process = timed  # type: ignore[assignment]
     # Every shard watched: 16 blocked reads on a cluster, one on one Redis.
     watching = len(bus_keys.ready_shards()) if is_cluster(redis) else 1
-    async with _nodes(redis) as nodes, anyio.create_task_group() as tg:
+    async with server_clients(redis) as nodes, anyio.create_task_group() as tg:
 
         async def idle() -> None:
             with anyio.fail_after(5):

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import anyio
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from bus import keys, streams
+from bus.connection import is_transient
 from bus.shard_reads import shard_reads
+from tests._cluster import server_clients
 
 
 async def _groups(redis: aioredis.Redis) -> list[str]:
@@ -79,3 +82,29 @@ async def test_what_the_reads_hold_when_they_stop_goes_back(redis_client: aiored
     assert await _pending(redis_client, "w") == set()
     [(_id, fields)] = await redis_client.xrange(keys.ready(a))
     assert fields == {b"a": a.encode()}  # still there, for any worker
+
+
+async def test_reads_cut_by_a_server_are_an_outage_ridden_out(redis_client: aioredis.Redis) -> None:
+    shards = await _groups(redis_client)
+    a, _b = _agents_on_two_shards()
+    async with (
+        server_clients(redis_client) as servers,
+        shard_reads(redis_client, shards, "w", block_ms=100) as reads,
+    ):
+        assert await reads.read(1) == []  # each shard has a blocked read
+        for server in servers:  # connections reset under the blocked reads
+            for client in await server.client_list():
+                if "b" in client["flags"]:
+                    await server.client_kill_filter(_id=client["id"])
+        [added] = [await redis_client.xadd(keys.ready(a), {"a": a})]
+        got: list[tuple[str, streams.Entry]] = []
+        errors: list[RedisError] = []
+        with anyio.fail_after(5):
+            while not got:
+                try:
+                    got = await reads.read(1)
+                except RedisError as exc:  # as the worker does: an outage, read again
+                    errors.append(exc)
+    assert all(is_transient(e) for e in errors), errors
+    assert [(s, i) for s, (i, _f) in got] == [(keys.ready(a), added.decode())]
+    assert await _pending(redis_client, "w") == {added.decode()}
