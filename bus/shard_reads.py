@@ -29,11 +29,12 @@ import anyio
 import redis.asyncio as aioredis
 import structlog
 from anyio.abc import TaskGroup
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from bus._replies import Entry, read_reply
 from bus.scripts import LuaScript
-from bus.streams import GROUP, give_back, read_group
+from bus.streams import GROUP, give_back
 
 __all__ = ("ShardReads", "shard_reads")
 
@@ -58,6 +59,11 @@ for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], '+', 100, A
 end
 return back
 """)
+
+
+def _entries(raw: object) -> list[Entry]:
+    """The entries of an XREADGROUP reply on one stream."""
+    return [entry for _stream, items in read_reply(raw) for entry in items]
 
 
 class ShardReads:
@@ -104,9 +110,7 @@ class ShardReads:
                     break
                 if stream not in self._reading:
                     self._blocked.add(stream)  # (cut, it is looked at as a blocked read is)
-                    found = await read_group(
-                        self._redis, stream, self._consumer, count=self._want, block_ms=None
-                    )
+                    found = _entries(await self._read_group(stream, self._want, None))
                     self._blocked.discard(stream)
                     self._note(stream, found)
                     taken += [(stream, entry) for entry in found]
@@ -133,6 +137,21 @@ class ShardReads:
                 raise error
         await self._trim()  # reads that answered during a sweep, for slots it then filled
         return taken
+
+    async def _read_group(self, stream: str, count: int, block_ms: int | None) -> object:
+        """XREADGROUP of new entries of one shard, sent to its node: redis-py's routing would
+        first ask a node for the command's keys (COMMAND GETKEYS, twice: XREADGROUP's keys
+        move), two round trips more a read. A moved slot still redirects the read."""
+        if not isinstance(self._redis, RedisCluster):
+            return await self._redis.xreadgroup(
+                GROUP, self._consumer, {stream: ">"}, count=count, block=block_ms
+            )
+        block = () if block_ms is None else ("BLOCK", block_ms)
+        return await self._redis.execute_command(
+            *("XREADGROUP", "GROUP", GROUP, self._consumer, "COUNT", count, *block),
+            *("STREAMS", stream, ">"),
+            target_nodes=self._redis.get_node_from_key(stream),
+        )
 
     def stop(self) -> None:
         """The caller stops: a :meth:`read` waiting now, or later, returns what it has."""
@@ -162,15 +181,13 @@ class ShardReads:
             while True:
                 self._blocked.add(stream)
                 with anyio.move_on_after(self._block_ms / 1000 + _LATE_S) as late:
-                    raw = await self._redis.xreadgroup(
-                        GROUP, self._consumer, {stream: ">"}, count=count, block=self._block_ms
-                    )
+                    raw = await self._read_group(stream, count, self._block_ms)
                 if late.cancelled_caught:  # its connection is gone: what did it take?
                     await self._give_back_cut(stream)
                     self._blocked.discard(stream)
                     return
                 self._blocked.discard(stream)
-                found = [entry for _s, items in read_reply(raw) for entry in items]
+                found = _entries(raw)
                 self._note(stream, found)
                 room = max(0, self._want - len(self._got))
                 self._got += [(stream, entry) for entry in found[:room]]
