@@ -108,3 +108,24 @@ async def test_reads_cut_by_a_server_are_an_outage_ridden_out(redis_client: aior
     assert all(is_transient(e) for e in errors), errors
     assert [(s, i) for s, (i, _f) in got] == [(keys.ready(a), added.decode())]
     assert await _pending(redis_client, "w") == {added.decode()}
+
+
+async def test_a_cut_reads_entries_go_back_and_no_others(redis_client: aioredis.Redis) -> None:
+    """What a read cut with its connection took (delivered once, past what this consumer read
+    there) goes back; entries this consumer holds for slots, or reclaimed, stay pending."""
+    shards = await _groups(redis_client)
+    a, _b = _agents_on_two_shards()
+    shard = keys.ready(a)
+    async with shard_reads(redis_client, shards, "w", block_ms=50) as reads:
+        await redis_client.xadd(shard, {"a": "served"})
+        [(_s, (served, _f))] = await reads.read(1)  # handed to a slot: stays pending
+        await redis_client.xadd(shard, {"a": "reclaimed"})
+        [(reclaimed, _f)] = await streams.read_group(
+            redis_client, shard, "dead", count=1, block_ms=None
+        )
+        await redis_client.xclaim(shard, streams.GROUP, "w", 0, [reclaimed])
+        await redis_client.xadd(shard, {"a": "cut"})
+        [(cut, _f)] = await streams.read_group(redis_client, shard, "w", count=1, block_ms=None)
+        await reads._give_back_cut(shard)  # as after a read cut while the server answered it
+        assert await _pending(redis_client, "w") == {served, reclaimed}
+        assert [f for _i, f in await redis_client.xrange(shard, f"({cut}")] == [{b"a": b"cut"}]
