@@ -64,7 +64,8 @@ async def test_an_idle_worker_blocks_on_every_shard_and_starts_a_message_at_once
         tg.start_soon(worker.run)
         await idle()
         # Commands that an idle worker sends over one second, in which each shard's read ends
-        # and is sent again once or twice: a sweep of every shard each 50 ms made ~500/s.
+        # and is sent again once or twice (~26/s measured; a sweep of every shard each 50 ms
+        # made ~500/s).
         before, began = await _sum(nodes, "stats", "total_commands_processed"), time.monotonic()
         await anyio.sleep(1.0)  # the measuring window itself, not a wait for work
         after, took = await _sum(nodes, "stats", "total_commands_processed"), time.monotonic()
@@ -82,6 +83,7 @@ async def test_an_idle_worker_blocks_on_every_shard_and_starts_a_message_at_once
             async for _ in runs.follow(agent.id, sub.run_id, timeout_s=5):
                 pass
         worker.stop()
-    # From submit to the turn's start: a few ms (sweeping every 50 ms: ~25 ms on average).
-    assert statistics.median(delays) < 0.012, [f"{d * 1000:.1f} ms" for d in delays]
-    assert max(delays) < 0.045, [f"{d * 1000:.1f} ms" for d in delays]
+    # From submit to the turn's start: ~1 ms (a sweep of the shards, then 50 ms blocked on one
+    # of them, took 56-104 ms here).
+    assert statistics.median(delays) < 0.015, [f"{d * 1000:.1f} ms" for d in delays]
+    assert max(delays) < 0.1, [f"{d * 1000:.1f} ms" for d in delays]  # a hiccup, at worst
