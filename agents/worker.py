@@ -35,7 +35,7 @@ from agents._leases import COUNTERS, Held, LeaseKeeper
 from agents._signals import Signal, read_signals, reclaim_signals, release_signal
 from agents._waits import fire_timers, relay_replies
 from agents.loop import Preempted
-from agents.runs import adopt_unsharded_signals, signal_ready
+from agents.runs import adopt_unsharded_signals
 from agents.runtime import Runtime
 from bus import keys as bus_keys
 from bus import streams
@@ -272,10 +272,8 @@ class Worker:
         if self.stopping:
             # Read after SIGTERM (by the reader's last blocking read: its own release's
             # re-signal, say): hand the agent to another worker untaken. A take would count a
-            # delivery (an attempt) of its next entry and run nothing. Signalled again first:
-            # a crash between leaves two signals, never none.
-            await signal_ready(redis, agent_id)
-            await streams.ack_and_delete(redis, ready, signal.entry_id)
+            # delivery (an attempt) of its next entry and run nothing.
+            await streams.give_back(redis, ready, (signal.entry_id, {b"a": agent_id.encode()}))
             return
         taken = await self._take(agent_id)
         if taken is None:  # another worker holds it and drains the inbox, this message included
