@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
@@ -45,10 +46,10 @@ async def test_an_idle_worker_blocks_on_every_shard_and_starts_a_message_at_once
     arrived = anyio.Event()
     process = worker._process
 
-    async def timed(lease: Lease, entry_id: str, raw: bytes, *, record: bytes | None) -> object:
+    async def timed(lease: Lease, entry_id: str, raw: bytes, **kw: Any) -> object:
         started[lease.agent_id] = time.monotonic()
         arrived.set()
-        return await process(lease, entry_id, raw, record=record)
+        return await process(lease, entry_id, raw, **kw)
 
     worker._process = timed  # type: ignore[assignment]
     # Every shard watched: 16 blocked reads on a cluster, one on one Redis.
