@@ -29,7 +29,6 @@ import anyio
 import redis.asyncio as aioredis
 import structlog
 from anyio.abc import TaskGroup
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from bus._replies import Entry, read_reply
@@ -139,18 +138,10 @@ class ShardReads:
         return taken
 
     async def _read_group(self, stream: str, count: int, block_ms: int | None) -> object:
-        """XREADGROUP of new entries of one shard, sent to its node: redis-py's routing would
-        first ask a node for the command's keys (COMMAND GETKEYS, twice: XREADGROUP's keys
-        move), two round trips more a read. A moved slot still redirects the read."""
-        if not isinstance(self._redis, RedisCluster):
-            return await self._redis.xreadgroup(
-                GROUP, self._consumer, {stream: ">"}, count=count, block=block_ms
-            )
-        block = () if block_ms is None else ("BLOCK", block_ms)
-        return await self._redis.execute_command(
-            *("XREADGROUP", "GROUP", GROUP, self._consumer, "COUNT", count, *block),
-            *("STREAMS", stream, ">"),
-            target_nodes=self._redis.get_node_from_key(stream),
+        """XREADGROUP of new entries of one shard (routed by its key: see
+        :class:`bus.connection._Cluster`, which reads it from the command)."""
+        return await self._redis.xreadgroup(
+            GROUP, self._consumer, {stream: ">"}, count=count, block=block_ms
         )
 
     def stop(self) -> None:
