@@ -266,7 +266,7 @@ async def _delete_runs_and_queues(rt: Runtime, agent_id: str) -> None:
             pipe.execute_command("UNLINK", *doomed)
             for index in indexes:
                 pipe.execute_command("UNLINK", index)
-            pipe.zrem(keys.runs_by_created(), *[f"{r} {agent_id}" for r in run_ids])
+            pipe.zrem(bus_keys.runs_by_time(agent_id), *[f"{r} {agent_id}" for r in run_ids])
             pipe.zrem(runs_key, *run_ids)
             await pipe.execute()
     sources = _texts(await redis.smembers(keys.agent_sources(agent_id)))

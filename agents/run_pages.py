@@ -1,29 +1,35 @@
 """Pages of every agent's runs in creation order, read through one index: the time to list
 the newest runs does not grow with the number of agents.
 
-The index is the sorted set ``runs_by_created`` (``"<run id> <agent id>"`` scored by the run's
-``created_at``, so ties order by run id), written by the run's submission
-(:meth:`agents.runs.RunStore.submit`: in its script on one Redis, just before it on a Redis
-Cluster) and trimmed there to the runs' retention. A page walks a rank range of it in batches
-and reads only the records of what it walks: entries whose record is gone (expired, or never
+The index is sharded as the ready signals are (:func:`bus.keys.runs_by_time`: one sorted set
+per shard of ``"<run id> <agent id>"`` scored by the run's ``created_at``, an agent's runs in
+the shard of its hash), so that on a Redis Cluster no slot takes every submission's write. It
+is written by the run's submission (:meth:`agents.runs.RunStore.submit`: in its script on one
+Redis, just before it on a Redis Cluster) and that shard is trimmed there to the runs'
+retention. A page merges the shards in (``created_at``, member) order, the order one sorted set
+of them all would have (ties order by run id): each shard is walked over its rank range in
+batches, and a run is taken only once every shard that still has runs shows what comes next.
+Only the records of what is taken are read: entries whose record is gone (expired, or never
 stored because a process died between the index and the record) are skipped. Filters on the
-run's status (``keep``) read the records walked until the page is full, so a filter that
-matches few runs walks further; no write is added to the worker's commit for them.
+run's status (``keep``) read the records taken until the page is full, so a filter that matches
+few runs walks further; no write is added to the worker's commit for them.
 
 Runs stored before the index existed are copied into it once (:func:`backfill`, from each
 agent's own run list, which has the same scores), the first time runs are listed. During a
 rolling upgrade, runs that processes of the older version submit after that copy are not in
-the index (they are still listed by agent); deleting ``mg:runs-by-created-filled`` once no
-such process is left makes the next listing copy again.
+the index (they are still listed by agent); deleting ``mg:runs-by-time-filled`` once no such
+process is left makes the next listing copy again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import redis.asyncio as aioredis
 
+from bus import keys as bus_keys
 from storage import keys
 from storage._util import mget, text, texts
 from storage.agents import UnknownCursor
@@ -33,12 +39,14 @@ __all__ = ("backfill", "page")
 
 _BATCH = 500
 
+_Entry = tuple[float, bytes]  # (created_at, "<run id> <agent id>"): the index's order
+
 
 async def backfill(redis: aioredis.Redis) -> None:
     """Copy into the index the runs listed by each agent's run list (once; afterwards this is
     one ``EXISTS``). Idempotent: two processes doing it at once add the same entries, and one
     that dies before the end leaves the mark unset, so the next listing does it again."""
-    if await redis.exists(keys.runs_by_created_filled()):
+    if await redis.exists(bus_keys.runs_by_time_filled()):
         return
     agent_ids = texts(await redis.smembers(keys.agents_all()))
     for start in range(0, len(agent_ids), _BATCH):
@@ -47,14 +55,16 @@ async def backfill(redis: aioredis.Redis) -> None:
             for agent_id in batch:
                 pipe.zrange(keys.agent_runs(agent_id), 0, -1, withscores=True)
             lists = await pipe.execute()
-        scores = {
-            f"{text(run_id)} {agent_id}": float(score)
-            for agent_id, runs in zip(batch, lists, strict=True)
-            for run_id, score in runs
-        }
-        if scores:
-            await redis.zadd(keys.runs_by_created(), scores)
-    await redis.set(keys.runs_by_created_filled(), "1")
+        shards: dict[str, dict[str, float]] = {}
+        for agent_id, runs in zip(batch, lists, strict=True):
+            scores = shards.setdefault(bus_keys.runs_by_time(agent_id), {})
+            scores.update({f"{text(run_id)} {agent_id}": float(score) for run_id, score in runs})
+        async with redis.pipeline(transaction=False) as pipe:
+            for shard, scores in shards.items():
+                if scores:
+                    pipe.zadd(shard, scores)
+            await pipe.execute()
+    await redis.set(bus_keys.runs_by_time_filled(), "1")
 
 
 async def page(
@@ -73,30 +83,21 @@ async def page(
     Raises:
         UnknownCursor: a cursor that names no run of the index.
     """
-    index = keys.runs_by_created()
-    start, end = 0, int(await redis.zcard(index))
-    for field, cursor in (("after", after), ("before", before)):
-        if cursor is None:
-            continue
-        at = await _rank(redis, cursor, descending)
-        if at is None:
-            raise UnknownCursor(field, cursor, "run")
-        start, end = (at + 1, end) if field == "after" else (start, at)
+    shards = bus_keys.runs_by_time_shards()
+    ranges = await _ranges(redis, shards, after=after, before=before, descending=descending)
     backward = before is not None and after is None
-    fetch = redis.zrevrange if descending else redis.zrange
+    up = descending == backward  # whether the walk goes from older runs to newer ones
     batch = _BATCH if limit is None else min(max(2 * limit, 50), _BATCH)
+    read: list[deque[_Entry]] = [deque() for _ in shards]  # fetched, not yet taken
     found: list[Run] = []
     seen: set[str] = set()  # a run added meanwhile shifts the ranks: never list one twice
-    while start < end and (limit is None or len(found) < limit):
-        low, high = (max(start, end - batch), end) if backward else (start, min(end, start + batch))
-        members = texts(cast("list[bytes]", await fetch(index, low, high - 1)))
-        if backward:
-            members.reverse()
-            end = low
-        else:
-            start = high
+    while limit is None or len(found) < limit:
+        await _fetch(redis, shards, ranges, read, batch, up)
+        members = texts(_take(read, [low < high for low, high in ranges], batch, up))
+        if not members:
+            break
         pairs = [m.split(" ", 1) for m in members]
-        for raw in await mget(redis, [keys.run(a, r) for r, a in pairs]) if pairs else []:
+        for raw in await mget(redis, [keys.run(a, r) for r, a in pairs]):
             if raw is not None and (run := decode(Run, raw)).id not in seen and keep(run):
                 seen.add(run.id)
                 found.append(run)
@@ -104,11 +105,89 @@ async def page(
     return found[::-1] if backward else found
 
 
-async def _rank(redis: aioredis.Redis, run_id: str, descending: bool) -> int | None:
-    """The run's position in the index (in the order asked), None when it is not there."""
+async def _ranges(
+    redis: aioredis.Redis,
+    shards: Sequence[str],
+    *,
+    after: str | None,
+    before: str | None,
+    descending: bool,
+) -> list[tuple[int, int]]:
+    """Each shard's ranks (oldest first, ``[low, high)``) strictly between the cursors."""
+    cursors = [(f, c) for f, c in (("after", after), ("before", before)) if c is not None]
+    at: list[_Entry] = []
+    for field, cursor in cursors:
+        entry = await _entry(redis, cursor)
+        if entry is None:
+            raise UnknownCursor(field, cursor, "run")
+        at.append(entry)
+    async with redis.pipeline(transaction=False) as pipe:  # a slot per shard on a cluster
+        for shard in shards:
+            pipe.zcard(shard)
+            for score, _ in at:
+                pipe.zcount(shard, "-inf", f"({score!r}")
+                pipe.zrangebyscore(shard, score, score)  # ties, ordered by member
+        replies = await pipe.execute()
+    per_shard = 1 + 2 * len(at)
+    ranges = []
+    for n in range(len(shards)):
+        card, *counts = replies[n * per_shard : (n + 1) * per_shard]
+        low, high = 0, int(card)
+        for (field, _), (_, member), older, ties in zip(
+            cursors, at, counts[::2], counts[1::2], strict=True
+        ):
+            below = int(older) + sum(m < member for m in ties)  # runs before the cursor's
+            above = below + (member in ties)  # ... and the cursor itself, in its own shard
+            if (field == "after") != descending:
+                low = max(low, above)
+            else:
+                high = min(high, below)
+        ranges.append((low, high))
+    return ranges
+
+
+async def _entry(redis: aioredis.Redis, run_id: str) -> _Entry | None:
+    """The run's entry in its shard of the index, None when it is not there."""
     agent_id = await redis.get(keys.run_index(run_id))
     if agent_id is None:
         return None
     member = f"{run_id} {text(agent_id)}"
-    at = await (redis.zrevrank if descending else redis.zrank)(keys.runs_by_created(), member)
-    return None if at is None else int(cast("int", at))
+    score = await redis.zscore(bus_keys.runs_by_time(text(agent_id)), member)
+    return None if score is None else (float(score), member.encode())
+
+
+async def _fetch(
+    redis: aioredis.Redis,
+    shards: Sequence[str],
+    ranges: list[tuple[int, int]],
+    read: list[deque[_Entry]],
+    batch: int,
+    up: bool,
+) -> None:
+    """Read the next batch of every shard whose fetched entries were all taken."""
+    empty = [n for n, (low, high) in enumerate(ranges) if not read[n] and low < high]
+    if not empty:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for n in empty:
+            low, high = ranges[n]
+            start, end = (low, min(high, low + batch)) if up else (max(low, high - batch), high)
+            pipe.zrange(shards[n], start, end - 1, withscores=True)
+            ranges[n] = (end, high) if up else (low, start)
+        replies = await pipe.execute()
+    for n, entries in zip(empty, replies, strict=True):
+        pairs = cast("list[tuple[bytes, float]]", entries)
+        read[n].extend((score, member) for member, score in (pairs if up else pairs[::-1]))
+
+
+def _take(read: list[deque[_Entry]], more: list[bool], batch: int, up: bool) -> list[bytes]:
+    """Up to ``batch`` members in the walk's order, merged from the shards' fetched entries;
+    stops early when a shard with more to fetch has none fetched left (its next is unknown)."""
+    taken: list[bytes] = []
+    pick = min if up else max
+    while len(taken) < batch and (heads := [n for n, entries in enumerate(read) if entries]):
+        n = pick(heads, key=lambda n: read[n][0])
+        taken.append(read[n].popleft()[1])
+        if not read[n] and more[n]:
+            break
+    return taken

@@ -2,26 +2,26 @@
 
 A submission is one Lua script, all or nothing: the run record, the client's ``otid`` (so a
 retry gets the original run back, never a second one), the run id index, the agent's run list,
-the index of every agent's runs by creation time (trimmed to the runs' retention as it grows),
-the inbox entry, the "ready" signal that tells the workers and, for a run that another agent's
-message started, its entry in the root run's index of the runs it caused. An error leaves
-nothing behind (a 5xx means nothing was stored), and a retry with the same ``otid`` finds its
-run complete.
+the agent's shard of the index of every agent's runs by creation time (trimmed to the runs'
+retention as it grows), the inbox entry, the "ready" signal that tells the workers and, for a
+run that another agent's message started, its entry in the root run's index of the runs it
+caused. An error leaves nothing behind (a 5xx means nothing was stored), and a retry with the
+same ``otid`` finds its run complete.
 
-The script names every key it touches. On Redis Cluster the run id index, the index by creation
-time, the agent's ready shard and the root run's caused-runs index have slots of their own, and
-no script may span slots, so a submission there is single-slot steps: the two indexes first, so
-that no stored run is missing from them (an entry whose run was never stored finds no record:
-it expires, or readers skip it until it is trimmed with the old runs), the script on the
-agent's slot, the caused-runs entry (a crash before it only hides the run from its root's run
-view; an entry whose run was withdrawn finds no record and is skipped by
-:meth:`RunStore.caused`), then the ready signal. If the caused entry or the signal cannot be
-written, the submission is withdrawn (:data:`_WITHDRAW`: the run, its otid, its inbox entry and
-its index entries go, unless a worker already took the entry, which an earlier signal of the
-agent can make happen) and the error raised: a 5xx still means nothing was stored, or, in that
-last case, the run is under way and a retry with its ``otid`` gets it
-back. A retry whose ``otid`` finds its run signals it again, which also covers a process that
-died before its signal.
+The script names every key it touches. On Redis Cluster the run id index, the agent's shard of
+the index by creation time (in the slot of its ready shard), the ready shard and the root
+run's caused-runs index have slots other than the agent's, and no script may span slots, so a
+submission there is single-slot steps: the two indexes first, so that no stored run is missing
+from them (an entry whose run was never stored finds no record: it expires, or readers skip it
+until it is trimmed with the old runs), the script on the agent's slot, the caused-runs entry
+(a crash before it only hides the run from its root's run view; an entry whose run was
+withdrawn finds no record and is skipped by :meth:`RunStore.caused`), then the ready signal.
+If the caused entry or the signal cannot be written, the submission is withdrawn
+(:data:`_WITHDRAW`: the run, its otid, its inbox entry and its index entries go, unless a
+worker already took the entry, which an earlier signal of the agent can make happen) and the
+error raised: a 5xx still means nothing was stored, or, in that last case, the run is under
+way and a retry with its ``otid`` gets it back. A retry whose ``otid`` finds its run signals it
+again, which also covers a process that died before its signal.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ MAX_CAUSED_RUNS = 1000
 
 # KEYS: otid key (or run key when no otid), run key, inbox, agent runs zset, then on one Redis
 # (not a cluster) the run index, the agent's ready shard, the root run's caused-runs zset
-# (or the run key when no root) and the index of runs by creation time.
+# (or the run key when no root) and the agent's shard of the index of runs by creation time.
 # ARGV: has otid, run id, run json, envelope, otid ttl, created_at, group, agent id, index ttl,
 # has root (and one Redis), most runs one root keeps, oldest creation time kept.
 # Returns {run id, 1 when created, the inbox entry id} or {existing run id, 0}.
@@ -217,17 +217,18 @@ class RunStore:
             keys.agent_runs(agent_id),
         ]
         listed = f"{run.id} {agent_id}"  # its entry in the index by creation time
+        index = bus_keys.runs_by_time(agent_id)  # the agent's shard of it
         oldest_kept = run.created_at - self._run_ttl_s
         if self._cluster:  # the indexes first: see the module's docstring
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(keys.run_index(run.id), agent_id, ex=RUN_INDEX_TTL_S)
-                pipe.zadd(keys.runs_by_created(), {listed: run.created_at})
-                pipe.zremrangebyscore(keys.runs_by_created(), "-inf", f"({oldest_kept!r}")
+                pipe.zadd(index, {listed: run.created_at})
+                pipe.zremrangebyscore(index, "-inf", f"({oldest_kept!r}")
                 await pipe.execute()
         else:
             caused = keys.run_caused(root_run_id) if root_run_id else keys.run(agent_id, run.id)
             own += [keys.run_index(run.id), bus_keys.ready(agent_id), caused]
-            own.append(keys.runs_by_created())
+            own.append(index)
         result = await self._submit(
             keys=own,
             args=[
@@ -278,7 +279,7 @@ class RunStore:
         """Remove a run that was not stored from the indexes written before it (Cluster)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(keys.run_index(run_id))
-            pipe.zrem(keys.runs_by_created(), f"{run_id} {agent_id}")
+            pipe.zrem(bus_keys.runs_by_time(agent_id), f"{run_id} {agent_id}")
             await pipe.execute()
 
     async def get(self, agent_id: str, run_id: str) -> Run:

@@ -1,4 +1,5 @@
-"""Every Redis key of the transport: inboxes, leases, run events, dead letters, health.
+"""Every Redis key of the transport: inboxes, leases, run events, dead letters, health, and
+the index of every agent's runs by creation time (sharded as the ready signals are).
 
 Records (agents, blocks, messages...) live in :mod:`storage.keys`; both use the ``mg:`` prefix
 and the ``{<agent_id>}`` hash tag for everything one agent owns.
@@ -6,8 +7,11 @@ and the ``{<agent_id>}`` hash tag for everything one agent owns.
 Redis Cluster: every script touches the keys of one hash slot. An agent's keys share its slot;
 the ready signals are spread over :data:`READY_SHARDS` streams, each with a hash tag of its own
 (``mg:ready:{r<n>}``), an agent's signals always in the same one (:func:`ready`), so that no
-slot carries every agent's signals. The other shared keys (timers, the wait-for graph, dead
-letters, registries) are each one key, written by single-key commands and scripts only.
+slot carries every agent's signals. The index of runs by creation time is sharded the same way
+(:func:`runs_by_time`: an agent's runs in ``mg:runs-by-time:{r<n>}``, the slot of its ready
+stream), so that no slot carries every submission's write either. The other shared keys
+(timers, the wait-for graph, dead letters, registries) are each one key, written by single-key
+commands and scripts only.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ __all__ = (
     "run_callback",
     "run_cancel",
     "run_events",
+    "runs_by_time",
+    "runs_by_time_filled",
+    "runs_by_time_shards",
     "step_journal",
     "timers",
     "wait_replies",
@@ -71,7 +78,7 @@ def otid(agent_id: str, otid: str) -> str:
 def ready(agent_id: str) -> str:
     """The stream of "agent X has work" signals that carries ``agent_id``'s (one of
     :func:`ready_shards`, chosen by a CRC32 of the id), read by every worker in one group."""
-    return _READY[zlib.crc32(agent_id.encode()) % READY_SHARDS]
+    return _READY[_shard(agent_id)]
 
 
 def ready_shards() -> tuple[str, ...]:
@@ -79,7 +86,34 @@ def ready_shards() -> tuple[str, ...]:
     return _READY
 
 
+def _shard(agent_id: str) -> int:
+    """The shard of ``agent_id``'s ready signals and runs (one function: every process must
+    agree on it)."""
+    return zlib.crc32(agent_id.encode()) % READY_SHARDS
+
+
 _READY = tuple(f"{PREFIX}:ready:{{r{n}}}" for n in range(READY_SHARDS))
+
+
+def runs_by_time(agent_id: str) -> str:
+    """The shard of the index of every agent's runs by creation time that holds
+    ``agent_id``'s: a sorted set of ``"<run id> <agent id>"`` scored by the run's
+    ``created_at`` (ties order by run id), in the slot of the agent's :func:`ready` stream."""
+    return _RUNS_BY_TIME[_shard(agent_id)]
+
+
+def runs_by_time_shards() -> tuple[str, ...]:
+    """Every shard of the runs index (``GET /v1/runs`` merges them)."""
+    return _RUNS_BY_TIME
+
+
+_RUNS_BY_TIME = tuple(f"{PREFIX}:runs-by-time:{{r{n}}}" for n in range(READY_SHARDS))
+
+
+def runs_by_time_filled() -> str:
+    """Set once every run from before :func:`runs_by_time` existed was copied into it."""
+    return f"{PREFIX}:runs-by-time-filled"
+
 
 UNSHARDED_READY = f"{PREFIX}:ready"
 """The one ready stream of versions before the shards: a worker moves what an upgraded

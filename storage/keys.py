@@ -37,8 +37,6 @@ __all__ = (
     "run",
     "run_caused",
     "run_index",
-    "runs_by_created",
-    "runs_by_created_filled",
     "source",
     "source_agents",
     "source_files",
@@ -100,13 +98,9 @@ archive_agents = _in_slot("agents")
 
 # --- shared ------------------------------------------------------------------------------
 
-#: run id -> agent id, for APIs that address a run by its id alone.
+#: run id -> agent id, for APIs that address a run by its id alone. (The index of every
+#: agent's runs by creation time is sharded like the ready signals: ``bus.keys.runs_by_time``.)
 run_index = _shared_with_id("run-agent")
-#: Sorted set of ``"<run id> <agent id>"`` scored by creation time: every agent's runs, what
-#: ``GET /v1/runs`` pages through without reading each agent (ties order by run id).
-runs_by_created = _shared("runs-by-created")
-#: Set once every run from before :data:`runs_by_created` existed was copied into it.
-runs_by_created_filled = _shared("runs-by-created-filled")
 #: Sorted set of ``"<agent id> <run id>"`` by creation time: the runs that the outside
 #: message of a root run caused (messages between agents), for the run view.
 run_caused = _shared_with_id("run-caused")

@@ -46,10 +46,11 @@ async def test_a_finished_run_expires_and_leaves_the_agents_run_list(
     # A run from long ago whose record has expired already: the list forgets it too.
     await redis_client.zadd(runs_key, {"run-ancient": time.time() - ttl - 60})
     ancient = f"run-ancient {agent['id']}"  # and every agent's runs by creation time
-    await redis_client.zadd(keys.runs_by_created(), {ancient: time.time() - ttl - 60})
+    index = bus_keys.runs_by_time(agent["id"])
+    await redis_client.zadd(index, {ancient: time.time() - ttl - 60})
     await say_to(client, agent["id"], "hello")
     [run_id] = [r.decode() for r in await redis_client.zrange(runs_key, 0, -1)]
-    listed = await redis_client.zrange(keys.runs_by_created(), 0, -1)
+    listed = await redis_client.zrange(index, 0, -1)
     assert [r.decode() for r in listed] == [f"{run_id} {agent['id']}"]
     assert 0 < await redis_client.ttl(keys.run(agent["id"], run_id)) <= ttl
     assert await redis_client.ttl(bus_keys.run_events(agent["id"], run_id)) > 0

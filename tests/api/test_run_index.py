@@ -3,6 +3,7 @@ index of runs by creation time (:mod:`agents.run_pages`), not agent by agent."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import anyio
@@ -11,8 +12,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from agents import run_pages
 from agents.scripted import ChatRequest, Outcome, Policy, echo
+from bus import keys as bus_keys
 from storage import keys
+from storage.agents import UnknownCursor
+from storage.records import Run, encode
 from tests.api.conftest import Hold, make_agent, say_to, sse_frames
 
 
@@ -37,6 +42,12 @@ async def _calls(redis: aioredis.Redis, command: str) -> int:
     return sum(int(s.get(f"cmdstat_{command}", {}).get("calls", 0)) for s in stats)
 
 
+async def _shards_of(redis: aioredis.Redis, member: str) -> list[str]:
+    """The shards of the index that hold ``member``."""
+    shards = bus_keys.runs_by_time_shards()
+    return [s for s in shards if await redis.zscore(s, member) is not None]
+
+
 async def _listed(client: httpx.AsyncClient, path: str = "/v1/runs/", **params: Any) -> list[str]:
     response = await client.get(path, params=params)
     assert response.status_code == 200, response.text
@@ -54,15 +65,21 @@ async def test_every_agents_runs_page_in_creation_order_through_the_index(
     runs = [await run(0), await run(1), await run(2)]
     # As a deployment upgraded from a version without the index finds its runs: the first
     # listing copies them in.
-    await redis_client.delete(keys.runs_by_created(), keys.runs_by_created_filled())
+    await redis_client.delete(*bus_keys.runs_by_time_shards(), bus_keys.runs_by_time_filled())
     runs.append(await run(0))  # oldest first; the last agent has none
     newest = runs[::-1]
     assert await _listed(client) == newest
-    assert await redis_client.exists(keys.runs_by_created_filled())
-    read_before = await _calls(redis_client, "zrevrange")
+    assert await redis_client.exists(bus_keys.runs_by_time_filled())
+    for run_id in runs:  # each in its agent's shard only
+        agent_id = (await redis_client.get(keys.run_index(run_id))).decode()
+        assert await _shards_of(redis_client, f"{run_id} {agent_id}") == [
+            bus_keys.runs_by_time(agent_id)
+        ]
+    read_before = await _calls(redis_client, "zrange")
     assert await _listed(client, limit=50) == newest
-    # One read of the index, not one run list per agent (nor any agent record).
-    assert await _calls(redis_client, "zrevrange") - read_before == 1
+    # One read of each shard that holds runs, not one run list per agent (nor agent record).
+    filled = [s for s in bus_keys.runs_by_time_shards() if await redis_client.exists(s)]
+    assert await _calls(redis_client, "zrange") - read_before == len(filled)
 
     assert await _listed(client, order="asc") == runs
     assert await _listed(client, ascending="true") == runs  # Letta 0.11
@@ -88,7 +105,7 @@ async def test_every_agents_runs_page_in_creation_order_through_the_index(
     # A deleted agent's runs leave the index with it.
     assert (await client.delete(f"/v1/agents/{agents[1]['id']}")).status_code == 200
     assert await _listed(client) == [r for r in newest if r != runs[1]]
-    assert await redis_client.zcard(keys.runs_by_created()) == 3
+    assert sum([await redis_client.zcard(k) for k in bus_keys.runs_by_time_shards()]) == 3
 
 
 async def test_unfinished_runs_are_listed_active_until_they_end(
@@ -119,3 +136,67 @@ async def test_unfinished_runs_are_listed_active_until_they_end(
             assert (await sse_frames(client, f"/v1/runs/{run_id}/stream"))[-1] == "[DONE]"
     assert await _listed(client, "/v1/runs/active") == []
     assert await _listed(client, active="false") == [queued, running, done]
+
+
+def test_the_index_is_sharded_by_the_ready_streams_agent_to_shard_function() -> None:
+    from redis.cluster import key_slot
+
+    shards = bus_keys.runs_by_time_shards()
+    assert len({key_slot(s.encode()) for s in shards}) == len(shards) == bus_keys.READY_SHARDS
+    for agent_id in (f"agent-{i}" for i in range(200)):
+        index = bus_keys.runs_by_time(agent_id)
+        assert key_slot(index.encode()) == key_slot(bus_keys.ready(agent_id).encode())
+    assert {bus_keys.runs_by_time(f"agent-{i}") for i in range(1000)} == set(shards)
+
+
+async def test_pages_merge_the_shards_in_creation_then_run_id_order(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Every page of the shards is the page that the one ordered list of runs gives."""
+    runs: list[tuple[float, str, str]] = []  # (created, run id, agent id)
+    for n in range(240):  # most in one shard (read in several batches)
+        agent_id = "agent-0" if n % 4 else f"agent-{n % 23}"
+        runs.append((1000.0 + n // 4, f"run-{(n * 37) % 240:03d}", agent_id))  # ties: 4 a time
+    gone = runs[100][1]  # its record expired: skipped, still a cursor
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for created, run_id, agent_id in runs:
+            if run_id != gone:
+                status = "failed" if run_id in _FAILED else "completed"
+                run = Run(id=run_id, agent_id=agent_id, created_at=created, status=status)
+                pipe.set(keys.run(agent_id, run_id), encode(run))
+            pipe.set(keys.run_index(run_id), agent_id)
+            pipe.zadd(bus_keys.runs_by_time(agent_id), {f"{run_id} {agent_id}": created})
+        await pipe.execute()
+    oldest_first = [r for _, r, _ in sorted(runs)]
+    for descending in (False, True):
+        order = oldest_first[::-1] if descending else oldest_first
+        cursors = (order[0], order[1], gone, order[117], order[-1])
+        pairs = [(c, None) for c in cursors] + [(None, c) for c in cursors]
+        pairs += [(None, None), (order[3], order[150]), (order[150], order[3])]
+        for limit in (None, 1, 7, 60):
+            for (after, before), failed in itertools.product(pairs, (False, True)):
+                low = order.index(after) + 1 if after else 0
+                high = order.index(before) if before else None
+                within = [r for r in order[low:high] if r != gone and (r in _FAILED or not failed)]
+                nearest = before is not None and after is None  # the limit nearest to it
+                want = within[-limit:] if nearest and limit else within[:limit]
+                got = await run_pages.page(
+                    redis_client,
+                    keep=(lambda r: r.status == "failed") if failed else _all,
+                    after=after,
+                    before=before,
+                    limit=limit,
+                    descending=descending,
+                )
+                assert [r.id for r in got] == want, (descending, after, before, limit, failed)
+    with pytest.raises(UnknownCursor):
+        await run_pages.page(
+            redis_client, keep=_all, after="run-nope", before=None, limit=1, descending=True
+        )
+
+
+_FAILED = {f"run-{n:03d}" for n in range(0, 240, 9)}  # few: pages read several batches
+
+
+def _all(run: Run) -> bool:
+    return True
