@@ -23,9 +23,10 @@ process is left makes the next listing copy again.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -38,6 +39,7 @@ from storage.records import Run, decode
 __all__ = ("backfill", "page")
 
 _BATCH = 500
+_FIRST = 10  # the fewest entries read of a shard at once
 
 _Entry = tuple[float, bytes]  # (created_at, "<run id> <agent id>"): the index's order
 
@@ -89,14 +91,22 @@ async def page(
     up = descending == backward  # whether the walk goes from older runs to newer ones
     batch = _BATCH if limit is None else min(max(2 * limit, 50), _BATCH)
     read: list[deque[_Entry]] = [deque() for _ in shards]  # fetched, not yet taken
+    # What a shard's next read asks for: runs spread evenly over the shards by the agents'
+    # hashes, so a little over its share first; doubled each time it runs short.
+    sizes = [max(_FIRST, 2 * batch // len(shards))] * len(shards)
     found: list[Run] = []
     seen: set[str] = set()  # a run added meanwhile shifts the ranks: never list one twice
     while limit is None or len(found) < limit:
-        await _fetch(redis, shards, ranges, read, batch, up)
-        members = texts(_take(read, [low < high for low, high in ranges], batch, up))
+        members: list[bytes] = []  # the next batch in the walk's order, its records read at once
+        while len(members) < batch:
+            await _fetch(redis, shards, ranges, read, sizes, up)
+            more = [low < high for low, high in ranges]
+            if not (taken := _take(read, more, batch - len(members), up)):
+                break
+            members += taken
         if not members:
             break
-        pairs = [m.split(" ", 1) for m in members]
+        pairs = [m.split(" ", 1) for m in texts(members)]
         for raw in await mget(redis, [keys.run(a, r) for r, a in pairs]):
             if raw is not None and (run := decode(Run, raw)).id not in seen and keep(run):
                 seen.add(run.id)
@@ -161,33 +171,59 @@ async def _fetch(
     shards: Sequence[str],
     ranges: list[tuple[int, int]],
     read: list[deque[_Entry]],
-    batch: int,
+    sizes: list[int],
     up: bool,
 ) -> None:
-    """Read the next batch of every shard whose fetched entries were all taken."""
-    empty = [n for n, (low, high) in enumerate(ranges) if not read[n] and low < high]
-    if not empty:
+    """Read the next entries of the shards (``sizes[n]`` of shard ``n``, then twice as many
+    next time, up to :data:`_BATCH`) when one's fetched entries were all taken: of every shard
+    with fewer than half its last read left, so that they run short together, not in turns."""
+    if all(read[n] or low >= high for n, (low, high) in enumerate(ranges)):
         return
+    empty = [
+        n for n, (low, high) in enumerate(ranges) if low < high and len(read[n]) < sizes[n] // 4
+    ]
     async with redis.pipeline(transaction=False) as pipe:
         for n in empty:
             low, high = ranges[n]
-            start, end = (low, min(high, low + batch)) if up else (max(low, high - batch), high)
+            size = sizes[n]
+            start, end = (low, min(high, low + size)) if up else (max(low, high - size), high)
             pipe.zrange(shards[n], start, end - 1, withscores=True)
             ranges[n] = (end, high) if up else (low, start)
+            sizes[n] = min(2 * size, _BATCH)
         replies = await pipe.execute()
     for n, entries in zip(empty, replies, strict=True):
         pairs = cast("list[tuple[bytes, float]]", entries)
         read[n].extend((score, member) for member, score in (pairs if up else pairs[::-1]))
 
 
-def _take(read: list[deque[_Entry]], more: list[bool], batch: int, up: bool) -> list[bytes]:
-    """Up to ``batch`` members in the walk's order, merged from the shards' fetched entries;
+def _take(read: list[deque[_Entry]], more: list[bool], count: int, up: bool) -> list[bytes]:
+    """Up to ``count`` members in the walk's order, merged from the shards' fetched entries;
     stops early when a shard with more to fetch has none fetched left (its next is unknown)."""
+    order: Callable[[_Entry], Any] = _identity if up else _Newest
+    heads = [(order(entries[0]), n) for n, entries in enumerate(read) if entries]
+    heapq.heapify(heads)
     taken: list[bytes] = []
-    pick = min if up else max
-    while len(taken) < batch and (heads := [n for n, entries in enumerate(read) if entries]):
-        n = pick(heads, key=lambda n: read[n][0])
+    while heads and len(taken) < count:
+        _, n = heapq.heappop(heads)
         taken.append(read[n].popleft()[1])
-        if not read[n] and more[n]:
+        if read[n]:
+            heapq.heappush(heads, (order(read[n][0]), n))
+        elif more[n]:
             break
     return taken
+
+
+def _identity(entry: _Entry) -> _Entry:
+    return entry
+
+
+class _Newest:
+    """An entry in the heap of a walk from newer runs to older ones: the newest first."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: _Entry) -> None:
+        self.entry = entry
+
+    def __lt__(self, other: _Newest) -> bool:
+        return other.entry < self.entry
