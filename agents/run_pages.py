@@ -86,9 +86,14 @@ async def page(
         UnknownCursor: a cursor that names no run of the index.
     """
     shards = bus_keys.runs_by_time_shards()
-    ranges = await _ranges(redis, shards, after=after, before=before, descending=descending)
     backward = before is not None and after is None
     up = descending == backward  # whether the walk goes from older runs to newer ones
+    cursors: list[tuple[str, str, bool]] = []  # (field, run id, whether the walk starts past it)
+    if after is not None:
+        cursors.append(("after", after, True))
+    if before is not None:  # alone, the walk starts there and goes away: the nearest first
+        cursors.append(("before", before, after is None))
+    ranges = await _ranges(redis, shards, up, cursors)
     batch = _BATCH if limit is None else min(max(2 * limit, 50), _BATCH)
     read: list[deque[_Entry]] = [deque() for _ in shards]  # fetched, not yet taken
     # What a shard's next read asks for: runs spread evenly over the shards by the agents'
@@ -100,7 +105,7 @@ async def page(
         members: list[bytes] = []  # the next batch in the walk's order, its records read at once
         while len(members) < batch:
             await _fetch(redis, shards, ranges, read, sizes, up)
-            more = [low < high for low, high in ranges]
+            more = [high is None or low < high for low, high in ranges]
             if not (taken := _take(read, more, batch - len(members), up)):
                 break
             members += taken
@@ -115,44 +120,45 @@ async def page(
     return found[::-1] if backward else found
 
 
+_Range = tuple[int, int | None]  # a shard's ranks still to walk, [low, high); None: its end
+
+
 async def _ranges(
-    redis: aioredis.Redis,
-    shards: Sequence[str],
-    *,
-    after: str | None,
-    before: str | None,
-    descending: bool,
-) -> list[tuple[int, int]]:
-    """Each shard's ranks (oldest first, ``[low, high)``) strictly between the cursors."""
-    cursors = [(f, c) for f, c in (("after", after), ("before", before)) if c is not None]
+    redis: aioredis.Redis, shards: Sequence[str], up: bool, cursors: list[tuple[str, str, bool]]
+) -> list[_Range]:
+    """Each shard's ranks, in the walk's order (oldest first when ``up``), past the cursors
+    ``(field, run id, True)`` and before those ``(field, run id, False)``.
+
+    Raises:
+        UnknownCursor: a cursor that names no run of the index.
+    """
     at: list[_Entry] = []
-    for field, cursor in cursors:
+    for field, cursor, _ in cursors:
         entry = await _entry(redis, cursor)
         if entry is None:
             raise UnknownCursor(field, cursor, "run")
         at.append(entry)
+    ranges: list[_Range] = [(0, None)] * len(shards)
+    if not at:
+        return ranges
     async with redis.pipeline(transaction=False) as pipe:  # a slot per shard on a cluster
         for shard in shards:
-            pipe.zcard(shard)
-            for score, _ in at:
-                pipe.zcount(shard, "-inf", f"({score!r}")
-                pipe.zrangebyscore(shard, score, score)  # ties, ordered by member
+            for score, _ in at:  # the runs ahead of the cursor's instant in the walk, then at it
+                pipe.zcount(shard, *(("-inf", f"({score!r}") if up else (f"({score!r}", "+inf")))
+                pipe.zrangebyscore(shard, score, score)
         replies = await pipe.execute()
-    per_shard = 1 + 2 * len(at)
-    ranges = []
     for n in range(len(shards)):
-        card, *counts = replies[n * per_shard : (n + 1) * per_shard]
-        low, high = 0, int(card)
-        for (field, _), (_, member), older, ties in zip(
+        low, high = 0, None
+        counts = replies[n * 2 * len(at) : (n + 1) * 2 * len(at)]
+        for (_, _, past), (_, member), earlier, ties in zip(
             cursors, at, counts[::2], counts[1::2], strict=True
         ):
-            below = int(older) + sum(m < member for m in ties)  # runs before the cursor's
-            above = below + (member in ties)  # ... and the cursor itself, in its own shard
-            if (field == "after") != descending:
-                low = max(low, above)
+            ahead = int(earlier) + sum((m < member) == up for m in ties if m != member)
+            if past:
+                low = ahead + (member in ties)  # past the cursor itself, in its own shard
             else:
-                high = min(high, below)
-        ranges.append((low, high))
+                high = ahead
+        ranges[n] = (low, high)
     return ranges
 
 
@@ -169,31 +175,32 @@ async def _entry(redis: aioredis.Redis, run_id: str) -> _Entry | None:
 async def _fetch(
     redis: aioredis.Redis,
     shards: Sequence[str],
-    ranges: list[tuple[int, int]],
+    ranges: list[_Range],
     read: list[deque[_Entry]],
     sizes: list[int],
     up: bool,
 ) -> None:
     """Read the next entries of the shards (``sizes[n]`` of shard ``n``, then twice as many
     next time, up to :data:`_BATCH`) when one's fetched entries were all taken: of every shard
-    with fewer than half its last read left, so that they run short together, not in turns."""
-    if all(read[n] or low >= high for n, (low, high) in enumerate(ranges)):
+    with fewer than half its last read left, so that they run short together, not in turns. A
+    shard that gives fewer than asked is read to its end."""
+    left = [high is None or low < high for low, high in ranges]
+    if all(read[n] or not left[n] for n in range(len(shards))):
         return
-    empty = [
-        n for n, (low, high) in enumerate(ranges) if low < high and len(read[n]) < sizes[n] // 4
-    ]
+    asked = {  # shard -> the ranks read, [low, end)
+        n: (low, low + sizes[n] if high is None else min(high, low + sizes[n]))
+        for n, (low, high) in enumerate(ranges)
+        if left[n] and len(read[n]) < sizes[n] // 4
+    }
     async with redis.pipeline(transaction=False) as pipe:
-        for n in empty:
-            low, high = ranges[n]
-            size = sizes[n]
-            start, end = (low, min(high, low + size)) if up else (max(low, high - size), high)
-            pipe.zrange(shards[n], start, end - 1, withscores=True)
-            ranges[n] = (end, high) if up else (low, start)
-            sizes[n] = min(2 * size, _BATCH)
+        for n, (low, end) in asked.items():
+            pipe.zrange(shards[n], low, end - 1, desc=not up, withscores=True)
         replies = await pipe.execute()
-    for n, entries in zip(empty, replies, strict=True):
+    for (n, (low, end)), entries in zip(asked.items(), replies, strict=True):
         pairs = cast("list[tuple[bytes, float]]", entries)
-        read[n].extend((score, member) for member, score in (pairs if up else pairs[::-1]))
+        ranges[n] = (end, end if len(pairs) < end - low else ranges[n][1])  # fewer: its end
+        sizes[n] = min(2 * sizes[n], _BATCH)
+        read[n].extend((score, member) for member, score in pairs)
 
 
 def _take(read: list[deque[_Entry]], more: list[bool], count: int, up: bool) -> list[bytes]:
