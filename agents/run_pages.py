@@ -7,8 +7,10 @@ the shard of its hash), so that on a Redis Cluster no slot takes every submissio
 is written by the run's submission (:meth:`agents.runs.RunStore.submit`: in its script on one
 Redis, just before it on a Redis Cluster) and that shard is trimmed there to the runs'
 retention. A page merges the shards in (``created_at``, member) order, the order one sorted set
-of them all would have (ties order by run id): each shard is walked over its rank range in
-batches, and a run is taken only once every shard that still has runs shows what comes next.
+of them all would have (ties order by run id): each shard is read from the cursor on in the
+page's direction, a little over its share first and more each time it runs short (the reads of
+every shard in one pipeline), and a run is taken only once every shard that still has runs
+shows what comes next; a page without a filter is three round trips, whatever the agents.
 Only the records of what is taken are read: entries whose record is gone (expired, or never
 stored because a process died between the index and the record) are skipped. Filters on the
 run's status (``keep``) read the records taken until the page is full, so a filter that matches
