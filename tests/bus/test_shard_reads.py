@@ -43,19 +43,32 @@ async def test_entries_beyond_the_free_slots_go_back_to_their_shard(
 ) -> None:
     shards = await _groups(redis_client)
     a, b = _agents_on_two_shards()
-    async with shard_reads(redis_client, shards, "w", block_ms=50) as reads:
-        assert await reads.read(1) == []  # every shard empty: each now has a blocked read
-        # Two signals for one free slot, on two shards whose reads are both waiting.
-        added = {await redis_client.xadd(keys.ready(x), {"a": x}) for x in (a, b)}
-        first: list[tuple[str, streams.Entry]] = []
+    first: list[tuple[str, streams.Entry]] = []
+    async with (
+        server_clients(redis_client) as servers,
+        shard_reads(redis_client, shards, "w", block_ms=5000) as reads,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def one_slot() -> None:
+            first.extend(await reads.read(1))
+
+        tg.start_soon(one_slot)  # every shard empty: a blocked read on each, till one answers
+
+        async def blocked() -> int:
+            return sum([(await s.info("clients"))["blocked_clients"] for s in servers])
+
         with anyio.fail_after(5):
-            while not first:
-                first = await reads.read(1)
-        assert len(first) == 1
-        [(_s, (first_id, _f))] = first
-        with anyio.fail_after(5):  # the other one was read too, and goes back
-            while await _pending(redis_client, "w") != {first_id}:  # noqa: ASYNC110 (no event)
+            while await blocked() < len(shards):  # noqa: ASYNC110 (no event)
                 await anyio.sleep(0.005)
+        # Two signals for one free slot, on two shards whose reads both wait: both are read.
+        added = {await redis_client.xadd(keys.ready(x), {"a": x}) for x in (a, b)}
+    assert len(first) == 1
+    [(_s, (first_id, _f))] = first
+    with anyio.fail_after(5):  # the other one goes back, a new entry for any consumer
+        while await _pending(redis_client, "w") != {first_id}:  # noqa: ASYNC110 (no event)
+            await anyio.sleep(0.005)
+    async with shard_reads(redis_client, shards, "w", block_ms=50) as reads:
         with anyio.fail_after(5):
             second: list[tuple[str, streams.Entry]] = []
             while not second:
