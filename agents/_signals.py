@@ -16,7 +16,14 @@ from bus.lease import Lease
 from bus.shard_reads import ShardReads
 from storage.records import Run
 
-__all__ = ("RECLAIM_SCAN", "Signal", "read_signals", "reclaim_signals", "release_signal")
+__all__ = (
+    "RECLAIM_SCAN",
+    "Signal",
+    "give_back_signal",
+    "read_signals",
+    "reclaim_signals",
+    "release_signal",
+)
 
 RECLAIM_SCAN = 2000  # pending signals one reclaim round may look at
 
@@ -54,6 +61,13 @@ async def read_signals(
             acks=acks,
         )
     return [Signal(stream, i, f.get(b"a", b"").decode()) for stream, (i, f) in fresh]
+
+
+async def give_back_signal(redis: aioredis.Redis, signal: Signal) -> None:
+    """Hand a signal this worker will not serve back to its shard, a new entry for any worker
+    (and the one read removed, in one step: never lost or doubled)."""
+    entry = (signal.entry_id, {b"a": signal.agent_id.encode()})
+    await streams.give_back(redis, signal.stream, entry)
 
 
 async def reclaim_signals(

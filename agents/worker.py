@@ -32,7 +32,13 @@ from agents import metrics
 from agents._entry import Processed, process_entry
 from agents._health import beat
 from agents._leases import COUNTERS, Held, LeaseKeeper
-from agents._signals import Signal, read_signals, reclaim_signals, release_signal
+from agents._signals import (
+    Signal,
+    give_back_signal,
+    read_signals,
+    reclaim_signals,
+    release_signal,
+)
 from agents._waits import fire_timers, relay_replies
 from agents.loop import Preempted
 from agents.runs import adopt_unsharded_signals
@@ -273,7 +279,7 @@ class Worker:
             # Read after SIGTERM (by the reader's last blocking read: its own release's
             # re-signal, say): hand the agent to another worker untaken. A take would count a
             # delivery (an attempt) of its next entry and run nothing.
-            await streams.give_back(redis, ready, (signal.entry_id, {b"a": agent_id.encode()}))
+            await give_back_signal(redis, signal)
             return
         taken = await self._take(agent_id)
         if taken is None:  # another worker holds it and drains the inbox, this message included
@@ -359,13 +365,14 @@ class Worker:
         if recover:  # what a dead worker committed but did not hand over
             await streams.move_dead_letters(redis, agent_id)
             await relay_replies(redis, agent_id)
-        entry, record, deliveries = taken.entry, taken.record, taken.deliveries
+        got: Taken | streams.NextOrReleased | None = taken  # the entry to run next, if any
         # Entries left pending (by a dead worker, or by our own failed attempt) come first:
         # they are older (the take claimed one). Others cannot deliver entries to themselves
         # while we hold the lease, so after a clean pass only new entries are read.
         claim = True
         while not self.stopping:
-            if entry is None:
+            entry = None if got is None else got.entry
+            if got is None or entry is None:
                 # No entry for us: release in the same step (a commit racing the release, or
                 # a renewal that finds the lease gone meanwhile, is no expiry of ours).
                 held.releasing = True
@@ -390,18 +397,18 @@ class Worker:
                 if found.entry is None:
                     held.left = found.left
                     return None
-                entry, record, deliveries = found.entry, found.record, found.deliveries
+                got, entry = found, found.entry
             entry_id, fields = entry
             held.releasing = False
             outcome = await self._process(
-                lease, entry_id, fields.get(b"e", b""), record=record, deliveries=deliveries
+                lease, entry_id, fields.get(b"e", b""), record=got.record, deliveries=got.deliveries
             )
             if isinstance(outcome, Run):
                 return outcome
             if outcome == "done":
                 await streams.ack_and_delete(redis, inbox, entry_id)
             claim = outcome == "retry"
-            entry = record = None
+            got = None
             if held.left is not None:  # the run's last commit released the lease
                 if not held.left:
                     return None
@@ -414,9 +421,10 @@ class Worker:
                     return None
                 lease = held.lease = again.lease
                 held.left = None
-                entry, record, deliveries = again.entry, again.record, again.deliveries
-        if entry is not None:  # taken as SIGTERM came: left pending, and its take no attempt
-            await streams.undeliver(redis, inbox, self.id, entry[0], deliveries)
+                got = again
+        if got is not None and got.entry is not None:
+            # Taken as SIGTERM came: left pending, and that take is no attempt.
+            await streams.undeliver(redis, inbox, self.id, got.entry[0], got.deliveries)
         return None
 
     async def _process(
